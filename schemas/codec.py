@@ -1,0 +1,200 @@
+"""Encode and decode trafficmirror events.
+
+Two wire formats:
+
+* Avro single-object encoding (default): `C3 01`, the 8-byte CRC-64-AVRO
+  fingerprint of the writer schema, then the Avro binary body. A consumer can
+  decode any schema version it ships without a registry.
+* Confluent Schema Registry framing, when a registry URL is configured: `00`,
+  the 4-byte big-endian schema id, then the Avro binary body.
+
+Decoding resolves whichever known writer version wrote a record into the newest
+(reader) version, so old recordings stay replayable after the schema evolves.
+Schemas are parsed once per process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import struct
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from trafficmirror.errors import ConfigError, DecodeError
+
+SCHEMA_DIR = Path(__file__).resolve().parent
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+REGISTRY_MAGIC = b"\x00"
+_VERSION_RE = re.compile(r"^(?P<name>[a-z_]+)\.v(?P<version>\d+)\.avsc$")
+
+
+@lru_cache(maxsize=None)
+def available_versions(name: str) -> tuple[int, ...]:
+    """Versions shipped for schema `name`, oldest first."""
+    versions = []
+    for path in SCHEMA_DIR.glob(f"{name}.v*.avsc"):
+        match = _VERSION_RE.match(path.name)
+        if match and match["name"] == name:
+            versions.append(int(match["version"]))
+    if not versions:
+        raise ConfigError(f"no schema named {name!r} in {SCHEMA_DIR}")
+    return tuple(sorted(versions))
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str, version: int | None = None) -> dict[str, Any]:
+    """The parsed schema `name` at `version` (default: newest)."""
+    if version is None:
+        version = available_versions(name)[-1]
+    path = SCHEMA_DIR / f"{name}.v{version}.avsc"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"schema {name} v{version} does not exist") from None
+    parsed: dict[str, Any] = parse_schema(raw, _write_hint=True)
+    return parsed
+
+
+def schema_fingerprint(parsed: Mapping[str, Any]) -> bytes:
+    """The 8-byte CRC-64-AVRO fingerprint as written in single-object encoding."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """An encoded event with the Kafka headers that describe it."""
+
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class Codec:
+    """Encoder/decoder for one schema family (`http_exchange`, ...).
+
+    `extra_writers` lets a caller teach the decoder writer schemas that are not
+    shipped as files (tests use it to simulate records from older versions).
+    With `registry_url`, encoding registers the schema under `subject` and
+    writes Confluent framing; decoding understands both formats either way.
+    """
+
+    def __init__(
+        self,
+        name: str = "http_exchange",
+        *,
+        registry_url: str | None = None,
+        subject: str | None = None,
+        extra_writers: list[dict[str, Any]] | None = None,
+        registry_client: Any = None,
+    ) -> None:
+        self.name = name
+        self.version = available_versions(name)[-1]
+        self.schema = load_schema(name)
+        self.fingerprint = schema_fingerprint(self.schema)
+        self._prefix = SINGLE_OBJECT_MAGIC + self.fingerprint
+        self._writers: dict[bytes, dict[str, Any]] = {}
+        for version in available_versions(name):
+            parsed = load_schema(name, version)
+            self._writers[schema_fingerprint(parsed)] = parsed
+        for raw in extra_writers or []:
+            parsed = parse_schema(raw, _write_hint=True)
+            self._writers[schema_fingerprint(parsed)] = parsed
+        self._registry = registry_client
+        if registry_url and self._registry is None:
+            from confluent_kafka.schema_registry import SchemaRegistryClient
+
+            self._registry = SchemaRegistryClient({"url": registry_url})
+        self._subject = subject
+        self._registry_id: int | None = None
+        self._registry_schemas: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        encoding = "confluent" if self._registry is not None and subject else "single-object"
+        self.content_type = (
+            f"application/avro; schema={self.schema['name']}; v={self.version}; encoding={encoding}"
+        )
+        self._headers = [
+            ("content-type", self.content_type.encode()),
+            ("trafficmirror-schema-fingerprint", self.fingerprint.hex().encode()),
+        ]
+
+    # -- encoding ---------------------------------------------------------------
+
+    def encode(self, record: Mapping[str, Any]) -> Encoded:
+        """Encode one event; raises ValueError/TypeError if it does not fit the schema."""
+        buf = io.BytesIO()
+        if self._registry is not None and self._subject:
+            buf.write(REGISTRY_MAGIC + struct.pack(">I", self._registered_id()))
+        else:
+            buf.write(self._prefix)
+        schemaless_writer(buf, self.schema, record)
+        return Encoded(buf.getvalue(), self._headers)
+
+    def _registered_id(self) -> int:
+        if self._registry_id is None:
+            from confluent_kafka.schema_registry import Schema
+
+            with self._lock:
+                if self._registry_id is None:
+                    canonical = to_parsing_canonical_form(self.schema)
+                    self._registry_id = int(
+                        self._registry.register_schema(self._subject, Schema(canonical, "AVRO"))
+                    )
+        return self._registry_id
+
+    # -- decoding ---------------------------------------------------------------
+
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        """Decode one record written by any known version, resolved to the current one."""
+        if not data:
+            raise DecodeError("empty record")
+        if data[:2] == SINGLE_OBJECT_MAGIC:
+            if len(data) < 10:
+                raise DecodeError("truncated single-object header")
+            fp = bytes(data[2:10])
+            writer = self._writers.get(fp)
+            if writer is None:
+                raise DecodeError(f"unknown schema fingerprint {fp.hex()}")
+            return self._read(data, 10, writer)
+        if data[:1] == REGISTRY_MAGIC and len(data) >= 5:
+            (schema_id,) = struct.unpack(">I", data[1:5])
+            return self._read(data, 5, self._registry_schema(schema_id))
+        raise DecodeError(f"not a trafficmirror event (starts with {bytes(data[:2]).hex()})")
+
+    def _read(self, data: bytes, offset: int, writer: dict[str, Any]) -> dict[str, Any]:
+        stream = io.BytesIO(data)
+        stream.seek(offset)
+        reader = None if writer is self.schema else self.schema
+        try:
+            record: dict[str, Any] = schemaless_reader(stream, writer, reader)
+        except Exception as exc:  # fastavro raises many kinds on corrupt input
+            raise DecodeError(f"corrupt Avro body: {type(exc).__name__}: {exc}") from exc
+        if stream.tell() != len(data):
+            raise DecodeError(f"{len(data) - stream.tell()} trailing bytes after the Avro body")
+        return record
+
+    def _registry_schema(self, schema_id: int) -> dict[str, Any]:
+        cached = self._registry_schemas.get(schema_id)
+        if cached is not None:
+            return cached
+        if self._registry is None:
+            raise DecodeError(
+                f"record uses schema registry id {schema_id} but no --schema-registry-url is set"
+            )
+        try:
+            schema = self._registry.get_schema(schema_id)
+            parsed = parse_schema(json.loads(schema.schema_str), _write_hint=True)
+        except Exception as exc:
+            raise DecodeError(f"cannot fetch schema id {schema_id} from the registry: {exc}") from exc
+        fp = schema_fingerprint(parsed)
+        # Use the identical shipped object when we know it, so resolution is skipped.
+        parsed = self._writers.get(fp, parsed)
+        self._registry_schemas[schema_id] = parsed
+        return parsed

@@ -1,0 +1,530 @@
+"""The `trafficmirror` command line.
+
+Only wiring lives here: options are parsed and validated (bad input is a
+`click.BadParameter`, one line, exit code 2), then the command's module is
+imported (lazily, so `--help` stays fast and never loads mitmproxy) and called.
+Errors the package raises on purpose (`TrafficMirrorError`) become one line on
+stderr; nothing the user can cause prints a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from trafficmirror import __version__
+from trafficmirror.errors import TrafficMirrorError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# -- shared options -----------------------------------------------------------
+
+
+def kafka_options(func: F) -> F:
+    """Options every Kafka-facing command takes."""
+    options = [
+        click.option(
+            "--bootstrap-servers",
+            "-b",
+            envvar=["TRAFFICMIRROR_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"],
+            metavar="HOST:PORT[,…]",
+            help="Kafka bootstrap servers "
+            "(env TRAFFICMIRROR_BOOTSTRAP_SERVERS or KAFKA_BOOTSTRAP_SERVERS).",
+        ),
+        click.option(
+            "--topic",
+            "-t",
+            envvar="TRAFFICMIRROR_TOPIC",
+            required=True,
+            help="Traffic topic holding the recorded exchanges (env TRAFFICMIRROR_TOPIC).",
+        ),
+        click.option(
+            "-X",
+            "kafka_properties",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Any librdkafka property, e.g. -X security.protocol=SASL_SSL; repeatable.",
+        ),
+        click.option(
+            "--kafka-config",
+            envvar="TRAFFICMIRROR_KAFKA_CONFIG",
+            type=click.Path(dir_okay=False),
+            help="Properties file of librdkafka settings (key=value lines); -X wins over it.",
+        ),
+        click.option(
+            "--schema-registry-url",
+            envvar="TRAFFICMIRROR_SCHEMA_REGISTRY_URL",
+            metavar="URL",
+            help="Confluent Schema Registry: write its wire format instead of Avro "
+            "single-object encoding, and resolve its schema ids when reading.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def metrics_options(func: F) -> F:
+    """Options for the /healthz, /readyz and /metrics endpoint."""
+    func = click.option(
+        "--metrics-host",
+        envvar="TRAFFICMIRROR_METRICS_HOST",
+        default="127.0.0.1",
+        show_default=True,
+        help="Address the health/metrics endpoint listens on (0.0.0.0 in a container).",
+    )(func)
+    func = click.option(
+        "--metrics-port",
+        envvar="TRAFFICMIRROR_METRICS_PORT",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help="Serve /healthz, /readyz and /metrics on this port; off when not given.",
+    )(func)
+    return func
+
+
+def build_settings(
+    bootstrap_servers: str | None, kafka_properties: tuple[str, ...], kafka_config: str | None
+) -> Any:
+    """KafkaSettings from the shared options; bad input raises click.BadParameter."""
+    from trafficmirror.errors import ConfigError
+    from trafficmirror.kafka import KafkaSettings
+
+    try:
+        return KafkaSettings.from_options(bootstrap_servers, kafka_properties, kafka_config)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="Kafka settings") from None
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT` or `PORT` → (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", value
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        number = int(port)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint="--listen") from None
+    if not 0 <= number <= 65535:
+        raise click.BadParameter(f"port {number} is out of range", param_hint="--listen")
+    return host, number
+
+
+def check_url(value: str, param: str) -> str:
+    """An absolute http(s) URL with a host, or BadParameter."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL", param_hint=param)
+    try:
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} has a bad port", param_hint=param) from None
+    return value
+
+
+# -- the group ----------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="trafficmirror")
+@click.option("-v", "--verbose", count=True, help="Show debug logs.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def cli(verbose: int, quiet: bool) -> None:
+    """Record live HTTP traffic into Kafka and replay it to shadow services.
+
+    A recorder (mitmproxy reverse proxy) writes every exchange as an Avro event to
+    a Kafka topic without ever slowing the live path; replayer workers consume the
+    topic and re-send the traffic to a shadow service. Run `trafficmirror demo` to
+    see the whole pipeline on an in-memory broker.
+    """
+    from trafficmirror import logs
+
+    logs.setup(verbose, quiet)
+
+
+@cli.command()
+@kafka_options
+@metrics_options
+@click.option(
+    "--upstream",
+    "-u",
+    required=True,
+    envvar="TRAFFICMIRROR_UPSTREAM",
+    metavar="URL",
+    help="The app to proxy to, e.g. http://127.0.0.1:8080 (env TRAFFICMIRROR_UPSTREAM).",
+)
+@click.option(
+    "--listen",
+    "-l",
+    default="127.0.0.1:8081",
+    show_default=True,
+    envvar="TRAFFICMIRROR_LISTEN",
+    metavar="HOST:PORT",
+    help="Where clients connect (env TRAFFICMIRROR_LISTEN).",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(0),
+    default=1024 * 1024,
+    show_default=True,
+    help="Record at most this many bytes of each body; longer ones are flagged truncated.",
+)
+@click.option(
+    "--recorder-id",
+    envvar="TRAFFICMIRROR_RECORDER_ID",
+    help="Name written into every event (default: hostname:port).",
+)
+@click.option(
+    "--flush-timeout",
+    type=click.FloatRange(0),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait on shutdown for queued events to reach Kafka.",
+)
+def record(
+    bootstrap_servers: str | None,
+    topic: str,
+    kafka_properties: tuple[str, ...],
+    kafka_config: str | None,
+    schema_registry_url: str | None,
+    metrics_host: str,
+    metrics_port: int | None,
+    upstream: str,
+    listen: str,
+    max_body_bytes: int,
+    recorder_id: str | None,
+    flush_timeout: float,
+) -> None:
+    """Run the recorder: a reverse proxy in front of UPSTREAM that records to Kafka.
+
+    Clients talk to --listen as if it were the app; every exchange is forwarded
+    unchanged and, in the background, written to TOPIC. Kafka trouble never delays
+    or fails a live request: when the local queue is full, events are dropped and
+    counted, and a summary is logged on exit.
+    """
+    settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
+    host, port = parse_listen(listen)
+    check_url(upstream, "--upstream")
+    from recorder.run import run_recorder
+
+    run_recorder(
+        settings=settings,
+        topic=topic,
+        upstream=upstream,
+        listen_host=host,
+        listen_port=port,
+        max_body_bytes=max_body_bytes,
+        recorder_id=recorder_id,
+        flush_timeout=flush_timeout,
+        schema_registry_url=schema_registry_url,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+    )
+
+
+def sender_options(func: F) -> F:
+    """Options of everything that sends to a shadow."""
+    options = [
+        click.option(
+            "--target",
+            required=True,
+            envvar="TRAFFICMIRROR_TARGET",
+            metavar="URL",
+            help="Shadow service base URL; its scheme, host and port replace the recorded "
+            "ones (env TRAFFICMIRROR_TARGET).",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1),
+            default=64,
+            show_default=True,
+            envvar="TRAFFICMIRROR_CONCURRENCY",
+            help="Requests in flight to the shadow at most.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(0, min_open=True),
+            default=30.0,
+            show_default=True,
+            help="Seconds a shadow request may take before it counts as an error.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@kafka_options
+@metrics_options
+@sender_options
+@click.option(
+    "--group",
+    "-g",
+    required=True,
+    envvar="TRAFFICMIRROR_GROUP",
+    help="Consumer group; workers of one group share the topic's partitions.",
+)
+@click.option(
+    "--group-protocol",
+    type=click.Choice(["consumer", "classic"]),
+    default="consumer",
+    show_default=True,
+    envvar="TRAFFICMIRROR_GROUP_PROTOCOL",
+    help="consumer = KIP-848 (Kafka 4.0+); classic for older clusters.",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(0),
+    default=20.0,
+    show_default=True,
+    help="On SIGTERM/SIGINT, seconds to let in-flight requests finish before exiting.",
+)
+def worker(
+    bootstrap_servers: str | None,
+    topic: str,
+    kafka_properties: tuple[str, ...],
+    kafka_config: str | None,
+    schema_registry_url: str | None,
+    metrics_host: str,
+    metrics_port: int | None,
+    target: str,
+    concurrency: int,
+    timeout: float,
+    group: str,
+    group_protocol: str,
+    drain_timeout: float,
+) -> None:
+    """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
+
+    Scale by running more workers with the same --group (at most one per
+    partition does work). Delivery is at least once: an offset is committed only
+    when it and every earlier offset of its partition have been replayed.
+    """
+    settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
+    check_url(target, "--target")
+    from replayer.worker import run_worker
+
+    run_worker(
+        settings=settings,
+        topic=topic,
+        group=group,
+        group_protocol=group_protocol,
+        target=target,
+        concurrency=concurrency,
+        timeout=timeout,
+        drain_timeout=drain_timeout,
+        schema_registry_url=schema_registry_url,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+    )
+
+
+@cli.group()
+def replay() -> None:
+    """Replay recorded traffic without a consumer group."""
+
+
+def parse_end_offset(value: str) -> int | None:
+    """A whole number, or `end` (None) for the high watermark at start."""
+    if value == "end":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither an offset nor 'end'", param_hint="--end-offset"
+        ) from None
+    if number < 0:
+        raise click.BadParameter("offsets are never negative", param_hint="--end-offset")
+    return number
+
+
+@replay.command("range")
+@kafka_options
+@sender_options
+@click.option(
+    "--partition",
+    "-p",
+    "partitions",
+    type=click.IntRange(0),
+    multiple=True,
+    help="Partition to replay; repeatable; all partitions when not given.",
+)
+@click.option(
+    "--start-offset",
+    type=click.IntRange(0),
+    required=True,
+    help="First offset to replay, in every chosen partition.",
+)
+@click.option(
+    "--end-offset",
+    default="end",
+    show_default=True,
+    help="Last offset to replay (inclusive), or 'end' for the last record present at start.",
+)
+def replay_range(
+    bootstrap_servers: str | None,
+    topic: str,
+    kafka_properties: tuple[str, ...],
+    kafka_config: str | None,
+    schema_registry_url: str | None,
+    target: str,
+    concurrency: int,
+    timeout: float,
+    partitions: tuple[int, ...],
+    start_offset: int,
+    end_offset: str,
+) -> None:
+    """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
+
+    Exits 0 after printing a summary when every record in the range was handled,
+    1 if some could not be sent, and 2 on bad input (START > END, an offset outside
+    the partition, an unknown topic or partition).
+    """
+    settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
+    check_url(target, "--target")
+    end = parse_end_offset(end_offset)
+    if end is not None and start_offset > end:
+        raise click.BadParameter(
+            f"start offset {start_offset} is after end offset {end}", param_hint="--start-offset"
+        )
+    from replayer.range import run_range
+
+    sys.exit(
+        run_range(
+            settings=settings,
+            topic=topic,
+            partitions=list(partitions),
+            start_offset=start_offset,
+            end_offset=end,
+            target=target,
+            concurrency=concurrency,
+            timeout=timeout,
+            schema_registry_url=schema_registry_url,
+        )
+    )
+
+
+@cli.command()
+@kafka_options
+@click.option("--partition", "-p", "partitions", type=click.IntRange(0), multiple=True,
+              help="Partition to read; repeatable; all when not given.")
+@click.option("--start-offset", type=click.IntRange(0), default=None,
+              help="First offset to print (default: the earliest present).")
+@click.option("--end-offset", default="end", show_default=True,
+              help="Last offset to print (inclusive), or 'end'.")
+@click.option("--limit", "-n", type=click.IntRange(1), default=None,
+              help="Print at most this many events.")
+def inspect(
+    bootstrap_servers: str | None,
+    topic: str,
+    kafka_properties: tuple[str, ...],
+    kafka_config: str | None,
+    schema_registry_url: str | None,
+    partitions: tuple[int, ...],
+    start_offset: int | None,
+    end_offset: str,
+    limit: int | None,
+) -> None:
+    """Print recorded events as JSON, one object per line (like kcat for our events).
+
+    Bodies appear as UTF-8 text when they are valid UTF-8 and as base64
+    otherwise (the field name says which).
+    """
+    settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
+    end = parse_end_offset(end_offset)
+    if end is not None and start_offset is not None and start_offset > end:
+        raise click.BadParameter(
+            f"start offset {start_offset} is after end offset {end}", param_hint="--start-offset"
+        )
+    from replayer.inspect import run_inspect
+
+    sys.exit(
+        run_inspect(
+            settings=settings,
+            topic=topic,
+            partitions=list(partitions),
+            start_offset=start_offset,
+            end_offset=end,
+            limit=limit,
+            schema_registry_url=schema_registry_url,
+        )
+    )
+
+
+@cli.command("dev-kafka")
+@click.option("--partitions", type=click.IntRange(1), default=4, show_default=True,
+              help="Partitions of every topic created here (and of auto-created ones).")
+@click.option("--topic", "topics", multiple=True, metavar="NAME[:PARTITIONS]",
+              help="Create this topic at start; repeatable.")
+@click.option("--brokers", type=click.IntRange(1), default=3, show_default=True,
+              help="Number of mock brokers.")
+def dev_kafka(partitions: int, topics: tuple[str, ...], brokers: int) -> None:
+    """Start an IN-MEMORY, TEST-GRADE Kafka cluster (librdkafka's mock cluster).
+
+    Prints `bootstrap.servers=<list>` as its first line on stdout, then runs until
+    SIGINT/SIGTERM. It speaks the Kafka protocol on 127.0.0.1 but keeps nothing:
+    all data is lost when it stops, it has no admin API (create topics with
+    --topic; producers auto-create) and no timestamp look-up. For trials and
+    tests only; use a real Kafka cluster for anything else.
+    """
+    from trafficmirror.devbroker import serve
+    from trafficmirror.errors import ConfigError
+
+    try:
+        sys.exit(serve(partitions, topics, brokers))
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--topic") from None
+
+
+@cli.command()
+@click.option("--requests", "-n", "requests", type=click.IntRange(1), default=200,
+              show_default=True, help="How many generated requests to send through the recorder.")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+              help="Replayer workers in the consumer group.")
+def demo(requests: int, workers: int) -> None:
+    """Run the whole pipeline on this machine and check it end to end.
+
+    Starts the in-memory broker, a sample app, the recorder in front of it, sends
+    a burst of varied traffic, replays it with WORKERS workers to a sample shadow,
+    prints what was recorded, replayed and received, and exits 0 only if every
+    recorded exchange reached the shadow intact.
+    """
+    from trafficmirror.demo import run_demo
+
+    sys.exit(run_demo(requests=requests, workers=workers))
+
+
+# -- entry point --------------------------------------------------------------
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"trafficmirror: error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: one line per error, meaningful exit codes."""
+    try:
+        cli.main(args=argv, prog_name="trafficmirror", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        _fail(exc.format_message().replace("\n", " ") + hint, exc.exit_code)
+    except click.ClickException as exc:
+        _fail(exc.format_message().replace("\n", " "), exc.exit_code)
+    except TrafficMirrorError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
