@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
@@ -60,13 +60,17 @@ def load_schema(name: str, version: int | None = None) -> dict[str, Any]:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"schema {name} v{version} does not exist") from None
-    parsed: dict[str, Any] = parse_schema(raw, _write_hint=True)
-    return parsed
+    return _parse(raw)
+
+
+def _parse(raw: Any) -> dict[str, Any]:
+    return cast(dict[str, Any], parse_schema(raw, _write_hint=True))
 
 
 def schema_fingerprint(parsed: Mapping[str, Any]) -> bytes:
     """The 8-byte CRC-64-AVRO fingerprint as written in single-object encoding."""
-    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+    canonical = to_parsing_canonical_form(cast(dict[str, Any], parsed))
+    return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,9 @@ class Encoded:
 class Codec:
     """Encoder/decoder for one schema family (`http_exchange`, ...).
 
-    `extra_writers` lets a caller teach the decoder writer schemas that are not
+    Records are written with `write_version` (default: the newest) and always
+    read into the newest version. `extra_writers` lets a caller teach the decoder
+    writer schemas that are not
     shipped as files (tests use it to simulate records from older versions).
     With `registry_url`, encoding registers the schema under `subject` and
     writes Confluent framing; decoding understands both formats either way.
@@ -90,22 +96,24 @@ class Codec:
         self,
         name: str = "http_exchange",
         *,
+        write_version: int | None = None,
         registry_url: str | None = None,
         subject: str | None = None,
         extra_writers: list[dict[str, Any]] | None = None,
         registry_client: Any = None,
     ) -> None:
         self.name = name
-        self.version = available_versions(name)[-1]
+        self.version = write_version or available_versions(name)[-1]
         self.schema = load_schema(name)
-        self.fingerprint = schema_fingerprint(self.schema)
+        self.write_schema = load_schema(name, self.version)
+        self.fingerprint = schema_fingerprint(self.write_schema)
         self._prefix = SINGLE_OBJECT_MAGIC + self.fingerprint
         self._writers: dict[bytes, dict[str, Any]] = {}
         for version in available_versions(name):
             parsed = load_schema(name, version)
             self._writers[schema_fingerprint(parsed)] = parsed
         for raw in extra_writers or []:
-            parsed = parse_schema(raw, _write_hint=True)
+            parsed = _parse(raw)
             self._writers[schema_fingerprint(parsed)] = parsed
         self._registry = registry_client
         if registry_url and self._registry is None:
@@ -117,8 +125,9 @@ class Codec:
         self._registry_schemas: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
         encoding = "confluent" if self._registry is not None and subject else "single-object"
+        name = self.write_schema["name"]
         self.content_type = (
-            f"application/avro; schema={self.schema['name']}; v={self.version}; encoding={encoding}"
+            f"application/avro; schema={name}; v={self.version}; encoding={encoding}"
         )
         self._headers = [
             ("content-type", self.content_type.encode()),
@@ -134,7 +143,7 @@ class Codec:
             buf.write(REGISTRY_MAGIC + struct.pack(">I", self._registered_id()))
         else:
             buf.write(self._prefix)
-        schemaless_writer(buf, self.schema, record)
+        schemaless_writer(buf, self.write_schema, record)
         return Encoded(buf.getvalue(), self._headers)
 
     def _registered_id(self) -> int:
@@ -143,7 +152,7 @@ class Codec:
 
             with self._lock:
                 if self._registry_id is None:
-                    canonical = to_parsing_canonical_form(self.schema)
+                    canonical = to_parsing_canonical_form(self.write_schema)
                     self._registry_id = int(
                         self._registry.register_schema(self._subject, Schema(canonical, "AVRO"))
                     )
@@ -173,7 +182,7 @@ class Codec:
         stream.seek(offset)
         reader = None if writer is self.schema else self.schema
         try:
-            record: dict[str, Any] = schemaless_reader(stream, writer, reader)
+            record = cast(dict[str, Any], schemaless_reader(stream, writer, reader))
         except Exception as exc:  # fastavro raises many kinds on corrupt input
             raise DecodeError(f"corrupt Avro body: {type(exc).__name__}: {exc}") from exc
         if stream.tell() != len(data):
@@ -190,9 +199,11 @@ class Codec:
             )
         try:
             schema = self._registry.get_schema(schema_id)
-            parsed = parse_schema(json.loads(schema.schema_str), _write_hint=True)
+            parsed = _parse(json.loads(schema.schema_str))
         except Exception as exc:
-            raise DecodeError(f"cannot fetch schema id {schema_id} from the registry: {exc}") from exc
+            raise DecodeError(
+                f"cannot fetch schema id {schema_id} from the registry: {exc}"
+            ) from exc
         fp = schema_fingerprint(parsed)
         # Use the identical shipped object when we know it, so resolution is skipped.
         parsed = self._writers.get(fp, parsed)

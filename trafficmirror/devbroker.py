@@ -30,7 +30,9 @@ API_METADATA = 3
 def _load_librdkafka() -> ctypes.CDLL:
     import confluent_kafka
 
-    libdir = os.path.join(os.path.dirname(confluent_kafka.__file__), os.pardir, "confluent_kafka.libs")
+    libdir = os.path.join(
+        os.path.dirname(confluent_kafka.__file__), os.pardir, "confluent_kafka.libs"
+    )
     candidates = sorted(glob.glob(os.path.join(libdir, "librdkafka*.so*")))
     if not candidates:
         # A confluent-kafka built against a system librdkafka: use that one.

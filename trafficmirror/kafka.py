@@ -92,7 +92,9 @@ class KafkaSettings:
             try:
                 text = path.read_text(encoding="utf-8")
             except OSError as exc:
-                raise ConfigError(f"cannot read Kafka config file {config_file}: {exc.strerror}")
+                raise ConfigError(
+                    f"cannot read Kafka config file {config_file}: {exc.strerror}"
+                ) from None
             props.update(parse_properties(text.splitlines(), config_file))
         props.update(parse_properties(extra, "-X"))
         servers = bootstrap_servers or props.pop("bootstrap.servers", "")
@@ -187,4 +189,3 @@ def topic_partitions(
     if info is None or info.error is not None or not info.partitions:
         raise TopicNotFound(f"topic {topic!r} does not exist on {bootstrap}")
     return sorted(info.partitions)
-

@@ -1,0 +1,5 @@
+"""`python -m trafficmirror` runs the CLI."""
+
+from trafficmirror.cli import main
+
+main()
