@@ -1,0 +1,209 @@
+"""Turn a recorded `HttpExchange` event into the request sent to the shadow.
+
+What is kept, what changes, and why:
+
+* The target's scheme, host and port replace the recorded ones; method, raw
+  path with query (byte for byte, never re-quoted) and body bytes are kept.
+* Headers keep their recorded order, case and duplicates, except:
+
+  - hop-by-hop headers describe the recorded client's connection to the
+    recorder, not the request, so they are dropped: Connection, Keep-Alive,
+    Proxy-* (Proxy-Connection, Proxy-Authorization, ...), TE, Trailer,
+    Transfer-Encoding, Upgrade, and every header the Connection header names;
+  - Host is set to the target's `host[:port]` (the port only when it is not
+    the scheme's default) and sent first, like GoReplay does: a shadow behind
+    a virtual host or a load balancer must be reachable by the name it is
+    called by. The original is in the event's `authority` field;
+  - Content-Length stays where it was but always states the length of the
+    body actually sent (the body is sent whole: chunked uploads arrive with a
+    Content-Length instead of Transfer-Encoding);
+  - `X-Trafficmirror-Replay: <exchange id>` is appended, so the shadow (and its
+    logs) can tell replayed traffic apart; a recorded one is replaced.
+
+* A request whose body was truncated by the recorder (`body_truncated`) is not
+  sent at all: sending the first bytes as if they were the whole body would
+  test the shadow with a request nobody made. It is skipped and counted.
+
+Header values that are not valid UTF-8 are read as Latin-1 (every byte maps to
+one character), which keeps them printable but means their bytes on the wire
+differ: the HTTP client writes UTF-8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from trafficmirror.errors import ConfigError
+
+#: Marks every replayed request; its value is the recorded exchange id.
+REPLAY_HEADER = "X-Trafficmirror-Replay"
+
+#: Connection-specific headers (RFC 9110 section 7.6.1, plus the Proxy-* family).
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"}
+)
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class Skipped(Exception):
+    """The event is valid but deliberately not replayed; `reason` names the counter."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where replayed requests go: scheme, host and port of the shadow."""
+
+    scheme: str
+    host_port: str
+
+    @classmethod
+    def parse(cls, url: str) -> Target:
+        """Parse `http(s)://host[:port][/]`.
+
+        A path or query would be silently ignored, so it is refused.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+            raise ConfigError(f"target {url!r} is not an http:// or https:// URL")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ConfigError(
+                f"target {url!r} has a path or query; only scheme, host and port are used "
+                "(the recorded path is sent as it is)"
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigError(f"target {url!r} has a bad port") from None
+        host = parts.hostname
+        if ":" in host:
+            host = f"[{host}]"  # IPv6 literal
+        if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
+            host = f"{host}:{port}"
+        return cls(parts.scheme, host)
+
+    @property
+    def origin(self) -> str:
+        """`scheme://host[:port]`, the prefix of every replayed URL."""
+        return f"{self.scheme}://{self.host_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRequest:
+    """A request ready to send: exact header list, exact body, raw path."""
+
+    method: str
+    target: Target
+    path: str  # raw path with query, as recorded (already percent-encoded)
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    exchange_id: str
+
+    @property
+    def url(self) -> str:
+        """The absolute URL; transports must send `path` without re-quoting it."""
+        return self.target.origin + self.path
+
+    def header(self, name: str) -> str | None:
+        """First value of header `name` (case-insensitive), or None."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _path(raw: bytes) -> str:
+    """The origin-form request target (`/path?query`) from what the recorder saw."""
+    if raw.startswith(b"/"):
+        path = raw
+    elif raw.lower().startswith((b"http://", b"https://")):
+        # Absolute form (a client that spoke to the recorder as a forward proxy).
+        slash = raw.find(b"/", raw.index(b"//") + 2)
+        query = raw.find(b"?")
+        if slash == -1 or (query != -1 and query < slash):
+            path = b"/" + (raw[query:] if query != -1 else b"")
+        else:
+            path = raw[slash:]
+    elif raw == b"*":
+        raise Skipped("unsupported", "asterisk-form request target (OPTIONS *)")
+    elif not raw:
+        path = b"/"
+    else:
+        raise Skipped("unsupported", f"request target {raw[:80]!r} is not a path")
+    # Bytes outside printable ASCII cannot appear in a request line; escape them
+    # the way a client would rather than refusing the whole request.
+    if any(b <= 0x20 or b >= 0x7F for b in path):
+        path = b"".join(
+            b"%%%02X" % b if (b <= 0x20 or b >= 0x7F) else bytes((b,)) for b in path
+        )
+    return path.decode("ascii")
+
+
+def _pairs(flat: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
+    return [(flat[i], flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
+
+
+def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
+    """The request to send for `event`; raises `Skipped` when it must not be replayed."""
+    message = event["request"]
+    if message.get("body_truncated"):
+        length = message.get("body_length", -1)
+        known = f"{length} bytes" if length is not None and length >= 0 else "unknown length"
+        raise Skipped("truncated", f"request body was truncated by the recorder ({known})")
+    body: bytes = message["body"]
+    pairs = _pairs(message["headers"])
+
+    connection_named: set[str] = set()
+    for raw_name, raw_value in pairs:
+        if raw_name.lower() == b"connection":
+            connection_named.update(
+                token.strip().lower() for token in _text(raw_value).split(",") if token.strip()
+            )
+
+    headers: list[tuple[str, str]] = [("Host", target.host_port)]
+    seen_length = False
+    replay_marker = REPLAY_HEADER.lower()
+    for raw_name, raw_value in pairs:
+        name = _text(raw_name)
+        lowered = name.lower()
+        if (
+            lowered in HOP_BY_HOP
+            or lowered.startswith("proxy-")
+            or lowered in connection_named
+            or lowered == "host"
+            or lowered == replay_marker
+            or lowered.startswith(":")  # HTTP/2 pseudo-headers never belong in the list
+        ):
+            continue
+        if lowered == "content-length":
+            if seen_length:
+                continue
+            seen_length = True
+            headers.append((name, str(len(body))))
+            continue
+        headers.append((name, _text(raw_value)))
+    exchange_id = str(event["id"])
+    headers.append((REPLAY_HEADER, exchange_id))
+    return OutgoingRequest(
+        method=str(event["method"]),
+        target=target,
+        path=_path(bytes(event["path"])),
+        headers=tuple(headers),
+        body=bytes(body),
+        exchange_id=exchange_id,
+    )
