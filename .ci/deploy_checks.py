@@ -183,10 +183,11 @@ def image(dockerfile: Path, readme: Path, pyproject: Path, dockerignore: Path) -
         top = package.split(".")[0]
         in_copy = re.search(rf"(^|\s)(\./)?{re.escape(top)}/?(\s|$)", copied) is not None
         in_copy = in_copy or re.search(r"(^|\s)\.\s", copied) is not None
+        exists = (dockerfile.parent / top).is_dir() or (pyproject.parent / top).is_dir()
         report.check(
-            in_copy and top not in ignored,
+            in_copy and top not in ignored and exists,
             f"the image gets package {top!r} (pyproject.toml lists it)",
-            "not copied into the build, or dropped by .dockerignore",
+            "not copied into the build, dropped by .dockerignore, or missing from the checkout",
         )
     for needed in ("pyproject.toml", "README.md"):
         report.check(
