@@ -1,0 +1,270 @@
+"""What happens to one Kafka record, shared by the group worker and `replay range`.
+
+decode → select → build the request → send → account, as one `Pipeline`:
+
+* decode: `schemas.codec`; an undecodable record is counted and logged, and
+  counts as handled so it never holds its partition's offsets back;
+* select: nothing yet besides the event's own verdict (a truncated body is
+  skipped, see `replayer.request`); filters and sampling plug in here;
+* send: `replayer.sender`, keyed by the Kafka message key (the recorded client
+  connection) so each connection's requests stay in order. A scheduler (time
+  warp) and a rate limiter belong between building and sending;
+* account: `Stats` for the summary, Prometheus metrics for `/metrics`; a
+  comparison of the response with the recorded one would follow the send.
+
+`Pipeline.handle()` returns a future that is done when the record is handled
+for good (sent, failed, skipped); callers use it to finish offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter as Tally
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from replayer.request import Skipped, Target, build_request
+from replayer.sender import Outcome, Sender
+from schemas.codec import Codec
+from trafficmirror.errors import DecodeError
+
+logger = logging.getLogger("trafficmirror.replayer")
+
+# Module-level: a process may run several replays (tests, the demo) and a
+# metric must be registered in the default registry only once.
+CONSUMED = Counter("trafficmirror_replayer_consumed", "Kafka records read by the replayer.")
+SENT = Counter("trafficmirror_replayer_sent", "Requests the shadow answered (any status).")
+ERRORS = Counter(
+    "trafficmirror_replayer_errors", "Requests that got no answer: timeout or connection error."
+)
+SKIPPED = Counter(
+    "trafficmirror_replayer_skipped",
+    "Records deliberately not sent: truncated (the recorder kept only part of the body), "
+    "unsupported (a request target that cannot be replayed), undecodable (not a valid event).",
+    ["reason"],
+)
+IN_FLIGHT = Gauge("trafficmirror_replayer_in_flight", "Records read but not yet handled.")
+LATENCY = Histogram(
+    "trafficmirror_replayer_request_seconds",
+    "Time from sending a request to reading the shadow's whole response.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+#: Errors (shadow or decode) logged one by one before only counting them.
+_LOGGED_PER_KIND = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Kafka record and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+    @classmethod
+    def from_message(cls, message: Any) -> Record:
+        """From a `confluent_kafka.Message` without an error."""
+        kind, stamp = message.timestamp()
+        return cls(
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+            key=message.key(),
+            value=message.value(),
+            timestamp_ms=stamp if kind != 0 else None,  # 0 = TIMESTAMP_NOT_AVAILABLE
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """How a record was handled: `sent`, `error`, `skipped` or `undecodable`."""
+
+    record: Record
+    kind: str
+    detail: str | None = None  # error text or skip reason
+    outcome: Outcome | None = None
+
+
+@dataclass
+class PartitionCounts:
+    """Per-partition tallies for the range summary."""
+
+    consumed: int = 0
+    sent: int = 0
+    errors: int = 0
+    skipped: int = 0
+    undecodable: int = 0
+    first: int | None = None
+    last: int | None = None
+
+
+@dataclass
+class Stats:
+    """What a replay did so far; one object per run (metrics are process-wide)."""
+
+    consumed: int = 0
+    sent: int = 0
+    errors: int = 0
+    undecodable: int = 0
+    skipped: Tally[str] = field(default_factory=Tally)
+    partitions: dict[int, PartitionCounts] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.errors + self.undecodable + sum(self.skipped.values())
+
+    def read(self, record: Record) -> None:
+        self.consumed += 1
+        part = self.partitions.get(record.partition)
+        if part is None:
+            part = self.partitions[record.partition] = PartitionCounts()
+        part.consumed += 1
+        if part.first is None or record.offset < part.first:
+            part.first = record.offset
+        if part.last is None or record.offset > part.last:
+            part.last = record.offset
+
+    def add(self, result: Result) -> None:
+        part = self.partitions.setdefault(result.record.partition, PartitionCounts())
+        if result.kind == "sent":
+            self.sent += 1
+            part.sent += 1
+        elif result.kind == "error":
+            self.errors += 1
+            part.errors += 1
+        elif result.kind == "undecodable":
+            self.undecodable += 1
+            part.undecodable += 1
+        else:
+            self.skipped[result.detail or "other"] += 1
+            part.skipped += 1
+
+    def line(self) -> str:
+        """`consumed N, sent N, errors N, skipped-truncated N, ..., undecodable N`."""
+        parts = [f"consumed {self.consumed}", f"sent {self.sent}", f"errors {self.errors}"]
+        parts.append(f"skipped-truncated {self.skipped.get('truncated', 0)}")
+        for reason, count in sorted(self.skipped.items()):
+            if reason != "truncated":
+                parts.append(f"skipped-{reason} {count}")
+        parts.append(f"undecodable {self.undecodable}")
+        return ", ".join(parts)
+
+
+class Pipeline:
+    """Decode → select → build → send → account, for one replay run."""
+
+    def __init__(
+        self, *, codec: Codec, target: Target, sender: Sender, stats: Stats | None = None
+    ) -> None:
+        self.codec = codec
+        self.target = target
+        self.sender = sender
+        self.stats = stats or Stats()
+        self._logged: Tally[str] = Tally()
+
+    def handle(self, record: Record) -> asyncio.Future[Result]:
+        """Start handling `record`; the future completes when it is handled for good.
+
+        It is cancelled (not completed) only when the sender is closed before
+        the request finished: such a record was not handled and must be read
+        again.
+        """
+        loop = asyncio.get_running_loop()
+        self.stats.read(record)
+        CONSUMED.inc()
+        try:
+            event = self.codec.decode(record.value)
+            request = build_request(event, self.target)
+        except DecodeError as exc:
+            return self._finished(loop, Result(record, "undecodable", str(exc)))
+        except Skipped as exc:
+            self._log("skipped-" + exc.reason, record, str(exc), logging.INFO)
+            return self._finished(loop, Result(record, "skipped", exc.reason))
+        except (KeyError, TypeError, ValueError) as exc:
+            # A decodable event this version cannot turn into a request.
+            return self._finished(
+                loop, Result(record, "undecodable", f"unusable event: {type(exc).__name__}: {exc}")
+            )
+        result: asyncio.Future[Result] = loop.create_future()
+        IN_FLIGHT.inc()
+
+        def sent(future: asyncio.Future[Outcome]) -> None:
+            IN_FLIGHT.dec()
+            if future.cancelled():
+                result.cancel()
+                return
+            outcome = future.result()
+            LATENCY.observe(outcome.latency)
+            if outcome.ok:
+                SENT.inc()
+                done = Result(record, "sent", None, outcome)
+            else:
+                ERRORS.inc()
+                self._log("error", record, outcome.error or "no response", logging.WARNING)
+                done = Result(record, "error", outcome.error, outcome)
+            self.stats.add(done)
+            if not result.done():
+                result.set_result(done)
+
+        self.sender.submit(request, record.key).add_done_callback(sent)
+        return result
+
+    def _finished(self, loop: asyncio.AbstractEventLoop, result: Result) -> asyncio.Future[Result]:
+        if result.kind == "undecodable":
+            self._log("undecodable", result.record, result.detail or "", logging.WARNING)
+            SKIPPED.labels("undecodable").inc()
+        else:
+            SKIPPED.labels(result.detail or "other").inc()
+        self.stats.add(result)
+        future: asyncio.Future[Result] = loop.create_future()
+        future.set_result(result)
+        return future
+
+    def _log(self, kind: str, record: Record, detail: str, level: int) -> None:
+        self._logged[kind] += 1
+        count = self._logged[kind]
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        if count <= _LOGGED_PER_KIND:
+            last = count == _LOGGED_PER_KIND
+            more = " (further ones are only counted; -v logs each)" if last else ""
+            logger.log(level, "%s %s: %s%s", kind, where, detail, more)
+        else:
+            logger.debug("%s %s: %s", kind, where, detail)
+
+
+class Progress:
+    """Logs a progress line every `interval` seconds (call `tick()` often; it is cheap)."""
+
+    def __init__(self, stats: Stats, interval: float = 10.0, total: int | None = None) -> None:
+        self.stats = stats
+        self.interval = interval
+        self.total = total
+        self._last_at = time.monotonic()
+        self._last_handled = 0
+
+    def tick(self, in_flight: int, extra: str = "") -> None:
+        now = time.monotonic()
+        if now - self._last_at < self.interval:
+            return
+        handled = self.stats.handled
+        rate = (handled - self._last_handled) / (now - self._last_at)
+        self._last_at, self._last_handled = now, handled
+        of = f"/{self.total}" if self.total is not None else ""
+        logger.info(
+            "progress: handled %d%s (%.0f/s), %s, in flight %d%s",
+            handled,
+            of,
+            rate,
+            self.stats.line(),
+            in_flight,
+            extra,
+        )

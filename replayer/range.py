@@ -1,0 +1,223 @@
+"""`trafficmirror replay range`: replay exactly offsets A..B of a topic, then exit.
+
+No consumer group: the partitions are assigned with explicit start offsets,
+nothing is committed, and re-running the command replays the same records
+again. The range is checked against each partition's watermarks before
+anything is sent; `end` means the last offset present at start, so the command
+always finishes. Records go through the same pipeline as the group worker
+(`replayer.pipeline`), so per-connection order and concurrency behave the same.
+
+Exit code 0 when every record in the range was sent (a truncated body skipped
+by policy counts as handled), 1 when some could not be sent or decoded, 2 on
+bad input, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from replayer.pipeline import Pipeline, Progress, Record, Stats
+from replayer.request import Target
+from replayer.sender import AiohttpTransport, Sender, Transport
+from replayer.spans import Span, SpanReader, resolve_spans
+from replayer.stopping import StopSignals
+from schemas.codec import Codec
+from trafficmirror.errors import KafkaUnavailable
+from trafficmirror.kafka import KafkaSettings
+
+logger = logging.getLogger("trafficmirror.replayer.range")
+
+#: Records handed to the sender but not finished, per unit of concurrency,
+#: before reading pauses (bounds memory: each holds one recorded request).
+IN_FLIGHT_PER_SLOT = 4
+_BATCH = 500
+_POLL_SECONDS = 0.05
+
+
+def run_range(
+    *,
+    settings: KafkaSettings,
+    topic: str,
+    partitions: list[int],
+    start_offset: int,
+    end_offset: int | None,
+    target: str,
+    concurrency: int = 64,
+    timeout: float = 30.0,
+    schema_registry_url: str | None = None,
+    transport: Transport | None = None,
+    stop_event: threading.Event | None = None,
+    out: IO[str] | None = None,
+    progress_interval: float = 10.0,
+) -> int:
+    """Replay offsets `start_offset..end_offset` (inclusive) of `partitions` to `target`.
+
+    `partitions` empty = all; `end_offset` None = the last offset of each
+    partition at start. Prints a summary to `out` (stdout) and returns the exit
+    code. Raises `TopicNotFound`/`OffsetOutOfRange` (usage errors) before
+    sending anything. `transport` replaces the HTTP client (tests);
+    `stop_event` stops it from another thread like SIGTERM does.
+    """
+    out = out or sys.stdout
+    shadow = Target.parse(target)
+    codec = Codec(registry_url=schema_registry_url)
+    eof: dict[str, Any] = {"enable.partition.eof": True}
+    consumer = Consumer(settings.consumer_config(None, **eof))
+    try:
+        spans, notes = resolve_spans(
+            consumer, topic, partitions, start_offset, end_offset, settings.bootstrap_servers
+        )
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        if not spans:
+            print(f"nothing to replay: no records in the range of topic {topic!r}", file=out)
+            return 0
+        with StopSignals(stop_event, "letting in-flight requests finish") as stop:
+            stats = asyncio.run(
+                _replay(
+                    consumer,
+                    topic,
+                    spans,
+                    codec,
+                    shadow,
+                    transport or AiohttpTransport(limit=concurrency),
+                    concurrency,
+                    timeout,
+                    stop,
+                    progress_interval,
+                )
+            )
+    finally:
+        consumer.close()
+    return _summarize(topic, shadow, spans, stats, stop, out)
+
+
+async def _replay(
+    consumer: Any,
+    topic: str,
+    spans: list[Span],
+    codec: Codec,
+    shadow: Target,
+    transport: Transport,
+    concurrency: int,
+    timeout: float,
+    stop: StopSignals,
+    progress_interval: float,
+) -> Stats:
+    loop = asyncio.get_running_loop()
+    sender = Sender(transport, concurrency=concurrency, timeout=timeout)
+    pipeline = Pipeline(codec=codec, target=shadow, sender=sender)
+    stats = pipeline.stats
+    progress = Progress(stats, progress_interval, total=sum(s.count for s in spans))
+    reader = SpanReader(spans)
+    high = max(concurrency * IN_FLIGHT_PER_SLOT, 64)
+    # One thread owns the consumer: every call on it runs there, in order.
+    executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-range")
+    paused = False
+    closed: set[int] = set()
+    try:
+        await loop.run_in_executor(executor, consumer.assign, reader.assignment(topic))
+        while not reader.done and not stop.is_set():
+            pause: list[int] = []
+            resume: list[int] = []
+            if not paused and sender.in_flight >= high:
+                pause, paused = sorted(reader.open), True
+            elif paused and sender.in_flight <= high // 2:
+                resume, paused = sorted(reader.open), False
+            # A finished span stops fetching, so the consumer holds nothing it won't use.
+            newly_closed = sorted(set(reader.spans) - reader.open - closed)
+            closed.update(newly_closed)
+            messages = await loop.run_in_executor(
+                executor, _poll, consumer, topic, pause + newly_closed, resume
+            )
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if reader.is_eof(error):
+                        reader.end_of_partition(message.partition(), message.offset())
+                    elif error.fatal():
+                        raise KafkaUnavailable(f"Kafka consumer failed: {error.str()}")
+                    else:
+                        logger.warning("Kafka: %s", error.str())
+                    continue
+                if reader.admit(message.partition(), message.offset()):
+                    pipeline.handle(Record.from_message(message))
+            progress.tick(sender.in_flight)
+        if stop.is_set():
+            await _drain_until_forced(sender, stop, grace=5.0)
+        else:
+            while not await sender.drain(0.5):
+                progress.tick(sender.in_flight)
+                if stop.forced:
+                    break
+    finally:
+        await sender.aclose()
+        executor.shutdown(wait=True)
+    return stats
+
+
+async def _drain_until_forced(sender: Sender, stop: StopSignals, grace: float) -> None:
+    deadline = time.monotonic() + grace
+    while sender.in_flight and not stop.forced and time.monotonic() < deadline:
+        await sender.drain(0.1)
+
+
+def _poll(consumer: Any, topic: str, pause: list[int], resume: list[int]) -> list[Any]:
+    try:
+        if pause:
+            consumer.pause([TopicPartition(topic, p) for p in pause])
+        if resume:
+            consumer.resume([TopicPartition(topic, p) for p in resume])
+        return list(consumer.consume(_BATCH, _POLL_SECONDS))
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"Kafka consumer failed: {exc}") from exc
+
+
+def _summarize(
+    topic: str, shadow: Target, spans: list[Span], stats: Stats, stop: StopSignals, out: IO[str]
+) -> int:
+    elapsed = time.monotonic() - stats.started
+    handled = stats.handled
+    rate = handled / elapsed if elapsed > 0 else 0.0
+    print(
+        f"replayed topic {topic!r} to {shadow.origin}: {handled} records in {elapsed:.2f}s "
+        f"({rate:.0f}/s)",
+        file=out,
+    )
+    for span in spans:
+        part = stats.partitions.get(span.partition)
+        counts = (
+            f"sent {part.sent}, errors {part.errors}, skipped {part.skipped}, "
+            f"undecodable {part.undecodable}"
+            if part
+            else "no records"
+        )
+        where = f"partition {span.partition}: offsets {span.first}..{span.last}"
+        print(f"  {where}: {counts}", file=out)
+    print(f"total: {stats.line()}", file=out)
+    out.flush()
+    if stop.is_set():
+        unfinished = sum(s.count for s in spans) - handled
+        print(
+            f"trafficmirror: interrupted; about {max(unfinished, 0)} records of the range "
+            "were not replayed",
+            file=sys.stderr,
+        )
+        return 130
+    failed = stats.errors + stats.undecodable
+    if failed:
+        print(
+            f"trafficmirror: {failed} of {handled} records could not be sent "
+            f"(errors {stats.errors}, undecodable {stats.undecodable})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

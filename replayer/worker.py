@@ -1,0 +1,462 @@
+"""`trafficmirror worker`: a consumer-group member that replays its partitions to a shadow.
+
+Threads and ownership: an asyncio loop (the caller's thread) sends requests and
+owns all bookkeeping; one executor thread owns the `confluent_kafka.Consumer`,
+and every call on the consumer runs there, one at a time. Each loop turn hands
+the consumer thread the offsets to store and the partitions to pause or resume,
+then it polls for up to 100 ms while the loop keeps sending. Rebalance
+callbacks run inside that poll, on the consumer thread; they hand their work to
+the loop (`run_coroutine_threadsafe`) and wait for it, which cannot deadlock
+because the loop is never waiting on anything but the poll at that moment.
+
+At least once: an offset is stored (and auto-committed by librdkafka in the
+background) only when `OffsetTracker` says it and everything before it in the
+partition finished. Backpressure: when too many records are in flight, the
+assigned partitions are paused, and resumed once half of them finished; the
+consumer is polled all the while, so the group never sees a stalled member.
+
+Revocation: in-flight requests of the revoked partitions get a short grace
+period, then what is done is stored and committed synchronously and the
+partitions are forgotten; whatever was still in flight is replayed by the next
+owner. Lost partitions (the member was fenced) are forgotten without a commit.
+
+SIGTERM/SIGINT: stop fetching, keep polling while in-flight requests finish
+(up to the drain timeout), store and commit synchronously, close the consumer
+(which leaves the group), log one summary line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from prometheus_client import Gauge
+
+from replayer.offsets import OffsetTracker, Ticket
+from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
+from replayer.request import Target
+from replayer.sender import AiohttpTransport, Sender, Transport
+from replayer.stopping import StopSignals
+from schemas.codec import Codec
+from trafficmirror.errors import KafkaUnavailable
+from trafficmirror.health import HealthServer, HealthState
+from trafficmirror.kafka import KafkaSettings, topic_partitions
+
+logger = logging.getLogger("trafficmirror.replayer.worker")
+
+T = TypeVar("T")
+
+ASSIGNED = Gauge("trafficmirror_replayer_assigned_partitions", "Partitions this worker holds.")
+LAG = Gauge(
+    "trafficmirror_replayer_consumer_lag",
+    "Records of the partition not yet replayed (high watermark minus committable offset), "
+    "refreshed with the progress line.",
+    ["partition"],
+)
+
+#: In-flight records per unit of concurrency before the partitions are paused.
+IN_FLIGHT_PER_SLOT = 4
+#: Seconds a revoked partition's in-flight requests may take before it is let go.
+REVOKE_GRACE = 5.0
+_BATCH = 500
+_POLL_SECONDS = 0.1
+_ERROR_LOG_INTERVAL = 30.0
+
+
+def run_worker(
+    *,
+    settings: KafkaSettings,
+    topic: str,
+    group: str,
+    group_protocol: str = "consumer",
+    target: str,
+    concurrency: int = 64,
+    timeout: float = 30.0,
+    drain_timeout: float = 20.0,
+    schema_registry_url: str | None = None,
+    metrics_host: str = "127.0.0.1",
+    metrics_port: int | None = None,
+    transport: Transport | None = None,
+    stop_event: threading.Event | None = None,
+    progress_interval: float = 10.0,
+) -> Stats:
+    """Replay `topic` as a member of `group` to `target` until stopped; return the counts.
+
+    Stops on SIGTERM/SIGINT (when called in the main thread) or when
+    `stop_event` is set. Raises `TopicNotFound` if the topic does not exist,
+    `KafkaUnavailable` on a fatal consumer error. `transport` replaces the HTTP
+    client (tests).
+    """
+    worker = Worker(
+        settings=settings,
+        topic=topic,
+        group=group,
+        group_protocol=group_protocol,
+        target=Target.parse(target),
+        codec=Codec(registry_url=schema_registry_url),
+        transport=transport or AiohttpTransport(limit=concurrency),
+        concurrency=concurrency,
+        timeout=timeout,
+        drain_timeout=drain_timeout,
+        progress_interval=progress_interval,
+    )
+    health = None
+    if metrics_port is not None:
+        health = HealthServer(worker.health, host=metrics_host, port=metrics_port).start()
+        logger.info("health and metrics on http://%s:%d/metrics", metrics_host, health.port)
+    try:
+        with StopSignals(stop_event, "draining in-flight requests") as stop:
+            return worker.run(stop)
+    finally:
+        if health is not None:
+            health.close()
+
+
+class Worker:
+    """One group member; see the module docstring for how the pieces fit."""
+
+    def __init__(
+        self,
+        *,
+        settings: KafkaSettings,
+        topic: str,
+        group: str,
+        group_protocol: str,
+        target: Target,
+        codec: Codec,
+        transport: Transport,
+        concurrency: int,
+        timeout: float,
+        drain_timeout: float,
+        progress_interval: float = 10.0,
+    ) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.group = group
+        self.config = settings.consumer_config(group, group_protocol)
+        self.target = target
+        self.codec = codec
+        self.transport = transport
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.drain_timeout = drain_timeout
+        self.progress_interval = progress_interval
+        self.max_in_flight = max(concurrency * IN_FLIGHT_PER_SLOT, 64)
+        self.health = HealthState()
+        self.health.set_ready_check(self._readiness)
+        self.tracker = OffsetTracker()
+        self.stats = Stats()
+        self.assigned: set[int] = set()
+        self.paused: set[int] = set()
+        self.stored: dict[int, int] = {}
+        self.committed: dict[int, int] = {}
+        self.pending: dict[int, set[asyncio.Future[Result]]] = {}
+        self.stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._error_logged: dict[int, float] = {}
+
+    def _readiness(self) -> str | None:
+        if self.stopping:
+            return "stopping"
+        return None if self.assigned else "no partitions assigned yet"
+
+    # -- the run ----------------------------------------------------------------
+
+    def run(self, stop: StopSignals) -> Stats:
+        """Consume and replay until `stop` is set; then drain, commit and leave the group."""
+        consumer = Consumer(self.config)
+        try:
+            topic_partitions(consumer, self.topic, self.settings.bootstrap_servers)
+        except BaseException:
+            consumer.close()
+            raise
+        return asyncio.run(self._main(consumer, stop))
+
+    async def _main(self, consumer: Any, stop: StopSignals) -> Stats:
+        self._loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-consumer")
+        sender = Sender(self.transport, concurrency=self.concurrency, timeout=self.timeout)
+        pipeline = Pipeline(codec=self.codec, target=self.target, sender=sender, stats=self.stats)
+        progress = Progress(self.stats, self.progress_interval)
+        run = self._loop.run_in_executor
+        abandoned = 0
+        try:
+            await run(executor, self._subscribe, consumer)
+            logger.info(
+                "worker joined group %r on topic %r, replaying to %s (concurrency %d)",
+                self.group,
+                self.topic,
+                self.target.origin,
+                self.concurrency,
+            )
+            lag_due = time.monotonic() + self.progress_interval
+            while not stop.is_set():
+                self.health.beat()
+                store, pause, resume = self._housekeeping(sender)
+                want_lag = time.monotonic() >= lag_due
+                if want_lag:
+                    lag_due = time.monotonic() + self.progress_interval
+                messages, lag = await run(
+                    executor, self._poll, consumer, store, pause, resume, want_lag
+                )
+                for message in messages:
+                    self._dispatch(message, pipeline)
+                if lag is not None:
+                    self._record_lag(lag)
+                progress.tick(sender.in_flight, f", partitions {sorted(self.assigned)}")
+
+            # Graceful stop: no new records, keep polling (rebalances, liveness) while
+            # in-flight requests finish, then commit what is done.
+            self.stopping = True
+            logger.info(
+                "draining %d in-flight requests (at most %gs)", sender.in_flight, self.drain_timeout
+            )
+            deadline = time.monotonic() + self.drain_timeout
+            while sender.in_flight and time.monotonic() < deadline and not stop.forced:
+                self.health.beat()
+                store, pause, _ = self._housekeeping(sender)
+                messages, _ = await run(executor, self._poll, consumer, store, pause, [], False)
+                await sender.drain(0.01)
+            abandoned = sender.in_flight
+            await sender.aclose()  # whatever is left is replayed by the next owner
+            await run(executor, self._commit, consumer, self._uncommitted(self.assigned))
+        finally:
+            self.stopping = True
+            await sender.aclose()
+            # close() leaves the group; it runs the revoke callback, which needs this loop.
+            await run(executor, consumer.close)
+            executor.shutdown(wait=True)
+            ASSIGNED.set(0)
+        left = ""
+        if abandoned:
+            left = f"; {abandoned} in-flight requests abandoned at the drain timeout"
+        logger.info(
+            "worker stopped: %s; committed %s%s",
+            self.stats.line(),
+            _offsets_text(self.committed),
+            left,
+        )
+        return self.stats
+
+    def _subscribe(self, consumer: Any) -> None:
+        consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    # -- on the loop thread -------------------------------------------------------
+
+    def _dispatch(self, message: Any, pipeline: Pipeline) -> None:
+        error = message.error()
+        if error is not None:
+            if error.fatal():
+                raise KafkaUnavailable(f"Kafka consumer failed: {error.str()}")
+            self._log_kafka_error(error)
+            return
+        partition = message.partition()
+        if partition not in self.assigned or self.stopping:
+            return  # fetched before a revoke or the stop: the next owner reads it
+        offset = message.offset()
+        try:
+            ticket = self.tracker.start(partition, offset)
+        except ValueError:
+            # The consumer went back (an offset reset): what was in flight for the
+            # partition no longer decides its position.
+            logger.warning("partition %d went back to offset %d; restarting its tracking",
+                           partition, offset)
+            self.tracker.forget(partition)
+            self.stored.pop(partition, None)
+            ticket = self.tracker.start(partition, offset)
+        future = pipeline.handle(Record.from_message(message))
+        pending = self.pending.setdefault(partition, set())
+        pending.add(future)
+        future.add_done_callback(lambda done: self._finished(ticket, pending, done))
+
+    def _finished(
+        self,
+        ticket: Ticket,
+        pending: set[asyncio.Future[Result]],
+        future: asyncio.Future[Result],
+    ) -> None:
+        pending.discard(future)
+        if not future.cancelled():
+            self.tracker.finish(ticket)
+
+    def _housekeeping(self, sender: Sender) -> tuple[list[TopicPartition], list[int], list[int]]:
+        """Offsets to store now, and partitions to pause or resume (backpressure)."""
+        store = []
+        for partition in sorted(self.assigned):
+            position = self.tracker.next_committable(partition)
+            if position is not None and self.stored.get(partition) != position:
+                store.append(TopicPartition(self.topic, partition, position))
+                self.stored[partition] = position
+        pause: list[int] = []
+        resume: list[int] = []
+        if self.stopping or sender.in_flight >= self.max_in_flight:
+            pause = sorted(self.assigned - self.paused)
+            self.paused.update(pause)
+        elif self.paused and sender.in_flight <= self.max_in_flight // 2:
+            resume = sorted(self.paused & self.assigned)
+            self.paused.clear()
+        return store, pause, resume
+
+    def _uncommitted(self, partitions: set[int] | list[int]) -> list[TopicPartition]:
+        """Committable positions of `partitions` that differ from the last commit."""
+        offsets = []
+        for partition in sorted(partitions):
+            position = self.tracker.next_committable(partition)
+            if position is not None and self.committed.get(partition) != position:
+                offsets.append(TopicPartition(self.topic, partition, position))
+        return offsets
+
+    def _record_lag(self, lag: dict[int, int]) -> None:
+        for partition, value in lag.items():
+            if partition in self.assigned:
+                LAG.labels(str(partition)).set(value)
+
+    def _log_kafka_error(self, error: Any) -> None:
+        now = time.monotonic()
+        code = int(error.code())
+        if now - self._error_logged.get(code, -_ERROR_LOG_INTERVAL) >= _ERROR_LOG_INTERVAL:
+            self._error_logged[code] = now
+            logger.warning("Kafka: %s", error.str())
+
+    async def _assigned(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            # Reading restarts at the committed offset: no earlier state applies.
+            self.tracker.forget(partition)
+            self.stored.pop(partition, None)
+            self.paused.discard(partition)
+            self.assigned.add(partition)
+        ASSIGNED.set(len(self.assigned))
+        if partitions:
+            logger.info(
+                "assigned partitions %s (now holding %s)", sorted(partitions), sorted(self.assigned)
+            )
+
+    async def _released(
+        self, partitions: list[int], grace: float, lost: bool
+    ) -> list[TopicPartition]:
+        """Let go of `partitions`: wait up to `grace` for their requests, return what to commit."""
+        waiting = [f for p in partitions for f in self.pending.get(p, ())]
+        if waiting and grace > 0:
+            await asyncio.wait(waiting, timeout=grace)
+        commit = [] if lost else self._uncommitted(partitions)
+        left = 0
+        for partition in partitions:
+            left += self.tracker.in_flight(partition)
+            self.tracker.forget(partition)
+            self.assigned.discard(partition)
+            self.paused.discard(partition)
+            self.stored.pop(partition, None)
+            self.pending.pop(partition, None)
+            try:
+                LAG.remove(str(partition))
+            except KeyError:
+                pass
+        ASSIGNED.set(len(self.assigned))
+        if partitions:
+            how = "lost" if lost else "revoked"
+            unfinished = f"; {left} unfinished records go to the next owner" if left else ""
+            logger.info(
+                "%s partitions %s (now holding %s)%s",
+                how,
+                sorted(partitions),
+                sorted(self.assigned),
+                unfinished,
+            )
+        return commit
+
+    # -- on the consumer thread ---------------------------------------------------
+
+    def _poll(
+        self,
+        consumer: Any,
+        store: list[TopicPartition],
+        pause: list[int],
+        resume: list[int],
+        want_lag: bool,
+    ) -> tuple[list[Any], dict[int, int] | None]:
+        try:
+            if store:
+                self._store(consumer, store)
+            if pause:
+                consumer.pause([TopicPartition(self.topic, p) for p in pause])
+            if resume:
+                consumer.resume([TopicPartition(self.topic, p) for p in resume])
+            messages = consumer.consume(_BATCH, _POLL_SECONDS)
+            lag = self._lag(consumer) if want_lag else None
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if error is not None and hasattr(error, "fatal") and error.fatal():
+                raise KafkaUnavailable(f"Kafka consumer failed: {error.str()}") from exc
+            logger.warning("Kafka: %s", exc)
+            return [], None
+        return list(messages), lag
+
+    def _store(self, consumer: Any, offsets: list[TopicPartition]) -> None:
+        try:
+            consumer.store_offsets(offsets=offsets)
+        except KafkaException as exc:
+            # A partition revoked in the meantime: its offsets are not ours to store.
+            logger.debug("store_offsets %s: %s", offsets, exc)
+
+    def _lag(self, consumer: Any) -> dict[int, int]:
+        lag: dict[int, int] = {}
+        for tp in consumer.assignment():
+            try:
+                _, high = consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+            except KafkaException:
+                continue
+            done = self.stored.get(tp.partition)
+            if done is None:
+                (position,) = consumer.position([tp])
+                done = position.offset if position.offset >= 0 else high
+            lag[tp.partition] = max(int(high) - done, 0)
+        return lag
+
+    def _commit(self, consumer: Any, offsets: list[TopicPartition]) -> None:
+        """Store and commit `offsets` synchronously (a background auto-commit may not come)."""
+        if not offsets:
+            return
+        # Stored too: librdkafka's auto-commit on revoke must not commit an older one.
+        self._store(consumer, offsets)
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            committed = {tp.partition: tp.offset for tp in offsets}
+            logger.warning("could not commit offsets %s: %s", _offsets_text(committed), exc)
+            return
+        for tp in offsets:
+            self.committed[tp.partition] = tp.offset
+
+    def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the event loop from the consumer thread and wait for it."""
+        if self._loop is None:  # pragma: no cover (callbacks only come after _main started)
+            raise RuntimeError("rebalance callback before the event loop started")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._on_loop(self._assigned([tp.partition for tp in partitions]))
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        grace = 0.0 if self.stopping else min(REVOKE_GRACE, self.drain_timeout)
+        commit = self._on_loop(self._released([tp.partition for tp in partitions], grace, False))
+        self._commit(consumer, commit)
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._on_loop(self._released([tp.partition for tp in partitions], 0.0, lost=True))
+
+
+def _offsets_text(offsets: dict[int, int]) -> str:
+    if not offsets:
+        return "nothing"
+    return ", ".join(f"{p}@{o}" for p, o in sorted(offsets.items()))
