@@ -135,8 +135,9 @@ async def _replay(
             # A finished span stops fetching, so the consumer holds nothing it won't use.
             newly_closed = sorted(set(reader.spans) - reader.open - closed)
             closed.update(newly_closed)
+            budget = min(_BATCH, max(high - sender.in_flight, 1))
             messages = await loop.run_in_executor(
-                executor, _poll, consumer, topic, pause + newly_closed, resume
+                executor, _poll, consumer, topic, pause + newly_closed, resume, budget
             )
             for message in messages:
                 error = message.error()
@@ -170,13 +171,15 @@ async def _drain_until_forced(sender: Sender, stop: StopSignals, grace: float) -
         await sender.drain(0.1)
 
 
-def _poll(consumer: Any, topic: str, pause: list[int], resume: list[int]) -> list[Any]:
+def _poll(
+    consumer: Any, topic: str, pause: list[int], resume: list[int], budget: int
+) -> list[Any]:
     try:
         if pause:
             consumer.pause([TopicPartition(topic, p) for p in pause])
         if resume:
             consumer.resume([TopicPartition(topic, p) for p in resume])
-        return list(consumer.consume(_BATCH, _POLL_SECONDS))
+        return list(consumer.consume(budget, _POLL_SECONDS))
     except KafkaException as exc:
         raise KafkaUnavailable(f"Kafka consumer failed: {exc}") from exc
 

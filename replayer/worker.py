@@ -202,8 +202,10 @@ class Worker:
                 want_lag = time.monotonic() >= lag_due
                 if want_lag:
                     lag_due = time.monotonic() + self.progress_interval
+                # Never read more than the in-flight bound leaves room for.
+                budget = min(_BATCH, max(self.max_in_flight - sender.in_flight, 1))
                 messages, lag = await run(
-                    executor, self._poll, consumer, store, pause, resume, want_lag
+                    executor, self._poll, consumer, store, pause, resume, want_lag, budget
                 )
                 for message in messages:
                     self._dispatch(message, pipeline)
@@ -221,7 +223,9 @@ class Worker:
             while sender.in_flight and time.monotonic() < deadline and not stop.forced:
                 self.health.beat()
                 store, pause, _ = self._housekeeping(sender)
-                messages, _ = await run(executor, self._poll, consumer, store, pause, [], False)
+                messages, _ = await run(
+                    executor, self._poll, consumer, store, pause, [], False, 1
+                )
                 await sender.drain(0.01)
             abandoned = sender.in_flight
             await sender.aclose()  # whatever is left is replayed by the next owner
@@ -303,9 +307,12 @@ class Worker:
         if self.stopping or sender.in_flight >= self.max_in_flight:
             pause = sorted(self.assigned - self.paused)
             self.paused.update(pause)
+            if pause and not self.stopping:
+                logger.debug("pausing %s: %d records in flight", pause, sender.in_flight)
         elif self.paused and sender.in_flight <= self.max_in_flight // 2:
             resume = sorted(self.paused & self.assigned)
             self.paused.clear()
+            logger.debug("resuming %s: %d records in flight", resume, sender.in_flight)
         return store, pause, resume
 
     def _uncommitted(self, partitions: set[int] | list[int]) -> list[TopicPartition]:
@@ -384,6 +391,7 @@ class Worker:
         pause: list[int],
         resume: list[int],
         want_lag: bool,
+        budget: int,
     ) -> tuple[list[Any], dict[int, int] | None]:
         try:
             if store:
@@ -392,7 +400,7 @@ class Worker:
                 consumer.pause([TopicPartition(self.topic, p) for p in pause])
             if resume:
                 consumer.resume([TopicPartition(self.topic, p) for p in resume])
-            messages = consumer.consume(_BATCH, _POLL_SECONDS)
+            messages = consumer.consume(budget, _POLL_SECONDS)
             lag = self._lag(consumer) if want_lag else None
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
