@@ -21,31 +21,49 @@ the line for text), cut at `VALUE_LIMIT` characters; None means absent.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib
 import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
-from replayer.noise import Rules, Segment, format_path
+from replayer.diff import (
+    KINDS,
+    MAX_BODY_DIFFERENCES,
+    MAX_TEXT_HUNKS,
+    VALUE_LIMIT,
+    Difference,
+    Kind,
+    diff_json,
+    diff_text,
+    short,
+    show_json,
+)
+from replayer.noise import Rules
 
-Kind = Literal["status", "header", "body_json", "body_text", "body_binary"]
-#: Every difference kind, in the order reports show them.
-KINDS: tuple[Kind, ...] = ("status", "header", "body_json", "body_text", "body_binary")
+__all__ = [
+    "KINDS",
+    "MAX_BODY_DIFFERENCES",
+    "MAX_DECODED_BYTES",
+    "MAX_TEXT_HUNKS",
+    "VALUE_LIMIT",
+    "Difference",
+    "Kind",
+    "Response",
+    "classify",
+    "compare",
+    "compare_bodies",
+    "compare_exchange",
+    "compare_headers",
+    "decode_content",
+    "diff_json",
+    "diff_text",
+]
 
-#: Display values are cut to this many characters.
-VALUE_LIMIT = 200
-#: At most this many differences per body (a rewritten array must not yield thousands).
-MAX_BODY_DIFFERENCES = 100
-#: At most this many changed line ranges are reported for a text body.
-MAX_TEXT_HUNKS = 10
 #: Decoded bodies larger than this are compared as raw bytes (decompression bombs).
 MAX_DECODED_BYTES = 64 * 1024 * 1024
-#: Arrays longer than this are compared index by index instead of aligned.
-_ALIGN_LIMIT = 1000
 
 _BINARY_MEDIA = ("image/", "audio/", "video/", "font/", "application/octet-stream")
 _BINARY_TYPES = {
@@ -95,46 +113,24 @@ class Response:
             body_length=message.get("body_length"),
         )
 
+    @classmethod
+    def of(
+        cls,
+        status: int,
+        headers: Iterable[tuple[str | bytes, str | bytes]] = (),
+        body: bytes = b"",
+    ) -> Response:
+        """A response from a client's parts; str header names/values are taken as latin-1."""
+
+        def raw(x: str | bytes) -> bytes:
+            return x.encode("latin-1", "replace") if isinstance(x, str) else x
+
+        return cls(status, tuple((raw(n), raw(v)) for n, v in headers), body)
+
     def header_values(self, name: str) -> list[bytes]:
         """Values of header `name` (case-insensitive), in order."""
         wanted = name.lower().encode("latin-1")
         return [v for n, v in self.headers if n.lower() == wanted]
-
-
-@dataclass(frozen=True)
-class Difference:
-    """One way the shadow's response differs from production's.
-
-    `path` is `status`, a lowercase header name, a JSON path (`$.items[3].price`),
-    `line N` for text, or `body` for binary. `production`/`shadow` are short
-    display values, None where the value is absent. `noise` marks differences
-    the rules or the baseline say do not matter.
-    """
-
-    kind: Kind
-    path: str
-    production: str | None
-    shadow: str | None
-    noise: bool = False
-
-    def to_record(self) -> dict[str, Any]:
-        """The `Difference` record of the `replay_result` schema."""
-        return {
-            "kind": self.kind,
-            "path": self.path,
-            "production": self.production,
-            "shadow": self.shadow,
-            "noise": self.noise,
-        }
-
-
-def short(text: str, limit: int = VALUE_LIMIT) -> str:
-    """`text` cut to `limit` characters, with an ellipsis if it was cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _show_json(value: Any) -> str:
-    return short(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 # -- entry points -----------------------------------------------------------------
@@ -221,7 +217,7 @@ def _show_header(values: list[str] | None) -> str | None:
         return None
     if len(values) == 1:
         return short(values[0])
-    return _show_json(values)
+    return show_json(values)
 
 
 def compare_headers(production: Response, shadow: Response, rules: Rules) -> list[Difference]:
@@ -381,157 +377,3 @@ def _compare_truncated(production: Response, shadow: Response) -> list[Differenc
             _describe_bytes(shadow.body, len_b),
         )
     ]
-
-
-# -- text ---------------------------------------------------------------------------
-
-
-def diff_text(a: str, b: str, max_hunks: int = MAX_TEXT_HUNKS) -> list[Difference]:
-    """The first `max_hunks` changed line ranges, as `line N` (production's line number)."""
-    lines_a, lines_b = a.split("\n"), b.split("\n")
-    # autojunk speeds up big inputs but misaligns small ones; only big ones need it.
-    big = len(lines_a) + len(lines_b) > 5000
-    matcher = difflib.SequenceMatcher(None, lines_a, lines_b, autojunk=big)
-    out: list[Difference] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            continue
-        if len(out) >= max_hunks:
-            break
-        path = f"line {i1 + 1}" if i2 - i1 <= 1 else f"line {i1 + 1}-{i2}"
-        prod = short("\n".join(lines_a[i1:i2])) if i2 > i1 else None
-        shad = short("\n".join(lines_b[j1:j2])) if j2 > j1 else None
-        out.append(Difference("body_text", path, prod, shad))
-    return out
-
-
-# -- JSON ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Walk:
-    rules: Rules
-    limit: int
-    out: list[Difference] = field(default_factory=list)
-
-    def full(self) -> bool:
-        return len(self.out) >= self.limit
-
-    def add(
-        self, path: Sequence[Segment], a: Any, b: Any, absent: str = "", noise: bool = False
-    ) -> None:
-        prod = None if absent == "a" else _show_json(a)
-        shad = None if absent == "b" else _show_json(b)
-        self.out.append(Difference("body_json", format_path(path), prod, shad, noise))
-
-
-def diff_json(
-    a: Any, b: Any, rules: Rules | None = None, limit: int = MAX_BODY_DIFFERENCES
-) -> list[Difference]:
-    """Structural differences between two parsed JSON documents.
-
-    Removed values have `shadow=None`, added ones `production=None`. A subtree an
-    ignore pattern matches yields at most one difference, marked noise, at its
-    root. Numbers compare within the rules' tolerance; `true` and `1` differ.
-    """
-    walk = _Walk(rules or Rules(), limit)
-    _walk(walk, a, b, [], check_ignore=True)
-    return walk.out
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
-
-
-def _walk(w: _Walk, a: Any, b: Any, path: list[Segment], check_ignore: bool) -> None:
-    if w.full():
-        return
-    if check_ignore and w.rules.ignore_paths and any(p.matches(path) for p in w.rules.ignore_paths):
-        probe = _Walk(w.rules, 1)
-        _walk(probe, a, b, path, check_ignore=False)
-        if probe.out:
-            w.add(path, a, b, noise=True)
-        return
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key, value in a.items():
-            if key in b:
-                _walk(w, value, b[key], [*path, key], check_ignore)
-            elif not w.full():
-                _removed_or_added(w, [*path, key], value, "b", check_ignore)
-        for key, value in b.items():
-            if key not in a and not w.full():
-                _removed_or_added(w, [*path, key], value, "a", check_ignore)
-    elif isinstance(a, list) and isinstance(b, list):
-        if w.rules.unordered(path):
-            _walk_unordered(w, a, b, path, check_ignore)
-        else:
-            _walk_ordered(w, a, b, path, check_ignore)
-    elif _is_number(a) and _is_number(b):
-        if not w.rules.numbers_equal(a, b):
-            w.add(path, a, b)
-    elif type(a) is not type(b) or a != b:
-        w.add(path, a, b)
-
-
-def _removed_or_added(w: _Walk, path: list[Segment], value: Any, absent: str, check: bool) -> None:
-    # Ancestors were checked on the way down; only the value's own path is left.
-    noise = check and any(p.matches(path) for p in w.rules.ignore_paths)
-    w.add(path, value, value, absent=absent, noise=noise)
-
-
-def _canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _walk_ordered(w: _Walk, a: list[Any], b: list[Any], path: list[Segment], check: bool) -> None:
-    if len(a) > _ALIGN_LIMIT or len(b) > _ALIGN_LIMIT:
-        opcodes: Sequence[tuple[str, int, int, int, int]] = [("replace", 0, len(a), 0, len(b))]
-    else:
-        # Align first, so one inserted element reads as one addition, not a shifted tail.
-        matcher = difflib.SequenceMatcher(
-            None, [_canon(x) for x in a], [_canon(x) for x in b], autojunk=False
-        )
-        opcodes = matcher.get_opcodes()
-    for tag, i1, i2, j1, j2 in opcodes:
-        if tag == "equal":
-            continue
-        pairs = min(i2 - i1, j2 - j1)
-        for k in range(pairs):
-            _walk(w, a[i1 + k], b[j1 + k], [*path, i1 + k], check)
-        for i in range(i1 + pairs, i2):
-            if w.full():
-                return
-            _removed_or_added(w, [*path, i], a[i], "b", check)
-        for j in range(j1 + pairs, j2):
-            if w.full():
-                return
-            _removed_or_added(w, [*path, j], b[j], "a", check)
-
-
-def _walk_unordered(w: _Walk, a: list[Any], b: list[Any], path: list[Segment], check: bool) -> None:
-    keys_a = [_canon(x) for x in a]
-    keys_b = [_canon(x) for x in b]
-    available: dict[str, list[int]] = {}
-    for j, key in enumerate(keys_b):
-        available.setdefault(key, []).append(j)
-    left_a = []
-    for i, key in enumerate(keys_a):
-        slots = available.get(key)
-        if slots:
-            slots.pop()
-        else:
-            left_a.append(i)
-    left_b = sorted((j for slots in available.values() for j in slots))
-    # What is left differs somehow: pair it up in a stable order and diff the pairs.
-    left_a.sort(key=lambda i: keys_a[i])
-    left_b.sort(key=lambda j: keys_b[j])
-    for i, j in zip(left_a, left_b, strict=False):
-        _walk(w, a[i], b[j], [*path, i], check)
-    for i in left_a[len(left_b) :]:
-        if w.full():
-            return
-        _removed_or_added(w, [*path, i], a[i], "b", check)
-    for j in left_b[len(left_a) :]:
-        if w.full():
-            return
-        _removed_or_added(w, [*path, j], b[j], "a", check)

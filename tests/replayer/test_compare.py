@@ -464,3 +464,9 @@ def test_rules_file_errors(tmp_path: Path) -> None:
 
 def test_default_ignore_list_is_lowercase() -> None:
     assert all(h == h.lower() for h in DEFAULT_IGNORED_HEADERS)
+
+
+def test_response_of_client_parts() -> None:
+    r = Response.of(200, [("Content-Type", "application/json"), (b"X-Raw", b"\xff")], b"{}")
+    assert r.headers == ((b"Content-Type", b"application/json"), (b"X-Raw", b"\xff"))
+    assert r.header_values("content-type") == [b"application/json"]
