@@ -88,12 +88,14 @@ class Proc:
 
     @property
     def stdout(self) -> str:
-        self._out.flush()
+        if not self._out.closed:  # still readable after stop()
+            self._out.flush()
         return (self.log_dir / f"{self.name}.out").read_text(errors="replace")
 
     @property
     def stderr(self) -> str:
-        self._err.flush()
+        if not self._err.closed:
+            self._err.flush()
         return (self.log_dir / f"{self.name}.err").read_text(errors="replace")
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
@@ -130,8 +132,8 @@ class Procs:
 
     def close(self) -> None:
         for proc in self.started:
-            if proc.popen.poll() is None:
-                proc.stop()
+            # stop() also closes the log files of a process that already exited.
+            proc.stop()
 
     def dump(self) -> str:
         parts = []
