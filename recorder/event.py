@@ -1,0 +1,158 @@
+"""Turn a finished mitmproxy `HTTPFlow` into an `HttpExchange` v1 event dict.
+
+The conversion runs on mitmproxy's event loop for every exchange, so it reads
+the raw `Message.data` fields directly (no property decoding, no content-encoding
+decoding) and builds plain dicts, lists and bytes that fastavro writes as they
+are. What the event holds is what was on the wire:
+
+* headers and trailers are the raw `(name, value)` byte pairs, flattened into
+  `[name0, value0, name1, value1, ...]`, in their original order with
+  duplicates and case kept;
+* bodies are the raw bytes after transfer decoding (chunked framing removed)
+  but before content decoding, so a gzip body is replayed as the same gzip
+  bytes with its Content-Encoding header;
+* a body longer than `max_body_bytes` is cut: `body_truncated` is true and
+  `body_length` is the original length;
+* a body mitmproxy did not keep, because it was streamed
+  (`stream_large_bodies`, or an addon setting `.stream`) or because the
+  exchange broke off before the body was complete, is recorded as empty with
+  `body_truncated` true and `body_length` -1: its length is not known, and a
+  replayer must not send it as if it were complete.
+
+`authority` is the request's Host header (HTTP/1) or `:authority` (HTTP/2 and
+HTTP/3). In reverse-proxy mode mitmproxy rewrites that header to the upstream
+before any addon sees the request, unless the `keep_host_header` option is set;
+`trafficmirror record` sets it, and the addon marks events recorded without it
+(see `recorder.addon`).
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from typing import Any
+
+from mitmproxy import http
+
+#: Recorded when a body's length is unknown (streamed, or cut off by an error).
+UNKNOWN_LENGTH = -1
+
+_HOST = b"host"
+
+
+def micros(timestamp: float | None) -> int | None:
+    """Seconds since the epoch (mitmproxy's float timestamps) as integer microseconds."""
+    if timestamp is None:
+        return None
+    return round(timestamp * 1_000_000)
+
+
+def text(raw: bytes) -> str:
+    """Bytes from the wire as an Avro string.
+
+    Avro strings must be valid UTF-8; a method, version or Host value is ASCII in
+    practice, and anything else is kept readable and unambiguous with backslash
+    escapes rather than failing the whole event.
+    """
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def flat(fields: tuple[tuple[bytes, bytes], ...]) -> list[bytes]:
+    """`((n0, v0), (n1, v1))` → `[n0, v0, n1, v1]`, the schema's header layout."""
+    return list(chain.from_iterable(fields))
+
+
+def authority(request: http.Request) -> str:
+    """The request's Host header, or `:authority` for HTTP/2 and HTTP/3; empty if absent."""
+    data = request.data
+    if data.authority and data.http_version in (b"HTTP/2.0", b"HTTP/3"):
+        return text(data.authority)
+    for name, value in data.headers.fields:
+        if name.lower() == _HOST:
+            return text(value)
+    return text(data.authority)
+
+
+def message(msg: http.Message, max_body_bytes: int) -> dict[str, Any]:
+    """The `Message` record of a request or response."""
+    data = msg.data
+    raw = data.content
+    if raw is None:
+        body, truncated, length = b"", True, UNKNOWN_LENGTH
+    else:
+        length = len(raw)
+        truncated = length > max_body_bytes
+        body = raw[:max_body_bytes] if truncated else raw
+    trailers = data.trailers
+    return {
+        "headers": flat(data.headers.fields),
+        "body": body,
+        "body_truncated": truncated,
+        "body_length": length,
+        "trailers": flat(trailers.fields) if trailers is not None else None,
+    }
+
+
+def address(peername: tuple[Any, ...] | None) -> dict[str, Any] | None:
+    """An `Address` record from a socket address (IPv6 tuples have 4 items)."""
+    if not peername:
+        return None
+    return {"host": str(peername[0]), "port": int(peername[1])}
+
+
+def recorder_info(
+    recorder_id: str, sampling_rate: float = 1.0, redactions: list[str] | None = None
+) -> dict[str, Any]:
+    """The `RecorderInfo` record; build it once and pass it to every `flow_to_event` call."""
+    return {
+        "recorder_id": recorder_id,
+        "sampling_rate": sampling_rate,
+        "redactions": list(redactions or []),
+    }
+
+
+def flow_to_event(
+    flow: http.HTTPFlow, max_body_bytes: int, recorder: dict[str, Any]
+) -> dict[str, Any]:
+    """The `HttpExchange` event of `flow`, ready for `schemas.codec.Codec.encode`.
+
+    `recorder` is a `recorder_info()` dict shared by all events (it is not
+    copied). The flow is only read, never changed.
+    """
+    req = flow.request
+    rd = req.data
+    resp = flow.response
+    response: dict[str, Any] | None = None
+    response_start = response_end = None
+    if resp is not None:
+        sd = resp.data
+        response = {
+            "status": sd.status_code,
+            "reason": sd.reason,
+            "http_version": text(sd.http_version),
+            "message": message(resp, max_body_bytes),
+        }
+        response_start = micros(sd.timestamp_start)
+        response_end = micros(sd.timestamp_end)
+    client = flow.client_conn
+    error = flow.error
+    return {
+        "id": flow.id,
+        "request_start_us": micros(rd.timestamp_start),
+        "request_end_us": micros(rd.timestamp_end),
+        "response_start_us": response_start,
+        "response_end_us": response_end,
+        "client": address(client.peername) or {"host": "", "port": 0},
+        "server": address(flow.server_conn.peername),
+        "scheme": "https" if client.tls else "http",
+        "method": text(rd.method),
+        "authority": authority(req),
+        "path": rd.path,
+        "http_version": text(rd.http_version),
+        "request": message(req, max_body_bytes),
+        "response": response,
+        "error": error.msg if error is not None else None,
+        "recorder": recorder,
+    }
