@@ -1,0 +1,211 @@
+"""`trafficmirror record`: mitmproxy embedded as a reverse proxy with the recorder.
+
+`mitmdump` loads some thirty addons (flow printing, scripting, playback,
+header and body rewriting, blocking, ...), and every one of them is asked about
+every hook of every exchange. A recorder sidecar needs only these:
+
+* `Core`: the base options and commands;
+* `Proxyserver` and `NextLayer`: listening and protocol detection;
+* `TlsConfig`: TLS towards clients and towards an https:// upstream;
+* `DisableH2C`: strips h2c upgrade requests mitmproxy cannot proxy, as
+  mitmdump does, so such clients keep working;
+* `UpdateAltSvc`: keeps Alt-Svc answers pointing at the proxy, as mitmdump's
+  reverse mode does;
+* the `Recorder`, and a tiny addon that checks the proxy really listens.
+
+Left out on purpose: `Dumper`/`TermLog` (logging goes through `logging`),
+`Block` (it refuses clients with public addresses, which is wrong for a
+reverse proxy in front of an app), `ErrorCheck` (startup errors become one
+`TrafficMirrorError` line instead of `sys.exit`), and every addon that is off
+by default anyway.
+
+The client's Host header is passed to the app unchanged (`keep_host_header`),
+as a transparent sidecar should, and so it is also what gets recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from typing import Any
+
+from mitmproxy import ctx, exceptions, master, options
+from mitmproxy.addons import (
+    core,
+    disable_h2c,
+    next_layer,
+    proxyserver,
+    tlsconfig,
+    update_alt_svc,
+)
+
+from recorder.addon import Recorder
+from trafficmirror.errors import ConfigError, TrafficMirrorError
+from trafficmirror.kafka import KafkaSettings
+
+logger = logging.getLogger("trafficmirror.recorder")
+
+
+class StartupCheck:
+    """Notices when the proxy failed to listen, and stops the master."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+        self.listening: list[str] = []
+
+    def running(self) -> None:
+        master_: Any = ctx.master
+        server = master_.addons.get("proxyserver")
+        # `servers` and its instances are what mitmweb reads too; guarded in
+        # case a later mitmproxy reshapes them.
+        for instance in getattr(server, "servers", ()):
+            if not getattr(instance, "is_running", True):
+                exc = getattr(instance, "last_exception", None)
+                self.error = str(exc) if exc else "the proxy server did not start"
+        if self.error is None:
+            try:
+                self.listening = [f"{a[0]}:{a[1]}" for a in server.listen_addrs()]
+            except Exception:  # noqa: S110 (only used for a log line)
+                pass
+        else:
+            master_.shutdown()
+
+
+def _ignore_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    # asyncio.run() cancels the connections still open at exit; Python 3.11's
+    # stream callback then reports each CancelledError as an error (3.12 does
+    # not). Those are the expected end of a shutdown, not failures.
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
+
+
+def recorder_options(
+    *,
+    settings: KafkaSettings,
+    topic: str,
+    upstream: str,
+    listen_host: str,
+    listen_port: int,
+    max_body_bytes: int,
+    recorder_id: str | None,
+    flush_timeout: float,
+    schema_registry_url: str | None,
+    metrics_host: str,
+    metrics_port: int | None,
+) -> dict[str, Any]:
+    """The mitmproxy option values for a recorder in front of `upstream`."""
+    return {
+        "mode": [f"reverse:{upstream}"],
+        "listen_host": listen_host,
+        "listen_port": listen_port,
+        "keep_host_header": True,
+        "trafficmirror_bootstrap_servers": settings.bootstrap_servers,
+        "trafficmirror_kafka_property": [f"{k}={v}" for k, v in settings.properties.items()],
+        "trafficmirror_topic": topic,
+        "trafficmirror_max_body_bytes": max_body_bytes,
+        "trafficmirror_recorder_id": recorder_id or f"{socket.gethostname()}:{listen_port}",
+        "trafficmirror_flush_timeout": repr(float(flush_timeout)),
+        "trafficmirror_schema_registry_url": schema_registry_url,
+        "trafficmirror_metrics_host": metrics_host,
+        "trafficmirror_metrics_port": metrics_port,
+    }
+
+
+def check_listen(host: str, port: int) -> None:
+    """Fail with one line, before anything starts, if host:port cannot be bound."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        probe = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise TrafficMirrorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    probe.close()
+
+
+async def serve(values: dict[str, Any]) -> Recorder:
+    """Run the embedded proxy until SIGINT/SIGTERM; return the recorder for its counters."""
+    # Typed as Any: mitmproxy's Master, AddonManager and OptManager are unannotated.
+    opts: Any = options.Options()
+    proxy: Any = master.Master(opts)
+    recorder = Recorder()
+    startup = StartupCheck()
+    proxy.addons.add(
+        core.Core(),
+        proxyserver.Proxyserver(),  # type: ignore[no-untyped-call]
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+        disable_h2c.DisableH2C(),
+        update_alt_svc.UpdateAltSvc(),
+        recorder,
+        startup,
+    )
+    try:
+        opts.update(**values)
+    except exceptions.OptionsError as exc:
+        raise ConfigError(str(exc)) from None
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, proxy.shutdown)
+    # A client that hangs up must not kill the process (mitmdump does the same).
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        await proxy.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        loop.set_exception_handler(_ignore_cancelled)
+    if startup.error is not None:
+        host, port = values["listen_host"], values["listen_port"]
+        raise TrafficMirrorError(f"cannot listen on {host}:{port}: {startup.error}")
+    return recorder
+
+
+def run_recorder(
+    *,
+    settings: KafkaSettings,
+    topic: str,
+    upstream: str,
+    listen_host: str,
+    listen_port: int,
+    max_body_bytes: int,
+    recorder_id: str | None,
+    flush_timeout: float,
+    schema_registry_url: str | None,
+    metrics_host: str,
+    metrics_port: int | None,
+) -> None:
+    """Record traffic to `upstream` until SIGINT/SIGTERM (the `record` command).
+
+    Raises `TrafficMirrorError` (one line) when the recorder cannot start: the
+    port is taken, an option or Kafka setting is invalid. On a signal it stops
+    accepting, flushes queued events for at most `flush_timeout` seconds and
+    logs the summary line, then returns.
+    """
+    check_listen(listen_host, listen_port)
+    values = recorder_options(
+        settings=settings,
+        topic=topic,
+        upstream=upstream,
+        listen_host=listen_host,
+        listen_port=listen_port,
+        max_body_bytes=max_body_bytes,
+        recorder_id=recorder_id,
+        flush_timeout=flush_timeout,
+        schema_registry_url=schema_registry_url,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+    )
+    logger.info(
+        "trafficmirror recorder: %s:%d -> %s, topic %s on %s",
+        listen_host,
+        listen_port,
+        upstream,
+        topic,
+        settings.bootstrap_servers,
+    )
+    asyncio.run(serve(values))
