@@ -24,8 +24,10 @@ VALUE_LIMIT = 200
 MAX_BODY_DIFFERENCES = 100
 #: At most this many changed line ranges are reported for a text body.
 MAX_TEXT_HUNKS = 10
-#: Arrays longer than this are compared index by index instead of aligned.
+#: Arrays longer than this are aligned with difflib's autojunk heuristic (fast, rougher).
 _ALIGN_LIMIT = 1000
+#: Unmatched array elements are paired by similarity up to this many candidate pairs.
+_PAIRING_LIMIT = 4096
 
 
 @dataclass(frozen=True)
@@ -161,33 +163,33 @@ def _removed_or_added(w: _Walk, path: list[Segment], value: Any, absent: str, ch
     w.add(path, value, value, absent=absent, noise=noise)
 
 
+def _integral(value: Any) -> Any:
+    """`value` with integral floats as ints, so 1.0 and 1 get the same canonical text."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
 def _canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    """A canonical text of a JSON value for matching equal array elements."""
+    return json.dumps(_integral(value), sort_keys=True, separators=(",", ":"))
 
 
 def _walk_ordered(w: _Walk, a: list[Any], b: list[Any], path: list[Segment], check: bool) -> None:
-    if len(a) > _ALIGN_LIMIT or len(b) > _ALIGN_LIMIT:
-        opcodes: Sequence[tuple[str, int, int, int, int]] = [("replace", 0, len(a), 0, len(b))]
-    else:
-        # Align first, so one inserted element reads as one addition, not a shifted tail.
-        matcher = difflib.SequenceMatcher(
-            None, [_canon(x) for x in a], [_canon(x) for x in b], autojunk=False
-        )
-        opcodes = matcher.get_opcodes()
-    for tag, i1, i2, j1, j2 in opcodes:
-        if tag == "equal":
-            continue
-        pairs = min(i2 - i1, j2 - j1)
-        for k in range(pairs):
-            _walk(w, a[i1 + k], b[j1 + k], [*path, i1 + k], check)
-        for i in range(i1 + pairs, i2):
+    # Align first, so one inserted element reads as one addition, not a shifted tail.
+    # Big arrays let difflib skip very frequent elements (autojunk) to stay fast.
+    matcher = difflib.SequenceMatcher(
+        None, [_canon(x) for x in a], [_canon(x) for x in b], autojunk=len(a) > _ALIGN_LIMIT
+    )
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "equal":
+            _diff_leftovers(w, a, b, list(range(i1, i2)), list(range(j1, j2)), path, check)
             if w.full():
                 return
-            _removed_or_added(w, [*path, i], a[i], "b", check)
-        for j in range(j1 + pairs, j2):
-            if w.full():
-                return
-            _removed_or_added(w, [*path, j], b[j], "a", check)
 
 
 def _walk_unordered(w: _Walk, a: list[Any], b: list[Any], path: list[Segment], check: bool) -> None:
@@ -203,17 +205,52 @@ def _walk_unordered(w: _Walk, a: list[Any], b: list[Any], path: list[Segment], c
             slots.pop()
         else:
             left_a.append(i)
-    left_b = sorted((j for slots in available.values() for j in slots))
-    # What is left differs somehow: pair it up in a stable order and diff the pairs.
-    left_a.sort(key=lambda i: keys_a[i])
-    left_b.sort(key=lambda j: keys_b[j])
-    for i, j in zip(left_a, left_b, strict=False):
+    left_b = sorted(j for slots in available.values() for j in slots)
+    _diff_leftovers(w, a, b, left_a, left_b, path, check)
+
+
+def _similarity(x: Any, y: Any) -> int:
+    if isinstance(x, dict) and isinstance(y, dict):
+        return sum(1 for k, v in x.items() if k in y and _canon(y[k]) == _canon(v))
+    return 0
+
+
+def _diff_leftovers(
+    w: _Walk,
+    a: list[Any],
+    b: list[Any],
+    left_a: list[int],
+    left_b: list[int],
+    path: list[Segment],
+    check: bool,
+) -> None:
+    """Diff elements that found no equal partner: pair each with its most similar
+    counterpart (objects sharing the most fields, e.g. the same id), so a changed
+    element reads as a changed field, then the rest by position; what is left
+    over is removed or added."""
+    pairs: list[tuple[int, int]] = []
+    if len(left_a) * len(left_b) <= _PAIRING_LIMIT and any(isinstance(a[i], dict) for i in left_a):
+        free = list(left_b)
+        rest = []
+        for i in left_a:
+            best = max(free, key=lambda j: _similarity(a[i], b[j]), default=None)
+            if best is not None and _similarity(a[i], b[best]) > 0:
+                pairs.append((i, best))
+                free.remove(best)
+            else:
+                rest.append(i)
+        left_a, left_b = rest, free
+    # Whatever shares nothing is paired by position, as an edited element would be.
+    n = min(len(left_a), len(left_b))
+    pairs.extend(zip(left_a[:n], left_b[:n], strict=True))
+    unpaired_a, unpaired_b = left_a[n:], left_b[n:]
+    for i, j in pairs:
         _walk(w, a[i], b[j], [*path, i], check)
-    for i in left_a[len(left_b) :]:
+    for i in unpaired_a:
         if w.full():
             return
         _removed_or_added(w, [*path, i], a[i], "b", check)
-    for j in left_b[len(left_a) :]:
+    for j in unpaired_b:
         if w.full():
             return
         _removed_or_added(w, [*path, j], b[j], "a", check)

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from replayer.compare import (
     Difference,
@@ -184,6 +186,8 @@ def test_array_order_globally_and_per_path() -> None:
         "$.list[1]",
     ]
     assert diff_json(a, b, build_rules(ignore_array_order=True)) == []
+    # Integral floats equal ints in unordered arrays too (another language's encoder).
+    assert diff_json([1.0, 2.0, 3], [2, 3.0, 1], build_rules(ignore_array_order=True)) == []
 
 
 def test_unordered_array_reports_the_element_that_changed() -> None:
@@ -197,8 +201,26 @@ def test_unordered_array_reports_the_element_that_changed() -> None:
     ]
 
 
+def test_changed_element_is_found_among_inserted_ones() -> None:
+    a = [{"id": 1, "n": "a"}, {"id": 2, "n": "b"}]
+    b = [{"id": 0, "x": 1}, {"id": 2, "n": "B"}, {"id": 1, "n": "a"}]
+    diffs = diff_json(a, b, build_rules(ignore_array_order=True))
+    assert [(d.path, d.production, d.shadow) for d in diffs] == [
+        ("$[1].n", '"b"', '"B"'),
+        ("$[0]", None, '{"id":0,"x":1}'),
+    ]
+
+
+def test_shifted_array_is_one_removal_and_one_addition() -> None:
+    diffs = diff_json(list(range(3000)), list(range(1, 3001)))
+    assert [(d.path, d.production, d.shadow) for d in diffs] == [
+        ("$[0]", "0", None),
+        ("$[2999]", None, "3000"),
+    ]
+
+
 def test_json_difference_count_is_capped() -> None:
-    diffs = diff_json(list(range(5000)), [x + 1 for x in range(5000)], limit=20)
+    diffs = diff_json([2 * x for x in range(5000)], [2 * x + 1 for x in range(5000)], limit=20)
     assert len(diffs) == 20
 
 
@@ -470,3 +492,41 @@ def test_response_of_client_parts() -> None:
     r = Response.of(200, [("Content-Type", "application/json"), (b"X-Raw", b"\xff")], b"{}")
     assert r.headers == ((b"Content-Type", b"application/json"), (b"X-Raw", b"\xff"))
     assert r.header_values("content-type") == [b"application/json"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=3), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Reference equality: numbers by value (1 == 1.0), booleans never equal to numbers."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return bool(a == b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and bool(a == b)
+
+
+@settings(max_examples=150, deadline=None)
+@given(json_values, json_values)
+def test_json_diff_is_empty_exactly_when_documents_are_equal(a: Any, b: Any) -> None:
+    assert diff_json(a, a) == []
+    assert (diff_json(a, b) == []) == json_equal(a, b)
+    assert (diff_json([a, 1], [b, 1.0]) == []) == json_equal(a, b)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(json_values, max_size=8), st.randoms())
+def test_ignoring_array_order_ignores_any_permutation(items: list[Any], rnd: Any) -> None:
+    shuffled = list(items)
+    rnd.shuffle(shuffled)
+    assert diff_json({"a": items}, {"a": shuffled}, build_rules(unordered_paths=["$.a"])) == []
