@@ -22,14 +22,37 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Counter as Metric
+
 from replayer.compare import KINDS, Difference, Response
 from replayer.endpoints import Router, route
+from schemas.codec import Codec
+from trafficmirror.kafka import results_topic
 
 OUTCOMES = ("match", "mismatch", "error", "skipped")
 #: At most this many differences are stored in one result (the rest are counted).
 MAX_STORED_DIFFERENCES = 50
 
 _INDEX = re.compile(r"\[\d+\]")
+
+# Module-level, like the pipeline's: a metric is registered once per process.
+# They count replays, so a redelivered exchange counts again; the report counts
+# exchanges (see `Aggregate`).
+RESULTS = Metric(
+    "trafficmirror_replayer_results",
+    "Compared replays by outcome: match (no difference but noise), mismatch, error, skipped.",
+    ["outcome"],
+)
+MISMATCHES = Metric(
+    "trafficmirror_replayer_mismatches",
+    "Replays with a difference that is not noise, by kind "
+    "(status, header, body_json, body_text, body_binary); one replay can count in several.",
+    ["kind"],
+)
+NOISE_ONLY = Metric(
+    "trafficmirror_replayer_noise_only",
+    "Replays that match but differ in noise (ignored paths or headers, or like the baseline).",
+)
 
 
 def production_latency_us(event: Mapping[str, Any]) -> int | None:
@@ -141,6 +164,36 @@ def build_result(
 def result_key(result: Mapping[str, Any]) -> bytes:
     """The Kafka message key of a result: the exchange id."""
     return str(result["id"]).encode()
+
+
+def record_metrics(result: Mapping[str, Any]) -> None:
+    """Count one result in the Prometheus metrics (outcome, mismatch kinds, noise only)."""
+    RESULTS.labels(result["outcome"]).inc()
+    for kind in result["mismatch_kinds"]:
+        MISMATCHES.labels(kind).inc()
+    if result["outcome"] == "match" and result["noise_count"]:
+        NOISE_ONLY.inc()
+
+
+@dataclass(frozen=True)
+class ResultMessage:
+    """A result ready for `Producer.produce(topic, value, key=key, headers=headers)`."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def result_message(traffic_topic: str, result: Mapping[str, Any], codec: Codec) -> ResultMessage:
+    """The Kafka message of `result` for `<traffic_topic>.results`, keyed by exchange id.
+
+    `codec` is a `Codec("replay_result")`, built once per process.
+    """
+    encoded = codec.encode(result)
+    return ResultMessage(
+        results_topic(traffic_topic), result_key(result), encoded.value, encoded.headers
+    )
 
 
 def differences_of(result: Mapping[str, Any]) -> list[Difference]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import random
 import re
 from html.parser import HTMLParser
@@ -240,3 +241,82 @@ def test_run_report_empty_and_missing_topics(kafka: Kafka) -> None:
     since = dt.datetime(2024, 1, 2)
     with pytest.raises(ConfigError, match="--since must be before --until"):
         run_report(settings, topic, since=since, until=since, out=io.StringIO())
+
+
+def test_issue_scenario_changed_field_noise_and_baseline() -> None:
+    """The issue's acceptance scenario, in process: one endpoint changes a JSON
+    field, one differs only in a timestamp and the Date header, one is identical.
+    With a rule (or a baseline instead) only the first endpoint is flagged."""
+    from replayer.compare import compare_exchange
+    from replayer.noise import build_rules
+
+    def response(body: dict[str, Any], date: str) -> Response:
+        return Response.of(
+            200,
+            [("Content-Type", "application/json"), ("Date", date)],
+            json.dumps(body).encode(),
+        )
+
+    def app(path: str, n: int, variant: str) -> Response:
+        if path.startswith("/users/"):
+            name = f"user {n}" if variant != "shadow" else f"USER {n}"
+            return response({"id": n, "name": name}, f"day {variant}")
+        if path.startswith("/clock/"):
+            return response({"id": n, "now": f"t-{variant}-{n}"}, f"day {variant}")
+        return response({"static": True}, f"day {variant}")
+
+    def run(rules: Any, with_baseline: bool) -> Aggregate:
+        codec = Codec("replay_result")
+        agg = Aggregate()
+        n = 0
+        for base in ("/users/", "/clock/", "/static/"):
+            for k in range(10):
+                n += 1
+                path = f"{base}{k}"
+                prod = app(path, k, "production")
+                event = _event(n, "GET", path, 10.0)
+                event["response"] = {
+                    "status": prod.status,
+                    "reason": b"OK",
+                    "http_version": "HTTP/1.1",
+                    "message": {
+                        "headers": [x for pair in prod.headers for x in pair],
+                        "body": prod.body,
+                        "body_truncated": False,
+                        "body_length": len(prod.body),
+                        "trailers": None,
+                    },
+                }
+                shadow = app(path, k, "shadow")
+                baseline = app(path, k, "baseline") if with_baseline else None
+                diffs = compare_exchange(event, shadow, rules, baseline)
+                r = build_result(
+                    event,
+                    topic="t",
+                    partition=0,
+                    offset=n,
+                    target="http://shadow",
+                    sent_us=T0 + n,
+                    shadow=shadow,
+                    shadow_latency_s=0.01,
+                    differences=diffs,
+                )
+                # Through the wire format, and delivered twice.
+                agg.add(codec.decode(codec.encode(r).value))
+                agg.add(codec.decode(codec.encode(r).value))
+        return agg
+
+    without_rule = {s.endpoint: s for s in run(build_rules(), False).endpoints()}
+    assert without_rule["GET /clock/{id}"].mismatches == 10  # the timestamp, unexplained
+
+    for agg in (run(build_rules(ignore_paths=["$.now"]), False), run(None, True)):
+        stats = {s.endpoint: s for s in agg.endpoints()}
+        users, clock, static = (stats[f"GET /{e}/{{id}}"] for e in ("users", "clock", "static"))
+        assert (users.requests, users.mismatches) == (10, 10)
+        assert users.top_paths() == [("body_json", "$.name", 10)]
+        assert (clock.requests, clock.mismatches, clock.noise_only) == (10, 0, 10)
+        assert (static.requests, static.mismatches, static.noise_only) == (10, 0, 0)
+        assert agg.duplicates == 30
+        table = format_table(agg)
+        assert "GET /users/{id}: body_json $.name ×10" in table
+        assert "/clock/" not in table.split("Most frequent differences")[1]

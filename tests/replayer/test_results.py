@@ -15,7 +15,9 @@ from replayer.results import (
     differences_of,
     percentile,
     production_latency_us,
+    record_metrics,
     result_key,
+    result_message,
 )
 from schemas.codec import Codec, available_versions
 
@@ -236,3 +238,31 @@ def test_examples_are_capped_per_endpoint() -> None:
 def test_aggregate_path() -> None:
     assert aggregate_path("body_json", "$.a[3].b[10]") == "$.a[*].b[*]"
     assert aggregate_path("body_text", "line 3") == "line 3"
+
+
+def test_result_message_and_metrics() -> None:
+    from prometheus_client import REGISTRY
+
+    codec = Codec("replay_result")
+    r = result("m-1", (NAME, DATE))
+    message = result_message("traffic", r, codec)
+    assert (message.topic, message.key) == ("traffic.results", b"m-1")
+    assert codec.decode(message.value) == r
+    assert dict(message.headers)["content-type"].startswith(b"application/avro")
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (
+        value("trafficmirror_replayer_results_total", outcome="mismatch"),
+        value("trafficmirror_replayer_mismatches_total", kind="body_json"),
+        value("trafficmirror_replayer_noise_only_total"),
+    )
+    record_metrics(r)
+    record_metrics(result("m-2", (TS,)))
+    after = (
+        value("trafficmirror_replayer_results_total", outcome="mismatch"),
+        value("trafficmirror_replayer_mismatches_total", kind="body_json"),
+        value("trafficmirror_replayer_noise_only_total"),
+    )
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1]
