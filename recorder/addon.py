@@ -300,7 +300,8 @@ class Recorder:
         if had_sink:
             line = self.summary()
             stats = self.totals()
-            level = logging.INFO if stats.dropped + stats.failed == 0 else logging.WARNING
+            lost = stats.dropped + stats.failed + self.convert_failed
+            level = logging.INFO if lost == 0 else logging.WARNING
             logger.log(level, "%s", line)
             self._stats.clear()
             self.convert_failed = 0

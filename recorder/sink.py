@@ -269,7 +269,9 @@ class KafkaSink:
             self.stats.undelivered += unreported
             _UNDELIVERED.inc(unreported)
         QUEUE_LENGTH.set(0)
-        self._prober.join(2.0)
+        # The prober is not joined: it may sit in a metadata request for up to a
+        # second, sees the stop flag when it returns, and holds its own reference
+        # to the producer until then.
         return self.stats
 
 

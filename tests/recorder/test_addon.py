@@ -1,0 +1,280 @@
+"""The mitmproxy addon, driven by mitmproxy's own test helpers against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mitmproxy import exceptions, flow
+from mitmproxy.proxy.mode_specs import ProxyMode
+from mitmproxy.test import taddons, tflow
+
+from recorder import addon as addon_module
+from recorder.addon import HOST_REWRITTEN, RECORDED_MARK, Recorder
+from tests.recorder.helpers import read_events
+from tests.support import Kafka, free_port
+
+ADDON_PATH = Path(addon_module.__file__)
+OPTIONS = [
+    "trafficmirror_bootstrap_servers",
+    "trafficmirror_topic",
+    "trafficmirror_kafka_property",
+    "trafficmirror_kafka_config",
+    "trafficmirror_max_body_bytes",
+    "trafficmirror_recorder_id",
+    "trafficmirror_schema_registry_url",
+    "trafficmirror_flush_timeout",
+    "trafficmirror_metrics_host",
+    "trafficmirror_metrics_port",
+]
+
+
+def in_loop(func: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test body on a fresh loop: taddons.context wants a running loop
+    (without one it makes a loop of its own and never closes it)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(func(*args, **kwargs))
+
+    return wrapper
+
+
+def events(kafka: Kafka, topic: str, count: int) -> list[Any]:
+    return read_events(kafka.bootstrap_servers, topic, count)
+
+
+def configured(
+    tctx: taddons.context, rec: Recorder, kafka: Kafka, topic: str, **extra: Any
+) -> None:
+    tctx.configure(
+        rec,
+        trafficmirror_bootstrap_servers=kafka.bootstrap_servers,
+        trafficmirror_topic=topic,
+        trafficmirror_recorder_id="rec-test",
+        trafficmirror_flush_timeout="10",
+        **extra,
+    )
+
+
+@in_loop
+async def test_every_option_is_declared_with_help() -> None:
+    rec = Recorder()
+    with taddons.context(rec) as tctx:
+        for name in OPTIONS:
+            option = tctx.options._options[name]
+            assert len(option.help) > 30, name
+        assert tctx.options.trafficmirror_max_body_bytes == 1024 * 1024
+
+
+@in_loop
+async def test_inactive_until_servers_and_topic_are_set(caplog: pytest.LogCaptureFixture) -> None:
+    rec = Recorder()
+    with taddons.context(rec) as tctx:
+        tctx.configure(rec, trafficmirror_topic="t")
+        assert rec.sink is None
+        f = tflow.tflow(resp=True)
+        rec.response(f)
+        assert RECORDED_MARK not in f.metadata
+        with caplog.at_level(logging.WARNING, "trafficmirror"):
+            rec.running()
+        assert "not recording" in caplog.text
+        rec.done()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"trafficmirror_max_body_bytes": -1}, "must be 0 or more"),
+        ({"trafficmirror_flush_timeout": "soon"}, "number of seconds"),
+        ({"trafficmirror_flush_timeout": "-1"}, "number of seconds"),
+        ({"trafficmirror_flush_timeout": "nan"}, "number of seconds"),
+        ({"trafficmirror_metrics_port": 70000}, "out of range"),
+        (
+            {
+                "trafficmirror_bootstrap_servers": "127.0.0.1:1",
+                "trafficmirror_topic": "t",
+                "trafficmirror_kafka_property": ["no-equals-sign"],
+            },
+            "expected key=value",
+        ),
+        (
+            {
+                "trafficmirror_bootstrap_servers": "127.0.0.1:1",
+                "trafficmirror_topic": "t",
+                "trafficmirror_kafka_property": ["no.such.property=1"],
+            },
+            "no.such.property",
+        ),
+        (
+            {
+                "trafficmirror_bootstrap_servers": "127.0.0.1:1",
+                "trafficmirror_topic": "t",
+                "trafficmirror_kafka_config": "/nonexistent/kafka.properties",
+            },
+            "cannot read Kafka config file",
+        ),
+    ],
+)
+@in_loop
+async def test_bad_options_are_rejected(options: dict[str, Any], message: str) -> None:
+    rec = Recorder()
+    with taddons.context(rec) as tctx:
+        with pytest.raises(exceptions.OptionsError, match=message):
+            tctx.configure(rec, **options)
+        assert rec.sink is None
+
+
+@in_loop
+async def test_records_response_and_error_flows_once(
+    kafka: Kafka, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = Recorder()
+    with taddons.context(rec) as tctx:
+        configured(tctx, rec, kafka, topic, trafficmirror_max_body_bytes=4)
+        ok = tflow.tflow(resp=True)
+        rec.response(ok)
+        # An error after the response (client hung up while it was sent back)
+        # must not record the exchange a second time.
+        ok.error = flow.Error("client disconnected")
+        rec.error(ok)
+        failed = tflow.tflow(err=True)
+        failed.request.headers["Host"] = "shop.example.com"
+        rec.error(failed)
+        assert rec.sink is not None
+        with caplog.at_level(logging.INFO, "trafficmirror"):
+            rec.done()
+    assert "recorded=2 dropped=0 failed=0" in caplog.text
+    assert rec.sink is None
+
+    got = {event["id"]: (msg, event) for msg, event in events(kafka, topic, 2)}
+    assert set(got) == {ok.id, failed.id}
+    msg, event = got[ok.id]
+    assert msg.key() == ok.client_conn.id.encode()
+    assert msg.timestamp()[1] == int(ok.request.timestamp_start * 1000)
+    assert dict(msg.headers())["content-type"].startswith(b"application/avro")
+    assert event["error"] is None
+    assert event["request"]["body"] == b"cont"
+    assert event["request"]["body_truncated"] is True
+    assert event["request"]["body_length"] == len(b"content")
+    assert event["response"]["status"] == 200
+    assert event["recorder"] == {
+        "recorder_id": "rec-test",
+        "sampling_rate": 1.0,
+        "redactions": [],
+    }
+    _, event = got[failed.id]
+    assert event["response"] is None
+    assert event["error"] == "error"
+    assert event["authority"] == "shop.example.com"
+
+
+@in_loop
+async def test_reverse_mode_without_keep_host_header_says_host_was_rewritten(
+    kafka: Kafka, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = Recorder()
+    with taddons.context(rec) as tctx:
+        with caplog.at_level(logging.WARNING, "trafficmirror"):
+            configured(tctx, rec, kafka, topic, mode=["reverse:http://127.0.0.1:8080"])
+        assert "keep_host_header" in caplog.text
+        f = tflow.tflow(resp=True)
+        f.client_conn.proxy_mode = ProxyMode.parse("reverse:http://127.0.0.1:8080")
+        rec.response(f)
+        regular = tflow.tflow(resp=True)  # a regular-mode flow keeps its Host
+        rec.response(regular)
+        rec.done()
+    got = {event["id"]: event for _, event in events(kafka, topic, 2)}
+    assert got[f.id]["recorder"]["redactions"] == [HOST_REWRITTEN]
+    assert got[regular.id]["recorder"]["redactions"] == []
+
+
+@in_loop
+async def test_replayed_flows_are_not_recorded(kafka: Kafka, topic: str) -> None:
+    rec = Recorder()
+    with taddons.context(rec) as tctx:
+        configured(tctx, rec, kafka, topic)
+        f = tflow.tflow(resp=True)
+        f.is_replay = "request"
+        rec.response(f)
+        assert rec.sink is not None and rec.sink.stats.enqueued == 0
+        rec.done()
+
+
+@in_loop
+async def test_broken_flow_is_counted_never_raised(
+    kafka: Kafka, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = Recorder()
+    with taddons.context(rec) as tctx:
+        configured(tctx, rec, kafka, topic)
+        broken = tflow.tflow(resp=True)
+        broken.request.data.timestamp_start = None  # type: ignore[assignment]
+        with caplog.at_level(logging.WARNING, "trafficmirror"):
+            rec.response(broken)  # must not raise into mitmproxy
+            rec.response(tflow.tflow(resp=True))
+            rec.done()
+    assert "cannot record exchange" in caplog.text
+    assert "recorded=1 dropped=0 failed=1" in caplog.text
+    assert "convert_failed=1" in caplog.text
+
+
+@in_loop
+async def test_reconfiguring_keeps_counting(kafka: Kafka, caplog: pytest.LogCaptureFixture) -> None:
+    first, second = kafka.new_topic(1), kafka.new_topic(1)
+    rec = Recorder()
+    with taddons.context(rec) as tctx:
+        configured(tctx, rec, kafka, first)
+        rec.response(tflow.tflow(resp=True))
+        tctx.configure(rec, trafficmirror_topic=second)
+        rec.response(tflow.tflow(resp=True))
+        with caplog.at_level(logging.INFO, "trafficmirror"):
+            rec.done()
+    assert "recorded=2 dropped=0" in caplog.text
+    assert len(events(kafka, first, 1)) == 1
+    assert len(events(kafka, second, 1)) == 1
+
+
+def test_health_endpoints(kafka: Kafka, topic: str) -> None:
+    port = free_port()
+    rec = Recorder()
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.read().decode()
+
+    async def scenario() -> None:
+        with taddons.context(rec) as tctx:
+            configured(tctx, rec, kafka, topic, trafficmirror_metrics_port=port)
+            assert get("/readyz") == (503, "proxy not listening yet\n")
+            rec.running()
+            deadline = time.monotonic() + 10
+            while get("/readyz")[0] != 200 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert get("/readyz") == (200, "ok\n")
+            assert get("/healthz") == (200, "ok\n")
+            status, text = get("/metrics")
+            assert status == 200 and "trafficmirror_recorder_recorded_total" in text
+            rec.done()
+
+    asyncio.run(scenario())
+
+
+@in_loop
+async def test_loads_as_a_mitmproxy_script() -> None:
+    with taddons.context() as tctx:
+        module = tctx.script(str(ADDON_PATH))
+        assert [type(a).__name__ for a in module.addons] == ["Recorder"]
+        assert "trafficmirror_topic" in tctx.options

@@ -1,0 +1,125 @@
+"""The Kafka sink: delivers, drops and counts, and never raises or blocks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from recorder.sink import KafkaSink
+from tests.recorder.helpers import read_messages
+from tests.support import Kafka, free_port
+from trafficmirror.errors import ConfigError
+from trafficmirror.kafka import KafkaSettings
+
+HEADERS = [("content-type", b"application/avro"), ("x", b"1")]
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def unreachable() -> KafkaSettings:
+    """Bootstrap servers where nothing listens (a closed local port)."""
+    return KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+
+
+def consume(kafka: Kafka, topic: str, count: int) -> list[Any]:
+    return read_messages(kafka.bootstrap_servers, topic, count)
+
+
+@pytest.fixture
+def sinks() -> Iterator[list[KafkaSink]]:
+    made: list[KafkaSink] = []
+    yield made
+    for sink in made:
+        sink.close(0)
+
+
+def test_delivers_with_key_timestamp_and_headers(kafka: Kafka, topic: str) -> None:
+    sink = KafkaSink(KafkaSettings(kafka.bootstrap_servers), topic)
+    before = metric("trafficmirror_recorder_recorded_total")
+    for i in range(5):
+        assert sink.send(b"conn-1", f"event-{i}".encode(), HEADERS, 1_700_000_000_000 + i)
+    stats = sink.close(10)
+    assert (stats.enqueued, stats.delivered, stats.recorded) == (5, 5, 5)
+    assert stats.dropped == stats.failed == 0
+    assert metric("trafficmirror_recorder_recorded_total") - before == 5
+    messages = consume(kafka, topic, 5)
+    assert [m.value() for m in messages] == [f"event-{i}".encode() for i in range(5)]
+    first = messages[0]
+    assert first.key() == b"conn-1"
+    assert first.timestamp()[1] == 1_700_000_000_000
+    assert first.headers() == HEADERS
+    # One key, one partition: a connection's exchanges stay in order.
+    assert len({m.partition() for m in messages}) == 1
+
+
+def test_kafka_reached_once_metadata_answers(
+    kafka: Kafka, topic: str, sinks: list[KafkaSink]
+) -> None:
+    sink = KafkaSink(KafkaSettings(kafka.bootstrap_servers), topic)
+    sinks.append(sink)
+    deadline = time.monotonic() + 10
+    while not sink.kafka_reached and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sink.kafka_reached
+
+
+def test_full_queue_drops_and_counts_without_blocking(sinks: list[KafkaSink]) -> None:
+    sink = KafkaSink(unreachable(), "t", **{"queue.buffering.max.messages": 3})
+    sinks.append(sink)
+    before = metric("trafficmirror_recorder_dropped_total", reason="queue_full")
+    started = time.perf_counter()
+    results = [sink.send(b"k", b"v" * 100, HEADERS, 0) for _ in range(50)]
+    elapsed = time.perf_counter() - started
+    assert results.count(True) == 3
+    assert sink.stats.queue_full == 47
+    assert metric("trafficmirror_recorder_dropped_total", reason="queue_full") - before == 47
+    assert elapsed < 0.5, f"send() took {elapsed:.3f}s for 50 messages"
+    assert not sink.kafka_reached
+
+
+def test_close_counts_what_never_left_as_undelivered() -> None:
+    sink = KafkaSink(unreachable(), "t", **{"queue.buffering.max.messages": 3})
+    for _ in range(10):
+        sink.send(b"k", b"v", None, 0)
+    started = time.monotonic()
+    stats = sink.close(0.5)
+    assert time.monotonic() - started < 5
+    assert (stats.queue_full, stats.undelivered, stats.delivered) == (7, 3, 0)
+    assert stats.dropped == 10 and stats.failed == 0
+    # After close, sends are refused and counted, never raised.
+    assert sink.send(b"k", b"v", None, 0) is False
+    assert sink.stats.undelivered == 4
+    assert sink.close(0) is sink.stats
+
+
+def test_delivery_timeout_counts_as_failed(sinks: list[KafkaSink]) -> None:
+    sink = KafkaSink(unreachable(), "t", **{"message.timeout.ms": 200})
+    sinks.append(sink)
+    for _ in range(4):
+        assert sink.send(b"k", b"v", None, 0)
+    deadline = time.monotonic() + 10
+    while sink.stats.delivery_failed < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sink.stats.delivery_failed == 4
+    assert sink.stats.failed == 4 and sink.stats.recorded == 0
+
+
+def test_produce_error_is_counted_not_raised(sinks: list[KafkaSink]) -> None:
+    sink = KafkaSink(unreachable(), "t", **{"message.max.bytes": 1000})
+    sinks.append(sink)
+    before = metric("trafficmirror_recorder_failed_total", reason="produce")
+    assert sink.send(b"k", b"x" * 5000, HEADERS, 0) is False
+    assert sink.stats.produce_failed == 1
+    assert metric("trafficmirror_recorder_failed_total", reason="produce") - before == 1
+
+
+def test_bad_producer_property_is_a_config_error() -> None:
+    settings = KafkaSettings("127.0.0.1:1", properties={"no.such.property": "1"})
+    with pytest.raises(ConfigError, match="no.such.property"):
+        KafkaSink(settings, "t")
