@@ -35,8 +35,12 @@ from trafficmirror.kafka import KafkaSettings
 
 logger = logging.getLogger("trafficmirror.replayer.range")
 
-#: Records handed to the sender but not finished, per unit of concurrency,
-#: before reading pauses (bounds memory: each holds one recorded request).
+#: Records handed to the sender but not finished, per unit of concurrency.
+#: Beyond that no more records are taken; librdkafka's own prefetch queue
+#: (`queued.max.messages.kbytes`) then fills and its fetching stops. Without a
+#: group nothing needs serving meanwhile, so partitions are not paused: a
+#: resume costs about a second before fetching restarts, which would starve a
+#: fast shadow.
 IN_FLIGHT_PER_SLOT = 4
 _BATCH = 500
 _POLL_SECONDS = 0.05
@@ -121,23 +125,20 @@ async def _replay(
     high = max(concurrency * IN_FLIGHT_PER_SLOT, 64)
     # One thread owns the consumer: every call on it runs there, in order.
     executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-range")
-    paused = False
     closed: set[int] = set()
     try:
         await loop.run_in_executor(executor, consumer.assign, reader.assignment(topic))
         while not reader.done and not stop.is_set():
-            pause: list[int] = []
-            resume: list[int] = []
-            if not paused and sender.in_flight >= high:
-                pause, paused = sorted(reader.open), True
-            elif paused and sender.in_flight <= high // 2:
-                resume, paused = sorted(reader.open), False
+            budget = min(_BATCH, high - sender.in_flight)
+            if budget <= 0:
+                await sender.wait_for_room(high, 0.1)
+                progress.tick(sender.in_flight)
+                continue
             # A finished span stops fetching, so the consumer holds nothing it won't use.
             newly_closed = sorted(set(reader.spans) - reader.open - closed)
             closed.update(newly_closed)
-            budget = min(_BATCH, max(high - sender.in_flight, 1))
             messages = await loop.run_in_executor(
-                executor, _poll, consumer, topic, pause + newly_closed, resume, budget
+                executor, _poll, consumer, topic, newly_closed, budget
             )
             for message in messages:
                 error = message.error()
@@ -171,14 +172,10 @@ async def _drain_until_forced(sender: Sender, stop: StopSignals, grace: float) -
         await sender.drain(0.1)
 
 
-def _poll(
-    consumer: Any, topic: str, pause: list[int], resume: list[int], budget: int
-) -> list[Any]:
+def _poll(consumer: Any, topic: str, pause: list[int], budget: int) -> list[Any]:
     try:
         if pause:
             consumer.pause([TopicPartition(topic, p) for p in pause])
-        if resume:
-            consumer.resume([TopicPartition(topic, p) for p in resume])
         return list(consumer.consume(budget, _POLL_SECONDS))
     except KafkaException as exc:
         raise KafkaUnavailable(f"Kafka consumer failed: {exc}") from exc

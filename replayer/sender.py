@@ -223,6 +223,7 @@ class Sender:
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._progress = asyncio.Event()
 
     @property
     def in_flight(self) -> int:
@@ -305,8 +306,20 @@ class Sender:
 
     def _done(self) -> None:
         self._in_flight -= 1
+        self._progress.set()
         if self._in_flight == 0:
             self._idle.set()
+
+    async def wait_for_room(self, limit: int, timeout: float) -> bool:
+        """Wait until fewer than `limit` requests are in flight; False if `timeout` passed."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._in_flight >= limit:
+                    self._progress.clear()
+                    await self._progress.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until nothing is in flight; False if `timeout` seconds passed first."""

@@ -60,8 +60,16 @@ LAG = Gauge(
     ["partition"],
 )
 
-#: In-flight records per unit of concurrency before the partitions are paused.
+#: In-flight records per unit of concurrency; no more records are taken beyond it.
 IN_FLIGHT_PER_SLOT = 4
+#: Seconds the in-flight bound may stay reached, with no request finishing, before
+#: the partitions are paused. While requests finish, the consumer is asked for
+#: as many records as finished (librdkafka's bounded prefetch queue holds the
+#: rest), so polling goes on. Pausing purges that queue and a resume takes about
+#: a second to fetch again, so pausing on every saturation would starve a fast
+#: shadow. Pausing is for a stuck shadow: polling then goes on with nothing to
+#: deliver, which serves rebalances and keeps the member alive.
+PAUSE_AFTER = 1.0
 #: Seconds a revoked partition's in-flight requests may take before it is let go.
 REVOKE_GRACE = 5.0
 _BATCH = 500
@@ -196,14 +204,25 @@ class Worker:
                 self.concurrency,
             )
             lag_due = time.monotonic() + self.progress_interval
+            saturated_since: float | None = None
             while not stop.is_set():
                 self.health.beat()
-                store, pause, resume = self._housekeeping(sender)
-                want_lag = time.monotonic() >= lag_due
-                if want_lag:
-                    lag_due = time.monotonic() + self.progress_interval
+                now = time.monotonic()
                 # Never read more than the in-flight bound leaves room for.
-                budget = min(_BATCH, max(self.max_in_flight - sender.in_flight, 1))
+                budget = min(_BATCH, self.max_in_flight - sender.in_flight)
+                if budget > 0:
+                    saturated_since = None
+                elif saturated_since is None:
+                    saturated_since = now
+                saturated = saturated_since is not None and now - saturated_since >= PAUSE_AFTER
+                if budget <= 0 and not saturated and not self.paused:
+                    await sender.wait_for_room(self.max_in_flight, 0.05)
+                    continue
+                store, pause, resume = self._housekeeping(sender, saturated)
+                want_lag = now >= lag_due
+                if want_lag:
+                    lag_due = now + self.progress_interval
+                budget = max(budget, 1)
                 messages, lag = await run(
                     executor, self._poll, consumer, store, pause, resume, want_lag, budget
                 )
@@ -222,7 +241,7 @@ class Worker:
             deadline = time.monotonic() + self.drain_timeout
             while sender.in_flight and time.monotonic() < deadline and not stop.forced:
                 self.health.beat()
-                store, pause, _ = self._housekeeping(sender)
+                store, pause, _ = self._housekeeping(sender, True)
                 messages, _ = await run(
                     executor, self._poll, consumer, store, pause, [], False, 1
                 )
@@ -294,7 +313,9 @@ class Worker:
         if not future.cancelled():
             self.tracker.finish(ticket)
 
-    def _housekeeping(self, sender: Sender) -> tuple[list[TopicPartition], list[int], list[int]]:
+    def _housekeeping(
+        self, sender: Sender, saturated: bool
+    ) -> tuple[list[TopicPartition], list[int], list[int]]:
         """Offsets to store now, and partitions to pause or resume (backpressure)."""
         store = []
         for partition in sorted(self.assigned):
@@ -304,7 +325,7 @@ class Worker:
                 self.stored[partition] = position
         pause: list[int] = []
         resume: list[int] = []
-        if self.stopping or sender.in_flight >= self.max_in_flight:
+        if self.stopping or saturated:
             pause = sorted(self.assigned - self.paused)
             self.paused.update(pause)
             if pause and not self.stopping:

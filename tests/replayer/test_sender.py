@@ -231,3 +231,21 @@ def test_aiohttp_transport_reports_a_refused_connection() -> None:
     outcome = asyncio.run(main())
     assert not outcome.ok
     assert "ClientConnectorError" in (outcome.error or "")
+
+
+def test_wait_for_room_returns_when_a_slot_frees_or_times_out() -> None:
+    async def main() -> None:
+        async def handler(req: OutgoingRequest) -> Response:
+            await asyncio.sleep(0.05 if req.path == "/short" else 10)
+            return Response(200)
+
+        sender = Sender(MockTransport(handler), concurrency=4)
+        sender.submit(request("/short"), b"a")
+        sender.submit(request("/long"), b"b")
+        assert await sender.wait_for_room(3, 1.0) is True  # already below
+        assert await sender.wait_for_room(2, 1.0) is True  # /short finished
+        assert sender.in_flight == 1
+        assert await sender.wait_for_room(1, 0.05) is False
+        await sender.aclose()
+
+    asyncio.run(main())
