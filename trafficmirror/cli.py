@@ -307,6 +307,10 @@ def worker(
     Scale by running more workers with the same --group (at most one per
     partition does work). Delivery is at least once: an offset is committed only
     when it and every earlier offset of its partition have been replayed.
+    Requests of one recorded client connection (the message key) are sent in
+    their original order, one at a time; Host becomes the target's host:port and
+    every request carries X-Trafficmirror-Replay: <exchange id>. SIGTERM/SIGINT
+    drains in-flight requests, commits and leaves the group.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
     check_url(target, "--target")
@@ -385,9 +389,11 @@ def replay_range(
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
 
-    Exits 0 after printing a summary when every record in the range was handled,
-    1 if some could not be sent, and 2 on bad input (START > END, an offset outside
-    the partition, an unknown topic or partition).
+    Exits 0 after printing a summary when every record in the range was handled
+    (a request whose body the recorder truncated is skipped and counted, not
+    sent), 1 if some could not be sent or decoded, and 2 on bad input (START >
+    END, an offset outside the partition, an unknown topic or partition).
+    Nothing is committed: running it again replays the same records.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
     check_url(target, "--target")
@@ -436,8 +442,12 @@ def inspect(
 ) -> None:
     """Print recorded events as JSON, one object per line (like kcat for our events).
 
-    Bodies appear as UTF-8 text when they are valid UTF-8 and as base64
-    otherwise (the field name says which).
+    Each line starts with "kafka" (topic, partition, offset, timestamp_ms, key),
+    then every event field. Bytes (bodies, path, header lists as [name, value]
+    pairs) appear as UTF-8 text when valid, else base64 under a "_base64" key
+    (body_base64, headers_base64, ...). A record that is not an event prints
+    {"kafka": ..., "error": ...}. Reads up to the last offset present at start
+    (or END, or --limit events), then exits 0; it never waits for new records.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
     end = parse_end_offset(end_offset)
