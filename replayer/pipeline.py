@@ -242,7 +242,11 @@ class Pipeline:
 
 
 class Progress:
-    """Logs a progress line every `interval` seconds (call `tick()` often; it is cheap)."""
+    """Logs a progress line every `interval` seconds (call `tick()` often; it is cheap).
+
+    An idle stretch (nothing handled, nothing in flight) logs nothing, so an idle
+    worker does not fill its log with identical lines.
+    """
 
     def __init__(self, stats: Stats, interval: float = 10.0, total: int | None = None) -> None:
         self.stats = stats
@@ -257,7 +261,10 @@ class Progress:
             return
         handled = self.stats.handled
         rate = (handled - self._last_handled) / (now - self._last_at)
+        idle = handled == self._last_handled and in_flight == 0
         self._last_at, self._last_handled = now, handled
+        if idle:
+            return
         of = f"/{self.total}" if self.total is not None else ""
         logger.info(
             "progress: handled %d%s (%.0f/s), %s, in flight %d%s",
