@@ -42,6 +42,8 @@ logger = logging.getLogger("trafficmirror.replayer.range")
 #: resume costs about a second before fetching restarts, which would starve a
 #: fast shadow.
 IN_FLIGHT_PER_SLOT = 4
+#: Seconds in-flight requests may still take after an interrupt.
+INTERRUPT_GRACE = 5.0
 _BATCH = 500
 _POLL_SECONDS = 0.05
 
@@ -153,13 +155,12 @@ async def _replay(
                 if reader.admit(message.partition(), message.offset()):
                     pipeline.handle(Record.from_message(message))
             progress.tick(sender.in_flight)
+        # Everything is read; wait for the requests, unless interrupted: then give
+        # them a short grace and leave the rest.
+        while not stop.is_set() and not await sender.drain(0.5):
+            progress.tick(sender.in_flight)
         if stop.is_set():
-            await _drain_until_forced(sender, stop, grace=5.0)
-        else:
-            while not await sender.drain(0.5):
-                progress.tick(sender.in_flight)
-                if stop.forced:
-                    break
+            await _drain_until_forced(sender, stop, grace=INTERRUPT_GRACE)
     finally:
         await sender.aclose()
         executor.shutdown(wait=True)
@@ -204,10 +205,10 @@ def _summarize(
         print(f"  {where}: {counts}", file=out)
     print(f"total: {stats.line()}", file=out)
     out.flush()
-    if stop.is_set():
-        unfinished = sum(s.count for s in spans) - handled
+    unfinished = sum(s.count for s in spans) - handled
+    if stop.is_set() and unfinished > 0:
         print(
-            f"trafficmirror: interrupted; about {max(unfinished, 0)} records of the range "
+            f"trafficmirror: interrupted; about {unfinished} records of the range "
             "were not replayed",
             file=sys.stderr,
         )

@@ -189,3 +189,32 @@ def test_a_target_with_a_path_is_refused(kafka: Kafka) -> None:
     assert result.returncode == 2
     assert "has a path or query" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sigint_stops_after_a_short_grace_with_a_summary(kafka: Kafka) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    topic = kafka.new_topic(1)
+    produce_events(kafka.bootstrap_servers, topic,
+                   [make_event(path=f"/{n}", client=("10.0.0.9", 1)) for n in range(40)])
+    with RecordingShadow(delay=0.5) as shadow:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trafficmirror", "replay", "range", "-b",
+             kafka.bootstrap_servers, "-t", topic, "--start-offset", "0", "--target", shadow.url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 20
+        while not shadow.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "total: consumed 40, sent " in out
+    sent = int(out.split("total: consumed 40, sent ")[1].split(",")[0])
+    assert 1 <= sent < 40
+    assert err.strip().splitlines()[-1] == (
+        f"trafficmirror: interrupted; about {40 - sent} records of the range were not replayed"
+    )
+    assert "Traceback" not in err
