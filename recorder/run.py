@@ -19,8 +19,16 @@ reverse proxy in front of an app), `ErrorCheck` (startup errors become one
 `TrafficMirrorError` line instead of `sys.exit`), and every addon that is off
 by default anyway.
 
-The client's Host header is passed to the app unchanged (`keep_host_header`),
-as a transparent sidecar should, and so it is also what gets recorded.
+Two options differ from mitmdump's defaults, both so the live path behaves
+like a plain reverse proxy and the recording is complete:
+
+* `keep_host_header`: the client's Host header reaches the app unchanged, as
+  a transparent sidecar should, and so it is also what gets recorded;
+* `connection_strategy=lazy`: the upstream connection is opened when a request
+  arrives, not when the client connects. With mitmdump's eager default an
+  upstream that refuses connections makes mitmproxy close the client's
+  connection before any request is read, so there is no exchange to record;
+  lazily, the client gets a 502 and the error is recorded.
 """
 
 from __future__ import annotations
@@ -102,6 +110,7 @@ def recorder_options(
         "listen_host": listen_host,
         "listen_port": listen_port,
         "keep_host_header": True,
+        "connection_strategy": "lazy",
         "trafficmirror_bootstrap_servers": settings.bootstrap_servers,
         "trafficmirror_kafka_property": [f"{k}={v}" for k, v in settings.properties.items()],
         "trafficmirror_topic": topic,

@@ -205,9 +205,13 @@ def record(
     """Run the recorder: a reverse proxy in front of UPSTREAM that records to Kafka.
 
     Clients talk to --listen as if it were the app; every exchange is forwarded
-    unchanged and, in the background, written to TOPIC. Kafka trouble never delays
-    or fails a live request: when the local queue is full, events are dropped and
-    counted, and a summary is logged on exit.
+    unchanged (the client's Host header included) and, in the background, written
+    to TOPIC, one event per exchange, keyed by client connection. Kafka trouble
+    never delays or fails a live request: when the local queue is full, events are
+    dropped and counted. On SIGTERM/SIGINT queued events are flushed for at most
+    --flush-timeout seconds and one summary line is logged: recorded, dropped,
+    failed. If UPSTREAM refuses connections, clients get a 502 and the error is
+    recorded.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
     host, port = parse_listen(listen)
