@@ -1,0 +1,410 @@
+"""Recorder benchmark: what recording costs, measured in one run.
+
+Measures requests/s and p50/p99 latency through
+
+  plain   `mitmdump --mode reverse:APP` with no addon,
+  addon   `mitmdump -s recorder/addon.py` with our addon recording to Kafka,
+  record  `trafficmirror record` (mitmproxy embedded, only the addons it needs),
+
+all in front of the same sample app process (`python -m trafficmirror.sampleapps
+app`), recording to the same in-memory broker (`trafficmirror dev-kafka`), and
+prints a table with the median of the repeats and the ratios against plain
+mitmdump. Targets from the issue: addon >= 0.95x plain, record >= 1.8x plain.
+
+Load: `wrk` (Debian package `wrk`) with a fixed number of keep-alive
+connections and a fixed duration; when wrk is missing, a small asyncio load
+generator in a separate process does the same (said clearly in the output).
+
+CPU placement, on a 2-core machine: the proxy under test gets core 0 to itself
+(all of its threads: mitmproxy's event loop, the producer's poll thread and
+librdkafka's threads, so the recorder pays for its own background work), and
+the app, the broker and the load generator share core 1. The proxy is the
+bottleneck by a wide margin (it does several times the work per request of the
+app), so core 1 is never what is measured; the script checks this by first
+measuring the app alone and warns if the proxies come within half of it. Runs
+are interleaved (plain, addon, record, plain, ...) so slow drifts of the
+machine hit every configuration alike. On a machine with one core nothing is
+pinned (and the numbers mean less).
+
+    python bench/recorder.py [--duration 10] [--connections 16] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ADDON = ROOT / "recorder" / "addon.py"
+BIN = Path(sys.executable).parent
+MITMDUMP = str(BIN / "mitmdump") if (BIN / "mitmdump").exists() else shutil.which("mitmdump")
+PATH = "/hello?x=1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def pin(pid: int, cpus: set[int] | None) -> None:
+    if cpus and hasattr(os, "sched_setaffinity"):
+        # Threads started later inherit the mask; set it at once after spawn.
+        os.sched_setaffinity(pid, cpus)
+
+
+def start(
+    args: Sequence[str], cpus: set[int] | None, log: Path, stdout: int | None = None
+) -> subprocess.Popen[bytes]:
+    def preexec() -> None:
+        if cpus and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpus)
+
+    with open(log, "ab") as err:
+        return subprocess.Popen(
+            list(args),
+            stdout=stdout if stdout is not None else err,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=preexec,  # noqa: PLW1509 (only sets CPU affinity)
+        )
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+# -- load generation ----------------------------------------------------------
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int = 0
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        raise ValueError(f"cannot read wrk latency {text!r}")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def wrk(port: int, connections: int, duration: float, cpus: set[int] | None) -> Result:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration:g}s",
+            "--latency",
+            f"http://127.0.0.1:{port}{PATH}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # noqa: PLW1509
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out)[1])  # type: ignore[index]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out)[1])  # type: ignore[index]
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors += int(non2xx[1]) if non2xx else 0
+    return Result(rps, p50, p99, errors)
+
+
+async def _pyload(port: int, connections: int, duration: float) -> tuple[int, int, list[float]]:
+    request = f"GET {PATH} HTTP/1.1\r\nHost: bench.example\r\n\r\n".encode()
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + duration
+
+    async def one() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                match = re.search(rb"(?i)content-length:\s*(\d+)", head)
+                await reader.readexactly(int(match[1]) if match else 0)
+                latencies.append(time.perf_counter() - t0)
+                if not head.startswith(b"HTTP/1.1 200"):
+                    errors += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one() for _ in range(connections)))
+    return len(latencies), errors, latencies
+
+
+def pyload_main(port: int, connections: int, duration: float) -> None:
+    """Entry point of the fallback load generator process: prints `rps p50 p99 errors`."""
+    count, errors, lat = asyncio.run(_pyload(port, connections, duration))
+    lat.sort()
+    p50 = lat[len(lat) // 2] * 1000
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+    print(f"{count / duration} {p50} {p99} {errors}")
+
+
+def pyload(port: int, connections: int, duration: float, cpus: set[int] | None) -> Result:
+    out = subprocess.run(
+        [sys.executable, __file__, "--_pyload", str(port), str(connections), str(duration)],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # noqa: PLW1509
+    ).stdout.split()
+    return Result(float(out[0]), float(out[1]), float(out[2]), int(out[3]))
+
+
+# -- the configurations -------------------------------------------------------
+
+
+@dataclass
+class Config:
+    name: str
+    describe: str
+    results: list[Result] = field(default_factory=list)
+    summaries: list[str] = field(default_factory=list)
+
+    def argv(self, app: str, port: int, bootstrap: str, topic: str) -> list[str]:
+        listen = f"127.0.0.1:{port}"
+        # Same live behaviour for all three: reverse mode, client's Host kept.
+        common = ["--mode", f"reverse:{app}@{listen}", "--set", "keep_host_header=true"]
+        if self.name == "plain":
+            return [str(MITMDUMP), *common]
+        if self.name == "plain-q":
+            return [str(MITMDUMP), "-q", *common]
+        if self.name == "addon":
+            return [
+                str(MITMDUMP),
+                "-s",
+                str(ADDON),
+                *common,
+                "--set",
+                f"trafficmirror_bootstrap_servers={bootstrap}",
+                "--set",
+                f"trafficmirror_topic={topic}",
+            ]
+        if self.name == "record":
+            return [
+                sys.executable,
+                "-m",
+                "trafficmirror",
+                "record",
+                "-b",
+                bootstrap,
+                "-t",
+                topic,
+                "--upstream",
+                app,
+                "--listen",
+                listen,
+            ]
+        raise ValueError(self.name)
+
+    def median(self) -> Result:
+        return Result(
+            statistics.median(r.rps for r in self.results),
+            statistics.median(r.p50_ms for r in self.results),
+            statistics.median(r.p99_ms for r in self.results),
+            sum(r.errors for r in self.results),
+        )
+
+
+CONFIGS = {
+    "plain": "mitmdump, reverse mode, no addon",
+    "plain-q": "mitmdump -q (no flow printing), no addon",
+    "addon": "mitmdump -s recorder/addon.py",
+    "record": "trafficmirror record",
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each")
+    parser.add_argument("--connections", type=int, default=16, help="keep-alive connections")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per configuration")
+    parser.add_argument(
+        "--configs",
+        default="plain,addon,record",
+        help=f"comma-separated, of: {', '.join(CONFIGS)}",
+    )
+    parser.add_argument("--python-load", action="store_true", help="use the Python load generator")
+    args = parser.parse_args()
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    for name in names:
+        if name not in CONFIGS:
+            parser.error(f"unknown configuration {name!r}")
+    if MITMDUMP is None:
+        print("mitmdump not found next to this Python nor on PATH", file=sys.stderr)
+        return 2
+
+    use_wrk = not args.python_load and shutil.which("wrk") is not None
+    if not use_wrk and not args.python_load:
+        print(
+            "NOTE: wrk is not installed (Debian: apt-get install wrk); "
+            "falling back to the Python load generator, which is slower and less precise.",
+            flush=True,
+        )
+    load = wrk if use_wrk else pyload
+    ncpu = os.cpu_count() or 1
+    proxy_cpus = {0} if ncpu >= 2 else None
+    rest_cpus = set(range(1, ncpu)) if ncpu >= 2 else None
+
+    logdir = Path(tempfile.mkdtemp(prefix="tm-bench-"))
+    topic = "bench"
+    broker = start(
+        [
+            sys.executable,
+            "-m",
+            "trafficmirror",
+            "dev-kafka",
+            "--brokers",
+            "1",
+            "--topic",
+            f"{topic}:4",
+        ],
+        rest_cpus,
+        logdir / "broker.log",
+        stdout=subprocess.PIPE,
+    )
+    procs = [broker]
+    try:
+        assert broker.stdout is not None
+        first = broker.stdout.readline().decode().strip()
+        if not first.startswith("bootstrap.servers="):
+            print(f"dev-kafka did not start: {first!r}", file=sys.stderr)
+            return 1
+        bootstrap = first.split("=", 1)[1]
+        app_port = free_port()
+        app = start(
+            [sys.executable, "-m", "trafficmirror.sampleapps", "app", "--port", str(app_port)],
+            rest_cpus,
+            logdir / "app.log",
+        )
+        procs.append(app)
+        wait_port(app_port)
+        app_url = f"http://127.0.0.1:{app_port}"
+
+        print(
+            f"load: {'wrk' if use_wrk else 'python asyncio client'}, {args.connections} "
+            f"keep-alive connections, {args.duration:g}s per run after {args.warmup:g}s "
+            f"warm-up, {args.repeats} interleaved repeats, GET {PATH}",
+            flush=True,
+        )
+        print(
+            f"cpus: {ncpu}; proxy pinned to {sorted(proxy_cpus or [])}, app/broker/load to "
+            f"{sorted(rest_cpus or [])}; logs in {logdir}",
+            flush=True,
+        )
+        load(app_port, args.connections, 1.0, rest_cpus)
+        direct = load(app_port, args.connections, args.duration, rest_cpus)
+        print(f"app alone (no proxy): {direct.rps:.0f} req/s", flush=True)
+
+        configs = [Config(n, CONFIGS[n]) for n in names]
+        for rep in range(args.repeats):
+            for config in configs:
+                port = free_port()
+                log = logdir / f"{config.name}-{rep}.log"
+                proc = start(config.argv(app_url, port, bootstrap, topic), proxy_cpus, log)
+                procs.append(proc)
+                wait_port(port)
+                load(port, args.connections, args.warmup, rest_cpus)
+                result = load(port, args.connections, args.duration, rest_cpus)
+                stop(proc)
+                procs.remove(proc)
+                config.results.append(result)
+                text = log.read_text(errors="replace")
+                summary = re.findall(r"summary: (recorded=\d+ dropped=\d+ failed=\d+)", text)
+                config.summaries.append(summary[-1] if summary else "")
+                print(
+                    f"  run {rep + 1} {config.name:8} {result.rps:8.0f} req/s  "
+                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
+                    + (f"  [{summary[-1]}]" if summary else ""),
+                    flush=True,
+                )
+        report(configs, direct)
+    finally:
+        for proc in procs:
+            stop(proc)
+    return 0
+
+
+def report(configs: list[Config], direct: Result) -> None:
+    base = next((c.median().rps for c in configs if c.name == "plain"), None)
+    print()
+    print("| configuration | req/s (median) | p50 ms | p99 ms | vs plain mitmdump | errors |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for config in configs:
+        m = config.median()
+        ratio = f"{m.rps / base:.2f}x" if base else "-"
+        print(
+            f"| {config.describe} | {m.rps:.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {ratio} "
+            f"| {m.errors} |"
+        )
+    print(
+        f"| (app alone, no proxy) | {direct.rps:.0f} | {direct.p50_ms:.2f} | "
+        f"{direct.p99_ms:.2f} | | {direct.errors} |"
+    )
+    if base:
+        for config in configs:
+            m = config.median()
+            if config.name == "addon":
+                verdict = "met" if m.rps >= 0.95 * base else "NOT met"
+                print(f"target addon >= 0.95x plain: {m.rps / base:.2f}x, {verdict}")
+            if config.name == "record":
+                verdict = "met" if m.rps >= 1.8 * base else "NOT met"
+                print(f"target record >= 1.8x plain: {m.rps / base:.2f}x, {verdict}")
+    slowest_ok = max(c.median().rps for c in configs)
+    if slowest_ok > direct.rps / 2:
+        print(
+            "WARNING: a proxy reached more than half of the app's own rate; the app/load "
+            "core may be limiting the result"
+        )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--_pyload":
+        pyload_main(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+    else:
+        sys.exit(main())
