@@ -9,8 +9,12 @@ decode → select → build the request → send → account, as one `Pipeline`:
 * send: `replayer.sender`, keyed by the Kafka message key (the recorded client
   connection) so each connection's requests stay in order. A scheduler (time
   warp) and a rate limiter belong between building and sending;
-* account: `Stats` for the summary, Prometheus metrics for `/metrics`; a
-  comparison of the response with the recorded one would follow the send.
+* account: `Stats` for the summary, Prometheus metrics for `/metrics`;
+* compare (`replayer.comparison`, when given): the shadow's response against
+  the recorded one (and the baseline's, with `--baseline`: the same request is
+  sent to it concurrently, through the same sender, so it shares the
+  concurrency and backpressure bounds), then the result goes to
+  `<topic>.results` before the record counts as handled.
 
 `Pipeline.handle()` returns a future that is done when the record is handled
 for good (sent, failed, skipped); callers use it to finish offsets.
@@ -27,6 +31,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from replayer.comparison import Comparison
 from replayer.request import Skipped, Target, build_request
 from replayer.sender import Outcome, Sender
 from schemas.codec import Codec
@@ -163,12 +168,19 @@ class Pipeline:
     """Decode → select → build → send → account, for one replay run."""
 
     def __init__(
-        self, *, codec: Codec, target: Target, sender: Sender, stats: Stats | None = None
+        self,
+        *,
+        codec: Codec,
+        target: Target,
+        sender: Sender,
+        stats: Stats | None = None,
+        comparison: Comparison | None = None,
     ) -> None:
         self.codec = codec
         self.target = target
         self.sender = sender
         self.stats = stats or Stats()
+        self.comparison = comparison
         self._logged: Tally[str] = Tally()
 
     def handle(self, record: Record) -> asyncio.Future[Result]:
@@ -181,13 +193,25 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         self.stats.read(record)
         CONSUMED.inc()
+        comparison = self.comparison
         try:
             event = self.codec.decode(record.value)
             request = build_request(event, self.target)
+            baseline = None
+            if comparison is not None and comparison.baseline is not None:
+                baseline = build_request(event, comparison.baseline)
         except DecodeError as exc:
             return self._finished(loop, Result(record, "undecodable", str(exc)))
         except Skipped as exc:
             self._log("skipped-" + exc.reason, record, str(exc), logging.INFO)
+            if comparison is not None:
+                comparison.skipped(
+                    event,
+                    partition=record.partition,
+                    offset=record.offset,
+                    reason=exc.reason,
+                    sent_us=round(time.time() * 1_000_000),
+                )
             return self._finished(loop, Result(record, "skipped", exc.reason))
         except (KeyError, TypeError, ValueError) as exc:
             # A decodable event this version cannot turn into a request.
@@ -197,12 +221,24 @@ class Pipeline:
         result: asyncio.Future[Result] = loop.create_future()
         IN_FLIGHT.inc()
 
-        def sent(future: asyncio.Future[Outcome]) -> None:
+        futures = [self.sender.submit(request, record.key)]
+        if baseline is not None:
+            # Its own ordering chain: the baseline's requests of one recorded
+            # connection stay in order without waiting for the shadow's.
+            key = None if record.key is None else ("baseline", record.key)
+            futures.append(self.sender.submit(baseline, key))
+        waiting = len(futures)
+
+        def sent(_: asyncio.Future[Outcome]) -> None:
+            nonlocal waiting
+            waiting -= 1
+            if waiting:
+                return
             IN_FLIGHT.dec()
-            if future.cancelled():
+            if any(f.cancelled() for f in futures):
                 result.cancel()
                 return
-            outcome = future.result()
+            outcome = futures[0].result()
             LATENCY.observe(outcome.latency)
             if outcome.ok:
                 SENT.inc()
@@ -211,11 +247,20 @@ class Pipeline:
                 ERRORS.inc()
                 self._log("error", record, outcome.error or "no response", logging.WARNING)
                 done = Result(record, "error", outcome.error, outcome)
+            if comparison is not None:
+                comparison.replayed(
+                    event,
+                    partition=record.partition,
+                    offset=record.offset,
+                    outcome=outcome,
+                    baseline=futures[1].result() if len(futures) > 1 else None,
+                )
             self.stats.add(done)
             if not result.done():
                 result.set_result(done)
 
-        self.sender.submit(request, record.key).add_done_callback(sent)
+        for future in futures:
+            future.add_done_callback(sent)
         return result
 
     def _finished(self, loop: asyncio.AbstractEventLoop, result: Result) -> asyncio.Future[Result]:

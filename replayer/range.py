@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from replayer.comparison import Comparison, ComparisonOptions
 from replayer.pipeline import Pipeline, Progress, Record, Stats
 from replayer.request import Target
 from replayer.sender import AiohttpTransport, Sender, Transport
@@ -63,17 +64,21 @@ def run_range(
     stop_event: threading.Event | None = None,
     out: IO[str] | None = None,
     progress_interval: float = 10.0,
+    comparison: ComparisonOptions | None = None,
 ) -> int:
     """Replay offsets `start_offset..end_offset` (inclusive) of `partitions` to `target`.
 
     `partitions` empty = all; `end_offset` None = the last offset of each
-    partition at start. Prints a summary to `out` (stdout) and returns the exit
-    code. Raises `TopicNotFound`/`OffsetOutOfRange` (usage errors) before
-    sending anything. `transport` replaces the HTTP client (tests);
-    `stop_event` stops it from another thread like SIGTERM does.
+    partition at start. Every replay is compared with the recorded response
+    and its result written to `<topic>.results` (see `comparison`). Prints a
+    summary to `out` (stdout) and returns the exit code. Raises
+    `TopicNotFound`/`OffsetOutOfRange` (usage errors) before sending anything.
+    `transport` replaces the HTTP client (tests); `stop_event` stops it from
+    another thread like SIGTERM does.
     """
     out = out or sys.stdout
     shadow = Target.parse(target)
+    compare_options = comparison or ComparisonOptions()
     codec = Codec(registry_url=schema_registry_url)
     eof: dict[str, Any] = {"enable.partition.eof": True}
     consumer = Consumer(settings.consumer_config(None, **eof))
@@ -86,24 +91,29 @@ def run_range(
         if not spans:
             print(f"nothing to replay: no records in the range of topic {topic!r}", file=out)
             return 0
-        with StopSignals(stop_event, "letting in-flight requests finish") as stop:
-            stats = asyncio.run(
-                _replay(
-                    consumer,
-                    topic,
-                    spans,
-                    codec,
-                    shadow,
-                    transport or AiohttpTransport(limit=concurrency),
-                    concurrency,
-                    timeout,
-                    stop,
-                    progress_interval,
+        compare = Comparison.open(settings, topic, shadow, compare_options)
+        try:
+            with StopSignals(stop_event, "letting in-flight requests finish") as stop:
+                stats = asyncio.run(
+                    _replay(
+                        consumer,
+                        topic,
+                        spans,
+                        codec,
+                        shadow,
+                        transport or AiohttpTransport(limit=concurrency),
+                        concurrency,
+                        timeout,
+                        stop,
+                        progress_interval,
+                        compare,
+                    )
                 )
-            )
+        finally:
+            compare.close()  # flushes the results before the summary counts them
     finally:
         consumer.close()
-    return _summarize(topic, shadow, spans, stats, stop, out)
+    return _summarize(topic, shadow, spans, stats, stop, out, compare)
 
 
 async def _replay(
@@ -117,10 +127,11 @@ async def _replay(
     timeout: float,
     stop: StopSignals,
     progress_interval: float,
+    comparison: Comparison | None = None,
 ) -> Stats:
     loop = asyncio.get_running_loop()
     sender = Sender(transport, concurrency=concurrency, timeout=timeout)
-    pipeline = Pipeline(codec=codec, target=shadow, sender=sender)
+    pipeline = Pipeline(codec=codec, target=shadow, sender=sender, comparison=comparison)
     stats = pipeline.stats
     progress = Progress(stats, progress_interval, total=sum(s.count for s in spans))
     reader = SpanReader(spans)
@@ -183,7 +194,13 @@ def _poll(consumer: Any, topic: str, pause: list[int], budget: int) -> list[Any]
 
 
 def _summarize(
-    topic: str, shadow: Target, spans: list[Span], stats: Stats, stop: StopSignals, out: IO[str]
+    topic: str,
+    shadow: Target,
+    spans: list[Span],
+    stats: Stats,
+    stop: StopSignals,
+    out: IO[str],
+    comparison: Comparison | None = None,
 ) -> int:
     elapsed = time.monotonic() - stats.started
     handled = stats.handled
@@ -204,6 +221,8 @@ def _summarize(
         where = f"partition {span.partition}: offsets {span.first}..{span.last}"
         print(f"  {where}: {counts}", file=out)
     print(f"total: {stats.line()}", file=out)
+    if comparison is not None:
+        print(comparison.line(), file=out)
     out.flush()
     unfinished = sum(s.count for s in spans) - handled
     if stop.is_set() and unfinished > 0:

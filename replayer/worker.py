@@ -21,8 +21,9 @@ partitions are forgotten; whatever was still in flight is replayed by the next
 owner. Lost partitions (the member was fenced) are forgotten without a commit.
 
 SIGTERM/SIGINT: stop fetching, keep polling while in-flight requests finish
-(up to the drain timeout), store and commit synchronously, close the consumer
-(which leaves the group), log one summary line.
+(up to the drain timeout), flush the replay results (`<topic>.results`), store
+and commit synchronously, close the consumer (which leaves the group), log one
+summary line.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import Gauge
 
+from replayer.comparison import Comparison, ComparisonOptions
 from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
@@ -93,13 +95,15 @@ def run_worker(
     transport: Transport | None = None,
     stop_event: threading.Event | None = None,
     progress_interval: float = 10.0,
+    comparison: ComparisonOptions | None = None,
 ) -> Stats:
     """Replay `topic` as a member of `group` to `target` until stopped; return the counts.
 
-    Stops on SIGTERM/SIGINT (when called in the main thread) or when
-    `stop_event` is set. Raises `TopicNotFound` if the topic does not exist,
-    `KafkaUnavailable` on a fatal consumer error. `transport` replaces the HTTP
-    client (tests).
+    Every replay is compared with the recorded response and its result written
+    to `<topic>.results` (see `comparison`). Stops on SIGTERM/SIGINT (when
+    called in the main thread) or when `stop_event` is set. Raises
+    `TopicNotFound` if the topic does not exist, `KafkaUnavailable` on a fatal
+    consumer error. `transport` replaces the HTTP client (tests).
     """
     worker = Worker(
         settings=settings,
@@ -113,6 +117,7 @@ def run_worker(
         timeout=timeout,
         drain_timeout=drain_timeout,
         progress_interval=progress_interval,
+        comparison=comparison,
     )
     health = None
     if metrics_port is not None:
@@ -143,8 +148,10 @@ class Worker:
         timeout: float,
         drain_timeout: float,
         progress_interval: float = 10.0,
+        comparison: ComparisonOptions | None = None,
     ) -> None:
         self.settings = settings
+        self.comparison_options = comparison or ComparisonOptions()
         self.topic = topic
         self.group = group
         self.config = settings.consumer_config(group, group_protocol)
@@ -181,16 +188,30 @@ class Worker:
         consumer = Consumer(self.config)
         try:
             topic_partitions(consumer, self.topic, self.settings.bootstrap_servers)
+            comparison = Comparison.open(
+                self.settings, self.topic, self.target, self.comparison_options
+            )
         except BaseException:
             consumer.close()
             raise
-        return asyncio.run(self._main(consumer, stop))
+        try:
+            return asyncio.run(self._main(consumer, stop, comparison))
+        finally:
+            comparison.close()
 
-    async def _main(self, consumer: Any, stop: StopSignals) -> Stats:
+    async def _main(
+        self, consumer: Any, stop: StopSignals, comparison: Comparison | None = None
+    ) -> Stats:
         self._loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-consumer")
         sender = Sender(self.transport, concurrency=self.concurrency, timeout=self.timeout)
-        pipeline = Pipeline(codec=self.codec, target=self.target, sender=sender, stats=self.stats)
+        pipeline = Pipeline(
+            codec=self.codec,
+            target=self.target,
+            sender=sender,
+            stats=self.stats,
+            comparison=comparison,
+        )
         progress = Progress(self.stats, self.progress_interval)
         run = self._loop.run_in_executor
         abandoned = 0
@@ -248,6 +269,9 @@ class Worker:
                 await sender.drain(0.01)
             abandoned = sender.in_flight
             await sender.aclose()  # whatever is left is replayed by the next owner
+            if comparison is not None:
+                # The results of what is committed next must be in Kafka first.
+                await run(None, comparison.close, self.drain_timeout)
             await run(executor, self._commit, consumer, self._uncommitted(self.assigned))
         finally:
             self.stopping = True
@@ -265,6 +289,8 @@ class Worker:
             _offsets_text(self.committed),
             left,
         )
+        if comparison is not None:
+            logger.info("%s", comparison.line())
         return self.stats
 
     def _subscribe(self, consumer: Any) -> None:

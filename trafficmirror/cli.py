@@ -9,9 +9,10 @@ stderr; nothing the user can cause prints a traceback.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import click
 
@@ -25,7 +26,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def kafka_options(func: F) -> F:
-    """Options every Kafka-facing command takes."""
+    """Options every command that reads or writes traffic events takes."""
+    func = click.option(
+        "--schema-registry-url",
+        envvar="TRAFFICMIRROR_SCHEMA_REGISTRY_URL",
+        metavar="URL",
+        help="Confluent Schema Registry: write its wire format instead of Avro "
+        "single-object encoding, and resolve its schema ids when reading.",
+    )(func)
+    return kafka_connection_options(func)
+
+
+def kafka_connection_options(func: F) -> F:
+    """Where the cluster is, how to talk to it, and the traffic topic."""
     options = [
         click.option(
             "--bootstrap-servers",
@@ -54,13 +67,6 @@ def kafka_options(func: F) -> F:
             envvar="TRAFFICMIRROR_KAFKA_CONFIG",
             type=click.Path(dir_okay=False),
             help="Properties file of librdkafka settings (key=value lines); -X wins over it.",
-        ),
-        click.option(
-            "--schema-registry-url",
-            envvar="TRAFFICMIRROR_SCHEMA_REGISTRY_URL",
-            metavar="URL",
-            help="Confluent Schema Registry: write its wire format instead of Avro "
-            "single-object encoding, and resolve its schema ids when reading.",
         ),
     ]
     for option in reversed(options):
@@ -250,7 +256,8 @@ def sender_options(func: F) -> F:
             default=64,
             show_default=True,
             envvar="TRAFFICMIRROR_CONCURRENCY",
-            help="Requests in flight to the shadow at most.",
+            help="Requests in flight to the shadow at most (with --baseline, the baseline's "
+            "requests count too).",
         ),
         click.option(
             "--timeout",
@@ -263,6 +270,200 @@ def sender_options(func: F) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+_COMPARISON_PARAMS = (
+    "rules_file",
+    "ignore_paths",
+    "ignore_headers",
+    "compare_headers",
+    "unordered_paths",
+    "ignore_array_order",
+    "replacements",
+    "tolerances",
+    "baseline",
+    "routes",
+    "run_id",
+    "no_results",
+)
+
+
+def comparison_options(func: F) -> F:
+    """Options of everything that compares replays with production (worker, replay range).
+
+    The command gets them as one `comparison` argument, a validated
+    `replayer.comparison.ComparisonOptions`; bad input is a `click.BadParameter`.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in _COMPARISON_PARAMS}
+        kwargs["comparison"] = build_comparison(**values)
+        return func(*args, **kwargs)
+
+    json_path = "JSONPATH"
+    options = [
+        click.option(
+            "--rules",
+            "rules_file",
+            envvar="TRAFFICMIRROR_RULES",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Noise rules file, TOML (.toml) or JSON (see the README); the options below "
+            "add to it (env TRAFFICMIRROR_RULES).",
+        ),
+        click.option(
+            "--ignore-path",
+            "ignore_paths",
+            multiple=True,
+            metavar=json_path,
+            help="JSON body path whose differences are noise, e.g. '$.timestamp', "
+            "'$.items[*].updated_at', '$..etag'; repeatable.",
+        ),
+        click.option(
+            "--ignore-header",
+            "ignore_headers",
+            multiple=True,
+            metavar="NAME",
+            help="Response header whose differences are noise (glob: 'x-build-*'); repeatable. "
+            "Date, Server, Set-Cookie, request ids, Content-Length ... are never compared.",
+        ),
+        click.option(
+            "--compare-header",
+            "compare_headers",
+            multiple=True,
+            metavar="NAME",
+            help="Compare this header although it is on the default ignore list; repeatable.",
+        ),
+        click.option(
+            "--unordered",
+            "unordered_paths",
+            multiple=True,
+            metavar=json_path,
+            help="JSON array compared without regard to order, e.g. '$.tags'; repeatable.",
+        ),
+        click.option(
+            "--ignore-array-order",
+            is_flag=True,
+            help="Compare every JSON array without regard to order.",
+        ),
+        click.option(
+            "--replace",
+            "replacements",
+            multiple=True,
+            metavar="REGEX=>REPL",
+            help="Regex substitution applied to both bodies (text) before comparing, e.g. "
+            "'[0-9a-f]{32}=><hash>'; repeatable, applied in order.",
+        ),
+        click.option(
+            "--tolerance",
+            "tolerances",
+            multiple=True,
+            metavar="N|N%",
+            help="Numbers in JSON bodies this close are equal: absolute (0.001) or relative "
+            "(1%); give both to accept either.",
+        ),
+        click.option(
+            "--baseline",
+            envvar="TRAFFICMIRROR_BASELINE",
+            metavar="URL",
+            help="A second copy of production: every request is also sent there, and "
+            "differences production also has with it count as noise, not regressions "
+            "(env TRAFFICMIRROR_BASELINE).",
+        ),
+        click.option(
+            "--route",
+            "routes",
+            multiple=True,
+            metavar="PATTERN",
+            help="Endpoint pattern results are grouped by, tried before the built-in "
+            "templating (ids, UUIDs, numbers become {id}): 'GET /articles/{slug}'; repeatable.",
+        ),
+        click.option(
+            "--run-id",
+            envvar="TRAFFICMIRROR_RUN_ID",
+            default="",
+            metavar="ID",
+            help="Name of this replay session, stored in every result; replays of the same "
+            "traffic against another build should use another one (report --run picks one).",
+        ),
+        click.option(
+            "--no-results",
+            is_flag=True,
+            help="Compare (for the summary and metrics) but write nothing to <topic>.results.",
+        ),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return cast(F, wrapper)
+
+
+def build_comparison(
+    *,
+    rules_file: str | None,
+    ignore_paths: tuple[str, ...],
+    ignore_headers: tuple[str, ...],
+    compare_headers: tuple[str, ...],
+    unordered_paths: tuple[str, ...],
+    ignore_array_order: bool,
+    replacements: tuple[str, ...],
+    tolerances: tuple[str, ...],
+    baseline: str | None,
+    routes: tuple[str, ...],
+    run_id: str,
+    no_results: bool,
+) -> Any:
+    """ComparisonOptions from the comparison options; bad input raises click.BadParameter."""
+    from replayer.comparison import ComparisonOptions
+    from replayer.endpoints import Router
+    from replayer.noise import build_rules
+    from trafficmirror.errors import ConfigError
+
+    # Each kind on its own first, so an error names the option it came from.
+    checks: list[tuple[str, dict[str, Any]]] = [
+        ("--rules", {"rules_file": rules_file}),
+        ("--ignore-path", {"ignore_paths": ignore_paths}),
+        ("--unordered", {"unordered_paths": unordered_paths}),
+        ("--replace", {"replacements": replacements}),
+        ("--tolerance", {"tolerances": tolerances}),
+    ]
+    for hint, given in checks:
+        try:
+            build_rules(**given)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint=hint) from None
+    if len(tolerances) > 2:
+        raise click.BadParameter("give at most one absolute and one relative tolerance",
+                                 param_hint="--tolerance")
+    rules = build_rules(
+        rules_file,
+        ignore_paths=ignore_paths,
+        unordered_paths=unordered_paths,
+        ignore_array_order=ignore_array_order,
+        ignore_headers=ignore_headers,
+        compare_headers=compare_headers,
+        replacements=replacements,
+        tolerances=tolerances,
+    )
+    try:
+        Router(routes)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--route") from None
+    if baseline is not None:
+        from replayer.request import Target
+
+        check_url(baseline, "--baseline")
+        try:
+            Target.parse(baseline)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--baseline") from None
+    return ComparisonOptions(
+        rules=rules,
+        baseline=baseline,
+        routes=routes,
+        run_id=run_id,
+        write_results=not no_results,
+    )
 
 
 @cli.command()
@@ -291,6 +492,7 @@ def sender_options(func: F) -> F:
     show_default=True,
     help="On SIGTERM/SIGINT, seconds to let in-flight requests finish before exiting.",
 )
+@comparison_options
 def worker(
     bootstrap_servers: str | None,
     topic: str,
@@ -305,6 +507,7 @@ def worker(
     group: str,
     group_protocol: str,
     drain_timeout: float,
+    comparison: Any,
 ) -> None:
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
 
@@ -315,6 +518,10 @@ def worker(
     their original order, one at a time; Host becomes the target's host:port and
     every request carries X-Trafficmirror-Replay: <exchange id>. SIGTERM/SIGINT
     drains in-flight requests, commits and leaves the group.
+
+    Each shadow response is compared with the recorded production response
+    (status, headers, body: JSON by path, text by line, binary by hash) and the
+    result written to TOPIC.results; `trafficmirror report` reads them.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
     check_url(target, "--target")
@@ -332,6 +539,7 @@ def worker(
         schema_registry_url=schema_registry_url,
         metrics_host=metrics_host,
         metrics_port=metrics_port,
+        comparison=comparison,
     )
 
 
@@ -378,6 +586,7 @@ def parse_end_offset(value: str) -> int | None:
     show_default=True,
     help="Last offset to replay (inclusive), or 'end' for the last record present at start.",
 )
+@comparison_options
 def replay_range(
     bootstrap_servers: str | None,
     topic: str,
@@ -390,6 +599,7 @@ def replay_range(
     partitions: tuple[int, ...],
     start_offset: int,
     end_offset: str,
+    comparison: Any,
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
 
@@ -398,6 +608,11 @@ def replay_range(
     sent), 1 if some could not be sent or decoded, and 2 on bad input (START >
     END, an offset outside the partition, an unknown topic or partition).
     Nothing is committed: running it again replays the same records.
+
+    Each shadow response is compared with the recorded one and the result
+    written to TOPIC.results (a replay of the same range again replaces, not
+    adds to, its results in the report); the summary ends with a comparison
+    line: match (noise only), mismatch, errors, skipped.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
     check_url(target, "--target")
@@ -419,6 +634,93 @@ def replay_range(
             concurrency=concurrency,
             timeout=timeout,
             schema_registry_url=schema_registry_url,
+            comparison=comparison,
+        )
+    )
+
+
+@cli.command()
+@kafka_connection_options
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="Only results sent at or after TIME: ISO 8601 (2024-05-01T10:00 is local time; "
+    "add Z or +02:00 for another zone), relative (-15m, -2h, -1d) or now.",
+)
+@click.option("--until", metavar="TIME", help="Only results sent before TIME (same formats).")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write a self-contained HTML report (table, latency and mismatch charts, "
+    "example diffs) to FILE; it opens offline.",
+)
+@click.option(
+    "--run",
+    "run_id",
+    metavar="ID",
+    help="Only results of this run (replay --run-id); default: every run combined.",
+)
+@click.option(
+    "--fail-on-mismatch",
+    is_flag=True,
+    help="Exit 1 when any compared request differs (beyond noise), for CI gates.",
+)
+def report(
+    bootstrap_servers: str | None,
+    topic: str,
+    kafka_properties: tuple[str, ...],
+    kafka_config: str | None,
+    since: str | None,
+    until: str | None,
+    html_path: str | None,
+    run_id: str | None,
+    fail_on_mismatch: bool,
+) -> None:
+    """Summarise the replay results of TOPIC per endpoint (reads TOPIC.results).
+
+    Prints a table, worst endpoints first: requests, mismatch rate overall and
+    by kind (status, header, JSON body, text body, binary body), requests that
+    differ only in noise, errors, and production vs shadow latency
+    p50/p95/p99, then the most frequent differing paths. An exchange replayed
+    more than once (at-least-once delivery, a range replayed again) counts
+    once: its last result wins. Reads up to the end present at start, then
+    exits 0 (1 with --fail-on-mismatch when something differs, 2 on bad input).
+    """
+    import os
+
+    from replayer.timespec import parse_time
+    from trafficmirror.errors import ConfigError
+
+    settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
+    window = {}
+    for hint, value in (("--since", since), ("--until", until)):
+        if value is not None:
+            try:
+                window[hint] = parse_time(value)
+            except ConfigError as exc:
+                raise click.BadParameter(str(exc), param_hint=hint) from None
+    start, end = window.get("--since"), window.get("--until")
+    if start is not None and end is not None and start >= end:
+        raise click.BadParameter(
+            f"{since!r} is not before --until {until!r}", param_hint="--since"
+        )
+    if html_path is not None:
+        folder = os.path.dirname(os.path.abspath(html_path))
+        if not os.path.isdir(folder):
+            raise click.BadParameter(f"folder {folder} does not exist", param_hint="--html")
+    from replayer.report import run_report
+
+    sys.exit(
+        run_report(
+            settings,
+            topic,
+            html_path,
+            start,
+            end,
+            run_id=run_id,
+            fail_on_mismatch=fail_on_mismatch,
         )
     )
 

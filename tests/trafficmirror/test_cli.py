@@ -92,6 +92,24 @@ def test_help_does_not_load_mitmproxy_or_kafka() -> None:
             "neither an offset",
         ),
         (["inspect", "-t", "t", "-X", "oops"], "key=value"),
+        (["report", "-b", "x:1", "-t", "t", "--since", "yesterday"], "--since"),
+        (["report", "-b", "x:1", "-t", "t", "--since", "-1h", "--until", "-2h"], "not before"),
+        (["report", "-b", "x:1", "-t", "t", "--html", "/no/such/dir/r.html"], "--html"),
+        (
+            ["replay", "range", "-b", "x:1", "-t", "t", "--start-offset", "0", "--target",
+             "http://a", "--ignore-path", "timestamp", "--rules", "/no/such/rules.toml"],
+            "--rules",
+        ),
+        (
+            ["worker", "-b", "x:1", "-t", "t", "-g", "g", "--target", "http://a",
+             "--baseline", "http://b/v2"],
+            "--baseline",
+        ),
+        (
+            ["worker", "-b", "x:1", "-t", "t", "-g", "g", "--target", "http://a",
+             "--replace", "(=>x"],
+            "--replace",
+        ),
         (["nosuchcommand"], "No such command"),
     ],
 )
