@@ -6,6 +6,8 @@
 * `RecordingShadow`: the "shadow" app. Answers like `SampleApp` and also keeps
   every request it received, with its arrival time and raw header list, so a
   test can check exactly what arrived.
+* `ShopApp`: a tiny JSON API in two versions for comparing shadow and
+  production: v2 changes one field of one endpoint on purpose.
 
 Both are aiohttp servers on 127.0.0.1, run on a private event loop in a
 background thread (`start()`/`stop()`), or as a process:
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import threading
@@ -166,13 +169,58 @@ class RecordingShadow(SampleApp):
         return self.received
 
 
+class ShopApp(_Server):
+    """A small JSON API; `version` "v1" is production (run twice: a baseline), "v2" a shadow.
+
+    * `GET /users/{id}`: `{"id", "name", "email"}`; v2 upper-cases the name, the
+      deliberate regression a comparison must find at `$.name`;
+    * `GET /clock`: `{"timestamp", "zone"}` with the current time to the
+      microsecond, plus aiohttp's Date header: two calls never agree, in any
+      version, so a difference there is noise;
+    * `GET /items/{id}`: `{"id", "name", "price"}`, the same in both versions;
+    * anything else: 404 with a JSON error.
+    """
+
+    def __init__(self, version: str = "v1", host: str = "127.0.0.1", port: int = 0) -> None:
+        if version not in ("v1", "v2"):
+            raise ValueError(f"unknown ShopApp version {version!r}")
+        super().__init__(host, port)
+        self.version = version
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        parts = request.path.strip("/").split("/")
+        if parts == ["clock"]:
+            now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+            return web.json_response({"timestamp": now, "zone": "UTC"})
+        if len(parts) == 2 and parts[0] == "users" and parts[1].isdigit():
+            number = int(parts[1])
+            name = f"user {number}"
+            return web.json_response(
+                {
+                    "id": number,
+                    "name": name.upper() if self.version == "v2" else name,
+                    "email": f"user{number}@example.com",
+                }
+            )
+        if len(parts) == 2 and parts[0] == "items" and parts[1].isdigit():
+            number = int(parts[1])
+            return web.json_response(
+                {"id": number, "name": f"item {number}", "price": round(number * 1.25, 2)}
+            )
+        return web.json_response({"error": "not found"}, status=404)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run a sample app or shadow server.")
-    parser.add_argument("kind", choices=["app", "shadow"])
+    parser.add_argument("kind", choices=["app", "shadow", "shop-v1", "shop-v2"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    server = (SampleApp if args.kind == "app" else RecordingShadow)(args.host, args.port)
+    server: _Server
+    if args.kind.startswith("shop-"):
+        server = ShopApp(args.kind.removeprefix("shop-"), args.host, args.port)
+    else:
+        server = (SampleApp if args.kind == "app" else RecordingShadow)(args.host, args.port)
     server.start()
     print(f"listening on {server.url}", flush=True)
     try:
