@@ -16,9 +16,9 @@ from prometheus_client import REGISTRY
 
 from replayer.sender import MockTransport, OutgoingRequest, Response
 from replayer.worker import run_worker
-from tests.replayer.events import make_event, produce_events
+from tests.replayer.events import make_event, produce_events, watermarks
 from tests.support import Kafka, Proc, Procs, free_port, run_cli
-from trafficmirror.kafka import KafkaSettings
+from trafficmirror.kafka import KafkaSettings, results_topic
 from trafficmirror.sampleapps import Received, RecordingShadow
 
 pytestmark = pytest.mark.e2e
@@ -178,6 +178,7 @@ def test_in_process_with_a_fake_transport_and_backpressure(
 ) -> None:
     """run_worker() is callable from any thread and stops through its event."""
     topic = kafka.new_topic(2)
+    kafka.create_topic(results_topic(topic), 2)
     produce_events(kafka.bootstrap_servers, topic, traffic(300))
     seen: list[OutgoingRequest] = []
     peak = 0.0
@@ -218,3 +219,7 @@ def test_in_process_with_a_fake_transport_and_backpressure(
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("pausing [0, 1]") for m in messages), messages
     assert any(m.startswith("resuming [0, 1]") for m in messages), messages
+    # Every replay's result is in <topic>.results by the time the worker returns.
+    assert any(f"{results_topic(topic)}: written 300, lost 0" in m for m in messages), messages
+    written = sum(watermarks(kafka.bootstrap_servers, results_topic(topic), p)[1] for p in (0, 1))
+    assert written == 300
