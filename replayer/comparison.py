@@ -134,9 +134,11 @@ class Comparison:
         offset: int,
         outcome: Outcome,
         baseline: Outcome | None = None,
+        lateness_us: int = 0,
     ) -> dict[str, Any] | None:
         """Compare, count and publish the replay of `event`; returns its result record.
 
+        `lateness_us`: how much later than scheduled (time warp) it was sent.
         Never raises: a comparison that fails (a bug) is logged and counted, and
         the record still counts as handled.
         """
@@ -153,6 +155,7 @@ class Comparison:
                 offset=offset,
                 target=self.target.origin,
                 sent_us=round(outcome.sent_at * 1_000_000),
+                lateness_us=lateness_us,
                 shadow=shadow,
                 shadow_latency_s=outcome.latency,
                 error=outcome.error,
