@@ -32,6 +32,22 @@ The Host header
     `recorder.redactions` (`request.header:host=upstream`); a warning is logged
     at start. The addon never changes the live request or response.
 
+Secrets
+    Before an exchange becomes an event, the headers in
+    `trafficmirror_redact_header` (by default also Authorization,
+    Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key) and the JSON body
+    paths in `trafficmirror_redact_json` are dropped, masked or replaced by an
+    HMAC (see `recorder.redact`); each event lists what was redacted in
+    `recorder.redactions`. Nothing unredacted is encoded, queued or logged.
+
+Bodies and Kafka's message size
+    A body longer than `trafficmirror_max_body_bytes` is cut and flagged
+    truncated with its original length. An event that would still exceed the
+    producer's `message.max.bytes` (librdkafka's default is 1,000,000 bytes,
+    under a broker's default limit; two 1 MiB bodies are more) is encoded again
+    with both bodies cut further, so it is recorded, flagged, rather than
+    refused by Kafka.
+
 When an event cannot be written
     The live exchange always wins: recording never delays, alters or fails a
     request. Events are queued in the Kafka producer without waiting; when its
@@ -60,6 +76,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
 from recorder.event import flow_to_event, recorder_info
+from recorder.redact import Redactor
 from recorder.sink import CONVERT_FAILED, KafkaSink, SinkStats
 from schemas.codec import Codec
 from trafficmirror.errors import TrafficMirrorError
@@ -85,6 +102,16 @@ _SINK_OPTIONS = frozenset(
 )
 #: Options that change what every event's RecorderInfo says.
 _INFO_OPTIONS = frozenset({"trafficmirror_recorder_id", "keep_host_header", "mode", "listen_port"})
+_REDACT_OPTIONS = frozenset(
+    {
+        "trafficmirror_redact_header",
+        "trafficmirror_redact_json",
+        "trafficmirror_redact_key_file",
+        "trafficmirror_redact_defaults",
+    }
+)
+#: Room left in a Kafka message for the key, headers and record framing.
+_MESSAGE_MARGIN = 16 * 1024
 _ERROR_LOG_INTERVAL = 30.0
 
 
@@ -97,6 +124,7 @@ class Recorder:
         self.max_body_bytes = 1024 * 1024
         self.flush_timeout = 10.0
         self.convert_failed = 0
+        self.redactor: Redactor = Redactor.from_options()
         self._info: dict[str, Any] = recorder_info("")
         self._info_rewritten: dict[str, Any] = self._info
         self._keep_host = False
@@ -169,6 +197,40 @@ class Recorder:
             "Kafka; events still queued then are counted as undelivered.",
         )
         loader.add_option(
+            "trafficmirror_redact_header",
+            Sequence[str],
+            [],
+            "Header to redact in requests, responses and trailers before the event is "
+            "written, as NAME or NAME=MODE; MODE is mask (value becomes ***, the default), "
+            "drop (header removed) or hmac (hmac-sha256:<hex>, equal values stay equal; "
+            "needs trafficmirror_redact_key_file or $TRAFFICMIRROR_REDACT_KEY). Repeat for "
+            "several; also changes the mode of a default header.",
+        )
+        loader.add_option(
+            "trafficmirror_redact_json",
+            Sequence[str],
+            [],
+            "JSON body path to redact in requests and responses, as PATH or PATH=MODE "
+            "(modes as for trafficmirror_redact_header), e.g. $.password, $.card.number=hmac, "
+            "$.users[*].token, $..secret. Bodies that are changed are written back as compact "
+            "JSON with Content-Length updated in the event; a JSON body that cannot be parsed "
+            "is left out of the event. Repeat for several.",
+        )
+        loader.add_option(
+            "trafficmirror_redact_key_file",
+            Optional[str],  # mitmproxy matches typespecs against typing.Optional
+            None,
+            "File holding the HMAC key (16 bytes or more) for redaction mode hmac; "
+            "without it $TRAFFICMIRROR_REDACT_KEY is used.",
+        )
+        loader.add_option(
+            "trafficmirror_redact_defaults",
+            bool,
+            True,
+            "Mask Authorization, Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key "
+            "unless trafficmirror_redact_header says otherwise; false records them as sent.",
+        )
+        loader.add_option(
             "trafficmirror_metrics_host",
             str,
             "127.0.0.1",
@@ -193,6 +255,8 @@ class Recorder:
             self.max_body_bytes = opts.trafficmirror_max_body_bytes
         if "trafficmirror_flush_timeout" in updated:
             self.flush_timeout = _seconds(opts.trafficmirror_flush_timeout)
+        if updated & _REDACT_OPTIONS:
+            self._configure_redaction()
         if updated & (_INFO_OPTIONS | _SINK_OPTIONS):
             self._configure_info()
         if updated & _SINK_OPTIONS:
@@ -214,6 +278,26 @@ class Recorder:
                 "header to the upstream before the recorder sees it; events will carry "
                 "the upstream's host (set keep_host_header=true to keep the client's)"
             )
+
+    def _configure_redaction(self) -> None:
+        opts = ctx.options
+        try:
+            redactor = Redactor.from_options(
+                opts.trafficmirror_redact_header,
+                opts.trafficmirror_redact_json,
+                opts.trafficmirror_redact_key_file,
+                opts.trafficmirror_redact_defaults,
+            )
+        except TrafficMirrorError as exc:
+            raise _options_error(f"trafficmirror: {exc}") from None
+        self.redactor = redactor
+        rules = redactor.describe()
+        if not rules:
+            logger.warning(
+                "trafficmirror: redaction is off: headers and bodies are recorded as sent"
+            )
+        else:
+            logger.debug("trafficmirror: redacting %s", ", ".join(rules))
 
     def _configure_sink(self) -> None:
         opts = ctx.options
@@ -331,7 +415,10 @@ class Recorder:
                 flow.client_conn.proxy_mode, mode_specs.ReverseMode
             ):
                 info = self._info_rewritten
-            encoded = codec.encode(flow_to_event(flow, self.max_body_bytes, info))
+            event = flow_to_event(flow, self.max_body_bytes, info, self.redactor)
+            encoded = codec.encode(event)
+            if len(encoded.value) > sink.max_message_bytes - _MESSAGE_MARGIN:
+                encoded = self._shrink(flow, info, event, len(encoded.value), sink, codec)
             sink.send(
                 flow.client_conn.id.encode(),
                 encoded.value,
@@ -351,6 +438,31 @@ class Recorder:
                     exc,
                     self.convert_failed,
                 )
+
+    def _shrink(
+        self,
+        flow: http.HTTPFlow,
+        info: dict[str, Any],
+        event: dict[str, Any],
+        encoded_size: int,
+        sink: KafkaSink,
+        codec: Codec,
+    ) -> Any:
+        """Encode `flow` again with bodies cut so the event fits in a Kafka message."""
+        limit = sink.max_message_bytes
+        messages = [event["request"], (event["response"] or {}).get("message")]
+        sizes = [len(m["body"]) for m in messages if m is not None]
+        budget = limit - _MESSAGE_MARGIN - (encoded_size - sum(sizes))
+        cap = _fair_cap(sizes, budget)
+        logger.debug(
+            "trafficmirror: exchange %s is %d bytes encoded, over message.max.bytes %d; "
+            "cutting its bodies to %d bytes",
+            flow.id,
+            encoded_size,
+            limit,
+            cap,
+        )
+        return codec.encode(flow_to_event(flow, cap, info, self.redactor))
 
     # -- reporting ------------------------------------------------------------
 
@@ -385,6 +497,19 @@ def default_recorder_id() -> str:
     except Exception:  # noqa: S110 (only a default name; fall through)
         pass
     return f"{host}:{os.getpid()}"
+
+
+def _fair_cap(sizes: Sequence[int], budget: int) -> int:
+    """The largest cap c with sum(min(s, c) for s in sizes) <= budget (0 if none fits)."""
+    if budget <= 0:
+        return 0
+    ordered = sorted(sizes)
+    for count, size in enumerate(ordered):
+        share = budget // (len(ordered) - count)
+        if size > share:
+            return share
+        budget -= size
+    return ordered[-1] if ordered else 0
 
 
 def _options_error(message: str) -> exceptions.OptionsError:

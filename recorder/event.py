@@ -19,6 +19,10 @@ are. What the event holds is what was on the wire:
   `body_truncated` true and `body_length` -1: its length is not known, and a
   replayer must not send it as if it were complete.
 
+Secrets are redacted here, on the event being built, when a `Redactor` is
+given (see `recorder.redact`): before anything is encoded or leaves the
+process. What it did is appended to the event's `recorder.redactions`.
+
 `authority` is the request's Host header (HTTP/1) or `:authority` (HTTP/2 and
 HTTP/3). In reverse-proxy mode mitmproxy rewrites that header to the upstream
 before any addon sees the request, unless the `keep_host_header` option is set;
@@ -32,6 +36,8 @@ from itertools import chain
 from typing import Any
 
 from mitmproxy import http
+
+from recorder.redact import Redactor
 
 #: Recorded when a body's length is unknown (streamed, or cut off by an error).
 UNKNOWN_LENGTH = -1
@@ -75,23 +81,52 @@ def authority(request: http.Request) -> str:
     return text(data.authority)
 
 
-def message(msg: http.Message, max_body_bytes: int) -> dict[str, Any]:
-    """The `Message` record of a request or response."""
+def message(
+    msg: http.Message,
+    max_body_bytes: int,
+    redactor: Redactor | None = None,
+    where: str = "request",
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
+    """The `Message` record of a request or response.
+
+    With a `redactor`, its rules are applied to the headers, trailers and (whole,
+    before it is cut) body, and what was redacted is appended to `notes`.
+    """
     data = msg.data
     raw = data.content
+    trailers = data.trailers
+    if redactor is None or notes is None:
+        headers = flat(data.headers.fields)
+        trailer_list = flat(trailers.fields) if trailers is not None else None
+    else:
+        headers = redactor.redact_headers(data.headers.fields, where, notes)
+        trailer_list = (
+            redactor.redact_headers(trailers.fields, where, notes) if trailers is not None else None
+        )
+        if raw is not None:
+            redacted = redactor.redact_body(raw, headers, max_body_bytes, where, notes)
+            if redacted is None:  # dropped, fail closed: keep only its length
+                return {
+                    "headers": headers,
+                    "body": b"",
+                    "body_truncated": True,
+                    "body_length": len(raw),
+                    "trailers": trailer_list,
+                }
+            raw = redacted
     if raw is None:
         body, truncated, length = b"", True, UNKNOWN_LENGTH
     else:
         length = len(raw)
         truncated = length > max_body_bytes
         body = raw[:max_body_bytes] if truncated else raw
-    trailers = data.trailers
     return {
-        "headers": flat(data.headers.fields),
+        "headers": headers,
         "body": body,
         "body_truncated": truncated,
         "body_length": length,
-        "trailers": flat(trailers.fields) if trailers is not None else None,
+        "trailers": trailer_list,
     }
 
 
@@ -114,15 +149,23 @@ def recorder_info(
 
 
 def flow_to_event(
-    flow: http.HTTPFlow, max_body_bytes: int, recorder: dict[str, Any]
+    flow: http.HTTPFlow,
+    max_body_bytes: int,
+    recorder: dict[str, Any],
+    redactor: Redactor | None = None,
 ) -> dict[str, Any]:
     """The `HttpExchange` event of `flow`, ready for `schemas.codec.Codec.encode`.
 
     `recorder` is a `recorder_info()` dict shared by all events (it is not
-    copied). The flow is only read, never changed.
+    copied unless a redaction was applied: then the event gets its own, with
+    the redactions appended). The flow is only read, never changed.
     """
+    notes: list[str] | None = [] if redactor is not None and redactor.active else None
+    if notes is None:
+        redactor = None
     req = flow.request
     rd = req.data
+    request = message(req, max_body_bytes, redactor, "request", notes)
     resp = flow.response
     response: dict[str, Any] | None = None
     response_start = response_end = None
@@ -132,10 +175,12 @@ def flow_to_event(
             "status": sd.status_code,
             "reason": sd.reason,
             "http_version": text(sd.http_version),
-            "message": message(resp, max_body_bytes),
+            "message": message(resp, max_body_bytes, redactor, "response", notes),
         }
         response_start = micros(sd.timestamp_start)
         response_end = micros(sd.timestamp_end)
+    if notes:
+        recorder = {**recorder, "redactions": [*recorder["redactions"], *notes]}
     client = flow.client_conn
     error = flow.error
     return {
@@ -151,7 +196,7 @@ def flow_to_event(
         "authority": authority(req),
         "path": rd.path,
         "http_version": text(rd.http_version),
-        "request": message(req, max_body_bytes),
+        "request": request,
         "response": response,
         "error": error.msg if error is not None else None,
         "recorder": recorder,

@@ -37,6 +37,7 @@ import asyncio
 import logging
 import signal
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 from mitmproxy import ctx, exceptions, master, options
@@ -103,9 +104,27 @@ def recorder_options(
     schema_registry_url: str | None,
     metrics_host: str,
     metrics_port: int | None,
+    redact_headers: Sequence[str] = (),
+    redact_json: Sequence[str] = (),
+    redact_key_file: str | None = None,
+    redact_defaults: bool = True,
+    confdir: str | None = None,
+    tls_certs: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The mitmproxy option values for a recorder in front of `upstream`."""
+    """The mitmproxy option values for a recorder in front of `upstream`.
+
+    Clients may connect with plain HTTP or TLS on the same port (mitmproxy's
+    reverse mode tells them apart by the first bytes); TLS clients are shown
+    `tls_certs` (mitmproxy's `certs`: `DOMAIN=PEM`) or a certificate made by the
+    CA in `confdir`.
+    """
+    extra: dict[str, Any] = {}
+    if confdir:
+        extra["confdir"] = confdir
+    if tls_certs:
+        extra["certs"] = list(tls_certs)
     return {
+        **extra,
         "mode": [f"reverse:{upstream}"],
         "listen_host": listen_host,
         "listen_port": listen_port,
@@ -120,6 +139,10 @@ def recorder_options(
         "trafficmirror_schema_registry_url": schema_registry_url,
         "trafficmirror_metrics_host": metrics_host,
         "trafficmirror_metrics_port": metrics_port,
+        "trafficmirror_redact_header": list(redact_headers),
+        "trafficmirror_redact_json": list(redact_json),
+        "trafficmirror_redact_key_file": redact_key_file,
+        "trafficmirror_redact_defaults": redact_defaults,
     }
 
 
@@ -187,13 +210,15 @@ def run_recorder(
     schema_registry_url: str | None,
     metrics_host: str,
     metrics_port: int | None,
+    **extras: Any,
 ) -> None:
     """Record traffic to `upstream` until SIGINT/SIGTERM (the `record` command).
 
     Raises `TrafficMirrorError` (one line) when the recorder cannot start: the
     port is taken, an option or Kafka setting is invalid. On a signal it stops
     accepting, flushes queued events for at most `flush_timeout` seconds and
-    logs the summary line, then returns.
+    logs the summary line, then returns. `extras` are the redaction and
+    client-TLS keyword arguments of `recorder_options`.
     """
     check_listen(listen_host, listen_port)
     values = recorder_options(
@@ -208,6 +233,7 @@ def run_recorder(
         schema_registry_url=schema_registry_url,
         metrics_host=metrics_host,
         metrics_port=metrics_port,
+        **extras,
     )
     logger.info(
         "trafficmirror recorder: %s:%d -> %s, topic %s on %s",

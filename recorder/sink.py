@@ -129,6 +129,8 @@ class KafkaSink:
         self._kafka_reached = False
         self._last_error_log: dict[int, float] = {}
         config = settings.producer_config(**overrides)
+        #: produce() refuses a message larger than this (librdkafka's default).
+        self.max_message_bytes = int(config.get("message.max.bytes", 1_000_000))
         config["on_delivery"] = self._on_delivery
         config["error_cb"] = self._on_error
         # librdkafka's own log lines go through `logging` (served by poll())

@@ -17,6 +17,7 @@ import click
 
 from trafficmirror import __version__
 from trafficmirror.cli_comparison import comparison_options
+from trafficmirror.cli_recorder import recorder_extra_options
 from trafficmirror.errors import TrafficMirrorError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -194,6 +195,7 @@ def cli(verbose: int, quiet: bool) -> None:
     show_default=True,
     help="Seconds to wait on shutdown for queued events to reach Kafka.",
 )
+@recorder_extra_options
 def record(
     bootstrap_servers: str | None,
     topic: str,
@@ -207,6 +209,7 @@ def record(
     max_body_bytes: int,
     recorder_id: str | None,
     flush_timeout: float,
+    recorder_extras: dict[str, Any],
 ) -> None:
     """Run the recorder: a reverse proxy in front of UPSTREAM that records to Kafka.
 
@@ -218,6 +221,11 @@ def record(
     --flush-timeout seconds and one summary line is logged: recorded, dropped,
     failed. If UPSTREAM refuses connections, clients get a 502 and the error is
     recorded.
+
+    Clients may speak plain HTTP or TLS (HTTP/1.1 or HTTP/2) on the same port;
+    see --confdir and --tls-cert. Secrets are redacted before an event leaves
+    the process: the default headers are masked, more with --redact-header and
+    --redact-json; each event lists what was redacted.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
     host, port = parse_listen(listen)
@@ -236,6 +244,7 @@ def record(
         schema_registry_url=schema_registry_url,
         metrics_host=metrics_host,
         metrics_port=metrics_port,
+        **recorder_extras,
     )
 
 

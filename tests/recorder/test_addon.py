@@ -34,6 +34,10 @@ OPTIONS = [
     "trafficmirror_flush_timeout",
     "trafficmirror_metrics_host",
     "trafficmirror_metrics_port",
+    "trafficmirror_redact_header",
+    "trafficmirror_redact_json",
+    "trafficmirror_redact_key_file",
+    "trafficmirror_redact_defaults",
 ]
 
 
@@ -98,6 +102,10 @@ async def test_inactive_until_servers_and_topic_are_set(caplog: pytest.LogCaptur
         ({"trafficmirror_flush_timeout": "-1"}, "number of seconds"),
         ({"trafficmirror_flush_timeout": "nan"}, "number of seconds"),
         ({"trafficmirror_metrics_port": 70000}, "out of range"),
+        ({"trafficmirror_redact_header": ["Authorization=scramble"]}, "unknown mode"),
+        ({"trafficmirror_redact_json": ["password"]}, "must start with"),
+        ({"trafficmirror_redact_json": ["$.password=hmac"]}, "needs a key"),
+        ({"trafficmirror_redact_key_file": "/nonexistent/key"}, "cannot read redaction key"),
         (
             {
                 "trafficmirror_bootstrap_servers": "127.0.0.1:1",
@@ -278,3 +286,72 @@ async def test_loads_as_a_mitmproxy_script() -> None:
         module = tctx.script(str(ADDON_PATH))
         assert [type(a).__name__ for a in module.addons] == ["Recorder"]
         assert "trafficmirror_topic" in tctx.options
+
+
+@in_loop
+async def test_an_event_over_kafkas_message_size_is_cut_to_fit(
+    kafka: Kafka, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two bodies under the 1 MiB cap make an event over librdkafka's default
+    # message.max.bytes (1,000,000): Kafka would refuse it whole.
+    rec = Recorder()
+    big = bytes(range(256)) * 3000  # 768,000 bytes
+    with taddons.context(rec) as tctx:
+        configured(tctx, rec, kafka, topic)
+        f = tflow.tflow(resp=True)
+        f.request.content = big
+        f.response.content = big[::-1]
+        small = tflow.tflow(resp=True)
+        rec.response(f)
+        rec.response(small)
+        with caplog.at_level(logging.INFO, "trafficmirror"):
+            rec.done()
+    assert "recorded=2 dropped=0 failed=0" in caplog.text
+    got = {event["id"]: (msg, event) for msg, event in events(kafka, topic, 2)}
+    msg, event = got[f.id]
+    assert len(msg.value()) < 1_000_000
+    for message, original in ((event["request"], big), (event["response"]["message"], big[::-1])):
+        assert message["body_truncated"] is True
+        assert message["body_length"] == len(original)
+        assert 400_000 < len(message["body"]) < len(original)
+        assert message["body"] == original[: len(message["body"])]
+    assert got[small.id][1]["request"]["body_truncated"] is False
+
+
+@in_loop
+async def test_redaction_options_apply_to_recorded_events(
+    kafka: Kafka, topic: str, tmp_path: Path
+) -> None:
+    key = tmp_path / "key"
+    key.write_text("0123456789abcdef0123456789abcdef\n")
+    rec = Recorder()
+    with taddons.context(rec) as tctx:
+        configured(
+            tctx,
+            rec,
+            kafka,
+            topic,
+            trafficmirror_redact_header=["X-Session=hmac", "Cookie=drop"],
+            trafficmirror_redact_json=["$.password"],
+            trafficmirror_redact_key_file=str(key),
+        )
+        f = tflow.tflow(resp=True)
+        f.request.headers["X-Session"] = "abc"
+        f.request.headers["Cookie"] = "c=1"
+        f.request.headers["Authorization"] = "Basic xyz"
+        f.request.headers["Content-Type"] = "application/json"
+        f.request.content = b'{"password": "hunter2", "user": "ann"}'
+        rec.response(f)
+        rec.done()
+    [(msg, event)] = events(kafka, topic, 1)
+    assert b"hunter2" not in msg.value() and b"xyz" not in msg.value()
+    headers = event["request"]["headers"]
+    assert b"Cookie" not in headers
+    assert headers[headers.index(b"X-Session") + 1].startswith(b"hmac-sha256:")
+    assert headers[headers.index(b"Authorization") + 1] == b"***"
+    assert event["recorder"]["redactions"] == [
+        "request.header:x-session=hmac",
+        "request.header:cookie=drop",
+        "request.header:authorization=mask",
+        "request.body:$.password=mask",
+    ]

@@ -1,0 +1,455 @@
+"""Redaction of secrets before a recorded exchange leaves the recorder.
+
+Runs inside `flow_to_event`, on the copy of the exchange that becomes the event,
+before it is encoded or handed to Kafka: a secret that is redacted here is
+never in the producer's queue, the topic, a replay, a result or a report. The
+live request and response are never altered.
+
+What is redacted
+    * Headers (request, response and trailers) by name, case-insensitively. By
+      default Authorization, Proxy-Authorization, Cookie, Set-Cookie and
+      X-Api-Key are masked; more names can be added, and any name's mode
+      changed, with `NAME=MODE`.
+    * Values in JSON bodies (request and response) by JSON path pattern:
+      `$.password`, `$.card.number`, `$.users[*].token`, `$..secret` (`*` is any
+      one key or index, `..` any depth, `["a b"]` a key with odd characters).
+
+Modes
+    * `drop`: the header, or the JSON key (array element), is removed;
+    * `mask`: the value becomes `***`;
+    * `hmac`: the value becomes `hmac-sha256:` and the first 32 hex digits of
+      HMAC-SHA256(key, value), with a key of at least 16 bytes from the user:
+      equal values stay equal (a replay comparison, or a join across events,
+      still works) without the value being recoverable without the key. A JSON
+      string is keyed by its UTF-8 text, any other JSON value by its compact
+      JSON text.
+
+JSON bodies
+    A body is read as JSON when its Content-Type is JSON (`application/json`,
+    `*+json`) or it starts with `{` or `[`; a Content-Encoding (gzip, deflate,
+    br, zstd) is undone first and redone after. When a rule matched, the body
+    is written back as compact JSON, and the event's `body_length` and
+    Content-Length header say the length of the redacted body (the event stays
+    self-consistent; what was on the wire is not kept). When nothing matched,
+    the body's bytes are kept as they were. Fail closed: a body that says it is
+    JSON but cannot be decoded or parsed, or one that looks like JSON but is
+    larger than the body cap (it would be recorded cut, unparsed), is dropped
+    from the event (empty, `body_truncated` true, its length kept) whenever JSON
+    rules are set.
+
+Every redaction applied to an event is listed in its `recorder.redactions`,
+once per rule: `request.header:authorization=mask`,
+`response.header:set-cookie=hmac`, `request.body:$.password=drop`,
+`request.body=drop` (the whole body, see above).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trafficmirror.errors import ConfigError
+
+MODES = ("drop", "mask", "hmac")
+#: Headers redacted unless the user turns the default list off.
+DEFAULT_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key")
+DEFAULT_MODE = "mask"
+MASK = "***"
+HMAC_PREFIX = "hmac-sha256:"
+#: Hex digits of the HMAC kept: 128 bits, plenty to keep distinct values distinct.
+HMAC_DIGITS = 32
+MIN_KEY_BYTES = 16
+#: Environment variable holding the HMAC key itself (the key file wins).
+KEY_ENV = "TRAFFICMIRROR_REDACT_KEY"
+
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+_HEADER_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTENT_TYPE = b"content-type"
+_CONTENT_ENCODING = b"content-encoding"
+_CONTENT_LENGTH = b"content-length"
+
+
+class _Deep:
+    def __repr__(self) -> str:
+        return ".."
+
+
+class _Any:
+    def __repr__(self) -> str:
+        return "*"
+
+
+_DEEP = _Deep()
+_ANY = _Any()
+_Token = str | int | _Deep | _Any
+Segment = str | int
+
+
+@dataclass(frozen=True)
+class JsonRule:
+    """One JSON path pattern and what to do with the values it matches."""
+
+    text: str
+    tokens: tuple[_Token, ...]
+    mode: str
+
+    def matches(self, path: Sequence[Segment]) -> bool:
+        return _match(self.tokens, 0, path, 0)
+
+
+def parse_spec(spec: str, what: str) -> tuple[str, str]:
+    """`TARGET` or `TARGET=MODE` → (target, mode); the mode defaults to mask."""
+    target, sep, mode = spec.rpartition("=")
+    if not sep:
+        return spec.strip(), DEFAULT_MODE
+    mode = mode.strip().lower()
+    if mode not in MODES:
+        raise ConfigError(
+            f"bad {what} redaction {spec!r}: unknown mode {mode!r} (use drop, mask or hmac)"
+        )
+    return target.strip(), mode
+
+
+def parse_json_rule(spec: str) -> JsonRule:
+    """`$.card.number=hmac` → a `JsonRule`; raises `ConfigError`."""
+    text, mode = parse_spec(spec, "JSON")
+    return JsonRule(text, tuple(_tokenize(text)), mode)
+
+
+def _tokenize(text: str) -> list[_Token]:
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"bad JSON path {text!r}: {why}")
+
+    if not text.startswith("$"):
+        raise bad("it must start with $")
+    tokens: list[_Token] = []
+    i, n = 1, len(text)
+    while i < n:
+        if text.startswith("..", i):
+            tokens.append(_DEEP)
+            i += 2
+            if i < n and text[i] == "[":
+                continue
+            i = _name_step(text, i, tokens, bad)
+        elif text[i] == ".":
+            i = _name_step(text, i + 1, tokens, bad)
+        elif text[i] == "[":
+            end = text.find("]", i)
+            if end < 0:
+                raise bad("unclosed [")
+            inner = text[i + 1 : end].strip()
+            if inner == "*":
+                tokens.append(_ANY)
+            elif inner.isdigit():
+                tokens.append(int(inner))
+            elif len(inner) >= 2 and inner[0] == inner[-1] and inner[0] in "'\"":
+                tokens.append(inner[1:-1])
+            else:
+                raise bad(f"expected [N], [*] or ['key'], got [{inner}]")
+            i = end + 1
+        else:
+            raise bad(f"unexpected {text[i]!r} at position {i}")
+    if not tokens:
+        raise bad("it names the whole body (use a path below $)")
+    if tokens[-1] is _DEEP:
+        raise bad("it must not end with ..")
+    return tokens
+
+
+def _name_step(text: str, i: int, tokens: list[_Token], bad: Any) -> int:
+    if text.startswith("*", i):
+        tokens.append(_ANY)
+        return i + 1
+    match = _NAME_RE.match(text, i)
+    if not match:
+        raise bad(f"expected a key name or * at position {i}")
+    tokens.append(match.group())
+    return match.end()
+
+
+def _match(tokens: Sequence[_Token], i: int, path: Sequence[Segment], j: int) -> bool:
+    if i == len(tokens):
+        return j == len(path)
+    token = tokens[i]
+    if token is _DEEP:
+        return any(_match(tokens, i + 1, path, k) for k in range(j, len(path) + 1))
+    if j == len(path):
+        return False
+    segment = path[j]
+    if token is _ANY:
+        ok = True
+    elif isinstance(token, int):
+        ok = isinstance(segment, int) and segment == token
+    else:
+        ok = isinstance(segment, str) and segment == token
+    return ok and _match(tokens, i + 1, path, j + 1)
+
+
+def read_key(key_file: str | None, environ: Mapping[str, str] | None = None) -> bytes | None:
+    """The HMAC key: the key file (less a trailing newline), else $TRAFFICMIRROR_REDACT_KEY."""
+    if key_file:
+        try:
+            key = Path(key_file).read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read redaction key file {key_file}: {exc.strerror}"
+            ) from None
+        key = key.rstrip(b"\r\n")
+        origin = f"redaction key file {key_file}"
+    else:
+        value = (os.environ if environ is None else environ).get(KEY_ENV, "")
+        if not value:
+            return None
+        key, origin = value.encode(), KEY_ENV
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(f"{origin} holds {len(key)} bytes; an HMAC key needs {MIN_KEY_BYTES}+")
+    return key
+
+
+class Redactor:
+    """Applies header and JSON body rules to the parts of one exchange."""
+
+    def __init__(
+        self,
+        headers: Mapping[str, str] | None = None,
+        json_rules: Sequence[JsonRule] = (),
+        key: bytes | None = None,
+    ) -> None:
+        self.headers = {
+            name.lower().encode("latin-1"): mode for name, mode in (headers or {}).items()
+        }
+        self.json_rules = tuple(json_rules)
+        self._key = key
+        needs_key = [n.decode() for n, m in self.headers.items() if m == "hmac"]
+        needs_key += [r.text for r in self.json_rules if r.mode == "hmac"]
+        if needs_key and key is None:
+            raise ConfigError(
+                f"hmac redaction of {', '.join(needs_key)} needs a key: "
+                f"--redact-key-file or ${KEY_ENV}"
+            )
+
+    @classmethod
+    def from_options(
+        cls,
+        header_specs: Iterable[str] = (),
+        json_specs: Iterable[str] = (),
+        key_file: str | None = None,
+        defaults: bool = True,
+        environ: Mapping[str, str] | None = None,
+    ) -> Redactor:
+        """Rules from CLI-style specs (`NAME[=MODE]`, `PATH[=MODE]`); raises `ConfigError`."""
+        headers = dict.fromkeys(DEFAULT_HEADERS, DEFAULT_MODE) if defaults else {}
+        for spec in header_specs:
+            name, mode = parse_spec(spec, "header")
+            if not _HEADER_RE.fullmatch(name):
+                raise ConfigError(f"bad header redaction {spec!r}: {name!r} is not a header name")
+            headers[name.lower()] = mode
+        rules: dict[str, JsonRule] = {}
+        for spec in json_specs:
+            rule = parse_json_rule(spec)
+            rules[rule.text] = rule  # a later rule for the same path wins
+        return cls(headers, list(rules.values()), read_key(key_file, environ))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.headers or self.json_rules)
+
+    def describe(self) -> list[str]:
+        """The rules as `header:NAME=MODE` / `json:PATH=MODE`, for the start-up log line."""
+        return [f"header:{n.decode()}={m}" for n, m in self.headers.items()] + [
+            f"json:{r.text}={r.mode}" for r in self.json_rules
+        ]
+
+    # -- values ---------------------------------------------------------------
+
+    def digest(self, value: bytes) -> str:
+        """`hmac-sha256:<32 hex digits>` of `value` under the user's key."""
+        if self._key is None:  # the constructor makes sure it is set when needed
+            raise ConfigError("hmac redaction without a key")
+        mac = hmac.new(self._key, value, hashlib.sha256).hexdigest()
+        return HMAC_PREFIX + mac[:HMAC_DIGITS]
+
+    def _header_value(self, mode: str, value: bytes) -> bytes:
+        return MASK.encode() if mode == "mask" else self.digest(value).encode()
+
+    def _json_value(self, mode: str, value: Any) -> Any:
+        if mode == "mask":
+            return MASK
+        if isinstance(value, str):
+            return self.digest(value.encode("utf-8", "surrogatepass"))
+        return self.digest(
+            json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        )
+
+    # -- headers --------------------------------------------------------------
+
+    def redact_headers(
+        self, fields: Iterable[tuple[bytes, bytes]], where: str, notes: list[str]
+    ) -> list[bytes]:
+        """Flat `[name, value, ...]` of `fields` with the header rules applied."""
+        rules = self.headers
+        out: list[bytes] = []
+        for name, value in fields:
+            mode = rules.get(name.lower()) if rules else None
+            if mode is None:
+                out.append(name)
+                out.append(value)
+                continue
+            note = f"{where}.header:{name.lower().decode('latin-1')}={mode}"
+            if note not in notes:
+                notes.append(note)
+            if mode != "drop":
+                out.append(name)
+                out.append(self._header_value(mode, value))
+        return out
+
+    # -- bodies ---------------------------------------------------------------
+
+    def redact_body(
+        self,
+        raw: bytes,
+        flat_headers: list[bytes],
+        max_body_bytes: int,
+        where: str,
+        notes: list[str],
+    ) -> bytes | None:
+        """The body to record: `raw`, a redacted copy, or None to drop it (fail closed).
+
+        A redacted copy changes the Content-Length value in `flat_headers` too.
+        """
+        if not self.json_rules or not raw:
+            return raw
+        content_type = _header(flat_headers, _CONTENT_TYPE)
+        declared_json = _is_json_type(content_type)
+        encoding = (_header(flat_headers, _CONTENT_ENCODING) or b"").strip().lower()
+        encoded = encoding not in (b"", b"identity")
+        if not declared_json and not encoded and not _looks_json(raw):
+            return raw
+        if len(raw) > max_body_bytes:
+            # Cut, it could not be parsed, and the part kept may hold a secret.
+            if declared_json or _looks_json(raw):
+                notes.append(f"{where}.body=drop")
+                return None
+            return raw
+        plain = raw
+        if encoded:
+            try:
+                plain = _decode(raw, encoding.decode("latin-1"))
+            except Exception:
+                if declared_json:
+                    notes.append(f"{where}.body=drop")
+                    return None
+                return raw
+            if not declared_json and not _looks_json(plain):
+                return raw
+        try:
+            document = json.loads(plain)
+        except (ValueError, RecursionError):
+            if declared_json:
+                notes.append(f"{where}.body=drop")
+                return None
+            return raw
+        applied: list[str] = []
+        try:
+            document = self._walk(document, [], applied)
+        except RecursionError:
+            notes.append(f"{where}.body=drop")
+            return None
+        if not applied:
+            return raw
+        for rule_text in applied:
+            notes.append(f"{where}.body:{rule_text}")
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode(
+            "utf-8", "surrogatepass"
+        )
+        if encoded:
+            body = _encode(body, encoding.decode("latin-1"))
+        for i in range(0, len(flat_headers) - 1, 2):
+            if flat_headers[i].lower() == _CONTENT_LENGTH:
+                flat_headers[i + 1] = str(len(body)).encode()
+        return body
+
+    def _walk(self, value: Any, path: list[Segment], applied: list[str]) -> Any:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, child in value.items():
+                path.append(key)
+                rule = self._rule(path)
+                if rule is None:
+                    out[key] = self._walk(child, path, applied)
+                else:
+                    _note(applied, rule)
+                    if rule.mode != "drop":
+                        out[key] = self._json_value(rule.mode, child)
+                path.pop()
+            return out
+        if isinstance(value, list):
+            items: list[Any] = []
+            for index, child in enumerate(value):
+                path.append(index)
+                rule = self._rule(path)
+                if rule is None:
+                    items.append(self._walk(child, path, applied))
+                else:
+                    _note(applied, rule)
+                    if rule.mode != "drop":
+                        items.append(self._json_value(rule.mode, child))
+                path.pop()
+            return items
+        return value
+
+    def _rule(self, path: Sequence[Segment]) -> JsonRule | None:
+        for rule in self.json_rules:
+            if rule.matches(path):
+                return rule
+        return None
+
+
+def _note(applied: list[str], rule: JsonRule) -> None:
+    text = f"{rule.text}={rule.mode}"
+    if text not in applied:
+        applied.append(text)
+
+
+def _header(flat: Sequence[bytes], name: bytes) -> bytes | None:
+    for i in range(0, len(flat) - 1, 2):
+        if flat[i].lower() == name:
+            return flat[i + 1]
+    return None
+
+
+def _is_json_type(content_type: bytes | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or media.endswith(b"+json")
+
+
+def _looks_json(raw: bytes) -> bool:
+    start = raw[:64].lstrip()
+    return start[:1] in (b"{", b"[")
+
+
+def _decode(raw: bytes, encoding: str) -> bytes:
+    from mitmproxy.net import encoding as codecs
+
+    decoded = codecs.decode(raw, encoding)
+    if not isinstance(decoded, bytes):
+        raise ValueError(f"cannot decode {encoding}")
+    return decoded
+
+
+def _encode(raw: bytes, encoding: str) -> bytes:
+    from mitmproxy.net import encoding as codecs
+
+    encoded = codecs.encode(raw, encoding)
+    if not isinstance(encoded, bytes):
+        raise ValueError(f"cannot encode {encoding}")
+    return encoded
