@@ -17,6 +17,7 @@ import click
 
 from trafficmirror import __version__
 from trafficmirror.cli_comparison import comparison_options
+from trafficmirror.cli_kafka import kafka_security_options
 from trafficmirror.cli_recorder import recorder_extra_options
 from trafficmirror.errors import TrafficMirrorError
 
@@ -40,6 +41,16 @@ def kafka_options(func: F) -> F:
 
 def kafka_connection_options(func: F) -> F:
     """Where the cluster is, how to talk to it, and the traffic topic."""
+    return _kafka_options(func, with_topic=True)
+
+
+def kafka_cluster_options(func: F) -> F:
+    """Where the cluster is and how to talk to it (the TLS/SASL flags: see cli_kafka)."""
+    return _kafka_options(func, with_topic=False)
+
+
+def _kafka_options(func: F, with_topic: bool) -> F:
+    func = kafka_security_options(func)
     options = [
         click.option(
             "--bootstrap-servers",
@@ -67,9 +78,12 @@ def kafka_connection_options(func: F) -> F:
             "--kafka-config",
             envvar="TRAFFICMIRROR_KAFKA_CONFIG",
             type=click.Path(dir_okay=False),
-            help="Properties file of librdkafka settings (key=value lines); -X wins over it.",
+            help="Properties file of librdkafka settings (key=value lines); the flags below "
+            "and -X win over it.",
         ),
     ]
+    if not with_topic:
+        del options[1]
     for option in reversed(options):
         func = option(func)
     return func
@@ -614,6 +628,41 @@ def dev_kafka(partitions: int, topics: tuple[str, ...], brokers: int) -> None:
         sys.exit(serve(partitions, topics, brokers))
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--topic") from None
+
+
+@cli.command("kafka-config")
+@kafka_cluster_options
+@click.option(
+    "--client",
+    type=click.Choice(["producer", "consumer", "admin"]),
+    default="admin",
+    show_default=True,
+    help="Whose settings: the recorder's producer, a replayer's consumer, or the plain "
+    "connection settings every client shares.",
+)
+def kafka_config(
+    bootstrap_servers: str | None,
+    kafka_properties: tuple[str, ...],
+    kafka_config: str | None,
+    client: str,
+) -> None:
+    """Print the effective librdkafka settings as key=value lines, secrets as ***.
+
+    Takes the same Kafka options as every other command (-b, -X, --kafka-config,
+    the TLS/SASL flags and their environment variables) and shows what a client
+    would be configured with, after librdkafka accepted it (exit 2 if it does
+    not). Nothing is sent to the cluster.
+    """
+    from trafficmirror.kafka import effective_config
+
+    settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
+    from trafficmirror.errors import ConfigError
+
+    try:
+        lines = effective_config(settings, client)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="Kafka settings") from None
+    click.echo("\n".join(lines))
 
 
 @cli.command()

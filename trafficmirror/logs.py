@@ -17,5 +17,5 @@ def setup(verbose: int = 0, quiet: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Third-party loggers that are chatty at INFO.
-    for name in ("aiohttp.access", "mitmproxy", "asyncio"):
+    for name in ("aiohttp.access", "mitmproxy", "asyncio", "passlib", "hpack", "h2"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
