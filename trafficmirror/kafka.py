@@ -254,6 +254,10 @@ class KafkaSettings:
                 # Retry for as long as a record may wait in the queue; after that
                 # the delivery report says it failed and it is counted.
                 "message.timeout.ms": 300_000,
+                # librdkafka backs off up to 10 s between reconnects; after an
+                # outage that is up to 10 s more of a full queue and dropped
+                # events. A reconnect attempt every 2 s at most is cheap.
+                "reconnect.backoff.max.ms": 2000,
             }
         )
         config.update(overrides)
