@@ -41,6 +41,9 @@ from recorder.redact import Redactor
 
 #: Recorded when a body's length is unknown (streamed, or cut off by an error).
 UNKNOWN_LENGTH = -1
+#: `flow.metadata` key: the proxy appended a Content-Length the client did not
+#: send (see `recorder.run.Http1BodyFraming`); the event leaves it out.
+ADDED_CONTENT_LENGTH = "trafficmirror.added_content_length"
 
 _HOST = b"host"
 
@@ -130,6 +133,13 @@ def message(
     }
 
 
+def _drop_last(flat_headers: list[bytes], name: bytes) -> None:
+    for i in range(len(flat_headers) - 2, -1, -2):
+        if flat_headers[i].lower() == name:
+            del flat_headers[i : i + 2]
+            return
+
+
 def address(peername: tuple[Any, ...] | None) -> dict[str, Any] | None:
     """An `Address` record from a socket address (IPv6 tuples have 4 items)."""
     if not peername:
@@ -166,6 +176,8 @@ def flow_to_event(
     req = flow.request
     rd = req.data
     request = message(req, max_body_bytes, redactor, "request", notes)
+    if flow.metadata.get(ADDED_CONTENT_LENGTH):
+        _drop_last(request["headers"], b"content-length")
     resp = flow.response
     response: dict[str, Any] | None = None
     response_start = response_end = None

@@ -19,6 +19,14 @@ reverse proxy in front of an app), `ErrorCheck` (startup errors become one
 `TrafficMirrorError` line instead of `sys.exit`), and every addon that is off
 by default anyway.
 
+One more addon fixes a live-path bug of mitmproxy 11: an HTTP/2 (or HTTP/3)
+request with a body but no Content-Length, forwarded to an HTTP/1.1 upstream,
+is sent with no framing at all, so the app reads a request without a body and
+then the body as the start of the next request on that connection.
+`Http1BodyFraming` adds the Content-Length the HTTP/1.1 hop needs (the body is
+complete by then: the recorder does not stream bodies); the recorded event
+leaves it out, since the client did not send it.
+
 Two options differ from mitmdump's defaults, both so the live path behaves
 like a plain reverse proxy and the recording is complete:
 
@@ -40,7 +48,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from mitmproxy import ctx, exceptions, master, options
+from mitmproxy import ctx, exceptions, http, master, options
 from mitmproxy.addons import (
     core,
     disable_h2c,
@@ -51,6 +59,7 @@ from mitmproxy.addons import (
 )
 
 from recorder.addon import Recorder
+from recorder.event import ADDED_CONTENT_LENGTH
 from trafficmirror.errors import ConfigError, TrafficMirrorError
 from trafficmirror.kafka import KafkaSettings
 
@@ -80,6 +89,22 @@ class StartupCheck:
                 pass
         else:
             master_.shutdown()
+
+
+class Http1BodyFraming:
+    """Gives HTTP/2 and HTTP/3 requests with a body a Content-Length (see the module doc)."""
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        request = flow.request
+        body = request.raw_content
+        if (
+            (request.is_http2 or request.is_http3)
+            and body
+            and "content-length" not in request.headers
+            and "transfer-encoding" not in request.headers
+        ):
+            request.headers["content-length"] = str(len(body))
+            flow.metadata[ADDED_CONTENT_LENGTH] = True
 
 
 def _ignore_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -172,6 +197,7 @@ async def serve(values: dict[str, Any]) -> Recorder:
         tlsconfig.TlsConfig(),
         disable_h2c.DisableH2C(),
         update_alt_svc.UpdateAltSvc(),
+        Http1BodyFraming(),
         recorder,
         startup,
     )
