@@ -65,6 +65,7 @@ def _kafka_options(func: F, with_topic: bool) -> F:
             "-t",
             envvar="TRAFFICMIRROR_TOPIC",
             required=True,
+            callback=check_topic,
             help="Traffic topic holding the recorded exchanges (env TRAFFICMIRROR_TOPIC).",
         ),
         click.option(
@@ -87,6 +88,19 @@ def _kafka_options(func: F, with_topic: bool) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def check_topic(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A legal Kafka topic name: 1-249 of a-z A-Z 0-9 . _ - (not . or ..)."""
+    import re
+
+    if value is not None and (
+        not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) or value in (".", "..")
+    ):
+        raise click.BadParameter(
+            f"{value!r} is not a Kafka topic name (1-249 of a-z, A-Z, 0-9, '.', '_', '-')"
+        )
+    return value
 
 
 def metrics_options(func: F) -> F:
@@ -113,12 +127,14 @@ def build_settings(
 ) -> Any:
     """KafkaSettings from the shared options; bad input raises click.BadParameter."""
     from trafficmirror.errors import ConfigError
-    from trafficmirror.kafka import KafkaSettings
+    from trafficmirror.kafka import KafkaSettings, check_client_config
 
     try:
-        return KafkaSettings.from_options(bootstrap_servers, kafka_properties, kafka_config)
+        settings = KafkaSettings.from_options(bootstrap_servers, kafka_properties, kafka_config)
+        check_client_config(settings)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="Kafka settings") from None
+    return settings
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -701,7 +717,10 @@ def main(argv: list[str] | None = None) -> None:
         _fail("aborted", 130)
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        _fail(exc.format_message().replace("\n", " ") + hint, exc.exit_code)
+        message = exc.format_message().replace("\n", " ")
+        if type(exc).__name__ == "NoArgsIsHelpError":  # click 8.2+: the whole help
+            message = "missing command"
+        _fail(message + hint, exc.exit_code)
     except click.ClickException as exc:
         _fail(exc.format_message().replace("\n", " "), exc.exit_code)
     except TrafficMirrorError as exc:

@@ -335,7 +335,7 @@ def effective_config(settings: KafkaSettings, client: str) -> list[str]:
     closed at once, without waiting for the cluster; a property librdkafka
     refuses is a `ConfigError` with its reason.
     """
-    from confluent_kafka import Consumer, KafkaException, Producer
+    from confluent_kafka import Consumer, Producer
 
     if client == "producer":
         config = settings.producer_config()
@@ -345,15 +345,33 @@ def effective_config(settings: KafkaSettings, client: str) -> list[str]:
         config = settings.admin_config()
     else:
         raise ConfigError(f"unknown client {client!r} (use producer, consumer or admin)")
+    _try_client(Consumer if client == "consumer" else Producer, config)
+    return [f"{k}={v}" for k, v in sorted(mask(config).items())]
+
+
+def check_client_config(settings: KafkaSettings) -> None:
+    """Raise `ConfigError` if librdkafka refuses a property (unknown name, bad value).
+
+    Creates and drops a client (a few milliseconds, nothing sent), so a typo in
+    `-X` is one line at start rather than a failure deep inside a command.
+    """
+    from confluent_kafka import Producer
+
+    _try_client(Producer, settings.admin_config())
+
+
+def _try_client(kind: Any, config: Mapping[str, Any]) -> None:
+    from confluent_kafka import KafkaException
+
     quiet = {**config, "logger": _DebugLog(), "error_cb": lambda err: None}
     try:
-        if client == "consumer":
-            Consumer(quiet).close()
-        else:
-            Producer(quiet).flush(0)
+        client = kind(quiet)
     except (KafkaException, ValueError, TypeError) as exc:
         raise ConfigError(f"librdkafka refuses the settings: {_reason(exc)}") from None
-    return [f"{k}={v}" for k, v in sorted(mask(config).items())]
+    if hasattr(client, "close"):
+        client.close()
+    else:
+        client.flush(0)
 
 
 def env_bootstrap_servers() -> str | None:
