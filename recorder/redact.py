@@ -55,6 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recorder import jsonpath
+from recorder.jsonpath import Segment
 from trafficmirror.errors import ConfigError
 
 MODES = ("drop", "mask", "hmac")
@@ -69,27 +71,10 @@ MIN_KEY_BYTES = 16
 #: Environment variable holding the HMAC key itself (the key file wins).
 KEY_ENV = "TRAFFICMIRROR_REDACT_KEY"
 
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _HEADER_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CONTENT_TYPE = b"content-type"
 _CONTENT_ENCODING = b"content-encoding"
 _CONTENT_LENGTH = b"content-length"
-
-
-class _Deep:
-    def __repr__(self) -> str:
-        return ".."
-
-
-class _Any:
-    def __repr__(self) -> str:
-        return "*"
-
-
-_DEEP = _Deep()
-_ANY = _Any()
-_Token = str | int | _Deep | _Any
-Segment = str | int
 
 
 @dataclass(frozen=True)
@@ -97,11 +82,11 @@ class JsonRule:
     """One JSON path pattern and what to do with the values it matches."""
 
     text: str
-    tokens: tuple[_Token, ...]
+    tokens: tuple[jsonpath.Token, ...]
     mode: str
 
     def matches(self, path: Sequence[Segment]) -> bool:
-        return _match(self.tokens, 0, path, 0)
+        return jsonpath.matches(self.tokens, path)
 
 
 def parse_spec(spec: str, what: str) -> tuple[str, str]:
@@ -120,76 +105,7 @@ def parse_spec(spec: str, what: str) -> tuple[str, str]:
 def parse_json_rule(spec: str) -> JsonRule:
     """`$.card.number=hmac` → a `JsonRule`; raises `ConfigError`."""
     text, mode = parse_spec(spec, "JSON")
-    return JsonRule(text, tuple(_tokenize(text)), mode)
-
-
-def _tokenize(text: str) -> list[_Token]:
-    def bad(why: str) -> ConfigError:
-        return ConfigError(f"bad JSON path {text!r}: {why}")
-
-    if not text.startswith("$"):
-        raise bad("it must start with $")
-    tokens: list[_Token] = []
-    i, n = 1, len(text)
-    while i < n:
-        if text.startswith("..", i):
-            tokens.append(_DEEP)
-            i += 2
-            if i < n and text[i] == "[":
-                continue
-            i = _name_step(text, i, tokens, bad)
-        elif text[i] == ".":
-            i = _name_step(text, i + 1, tokens, bad)
-        elif text[i] == "[":
-            end = text.find("]", i)
-            if end < 0:
-                raise bad("unclosed [")
-            inner = text[i + 1 : end].strip()
-            if inner == "*":
-                tokens.append(_ANY)
-            elif inner.isdigit():
-                tokens.append(int(inner))
-            elif len(inner) >= 2 and inner[0] == inner[-1] and inner[0] in "'\"":
-                tokens.append(inner[1:-1])
-            else:
-                raise bad(f"expected [N], [*] or ['key'], got [{inner}]")
-            i = end + 1
-        else:
-            raise bad(f"unexpected {text[i]!r} at position {i}")
-    if not tokens:
-        raise bad("it names the whole body (use a path below $)")
-    if tokens[-1] is _DEEP:
-        raise bad("it must not end with ..")
-    return tokens
-
-
-def _name_step(text: str, i: int, tokens: list[_Token], bad: Any) -> int:
-    if text.startswith("*", i):
-        tokens.append(_ANY)
-        return i + 1
-    match = _NAME_RE.match(text, i)
-    if not match:
-        raise bad(f"expected a key name or * at position {i}")
-    tokens.append(match.group())
-    return match.end()
-
-
-def _match(tokens: Sequence[_Token], i: int, path: Sequence[Segment], j: int) -> bool:
-    if i == len(tokens):
-        return j == len(path)
-    token = tokens[i]
-    if token is _DEEP:
-        return any(_match(tokens, i + 1, path, k) for k in range(j, len(path) + 1))
-    if j == len(path):
-        return False
-    segment = path[j]
-    if token is _ANY:
-        ok = True
-    elif isinstance(token, int):
-        ok = isinstance(segment, int) and segment == token
-    else:
-        ok = isinstance(segment, str) and segment == token
-    return ok and _match(tokens, i + 1, path, j + 1)
+    return JsonRule(text, jsonpath.parse(text), mode)
 
 
 def read_key(key_file: str | None, environ: Mapping[str, str] | None = None) -> bytes | None:
