@@ -219,7 +219,8 @@ async def serve(values: dict[str, Any]) -> Recorder:
         loop.set_exception_handler(_ignore_cancelled)
     if startup.error is not None:
         host, port = values["listen_host"], values["listen_port"]
-        raise TrafficMirrorError(f"cannot listen on {host}:{port}: {startup.error}")
+        reason = " ".join(startup.error.split())  # mitmproxy's has a second line
+        raise TrafficMirrorError(f"cannot listen on {host}:{port}: {reason}")
     return recorder
 
 

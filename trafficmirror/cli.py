@@ -166,6 +166,33 @@ def check_url(value: str, param: str) -> str:
     return value
 
 
+def _same_address(host_a: str, port_a: int, host_b: str, port_b: int) -> bool:
+    """True if the two addresses can be the same socket (wildcards match any host)."""
+    loopback = {"localhost": "127.0.0.1", "::1": "127.0.0.1"}
+    a, b = loopback.get(host_a, host_a), loopback.get(host_b, host_b)
+    wildcard = {"", "0.0.0.0", "::"}  # noqa: S104 (compared, not bound)
+    return port_a == port_b != 0 and (a == b or a in wildcard or b in wildcard)
+
+
+def check_record_addresses(
+    upstream: str, host: str, port: int, metrics_host: str, metrics_port: int | None
+) -> None:
+    """Refuse a recorder that would proxy to itself, or share its port with /metrics."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(upstream)
+    upstream_port = parts.port or (443 if parts.scheme == "https" else 80)
+    if _same_address(parts.hostname or "", upstream_port, host, port):
+        raise click.BadParameter(
+            f"{upstream} is the recorder's own --listen address: every request would loop",
+            param_hint="--upstream",
+        )
+    if metrics_port is not None and _same_address(metrics_host, metrics_port, host, port):
+        raise click.BadParameter(
+            f"port {metrics_port} is also the proxy's --listen port", param_hint="--metrics-port"
+        )
+
+
 # -- the group ----------------------------------------------------------------
 
 
@@ -260,6 +287,7 @@ def record(
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
     host, port = parse_listen(listen)
     check_url(upstream, "--upstream")
+    check_record_addresses(upstream, host, port, metrics_host, metrics_port)
     from recorder.run import run_recorder
 
     run_recorder(

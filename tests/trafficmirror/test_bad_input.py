@@ -80,6 +80,9 @@ CONTRADICTIONS: list[tuple[str, list[str]]] = [
                       "-X", "sasl.username=v"]),
     ("kafka-config", ["--security-protocol", "PLAINTEXT", "--ssl-ca-location", "/etc/hostname"]),
     ("record", ["--redact-header", "Cookie=hmac"]),  # hmac without a key
+    ("record", ["--listen", "127.0.0.1:18555", "--metrics-port", "18555"]),
+    ("record", ["--listen", "0.0.0.0:18556", "--upstream", "http://localhost:18556"]),
+    ("record", ["--listen", "127.0.0.1:80", "--upstream", "http://127.0.0.1/app"]),
 ]  # fmt: skip
 
 
