@@ -55,9 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recorder import jsonpath
-from recorder.jsonpath import Segment
 from trafficmirror.errors import ConfigError
+from trafficmirror.jsonpath import JsonPattern, Segment
 
 MODES = ("drop", "mask", "hmac")
 #: Headers redacted unless the user turns the default list off.
@@ -82,11 +81,11 @@ class JsonRule:
     """One JSON path pattern and what to do with the values it matches."""
 
     text: str
-    tokens: tuple[jsonpath.Token, ...]
+    pattern: JsonPattern
     mode: str
 
     def matches(self, path: Sequence[Segment]) -> bool:
-        return jsonpath.matches(self.tokens, path)
+        return self.pattern.matches(path)
 
 
 def parse_spec(spec: str, what: str) -> tuple[str, str]:
@@ -105,7 +104,10 @@ def parse_spec(spec: str, what: str) -> tuple[str, str]:
 def parse_json_rule(spec: str) -> JsonRule:
     """`$.card.number=hmac` → a `JsonRule`; raises `ConfigError`."""
     text, mode = parse_spec(spec, "JSON")
-    return JsonRule(text, jsonpath.parse(text), mode)
+    pattern = JsonPattern.parse(text)
+    if not pattern.tokens:
+        raise ConfigError(f"bad JSON path {text!r}: it names the whole body (use a path below $)")
+    return JsonRule(text, pattern, mode)
 
 
 def read_key(key_file: str | None, environ: Mapping[str, str] | None = None) -> bytes | None:

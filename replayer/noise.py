@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from replayer.jsonpath import JsonPattern, Segment, format_path
 from trafficmirror.errors import ConfigError
+from trafficmirror.jsonpath import JsonPattern, Segment, format_path
 
 #: Response headers that differ between any two healthy instances, or that the
 #: body comparison already covers; they are not compared at all. `compare_headers`

@@ -6,6 +6,9 @@ shown as `$.user.name`, `$.items[3].price` or `$["a b"]`.
 A pattern: `$` is the document; `.name`, `["name"]` and `[3]` step into an
 object key or an array index; `*` (or `[*]`) is any one key or index; `..` is
 any number of steps, so `$..timestamp` is a `timestamp` key at any depth.
+
+Shared plumbing: the replayer's noise rules and the recorder's redaction rules
+use the same syntax, and neither side may import the other.
 """
 
 from __future__ import annotations
