@@ -727,6 +727,11 @@ def demo(requests: int, workers: int) -> None:
     sys.exit(run_demo(requests=requests, workers=workers))
 
 
+from trafficmirror.cli_session import session_group  # noqa: E402 (takes the options above)
+
+cli.add_command(session_group(kafka_connection_options, build_settings), "session")
+
+
 # -- entry point --------------------------------------------------------------
 
 
