@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
@@ -34,7 +34,7 @@ _FETCH_WAIT_MS = 100  # a new session must reach every worker well within a seco
 
 def ensure_control_topic(settings: KafkaSettings, topic: str, timeout: float = 10.0) -> None:
     """Create `<topic>.control` (1 partition, compacted) if the cluster lacks it."""
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     name = control_topic(topic)
     admin = AdminClient(settings.admin_client_config())
@@ -81,7 +81,7 @@ def publish(
         encoded = sessions.codec().encode(session.to_record())
         value, headers = encoded.value, encoded.headers
     producer.produce(control_topic(topic), value=value, key=group.encode(),
-                     headers=headers, on_delivery=delivered)
+                     headers=cast(Any, headers), on_delivery=delivered)
     left = producer.flush(timeout)
     if left or errors:
         why = errors[0] if errors else f"not acknowledged within {timeout:g}s"
@@ -99,9 +99,8 @@ class ControlReader:
         self.group = group
         self._key = group.encode()
         self.bootstrap = settings.bootstrap_servers
-        self.consumer = Consumer(
-            settings.consumer_config(None, **{"fetch.wait.max.ms": _FETCH_WAIT_MS})
-        )
+        overrides: dict[str, Any] = {"fetch.wait.max.ms": _FETCH_WAIT_MS}
+        self.consumer = Consumer(settings.consumer_config(None, "consumer", **overrides))
         self.partitions: list[int] = []
         self.session: Session | None = None
         self._next: dict[int, int] = {}
@@ -145,10 +144,11 @@ class ControlReader:
         """Read what arrived; True if the group's session changed."""
         changed = False
         for message in self.consumer.consume(100, timeout):
-            if message.error() is not None:
-                logger.debug("Kafka (%s): %s", self.topic, message.error().str())
+            error = message.error()
+            if error is not None:
+                logger.debug("Kafka (%s): %s", self.topic, error.str())
                 continue
-            self._next[message.partition()] = message.offset() + 1
+            self._next[int(message.partition() or 0)] = int(message.offset() or 0) + 1
             if message.key() != self._key:
                 continue
             try:
@@ -184,7 +184,8 @@ def group_position_us(
     request start (the Kafka timestamp if the event does not decode). The
     committed offsets trail what is in flight by up to the auto-commit interval.
     """
-    probe = Consumer(settings.consumer_config(group, "classic", **{"enable.auto.commit": False}))
+    overrides: dict[str, Any] = {"enable.auto.commit": False}
+    probe = Consumer(settings.consumer_config(group, "classic", **overrides))
     try:
         partitions = topic_partitions(probe, topic, settings.bootstrap_servers, timeout)
         try:
@@ -215,9 +216,10 @@ def _earliest_recorded_us(
         reader.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
         while len(found) < len(starts) and time.monotonic() < deadline:
             for message in reader.consume(len(starts), 0.2):
-                if message.error() is not None or message.partition() in found:
+                partition = int(message.partition() or 0)
+                if message.error() is not None or partition in found:
                     continue
-                found[message.partition()] = _recorded_us(codec, message)
+                found[partition] = _recorded_us(codec, message)
     finally:
         reader.close()
     if len(found) < len(starts):

@@ -94,10 +94,10 @@ class SessionPacer:
         delay = 0.0
         if session is not None and running is not None and session.session_id == running.session_id:
             delay = session.start_at_us / 1_000_000 - self.wall()
-        if delay > 0:
+        if session is not None and delay > 0:
             self._timer = self.loop.call_later(delay, self._apply, session)
             logger.info("session %s revision %d due at %s (in %.2fs)", session.session_id,
-                        session.revision if session else 0, _clock(session.start_at_us), delay)
+                        session.revision, _clock(session.start_at_us), delay)
         else:
             self._apply(session)
 

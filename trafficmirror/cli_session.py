@@ -84,11 +84,11 @@ def _lead_option(func: F) -> F:
 
 
 def session_group(
-    connection_options: Callable[[F], F], build_settings: Callable[..., Any]
+    connection_options: Callable[[Any], Any], build_settings: Callable[..., Any]
 ) -> click.Group:
     """The `session` group, with the CLI's Kafka option decorator and settings builder."""
 
-    def common(func: F) -> F:
+    def common(func: Callable[..., Any]) -> Any:
         return connection_options(_group_option(func))
 
     def settings_of(kwargs: dict[str, Any]) -> Any:
