@@ -66,6 +66,8 @@ BAD_VALUES: dict[str, list[str]] = {
     "--route": ["GET articles", "/a/{b"],
     "--ssl-ca-location": ["/nonexistent/ca.pem"],
     "--topic": [""],
+    "--speed": ["0", "-2", "fast", "inf"],
+    "--rate": ["0", "lots", "nan"],
 }
 
 #: (command path, arguments) that are each valid alone but not together.
@@ -73,6 +75,8 @@ CONTRADICTIONS: list[tuple[str, list[str]]] = [
     ("replay range", ["--start-offset", "5", "--end-offset", "2"]),
     ("inspect", ["--start-offset", "5", "--end-offset", "2"]),
     ("report", ["--since", "now", "--until", "-1h"]),
+    ("session start", ["--since", "now", "--until", "-1h"]),
+    ("session set", []),  # nothing to change
     ("kafka-config", ["--sasl-mechanism", "PLAIN"]),
     ("kafka-config", ["--security-protocol", "SASL_SSL", "--sasl-mechanism", "PLAIN"]),
     ("kafka-config", ["--sasl-username", "u", "--security-protocol", "SASL_SSL",
