@@ -157,14 +157,15 @@ class VirtualClock:
         self._pace = pace
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Scheduled:
-    """An exchange waiting in the scheduler; `cancel()` takes it out (it is never released)."""
+    """An exchange waiting in the scheduler (see `Scheduler.schedule`)."""
 
     recorded_us: int
     seq: int
     release: Release | None
     partition: int | None = None
+    on_cancel: Callable[[], None] | None = None
 
     def __lt__(self, other: Scheduled) -> bool:
         return (self.recorded_us, self.seq) < (other.recorded_us, other.seq)
@@ -175,6 +176,9 @@ class Scheduled:
 
     def cancel(self) -> None:
         self.release = None
+        on_cancel, self.on_cancel = self.on_cancel, None
+        if on_cancel is not None:
+            on_cancel()
 
 
 class Scheduler:
@@ -249,11 +253,19 @@ class Scheduler:
         return self._waiting
 
     def schedule(
-        self, recorded_us: int, release: Release, partition: int | None = None
+        self,
+        recorded_us: int,
+        release: Release,
+        partition: int | None = None,
+        on_cancel: Callable[[], None] | None = None,
     ) -> Scheduled:
-        """Hold an exchange recorded at `recorded_us` until due; `release(due)` sends it."""
+        """Hold an exchange recorded at `recorded_us` until due; then `release(due)` sends it.
+
+        `partition` lets `cancel_partitions()` find it; `on_cancel()` is called
+        instead of `release` when it is cancelled (or the scheduler closed).
+        """
         self._seq += 1
-        item = Scheduled(recorded_us, self._seq, release, partition)
+        item = Scheduled(recorded_us, self._seq, release, partition, on_cancel)
         head = self._heap[0] if self._heap else None
         heapq.heappush(self._heap, item)
         self._waiting += 1
@@ -266,8 +278,8 @@ class Scheduler:
     def cancel(self, item: Scheduled) -> None:
         """Take `item` out; it is never released."""
         if not item.cancelled:
-            item.cancel()
             self._waiting -= 1
+            item.cancel()
 
     def cancel_partitions(self, partitions: set[int]) -> list[Scheduled]:
         """Cancel everything waiting for `partitions` (revoked); returns what was cancelled."""
@@ -355,7 +367,7 @@ class Scheduler:
             if bucket is not None:
                 bucket.take(now)
             release = head.release
-            head.release = None
+            head.release = head.on_cancel = None
             self._waiting -= 1
             if release is not None:
                 release(due)
