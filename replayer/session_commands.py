@@ -22,7 +22,11 @@ from replayer.session import KEEP, Keep, Session, new_session, switched
 from trafficmirror.errors import UsageError
 from trafficmirror.kafka import KafkaSettings, control_topic
 
-#: Default seconds between writing a session revision and its taking effect.
+#: Default seconds between writing a new session and its clock starting: the
+#: first session may also have to create the control topic, which workers look
+#: for every half second.
+START_LEAD = 2.0
+#: Default seconds between writing a revision and every worker switching to it.
 LEAD = 1.0
 
 
@@ -39,7 +43,7 @@ def start(
     rate: float | None,
     since_us: int | None = None,
     until_us: int | None = None,
-    lead: float = LEAD,
+    lead: float = START_LEAD,
 ) -> Session:
     """Publish a new session for `group`; refuses if one is running (`UsageError`)."""
     store.ensure_control_topic(settings, topic)

@@ -43,7 +43,9 @@ from trafficmirror.kafka import KafkaSettings
 logger = logging.getLogger("trafficmirror.replayer.session")
 
 _POLL_SECONDS = 0.1
-_RETRY_SECONDS = 1.0
+#: Seconds between looks for a control topic that does not exist yet (the first
+#: `session start` creates it): a new session has --lead (2 s) to reach every worker.
+_RETRY_SECONDS = 0.5
 _ERROR_LOG_INTERVAL = 30.0
 
 
@@ -206,3 +208,32 @@ class SessionWatcher:
 def _clock(us: int) -> str:
     moment = dt.datetime.fromtimestamp(us / 1_000_000, dt.UTC)
     return moment.strftime("%H:%M:%S.%f")[:-3] + "Z"
+
+
+class SessionFollower:
+    """A worker's watcher and pacer together: `start()` on the loop, `close()` at the end."""
+
+    def __init__(
+        self, settings: KafkaSettings, topic: str, group: str, scheduler: PaceTarget
+    ) -> None:
+        self.watcher = SessionWatcher(settings, topic, group)
+        self.scheduler = scheduler
+        self.pacer: SessionPacer | None = None
+
+    async def start(self, loop: asyncio.AbstractEventLoop) -> Session | None:
+        """Apply the session in effect (read before any record is taken), then follow it."""
+        session = await loop.run_in_executor(None, self.watcher.load)
+        pacer = self.pacer = SessionPacer(self.scheduler, loop)
+        pacer.update(session)
+
+        def changed(new: Session | None) -> None:
+            loop.call_soon_threadsafe(pacer.update, new)
+
+        self.watcher.start(changed)
+        return session
+
+    def close(self) -> None:
+        """Stop following (blocks up to a poll interval; call it off the loop)."""
+        self.watcher.close()
+        if self.pacer is not None:
+            self.pacer.close()

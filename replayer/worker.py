@@ -30,6 +30,11 @@ replays it). `--rate R` is a group-wide figure: this worker takes the share
 of R that matches its share of the topic's partitions, re-computed on every
 rebalance. `set_pace()` changes the pace of a running worker (sessions).
 
+Replay sessions (`replayer.session_watch`): before taking its first record,
+the worker reads the group's session from `<topic>.control` and then follows
+it; a session's pace replaces the worker's own (`--speed`, `--rate`) until
+the session ends.
+
 SIGTERM/SIGINT: stop fetching, keep polling while in-flight requests finish
 (up to the drain timeout), flush the replay results (`<topic>.results`), store
 and commit synchronously, close the consumer (which leaves the group), log one
@@ -56,6 +61,7 @@ from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
 from replayer.sender import AiohttpTransport, Sender, Transport
+from replayer.session_watch import SessionFollower
 from replayer.stopping import StopSignals
 from schemas.codec import Codec
 from trafficmirror.errors import KafkaUnavailable
@@ -255,7 +261,9 @@ class Worker:
         progress = Progress(self.stats, self.progress_interval)
         run = self._loop.run_in_executor
         abandoned = 0
+        sessions = SessionFollower(self.settings, self.topic, self.group, self.scheduler)
         try:
+            await sessions.start(self._loop)
             await run(executor, self._subscribe, consumer)
             logger.info(
                 "worker joined group %r on topic %r, replaying to %s (concurrency %d)",
@@ -326,6 +334,7 @@ class Worker:
             await run(executor, self._commit, consumer, self._uncommitted(self.assigned))
         finally:
             self.stopping = True
+            await run(None, sessions.close)
             await self.scheduler.aclose()
             await sender.aclose()
             # close() leaves the group; it runs the revoke callback, which needs this loop.

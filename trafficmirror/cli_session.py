@@ -15,27 +15,14 @@ from typing import Any, TypeVar
 
 import click
 
+from trafficmirror.cli_pace import parse_speed
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 _LEAD_HELP = (
     "Seconds from now until the new settings take effect, the same moment on every "
     "worker (they need the record first; keep clocks in sync with NTP)."
 )
-
-
-def parse_speed(value: str) -> float | None:
-    """`max` → None, else a number above 0 (`2`, `0.5`, `3x`)."""
-    text = value.strip().lower()
-    if text == "max":
-        return None
-    try:
-        speed = float(text.removesuffix("x"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is neither a number nor 'max'",
-                                 param_hint="--speed") from None
-    if not (math.isfinite(speed) and speed > 0):
-        raise click.BadParameter(f"{value!r}: the speed must be above 0", param_hint="--speed")
-    return speed
 
 
 def parse_rate(value: str, allow_none: bool = False) -> float | None:
@@ -78,9 +65,9 @@ def _group_option(func: F) -> F:
     )(func)
 
 
-def _lead_option(func: F) -> F:
-    return click.option("--lead", type=click.FloatRange(0.1, 60), default=1.0,
-                        show_default=True, help=_LEAD_HELP)(func)
+def _lead_option(default: float) -> Callable[[F], F]:
+    return click.option("--lead", type=click.FloatRange(0.1, 60), default=default,
+                        show_default=True, help=_LEAD_HELP)
 
 
 def session_group(
@@ -122,7 +109,7 @@ def session_group(
                   "or now. Default: the first record the group has not replayed.")
     @click.option("--until", metavar="TIME",
                   help="End of the window, recorded time (same formats); kept in the session.")
-    @_lead_option
+    @_lead_option(2.0)
     def start(topic: str, group: str, speed: str, rate: str | None, since: str | None,
               until: str | None, lead: float, **kwargs: Any) -> None:
         """Start a replay session for GROUP on TOPIC (refused if one is running)."""
@@ -146,7 +133,7 @@ def session_group(
                   help="New time-warp factor (a number above 0, or max).")
     @click.option("--rate", metavar="R|none",
                   help="New requests/s for the whole group; none removes the limit.")
-    @_lead_option
+    @_lead_option(1.0)
     def set_(topic: str, group: str, speed: str | None, rate: str | None, lead: float,
              **kwargs: Any) -> None:
         """Change the speed or rate of GROUP's running session.
