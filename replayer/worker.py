@@ -43,6 +43,7 @@ from replayer.comparison import Comparison, ComparisonOptions
 from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
+from replayer.select import SelectOptions, Selector
 from replayer.sender import AiohttpTransport, Sender, Transport
 from replayer.stopping import StopSignals
 from schemas.codec import Codec
@@ -96,8 +97,11 @@ def run_worker(
     stop_event: threading.Event | None = None,
     progress_interval: float = 10.0,
     comparison: ComparisonOptions | None = None,
+    selection: SelectOptions | None = None,
 ) -> Stats:
     """Replay `topic` as a member of `group` to `target` until stopped; return the counts.
+
+    `selection` picks what is sent (default: only GET, HEAD and OPTIONS).
 
     Every replay is compared with the recorded response and its result written
     to `<topic>.results` (see `comparison`). Stops on SIGTERM/SIGINT (when
@@ -118,6 +122,7 @@ def run_worker(
         drain_timeout=drain_timeout,
         progress_interval=progress_interval,
         comparison=comparison,
+        selection=selection,
     )
     health = None
     if metrics_port is not None:
@@ -149,9 +154,11 @@ class Worker:
         drain_timeout: float,
         progress_interval: float = 10.0,
         comparison: ComparisonOptions | None = None,
+        selection: SelectOptions | None = None,
     ) -> None:
         self.settings = settings
         self.comparison_options = comparison or ComparisonOptions()
+        self.selector = Selector(selection or SelectOptions())
         self.topic = topic
         self.group = group
         self.config = settings.consumer_config(group, group_protocol)
@@ -211,6 +218,7 @@ class Worker:
             sender=sender,
             stats=self.stats,
             comparison=comparison,
+            selector=self.selector,
         )
         progress = Progress(self.stats, self.progress_interval)
         run = self._loop.run_in_executor
