@@ -4,8 +4,11 @@ decode → select → build the request → send → account, as one `Pipeline`:
 
 * decode: `schemas.codec`; an undecodable record is counted and logged, and
   counts as handled so it never holds its partition's offsets back;
-* select: nothing yet besides the event's own verdict (a truncated body is
-  skipped, see `replayer.request`); filters and sampling plug in here;
+* select: `replayer.select` (time window, sample of connections, methods,
+  mitmproxy filter), the Kafka-level checks before decoding; a dropped record
+  is counted as `skipped-<reason>` and handled at once (no result is written:
+  it was not chosen, rather than not comparable). Then the event's own
+  verdict: a truncated body is skipped, see `replayer.request`;
 * schedule (`replayer.clock`, when given): the request waits for its due time
   on the virtual clock (time warp) and for the rate ceiling; a record waiting
   there counts as in flight, and how late it went out is measured;
@@ -37,6 +40,7 @@ from replayer.clock import Scheduler
 from replayer.comparison import Comparison
 from replayer.progress import Lateness, RateMeter
 from replayer.request import Skipped, Target, build_request
+from replayer.select import Selector
 from replayer.sender import Outcome, Sender
 from schemas.codec import Codec
 from trafficmirror.errors import DecodeError
@@ -53,7 +57,9 @@ ERRORS = Counter(
 SKIPPED = Counter(
     "trafficmirror_replayer_skipped",
     "Records deliberately not sent: truncated (the recorder kept only part of the body), "
-    "unsupported (a request target that cannot be replayed), undecodable (not a valid event).",
+    "unsupported (a request target that cannot be replayed), undecodable (not a valid event); "
+    "and what selection dropped: outside-window (--since/--until), sample (--sample), "
+    "method (--methods), filter (--filter).",
     ["reason"],
 )
 IN_FLIGHT = Gauge("trafficmirror_replayer_in_flight", "Records read but not yet handled.")
@@ -187,8 +193,10 @@ class Pipeline:
         stats: Stats | None = None,
         comparison: Comparison | None = None,
         scheduler: Scheduler | None = None,
+        selector: Selector | None = None,
     ) -> None:
         self.codec = codec
+        self.selector = selector
         self.target = target
         self.sender = sender
         self.stats = stats or Stats()
@@ -235,8 +243,17 @@ class Pipeline:
         self.stats.read(record)
         CONSUMED.inc()
         comparison = self.comparison
+        selector = self.selector
         try:
+            if selector is not None:
+                dropped = selector.before_decode(record.key, record.timestamp_ms)
+                if dropped is not None:
+                    return self._finished(loop, Result(record, "skipped", dropped))
             event = self.codec.decode(record.value)
+            if selector is not None:
+                dropped = selector.after_decode(event)
+                if dropped is not None:
+                    return self._finished(loop, Result(record, "skipped", dropped))
             request = build_request(event, self.target)
             baseline = None
             if comparison is not None and comparison.baseline is not None:

@@ -36,11 +36,13 @@ from replayer.merge import PartitionMerger
 from replayer.pipeline import Pipeline, Progress, Record, Stats
 from replayer.progress import ProgressBar
 from replayer.request import Target
+from replayer.select import SelectOptions, Selector
 from replayer.sender import AiohttpTransport, Sender, Transport
 from replayer.spans import Span, SpanReader, resolve_spans
 from replayer.stopping import StopSignals
+from replayer.window import window_spans
 from schemas.codec import Codec
-from trafficmirror.errors import KafkaUnavailable
+from trafficmirror.errors import KafkaUnavailable, UsageError
 from trafficmirror.kafka import KafkaSettings
 
 logger = logging.getLogger("trafficmirror.replayer.range")
@@ -67,7 +69,7 @@ def run_range(
     settings: KafkaSettings,
     topic: str,
     partitions: list[int],
-    start_offset: int,
+    start_offset: int | None,
     end_offset: int | None,
     target: str,
     concurrency: int = 64,
@@ -80,13 +82,18 @@ def run_range(
     comparison: ComparisonOptions | None = None,
     pace: Pace | None = None,
     progress_bar: bool | None = None,
+    selection: SelectOptions | None = None,
 ) -> int:
     """Replay offsets `start_offset..end_offset` (inclusive) of `partitions` to `target`.
 
-    `partitions` empty = all; `end_offset` None = the last offset of each
-    partition at start. Every replay is compared with the recorded response
-    and its result written to `<topic>.results` (see `comparison`). Prints a
-    summary to `out` (stdout) and returns the exit code. Raises
+    `partitions` empty = all; `start_offset` None = each partition's first
+    offset; `end_offset` None = the last offset of each
+    partition at start. `selection` picks what is sent (default: the safe
+    methods GET, HEAD, OPTIONS of every record); with a time window the spans
+    come from it, and `start_offset`/`end_offset` must be None. Every replay
+    is compared with the recorded response and its result written to
+    `<topic>.results` (see `comparison`). Prints a summary to `out` (stdout)
+    and returns the exit code. Raises
     `TopicNotFound`/`OffsetOutOfRange` (usage errors) before sending anything.
     `transport` replaces the HTTP client (tests); `stop_event` stops it from
     another thread like SIGTERM does. `pace`: speed, rate, idle compression
@@ -96,13 +103,22 @@ def run_range(
     out = out or sys.stdout
     shadow = Target.parse(target)
     compare_options = comparison or ComparisonOptions()
+    select = selection or SelectOptions()
+    selector = Selector(select)
     codec = Codec(registry_url=schema_registry_url)
+    if select.windowed and (start_offset is not None or end_offset is not None):
+        raise UsageError("a time window (since/until) and offsets cannot be combined")
     eof: dict[str, Any] = {"enable.partition.eof": True}
     consumer = Consumer(settings.consumer_config(None, **eof))
     try:
-        spans, notes = resolve_spans(
-            consumer, topic, partitions, start_offset, end_offset, settings.bootstrap_servers
-        )
+        if select.windowed:
+            spans, notes = window_spans(
+                settings, topic, partitions, select.since_ms, select.until_ms
+            )
+        else:
+            spans, notes = resolve_spans(
+                consumer, topic, partitions, start_offset, end_offset, settings.bootstrap_servers
+            )
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         if not spans:
@@ -126,6 +142,7 @@ def run_range(
                         compare,
                         pace or Pace(),
                         sys.stderr.isatty() if progress_bar is None else progress_bar,
+                        selector,
                     )
                 )
         finally:
@@ -149,12 +166,18 @@ async def _replay(
     comparison: Comparison | None,
     pace: Pace,
     bar: bool,
+    selector: Selector | None = None,
 ) -> Stats:
     loop = asyncio.get_running_loop()
     sender = Sender(transport, concurrency=concurrency, timeout=timeout)
     scheduler = Scheduler(pace)
     pipeline = Pipeline(
-        codec=codec, target=shadow, sender=sender, comparison=comparison, scheduler=scheduler
+        codec=codec,
+        target=shadow,
+        sender=sender,
+        comparison=comparison,
+        scheduler=scheduler,
+        selector=selector,
     )
     stats = pipeline.stats
     total = sum(s.count for s in spans)

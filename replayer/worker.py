@@ -60,6 +60,7 @@ from replayer.merge import PartitionMerger
 from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
+from replayer.select import SelectOptions, Selector
 from replayer.sender import AiohttpTransport, Sender, Transport
 from replayer.session_watch import SessionFollower
 from replayer.stopping import StopSignals
@@ -118,8 +119,11 @@ def run_worker(
     progress_interval: float = 10.0,
     comparison: ComparisonOptions | None = None,
     pace: Pace | None = None,
+    selection: SelectOptions | None = None,
 ) -> Stats:
     """Replay `topic` as a member of `group` to `target` until stopped; return the counts.
+
+    `selection` picks what is sent (default: only GET, HEAD and OPTIONS).
 
     Every replay is compared with the recorded response and its result written
     to `<topic>.results` (see `comparison`). Stops on SIGTERM/SIGINT (when
@@ -143,6 +147,7 @@ def run_worker(
         progress_interval=progress_interval,
         comparison=comparison,
         pace=pace,
+        selection=selection,
     )
     health = None
     if metrics_port is not None:
@@ -175,9 +180,11 @@ class Worker:
         progress_interval: float = 10.0,
         comparison: ComparisonOptions | None = None,
         pace: Pace | None = None,
+        selection: SelectOptions | None = None,
     ) -> None:
         self.settings = settings
         self.comparison_options = comparison or ComparisonOptions()
+        self.selector = Selector(selection or SelectOptions())
         self.topic = topic
         self.group = group
         # Partition EOF tells the merge that a partition has nothing more for now.
@@ -256,6 +263,7 @@ class Worker:
             stats=self.stats,
             comparison=comparison,
             scheduler=self.scheduler,
+            selector=self.selector,
         )
         self._pipeline = pipeline
         progress = Progress(self.stats, self.progress_interval)
