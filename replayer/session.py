@@ -87,6 +87,13 @@ class Session:
             return None
         return self.start_at_us + round((recorded_us - self.anchor_us) / self.speed)
 
+    @property
+    def window_ms(self) -> tuple[int | None, int | None]:
+        """`since`/`until` in Kafka timestamp milliseconds (since rounded down, until up)."""
+        since = None if self.since_us is None else self.since_us // 1000
+        until = None if self.until_us is None else -(-self.until_us // 1000)
+        return since, until
+
     def to_record(self) -> dict[str, Any]:
         """The Avro record (field names are the schema's)."""
         return {

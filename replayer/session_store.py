@@ -235,3 +235,23 @@ def _recorded_us(codec: Codec, message: Any) -> int:
     except (DecodeError, KeyError, TypeError, ValueError):
         _kind, stamp = message.timestamp()
         return int(stamp) * 1000
+
+
+def since_offsets(
+    settings: KafkaSettings, topic: str, partitions: list[int], since_us: int,
+    timeout: float = 10.0,
+) -> dict[int, int]:
+    """Where a session's replay from `since_us` starts in each partition.
+
+    The first offset stamped at or after `since − ORDER_SLACK_MS` (a partition
+    is in the order responses finished, its timestamps are request starts), as
+    `replay range --since` does; the select step drops what is before `since`.
+    """
+    from replayer.timeindex import ORDER_SLACK_MS, offsets_for_time, probe_consumer
+
+    probe = probe_consumer(settings)
+    try:
+        return offsets_for_time(probe, topic, partitions, since_us // 1000 - ORDER_SLACK_MS,
+                                timeout)
+    finally:
+        probe.close()

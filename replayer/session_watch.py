@@ -211,26 +211,65 @@ def _clock(us: int) -> str:
 
 
 class SessionFollower:
-    """A worker's watcher and pacer together: `start()` on the loop, `close()` at the end."""
+    """A worker's watcher and pacer together: `start()` on the loop, `close()` at the end.
+
+    Besides the pace, a session with `--since` moves the worker: the worker
+    asks `take_seek()` on every loop turn and, when it returns a session,
+    seeks its partitions to where that session's window starts (and commits
+    there, so a partition that changes hands later goes on from the session's
+    progress). Only workers that see the session arrive, or find it before its
+    start, seek; one that (re)starts during a session continues from the
+    group's committed offsets. `on_session` (on the loop) gets every change,
+    for the session's time window.
+    """
 
     def __init__(
-        self, settings: KafkaSettings, topic: str, group: str, scheduler: PaceTarget
+        self,
+        settings: KafkaSettings,
+        topic: str,
+        group: str,
+        scheduler: PaceTarget,
+        on_session: Callable[[Session | None], None] | None = None,
     ) -> None:
         self.watcher = SessionWatcher(settings, topic, group)
         self.scheduler = scheduler
+        self.on_session = on_session
         self.pacer: SessionPacer | None = None
+        self.session: Session | None = None
+        self._seek: Session | None = None
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> Session | None:
         """Apply the session in effect (read before any record is taken), then follow it."""
         session = await loop.run_in_executor(None, self.watcher.load)
-        pacer = self.pacer = SessionPacer(self.scheduler, loop)
-        pacer.update(session)
+        self.pacer = SessionPacer(self.scheduler, loop)
+        self._update(session, live=False)
 
         def changed(new: Session | None) -> None:
-            loop.call_soon_threadsafe(pacer.update, new)
+            loop.call_soon_threadsafe(self._update, new, True)
 
         self.watcher.start(changed)
         return session
+
+    def _update(self, session: Session | None, live: bool) -> None:
+        if self.pacer is None:  # pragma: no cover (start() makes it first)
+            raise RuntimeError("session update before start()")
+        previous, self.session = self.session, session
+        self.pacer.update(session)
+        fresh = session is not None and (
+            previous is None or previous.session_id != session.session_id
+        )
+        if session is None or fresh:
+            self._seek = None  # a seek the worker has not done yet belongs to an old session
+        if session is not None and fresh and session.since_us is not None:
+            if live or session.start_at_us / 1e6 > time.time():
+                self._seek = session
+        if self.on_session is not None and (fresh or (session is None and previous is not None)):
+            self.on_session(session)
+
+    def take_seek(self) -> Session | None:
+        """The session whose window start the worker must seek to now, once; else None."""
+        seek, self._seek = self._seek, None
+        return seek
 
     def close(self) -> None:
         """Stop following (blocks up to a poll interval; call it off the loop)."""

@@ -32,8 +32,11 @@ rebalance. `set_pace()` changes the pace of a running worker (sessions).
 
 Replay sessions (`replayer.session_watch`): before taking its first record,
 the worker reads the group's session from `<topic>.control` and then follows
-it; a session's pace replaces the worker's own (`--speed`, `--rate`) until
-the session ends.
+it; a session's pace replaces the worker's own (`--speed`, `--rate`) and its
+time window joins the select step until the session ends. A new session
+with `--since` moves the partitions the worker holds to the window's start
+(`_seek_to`): like a revoke and a re-assignment at another offset, what
+waits for its due time is dropped and the new position is committed at once.
 
 SIGTERM/SIGINT: stop fetching, keep polling while in-flight requests finish
 (up to the drain timeout), flush the replay results (`<topic>.results`), store
@@ -49,6 +52,7 @@ import threading
 import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -62,6 +66,8 @@ from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
 from replayer.select import SelectOptions, Selector
 from replayer.sender import AiohttpTransport, Sender, Transport
+from replayer.session import Session
+from replayer.session_store import since_offsets
 from replayer.session_watch import SessionFollower
 from replayer.stopping import StopSignals
 from schemas.codec import Codec
@@ -269,7 +275,8 @@ class Worker:
         progress = Progress(self.stats, self.progress_interval)
         run = self._loop.run_in_executor
         abandoned = 0
-        sessions = SessionFollower(self.settings, self.topic, self.group, self.scheduler)
+        sessions = SessionFollower(self.settings, self.topic, self.group, self.scheduler,
+                                   self._session_window)
         try:
             await sessions.start(self._loop)
             await run(executor, self._subscribe, consumer)
@@ -299,6 +306,9 @@ class Worker:
                     for record in self.merger.ready(self.max_in_flight - pipeline.in_flight):
                         self._handle(record, pipeline)
                     continue
+                seek = sessions.take_seek()
+                if seek is not None and seek.since_us is not None:
+                    await self._seek_to(seek.since_us, consumer, executor)
                 store, pause, resume = self._housekeeping(pipeline, saturated)
                 want_lag = now >= lag_due
                 if want_lag:
@@ -522,7 +532,49 @@ class Worker:
             )
         return commit
 
+    def _session_window(self, session: Session | None) -> None:
+        """Select the session's time window (or none again) from now on."""
+        options = self.selector.options
+        if session is not None:
+            since_ms, until_ms = session.window_ms
+            options = replace(options, since_ms=since_ms, until_ms=until_ms)
+        if self._pipeline is not None:
+            self._pipeline.selector = Selector(options)
+
+    async def _seek_to(self, since_us: int, consumer: Any, executor: ThreadPoolExecutor) -> None:
+        """Move the held partitions to the start of a session's window and commit there."""
+        loop = asyncio.get_running_loop()
+        partitions = sorted(self.assigned)
+        if not partitions:
+            return
+        offsets = await loop.run_in_executor(
+            None, since_offsets, self.settings, self.topic, partitions, since_us
+        )
+        partitions = [p for p in partitions if p in self.assigned]  # a rebalance meanwhile
+        for record in self.merger.forget(partitions):
+            self._tickets.pop((record.partition, record.offset), None)
+        if self._pipeline is not None:
+            self._pipeline.abandon(set(partitions))
+        for partition in partitions:
+            self.tracker.forget(partition)
+            self.stored.pop(partition, None)
+            self.pending.pop(partition, None)
+        self.merger.track(partitions)
+        targets = [TopicPartition(self.topic, p, offsets[p]) for p in partitions]
+        await loop.run_in_executor(executor, self._seek, consumer, targets)
+        logger.info("replay session: partitions moved to %s", _offsets_text(
+            {tp.partition: tp.offset for tp in targets}))
+
     # -- on the consumer thread ---------------------------------------------------
+
+    def _seek(self, consumer: Any, targets: list[TopicPartition]) -> None:
+        for tp in targets:
+            try:
+                consumer.seek(tp)
+            except KafkaException as exc:
+                logger.warning("cannot move partition %d to offset %d: %s", tp.partition,
+                               tp.offset, exc)
+        self._commit(consumer, targets)
 
     def _poll(
         self,

@@ -129,3 +129,59 @@ def test_session_set_changes_the_pace_of_a_running_group(kafka: Kafka, procs: Pr
           f"{p50:.1f} ms, p90 {p90:.1f} ms, max {lateness_ms[-1]:.1f} ms; per worker {per_worker}")
     assert abs(slow - GAP_US / 1e3) <= max(5.0, 0.05 * GAP_US / 1e3), slow
     assert abs(fast - GAP_US / 1e3 / FAST) <= 5.0, fast
+
+
+def test_a_session_since_until_replays_exactly_its_window_again(
+    kafka: Kafka, procs: Procs
+) -> None:
+    """Workers that replayed everything live go back to the window, replay it, and only it."""
+    topic = kafka.new_topic(4)
+    group = f"g-{topic}"
+    gap = 10_000
+    with RecordingShadow() as shadow:
+        workers = [start_worker(procs, kafka, topic, group, shadow, f"w{i}") for i in (1, 2)]
+        for _, port in workers:
+            wait_until("both workers to hold partitions", lambda p=port: ready(p))  # type: ignore[misc]
+        produce_events(kafka.bootstrap_servers, topic, exchanges(60, T0, gap))
+        wait_until("the live replay", lambda: len(shadow.received) >= 60)
+        time.sleep(0.5)  # a duplicate would arrive now
+        assert len(shadow.received) == 60
+
+        def iso(us: int) -> str:
+            return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).isoformat()
+
+        session(kafka, topic, group, "start", "--speed", "2", "--since", iso(T0 + 30 * gap),
+                "--until", iso(T0 + 50 * gap))
+        started = read_session(KafkaSettings(kafka.bootstrap_servers), topic, group)
+        assert started is not None
+        wait_until("the window", lambda: len(shadow.received) >= 80, timeout=20)
+        time.sleep(1.0)  # anything outside the window would arrive now
+        again = shadow.received[60:]
+
+        session(kafka, topic, group, "stop")
+        stopped = time.monotonic()
+        # Records that arrive while the window is still in effect are judged by it.
+        wait_until("both workers to end the session",
+                   lambda: all("ended: replaying records as they arrive" in log(p)
+                               for p, _ in workers), timeout=5)
+        assert time.monotonic() - stopped < 1.5
+        produce_events(kafka.bootstrap_servers, topic,
+                       exchanges(4, T0 + 3_600_000_000, gap, start=60))
+        wait_until("live replay after stop", lambda: len(shadow.received) >= 84, timeout=10)
+        time.sleep(0.5)
+        after = shadow.received[80:]
+        for proc, _ in workers:
+            assert proc.stop() == 0, log(proc)
+
+    assert sorted(map(seq, again)) == list(range(30, 50))
+    # On the session's clock at speed 2: exchange 30 was due at the start, each next 5 ms on.
+    # Never early (sent live they would be 2 s early); how late depends on the machine's load,
+    # the pace itself is measured precisely by the test above.
+    lateness_ms = sorted(
+        (r.at - (started.start_at_us + (seq(r) - 30) * gap / 2) / 1e6) * 1e3 for r in again
+    )
+    assert lateness_ms[0] > -2.0 and lateness_ms[len(lateness_ms) // 2] < 100.0, lateness_ms
+    assert sorted(map(seq, after)) == [60, 61, 62, 63]  # live again; the rest was not re-sent
+    moved = [line for p, _ in workers for line in log(p).splitlines()
+             if "replay session: partitions moved to" in line]
+    assert len(moved) == 2, moved
