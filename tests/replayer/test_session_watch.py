@@ -143,3 +143,42 @@ def test_a_worker_starting_later_loads_the_session_in_effect(kafka: Kafka) -> No
     publish(settings, topic, "g", None)
     assert read_session(settings, topic, "g") is None
     assert read_session(settings, topic, "h") is not None
+
+
+def test_follower_seeks_once_for_a_new_window_but_not_for_a_session_in_progress() -> None:
+    from replayer.session_watch import SessionFollower
+
+    windows: list[Session | None] = []
+
+    async def scenario() -> None:
+        follower = SessionFollower(KafkaSettings("127.0.0.1:9"), "t", "g", FakeScheduler(Pace()),
+                                   windows.append)
+        follower.pacer = SessionPacer(follower.scheduler, asyncio.get_running_loop())
+        now = time.time()
+        windowed = new_session(group="g", anchor_us=T0, start_at_us=round((now - 5) * 1e6),
+                               speed=1.0, rate=None, since_us=T0, until_us=T0 + 10**6,
+                               now_us=round(now * 1e6))
+        # Found at start, already running: other workers moved the partitions; go on.
+        follower._update(windowed, live=False)
+        assert follower.take_seek() is None and windows == [windowed]
+        follower._update(None, live=True)
+        assert windows == [windowed, None]
+        # Arriving while the worker runs: seek, once; a revision does not seek again.
+        follower._update(windowed, live=True)
+        assert follower.take_seek() == windowed and follower.take_seek() is None
+        revised = switched(windowed, at_us=round(now * 1e6), now_us=round(now * 1e6), speed=2.0)
+        follower._update(revised, live=True)
+        assert follower.take_seek() is None and windows == [windowed, None, windowed]
+        # Found at start before its clock starts: this worker moves its partitions too.
+        follower._update(None, live=True)
+        upcoming = new_session(group="g", anchor_us=T0, start_at_us=round((time.time() + 2) * 1e6),
+                               speed=1.0, rate=None, since_us=T0, until_us=None, now_us=0)
+        follower._update(upcoming, live=False)
+        # A stop before the worker got to it cancels the seek.
+        follower._update(None, live=True)
+        assert follower.take_seek() is None
+        follower._update(upcoming, live=False)
+        assert follower.take_seek() == upcoming
+        follower.close()
+
+    asyncio.run(scenario())
