@@ -58,11 +58,11 @@ def test_pacer_applies_a_new_session_at_once_and_a_change_at_its_moment() -> Non
         pacer.update(later)  # the newest revision wins, at its own moment
         await asyncio.sleep(0.15)
         assert len(scheduler.calls) == 1  # nothing switched before the agreed moment
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(max(at + 0.2 - time.time(), 0))
         assert len(scheduler.calls) == 2
         applied_at, pace = scheduler.calls[1]
         assert pace == session_pace(later) and pace.speed == 3.0
-        assert at <= applied_at < at + 0.05
+        assert at <= applied_at < at + 0.1  # a loop timer, on a busy machine
 
         pacer.update(later)  # the same record again (a re-read) changes nothing
         pacer.update(None)  # session stop: back to the worker's own pace
