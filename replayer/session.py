@@ -185,7 +185,8 @@ def switched(
     elif current.speed is None:
         if restart_anchor_us is None and new_speed is not None:
             raise ValueError("leaving max speed needs the group's position as restart_anchor_us")
-        anchor, start = restart_anchor_us or current.anchor_us, at_us
+        anchor = current.anchor_us if restart_anchor_us is None else restart_anchor_us
+        start = at_us
     else:
         anchor = current.anchor_us + round((at_us - current.start_at_us) * current.speed)
         start = at_us

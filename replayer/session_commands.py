@@ -56,6 +56,8 @@ def start(
     anchor = since_us
     if anchor is None:
         anchor = store.group_position_us(settings, topic, group)
+    writer = store.ControlWriter(settings, topic)
+    writer.connect()
     now = now_us()
     start_at = now + round(lead * 1_000_000)
     session = new_session(
@@ -68,7 +70,7 @@ def start(
         until_us=until_us,
         now_us=now,
     )
-    store.publish(settings, topic, group, session)
+    writer.write(group, session)
     return session
 
 
@@ -85,18 +87,21 @@ def change(
     current = store.read_session(settings, topic, group)
     if current is None:
         raise UsageError(f"group {group!r} has no replay session: start one with 'session start'")
-    now = now_us()
-    at = now + round(lead * 1_000_000)
     restart = None
     new_speed = current.speed if speed is KEEP else speed
-    if current.speed is None and new_speed is not None and at > current.start_at_us:
-        # No clock ran at max speed: the new one starts where the group is.
+    if current.speed is None and new_speed is not None:
+        # No clock ran at max speed: the new one starts where the group is (looked
+        # up before the switch moment is stamped, as it takes a moment).
         restart = store.group_position_us(settings, topic, group)
-        if restart is None:
-            restart = at
+    writer = store.ControlWriter(settings, topic)
+    writer.connect()
+    now = now_us()
+    at = now + round(lead * 1_000_000)
+    if restart is None and current.speed is None:
+        restart = at  # the group is caught up: the clock starts at the switch itself
     new = switched(current, at_us=at, now_us=now, speed=speed, rate=rate,
                    restart_anchor_us=restart)
-    store.publish(settings, topic, group, new)
+    writer.write(group, new)
     return current, new
 
 

@@ -7,8 +7,8 @@
 * `ControlReader`: a consumer without a group, assigned to every partition of
   the control topic from the beginning, that keeps the newest record of one
   group; `session` commands read to the end once, workers follow it.
-* `publish`: writes a session (or the tombstone that ends it) and waits for
-  the broker's acknowledgement.
+* `ControlWriter` / `publish`: writes a session (or the tombstone that ends
+  it) and waits for the broker's acknowledgement.
 * `group_position_us`: the recorded time of the first record the group has not
   replayed yet, from its committed offsets: where a new clock is anchored.
 """
@@ -64,28 +64,51 @@ def ensure_control_topic(settings: KafkaSettings, topic: str, timeout: float = 1
         raise KafkaUnavailable(f"cannot create {name}: {exc}") from None
 
 
+class ControlWriter:
+    """Writes session records of `<topic>.control`; `connect()` first, so that a revision
+    stamped "effective in one second" is not written half a second later."""
+
+    def __init__(self, settings: KafkaSettings, topic: str) -> None:
+        self.topic = control_topic(topic)
+        self.bootstrap = settings.bootstrap_servers
+        # One small record, acknowledged before the command ends: no idempotence
+        # handshake or linger to wait for.
+        overrides: dict[str, Any] = {"enable.idempotence": False, "linger.ms": 0, "acks": "all"}
+        self.producer = Producer(settings.producer_config(**overrides))
+
+    def connect(self, timeout: float = 10.0) -> None:
+        """Fetch the topic's metadata (connecting to the cluster) before anything is stamped."""
+        try:
+            self.producer.list_topics(self.topic, timeout=timeout)
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"cannot reach {self.bootstrap}: {exc}") from None
+
+    def write(self, group: str, session: Session | None, timeout: float = 10.0) -> None:
+        """Write `session` (None: the tombstone that ends it) and wait for the acknowledgement."""
+        errors: list[str] = []
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                errors.append(str(err.str()))
+
+        headers: list[tuple[str, bytes]] = []
+        value = None
+        if session is not None:
+            encoded = sessions.codec().encode(session.to_record())
+            value, headers = encoded.value, encoded.headers
+        self.producer.produce(self.topic, value=value, key=group.encode(),
+                              headers=cast(Any, headers), on_delivery=delivered)
+        left = self.producer.flush(timeout)
+        if left or errors:
+            why = errors[0] if errors else f"not acknowledged within {timeout:g}s"
+            raise KafkaUnavailable(f"cannot write the session to {self.topic}: {why}")
+
+
 def publish(
     settings: KafkaSettings, topic: str, group: str, session: Session | None, timeout: float = 10.0
 ) -> None:
     """Write `session` (None: the tombstone that ends the group's session), acknowledged."""
-    errors: list[str] = []
-
-    def delivered(err: Any, msg: Any) -> None:
-        if err is not None:
-            errors.append(str(err.str()))
-
-    producer = Producer(settings.producer_config())
-    headers: list[tuple[str, bytes]] = []
-    value = None
-    if session is not None:
-        encoded = sessions.codec().encode(session.to_record())
-        value, headers = encoded.value, encoded.headers
-    producer.produce(control_topic(topic), value=value, key=group.encode(),
-                     headers=cast(Any, headers), on_delivery=delivered)
-    left = producer.flush(timeout)
-    if left or errors:
-        why = errors[0] if errors else f"not acknowledged within {timeout:g}s"
-        raise KafkaUnavailable(f"cannot write the session to {control_topic(topic)}: {why}")
+    ControlWriter(settings, topic).write(group, session, timeout)
 
 
 class ControlReader:

@@ -81,12 +81,19 @@ def test_start_anchors_at_the_first_record_the_group_has_not_replayed(kafka: Kaf
     committer.commit(offsets=[TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 3)],
                      asynchronous=False)
     committer.close()
-    code, out, err = session(kafka, "start", "-t", topic, "-g", "g", "--speed", "max")
+    code, out, err = session(kafka, "start", "-t", topic, "-g", "g", "--speed", "max",
+                             "--lead", "0.1")
     assert code == 0, err
     started = read_session(KafkaSettings(kafka.bootstrap_servers), topic, "g")
     # Partition 1's offset 3 is event 7 (T0 + 7 ms), partition 0's offset 5 is event 10.
     assert started is not None and started.anchor_us == T0 + 7000
     assert started.speed is None and "speed: max" in out
+    # From max to a speed: no clock ran, the new one starts where the group is.
+    code, out, err = session(kafka, "set", "-t", topic, "-g", "g", "--speed", "1")
+    assert code == 0, err
+    changed = read_session(KafkaSettings(kafka.bootstrap_servers), topic, "g")
+    assert changed is not None and changed.anchor_us == T0 + 7000
+    assert changed.start_at_us > started.start_at_us and changed.speed == 1.0
 
     # A group that never committed starts at the beginning.
     code, out, err = session(kafka, "start", "-t", topic, "-g", "fresh")
