@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from replayer.sender import MockTransport, OutgoingRequest, Response
 from replayer.select import SelectOptions
+from replayer.sender import MockTransport, OutgoingRequest, Response
 from replayer.worker import run_worker
 from tests.replayer.events import make_event, produce_events, watermarks
 from tests.support import Kafka, Proc, Procs, free_port, run_cli
