@@ -18,6 +18,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from tests.replayer.events import make_event, produce_events
 from tests.support import Kafka, Procs, free_port, run_cli, wait_port
@@ -206,6 +207,13 @@ def test_worker_applies_methods_and_filter_and_exports_the_counts(
         received = tags(shadow.received)
     assert received == sorted(f"{m} /api/items" for m in ("GET", "HEAD", "OPTIONS"))
     assert skipped["method"] == 6 and skipped["filter"] == 3
+    # Dropped records count as handled: the group committed past all 12.
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"g-{topic}"})
+    try:
+        (committed,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+    finally:
+        consumer.close()
+    assert committed.offset == 12
 
 
 def metrics(port: int) -> str:
