@@ -130,7 +130,7 @@ def run_range(
             compare.close()  # flushes the results before the summary counts them
     finally:
         consumer.close()
-    return _summarize(topic, shadow, spans, stats, stop, out, compare)
+    return _summarize(topic, shadow, spans, stats, stop, out, compare, select)
 
 
 async def _replay(
@@ -221,6 +221,7 @@ def _summarize(
     stop: StopSignals,
     out: IO[str],
     comparison: Comparison | None = None,
+    selection: SelectOptions | None = None,
 ) -> int:
     elapsed = time.monotonic() - stats.started
     handled = stats.handled
@@ -240,6 +241,8 @@ def _summarize(
         )
         where = f"partition {span.partition}: offsets {span.first}..{span.last}"
         print(f"  {where}: {counts}", file=out)
+    if selection is not None:
+        print(f"selection: {selection.describe()}", file=out)
     print(f"total: {stats.line()}", file=out)
     if comparison is not None:
         print(comparison.line(), file=out)

@@ -226,11 +226,12 @@ class Worker:
         try:
             await run(executor, self._subscribe, consumer)
             logger.info(
-                "worker joined group %r on topic %r, replaying to %s (concurrency %d)",
+                "worker joined group %r on topic %r, replaying to %s (concurrency %d; %s)",
                 self.group,
                 self.topic,
                 self.target.origin,
                 self.concurrency,
+                self.selector.options.describe(),
             )
             lag_due = time.monotonic() + self.progress_interval
             saturated_since: float | None = None

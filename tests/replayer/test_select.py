@@ -10,7 +10,7 @@ import sys
 import pytest
 from prometheus_client import REGISTRY
 
-from replayer.eventfilter import compile_filter, parse_filter
+from replayer.eventfilter import compile_filter, event_to_flow, parse_filter
 from replayer.pipeline import Pipeline, Record
 from replayer.request import Target
 from replayer.select import (
@@ -199,3 +199,30 @@ def test_dropped_records_are_handled_counted_and_never_sent() -> None:
     assert skipped("outside-window") - before["outside-window"] == 2
     assert skipped("method") - before["method"] == 1
     assert skipped("filter") - before["filter"] == 1
+
+
+def test_the_selection_describes_itself_for_logs_and_summaries() -> None:
+    assert SelectOptions().describe() == "methods GET, HEAD, OPTIONS"
+    text = SelectOptions(since_ms=0, sample_pct=12.5, filter_expr="~u /api",
+                         methods=None).describe()  # fmt: skip
+    assert text == (
+        "every method; window 1970-01-01T00:00:00.000+00:00 to open (exclusive); "
+        "sample 12.5% of connections; filter '~u /api'"
+    )
+
+
+def test_the_reused_flow_carries_nothing_over_from_the_event_before() -> None:
+    """compile_filter refills one flow; it must judge like a flow built afresh."""
+    events = [
+        make_event(method="POST", path="/api/a", body=b"secret", status=201,
+                   trailers=[("X-Sum", "1")]),
+        make_event(status=None, error="refused", path="/b"),
+        make_event(method="GET", path="/api/c", client=("10.0.0.2", 1)),
+        make_event(status=404, response_body=b"nope", path="/d"),
+    ]  # fmt: skip
+    for expr in ("~s", "~e", "~c 201", "~bq secret", "~bs nope", "~u /api", "~src 10.0.0.2",
+                 "~m POST", "~q"):  # fmt: skip
+        fresh = parse_filter(expr)
+        reused = compile_filter(expr)
+        for event in [*events, *reversed(events)]:
+            assert reused(event) == bool(fresh(event_to_flow(event))), (expr, event["path"])
