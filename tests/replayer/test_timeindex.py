@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from replayer import timeindex
 from replayer.timeindex import offsets_for_time, probe_consumer, search
@@ -44,6 +44,13 @@ class _Message:
         return (1, self._t)
 
 
+class _Answer:
+    """What confluent_kafka hands back per partition: offset and error."""
+
+    def __init__(self, partition: int, offset: int, error: KafkaError | None) -> None:
+        self.partition, self.offset, self.error = partition, offset, error
+
+
 class FakeConsumer:
     """Partitions as {offset: timestamp}; `answer` plays the broker's offsets_for_times."""
 
@@ -60,7 +67,14 @@ class FakeConsumer:
     def offsets_for_times(self, tps: list[TopicPartition], timeout: float) -> Any:
         if isinstance(self.answer, Exception):
             raise self.answer
-        return [TopicPartition(tp.topic, tp.partition, self.answer(tp)) for tp in tps]
+        answered = []
+        for tp in tps:
+            offset = self.answer(tp)
+            if isinstance(offset, KafkaError):  # a per-partition error
+                answered.append(_Answer(tp.partition, -1, offset))
+            else:
+                answered.append(_Answer(tp.partition, offset, None))
+        return answered
 
     def assign(self, tps: list[TopicPartition]) -> None:
         (tp,) = tps
@@ -122,6 +136,7 @@ def test_a_right_broker_answer_is_used_after_two_reads(
         lambda tp: -1,  # the mock cluster
         lambda tp: 0,  # what Tansu answered
         lambda tp: 10**9,  # nonsense
+        lambda tp: KafkaError(KafkaError.UNSUPPORTED_VERSION),  # per partition
         KafkaException("unsupported"),
     ],
 )
@@ -165,10 +180,18 @@ def stamped(kafka: Kafka) -> Iterator[tuple[str, dict[int, list[int]]]]:
 
 
 def test_offsets_on_the_broker_match_the_records(
-    kafka: Kafka, stamped: tuple[str, dict[int, list[int]]]
+    kafka: Kafka, stamped: tuple[str, dict[int, list[int]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On the mock this is the binary search; on a real cluster the broker's answer."""
     topic, stamps = stamped
+    reads: list[int] = []
+    read = timeindex._Probe.read
+
+    def counted(self: timeindex._Probe, partition: int, offset: int, high: int) -> Any:
+        reads.append(partition)
+        return read(self, partition, offset, high)
+
+    monkeypatch.setattr(timeindex._Probe, "read", counted)
     consumer = probe_consumer(KafkaSettings(kafka.bootstrap_servers))
     try:
         for when in (
@@ -180,8 +203,13 @@ def test_offsets_on_the_broker_match_the_records(
             BASE_MS + 2093,
             BASE_MS + 10**6,
         ):
+            reads.clear()
             got = offsets_for_time(consumer, topic, [0, 1, 2], when, timeout=10)
             want = {0: expected(stamps[0], when), 1: expected(stamps[1], when), 2: 0}
             assert got == want, when
+            if kafka.mock is None:  # a real broker's answer is checked, not searched
+                assert reads.count(0) <= 2 and reads.count(1) <= 2, reads
+            else:  # the mock answers -1: a search, log2(300) + 2 reads at most
+                assert reads.count(0) <= 11, reads
     finally:
         consumer.close()
