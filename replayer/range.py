@@ -7,9 +7,13 @@ anything is sent; `end` means the last offset present at start, so the command
 always finishes. Records go through the same pipeline as the group worker
 (`replayer.pipeline`), so per-connection order and concurrency behave the same.
 
-Exit code 0 when every record in the range was sent (a truncated body skipped
-by policy counts as handled), 1 when some could not be sent or decoded, 2 on
-bad input, 130 when interrupted.
+Instead of offsets, a time window (`replayer.window`) can give the spans; the
+selection (`replayer.select`: methods, window, sample, filter) decides per
+record what is sent.
+
+Exit code 0 when every record in the range was sent or deliberately skipped (a
+truncated body, a record selection dropped: both count as handled), 1 when
+some could not be sent or decoded, 2 on bad input, 130 when interrupted.
 """
 
 from __future__ import annotations
