@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from replayer import timeindex
 from replayer.timeindex import offsets_for_time, probe_consumer, search
@@ -158,6 +160,30 @@ def test_search_lands_on_a_record_after_a_hole() -> None:
     assert search(probe, 0, 0, 10, BASE_MS + 7) == 9
     assert search(probe, 0, 0, 10, BASE_MS + 10) == 10
     assert search(probe, 0, 0, 10, BASE_MS) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    gaps=st.lists(st.integers(0, 50), min_size=1, max_size=80),
+    holes=st.sets(st.integers(0, 79)),
+    low=st.integers(0, 5),
+    when=st.integers(-10, 2500),
+    broker=st.sampled_from(["right", "minus-one", "zero"]),
+)
+def test_any_layout_gives_kafkas_answer(
+    gaps: list[int], holes: set[int], low: int, when: int, broker: str
+) -> None:
+    """Non-decreasing timestamps (ties too), compaction holes, any broker answer."""
+    stamps, stamp = [], BASE_MS
+    for gap in gaps:
+        stamp += gap
+        stamps.append(stamp)
+    records = {low + i: t for i, t in enumerate(stamps) if i not in holes or i == len(stamps) - 1}
+    layout = {0: records}
+    answers = {"right": kafka_answer(layout), "minus-one": lambda tp: -1, "zero": lambda tp: 0}
+    got = offsets_for_time(FakeConsumer(layout, answers[broker]), "t", [0], BASE_MS + when)
+    later = [o for o in sorted(records) if records[o] >= BASE_MS + when]
+    assert got == {0: later[0] if later else max(records) + 1}
 
 
 # ---------------------------------------------------------------- real broker
