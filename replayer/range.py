@@ -109,7 +109,8 @@ def run_range(
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         if not spans:
-            print(f"nothing to replay: no records in the range of topic {topic!r}", file=out)
+            where = "time window" if select.windowed else "range"
+            print(f"nothing to replay: no records in the {where} of topic {topic!r}", file=out)
             return 0
         compare = Comparison.open(settings, topic, shadow, compare_options)
         try:
