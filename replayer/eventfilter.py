@@ -19,7 +19,7 @@ imports it only when a filter is given.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from mitmproxy import connection, flowfilter, http
 from mitmproxy.flow import Error
@@ -42,11 +42,18 @@ def parse_filter(expr: str) -> Callable[[http.HTTPFlow], bool]:
 
 
 def compile_filter(expr: str) -> Callable[[Mapping[str, Any]], bool]:
-    """A predicate over decoded events that is True where `expr` matches."""
+    """A predicate over decoded events that is True where `expr` matches.
+
+    The predicate fills one reused flow per call (building mitmproxy objects
+    anew costs ~4x decoding the event, in their type checks), so it must not
+    be called from several threads at once; the replayer calls it from its
+    event loop only.
+    """
     matcher = parse_filter(expr)
+    scratch = _Scratch()
 
     def matches(event: Mapping[str, Any]) -> bool:
-        return bool(matcher(event_to_flow(event)))
+        return bool(matcher(scratch.fill(event)))
 
     return matches
 
@@ -61,54 +68,152 @@ def _seconds(micros: int | None) -> float | None:
     return None if micros is None else micros / 1_000_000
 
 
-def event_to_flow(event: Mapping[str, Any]) -> http.HTTPFlow:
-    """An `HTTPFlow` carrying what the event recorded (for filters; never sent anywhere)."""
+class _Parts(NamedTuple):
+    """What a flow needs of an event, in mitmproxy's types."""
+
+    request_line: tuple[str, int, bytes, bytes, bytes, bytes, bytes]
+    request_headers: tuple[tuple[bytes, bytes], ...]
+    request_body: bytes
+    request_trailers: tuple[tuple[bytes, bytes], ...]
+    request_times: tuple[float, float | None]
+    client: tuple[str, int]
+    tls: bool
+    upstream: tuple[str, int] | None
+    # http_version, status, reason, headers, body, trailers, start, end
+    response: tuple[Any, ...] | None
+    error: str | None
+
+
+def _parts(event: Mapping[str, Any]) -> _Parts:
     client = event["client"]
     server = event.get("server")
-    upstream = (server["host"], server["port"]) if server else None
+    upstream = (str(server["host"]), int(server["port"])) if server else None
     authority = str(event["authority"])
-    host, _, port_text = authority.rpartition(":") if ":" in authority else (authority, "", "")
-    default_port = 443 if event["scheme"] == "https" else 80
+    version = str(event["http_version"])
     if upstream is not None:
         host, port = upstream
     else:
-        port = int(port_text) if port_text.isdigit() else default_port
-    flow = http.HTTPFlow(
-        connection.Client(
-            peername=(client["host"], client["port"]),
-            sockname=("", 0),
-            tls=event["scheme"] == "https",
-        ),
-        connection.Server(address=upstream),
-    )
+        name, _, port_text = authority.rpartition(":")
+        host = name if port_text.isdigit() else authority
+        default = 443 if event["scheme"] == "https" else 80
+        port = int(port_text) if port_text.isdigit() else default
     request = event["request"]
-    flow.request = http.Request(
-        host=host,
-        port=int(port),
-        method=str(event["method"]).encode(),
-        scheme=str(event["scheme"]).encode(),
-        authority=authority.encode() if event["http_version"].startswith("HTTP/2") else b"",
-        path=event["path"],
-        http_version=str(event["http_version"]).encode(),
-        headers=_pairs(request["headers"]),
-        content=request["body"],
-        trailers=_pairs(request.get("trailers")) or None,
-        timestamp_start=_seconds(event["request_start_us"]) or 0.0,
-        timestamp_end=_seconds(event.get("request_end_us")),
-    )
     response = event.get("response")
+    answered = None
     if response is not None:
         message = response["message"]
-        flow.response = http.Response(
-            http_version=str(response["http_version"]).encode(),
-            status_code=int(response["status"]),
-            reason=response["reason"],
-            headers=_pairs(message["headers"]),
-            content=message["body"],
-            trailers=_pairs(message.get("trailers")) or None,
-            timestamp_start=_seconds(event.get("response_start_us")) or 0.0,
-            timestamp_end=_seconds(event.get("response_end_us")),
+        answered = (
+            str(response["http_version"]).encode(),
+            int(response["status"]),
+            response["reason"],
+            _pairs(message["headers"]),
+            message["body"],
+            _pairs(message.get("trailers")),
+            _seconds(event.get("response_start_us")) or 0.0,
+            _seconds(event.get("response_end_us")),
         )
-    if event.get("error"):
-        flow.error = Error(str(event["error"]))
+    return _Parts(
+        request_line=(
+            host,
+            port,
+            str(event["method"]).encode(),
+            str(event["scheme"]).encode(),
+            # Only HTTP/2 and later carry :authority; HTTP/1 has the Host header.
+            authority.encode() if version.startswith(("HTTP/2", "HTTP/3")) else b"",
+            event["path"],
+            version.encode(),
+        ),
+        request_headers=_pairs(request["headers"]),
+        request_body=request["body"],
+        request_trailers=_pairs(request.get("trailers")),
+        request_times=(
+            _seconds(event["request_start_us"]) or 0.0,
+            _seconds(event.get("request_end_us")),
+        ),
+        client=(str(client["host"]), int(client["port"])),
+        tls=event["scheme"] == "https",
+        upstream=upstream,
+        response=answered,
+        error=str(event["error"]) if event.get("error") else None,
+    )
+
+
+def event_to_flow(event: Mapping[str, Any]) -> http.HTTPFlow:
+    """An `HTTPFlow` carrying what the event recorded (for filters; never sent anywhere)."""
+    parts = _parts(event)
+    flow = http.HTTPFlow(
+        connection.Client(peername=parts.client, sockname=("", 0), tls=parts.tls),
+        connection.Server(address=parts.upstream),
+    )
+    host, port, method, scheme, authority, path, version = parts.request_line
+    flow.request = http.Request(
+        host=host,
+        port=port,
+        method=method,
+        scheme=scheme,
+        authority=authority,
+        path=path,
+        http_version=version,
+        headers=parts.request_headers,
+        content=parts.request_body,
+        trailers=parts.request_trailers or None,
+        timestamp_start=parts.request_times[0],
+        timestamp_end=parts.request_times[1],
+    )
+    if parts.response is not None:
+        r_version, status, reason, headers, body, trailers, start, end = parts.response
+        flow.response = http.Response(
+            http_version=r_version,
+            status_code=status,
+            reason=reason,
+            headers=headers,
+            content=body,
+            trailers=trailers or None,
+            timestamp_start=start,
+            timestamp_end=end,
+        )
+    if parts.error:
+        flow.error = Error(parts.error)
     return flow
+
+
+class _Scratch:
+    """One flow whose fields are overwritten for each event (see `compile_filter`).
+
+    The data objects are assigned directly: mitmproxy type-checks them only
+    when they are made, and the values here have the types it checks for.
+    """
+
+    def __init__(self) -> None:
+        self.flow = http.HTTPFlow(
+            connection.Client(peername=("", 0), sockname=("", 0)),
+            connection.Server(address=None),
+        )
+        self.flow.request = http.Request("", 0, b"GET", b"http", b"", b"/", b"HTTP/1.1", (),
+                                         b"", None, 0.0, None)  # fmt: skip
+        self.response = http.Response(b"HTTP/1.1", 200, b"", (), b"", None, 0.0, None)
+
+    def fill(self, event: Mapping[str, Any]) -> http.HTTPFlow:
+        parts = _parts(event)
+        flow = self.flow
+        req = flow.request.data
+        (req.host, req.port, req.method, req.scheme, req.authority, req.path,
+         req.http_version) = parts.request_line  # fmt: skip
+        req.headers = http.Headers(parts.request_headers)
+        req.content = parts.request_body
+        req.trailers = http.Headers(parts.request_trailers) if parts.request_trailers else None
+        req.timestamp_start, req.timestamp_end = parts.request_times
+        flow.client_conn.peername = parts.client
+        flow.client_conn.tls = parts.tls
+        flow.server_conn.address = parts.upstream
+        if parts.response is None:
+            flow.response = None
+        else:
+            resp = self.response.data
+            (resp.http_version, resp.status_code, resp.reason, headers, resp.content,
+             trailers, resp.timestamp_start, resp.timestamp_end) = parts.response  # fmt: skip
+            resp.headers = http.Headers(headers)
+            resp.trailers = http.Headers(trailers) if trailers else None
+            flow.response = self.response
+        flow.error = Error(parts.error) if parts.error else None
+        return flow

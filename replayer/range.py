@@ -13,9 +13,13 @@ first exchange of the whole range anchors the virtual clock and the
 partitions go out interleaved as they were recorded. Progress: a redrawn bar
 on a terminal's stderr, the periodic log line otherwise.
 
-Exit code 0 when every record in the range was sent (a truncated body skipped
-by policy counts as handled), 1 when some could not be sent or decoded, 2 on
-bad input, 130 when interrupted.
+Instead of offsets, a time window (`replayer.window`) can give the spans; the
+selection (`replayer.select`: methods, window, sample, filter) decides per
+record what is sent.
+
+Exit code 0 when every record in the range was sent or deliberately skipped (a
+truncated body, a record selection dropped: both count as handled), 1 when
+some could not be sent or decoded, 2 on bad input, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -122,7 +126,8 @@ def run_range(
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         if not spans:
-            print(f"nothing to replay: no records in the range of topic {topic!r}", file=out)
+            where = "time window" if select.windowed else "range"
+            print(f"nothing to replay: no records in the {where} of topic {topic!r}", file=out)
             return 0
         compare = Comparison.open(settings, topic, shadow, compare_options)
         try:
@@ -149,7 +154,7 @@ def run_range(
             compare.close()  # flushes the results before the summary counts them
     finally:
         consumer.close()
-    return _summarize(topic, shadow, spans, stats, stop, out, compare)
+    return _summarize(topic, shadow, spans, stats, stop, out, compare, select)
 
 
 async def _replay(
@@ -279,6 +284,7 @@ def _summarize(
     stop: StopSignals,
     out: IO[str],
     comparison: Comparison | None = None,
+    selection: SelectOptions | None = None,
 ) -> int:
     elapsed = time.monotonic() - stats.started
     handled = stats.handled
@@ -298,6 +304,8 @@ def _summarize(
         )
         where = f"partition {span.partition}: offsets {span.first}..{span.last}"
         print(f"  {where}: {counts}", file=out)
+    if selection is not None:
+        print(f"selection: {selection.describe()}", file=out)
     print(f"total: {stats.line()}", file=out)
     late = stats.lateness
     p50, p99 = late.quantile(0.5), late.quantile(0.99)

@@ -24,6 +24,7 @@ decoded; the others look at the event.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -60,6 +61,27 @@ class SelectOptions:
     def windowed(self) -> bool:
         """True when a time window is set."""
         return self.since_ms is not None or self.until_ms is not None
+
+    def describe(self) -> str:
+        """`methods GET, HEAD, OPTIONS; sample 25%; filter '~u /api'`, for logs and summaries."""
+        parts = [
+            "every method"
+            if self.methods is None
+            else "methods " + ", ".join(sorted(self.methods))
+        ]
+        if self.since_ms is not None or self.until_ms is not None:
+            parts.append(f"window {_when(self.since_ms)} to {_when(self.until_ms)} (exclusive)")
+        if self.sample_pct < 100:
+            parts.append(f"sample {self.sample_pct:g}% of connections")
+        if self.filter_expr is not None:
+            parts.append(f"filter {self.filter_expr!r}")
+        return "; ".join(parts)
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "open"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def sample_point(key: bytes | None) -> float:

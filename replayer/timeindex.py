@@ -75,8 +75,8 @@ def offsets_for_time(
     timestamps gives the same offset. `consumer` is a confluent_kafka Consumer
     without a group subscription, best one from `probe_consumer()` (any
     consumer works, but then each read of the search may take
-    `fetch.wait.max.ms`); its assignment is changed. Raises `KafkaUnavailable` when the
-    cluster does not answer within `timeout` (per request).
+    `fetch.wait.max.ms`); its assignment is changed. Raises `KafkaUnavailable`
+    when the cluster does not answer within `timeout` (per request).
     """
     probe = _Probe(consumer, topic, timeout)
     bounds = {p: watermarks(consumer, topic, p, timeout) for p in partitions}
@@ -127,7 +127,7 @@ def _plausible(
     -1 means "no record that late": the last record must then be earlier.
     An offset must hold a record stamped ≥ `when_ms` whose predecessor is earlier.
     """
-    if answer < 0 or answer == high:
+    if answer == -1 or answer == high:  # -1: OFFSET_END
         last = probe.read(partition, high - 1, high)
         return last is None or last[1] < when_ms
     if not low <= answer < high:

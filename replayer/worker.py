@@ -281,11 +281,12 @@ class Worker:
             await sessions.start(self._loop)
             await run(executor, self._subscribe, consumer)
             logger.info(
-                "worker joined group %r on topic %r, replaying to %s (concurrency %d)",
+                "worker joined group %r on topic %r, replaying to %s (concurrency %d; %s)",
                 self.group,
                 self.topic,
                 self.target.origin,
                 self.concurrency,
+                self.selector.options.describe(),
             )
             lag_due = time.monotonic() + self.progress_interval
             saturated_since: float | None = None

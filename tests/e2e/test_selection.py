@@ -18,6 +18,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from tests.replayer.events import make_event, produce_events
 from tests.support import Kafka, Procs, free_port, run_cli, wait_port
@@ -128,6 +129,26 @@ def test_a_window_reads_only_its_part_of_a_long_partition(kafka: Kafka) -> None:
     assert "nothing to replay" in later.stdout
 
 
+def test_a_slow_request_written_after_later_ones_is_still_in_its_window(kafka: Kafka) -> None:
+    """Write order is response order: a request that started just before --until
+    but took 5 s sits behind ones that started after it; it belongs to the window."""
+    topic = kafka.new_topic(1)
+    starts = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 6.5, 13, 14]  # seconds; 6.5 finished late
+    events = [
+        make_event(path=f"/{i}", headers=[("Host", "h"), ("X-Tag", f"{t:g}")],
+                   request_start_us=BASE_US + int(t * 1_000_000))
+        for i, t in enumerate(starts)
+    ]  # fmt: skip
+    produce_events(kafka.bootstrap_servers, topic, events, partition=0)
+    base = BASE_US / 1e6
+    with RecordingShadow() as shadow:
+        result = replay(kafka, topic, shadow.url, "--since", iso(base + 3),
+                        "--until", iso(base + 7))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        received = tags(shadow.received)
+    assert received == sorted(["3", "4", "5", "6", "6.5"])
+
+
 # ---------------------------------------------------------------- methods, filter
 
 
@@ -206,6 +227,13 @@ def test_worker_applies_methods_and_filter_and_exports_the_counts(
         received = tags(shadow.received)
     assert received == sorted(f"{m} /api/items" for m in ("GET", "HEAD", "OPTIONS"))
     assert skipped["method"] == 6 and skipped["filter"] == 3
+    # Dropped records count as handled: the group committed past all 12.
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"g-{topic}"})
+    try:
+        (committed,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+    finally:
+        consumer.close()
+    assert committed.offset == 12
 
 
 def metrics(port: int) -> str:

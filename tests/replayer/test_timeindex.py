@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from replayer import timeindex
 from replayer.timeindex import offsets_for_time, probe_consumer, search
@@ -44,6 +46,13 @@ class _Message:
         return (1, self._t)
 
 
+class _Answer:
+    """What confluent_kafka hands back per partition: offset and error."""
+
+    def __init__(self, partition: int, offset: int, error: KafkaError | None) -> None:
+        self.partition, self.offset, self.error = partition, offset, error
+
+
 class FakeConsumer:
     """Partitions as {offset: timestamp}; `answer` plays the broker's offsets_for_times."""
 
@@ -60,7 +69,14 @@ class FakeConsumer:
     def offsets_for_times(self, tps: list[TopicPartition], timeout: float) -> Any:
         if isinstance(self.answer, Exception):
             raise self.answer
-        return [TopicPartition(tp.topic, tp.partition, self.answer(tp)) for tp in tps]
+        answered = []
+        for tp in tps:
+            offset = self.answer(tp)
+            if isinstance(offset, KafkaError):  # a per-partition error
+                answered.append(_Answer(tp.partition, -1, offset))
+            else:
+                answered.append(_Answer(tp.partition, offset, None))
+        return answered
 
     def assign(self, tps: list[TopicPartition]) -> None:
         (tp,) = tps
@@ -122,6 +138,7 @@ def test_a_right_broker_answer_is_used_after_two_reads(
         lambda tp: -1,  # the mock cluster
         lambda tp: 0,  # what Tansu answered
         lambda tp: 10**9,  # nonsense
+        lambda tp: KafkaError(KafkaError.UNSUPPORTED_VERSION),  # per partition
         KafkaException("unsupported"),
     ],
 )
@@ -145,6 +162,30 @@ def test_search_lands_on_a_record_after_a_hole() -> None:
     assert search(probe, 0, 0, 10, BASE_MS) == 0
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    gaps=st.lists(st.integers(0, 50), min_size=1, max_size=80),
+    holes=st.sets(st.integers(0, 79)),
+    low=st.integers(0, 5),
+    when=st.integers(-10, 2500),
+    broker=st.sampled_from(["right", "minus-one", "zero"]),
+)
+def test_any_layout_gives_kafkas_answer(
+    gaps: list[int], holes: set[int], low: int, when: int, broker: str
+) -> None:
+    """Non-decreasing timestamps (ties too), compaction holes, any broker answer."""
+    stamps, stamp = [], BASE_MS
+    for gap in gaps:
+        stamp += gap
+        stamps.append(stamp)
+    records = {low + i: t for i, t in enumerate(stamps) if i not in holes or i == len(stamps) - 1}
+    layout = {0: records}
+    answers = {"right": kafka_answer(layout), "minus-one": lambda tp: -1, "zero": lambda tp: 0}
+    got = offsets_for_time(FakeConsumer(layout, answers[broker]), "t", [0], BASE_MS + when)
+    later = [o for o in sorted(records) if records[o] >= BASE_MS + when]
+    assert got == {0: later[0] if later else max(records) + 1}
+
+
 # ---------------------------------------------------------------- real broker
 
 
@@ -165,10 +206,18 @@ def stamped(kafka: Kafka) -> Iterator[tuple[str, dict[int, list[int]]]]:
 
 
 def test_offsets_on_the_broker_match_the_records(
-    kafka: Kafka, stamped: tuple[str, dict[int, list[int]]]
+    kafka: Kafka, stamped: tuple[str, dict[int, list[int]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On the mock this is the binary search; on a real cluster the broker's answer."""
     topic, stamps = stamped
+    reads: list[int] = []
+    read = timeindex._Probe.read
+
+    def counted(self: timeindex._Probe, partition: int, offset: int, high: int) -> Any:
+        reads.append(partition)
+        return read(self, partition, offset, high)
+
+    monkeypatch.setattr(timeindex._Probe, "read", counted)
     consumer = probe_consumer(KafkaSettings(kafka.bootstrap_servers))
     try:
         for when in (
@@ -180,8 +229,13 @@ def test_offsets_on_the_broker_match_the_records(
             BASE_MS + 2093,
             BASE_MS + 10**6,
         ):
+            reads.clear()
             got = offsets_for_time(consumer, topic, [0, 1, 2], when, timeout=10)
             want = {0: expected(stamps[0], when), 1: expected(stamps[1], when), 2: 0}
             assert got == want, when
+            if kafka.mock is None:  # a real broker's answer is checked, not searched
+                assert reads.count(0) <= 2 and reads.count(1) <= 2, reads
+            else:  # the mock answers -1: a search, log2(300) + 2 reads at most
+                assert reads.count(0) <= 11, reads
     finally:
         consumer.close()
