@@ -185,3 +185,44 @@ def test_a_session_since_until_replays_exactly_its_window_again(
     moved = [line for p, _ in workers for line in log(p).splitlines()
              if "replay session: partitions moved to" in line]
     assert len(moved) == 2, moved
+
+
+def test_session_set_rate_changes_the_rate_of_the_whole_group(kafka: Kafka, procs: Procs) -> None:
+    """The group rate is split by partition share: two workers together hold it."""
+    topic = kafka.new_topic(4)
+    group = f"g-{topic}"
+    settings = KafkaSettings(kafka.bootstrap_servers)
+    with RecordingShadow() as shadow:
+        workers = [start_worker(procs, kafka, topic, group, shadow, f"w{i}") for i in (1, 2)]
+        for _, port in workers:
+            wait_until("both workers to hold partitions", lambda p=port: ready(p))  # type: ignore[misc]
+        session(kafka, topic, group, "start", "--speed", "max", "--rate", "40", "--lead", "1")
+        started = read_session(settings, topic, group)
+        assert started is not None
+        # 50 per partition, so both workers have work until the end: the group holds
+        # the rate only while each worker has something to send at its share.
+        events = exchanges(200, T0, 1000)
+        for partition in range(4):
+            produce_events(kafka.bootstrap_servers, topic, events[partition::4],
+                           partition=partition)
+        wait_until("some of the replay", lambda: len(shadow.received) >= 60, timeout=20)
+        session(kafka, topic, group, "set", "--rate", "120")
+        changed = read_session(settings, topic, group)
+        assert changed is not None and changed.rate == 120.0 and changed.speed is None
+        wait_until("every exchange", lambda: len(shadow.received) >= 200, timeout=20)
+        for proc, _ in workers:
+            assert proc.stop() == 0, log(proc)
+        arrivals = sorted(r.at for r in shadow.received)
+
+    switch = changed.start_at_us / 1e6
+
+    def rate(since: float, until: float) -> float:
+        return sum(1 for t in arrivals if since <= t < until) / (until - since)
+
+    # Leave out the first second (each worker's bucket starts with a burst of 2).
+    slow = rate(started.start_at_us / 1e6 + 1.0, switch - 0.1)
+    # Up to the last 10: one worker may finish a few records before the other.
+    fast = rate(switch + 0.1, arrivals[-10])
+    print(f"group rate {slow:.1f}/s at --rate 40, {fast:.1f}/s after session set --rate 120")
+    assert slow == pytest.approx(40, rel=0.1), slow
+    assert fast == pytest.approx(120, rel=0.1), fast
