@@ -70,7 +70,13 @@ def session_pace(session: Session) -> Pace:
 
 
 class SessionPacer:
-    """Applies the newest session to `scheduler`; call `update()` on the scheduler's loop."""
+    """Applies the newest session to `scheduler`; call `update()` on the scheduler's loop.
+
+    Revisions of the running session wait for their moment; several may wait
+    at once (two quick `session set`s: the second one's clock continues the
+    first's, so the first must hold in between). A newer record supersedes the
+    waiting revisions due at or after its own moment.
+    """
 
     def __init__(
         self,
@@ -83,28 +89,36 @@ class SessionPacer:
         self.loop = loop
         self.wall = wall
         self.applied: Session | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._waiting: list[tuple[Session, asyncio.TimerHandle]] = []
 
     def update(self, session: Session | None) -> None:
         """Take the newest session (None: there is none); see the module docstring."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if session == self.applied:
+        if session == self.applied or any(session == s for s, _ in self._waiting):
             return
         running = self.applied
         delay = 0.0
         if session is not None and running is not None and session.session_id == running.session_id:
             delay = session.start_at_us / 1_000_000 - self.wall()
-        if session is not None and delay > 0:
-            self._timer = self.loop.call_later(delay, self._apply, session)
-            logger.info("session %s revision %d due at %s (in %.2fs)", session.session_id,
-                        session.revision, _clock(session.start_at_us), delay)
-        else:
+        if session is None or delay <= 0:
+            self.close()  # nothing waiting may come after what applies now
             self._apply(session)
+            return
+        keep = []
+        for waiting, timer in self._waiting:
+            if waiting.start_at_us < session.start_at_us:
+                keep.append((waiting, timer))
+            else:
+                timer.cancel()
+        timer = self.loop.call_later(delay, self._due, session)
+        self._waiting = [*keep, (session, timer)]
+        logger.info("session %s revision %d due at %s (in %.2fs)", session.session_id,
+                    session.revision, _clock(session.start_at_us), delay)
+
+    def _due(self, session: Session) -> None:
+        self._waiting = [(s, t) for s, t in self._waiting if s != session]
+        self._apply(session)
 
     def _apply(self, session: Session | None) -> None:
-        self._timer = None
         previous, self.applied = self.applied, session
         if session is None:
             self.scheduler.set_pace(self.base)
@@ -122,9 +136,10 @@ class SessionPacer:
         )
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """Cancel the revisions waiting for their moment."""
+        for _, timer in self._waiting:
+            timer.cancel()
+        self._waiting = []
 
 
 class SessionWatcher:

@@ -40,6 +40,9 @@ def test_pacer_applies_a_new_session_at_once_and_a_change_at_its_moment() -> Non
     base = Pace(speed=None, rate=20.0)
     scheduler = FakeScheduler(base)
 
+    def us(seconds: float) -> int:
+        return round(seconds * 1e6)
+
     async def scenario() -> None:
         pacer = SessionPacer(scheduler, asyncio.get_running_loop())
         first = session_at(time.time() + 0.2, speed=1.0)
@@ -49,24 +52,37 @@ def test_pacer_applies_a_new_session_at_once_and_a_change_at_its_moment() -> Non
                                       start_at=first.start_at_us / 1e6)
 
         await asyncio.sleep(0.25)  # the session runs
+        # Two quick `session set`s: the second continues the first's clock, so the
+        # first must hold between the two moments.
         at = time.time() + 0.3
-        later = switched(first, at_us=round(at * 1e6), now_us=round(time.time() * 1e6),
-                         speed=3.0)
-        superseded = switched(first, at_us=round((at - 0.1) * 1e6),
-                              now_us=round(time.time() * 1e6), speed=2.0)
-        pacer.update(superseded)
-        pacer.update(later)  # the newest revision wins, at its own moment
+        second = switched(first, at_us=us(at), now_us=us(time.time()), speed=3.0)
+        third = switched(second, at_us=us(at + 0.2), now_us=us(time.time()), speed=0.5)
+        pacer.update(second)
+        pacer.update(third)
+        pacer.update(second)  # the same record again (a re-read) changes nothing
         await asyncio.sleep(0.15)
         assert len(scheduler.calls) == 1  # nothing switched before the agreed moment
-        await asyncio.sleep(max(at + 0.2 - time.time(), 0))
-        assert len(scheduler.calls) == 2
-        applied_at, pace = scheduler.calls[1]
-        assert pace == session_pace(later) and pace.speed == 3.0
-        assert at <= applied_at < at + 0.1  # a loop timer, on a busy machine
+        await asyncio.sleep(max(at + 0.1 - time.time(), 0))
+        assert [p for _, p in scheduler.calls[1:]] == [session_pace(second)]
+        await asyncio.sleep(max(at + 0.3 - time.time(), 0))
+        assert [p for _, p in scheduler.calls[1:]] == [session_pace(second), session_pace(third)]
+        for (applied_at, _), due in zip(scheduler.calls[1:], (at, at + 0.2), strict=True):
+            assert due <= applied_at < due + 0.1  # a loop timer, on a busy machine
 
-        pacer.update(later)  # the same record again (a re-read) changes nothing
-        pacer.update(None)  # session stop: back to the worker's own pace
-        assert scheduler.calls[-1][1] == base and len(scheduler.calls) == 3
+        # A newer record supersedes what waits for a later moment than its own.
+        later = switched(third, at_us=us(time.time() + 0.3), now_us=us(time.time()), speed=4.0)
+        sooner = switched(third, at_us=us(time.time() + 0.1), now_us=us(time.time()), speed=2.0)
+        pacer.update(later)
+        pacer.update(sooner)
+        await asyncio.sleep(0.45)
+        assert [p for _, p in scheduler.calls[3:]] == [session_pace(sooner)]
+
+        pending = switched(sooner, at_us=us(time.time() + 0.2), now_us=us(time.time()), speed=9.0)
+        pacer.update(pending)
+        pacer.update(None)  # session stop: back to the worker's own pace, nothing waits on
+        assert scheduler.calls[-1][1] == base and len(scheduler.calls) == 5
+        await asyncio.sleep(0.3)
+        assert len(scheduler.calls) == 5
         pacer.close()
 
     asyncio.run(scenario())
