@@ -399,7 +399,9 @@ def worker(
     drains in-flight requests, commits and leaves the group.
 
     Pace: as records arrive (--speed max) by default; --rate caps the whole
-    group, each worker taking its share of the partitions.
+    group, each worker taking its share of the partitions. A replay session
+    (`trafficmirror session start`, on TOPIC.control) replaces that pace for
+    the whole group with one shared clock until `session stop`.
 
     Each shadow response is compared with the recorded production response
     (status, headers, body: JSON by path, text by line, binary by hash) and the
