@@ -198,3 +198,19 @@ def test_follower_seeks_once_for_a_new_window_but_not_for_a_session_in_progress(
         follower.close()
 
     asyncio.run(scenario())
+
+
+def test_a_record_that_is_not_a_session_is_ignored_with_a_warning(
+    kafka: Kafka, caplog: pytest.LogCaptureFixture
+) -> None:
+    from confluent_kafka import Producer
+
+    topic = kafka.new_topic(1)
+    settings = KafkaSettings(kafka.bootstrap_servers)
+    good = session_at(time.time())
+    publish(settings, topic, "g", good)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+    producer.produce(f"{topic}.control", value=b"\xc3\x01garbage!", key=b"g")
+    assert producer.flush(10) == 0
+    assert read_session(settings, topic, "g") == good
+    assert "ignoring a record in" in caplog.text and "unknown schema fingerprint" in caplog.text
