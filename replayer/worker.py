@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Gauge
 
-from replayer.clock import Pace, Scheduler
+from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.merge import PartitionMerger
 from replayer.offsets import OffsetTracker, Ticket
@@ -233,6 +233,7 @@ class Worker:
             consumer.close()
             raise
         try:
+            settle_memory()
             return asyncio.run(self._main(consumer, stop, comparison))
         finally:
             comparison.close()
