@@ -41,6 +41,7 @@ def test_worker_at_speed_1_merges_partitions_and_bounds_what_waits(kafka: Kafka)
 
     stop = threading.Event()
     result: dict[str, Any] = {}
+    timed_before = REGISTRY.get_sample_value("trafficmirror_replayer_lateness_seconds_count") or 0
 
     def run() -> None:
         result["stats"] = run_worker(
@@ -63,3 +64,5 @@ def test_worker_at_speed_1_merges_partitions_and_bounds_what_waits(kafka: Kafka)
     assert 32 < peak <= 64, peak
     stats = result["stats"]
     assert stats.sent == count and stats.lateness.count == count
+    timed = REGISTRY.get_sample_value("trafficmirror_replayer_lateness_seconds_count") or 0
+    assert timed - timed_before == count
