@@ -34,7 +34,7 @@ from typing import IO, Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from replayer.clock import Pace, Scheduler
+from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.merge import PartitionMerger
 from replayer.pipeline import Pipeline, Progress, Record, Stats
@@ -132,6 +132,7 @@ def run_range(
         compare = Comparison.open(settings, topic, shadow, compare_options)
         try:
             with StopSignals(stop_event, "letting in-flight requests finish") as stop:
+                settle_memory()
                 stats = asyncio.run(
                     _replay(
                         consumer,

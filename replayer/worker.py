@@ -58,7 +58,7 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Gauge
 
-from replayer.clock import Pace, Scheduler
+from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.merge import PartitionMerger
 from replayer.offsets import OffsetTracker, Ticket
@@ -252,6 +252,7 @@ class Worker:
             consumer.close()
             raise
         try:
+            settle_memory()
             return asyncio.run(self._main(consumer, stop, comparison))
         finally:
             comparison.close()
@@ -436,7 +437,7 @@ class Worker:
             self.tracker.finish(ticket)
 
     def _housekeeping(
-        self, sender: Pipeline, saturated: bool
+        self, pipeline: Pipeline, saturated: bool
     ) -> tuple[list[TopicPartition], list[int], list[int]]:
         """Offsets to store now, and partitions to pause or resume (backpressure)."""
         store = []
@@ -451,11 +452,11 @@ class Worker:
             pause = sorted(self.assigned - self.paused)
             self.paused.update(pause)
             if pause and not self.stopping:
-                logger.debug("pausing %s: %d records in flight", pause, sender.in_flight)
-        elif self.paused and sender.in_flight <= self.max_in_flight // 2:
+                logger.debug("pausing %s: %d records in flight", pause, pipeline.in_flight)
+        elif self.paused and pipeline.in_flight <= self.max_in_flight // 2:
             resume = sorted(self.paused & self.assigned)
             self.paused.clear()
-            logger.debug("resuming %s: %d records in flight", resume, sender.in_flight)
+            logger.debug("resuming %s: %d records in flight", resume, pipeline.in_flight)
         return store, pause, resume
 
     def _uncommitted(self, partitions: set[int] | list[int]) -> list[TopicPartition]:
