@@ -226,3 +226,40 @@ def test_session_set_rate_changes_the_rate_of_the_whole_group(kafka: Kafka, proc
     print(f"group rate {slow:.1f}/s at --rate 40, {fast:.1f}/s after session set --rate 120")
     assert slow == pytest.approx(40, rel=0.1), slow
     assert fast == pytest.approx(120, rel=0.1), fast
+
+
+def test_a_worker_joining_during_a_window_session_takes_over_without_replaying_twice(
+    kafka: Kafka, procs: Procs
+) -> None:
+    """Only the worker that saw the session arrive moves back; the newcomer goes on from the
+    offsets it committed there, on the same clock."""
+    topic = kafka.new_topic(4)
+    group = f"g-{topic}"
+    gap = 20_000
+    with RecordingShadow() as shadow:
+        first, first_port = start_worker(procs, kafka, topic, group, shadow, "w1")
+        wait_until("the first worker to hold partitions", lambda: ready(first_port))
+        produce_events(kafka.bootstrap_servers, topic, exchanges(60, T0, gap))
+        wait_until("the live replay", lambda: len(shadow.received) >= 60)
+        since = dt.datetime.fromtimestamp((T0 + 20 * gap) / 1e6, dt.UTC).isoformat()
+        # 40 exchanges, 0.8 s of recording, at 0.2x: 4 s, long enough for a second worker
+        # to join half-way.
+        session(kafka, topic, group, "start", "--speed", "0.2", "--since", since)
+        second, second_port = start_worker(procs, kafka, topic, group, shadow, "w2")
+        wait_until("the second worker to hold partitions", lambda: ready(second_port))
+        joined = len(shadow.received) - 60
+        wait_until("the window", lambda: len(shadow.received) >= 100, timeout=20)
+        time.sleep(1.0)  # a duplicate would arrive now
+        again = shadow.received[60:]
+        for proc in (first, second):
+            assert proc.stop() == 0, log(proc)
+
+    print(f"second worker joined after {joined} of the window's 40")
+    assert 0 < joined < 40, joined  # the second worker joined while the window replayed
+    assert sorted(map(seq, again)) == list(range(20, 60))
+    assert log(first).count("replay session: partitions moved to") == 1
+    assert "partitions moved to" not in log(second)
+    assert "revoked partitions" in log(first)
+    sent = [int(log(p).split("worker stopped: consumed ")[1].split("sent ")[1].split(",")[0])
+            for p in (first, second)]
+    assert sent[1] > 0, sent  # the newcomer replayed part of the window
