@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from confluent_kafka import KafkaException
+from prometheus_client import Gauge
 
 from replayer.clock import Pace
 from replayer.session import Session
@@ -41,6 +42,11 @@ from trafficmirror.errors import KafkaUnavailable
 from trafficmirror.kafka import KafkaSettings
 
 logger = logging.getLogger("trafficmirror.replayer.session")
+
+REVISION = Gauge(
+    "trafficmirror_replayer_session_revision",
+    "Revision of the replay session this worker applies (0: none, the worker's own pace).",
+)
 
 _POLL_SECONDS = 0.1
 #: Seconds between looks for a control topic that does not exist yet (the first
@@ -120,6 +126,7 @@ class SessionPacer:
 
     def _apply(self, session: Session | None) -> None:
         previous, self.applied = self.applied, session
+        REVISION.set(0 if session is None else session.revision)
         if session is None:
             self.scheduler.set_pace(self.base)
             if previous is not None:

@@ -19,7 +19,7 @@ import pytest
 
 from replayer.session_store import read_session
 from tests.replayer.events import make_event, produce_events
-from tests.replayer.test_worker import log, ready, start_worker, wait_until
+from tests.replayer.test_worker import log, metrics, ready, start_worker, wait_until
 from tests.support import Kafka, Procs, run_cli
 from trafficmirror.kafka import KafkaSettings
 from trafficmirror.sampleapps import Received, RecordingShadow
@@ -84,6 +84,8 @@ def test_session_set_changes_the_pace_of_a_running_group(kafka: Kafka, procs: Pr
         assert changed.start_at_us - changed.created_at_us == 1_000_000
         assert asked < switch < asked + 5
         wait_until("every exchange", lambda: len(shadow.received) >= COUNT, timeout=30)
+        for _, port in workers:
+            assert "trafficmirror_replayer_session_revision 2.0" in metrics(port)
 
         session(kafka, topic, group, "stop")
         # Recorded an hour later: under any session clock due far in the future,
