@@ -130,7 +130,10 @@ def start_pair(
         timeout=30,
     )
     for proc, port in workers:  # the log line follows the gauge
-        wait_until("the assignment in the log", lambda: len(holding(log(proc))) == assigned(port))
+        wait_until(
+            "the assignment in the log",
+            lambda proc=proc, port=port: len(holding(log(proc))) == assigned(port),
+        )
     return workers
 
 
