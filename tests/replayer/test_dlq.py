@@ -16,7 +16,7 @@ from replayer.request import Target
 from replayer.sender import MockTransport, Response, Sender
 from schemas.codec import Codec
 from tests.replayer.events import connection_key, make_event, watermarks
-from tests.replayer.test_worker import log, metrics, start_worker, wait_until
+from tests.replayer.test_worker import log, metrics, ready, start_worker, wait_until
 from tests.support import Kafka, Procs, run_cli
 from trafficmirror.kafka import KafkaSettings, dlq_topic
 from trafficmirror.sampleapps import RecordingShadow
@@ -186,6 +186,7 @@ def test_worker_dead_letters_poison_and_replays_the_rest(kafka: Kafka, procs: Pr
     where = load(kafka, topic)
     with RecordingShadow() as shadow:
         worker, port = start_worker(procs, kafka, topic, group, shadow, "w")
+        wait_until("the worker", lambda: ready(port))
         wait_until("the valid records", lambda: len(shadow.received) >= VALID)
         wait_until("the dead letters", lambda: re.search(
             r"^trafficmirror_replayer_dlq_written_total 8\.0$", metrics(port), re.M) is not None)
