@@ -112,11 +112,22 @@ def holding(proc_log: str) -> list[int]:
     return [int(p) for p in found[-1].split(",") if p.strip()] if found else []
 
 
+#: Under the classic protocol the client's session timeout applies (the mock
+#: honours it), and a rebalance waits up to max.poll.interval.ms for members.
+CLASSIC = (
+    "--group-protocol", "classic", "-X", f"session.timeout.ms={SESSION_TIMEOUT_MS}",
+    "-X", f"heartbeat.interval.ms={HEARTBEAT_MS}",
+    "-X", f"max.poll.interval.ms={SESSION_TIMEOUT_MS}",
+)
+
+
 def start_pair(
-    procs: Procs, kafka: Kafka, topic: str, group: str, shadows: tuple[Any, Any]
+    procs: Procs, kafka: Kafka, topic: str, group: str, shadows: tuple[Any, Any],
+    protocol: str = "consumer",
 ) -> list[tuple[Any, int]]:
     extra = (
-        "--concurrency", str(CONCURRENCY), "-X", f"auto.commit.interval.ms={COMMIT_INTERVAL_MS}"
+        "--concurrency", str(CONCURRENCY), "-X", f"auto.commit.interval.ms={COMMIT_INTERVAL_MS}",
+        *(CLASSIC if protocol == "classic" else ()),
     )
     workers = [
         start_worker(procs, kafka, topic, group, shadow, name, *extra)
@@ -148,13 +159,16 @@ def wait_quiet(shadows: tuple[RecordingShadow, RecordingShadow], quiet: float = 
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("protocol", ["consumer", "classic"])
 def test_sigkill_mid_stream_loses_nothing_and_duplicates_only_the_uncommitted_window(
-    cluster: Kafka, procs: Procs
+    cluster: Kafka, procs: Procs, protocol: str
 ) -> None:
     topic = cluster.new_topic(PARTITIONS)
     group = f"g-{topic}"
     with RecordingShadow(delay=SHADOW_DELAY) as a, RecordingShadow(delay=SHADOW_DELAY) as b:
-        (survivor, survivor_port), (victim, _) = start_pair(procs, cluster, topic, group, (a, b))
+        (survivor, survivor_port), (victim, _) = start_pair(
+            procs, cluster, topic, group, (a, b), protocol
+        )
         victim_partitions = holding(log(victim))
         where = produce_tracked(cluster.bootstrap_servers, topic, RECORDS)
         wait_until("the victim mid-stream", lambda: len(b.received) >= 40, timeout=30)
@@ -184,7 +198,7 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_only_the_uncommitted_wi
     assert len(window) <= MAX_IN_FLIGHT, (len(window), at_kill)
     assert holding(log(survivor)) == list(range(PARTITIONS))
     print(
-        f"\nSIGKILL: {RECORDS} records, victim held {victim_partitions} and sent "
+        f"\nSIGKILL ({protocol}): {RECORDS} records, victim held {victim_partitions} and sent "
         f"{len(sent_by_victim)}; duplicates {len(duplicates)}, its uncommitted window "
         f"{len(window)} (bound {MAX_IN_FLIGHT}); survivor held all {PARTITIONS} partitions "
         f"{takeover:.1f}s after the kill (session timeout {SESSION_TIMEOUT_MS / 1000:g}s)"
