@@ -25,10 +25,12 @@ and counts it handled once the message is queued:
   `trafficmirror_replayer_dlq_failed{reason="delivery"}` and logged;
 * when the producer's local queue is full (the broker has been away for long),
   `send()` answers False and the pipeline does not count the record handled:
-  its offset stays uncommitted and the record is read again by the next owner
-  of the partition (or the next run), so it reaches the DLQ at least once. A
-  message `produce()` refuses for good (larger than `message.max.bytes`) is
-  counted `reason="produce"` and the record counts handled: retrying cannot help.
+  it tries again every `RETRY_SECONDS` (its offset, and the ones after it, stay
+  uncommitted meanwhile). If the replay stops first, the record is read again
+  by the next owner of the partition (or the next run), so it reaches the DLQ
+  at least once. A message `produce()` refuses for good (larger than
+  `message.max.bytes`) is counted `reason="produce"` and the record counts
+  handled: retrying cannot help.
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ WRITTEN = Counter(
 )
 FAILED = Counter(
     "trafficmirror_replayer_dlq_failed",
-    "Poison records that did not reach <topic>.dlq: queue_full (local queue full; the record "
-    "is read again later), produce (produce() refused it), delivery (the broker rejected it "
-    "or it timed out), undelivered (still queued at exit).",
+    "Poison records that did not reach <topic>.dlq: produce (produce() refused it), delivery "
+    "(the broker rejected it or it timed out), undelivered (still queued at exit); and "
+    "queue_full: records whose dead letter found the local queue full (tried again until "
+    "queued; not counted in the summary's failed).",
     ["reason"],
 )
 
@@ -71,6 +74,8 @@ REPLAYER_HEADER = HEADER_PREFIX + "replayer"
 
 #: Why a record is dead-lettered (the reason header's values).
 REASONS = ("undecodable", "unsendable")
+#: Seconds between attempts to queue a dead letter that found the queue full.
+RETRY_SECONDS = 0.5
 _MAX_ERROR_BYTES = 1000
 
 
@@ -160,11 +165,17 @@ class DeadLetters:
             on_report=self._on_report,
         )
 
-    def send(self, record: Poisoned, reason: str, error: str) -> bool:
+    @property
+    def closed(self) -> bool:
+        """True once `close()` began: nothing more can be queued."""
+        return self._producer.closed
+
+    def send(self, record: Poisoned, reason: str, error: str, retry: bool = False) -> bool:
         """Queue the dead letter of `record`; True when queued or refused for good.
 
         False only when the local queue is full (or the sink is closed): the
-        record must not count as handled and will be read again.
+        record must not count as handled yet; try again later (`retry=True`
+        then, so the record's queue_full is counted once).
         """
         headers = dead_letter_headers(record, reason, error, self.replayer_id)
         why = self._producer.produce(
@@ -174,13 +185,15 @@ class DeadLetters:
             with self._lock:
                 self.counts.queued += 1
             return True
-        self._fail(why)
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         if why in ("queue_full", "closed"):
+            if why == "queue_full" and not retry:
+                FAILED.labels(why).inc()
             self._producer.log_error(
-                why, f"cannot queue the dead letter of {where} ({why}); it will be read again"
+                why, f"cannot queue the dead letter of {where} ({why}); not handled yet"
             )
             return False
+        self._fail(why)
         logger.error("dead letter of %s refused by the producer; it is lost", where)
         return True
 

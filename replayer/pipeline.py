@@ -36,7 +36,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from replayer.comparison import Comparison
-from replayer.dlq import DeadLetters
+from replayer.dlq import RETRY_SECONDS, DeadLetters
 from replayer.request import Skipped, Target, Unsendable, build_request
 from replayer.safety import OriginalHostGuard, SafetyOptions
 from replayer.sender import Outcome, Sender
@@ -195,14 +195,17 @@ class Pipeline:
         self.comparison = comparison
         self.dlq = dlq
         self.guard = OriginalHostGuard(target, safety)
+        #: Poison records whose dead letter waits for room in the producer's queue.
+        self.waiting_dead_letters = 0
         self._logged: Tally[str] = Tally()
 
     def handle(self, record: Record) -> asyncio.Future[Result]:
         """Start handling `record`; the future completes when it is handled for good.
 
         It is cancelled (not completed) only when the sender is closed before
-        the request finished, or when a poison record's dead letter could not be
-        queued: such a record was not handled and must be read again.
+        the request finished, or the dead-letter queue before a poison record's
+        dead letter could be queued: such a record was not handled and must be
+        read again.
         """
         loop = asyncio.get_running_loop()
         self.stats.read(record)
@@ -283,10 +286,30 @@ class Pipeline:
         self, loop: asyncio.AbstractEventLoop, record: Record, reason: str, detail: str
     ) -> asyncio.Future[Result]:
         """A record that cannot be decoded or sent: dead-letter it, then count it handled."""
-        if self.dlq is not None and not self.dlq.send(record, reason, detail):
+        dlq = self.dlq
+        if dlq is not None and not dlq.send(record, reason, detail):
             future: asyncio.Future[Result] = loop.create_future()
-            future.cancel()  # not handled: the record is read again later
+            self.waiting_dead_letters += 1
+
+            def attempt() -> None:
+                if future.done():
+                    self.waiting_dead_letters -= 1
+                elif dlq.closed:
+                    self.waiting_dead_letters -= 1
+                    future.cancel()  # not handled: the record is read again later
+                elif dlq.send(record, reason, detail, retry=True):
+                    self.waiting_dead_letters -= 1
+                    future.set_result(self._dead_lettered(loop, record, reason, detail).result())
+                else:
+                    loop.call_later(RETRY_SECONDS, attempt)
+
+            loop.call_later(RETRY_SECONDS, attempt)
             return future
+        return self._dead_lettered(loop, record, reason, detail)
+
+    def _dead_lettered(
+        self, loop: asyncio.AbstractEventLoop, record: Record, reason: str, detail: str
+    ) -> asyncio.Future[Result]:
         if reason == "undecodable":
             return self._finished(loop, Result(record, "undecodable", detail))
         self._log(reason, record, detail, logging.WARNING)

@@ -189,6 +189,8 @@ async def _replay(
         # them a short grace and leave the rest.
         while not stop.is_set() and not await sender.drain(0.5):
             progress.tick(sender.in_flight)
+        while not stop.is_set() and pipeline.waiting_dead_letters:
+            await asyncio.sleep(0.1)  # dead letters waiting for room in the producer's queue
         if stop.is_set():
             await _drain_until_forced(sender, stop, grace=INTERRUPT_GRACE)
     finally:

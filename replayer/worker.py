@@ -277,14 +277,18 @@ class Worker:
                 "draining %d in-flight requests (at most %gs)", sender.in_flight, self.drain_timeout
             )
             deadline = time.monotonic() + self.drain_timeout
-            while sender.in_flight and time.monotonic() < deadline and not stop.forced:
+            while (
+                (sender.in_flight or pipeline.waiting_dead_letters)
+                and time.monotonic() < deadline
+                and not stop.forced
+            ):
                 self.health.beat()
                 store, pause, _ = self._housekeeping(sender, True)
                 messages, _ = await run(
                     executor, self._poll, consumer, store, pause, [], False, 1
                 )
                 await sender.drain(0.01)
-            abandoned = sender.in_flight
+            abandoned = sender.in_flight + pipeline.waiting_dead_letters
             await sender.aclose()  # whatever is left is replayed by the next owner
             if comparison is not None:
                 # The results of what is committed next must be in Kafka first.

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from replayer.dlq import DeadLetters, dead_letter_headers, describe
+from replayer.dlq import RETRY_SECONDS, DeadLetters, dead_letter_headers, describe
 from replayer.pipeline import Pipeline, Record
 from replayer.request import Target
 from replayer.sender import MockTransport, Response, Sender
@@ -131,34 +131,59 @@ def test_headers_round_trip_and_replace_earlier_dead_letter_headers() -> None:
 
 
 class FakeDlq:
+    """Accepts dead letters while `accept` is True; `closed` like a closed sink."""
+
     def __init__(self, accept: bool) -> None:
         self.accept = accept
-        self.sent: list[tuple[int, str]] = []
+        self.closed = False
+        self.sent: list[tuple[int, str, bool]] = []
 
-    def send(self, record: Record, reason: str, error: str) -> bool:
-        self.sent.append((record.offset, reason))
+    def send(self, record: Record, reason: str, error: str, retry: bool = False) -> bool:
+        self.sent.append((record.offset, reason, retry))
         return self.accept
 
 
-@pytest.mark.parametrize("accept", [True, False])
-def test_a_record_counts_handled_only_once_its_dead_letter_is_queued(accept: bool) -> None:
+def poisoned_pipeline(dlq: FakeDlq) -> tuple[Pipeline, Sender, list[asyncio.Future[Any]]]:
+    sender = Sender(MockTransport(lambda req: Response(200)), concurrency=1)
+    pipeline = Pipeline(codec=CODEC, target=Target.parse("http://s:81"), sender=sender,
+                        dlq=dlq)  # type: ignore[arg-type]
+    bad_path = CODEC.encode(make_event(path=b"nope")).value
+    futures = [pipeline.handle(Record("t", 0, 0, None, b"junk")),
+               pipeline.handle(Record("t", 0, 1, None, bad_path))]
+    return pipeline, sender, futures
+
+
+def test_a_poison_record_counts_handled_once_its_dead_letter_is_queued() -> None:
     async def main() -> None:
-        sender = Sender(MockTransport(lambda req: Response(200)), concurrency=1)
-        dlq = FakeDlq(accept)
-        pipeline = Pipeline(codec=CODEC, target=Target.parse("http://s:81"), sender=sender,
-                            dlq=dlq)  # type: ignore[arg-type]
-        bad_path = CODEC.encode(make_event(path=b"nope")).value
-        futures = [pipeline.handle(Record("t", 0, 0, None, b"junk")),
-                   pipeline.handle(Record("t", 0, 1, None, bad_path))]
-        await asyncio.sleep(0)
-        assert dlq.sent == [(0, "undecodable"), (1, "unsendable")]
-        if accept:
-            results = [f.result() for f in futures]
-            assert [(r.kind, r.detail) for r in results][1] == ("skipped", "unsendable")
-            assert pipeline.stats.handled == 2
-        else:
-            assert all(f.cancelled() for f in futures)
-            assert pipeline.stats.handled == 0
+        dlq = FakeDlq(True)
+        pipeline, sender, futures = poisoned_pipeline(dlq)
+        assert dlq.sent == [(0, "undecodable", False), (1, "unsendable", False)]
+        results = [f.result() for f in futures]
+        assert [(r.kind, r.detail) for r in results][1] == ("skipped", "unsendable")
+        assert pipeline.stats.handled == 2
+        await sender.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_full_dead_letter_queue_is_retried_and_a_closed_one_leaves_it_unhandled() -> None:
+    async def main() -> None:
+        dlq = FakeDlq(False)
+        pipeline, sender, futures = poisoned_pipeline(dlq)
+        await asyncio.sleep(RETRY_SECONDS * 2.5)
+        assert not any(f.done() for f in futures)
+        assert pipeline.stats.handled == 0 and pipeline.waiting_dead_letters == 2
+        retries = [retry for _, _, retry in dlq.sent]
+        assert retries[:2] == [False, False] and len(retries) >= 4 and all(retries[2:])
+        dlq.accept = True  # room again
+        await asyncio.wait_for(asyncio.gather(*futures), RETRY_SECONDS * 3)
+        assert pipeline.stats.handled == 2 and pipeline.waiting_dead_letters == 0
+
+        dlq.accept = False
+        _, _, more = poisoned_pipeline(dlq)
+        dlq.closed = True  # the replay stopped: read again by the next owner
+        await asyncio.sleep(RETRY_SECONDS * 1.5)
+        assert all(f.cancelled() for f in more)
         await sender.aclose()
 
     asyncio.run(main())
