@@ -113,6 +113,7 @@ class DlqCounts:
     failed: int = 0
 
     def line(self, topic: str) -> str:
+        """`dead letters to T: written N, failed N` (queue-full retries are not failures)."""
         return f"dead letters to {topic}: written {self.written}, failed {self.failed}"
 
 

@@ -124,6 +124,7 @@ class BackgroundProducer:
 
     @property
     def closed(self) -> bool:
+        """True once `close()` began; `produce()` then answers `closed`."""
         return self._closed
 
     def produce(
