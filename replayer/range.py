@@ -13,7 +13,9 @@ record what is sent.
 
 Exit code 0 when every record in the range was sent or deliberately skipped (a
 truncated body, a record selection dropped: both count as handled), 1 when
-some could not be sent or decoded, 2 on bad input, 130 when interrupted.
+some could not be sent or decoded (those go to `<topic>.dlq`, see
+`replayer.dlq`) or were recorded from the target's own host
+(`replayer.safety`), 2 on bad input, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from typing import IO, Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from replayer.comparison import Comparison, ComparisonOptions
+from replayer.dlq import DeadLetters
 from replayer.pipeline import Pipeline, Progress, Record, Stats
 from replayer.request import Target
+from replayer.safety import SafetyOptions
 from replayer.select import SelectOptions, Selector
 from replayer.sender import AiohttpTransport, Sender, Transport
 from replayer.spans import Span, SpanReader, resolve_spans
@@ -71,18 +75,21 @@ def run_range(
     out: IO[str] | None = None,
     progress_interval: float = 10.0,
     comparison: ComparisonOptions | None = None,
+    safety: SafetyOptions | None = None,
     selection: SelectOptions | None = None,
 ) -> int:
     """Replay offsets `start_offset..end_offset` (inclusive) of `partitions` to `target`.
 
     `partitions` empty = all; `start_offset` None = each partition's first
-    offset; `end_offset` None = the last offset of each
-    partition at start. `selection` picks what is sent (default: the safe
-    methods GET, HEAD, OPTIONS of every record); with a time window the spans
-    come from it, and `start_offset`/`end_offset` must be None. Every replay
-    is compared with the recorded response and its result written to
-    `<topic>.results` (see `comparison`). Prints a summary to `out` (stdout)
-    and returns the exit code. Raises
+    offset; `end_offset` None = the last offset of each partition at start.
+    `selection` picks what is sent (default: the safe methods GET, HEAD,
+    OPTIONS of every record); with a time window the spans come from it, and
+    `start_offset`/`end_offset` must be None. Every replay is compared with
+    the recorded response and its result written to `<topic>.results` (see
+    `comparison`); records that cannot be decoded or sent go to
+    `<topic>.dlq`; `safety` says whether records recorded from the target's
+    own host are sent. Prints a summary to `out` (stdout) and returns the
+    exit code. Raises
     `TopicNotFound`/`OffsetOutOfRange` (usage errors) before sending anything.
     `transport` replaces the HTTP client (tests); `stop_event` stops it from
     another thread like SIGTERM does.
@@ -113,6 +120,7 @@ def run_range(
             print(f"nothing to replay: no records in the {where} of topic {topic!r}", file=out)
             return 0
         compare = Comparison.open(settings, topic, shadow, compare_options)
+        dlq = DeadLetters(settings, topic)
         try:
             with StopSignals(stop_event, "letting in-flight requests finish") as stop:
                 stats = asyncio.run(
@@ -128,14 +136,17 @@ def run_range(
                         stop,
                         progress_interval,
                         compare,
+                        dlq,
+                        safety,
                         selector,
                     )
                 )
         finally:
             compare.close()  # flushes the results before the summary counts them
+            dlq.close()
     finally:
         consumer.close()
-    return _summarize(topic, shadow, spans, stats, stop, out, compare, select)
+    return _summarize(topic, shadow, spans, stats, stop, out, compare, dlq, select)
 
 
 async def _replay(
@@ -150,12 +161,20 @@ async def _replay(
     stop: StopSignals,
     progress_interval: float,
     comparison: Comparison | None = None,
+    dlq: DeadLetters | None = None,
+    safety: SafetyOptions | None = None,
     selector: Selector | None = None,
 ) -> Stats:
     loop = asyncio.get_running_loop()
     sender = Sender(transport, concurrency=concurrency, timeout=timeout)
     pipeline = Pipeline(
-        codec=codec, target=shadow, sender=sender, comparison=comparison, selector=selector
+        codec=codec,
+        target=shadow,
+        sender=sender,
+        comparison=comparison,
+        dlq=dlq,
+        safety=safety,
+        selector=selector,
     )
     stats = pipeline.stats
     progress = Progress(stats, progress_interval, total=sum(s.count for s in spans))
@@ -195,6 +214,8 @@ async def _replay(
         # them a short grace and leave the rest.
         while not stop.is_set() and not await sender.drain(0.5):
             progress.tick(sender.in_flight)
+        while not stop.is_set() and pipeline.waiting_dead_letters:
+            await asyncio.sleep(0.1)  # dead letters waiting for room in the producer's queue
         if stop.is_set():
             await _drain_until_forced(sender, stop, grace=INTERRUPT_GRACE)
     finally:
@@ -226,6 +247,7 @@ def _summarize(
     stop: StopSignals,
     out: IO[str],
     comparison: Comparison | None = None,
+    dlq: DeadLetters | None = None,
     selection: SelectOptions | None = None,
 ) -> int:
     elapsed = time.monotonic() - stats.started
@@ -251,6 +273,8 @@ def _summarize(
     print(f"total: {stats.line()}", file=out)
     if comparison is not None:
         print(comparison.line(), file=out)
+    if dlq is not None and (dlq.counts.queued or dlq.counts.failed):
+        print(dlq.line(), file=out)
     out.flush()
     unfinished = sum(s.count for s in spans) - handled
     if stop.is_set() and unfinished > 0:
@@ -260,11 +284,19 @@ def _summarize(
             file=sys.stderr,
         )
         return 130
-    failed = stats.errors + stats.undecodable
-    if failed:
+    unsendable = stats.skipped.get("unsendable", 0)
+    original = stats.skipped.get("original-host", 0)
+    lost = dlq.counts.failed if dlq is not None else 0
+    failed = stats.errors + stats.undecodable + unsendable + original
+    if failed or lost:
+        more = f", unsendable {unsendable}" if unsendable else ""
+        if original:
+            more += f", refused as the original host {original} (see --allow-original-host)"
+        if lost:
+            more += f"; {lost} dead letters not written"
         print(
             f"trafficmirror: {failed} of {handled} records could not be sent "
-            f"(errors {stats.errors}, undecodable {stats.undecodable})",
+            f"(errors {stats.errors}, undecodable {stats.undecodable}{more})",
             file=sys.stderr,
         )
         return 1

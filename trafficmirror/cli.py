@@ -19,6 +19,7 @@ from trafficmirror import __version__
 from trafficmirror.cli_comparison import comparison_options
 from trafficmirror.cli_kafka import kafka_security_options
 from trafficmirror.cli_recorder import recorder_extra_options
+from trafficmirror.cli_safety import safety_options
 from trafficmirror.cli_select import check_window_or_offsets, selection_options
 from trafficmirror.errors import TrafficMirrorError
 
@@ -367,6 +368,7 @@ def sender_options(func: F) -> F:
     help="On SIGTERM/SIGINT, seconds to let in-flight requests finish before exiting.",
 )
 @comparison_options
+@safety_options
 @selection_options(window=False)
 def worker(
     bootstrap_servers: str | None,
@@ -383,6 +385,7 @@ def worker(
     group_protocol: str,
     drain_timeout: float,
     comparison: Any,
+    safety: Any,
     selection: Any,
 ) -> None:
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
@@ -416,6 +419,7 @@ def worker(
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         comparison=comparison,
+        safety=safety,
         selection=selection,
     )
 
@@ -465,6 +469,7 @@ def parse_end_offset(value: str) -> int | None:
     help="Last offset to replay (inclusive), or 'end' for the last record present at start.",
 )
 @comparison_options
+@safety_options
 @selection_options()
 def replay_range(
     bootstrap_servers: str | None,
@@ -479,6 +484,7 @@ def replay_range(
     start_offset: int | None,
     end_offset: str,
     comparison: Any,
+    safety: Any,
     selection: Any,
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
@@ -521,6 +527,7 @@ def replay_range(
             timeout=timeout,
             schema_registry_url=schema_registry_url,
             comparison=comparison,
+            safety=safety,
             selection=selection,
         )
     )
