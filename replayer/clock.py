@@ -283,6 +283,10 @@ class Scheduler:
         instead of `release` when it is cancelled (or the scheduler closed).
         """
         self._seq += 1
+        if not self._heap and self._pace.speed is None and self._pace.rate is None:
+            # As fast as possible, nothing ahead of it: no reason to wait a loop turn.
+            release(None)
+            return Scheduled(recorded_us, self._seq, None, partition)
         item = Scheduled(recorded_us, self._seq, release, partition, on_cancel, time.time())
         head = self._heap[0] if self._heap else None
         heapq.heappush(self._heap, item)
