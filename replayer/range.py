@@ -178,7 +178,7 @@ async def _replay(
     stats = pipeline.stats
     total = sum(s.count for s in spans)
     progress = Progress(stats, progress_interval, total=total)
-    drawing = ProgressBar(sys.stderr, total) if bar else None
+    drawing = ProgressBar(sys.stderr, total).attach() if bar else None
 
     def tick() -> None:
         if drawing is not None:

@@ -50,6 +50,26 @@ def test_bar_redraws_one_line_with_rate_lateness_and_eta() -> None:
     assert text.endswith("\x1b[K\n")
 
 
+def test_a_log_line_clears_the_bar_first() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        bar = ProgressBar(out, total=10, interval=0.0).attach()
+        bar.draw(3, None)
+        logging.getLogger("trafficmirror.test").warning("something happened")
+        bar.draw(4, None)
+        bar.close()
+        logging.getLogger("trafficmirror.test").warning("after")
+    finally:
+        root.removeHandler(handler)
+    lines = out.getvalue().split("\n")
+    assert lines[0].endswith("\r\x1b[Ksomething happened")  # the bar wiped, then the log
+    assert lines[1].startswith("\r[") and " 4/10 " in lines[1]
+    assert lines[2] == "after"
+
+
 def paced(topic: str, kafka: Kafka, count: int, gap_ms: int) -> None:
     events = [make_event(path=f"/{n}", request_start_us=BASE_US + n * gap_ms * 1000,
                          client=("10.9.0.1", 1000 + n % 3)) for n in range(count)]
