@@ -70,7 +70,8 @@ class Pace:
     """How fast to replay: time warp, rate ceiling, idle compression, anchor."""
 
     speed: float | None = 1.0  # None = as fast as possible ("max"); 2.0 = twice as fast
-    rate: float | None = None  # requests/s ceiling for THIS process; None = no limit
+    rate: float | None = None  # requests/s ceiling; None = no limit (a Scheduler applies its
+    #                            `share` of it: a worker's share of the partitions, else all)
     max_gap: float | None = None  # seconds; recorded idle stretches longer than this are cut
     anchor_us: int | None = None  # recorded time (µs since epoch) due at start_at; None = first
     start_at: float | None = None  # wall clock when anchor_us is due; None = when first scheduled
