@@ -116,3 +116,47 @@ def test_replay_range_logs_a_plain_progress_line_otherwise(
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress:")]
     assert lines, [r.getMessage() for r in caplog.records]
     assert "/40 (" in lines[0] and "late p50" in lines[0] and "ETA" in lines[0]
+
+
+def test_replay_range_process_on_a_terminal_shows_the_bar(kafka: Kafka) -> None:
+    """Through a real process whose stderr is a pseudo-terminal."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from trafficmirror.sampleapps import RecordingShadow
+
+    topic = kafka.new_topic(1)
+    paced(topic, kafka, 30, 20)
+    master, slave = pty.openpty()
+    try:
+        with RecordingShadow() as shadow:
+            proc = subprocess.run(
+                [sys.executable, "-m", "trafficmirror", "replay", "range", "-b",
+                 kafka.bootstrap_servers, "-t", topic, "--start-offset", "0",
+                 "--target", shadow.url],
+                stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, text=True,
+                timeout=60, check=False,
+            )
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    # A terminal turns "\n" into "\r\n".
+    err = b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+    assert proc.returncode == 0, err
+    last = err.split("\r")[-1]
+    assert last.startswith("[" + "#" * ProgressBar.WIDTH + "] 30/30 100% "), err
+    assert "lateness: p50" in proc.stdout
