@@ -70,7 +70,8 @@ class Pace:
     """How fast to replay: time warp, rate ceiling, idle compression, anchor."""
 
     speed: float | None = 1.0  # None = as fast as possible ("max"); 2.0 = twice as fast
-    rate: float | None = None  # requests/s ceiling for THIS process; None = no limit
+    rate: float | None = None  # requests/s ceiling; None = no limit (a Scheduler applies its
+    #                            `share` of it: a worker's share of the partitions, else all)
     max_gap: float | None = None  # seconds; recorded idle stretches longer than this are cut
     anchor_us: int | None = None  # recorded time (µs since epoch) due at start_at; None = first
     start_at: float | None = None  # wall clock when anchor_us is due; None = when first scheduled
@@ -283,6 +284,10 @@ class Scheduler:
         instead of `release` when it is cancelled (or the scheduler closed).
         """
         self._seq += 1
+        if not self._heap and self._pace.speed is None and self._pace.rate is None:
+            # As fast as possible, nothing ahead of it: no reason to wait a loop turn.
+            release(None)
+            return Scheduled(recorded_us, self._seq, None, partition)
         item = Scheduled(recorded_us, self._seq, release, partition, on_cancel, time.time())
         head = self._heap[0] if self._heap else None
         heapq.heappush(self._heap, item)

@@ -7,19 +7,21 @@ anything is sent; `end` means the last offset present at start, so the command
 always finishes. Records go through the same pipeline as the group worker
 (`replayer.pipeline`), so per-connection order and concurrency behave the same.
 
+Instead of offsets, a time window (`replayer.window`) can give the spans; the
+selection (`replayer.select`: methods, window, sample, filter) decides per
+record what is sent.
+
 Pace: by default at the recorded pace (`Pace()`, speed 1); the partitions'
 records are merged into recorded-time order first (`replayer.merge`), so the
 first exchange of the whole range anchors the virtual clock and the
 partitions go out interleaved as they were recorded. Progress: a redrawn bar
 on a terminal's stderr, the periodic log line otherwise.
 
-Instead of offsets, a time window (`replayer.window`) can give the spans; the
-selection (`replayer.select`: methods, window, sample, filter) decides per
-record what is sent.
-
 Exit code 0 when every record in the range was sent or deliberately skipped (a
 truncated body, a record selection dropped: both count as handled), 1 when
-some could not be sent or decoded, 2 on bad input, 130 when interrupted.
+some could not be sent or decoded (those go to `<topic>.dlq`, see
+`replayer.dlq`) or were recorded from the target's own host
+(`replayer.safety`), 2 on bad input, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
+from replayer.dlq import DeadLetters
 from replayer.merge import PartitionMerger
 from replayer.pipeline import Pipeline, Progress, Record, Stats
 from replayer.progress import ProgressBar
 from replayer.request import Target
+from replayer.safety import SafetyOptions
 from replayer.select import SelectOptions, Selector
 from replayer.sender import AiohttpTransport, Sender, Transport
 from replayer.spans import Span, SpanReader, resolve_spans
@@ -84,6 +88,7 @@ def run_range(
     out: IO[str] | None = None,
     progress_interval: float = 10.0,
     comparison: ComparisonOptions | None = None,
+    safety: SafetyOptions | None = None,
     pace: Pace | None = None,
     progress_bar: bool | None = None,
     selection: SelectOptions | None = None,
@@ -91,13 +96,15 @@ def run_range(
     """Replay offsets `start_offset..end_offset` (inclusive) of `partitions` to `target`.
 
     `partitions` empty = all; `start_offset` None = each partition's first
-    offset; `end_offset` None = the last offset of each
-    partition at start. `selection` picks what is sent (default: the safe
-    methods GET, HEAD, OPTIONS of every record); with a time window the spans
-    come from it, and `start_offset`/`end_offset` must be None. Every replay
-    is compared with the recorded response and its result written to
-    `<topic>.results` (see `comparison`). Prints a summary to `out` (stdout)
-    and returns the exit code. Raises
+    offset; `end_offset` None = the last offset of each partition at start.
+    `selection` picks what is sent (default: the safe methods GET, HEAD,
+    OPTIONS of every record); with a time window the spans come from it, and
+    `start_offset`/`end_offset` must be None. Every replay is compared with
+    the recorded response and its result written to `<topic>.results` (see
+    `comparison`); records that cannot be decoded or sent go to
+    `<topic>.dlq`; `safety` says whether records recorded from the target's
+    own host are sent. Prints a summary to `out` (stdout) and returns the
+    exit code. Raises
     `TopicNotFound`/`OffsetOutOfRange` (usage errors) before sending anything.
     `transport` replaces the HTTP client (tests); `stop_event` stops it from
     another thread like SIGTERM does. `pace`: speed, rate, idle compression
@@ -130,6 +137,7 @@ def run_range(
             print(f"nothing to replay: no records in the {where} of topic {topic!r}", file=out)
             return 0
         compare = Comparison.open(settings, topic, shadow, compare_options)
+        dlq = DeadLetters(settings, topic)
         try:
             with StopSignals(stop_event, "letting in-flight requests finish") as stop:
                 settle_memory()
@@ -146,6 +154,8 @@ def run_range(
                         stop,
                         progress_interval,
                         compare,
+                        dlq,
+                        safety,
                         pace or Pace(),
                         sys.stderr.isatty() if progress_bar is None else progress_bar,
                         selector,
@@ -153,9 +163,10 @@ def run_range(
                 )
         finally:
             compare.close()  # flushes the results before the summary counts them
+            dlq.close()
     finally:
         consumer.close()
-    return _summarize(topic, shadow, spans, stats, stop, out, compare, select)
+    return _summarize(topic, shadow, spans, stats, stop, out, compare, dlq, select)
 
 
 async def _replay(
@@ -170,6 +181,8 @@ async def _replay(
     stop: StopSignals,
     progress_interval: float,
     comparison: Comparison | None,
+    dlq: DeadLetters | None,
+    safety: SafetyOptions | None,
     pace: Pace,
     bar: bool,
     selector: Selector | None = None,
@@ -182,13 +195,15 @@ async def _replay(
         target=shadow,
         sender=sender,
         comparison=comparison,
+        dlq=dlq,
+        safety=safety,
         scheduler=scheduler,
         selector=selector,
     )
     stats = pipeline.stats
     total = sum(s.count for s in spans)
     progress = Progress(stats, progress_interval, total=total)
-    drawing = ProgressBar(sys.stderr, total) if bar else None
+    drawing = ProgressBar(sys.stderr, total).attach() if bar else None
 
     def tick() -> None:
         if drawing is not None:
@@ -249,6 +264,8 @@ async def _replay(
         # what is not due yet, give what is on the wire a short grace, leave the rest.
         while not stop.is_set() and not await pipeline.wait_for_room(1, 0.2):
             tick()
+        while not stop.is_set() and pipeline.waiting_dead_letters:
+            await asyncio.sleep(0.1)  # dead letters waiting for room in the producer's queue
         if stop.is_set():
             await scheduler.aclose()
             await _drain_until_forced(sender, stop, grace=INTERRUPT_GRACE)
@@ -285,6 +302,7 @@ def _summarize(
     stop: StopSignals,
     out: IO[str],
     comparison: Comparison | None = None,
+    dlq: DeadLetters | None = None,
     selection: SelectOptions | None = None,
 ) -> int:
     elapsed = time.monotonic() - stats.started
@@ -318,6 +336,8 @@ def _summarize(
         )
     if comparison is not None:
         print(comparison.line(), file=out)
+    if dlq is not None and (dlq.counts.queued or dlq.counts.failed):
+        print(dlq.line(), file=out)
     out.flush()
     unfinished = sum(s.count for s in spans) - handled
     if stop.is_set() and unfinished > 0:
@@ -327,11 +347,19 @@ def _summarize(
             file=sys.stderr,
         )
         return 130
-    failed = stats.errors + stats.undecodable
-    if failed:
+    unsendable = stats.skipped.get("unsendable", 0)
+    original = stats.skipped.get("original-host", 0)
+    lost = dlq.counts.failed if dlq is not None else 0
+    failed = stats.errors + stats.undecodable + unsendable + original
+    if failed or lost:
+        more = f", unsendable {unsendable}" if unsendable else ""
+        if original:
+            more += f", refused as the original host {original} (see --allow-original-host)"
+        if lost:
+            more += f"; {lost} dead letters not written"
         print(
             f"trafficmirror: {failed} of {handled} records could not be sent "
-            f"(errors {stats.errors}, undecodable {stats.undecodable})",
+            f"(errors {stats.errors}, undecodable {stats.undecodable}{more})",
             file=sys.stderr,
         )
         return 1

@@ -39,7 +39,8 @@ with `--since` moves the partitions the worker holds to the window's start
 waits for its due time is dropped and the new position is committed at once.
 
 SIGTERM/SIGINT: stop fetching, keep polling while in-flight requests finish
-(up to the drain timeout), flush the replay results (`<topic>.results`), store
+(up to the drain timeout), flush the replay results (`<topic>.results`) and
+the dead letters (`<topic>.dlq`, see `replayer.dlq`), store
 and commit synchronously, close the consumer (which leaves the group), log one
 summary line.
 """
@@ -60,10 +61,12 @@ from prometheus_client import Gauge
 
 from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
+from replayer.dlq import DeadLetters
 from replayer.merge import PartitionMerger
 from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
+from replayer.safety import SafetyOptions
 from replayer.select import SelectOptions, Selector
 from replayer.sender import AiohttpTransport, Sender, Transport
 from replayer.session import Session
@@ -124,6 +127,7 @@ def run_worker(
     stop_event: threading.Event | None = None,
     progress_interval: float = 10.0,
     comparison: ComparisonOptions | None = None,
+    safety: SafetyOptions | None = None,
     pace: Pace | None = None,
     selection: SelectOptions | None = None,
 ) -> Stats:
@@ -132,7 +136,9 @@ def run_worker(
     `selection` picks what is sent (default: only GET, HEAD and OPTIONS).
 
     Every replay is compared with the recorded response and its result written
-    to `<topic>.results` (see `comparison`). Stops on SIGTERM/SIGINT (when
+    to `<topic>.results` (see `comparison`); records that cannot be decoded or
+    sent go to `<topic>.dlq`; `safety` says whether records recorded from the
+    target's own host are sent (`replayer.safety`). Stops on SIGTERM/SIGINT (when
     called in the main thread) or when `stop_event` is set. Raises
     `TopicNotFound` if the topic does not exist, `KafkaUnavailable` on a fatal
     consumer error. `transport` replaces the HTTP client (tests). `pace`:
@@ -152,6 +158,7 @@ def run_worker(
         drain_timeout=drain_timeout,
         progress_interval=progress_interval,
         comparison=comparison,
+        safety=safety,
         pace=pace,
         selection=selection,
     )
@@ -185,10 +192,12 @@ class Worker:
         drain_timeout: float,
         progress_interval: float = 10.0,
         comparison: ComparisonOptions | None = None,
+        safety: SafetyOptions | None = None,
         pace: Pace | None = None,
         selection: SelectOptions | None = None,
     ) -> None:
         self.settings = settings
+        self.safety = safety
         self.comparison_options = comparison or ComparisonOptions()
         self.selector = Selector(selection or SelectOptions())
         self.topic = topic
@@ -248,17 +257,23 @@ class Worker:
             comparison = Comparison.open(
                 self.settings, self.topic, self.target, self.comparison_options
             )
+            dlq = DeadLetters(self.settings, self.topic)
         except BaseException:
             consumer.close()
             raise
         try:
             settle_memory()
-            return asyncio.run(self._main(consumer, stop, comparison))
+            return asyncio.run(self._main(consumer, stop, comparison, dlq))
         finally:
             comparison.close()
+            dlq.close()
 
     async def _main(
-        self, consumer: Any, stop: StopSignals, comparison: Comparison | None = None
+        self,
+        consumer: Any,
+        stop: StopSignals,
+        comparison: Comparison | None = None,
+        dlq: DeadLetters | None = None,
     ) -> Stats:
         self._loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-consumer")
@@ -269,6 +284,8 @@ class Worker:
             sender=sender,
             stats=self.stats,
             comparison=comparison,
+            dlq=dlq,
+            safety=self.safety,
             scheduler=self.scheduler,
             selector=self.selector,
         )
@@ -339,18 +356,24 @@ class Worker:
                 self.drain_timeout,
             )
             deadline = time.monotonic() + self.drain_timeout
-            while pipeline.in_flight and time.monotonic() < deadline and not stop.forced:
+            while (
+                (pipeline.in_flight or pipeline.waiting_dead_letters)
+                and time.monotonic() < deadline
+                and not stop.forced
+            ):
                 self.health.beat()
                 store, pause, _ = self._housekeeping(pipeline, True)
                 messages, _ = await run(
                     executor, self._poll, consumer, store, pause, [], False, 1
                 )
                 await pipeline.wait_for_room(1, 0.01)
-            abandoned = pipeline.in_flight
+            abandoned = pipeline.in_flight + pipeline.waiting_dead_letters
             await sender.aclose()  # whatever is left is replayed by the next owner
             if comparison is not None:
                 # The results of what is committed next must be in Kafka first.
                 await run(None, comparison.close, self.drain_timeout)
+            if dlq is not None:
+                await run(None, dlq.close, self.drain_timeout)
             await run(executor, self._commit, consumer, self._uncommitted(self.assigned))
         finally:
             self.stopping = True
@@ -372,6 +395,8 @@ class Worker:
         )
         if comparison is not None:
             logger.info("%s", comparison.line())
+        if dlq is not None:
+            logger.info("%s", dlq.line())
         return self.stats
 
     def _subscribe(self, consumer: Any) -> None:

@@ -20,6 +20,7 @@ from trafficmirror.cli_comparison import comparison_options
 from trafficmirror.cli_kafka import kafka_security_options
 from trafficmirror.cli_pace import pace_options
 from trafficmirror.cli_recorder import recorder_extra_options
+from trafficmirror.cli_safety import safety_options
 from trafficmirror.cli_select import check_window_or_offsets, selection_options
 from trafficmirror.errors import TrafficMirrorError
 
@@ -369,6 +370,7 @@ def sender_options(func: F) -> F:
 )
 @comparison_options
 @pace_options(default_speed="max")
+@safety_options
 @selection_options(window=False)
 def worker(
     bootstrap_servers: str | None,
@@ -386,6 +388,7 @@ def worker(
     drain_timeout: float,
     comparison: Any,
     pace: Any,
+    safety: Any,
     selection: Any,
 ) -> None:
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
@@ -425,6 +428,7 @@ def worker(
         metrics_port=metrics_port,
         comparison=comparison,
         pace=pace,
+        safety=safety,
         selection=selection,
     )
 
@@ -475,6 +479,7 @@ def parse_end_offset(value: str) -> int | None:
 )
 @comparison_options
 @pace_options(default_speed="1")
+@safety_options
 @selection_options()
 def replay_range(
     bootstrap_servers: str | None,
@@ -490,6 +495,7 @@ def replay_range(
     end_offset: str,
     comparison: Any,
     pace: Any,
+    safety: Any,
     selection: Any,
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
@@ -536,6 +542,7 @@ def replay_range(
             schema_registry_url=schema_registry_url,
             comparison=comparison,
             pace=pace,
+            safety=safety,
             selection=selection,
         )
     )
