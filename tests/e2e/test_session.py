@@ -20,7 +20,7 @@ import pytest
 from replayer.session_store import read_session
 from tests.replayer.events import make_event, produce_events
 from tests.replayer.test_worker import log, metrics, ready, start_worker, wait_until
-from tests.support import Kafka, Procs, run_cli
+from tests.support import Kafka, Proc, Procs, run_cli
 from trafficmirror.kafka import KafkaSettings
 from trafficmirror.sampleapps import Received, RecordingShadow
 
@@ -55,6 +55,15 @@ def median_gap_ms(arrivals: list[float]) -> float:
     return statistics.median(b - a for a, b in zip(arrivals, arrivals[1:], strict=False)) * 1e3
 
 
+def wait_applied(workers: list[tuple[Proc, int]], revision: int) -> None:
+    """Until every worker applies the revision: records that reach a worker before its
+    session does are replayed at the worker's own pace (live)."""
+    wanted = f"trafficmirror_replayer_session_revision {revision:.1f}"
+    for _, port in workers:
+        wait_until(f"revision {revision} on every worker",
+                   lambda p=port: wanted in metrics(p), timeout=5)  # type: ignore[misc]
+
+
 def seq(item: Received) -> int:
     return int(item.header("X-Seq") or -1)
 
@@ -71,6 +80,7 @@ def test_session_set_changes_the_pace_of_a_running_group(kafka: Kafka, procs: Pr
         session(kafka, topic, group, "start", "--speed", "1", "--since", since)
         started = read_session(settings, topic, group)
         assert started is not None and started.anchor_us == T0
+        wait_applied(workers, 1)
         # Recorded 1 s after the anchor: due 1 s after the session starts.
         produce_events(kafka.bootstrap_servers, topic, exchanges(COUNT, T0 + 1_000_000, GAP_US))
 
@@ -84,8 +94,7 @@ def test_session_set_changes_the_pace_of_a_running_group(kafka: Kafka, procs: Pr
         assert changed.start_at_us - changed.created_at_us == 1_000_000
         assert asked < switch < asked + 5
         wait_until("every exchange", lambda: len(shadow.received) >= COUNT, timeout=30)
-        for _, port in workers:
-            assert "trafficmirror_replayer_session_revision 2.0" in metrics(port)
+        wait_applied(workers, 2)
 
         session(kafka, topic, group, "stop")
         # Recorded an hour later: under any session clock due far in the future,
@@ -201,6 +210,7 @@ def test_session_set_rate_changes_the_rate_of_the_whole_group(kafka: Kafka, proc
         session(kafka, topic, group, "start", "--speed", "max", "--rate", "40", "--lead", "1")
         started = read_session(settings, topic, group)
         assert started is not None
+        wait_applied(workers, 1)
         # 50 per partition, so both workers have work until the end: the group holds
         # the rate only while each worker has something to send at its share.
         events = exchanges(200, T0, 1000)
