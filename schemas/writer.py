@@ -76,6 +76,10 @@ def _not_null(datum: Any) -> None:
     raise ValueError(f"{datum!r} is not null")
 
 
+def _not_symbol(datum: Any) -> None:
+    raise ValueError(f"{datum!r} is not a symbol of the enum")
+
+
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "string", "bytes"})
 
 
@@ -101,6 +105,7 @@ class _Generator:
             "_long": write_long,
             "_as_bytes": _as_bytes,
             "_not_null": _not_null,
+            "_not_symbol": _not_symbol,
             "_double": struct.Struct("<d").pack,
             "_float": struct.Struct("<f").pack,
         }
@@ -180,9 +185,11 @@ class _Generator:
             self.emit(schema["values"], item, lines, depth + 2)
             lines.append(f"{pad}out.append(0)")
         elif kind == "enum":
-            symbols = f"_symbols_{len(self.namespace)}"
+            symbols, index = f"_symbols_{len(self.namespace)}", self.var()
             self.namespace[symbols] = {s: i for i, s in enumerate(schema["symbols"])}
-            lines.append(f"{pad}_long(out, {symbols}[{value}])")
+            lines.append(f"{pad}{index} = {symbols}.get({value})")
+            lines.append(f"{pad}if {index} is None: _not_symbol({value})")
+            lines.append(f"{pad}_long(out, {index})")
         elif kind == "fixed":
             size = schema["size"]
             lines.append(f"{pad}if len({value}) != {size}: raise ValueError('fixed size')")

@@ -134,3 +134,25 @@ def test_what_it_does_not_compile_falls_back() -> None:
     fast = codec.encode(full_event()).value
     codec._write = None  # as for a schema the writer cannot compile
     assert codec.encode(full_event()).value == fast
+
+
+def test_enum_fixed_map_and_float() -> None:
+    schema = parse_schema(
+        {
+            "type": "record",
+            "name": "Other",
+            "fields": [
+                {"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["A", "B"]}},
+                {"name": "f", "type": {"type": "fixed", "name": "F", "size": 3}},
+                {"name": "m", "type": {"type": "map", "values": "long"}},
+                {"name": "x", "type": "float"},
+                {"name": "again", "type": "E"},
+            ],
+        }
+    )
+    record = {"e": "B", "f": b"abc", "m": {"k": 1, "é": -300}, "x": 1.5, "again": "A"}
+    assert ours(schema, record) == fastavro_bytes(schema, record)
+    with pytest.raises(ValueError):
+        ours(schema, {**record, "e": "C"})
+    with pytest.raises(ValueError):
+        ours(schema, {**record, "f": b"ab"})
