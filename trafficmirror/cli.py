@@ -18,6 +18,7 @@ import click
 from trafficmirror import __version__
 from trafficmirror.cli_comparison import comparison_options
 from trafficmirror.cli_kafka import kafka_security_options
+from trafficmirror.cli_pace import pace_options
 from trafficmirror.cli_recorder import recorder_extra_options
 from trafficmirror.cli_safety import safety_options
 from trafficmirror.errors import TrafficMirrorError
@@ -367,6 +368,7 @@ def sender_options(func: F) -> F:
     help="On SIGTERM/SIGINT, seconds to let in-flight requests finish before exiting.",
 )
 @comparison_options
+@pace_options(default_speed="max")
 @safety_options
 def worker(
     bootstrap_servers: str | None,
@@ -383,6 +385,7 @@ def worker(
     group_protocol: str,
     drain_timeout: float,
     comparison: Any,
+    pace: Any,
     safety: Any,
 ) -> None:
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
@@ -394,6 +397,9 @@ def worker(
     their original order, one at a time; Host becomes the target's host:port and
     every request carries X-Trafficmirror-Replay: <exchange id>. SIGTERM/SIGINT
     drains in-flight requests, commits and leaves the group.
+
+    Pace: as records arrive (--speed max) by default; --rate caps the whole
+    group, each worker taking its share of the partitions.
 
     Each shadow response is compared with the recorded production response
     (status, headers, body: JSON by path, text by line, binary by hash) and the
@@ -416,6 +422,7 @@ def worker(
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         comparison=comparison,
+        pace=pace,
         safety=safety,
     )
 
@@ -464,6 +471,7 @@ def parse_end_offset(value: str) -> int | None:
     help="Last offset to replay (inclusive), or 'end' for the last record present at start.",
 )
 @comparison_options
+@pace_options(default_speed="1")
 @safety_options
 def replay_range(
     bootstrap_servers: str | None,
@@ -478,6 +486,7 @@ def replay_range(
     start_offset: int,
     end_offset: str,
     comparison: Any,
+    pace: Any,
     safety: Any,
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
@@ -487,6 +496,9 @@ def replay_range(
     sent), 1 if some could not be sent or decoded, and 2 on bad input (START >
     END, an offset outside the partition, an unknown topic or partition).
     Nothing is committed: running it again replays the same records.
+
+    Pace: at the recorded pace (--speed 1), partitions merged in recorded
+    order; --speed max for as fast as possible. A progress bar on a terminal.
 
     Each shadow response is compared with the recorded one and the result
     written to TOPIC.results (a replay of the same range again replaces, not
@@ -514,6 +526,7 @@ def replay_range(
             timeout=timeout,
             schema_registry_url=schema_registry_url,
             comparison=comparison,
+            pace=pace,
             safety=safety,
         )
     )
