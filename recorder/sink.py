@@ -179,7 +179,12 @@ class KafkaSink:
             )
 
     def _on_poll(self) -> None:
-        QUEUE_LENGTH.set(len(self._producer))
+        # The poll thread starts inside BackgroundProducer(), so its first poll
+        # can return (an error report from an unreachable broker comes at once)
+        # before __init__ has assigned self._producer.
+        producer = self.__dict__.get("_producer")
+        if producer is not None:
+            QUEUE_LENGTH.set(len(producer))
 
     def _probe_loop(self) -> None:
         # Readiness wants to know the cluster answered at least once; ask for
