@@ -151,6 +151,36 @@ def test_a_slow_request_written_after_later_ones_is_still_in_its_window(kafka: K
     assert received == sorted(["3", "4", "5", "6", "6.5"])
 
 
+def test_at_the_recorded_pace_the_window_starts_at_once(kafka: Kafka) -> None:
+    """The margin's records before --since are dropped, never scheduled: the first
+    exchange in the window anchors the clock, so no 30 s wait comes first."""
+    topic = kafka.new_topic(1)
+    starts = [-30, -20, -10, 0, 1, 2, 10, 20]  # seconds; the window is [0, 2.5)
+    events = [
+        make_event(path=f"/{t}", headers=[("Host", "h"), ("X-Tag", f"{t}")],
+                   request_start_us=BASE_US + t * 1_000_000)
+        for t in starts
+    ]  # fmt: skip
+    produce_events(kafka.bootstrap_servers, topic, events, partition=0)
+    base = BASE_US / 1e6
+    with RecordingShadow() as shadow:
+        started = time.time()
+        result = run_cli(
+            ["replay", "range", "-b", kafka.bootstrap_servers, "-t", topic, "--target",
+             shadow.url, "--speed", "1", "--since", iso(base), "--until", iso(base + 2.5)],
+            timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        received = shadow.received
+    assert tags(received) == ["0", "1", "2"]
+    took = received[-1].at - received[0].at
+    assert 1.9 <= took <= 2.5, took  # the recorded 2 s between first and last
+    # Anchored at the margin's first record, the first request would wait 30 s;
+    # what is left is the process start (a few seconds on a loaded machine).
+    assert received[0].at - started < 15, received[0].at - started
+    assert counts(result.stdout)["skipped-outside-window"] == 5
+
+
 # ---------------------------------------------------------------- methods, filter
 
 
