@@ -1,0 +1,640 @@
+"""Replayer benchmark: what replaying costs, measured in one run against one shadow.
+
+Fills topics on the in-memory broker (`trafficmirror dev-kafka`) with synthetic
+recorded exchanges (small GETs of a JSON API, encoded with the real codec, keyed
+and timestamped like the recorder does), starts one fast local shadow (a
+minimal asyncio HTTP/1.1 server in its own process that answers every request
+with the recorded response and notes when each replayed request arrived), and
+measures:
+
+  ceiling   `wrk` against the shadow: what this machine can push through it;
+  max x1    `replay range --speed max` (or, before time warp exists, plain
+            `replay range`, which sends as fast as it can), one process;
+  max x2    two `replay range` processes at once on disjoint partitions
+            (partition 0 and partition 1), their arrivals added up;
+  rate R    `replay range --rate R` at 100 and 1000 requests/s: achieved rate
+            seen by the shadow ((n - 1) / (last arrival - first arrival));
+  lateness  `replay range --speed 1` over exchanges recorded 2 ms apart
+            (500/s): at the shadow, arrival - (first arrival + recorded offset),
+            p50/p99 (the first request is the anchor, so this is the drift and
+            jitter of the schedule, not the start-up delay).
+
+Requests/s of the replay runs are counted at the shadow between the first and
+the last arrival (start-up, reading the topic's metadata, and the final flush
+are excluded; the process's own summary line, which includes them, is kept in
+the log). Runs are interleaved and repeated; the table shows medians, with the
+spread (min..max) so noise is visible.
+
+CPU placement on 2+ cores: what generates load (wrk, the replayer processes)
+gets core 0; the shadow and the broker share core 1. With two replay processes
+both share core 0, the same CPU budget wrk had, so "max x2" says what a second
+process gains from overlapping waits, not from a second core (this machine has
+none to spare). Comparison and results (`<topic>.results`) stay on, as in a
+real replay.
+
+    python bench/replay.py [--records 20000] [--repeats 3] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+#: Recorded pace of the paced topic: one exchange every 2 ms = 500/s.
+PACED_GAP_US = 2000
+_BASE_US = 1_760_000_000_000_000
+_RESPONSE_BODY = b'{"id":1,"name":"widget","price":9.5,"tags":["a","b"]}'
+_WRK_PATH = "/api/items/1?fields=name,price"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def _affinity(cpus: set[int] | None) -> object:
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def start(
+    args: Sequence[str], cpus: set[int] | None, log: Path, stdout: int | None = None
+) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as err:
+        return subprocess.Popen(
+            list(args),
+            stdout=stdout if stdout is not None else err,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_affinity(cpus),  # type: ignore[arg-type]  # noqa: PLW1509
+        )
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+# -- the shadow -----------------------------------------------------------------
+
+_REPLAY_MARK = b"\r\nx-trafficmirror-replay: "
+_OK = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+    + str(len(_RESPONSE_BODY)).encode()
+    + b"\r\n\r\n"
+    + _RESPONSE_BODY
+)
+
+
+class _ShadowProtocol(asyncio.Protocol):
+    """HTTP/1.1 keep-alive, bodies by Content-Length; notes replayed requests' arrival."""
+
+    def __init__(self, arrivals: list[tuple[float, bytes]]) -> None:
+        self.arrivals = arrivals
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        buf = self.buffer + data if self.buffer else data
+        out = []
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end == -1:
+                break
+            head = buf[:end]
+            lower = head.lower()
+            length = 0
+            at = lower.find(b"\r\ncontent-length:")
+            if at != -1:
+                stop_at = lower.find(b"\r\n", at + 2)
+                length = int(lower[at + 17 : stop_at if stop_at != -1 else None])
+            total = end + 4 + length
+            if len(buf) < total:
+                break
+            mark = lower.find(_REPLAY_MARK)
+            if mark != -1:
+                stop_at = head.find(b"\r\n", mark + 2)
+                self.arrivals.append(
+                    (now, head[mark + len(_REPLAY_MARK) : stop_at if stop_at != -1 else None])
+                )
+            elif head.startswith(b"GET /__arrivals "):
+                body = b"\n".join(b"%.6f %s" % (t, i) for t, i in self.arrivals)
+                self.arrivals.clear()
+                out.append(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                buf = buf[total:]
+                continue
+            out.append(_OK)
+            buf = buf[total:]
+        self.buffer = buf
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+
+def shadow_main(port: int) -> None:
+    """Entry point of the shadow process."""
+    arrivals: list[tuple[float, bytes]] = []
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: _ShadowProtocol(arrivals), "127.0.0.1", port, backlog=1024
+        )
+        stopped = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stopped.set)
+        async with server:
+            await stopped.wait()
+
+    asyncio.run(serve())
+
+
+def fetch_arrivals(port: int) -> list[tuple[float, str]]:
+    """The replayed requests the shadow saw since the last call: (monotonic time, id)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/__arrivals", timeout=30) as resp:  # noqa: S310
+        text = resp.read().decode()
+    out = []
+    for line in text.splitlines():
+        stamp, _, ident = line.partition(" ")
+        out.append((float(stamp), ident))
+    return out
+
+
+# -- the recorded traffic -------------------------------------------------------
+
+
+def make_event(index: int, start_us: int, prefix: str) -> dict[str, object]:
+    """A small recorded GET, like a browser or service calling a JSON API."""
+    conn = index % 200
+    item = index % 5000
+    headers = [
+        (b"Host", b"shop.example.com"),
+        (b"User-Agent", b"Mozilla/5.0 (X11; Linux x86_64) bench/1.0"),
+        (b"Accept", b"application/json"),
+        (b"Accept-Encoding", b"gzip, deflate"),
+        (b"Accept-Language", b"en-US,en;q=0.9"),
+        (b"Cookie", b"session=3f9a1c0e7d; theme=dark"),
+        (b"X-Request-Id", f"req-{index:08d}".encode()),
+        (b"Connection", b"keep-alive"),
+    ]
+    flat = [part for pair in headers for part in pair]
+    return {
+        "id": f"{prefix}-{index}",
+        "request_start_us": start_us,
+        "request_end_us": start_us + 80,
+        "response_start_us": start_us + 900,
+        "response_end_us": start_us + 950,
+        "client": {"host": "10.1.2.3", "port": 40000 + conn},
+        "server": {"host": "10.0.0.1", "port": 8080},
+        "scheme": "http",
+        "method": "GET",
+        "authority": "shop.example.com",
+        "path": f"/api/items/{item}?fields=name,price".encode(),
+        "http_version": "HTTP/1.1",
+        "request": {
+            "headers": flat,
+            "body": b"",
+            "body_truncated": False,
+            "body_length": 0,
+            "trailers": None,
+        },
+        "response": {
+            "status": 200,
+            "reason": b"OK",
+            "http_version": "HTTP/1.1",
+            "message": {
+                "headers": [b"Content-Type", b"application/json"],
+                "body": _RESPONSE_BODY,
+                "body_truncated": False,
+                "body_length": len(_RESPONSE_BODY),
+                "trailers": None,
+            },
+        },
+        "error": None,
+        "recorder": {"recorder_id": "bench", "sampling_rate": 1.0, "redactions": []},
+    }
+
+
+def fill(bootstrap: str, topic: str, count: int, gap_us: int, prefix: str) -> None:
+    """Write `count` exchanges `gap_us` apart; connection c goes to partition c % 2."""
+    from confluent_kafka import Producer
+
+    from schemas.codec import Codec
+
+    codec = Codec()
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "queue.buffering.max.messages": 500000}
+    )
+    for index in range(count):
+        start_us = _BASE_US + index * gap_us
+        event = make_event(index, start_us, prefix)
+        encoded = codec.encode(event)
+        client = event["client"]
+        port = client["port"]  # type: ignore[index]
+        producer.produce(
+            topic,
+            value=encoded.value,
+            key=f"10.1.2.3:{port}".encode(),
+            headers=encoded.headers,
+            timestamp=start_us // 1000,
+            partition=(index % 200) % 2,
+        )
+        if index % 10000 == 0:
+            producer.poll(0)
+    remaining = producer.flush(60)
+    if remaining:
+        raise RuntimeError(f"{remaining} records not delivered to {topic}")
+
+
+# -- measurements ---------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One replay run as the shadow saw it."""
+
+    count: int
+    rps: float
+    lateness_ms: list[float] = field(default_factory=list)
+    summary: str = ""
+    code: int = 0
+
+
+def wrk(port: int, connections: int, duration: float, cpus: set[int] | None) -> float:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", f"http://127.0.0.1:{port}{_WRK_PATH}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=_affinity(cpus),  # type: ignore[arg-type]  # noqa: PLW1509
+    ).stdout
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+
+
+def replay_argv(
+    bootstrap: str,
+    topic: str,
+    target: str,
+    partitions: Sequence[int],
+    end_offset: str,
+    concurrency: int,
+    extra: Sequence[str],
+) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "trafficmirror",
+        "-q",
+        "replay",
+        "range",
+        "-b",
+        bootstrap,
+        "-t",
+        topic,
+        "--target",
+        target,
+        "--start-offset",
+        "0",
+        "--end-offset",
+        end_offset,
+        "--concurrency",
+        str(concurrency),
+        "--run-id",
+        "bench",
+    ]
+    for part in partitions:
+        argv += ["-p", str(part)]
+    return argv + list(extra)
+
+
+def replay(
+    argvs: list[list[str]],
+    shadow_port: int,
+    cpus: set[int] | None,
+    log: Path,
+    recorded_us: dict[str, int] | None = None,
+) -> Run:
+    """Run the replay processes at once; measure at the shadow."""
+    fetch_arrivals(shadow_port)  # forget anything earlier
+    procs = [start(a, cpus, log, stdout=subprocess.PIPE) for a in argvs]
+    summaries = []
+    code = 0
+    for proc in procs:
+        out, _ = proc.communicate(timeout=600)
+        text = out.decode(errors="replace")
+        with open(log, "a") as f:
+            f.write(text)
+        first = next((ln for ln in text.splitlines() if ln.startswith("replayed")), "")
+        summaries.append(re.sub(r"^replayed topic \S+ to \S+ ", "", first))
+        code = code or proc.returncode
+    arrivals = fetch_arrivals(shadow_port)
+    arrivals.sort()
+    count = len(arrivals)
+    span = arrivals[-1][0] - arrivals[0][0] if count > 1 else 0.0
+    rps = (count - 1) / span if span > 0 else 0.0
+    run = Run(count, rps, summary="; ".join(summaries), code=code)
+    if recorded_us is not None and count:
+        t0, id0 = arrivals[0]
+        r0 = recorded_us[id0]
+        lat = [((t - t0) - (recorded_us[i] - r0) / 1e6) * 1000 for t, i in arrivals]
+        run.lateness_ms = lat
+    return run
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def spread(values: list[float], fmt: str = "{:.0f}") -> str:
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}..{fmt.format(max(values))})"
+
+
+def supports(option: str) -> bool:
+    out = subprocess.run(
+        [sys.executable, "-m", "trafficmirror", "replay", "range", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return option in out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=20000, help="exchanges per --speed max run")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per configuration")
+    parser.add_argument("--concurrency", type=int, default=64, help="replay --concurrency")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    parser.add_argument(
+        "--paced-seconds", type=float, default=5.0, help="length of each rate/lateness run"
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated subset of: ceiling,max1,max2,rate,lateness"
+    )
+    args = parser.parse_args()
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+
+    def want(name: str) -> bool:
+        return not only or name in only
+
+    ncpu = os.cpu_count() or 1
+    load_cpus = {0} if ncpu >= 2 else None
+    rest_cpus = set(range(1, ncpu)) if ncpu >= 2 else None
+    has_speed = supports("--speed")
+    has_rate = supports("--rate")
+
+    logdir = Path(tempfile.mkdtemp(prefix="tm-bench-replay-"))
+    paced_count = int(args.paced_seconds * 1000)  # enough for --rate 1000 for that long
+    broker = start(
+        [
+            sys.executable,
+            "-m",
+            "trafficmirror",
+            "dev-kafka",
+            "--brokers",
+            "1",
+            "--topic",
+            "bench-max:2",
+            "--topic",
+            "bench-paced:2",
+        ],
+        rest_cpus,
+        logdir / "broker.log",
+        stdout=subprocess.PIPE,
+    )
+    procs = [broker]
+    try:
+        assert broker.stdout is not None
+        first = broker.stdout.readline().decode().strip()
+        if not first.startswith("bootstrap.servers="):
+            print(f"dev-kafka did not start: {first!r}", file=sys.stderr)
+            return 1
+        bootstrap = first.split("=", 1)[1]
+        port = free_port()
+        shadow = start(
+            [sys.executable, __file__, "--_shadow", str(port)], rest_cpus, logdir / "shadow.log"
+        )
+        procs.append(shadow)
+        wait_port(port)
+        target = f"http://127.0.0.1:{port}"
+
+        t0 = time.monotonic()
+        fill(bootstrap, "bench-max", args.records, 100, "m")
+        fill(bootstrap, "bench-paced", paced_count, PACED_GAP_US, "p")
+        recorded = {f"p-{i}": _BASE_US + i * PACED_GAP_US for i in range(paced_count)}
+        print(
+            f"topics: bench-max {args.records} exchanges, bench-paced {paced_count} exchanges "
+            f"{PACED_GAP_US / 1000:g} ms apart (500/s), 2 partitions each, written in "
+            f"{time.monotonic() - t0:.1f}s",
+            flush=True,
+        )
+        print(
+            f"cpus: {ncpu}; wrk and replayers pinned to {sorted(load_cpus or [])}, shadow and "
+            f"broker to {sorted(rest_cpus or [])}; load average "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; logs in {logdir}",
+            flush=True,
+        )
+        if not has_speed:
+            print("NOTE: replay range has no --speed yet: it sends as fast as it can", flush=True)
+        if not has_rate:
+            print("NOTE: replay range has no --rate yet: rate rows are not measured", flush=True)
+
+        speed_max = ["--speed", "max"] if has_speed else []
+        half = max(1, args.records // 2 - 1)
+        ceiling: list[float] = []
+        max1: list[Run] = []
+        max2: list[Run] = []
+        rates: dict[int, list[Run]] = {100: [], 1000: []}
+        lateness: list[Run] = []
+        if want("ceiling"):
+            wrk(port, args.concurrency, 1.0, load_cpus)  # warm-up
+        for rep in range(args.repeats):
+            log = logdir / f"run-{rep}.log"
+            if want("ceiling"):
+                ceiling.append(wrk(port, args.concurrency, args.duration, load_cpus))
+                print(f"  run {rep + 1} wrk       {ceiling[-1]:8.0f} req/s", flush=True)
+            if want("max1"):
+                run = replay(
+                    [
+                        replay_argv(
+                            bootstrap, "bench-max", target, [], "end", args.concurrency, speed_max
+                        )
+                    ],
+                    port,
+                    load_cpus,
+                    log,
+                )
+                max1.append(run)
+                print(
+                    f"  run {rep + 1} max x1    {run.rps:8.0f} req/s  ({run.count} arrived; "
+                    f"{run.summary})",
+                    flush=True,
+                )
+            if want("max2"):
+                argvs = [
+                    replay_argv(
+                        bootstrap,
+                        "bench-max",
+                        target,
+                        [p],
+                        str(half),
+                        args.concurrency,
+                        speed_max,
+                    )
+                    for p in (0, 1)
+                ]
+                run = replay(argvs, port, load_cpus, log)
+                max2.append(run)
+                print(
+                    f"  run {rep + 1} max x2    {run.rps:8.0f} req/s  ({run.count} arrived; "
+                    f"{run.summary})",
+                    flush=True,
+                )
+            if want("rate") and has_rate:
+                for rate in (100, 1000):
+                    end = str(max(1, int(rate * args.paced_seconds) // 2 - 1))
+                    extra = [*speed_max, "--rate", str(rate)]
+                    run = replay(
+                        [
+                            replay_argv(
+                                bootstrap, "bench-paced", target, [], end, args.concurrency, extra
+                            )
+                        ],
+                        port,
+                        load_cpus,
+                        log,
+                    )
+                    rates[rate].append(run)
+                    print(
+                        f"  run {rep + 1} rate {rate:<5}{run.rps:8.1f} req/s  "
+                        f"({(run.rps / rate - 1) * 100:+.2f} %, {run.count} arrived)",
+                        flush=True,
+                    )
+            if want("lateness") and has_speed:
+                end = str(max(1, int(500 * args.paced_seconds) // 2 - 1))
+                run = replay(
+                    [
+                        replay_argv(
+                            bootstrap,
+                            "bench-paced",
+                            target,
+                            [],
+                            end,
+                            args.concurrency,
+                            ["--speed", "1"],
+                        )
+                    ],
+                    port,
+                    load_cpus,
+                    log,
+                    recorded_us=recorded,
+                )
+                lateness.append(run)
+                print(
+                    f"  run {rep + 1} speed 1   {run.rps:8.1f} req/s  lateness p50 "
+                    f"{pct(run.lateness_ms, 0.5):.2f} ms p99 {pct(run.lateness_ms, 0.99):.2f} ms",
+                    flush=True,
+                )
+        report(ceiling, max1, max2, rates, lateness, args)
+        print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    finally:
+        for proc in procs:
+            stop(proc)
+    return 0
+
+
+def report(
+    ceiling: list[float],
+    max1: list[Run],
+    max2: list[Run],
+    rates: dict[int, list[Run]],
+    lateness: list[Run],
+    args: argparse.Namespace,
+) -> None:
+    print()
+    print("| measurement | result: median (min..max) | target | verdict |")
+    print("| --- | ---: | --- | --- |")
+    top = statistics.median(ceiling) if ceiling else None
+    if ceiling:
+        print(f"| wrk -c{args.concurrency} against the shadow (ceiling) | {spread(ceiling)} req/s | | |")
+    if max1:
+        values = [r.rps for r in max1]
+        med = statistics.median(values)
+        ratio = f", {med / top:.2f}x wrk" if top else ""
+        ok = med >= 5000 and (top is None or med >= 0.5 * top)
+        print(
+            f"| replay range, 1 process, --speed max | {spread(values)} req/s{ratio} | "
+            f">= 5000 and >= 0.5x wrk | {'met' if ok else 'NOT met'} |"
+        )
+    if max2:
+        values = [r.rps for r in max2]
+        med = statistics.median(values)
+        ratio = f", {med / top:.2f}x wrk" if top else ""
+        print(
+            f"| replay range, 2 processes (partition 0, partition 1), --speed max | "
+            f"{spread(values)} req/s{ratio} | | |"
+        )
+    for rate, runs in rates.items():
+        if not runs:
+            continue
+        errs = [(r.rps / rate - 1) * 100 for r in runs]
+        worst = max(abs(e) for e in errs)
+        print(
+            f"| --rate {rate}: achieved | {spread([r.rps for r in runs], '{:.1f}')} req/s "
+            f"({spread(errs, '{:+.2f}')} %) | within 1 % | {'met' if worst <= 1 else 'NOT met'} |"
+        )
+    if lateness:
+        p50 = [pct(r.lateness_ms, 0.5) for r in lateness]
+        p99 = [pct(r.lateness_ms, 0.99) for r in lateness]
+        print(
+            f"| --speed 1 at 500/s: lateness p50 / p99 | {spread(p50, '{:.2f}')} / "
+            f"{spread(p99, '{:.2f}')} ms | p99 <= 5 ms | "
+            f"{'met' if statistics.median(p99) <= 5 else 'NOT met'} |"
+        )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--_shadow":
+        shadow_main(int(sys.argv[2]))
+    else:
+        sys.exit(main())
