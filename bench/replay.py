@@ -11,7 +11,7 @@ measures:
   max x1    `replay range --speed max` (or, before time warp exists, plain
             `replay range`, which sends as fast as it can), one process;
   max x2    two `replay range` processes at once on disjoint partitions
-            (partition 0 and partition 1), their arrivals added up;
+            (partitions 0-1 and 2-3), their arrivals added up;
   rate R    `replay range --rate R` at 100 and 1000 requests/s: achieved rate
             seen by the shadow ((n - 1) / (last arrival - first arrival));
   lateness  `replay range --speed 1` over exchanges recorded 2 ms apart
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import signal
@@ -57,6 +56,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+#: Partitions per topic. The in-memory broker keeps about 5 MB per partition
+#: (older records are dropped), so 20,000 exchanges need four.
+PARTITIONS = 4
 #: Recorded pace of the paced topic: one exchange every 2 ms = 500/s.
 PACED_GAP_US = 2000
 _BASE_US = 1_760_000_000_000_000
@@ -253,7 +255,7 @@ def make_event(index: int, start_us: int, prefix: str) -> dict[str, object]:
 
 
 def fill(bootstrap: str, topic: str, count: int, gap_us: int, prefix: str) -> None:
-    """Write `count` exchanges `gap_us` apart; connection c goes to partition c % 2."""
+    """Write `count` exchanges `gap_us` apart; connection c goes to partition c % 4."""
     from confluent_kafka import Producer
 
     from schemas.codec import Codec
@@ -274,7 +276,7 @@ def fill(bootstrap: str, topic: str, count: int, gap_us: int, prefix: str) -> No
             key=f"10.1.2.3:{port}".encode(),
             headers=encoded.headers,
             timestamp=start_us // 1000,
-            partition=(index % 200) % 2,
+            partition=(index % 200) % PARTITIONS,
         )
         if index % 10000 == 0:
             producer.poll(0)
@@ -386,7 +388,8 @@ def pct(values: list[float], q: float) -> float:
 def spread(values: list[float], fmt: str = "{:.0f}") -> str:
     if len(values) == 1:
         return fmt.format(values[0])
-    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}..{fmt.format(max(values))})"
+    low, mid, high = (fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
+    return f"{mid} ({low}..{high})"
 
 
 def supports(option: str) -> bool:
@@ -434,9 +437,9 @@ def main() -> int:
             "--brokers",
             "1",
             "--topic",
-            "bench-max:2",
+            "bench-max:4",
             "--topic",
-            "bench-paced:2",
+            "bench-paced:4",
         ],
         rest_cpus,
         logdir / "broker.log",
@@ -464,7 +467,7 @@ def main() -> int:
         recorded = {f"p-{i}": _BASE_US + i * PACED_GAP_US for i in range(paced_count)}
         print(
             f"topics: bench-max {args.records} exchanges, bench-paced {paced_count} exchanges "
-            f"{PACED_GAP_US / 1000:g} ms apart (500/s), 2 partitions each, written in "
+            f"{PACED_GAP_US / 1000:g} ms apart (500/s), {PARTITIONS} partitions each, written in "
             f"{time.monotonic() - t0:.1f}s",
             flush=True,
         )
@@ -480,7 +483,6 @@ def main() -> int:
             print("NOTE: replay range has no --rate yet: rate rows are not measured", flush=True)
 
         speed_max = ["--speed", "max"] if has_speed else []
-        half = max(1, args.records // 2 - 1)
         ceiling: list[float] = []
         max1: list[Run] = []
         max2: list[Run] = []
@@ -516,12 +518,12 @@ def main() -> int:
                         bootstrap,
                         "bench-max",
                         target,
-                        [p],
-                        str(half),
+                        parts,
+                        "end",
                         args.concurrency,
                         speed_max,
                     )
-                    for p in (0, 1)
+                    for parts in ([0, 1], [2, 3])
                 ]
                 run = replay(argvs, port, load_cpus, log)
                 max2.append(run)
@@ -532,7 +534,7 @@ def main() -> int:
                 )
             if want("rate") and has_rate:
                 for rate in (100, 1000):
-                    end = str(max(1, int(rate * args.paced_seconds) // 2 - 1))
+                    end = str(max(1, int(rate * args.paced_seconds) // PARTITIONS - 1))
                     extra = [*speed_max, "--rate", str(rate)]
                     run = replay(
                         [
@@ -551,7 +553,7 @@ def main() -> int:
                         flush=True,
                     )
             if want("lateness") and has_speed:
-                end = str(max(1, int(500 * args.paced_seconds) // 2 - 1))
+                end = str(max(1, int(500 * args.paced_seconds) // PARTITIONS - 1))
                 run = replay(
                     [
                         replay_argv(
@@ -596,7 +598,10 @@ def report(
     print("| --- | ---: | --- | --- |")
     top = statistics.median(ceiling) if ceiling else None
     if ceiling:
-        print(f"| wrk -c{args.concurrency} against the shadow (ceiling) | {spread(ceiling)} req/s | | |")
+        print(
+            f"| wrk -c{args.concurrency} against the shadow (ceiling) | {spread(ceiling)} req/s "
+            "| | |"
+        )
     if max1:
         values = [r.rps for r in max1]
         med = statistics.median(values)
@@ -611,7 +616,7 @@ def report(
         med = statistics.median(values)
         ratio = f", {med / top:.2f}x wrk" if top else ""
         print(
-            f"| replay range, 2 processes (partition 0, partition 1), --speed max | "
+            f"| replay range, 2 processes (partitions 0-1 and 2-3), --speed max | "
             f"{spread(values)} req/s{ratio} | | |"
         )
     for rate, runs in rates.items():

@@ -25,9 +25,10 @@ from typing import IO, Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from replayer.comparison import Comparison, ComparisonOptions
+from replayer.http1 import Http1Transport
 from replayer.pipeline import Pipeline, Progress, Record, Stats
 from replayer.request import Target
-from replayer.sender import AiohttpTransport, Sender, Transport
+from replayer.sender import Sender, Transport
 from replayer.spans import Span, SpanReader, resolve_spans
 from replayer.stopping import StopSignals
 from schemas.codec import Codec
@@ -101,7 +102,7 @@ def run_range(
                         spans,
                         codec,
                         shadow,
-                        transport or AiohttpTransport(limit=concurrency),
+                        transport or Http1Transport(limit=concurrency),
                         concurrency,
                         timeout,
                         stop,

@@ -40,10 +40,11 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import Gauge
 
 from replayer.comparison import Comparison, ComparisonOptions
+from replayer.http1 import Http1Transport
 from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
-from replayer.sender import AiohttpTransport, Sender, Transport
+from replayer.sender import Sender, Transport
 from replayer.stopping import StopSignals
 from schemas.codec import Codec
 from trafficmirror.errors import KafkaUnavailable
@@ -112,7 +113,7 @@ def run_worker(
         group_protocol=group_protocol,
         target=Target.parse(target),
         codec=Codec(registry_url=schema_registry_url),
-        transport=transport or AiohttpTransport(limit=concurrency),
+        transport=transport or Http1Transport(limit=concurrency),
         concurrency=concurrency,
         timeout=timeout,
         drain_timeout=drain_timeout,
