@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 
 import pytest
 
+from replayer.http1 import Http1Transport
 from replayer.request import REPLAY_HEADER, OutgoingRequest, Target, build_request
-from replayer.sender import AiohttpTransport, MockTransport, Outcome, Response, Sender
+from replayer.sender import AiohttpTransport, MockTransport, Outcome, Response, Sender, Transport
 from tests.replayer.events import make_event
 from trafficmirror.sampleapps import RecordingShadow
 
@@ -154,7 +156,14 @@ def test_concurrency_must_be_positive() -> None:
         Sender(MockTransport(lambda r: Response(200)), concurrency=0)
 
 
-def test_aiohttp_transport_sends_exactly_the_recorded_request() -> None:
+#: Both HTTP transports must put the same bytes on the wire.
+TRANSPORTS = pytest.mark.parametrize("make_transport", [Http1Transport, AiohttpTransport])
+
+
+@TRANSPORTS
+def test_transport_sends_exactly_the_recorded_request(
+    make_transport: Callable[[], Transport],
+) -> None:
     """No header of the client library's own, raw path, exact body, DELETE without a body."""
     body = bytes(range(256)) * 3
     events = [
@@ -181,7 +190,7 @@ def test_aiohttp_transport_sends_exactly_the_recorded_request() -> None:
 
     async def main(url: str) -> list[Outcome]:
         target = Target.parse(url)
-        sender = Sender(AiohttpTransport(), concurrency=4, timeout=10)
+        sender = Sender(make_transport(), concurrency=4, timeout=10)
         futures = [sender.submit(build_request(e, target), b"conn") for e in events]
         outcomes = await asyncio.gather(*futures)
         await sender.aclose()
@@ -218,11 +227,17 @@ def test_aiohttp_transport_sends_exactly_the_recorded_request() -> None:
     assert outcomes[0].response is not None and b'"body_length": 768' in outcomes[0].response.body
 
 
-def test_aiohttp_transport_reports_a_refused_connection() -> None:
+@pytest.mark.parametrize(
+    ("make_transport", "error"),
+    [(Http1Transport, "ConnectionRefusedError"), (AiohttpTransport, "ClientConnectorError")],
+)
+def test_transport_reports_a_refused_connection(
+    make_transport: Callable[[], Transport], error: str
+) -> None:
     from tests.support import free_port
 
     async def main() -> Outcome:
-        sender = Sender(AiohttpTransport(), timeout=5)
+        sender = Sender(make_transport(), timeout=5)
         target = Target.parse(f"http://127.0.0.1:{free_port()}")
         outcome = await sender.submit(build_request(make_event(), target), None)
         await sender.aclose()
@@ -230,7 +245,7 @@ def test_aiohttp_transport_reports_a_refused_connection() -> None:
 
     outcome = asyncio.run(main())
     assert not outcome.ok
-    assert "ClientConnectorError" in (outcome.error or "")
+    assert error in (outcome.error or "")
 
 
 def test_wait_for_room_returns_when_a_slot_frees_or_times_out() -> None:
