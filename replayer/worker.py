@@ -20,6 +20,16 @@ period, then what is done is stored and committed synchronously and the
 partitions are forgotten; whatever was still in flight is replayed by the next
 owner. Lost partitions (the member was fenced) are forgotten without a commit.
 
+Pace: without a session a worker replays live, as records arrive (`--speed
+max`), optionally under `--rate`; the records of its partitions are merged
+into recorded-time order (`replayer.merge`, with partition EOF telling when a
+partition has nothing more for now) and scheduled on the virtual clock
+(`replayer.clock`). A record waiting for its due time counts as in flight for
+the backpressure bound; on revocation it is dropped at once (the next owner
+replays it). `--rate R` is a group-wide figure: this worker takes the share
+of R that matches its share of the topic's partitions, re-computed on every
+rebalance. `set_pace()` changes the pace of a running worker (sessions).
+
 SIGTERM/SIGINT: stop fetching, keep polling while in-flight requests finish
 (up to the drain timeout), flush the replay results (`<topic>.results`), store
 and commit synchronously, close the consumer (which leaves the group), log one
@@ -36,11 +46,13 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Gauge
 
+from replayer.clock import Pace, Scheduler
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.http1 import Http1Transport
+from replayer.merge import PartitionMerger
 from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
@@ -73,6 +85,9 @@ IN_FLIGHT_PER_SLOT = 4
 #: shadow. Pausing is for a stuck shadow: polling then goes on with nothing to
 #: deliver, which serves rebalances and keeps the member alive.
 PAUSE_AFTER = 1.0
+#: Records the merge into recorded-time order may hold while a partition has not
+#: delivered (nor reached its end); beyond it the oldest goes out anyway.
+MERGE_LIMIT = 2000
 #: Seconds a revoked partition's in-flight requests may take before it is let go.
 REVOKE_GRACE = 5.0
 _BATCH = 500
@@ -97,6 +112,7 @@ def run_worker(
     stop_event: threading.Event | None = None,
     progress_interval: float = 10.0,
     comparison: ComparisonOptions | None = None,
+    pace: Pace | None = None,
 ) -> Stats:
     """Replay `topic` as a member of `group` to `target` until stopped; return the counts.
 
@@ -104,7 +120,9 @@ def run_worker(
     to `<topic>.results` (see `comparison`). Stops on SIGTERM/SIGINT (when
     called in the main thread) or when `stop_event` is set. Raises
     `TopicNotFound` if the topic does not exist, `KafkaUnavailable` on a fatal
-    consumer error. `transport` replaces the HTTP client (tests).
+    consumer error. `transport` replaces the HTTP client (tests). `pace`:
+    default as fast as records arrive, no rate limit; its `rate` is the
+    group's, of which this worker takes its share of the partitions.
     """
     worker = Worker(
         settings=settings,
@@ -119,6 +137,7 @@ def run_worker(
         drain_timeout=drain_timeout,
         progress_interval=progress_interval,
         comparison=comparison,
+        pace=pace,
     )
     health = None
     if metrics_port is not None:
@@ -150,12 +169,16 @@ class Worker:
         drain_timeout: float,
         progress_interval: float = 10.0,
         comparison: ComparisonOptions | None = None,
+        pace: Pace | None = None,
     ) -> None:
         self.settings = settings
         self.comparison_options = comparison or ComparisonOptions()
         self.topic = topic
         self.group = group
-        self.config = settings.consumer_config(group, group_protocol)
+        # Partition EOF tells the merge that a partition has nothing more for now.
+        self.config = settings.consumer_config(
+            group, group_protocol, **{"enable.partition.eof": True}
+        )
         self.target = target
         self.codec = codec
         self.transport = transport
@@ -176,6 +199,19 @@ class Worker:
         self.stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._error_logged: dict[int, float] = {}
+        self.scheduler = Scheduler(pace or Pace(speed=None), share=0.0)
+        self.merger: PartitionMerger[Record] = PartitionMerger(limit=MERGE_LIMIT)
+        self.total_partitions = 0
+        self._pipeline: Pipeline | None = None
+        self._tickets: dict[tuple[int, int], Ticket] = {}
+
+    def set_pace(self, pace: Pace) -> None:
+        """Replay at `pace` from now on (its rate is the group's; this worker takes its share)."""
+        self.scheduler.set_pace(pace)
+
+    def _apply_share(self) -> None:
+        total = self.total_partitions
+        self.scheduler.set_share(min(len(self.assigned) / total, 1.0) if total else 1.0)
 
     def _readiness(self) -> str | None:
         if self.stopping:
@@ -188,7 +224,9 @@ class Worker:
         """Consume and replay until `stop` is set; then drain, commit and leave the group."""
         consumer = Consumer(self.config)
         try:
-            topic_partitions(consumer, self.topic, self.settings.bootstrap_servers)
+            self.total_partitions = len(
+                topic_partitions(consumer, self.topic, self.settings.bootstrap_servers)
+            )
             comparison = Comparison.open(
                 self.settings, self.topic, self.target, self.comparison_options
             )
@@ -212,7 +250,9 @@ class Worker:
             sender=sender,
             stats=self.stats,
             comparison=comparison,
+            scheduler=self.scheduler,
         )
+        self._pipeline = pipeline
         progress = Progress(self.stats, self.progress_interval)
         run = self._loop.run_in_executor
         abandoned = 0
@@ -231,16 +271,20 @@ class Worker:
                 self.health.beat()
                 now = time.monotonic()
                 # Never read more than the in-flight bound leaves room for.
-                budget = min(_BATCH, self.max_in_flight - sender.in_flight)
+                # The merge's records are bounded on their own (MERGE_LIMIT): they
+                # wait for more reading, so they must not stop it.
+                budget = min(_BATCH, self.max_in_flight - pipeline.in_flight)
                 if budget > 0:
                     saturated_since = None
                 elif saturated_since is None:
                     saturated_since = now
                 saturated = saturated_since is not None and now - saturated_since >= PAUSE_AFTER
                 if budget <= 0 and not saturated and not self.paused:
-                    await sender.wait_for_room(self.max_in_flight, 0.05)
+                    await pipeline.wait_for_room(self.max_in_flight, 0.05)
+                    for record in self.merger.ready(self.max_in_flight - pipeline.in_flight):
+                        self._handle(record, pipeline)
                     continue
-                store, pause, resume = self._housekeeping(sender, saturated)
+                store, pause, resume = self._housekeeping(pipeline, saturated)
                 want_lag = now >= lag_due
                 if want_lag:
                     lag_due = now + self.progress_interval
@@ -249,26 +293,33 @@ class Worker:
                     executor, self._poll, consumer, store, pause, resume, want_lag, budget
                 )
                 for message in messages:
-                    self._dispatch(message, pipeline)
+                    self._dispatch(message)
+                for record in self.merger.ready(self.max_in_flight - pipeline.in_flight):
+                    self._handle(record, pipeline)
                 if lag is not None:
                     self._record_lag(lag)
-                progress.tick(sender.in_flight, f", partitions {sorted(self.assigned)}")
+                progress.tick(pipeline.in_flight, f", partitions {sorted(self.assigned)}")
 
             # Graceful stop: no new records, keep polling (rebalances, liveness) while
             # in-flight requests finish, then commit what is done.
             self.stopping = True
+            # Not sent yet (merge, due time, rate): left uncommitted for the next owner.
+            self.merger.forget(list(self.merger.partitions))
+            await self.scheduler.aclose()
             logger.info(
-                "draining %d in-flight requests (at most %gs)", sender.in_flight, self.drain_timeout
+                "draining %d in-flight requests (at most %gs)",
+                pipeline.in_flight,
+                self.drain_timeout,
             )
             deadline = time.monotonic() + self.drain_timeout
-            while sender.in_flight and time.monotonic() < deadline and not stop.forced:
+            while pipeline.in_flight and time.monotonic() < deadline and not stop.forced:
                 self.health.beat()
-                store, pause, _ = self._housekeeping(sender, True)
+                store, pause, _ = self._housekeeping(pipeline, True)
                 messages, _ = await run(
                     executor, self._poll, consumer, store, pause, [], False, 1
                 )
-                await sender.drain(0.01)
-            abandoned = sender.in_flight
+                await pipeline.wait_for_room(1, 0.01)
+            abandoned = pipeline.in_flight
             await sender.aclose()  # whatever is left is replayed by the next owner
             if comparison is not None:
                 # The results of what is committed next must be in Kafka first.
@@ -276,6 +327,7 @@ class Worker:
             await run(executor, self._commit, consumer, self._uncommitted(self.assigned))
         finally:
             self.stopping = True
+            await self.scheduler.aclose()
             await sender.aclose()
             # close() leaves the group; it runs the revoke callback, which needs this loop.
             await run(executor, consumer.close)
@@ -304,9 +356,13 @@ class Worker:
 
     # -- on the loop thread -------------------------------------------------------
 
-    def _dispatch(self, message: Any, pipeline: Pipeline) -> None:
+    def _dispatch(self, message: Any) -> None:
+        """Track `message` and hand it to the merge (or note its partition's end)."""
         error = message.error()
         if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                self.merger.end(message.partition())
+                return
             if error.fatal():
                 raise KafkaUnavailable(f"Kafka consumer failed: {error.str()}")
             self._log_kafka_error(error)
@@ -325,8 +381,20 @@ class Worker:
             self.tracker.forget(partition)
             self.stored.pop(partition, None)
             ticket = self.tracker.start(partition, offset)
-        future = pipeline.handle(Record.from_message(message))
-        pending = self.pending.setdefault(partition, set())
+            # Held by the merge before the reset: not ours to send any more.
+            for stale in self.merger.forget([partition]):
+                self._tickets.pop((stale.partition, stale.offset), None)
+            self.merger.track([partition])
+        record = Record.from_message(message)
+        self._tickets[(partition, offset)] = ticket
+        self.merger.add(partition, record.timestamp_ms or 0, record)
+
+    def _handle(self, record: Record, pipeline: Pipeline) -> None:
+        ticket = self._tickets.pop((record.partition, record.offset), None)
+        if ticket is None or record.partition not in self.assigned:
+            return  # its partition was revoked or reset meanwhile
+        future = pipeline.handle(record)
+        pending = self.pending.setdefault(record.partition, set())
         pending.add(future)
         future.add_done_callback(lambda done: self._finished(ticket, pending, done))
 
@@ -341,7 +409,7 @@ class Worker:
             self.tracker.finish(ticket)
 
     def _housekeeping(
-        self, sender: Sender, saturated: bool
+        self, sender: Pipeline, saturated: bool
     ) -> tuple[list[TopicPartition], list[int], list[int]]:
         """Offsets to store now, and partitions to pause or resume (backpressure)."""
         store = []
@@ -391,6 +459,8 @@ class Worker:
             self.stored.pop(partition, None)
             self.paused.discard(partition)
             self.assigned.add(partition)
+        self.merger.track(partitions)
+        self._apply_share()
         ASSIGNED.set(len(self.assigned))
         if partitions:
             logger.info(
@@ -401,6 +471,11 @@ class Worker:
         self, partitions: list[int], grace: float, lost: bool
     ) -> list[TopicPartition]:
         """Let go of `partitions`: wait up to `grace` for their requests, return what to commit."""
+        # Not sent yet (held for the merge or the due time): the next owner replays them.
+        for record in self.merger.forget(partitions):
+            self._tickets.pop((record.partition, record.offset), None)
+        if self._pipeline is not None:
+            self._pipeline.abandon(set(partitions))
         waiting = [f for p in partitions for f in self.pending.get(p, ())]
         if waiting and grace > 0:
             await asyncio.wait(waiting, timeout=grace)
@@ -417,6 +492,7 @@ class Worker:
                 LAG.remove(str(partition))
             except KeyError:
                 pass
+        self._apply_share()
         ASSIGNED.set(len(self.assigned))
         if partitions:
             how = "lost" if lost else "revoked"

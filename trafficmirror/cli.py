@@ -18,6 +18,7 @@ import click
 from trafficmirror import __version__
 from trafficmirror.cli_comparison import comparison_options
 from trafficmirror.cli_kafka import kafka_security_options
+from trafficmirror.cli_pace import pace_options
 from trafficmirror.cli_recorder import recorder_extra_options
 from trafficmirror.errors import TrafficMirrorError
 
@@ -366,6 +367,7 @@ def sender_options(func: F) -> F:
     help="On SIGTERM/SIGINT, seconds to let in-flight requests finish before exiting.",
 )
 @comparison_options
+@pace_options(default_speed="max")
 def worker(
     bootstrap_servers: str | None,
     topic: str,
@@ -381,6 +383,7 @@ def worker(
     group_protocol: str,
     drain_timeout: float,
     comparison: Any,
+    pace: Any,
 ) -> None:
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
 
@@ -413,6 +416,7 @@ def worker(
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         comparison=comparison,
+        pace=pace,
     )
 
 
@@ -460,6 +464,7 @@ def parse_end_offset(value: str) -> int | None:
     help="Last offset to replay (inclusive), or 'end' for the last record present at start.",
 )
 @comparison_options
+@pace_options(default_speed="1")
 def replay_range(
     bootstrap_servers: str | None,
     topic: str,
@@ -473,6 +478,7 @@ def replay_range(
     start_offset: int,
     end_offset: str,
     comparison: Any,
+    pace: Any,
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
 
@@ -508,6 +514,7 @@ def replay_range(
             timeout=timeout,
             schema_registry_url=schema_registry_url,
             comparison=comparison,
+            pace=pace,
         )
     )
 
