@@ -31,8 +31,10 @@ differ: the HTTP client writes UTF-8.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,6 +49,7 @@ HOP_BY_HOP = frozenset(
 )
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_REPLAY_MARKER = REPLAY_HEADER.lower()
 
 
 class Skipped(Exception):
@@ -120,6 +123,33 @@ class OutgoingRequest:
         return None
 
 
+#: Bytes that cannot appear in a request line as they are.
+_NOT_IN_REQUEST_LINE = re.compile(rb"[\x00-\x20\x7f-\xff]")
+
+#: What a recorded header name means for the request (see `build_request`).
+_DROP, _KEEP, _LENGTH, _CONNECTION = range(4)
+
+
+@lru_cache(maxsize=4096)
+def _header_name(raw: bytes) -> tuple[str, int]:
+    """The name as text and its role; cached: traffic has few distinct header names."""
+    name = _text(raw)
+    lowered = name.lower()
+    if lowered == "connection":
+        return name, _CONNECTION
+    if (
+        lowered in HOP_BY_HOP
+        or lowered.startswith("proxy-")
+        or lowered == "host"
+        or lowered == _REPLAY_MARKER
+        or lowered.startswith(":")  # HTTP/2 pseudo-headers never belong in the list
+    ):
+        return name, _DROP
+    if lowered == "content-length":
+        return name, _LENGTH
+    return name, _KEEP
+
+
 def _text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -147,15 +177,11 @@ def _path(raw: bytes) -> str:
         raise Skipped("unsupported", f"request target {raw[:80]!r} is not a path")
     # Bytes outside printable ASCII cannot appear in a request line; escape them
     # the way a client would rather than refusing the whole request.
-    if any(b <= 0x20 or b >= 0x7F for b in path):
+    if _NOT_IN_REQUEST_LINE.search(path):
         path = b"".join(
             b"%%%02X" % b if (b <= 0x20 or b >= 0x7F) else bytes((b,)) for b in path
         )
     return path.decode("ascii")
-
-
-def _pairs(flat: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
-    return [(flat[i], flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
 
 
 def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
@@ -166,37 +192,34 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
         known = f"{length} bytes" if length is not None and length >= 0 else "unknown length"
         raise Skipped("truncated", f"request body was truncated by the recorder ({known})")
     body: bytes = message["body"]
-    pairs = _pairs(message["headers"])
+    flat: Sequence[bytes] = message["headers"]
+    named = [(_header_name(flat[i]), flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
 
     connection_named: set[str] = set()
-    for raw_name, raw_value in pairs:
-        if raw_name.lower() == b"connection":
+    for (_, role), raw_value in named:
+        if role == _CONNECTION:
             connection_named.update(
                 token.strip().lower() for token in _text(raw_value).split(",") if token.strip()
             )
 
     headers: list[tuple[str, str]] = [("Host", target.host_port)]
     seen_length = False
-    replay_marker = REPLAY_HEADER.lower()
-    for raw_name, raw_value in pairs:
-        name = _text(raw_name)
-        lowered = name.lower()
-        if (
-            lowered in HOP_BY_HOP
-            or lowered.startswith("proxy-")
-            or lowered in connection_named
-            or lowered == "host"
-            or lowered == replay_marker
-            or lowered.startswith(":")  # HTTP/2 pseudo-headers never belong in the list
-        ):
+    for (name, role), raw_value in named:
+        if role == _DROP or role == _CONNECTION:
             continue
-        if lowered == "content-length":
+        if connection_named and name.lower() in connection_named:
+            continue
+        if role == _LENGTH:
             if seen_length:
                 continue
             seen_length = True
             headers.append((name, str(len(body))))
             continue
-        headers.append((name, _text(raw_value)))
+        try:
+            value = raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw_value.decode("latin-1")
+        headers.append((name, value))
     exchange_id = str(event["id"])
     headers.append((REPLAY_HEADER, exchange_id))
     return OutgoingRequest(

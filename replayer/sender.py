@@ -13,10 +13,11 @@ so tests plug in a handler with `MockTransport`):
 * a timeout or a connection error is an `Outcome` with `error` set, never an
   exception: one broken request must not stop the replay.
 
-`AiohttpTransport` sends exactly the prepared request: no User-Agent, Accept or
-Accept-Encoding of its own, no Content-Type for bytes, no cookies, no
-redirects, no decompression, the path as recorded (never re-quoted).
-aiohttp is the client because it is the fastest here (see the README's figures).
+The transports that send exactly the prepared request (no header of their own,
+no cookies, no redirects, no decompression, the path as recorded) are
+`replayer.http1.Http1Transport`, which the worker and `replay range` use, and
+`AiohttpTransport` (`replayer.aiohttp_transport`, imported from here on first
+use so that a replay does not pay for loading aiohttp).
 """
 
 from __future__ import annotations
@@ -25,14 +26,9 @@ import asyncio
 import inspect
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Sequence
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-import aiohttp
-from aiohttp import hdrs
-from yarl import URL
 
 from replayer.request import OutgoingRequest
 
@@ -78,6 +74,14 @@ class Transport(Protocol):
 Handler = Callable[[OutgoingRequest], Response | Awaitable[Response]]
 
 
+def __getattr__(name: str) -> Any:
+    if name == "AiohttpTransport":
+        from replayer.aiohttp_transport import AiohttpTransport
+
+        return AiohttpTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class MockTransport:
     """A transport that calls `handler` instead of the network (sync or async)."""
 
@@ -92,105 +96,6 @@ class MockTransport:
 
     async def aclose(self) -> None:
         pass
-
-
-class _AnyMethod(set[str]):
-    def __contains__(self, item: object) -> bool:
-        return True
-
-
-#: The exact header list of the request being built in this task (see `_ExactRequest`).
-_EXACT_HEADERS: ContextVar[Sequence[tuple[str, str]] | None] = ContextVar(
-    "trafficmirror_exact_headers", default=None
-)
-
-
-class _ExactRequest(aiohttp.ClientRequest):
-    """An aiohttp request that carries exactly the prepared header list.
-
-    Two aiohttp behaviours break a faithful replay: `ClientSession` merges
-    header names case-sensitively, so a recorded `X-Tag: a` followed by
-    `x-tag: b` would lose the first; and a bodiless POST/PUT/DELETE gets a
-    `Content-Length: 0` the client never sent. So the header list is taken
-    from `_EXACT_HEADERS` (set by the transport around the call) and every
-    method is treated as one that may go without a body (a recorded
-    Content-Length is still sent).
-    """
-
-    GET_METHODS = _AnyMethod()
-
-    def update_headers(self, headers: Any) -> None:
-        exact = _EXACT_HEADERS.get()
-        if exact is None:
-            super().update_headers(headers)
-            return
-        super().update_headers(None)  # the Host header of the URL
-        for name, value in exact:
-            if name.lower() == "host":
-                self.headers[hdrs.HOST] = value
-            else:
-                self.headers.add(name, value)
-
-
-#: Headers aiohttp would add on its own; the shadow must see only recorded ones.
-_AUTO_HEADERS = (hdrs.USER_AGENT, hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.CONTENT_TYPE)
-
-
-class AiohttpTransport:
-    """The real transport: an aiohttp session with a keep-alive connection pool.
-
-    `limit` caps open connections (the sender's concurrency is the real bound).
-    Created lazily inside the running event loop.
-    """
-
-    def __init__(self, limit: int = 100) -> None:
-        self._limit = limit
-        self._session: aiohttp.ClientSession | None = None
-
-    def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=0, ttl_dns_cache=300)
-        return aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            skip_auto_headers=_AUTO_HEADERS,
-            request_class=_ExactRequest,
-            timeout=aiohttp.ClientTimeout(total=None),  # the sender enforces the timeout
-            trust_env=False,
-            # Recorded responses may carry big headers; never fail on them.
-            max_line_size=65536,
-            max_field_size=65536,
-        )
-
-    async def send(self, request: OutgoingRequest) -> Response:
-        if self._session is None:
-            self._session = self._open()
-        token = _EXACT_HEADERS.set(request.headers)
-        try:
-            async with self._session.request(
-                request.method,
-                URL(request.url, encoded=True),
-                data=request.body or None,
-                allow_redirects=False,
-                compress=None,
-            ) as response:
-                body = await response.read()
-                return Response(
-                    status=response.status,
-                    headers=tuple(
-                        (k.decode("latin-1"), v.decode("latin-1"))
-                        for k, v in response.raw_headers
-                    ),
-                    body=body,
-                    reason=response.reason or "",
-                )
-        finally:
-            _EXACT_HEADERS.reset(token)
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
 
 def describe_error(exc: BaseException, timeout: float) -> str:
