@@ -106,6 +106,9 @@ def describe_error(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_Chain = deque[tuple[OutgoingRequest, "asyncio.Future[Outcome]"]]
+
+
 class Sender:
     """Sends requests through a transport, `concurrency` at a time, in order per key.
 
@@ -121,9 +124,17 @@ class Sender:
         self.transport = transport
         self.concurrency = concurrency
         self.timeout = timeout
-        self._slots = asyncio.Semaphore(concurrency)
-        self._chains: dict[Hashable, deque[tuple[OutgoingRequest, asyncio.Future[Outcome]]]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # Chains of same-key requests, oldest first; a chain exists while it has
+        # requests. `_ready` holds the chains whose head may go now; each of at
+        # most `concurrency` long-lived worker tasks takes one, sends its head,
+        # and puts it back at the end if more follow. Workers instead of a task
+        # per chain and a semaphore: a task costs more than the rest of the
+        # sender's work for one request (bench/replay.py).
+        self._chains: dict[Hashable, _Chain] = {}
+        self._ready: deque[tuple[Hashable | None, _Chain]] = deque()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._idle_workers: deque[asyncio.Future[None]] = deque()
+        self._closed = False
         self._in_flight = 0
         self._active = 0
         self._idle = asyncio.Event()
@@ -145,63 +156,73 @@ class Sender:
 
         `key=None` means no ordering constraint.
         """
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        if self._closed:
+            future.cancel()
+            return future
         self._in_flight += 1
         self._idle.clear()
         if key is None:
-            self._spawn(self._send_one(request, future))
-            return future
-        chain = self._chains.get(key)
-        if chain is None:
-            chain = deque()
-            self._chains[key] = chain
-            chain.append((request, future))
-            self._spawn(self._run_chain(key, chain))
+            self._ready.append((None, deque(((request, future),))))
         else:
-            chain.append((request, future))
+            chain = self._chains.get(key)
+            if chain is not None:
+                chain.append((request, future))  # goes when the ones before it are done
+                return future
+            chain = self._chains[key] = deque(((request, future),))
+            self._ready.append((key, chain))
+        self._dispatch(loop)
         return future
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make sure a worker will take the ready chain just queued."""
+        while self._idle_workers:
+            waiter = self._idle_workers.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        if len(self._workers) < self.concurrency:
+            task = loop.create_task(self._work())
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
 
-    async def _run_chain(
-        self, key: Hashable, chain: deque[tuple[OutgoingRequest, asyncio.Future[Outcome]]]
-    ) -> None:
-        try:
-            while chain:
-                request, future = chain[0]
-                await self._send_one(request, future)
-                chain.popleft()
-        finally:
-            # No await between the empty check and this: a submit() in between is impossible.
-            if self._chains.get(key) is chain:
+    async def _work(self) -> None:
+        ready = self._ready
+        loop = asyncio.get_running_loop()
+        while True:
+            if not ready:
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._idle_workers.append(waiter)
+                await waiter
+                continue
+            key, chain = ready.popleft()
+            request, future = chain[0]
+            await self._send_one(request, future)
+            chain.popleft()
+            if chain:
+                ready.append((key, chain))  # the next of that key, after the others waiting
+            elif key is not None:
+                # No await between the empty check and this: a submit() in between is impossible.
                 del self._chains[key]
-            for _, future in chain:  # only when cancelled: nothing waits for these any more
-                if not future.done():
-                    future.cancel()
-                    self._done()
-            chain.clear()
 
     async def _send_one(self, request: OutgoingRequest, future: asyncio.Future[Outcome]) -> None:
         try:
-            async with self._slots:
-                self._active += 1
-                sent_at = time.time()
-                started = time.perf_counter()
-                response: Response | None = None
-                error: str | None = None
-                try:
-                    async with asyncio.timeout(self.timeout):
-                        response = await self.transport.send(request)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # a shadow failure is an outcome, not a crash
-                    error = describe_error(exc, self.timeout)
-                finally:
-                    self._active -= 1
-                outcome = Outcome(request, response, error, sent_at, time.perf_counter() - started)
+            self._active += 1
+            sent_at = time.time()
+            started = time.perf_counter()
+            response: Response | None = None
+            error: str | None = None
+            try:
+                async with asyncio.timeout(self.timeout):
+                    response = await self.transport.send(request)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a shadow failure is an outcome, not a crash
+                error = describe_error(exc, self.timeout)
+            finally:
+                self._active -= 1
+            outcome = Outcome(request, response, error, sent_at, time.perf_counter() - started)
             if not future.done():
                 future.set_result(outcome)
         finally:
@@ -236,10 +257,25 @@ class Sender:
         return True
 
     async def aclose(self) -> None:
-        """Cancel whatever is still queued or on the wire, then close the transport."""
-        tasks = list(self._tasks)
+        """Cancel whatever is still queued or on the wire, then close the transport.
+
+        Requests submitted afterwards are cancelled at once.
+        """
+        self._closed = True
+        tasks = list(self._workers)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        # What was queued behind its key, or waiting for a worker: nothing waits for it now.
+        # (The head of a chain a worker was sending has been cancelled with the worker.)
+        chains = [chain for _, chain in self._ready] + list(self._chains.values())
+        self._ready.clear()
+        self._chains.clear()
+        for chain in chains:
+            for _, future in chain:
+                if not future.done():
+                    future.cancel()
+                    self._done()
+            chain.clear()
         await self.transport.aclose()
