@@ -166,6 +166,7 @@ class Scheduled:
     release: Release | None
     partition: int | None = None
     on_cancel: Callable[[], None] | None = None
+    since: float = 0.0  # time.time() when scheduled
 
     def __lt__(self, other: Scheduled) -> bool:
         return (self.recorded_us, self.seq) < (other.recorded_us, other.seq)
@@ -265,7 +266,7 @@ class Scheduler:
         instead of `release` when it is cancelled (or the scheduler closed).
         """
         self._seq += 1
-        item = Scheduled(recorded_us, self._seq, release, partition, on_cancel)
+        item = Scheduled(recorded_us, self._seq, release, partition, on_cancel, time.time())
         head = self._heap[0] if self._heap else None
         heapq.heappush(self._heap, item)
         self._waiting += 1
@@ -348,10 +349,12 @@ class Scheduler:
             head = heap[0]
             now = time.time()
             due = clock.due(head.recorded_us, now)
-            ready = now if due is None else due
+            # Ready to go since: tells the rate limiter idle from behind.
+            arrived = head.since if due is None else max(due, head.since)
+            ready = arrived
             bucket = self._bucket
             if bucket is not None:
-                ready = max(ready, bucket.ready_at())
+                ready = max(ready, bucket.ready_at(arrived))
             elif self._pace.rate is not None:  # a share of 0: hold back until it changes
                 await self._nap(None)
                 continue
@@ -365,7 +368,7 @@ class Scheduler:
             heapq.heappop(heap)
             clock.released(head.recorded_us)
             if bucket is not None:
-                bucket.take(now)
+                bucket.take(now, arrived)
             release = head.release
             head.release = head.on_cancel = None
             self._waiting -= 1

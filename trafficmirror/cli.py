@@ -395,6 +395,9 @@ def worker(
     every request carries X-Trafficmirror-Replay: <exchange id>. SIGTERM/SIGINT
     drains in-flight requests, commits and leaves the group.
 
+    Pace: as records arrive (--speed max) by default; --rate caps the whole
+    group, each worker taking its share of the partitions.
+
     Each shadow response is compared with the recorded production response
     (status, headers, body: JSON by path, text by line, binary by hash) and the
     result written to TOPIC.results; `trafficmirror report` reads them.
@@ -487,6 +490,9 @@ def replay_range(
     sent), 1 if some could not be sent or decoded, and 2 on bad input (START >
     END, an offset outside the partition, an unknown topic or partition).
     Nothing is committed: running it again replays the same records.
+
+    Pace: at the recorded pace (--speed 1), partitions merged in recorded
+    order; --speed max for as fast as possible. A progress bar on a terminal.
 
     Each shadow response is compared with the recorded one and the result
     written to TOPIC.results (a replay of the same range again replaces, not

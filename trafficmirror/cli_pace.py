@@ -33,7 +33,7 @@ def parse_speed(value: str) -> float | None:
         ) from None
     if not (math.isfinite(speed) and speed > 0):
         raise click.BadParameter(
-            f"{value!r}: the speed must be a number above 0, or 'max'", param_hint="--speed"
+            f"{value!r}: the speed must be a finite number above 0, or 'max'", param_hint="--speed"
         )
     return speed
 
@@ -41,7 +41,7 @@ def parse_speed(value: str) -> float | None:
 def _positive(hint: str) -> Callable[[click.Context, click.Parameter, float | None], float | None]:
     def check(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
         if value is not None and not (math.isfinite(value) and value > 0):
-            raise click.BadParameter(f"{value!r}: must be a number above 0", param_hint=hint)
+            raise click.BadParameter(f"{value!r}: must be a finite number above 0", param_hint=hint)
         return value
 
     return check
