@@ -251,9 +251,10 @@ class _Connection(asyncio.Protocol):
         self._status = status
         self._reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
         self._headers = tuple(headers)
-        tokens = {t.strip() for t in connection.split(b",")}
-        if b"close" in tokens or (version_10 and b"keep-alive" not in tokens):
-            self.reusable = False
+        if connection or version_10:
+            tokens = {t.strip() for t in connection.split(b",")}
+            if b"close" in tokens or (version_10 and b"keep-alive" not in tokens):
+                self.reusable = False
         if self._head_request or status in (204, 304):
             self._framing, self._remaining = "length", 0
         elif chunked:
