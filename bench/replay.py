@@ -32,7 +32,10 @@ process gains from overlapping waits, not from a second core (this machine has
 none to spare). Comparison and results (`<topic>.results`) stay on, as in a
 real replay.
 
-    python bench/replay.py [--records 20000] [--repeats 3] [--concurrency 64]
+With `--profile`, one more `--speed max` replay runs under py-spy and a second
+table says which stage of a record's path its samples fall in.
+
+    python bench/replay.py [--records 20000] [--repeats 3] [--concurrency 64] [--profile]
 """
 
 from __future__ import annotations
@@ -403,6 +406,71 @@ def replay(
     return run
 
 
+#: Where a sample of the replayer's profile goes: the innermost frame matching one of these.
+_STAGES = (
+    ("decode", ("Codec.decode",)),
+    ("build the request", ("build_request",)),
+    ("compare", ("compare_exchange", "build_result", "_response (replayer/comparison")),
+    ("results: encode, produce", ("result_message", "ResultSink.send")),
+    ("results: producer's poll thread", ("ResultSink._poll_loop",)),
+    ("metrics (prometheus_client)", ("prometheus_client",)),
+    ("HTTP: sender, transport, socket I/O", ("Sender.", "http1.py", "selector_events.py")),
+    ("schedule and merge (time warp)", ("clock.py", "merge.py", "ratelimit.py")),
+    ("consume (Kafka thread, records)", ("concurrent/futures/thread.py", "Record.from_message")),
+    ("start-up (imports, connect)", ("importlib", "cli_comparison.py")),
+)
+
+
+def stages(raw: Path) -> list[tuple[str, float]]:
+    """Share of py-spy samples (raw format) per stage of the record's path."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not number.isdigit():
+            continue
+        n = int(number)
+        total += n
+        stage = "other (start-up, exit)"
+        for frame in reversed(stack.split(";")):
+            if "run_forever" in frame:
+                stage = "event loop and pipeline glue"
+                break
+            found = next((name for name, subs in _STAGES if any(s in frame for s in subs)), None)
+            if found:
+                stage = found
+                break
+        counts[stage] = counts.get(stage, 0) + n
+    return sorted(((k, v / total) for k, v in counts.items()), key=lambda kv: -kv[1])
+
+
+def profile(argv: list[str], shadow_port: int, cpus: set[int] | None, logdir: Path) -> None:
+    """One `--speed max` replay under py-spy; prints where its time goes."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        print("py-spy is not installed next to this Python: no profile", flush=True)
+        return
+    raw = logdir / "profile.txt"
+    fetch_arrivals(shadow_port)
+    with open(logdir / "profile.log", "ab") as log:
+        subprocess.run(
+            [str(spy), "record", "-r", "250", "-f", "raw", "-o", str(raw), "--", *argv],
+            stdout=log,
+            stderr=log,
+            check=False,
+            preexec_fn=_affinity(cpus),  # type: ignore[arg-type]  # noqa: PLW1509
+        )
+    fetch_arrivals(shadow_port)
+    if not raw.exists():
+        print("py-spy wrote no profile (see profile.log)", flush=True)
+        return
+    print()
+    print("| where one --speed max replay's time goes (py-spy samples) | share |")
+    print("| --- | ---: |")
+    for stage, share in stages(raw):
+        print(f"| {stage} | {share * 100:.0f} % |")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
@@ -438,6 +506,11 @@ def main() -> int:
         "--only",
         default="",
         help="comma-separated subset of: ceiling,max1,nores,max2,rate,lateness",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the table, profile one --speed max replay with py-spy (pip install py-spy)",
     )
     args = parser.parse_args()
     only = {s.strip() for s in args.only.split(",") if s.strip()}
@@ -564,6 +637,8 @@ def main() -> int:
                 if run.code:
                     print(f"  WARNING: exit code {run.code}, see {log}", flush=True)
         report(ceiling, runs, args)
+        if args.profile:
+            profile(one("bench-max", "end", speed_max)[0], port, load_cpus, logdir)
         print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         for proc in procs:
