@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
@@ -86,18 +87,41 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-class ProgressBar:
-    """One redrawn line on a terminal: `[#####.....] 512/1000 51% 99/s late p99 1.1ms ETA 0:05`."""
+class ProgressBar(logging.Filter):
+    """One redrawn line on a terminal: `[#####.....] 512/1000 51% 99/s late p99 1.1ms ETA 0:05`.
+
+    While it is drawn, a log line first clears the bar (it is a filter on the
+    root logger's handlers: `attach()`/`close()`), so the two never share a line;
+    the next `draw()` puts the bar back below it.
+    """
 
     WIDTH = 24
 
     def __init__(self, stream: IO[str], total: int, interval: float = 0.2) -> None:
+        super().__init__()
         self.stream = stream
         self.total = total
         self.interval = interval
         self.meter = RateMeter()
         self._last = 0.0
         self._drawn = False
+        self._on_line = False
+        self._handlers: list[logging.Handler] = []
+
+    def attach(self) -> ProgressBar:
+        """Clear the bar before any log line of the root logger's handlers."""
+        self._handlers = list(logging.getLogger().handlers)
+        for handler in self._handlers:
+            handler.addFilter(self)
+        return self
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._on_line:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._on_line = False
+            self._last = 0.0  # redraw at the next tick
+        return True
 
     def draw(self, handled: int, lateness: Lateness | None, force: bool = False) -> None:
         now = time.monotonic()
@@ -122,10 +146,14 @@ class ProgressBar:
         # Clear to the end of the line: a shorter line must not leave old characters.
         self.stream.write("\r" + " ".join(parts) + "\x1b[K")
         self.stream.flush()
-        self._drawn = True
+        self._drawn = self._on_line = True
 
     def close(self) -> None:
-        """End the line so what follows starts on its own."""
-        if self._drawn:
+        """End the line so what follows starts on its own; detach from the log handlers."""
+        for handler in self._handlers:
+            handler.removeFilter(self)
+        self._handlers = []
+        if self._on_line:
             self.stream.write("\n")
             self.stream.flush()
+            self._on_line = False

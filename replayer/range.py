@@ -14,8 +14,9 @@ partitions go out interleaved as they were recorded. Progress: a redrawn bar
 on a terminal's stderr, the periodic log line otherwise.
 
 Exit code 0 when every record in the range was sent (a truncated body skipped
-by policy counts as handled), 1 when some could not be sent or decoded, 2 on
-bad input, 130 when interrupted.
+by policy counts as handled), 1 when some could not be sent or decoded (those
+go to `<topic>.dlq`, see `replayer.dlq`) or were recorded from the target's own
+host (`replayer.safety`), 2 on bad input, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ from typing import IO, Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from replayer.clock import Pace, Scheduler
+from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
+from replayer.dlq import DeadLetters
 from replayer.http1 import Http1Transport
 from replayer.merge import PartitionMerger
 from replayer.pipeline import Pipeline, Progress, Record, Stats
 from replayer.progress import ProgressBar
 from replayer.request import Target
+from replayer.safety import SafetyOptions
 from replayer.sender import Sender, Transport
 from replayer.spans import Span, SpanReader, resolve_spans
 from replayer.stopping import StopSignals
@@ -79,6 +82,7 @@ def run_range(
     out: IO[str] | None = None,
     progress_interval: float = 10.0,
     comparison: ComparisonOptions | None = None,
+    safety: SafetyOptions | None = None,
     pace: Pace | None = None,
     progress_bar: bool | None = None,
 ) -> int:
@@ -86,7 +90,9 @@ def run_range(
 
     `partitions` empty = all; `end_offset` None = the last offset of each
     partition at start. Every replay is compared with the recorded response
-    and its result written to `<topic>.results` (see `comparison`). Prints a
+    and its result written to `<topic>.results` (see `comparison`); records
+    that cannot be decoded or sent go to `<topic>.dlq`; `safety` says whether
+    records recorded from the target's own host are sent. Prints a
     summary to `out` (stdout) and returns the exit code. Raises
     `TopicNotFound`/`OffsetOutOfRange` (usage errors) before sending anything.
     `transport` replaces the HTTP client (tests); `stop_event` stops it from
@@ -110,8 +116,10 @@ def run_range(
             print(f"nothing to replay: no records in the range of topic {topic!r}", file=out)
             return 0
         compare = Comparison.open(settings, topic, shadow, compare_options)
+        dlq = DeadLetters(settings, topic)
         try:
             with StopSignals(stop_event, "letting in-flight requests finish") as stop:
+                settle_memory()
                 stats = asyncio.run(
                     _replay(
                         consumer,
@@ -125,15 +133,18 @@ def run_range(
                         stop,
                         progress_interval,
                         compare,
+                        dlq,
+                        safety,
                         pace or Pace(),
                         sys.stderr.isatty() if progress_bar is None else progress_bar,
                     )
                 )
         finally:
             compare.close()  # flushes the results before the summary counts them
+            dlq.close()
     finally:
         consumer.close()
-    return _summarize(topic, shadow, spans, stats, stop, out, compare)
+    return _summarize(topic, shadow, spans, stats, stop, out, compare, dlq)
 
 
 async def _replay(
@@ -148,6 +159,8 @@ async def _replay(
     stop: StopSignals,
     progress_interval: float,
     comparison: Comparison | None,
+    dlq: DeadLetters | None,
+    safety: SafetyOptions | None,
     pace: Pace,
     bar: bool,
 ) -> Stats:
@@ -155,12 +168,18 @@ async def _replay(
     sender = Sender(transport, concurrency=concurrency, timeout=timeout)
     scheduler = Scheduler(pace)
     pipeline = Pipeline(
-        codec=codec, target=shadow, sender=sender, comparison=comparison, scheduler=scheduler
+        codec=codec,
+        target=shadow,
+        sender=sender,
+        comparison=comparison,
+        dlq=dlq,
+        safety=safety,
+        scheduler=scheduler,
     )
     stats = pipeline.stats
     total = sum(s.count for s in spans)
     progress = Progress(stats, progress_interval, total=total)
-    drawing = ProgressBar(sys.stderr, total) if bar else None
+    drawing = ProgressBar(sys.stderr, total).attach() if bar else None
 
     def tick() -> None:
         if drawing is not None:
@@ -221,6 +240,8 @@ async def _replay(
         # what is not due yet, give what is on the wire a short grace, leave the rest.
         while not stop.is_set() and not await pipeline.wait_for_room(1, 0.2):
             tick()
+        while not stop.is_set() and pipeline.waiting_dead_letters:
+            await asyncio.sleep(0.1)  # dead letters waiting for room in the producer's queue
         if stop.is_set():
             await scheduler.aclose()
             await _drain_until_forced(sender, stop, grace=INTERRUPT_GRACE)
@@ -257,6 +278,7 @@ def _summarize(
     stop: StopSignals,
     out: IO[str],
     comparison: Comparison | None = None,
+    dlq: DeadLetters | None = None,
 ) -> int:
     elapsed = time.monotonic() - stats.started
     handled = stats.handled
@@ -287,6 +309,8 @@ def _summarize(
         )
     if comparison is not None:
         print(comparison.line(), file=out)
+    if dlq is not None and (dlq.counts.queued or dlq.counts.failed):
+        print(dlq.line(), file=out)
     out.flush()
     unfinished = sum(s.count for s in spans) - handled
     if stop.is_set() and unfinished > 0:
@@ -296,11 +320,19 @@ def _summarize(
             file=sys.stderr,
         )
         return 130
-    failed = stats.errors + stats.undecodable
-    if failed:
+    unsendable = stats.skipped.get("unsendable", 0)
+    original = stats.skipped.get("original-host", 0)
+    lost = dlq.counts.failed if dlq is not None else 0
+    failed = stats.errors + stats.undecodable + unsendable + original
+    if failed or lost:
+        more = f", unsendable {unsendable}" if unsendable else ""
+        if original:
+            more += f", refused as the original host {original} (see --allow-original-host)"
+        if lost:
+            more += f"; {lost} dead letters not written"
         print(
             f"trafficmirror: {failed} of {handled} records could not be sent "
-            f"(errors {stats.errors}, undecodable {stats.undecodable})",
+            f"(errors {stats.errors}, undecodable {stats.undecodable}{more})",
             file=sys.stderr,
         )
         return 1

@@ -23,6 +23,14 @@ What is kept, what changes, and why:
 * A request whose body was truncated by the recorder (`body_truncated`) is not
   sent at all: sending the first bytes as if they were the whole body would
   test the shadow with a request nobody made. It is skipped and counted.
+* An event no valid request can be made of raises `Unsendable` (a `Skipped`
+  whose record goes to the dead-letter queue, see `replayer.dlq`): a request
+  target that is neither origin form, absolute form nor `*`; a method that is
+  not an RFC 9110 token; a header name that is not a token, or a value holding
+  CR, LF or NUL (they would split or end the request on the wire); an
+  authority longer than 262 characters (a 253-character DNS name, a port and
+  brackets) or holding whitespace, control characters or `/?#@\\`; an exchange
+  id with CR, LF or NUL (it is the value of the replay header).
 
 Header values that are not valid UTF-8 are read as Latin-1 (every byte maps to
 one character), which keeps them printable but means their bytes on the wire
@@ -58,6 +66,36 @@ class Skipped(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+class Unsendable(Skipped):
+    """No valid HTTP request can be made of the event: a poison record for the DLQ."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("unsendable", detail)
+
+
+# Regular expressions rather than loops over the bytes: these run for every
+# header of every replayed record.
+#: An RFC 9110 token (methods, header names).
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_IN_VALUE = re.compile(rb"[\r\n\x00]")
+_BAD_IN_AUTHORITY = re.compile(rb"[\x00-\x20\x7f/?#@\\]")
+#: A 253-character DNS name, ":65535", or an IPv6 literal in brackets with a port.
+MAX_AUTHORITY = 262
+
+
+def _is_token(raw: bytes) -> bool:
+    return _TOKEN.fullmatch(raw) is not None
+
+
+def check_authority(authority: str) -> None:
+    """Raise `Unsendable` for an authority that cannot name a host (see the module doc)."""
+    raw = authority.encode("utf-8", "surrogatepass")
+    if len(raw) > MAX_AUTHORITY:
+        raise Unsendable(f"authority of {len(raw)} bytes is not a host[:port]")
+    if _BAD_IN_AUTHORITY.search(raw):
+        raise Unsendable(f"authority {authority[:80]!r} is not a host[:port]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +165,7 @@ class OutgoingRequest:
 _NOT_IN_REQUEST_LINE = re.compile(rb"[\x00-\x20\x7f-\xff]")
 
 #: What a recorded header name means for the request (see `build_request`).
-_DROP, _KEEP, _LENGTH, _CONNECTION = range(4)
+_DROP, _KEEP, _LENGTH, _CONNECTION, _BAD_NAME = range(5)
 
 
 @lru_cache(maxsize=4096)
@@ -145,6 +183,8 @@ def _header_name(raw: bytes) -> tuple[str, int]:
         or lowered.startswith(":")  # HTTP/2 pseudo-headers never belong in the list
     ):
         return name, _DROP
+    if not _is_token(raw):
+        return name, _BAD_NAME
     if lowered == "content-length":
         return name, _LENGTH
     return name, _KEEP
@@ -174,7 +214,7 @@ def _path(raw: bytes) -> str:
     elif not raw:
         path = b"/"
     else:
-        raise Skipped("unsupported", f"request target {raw[:80]!r} is not a path")
+        raise Unsendable(f"request target {raw[:80]!r} is not a path")
     # Bytes outside printable ASCII cannot appear in a request line; escape them
     # the way a client would rather than refusing the whole request.
     if _NOT_IN_REQUEST_LINE.search(path):
@@ -193,10 +233,15 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
         raise Skipped("truncated", f"request body was truncated by the recorder ({known})")
     body: bytes = message["body"]
     flat: Sequence[bytes] = message["headers"]
-    named = [(_header_name(flat[i]), flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
+    named = [(flat[i], _header_name(flat[i]), flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
+    method = str(event["method"])
+    if not _is_token(method.encode("utf-8", "surrogatepass")):
+        raise Unsendable(f"method {method[:40]!r} is not an HTTP token")
+    check_authority(str(event["authority"]))
+    path = _path(bytes(event["path"]))
 
     connection_named: set[str] = set()
-    for (_, role), raw_value in named:
+    for _, (_, role), raw_value in named:
         if role == _CONNECTION:
             connection_named.update(
                 token.strip().lower() for token in _text(raw_value).split(",") if token.strip()
@@ -204,11 +249,15 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
 
     headers: list[tuple[str, str]] = [("Host", target.host_port)]
     seen_length = False
-    for (name, role), raw_value in named:
+    for raw_name, (name, role), raw_value in named:
         if role == _DROP or role == _CONNECTION:
             continue
         if connection_named and name.lower() in connection_named:
             continue
+        if role == _BAD_NAME:
+            raise Unsendable(f"header name {raw_name[:40]!r} is not an HTTP token")
+        if _BAD_IN_VALUE.search(raw_value):
+            raise Unsendable(f"header {raw_name[:40]!r} has a value with CR, LF or NUL")
         if role == _LENGTH:
             if seen_length:
                 continue
@@ -221,11 +270,13 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
             value = raw_value.decode("latin-1")
         headers.append((name, value))
     exchange_id = str(event["id"])
+    if any(c in exchange_id for c in "\r\n\x00"):
+        raise Unsendable(f"exchange id {exchange_id[:40]!r} cannot be a header value")
     headers.append((REPLAY_HEADER, exchange_id))
     return OutgoingRequest(
-        method=str(event["method"]),
+        method=method,
         target=target,
-        path=_path(bytes(event["path"])),
+        path=path,
         headers=tuple(headers),
         body=bytes(body),
         exchange_id=exchange_id,

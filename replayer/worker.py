@@ -31,7 +31,8 @@ of R that matches its share of the topic's partitions, re-computed on every
 rebalance. `set_pace()` changes the pace of a running worker (sessions).
 
 SIGTERM/SIGINT: stop fetching, keep polling while in-flight requests finish
-(up to the drain timeout), flush the replay results (`<topic>.results`), store
+(up to the drain timeout), flush the replay results (`<topic>.results`) and
+the dead letters (`<topic>.dlq`, see `replayer.dlq`), store
 and commit synchronously, close the consumer (which leaves the group), log one
 summary line.
 """
@@ -49,13 +50,15 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Gauge
 
-from replayer.clock import Pace, Scheduler
+from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
+from replayer.dlq import DeadLetters
 from replayer.http1 import Http1Transport
 from replayer.merge import PartitionMerger
 from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
+from replayer.safety import SafetyOptions
 from replayer.sender import Sender, Transport
 from replayer.stopping import StopSignals
 from schemas.codec import Codec
@@ -112,12 +115,15 @@ def run_worker(
     stop_event: threading.Event | None = None,
     progress_interval: float = 10.0,
     comparison: ComparisonOptions | None = None,
+    safety: SafetyOptions | None = None,
     pace: Pace | None = None,
 ) -> Stats:
     """Replay `topic` as a member of `group` to `target` until stopped; return the counts.
 
     Every replay is compared with the recorded response and its result written
-    to `<topic>.results` (see `comparison`). Stops on SIGTERM/SIGINT (when
+    to `<topic>.results` (see `comparison`); records that cannot be decoded or
+    sent go to `<topic>.dlq`; `safety` says whether records recorded from the
+    target's own host are sent (`replayer.safety`). Stops on SIGTERM/SIGINT (when
     called in the main thread) or when `stop_event` is set. Raises
     `TopicNotFound` if the topic does not exist, `KafkaUnavailable` on a fatal
     consumer error. `transport` replaces the HTTP client (tests). `pace`:
@@ -137,6 +143,7 @@ def run_worker(
         drain_timeout=drain_timeout,
         progress_interval=progress_interval,
         comparison=comparison,
+        safety=safety,
         pace=pace,
     )
     health = None
@@ -169,9 +176,11 @@ class Worker:
         drain_timeout: float,
         progress_interval: float = 10.0,
         comparison: ComparisonOptions | None = None,
+        safety: SafetyOptions | None = None,
         pace: Pace | None = None,
     ) -> None:
         self.settings = settings
+        self.safety = safety
         self.comparison_options = comparison or ComparisonOptions()
         self.topic = topic
         self.group = group
@@ -230,16 +239,23 @@ class Worker:
             comparison = Comparison.open(
                 self.settings, self.topic, self.target, self.comparison_options
             )
+            dlq = DeadLetters(self.settings, self.topic)
         except BaseException:
             consumer.close()
             raise
         try:
-            return asyncio.run(self._main(consumer, stop, comparison))
+            settle_memory()
+            return asyncio.run(self._main(consumer, stop, comparison, dlq))
         finally:
             comparison.close()
+            dlq.close()
 
     async def _main(
-        self, consumer: Any, stop: StopSignals, comparison: Comparison | None = None
+        self,
+        consumer: Any,
+        stop: StopSignals,
+        comparison: Comparison | None = None,
+        dlq: DeadLetters | None = None,
     ) -> Stats:
         self._loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-consumer")
@@ -250,6 +266,8 @@ class Worker:
             sender=sender,
             stats=self.stats,
             comparison=comparison,
+            dlq=dlq,
+            safety=self.safety,
             scheduler=self.scheduler,
         )
         self._pipeline = pipeline
@@ -312,18 +330,24 @@ class Worker:
                 self.drain_timeout,
             )
             deadline = time.monotonic() + self.drain_timeout
-            while pipeline.in_flight and time.monotonic() < deadline and not stop.forced:
+            while (
+                (pipeline.in_flight or pipeline.waiting_dead_letters)
+                and time.monotonic() < deadline
+                and not stop.forced
+            ):
                 self.health.beat()
                 store, pause, _ = self._housekeeping(pipeline, True)
                 messages, _ = await run(
                     executor, self._poll, consumer, store, pause, [], False, 1
                 )
                 await pipeline.wait_for_room(1, 0.01)
-            abandoned = pipeline.in_flight
+            abandoned = pipeline.in_flight + pipeline.waiting_dead_letters
             await sender.aclose()  # whatever is left is replayed by the next owner
             if comparison is not None:
                 # The results of what is committed next must be in Kafka first.
                 await run(None, comparison.close, self.drain_timeout)
+            if dlq is not None:
+                await run(None, dlq.close, self.drain_timeout)
             await run(executor, self._commit, consumer, self._uncommitted(self.assigned))
         finally:
             self.stopping = True
@@ -344,6 +368,8 @@ class Worker:
         )
         if comparison is not None:
             logger.info("%s", comparison.line())
+        if dlq is not None:
+            logger.info("%s", dlq.line())
         return self.stats
 
     def _subscribe(self, consumer: Any) -> None:
@@ -409,7 +435,7 @@ class Worker:
             self.tracker.finish(ticket)
 
     def _housekeeping(
-        self, sender: Pipeline, saturated: bool
+        self, pipeline: Pipeline, saturated: bool
     ) -> tuple[list[TopicPartition], list[int], list[int]]:
         """Offsets to store now, and partitions to pause or resume (backpressure)."""
         store = []
@@ -424,11 +450,11 @@ class Worker:
             pause = sorted(self.assigned - self.paused)
             self.paused.update(pause)
             if pause and not self.stopping:
-                logger.debug("pausing %s: %d records in flight", pause, sender.in_flight)
-        elif self.paused and sender.in_flight <= self.max_in_flight // 2:
+                logger.debug("pausing %s: %d records in flight", pause, pipeline.in_flight)
+        elif self.paused and pipeline.in_flight <= self.max_in_flight // 2:
             resume = sorted(self.paused & self.assigned)
             self.paused.clear()
-            logger.debug("resuming %s: %d records in flight", resume, sender.in_flight)
+            logger.debug("resuming %s: %d records in flight", resume, pipeline.in_flight)
         return store, pause, resume
 
     def _uncommitted(self, partitions: set[int] | list[int]) -> list[TopicPartition]:

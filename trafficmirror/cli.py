@@ -20,6 +20,7 @@ from trafficmirror.cli_comparison import comparison_options
 from trafficmirror.cli_kafka import kafka_security_options
 from trafficmirror.cli_pace import pace_options
 from trafficmirror.cli_recorder import recorder_extra_options
+from trafficmirror.cli_safety import safety_options
 from trafficmirror.errors import TrafficMirrorError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -368,6 +369,7 @@ def sender_options(func: F) -> F:
 )
 @comparison_options
 @pace_options(default_speed="max")
+@safety_options
 def worker(
     bootstrap_servers: str | None,
     topic: str,
@@ -384,6 +386,7 @@ def worker(
     drain_timeout: float,
     comparison: Any,
     pace: Any,
+    safety: Any,
 ) -> None:
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
 
@@ -420,6 +423,7 @@ def worker(
         metrics_port=metrics_port,
         comparison=comparison,
         pace=pace,
+        safety=safety,
     )
 
 
@@ -468,6 +472,7 @@ def parse_end_offset(value: str) -> int | None:
 )
 @comparison_options
 @pace_options(default_speed="1")
+@safety_options
 def replay_range(
     bootstrap_servers: str | None,
     topic: str,
@@ -482,6 +487,7 @@ def replay_range(
     end_offset: str,
     comparison: Any,
     pace: Any,
+    safety: Any,
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
 
@@ -521,6 +527,7 @@ def replay_range(
             schema_registry_url=schema_registry_url,
             comparison=comparison,
             pace=pace,
+            safety=safety,
         )
     )
 

@@ -50,6 +50,26 @@ def test_bar_redraws_one_line_with_rate_lateness_and_eta() -> None:
     assert text.endswith("\x1b[K\n")
 
 
+def test_a_log_line_clears_the_bar_first() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        bar = ProgressBar(out, total=10, interval=0.0).attach()
+        bar.draw(3, None)
+        logging.getLogger("trafficmirror.test").warning("something happened")
+        bar.draw(4, None)
+        bar.close()
+        logging.getLogger("trafficmirror.test").warning("after")
+    finally:
+        root.removeHandler(handler)
+    lines = out.getvalue().split("\n")
+    assert lines[0].endswith("\r\x1b[Ksomething happened")  # the bar wiped, then the log
+    assert lines[1].startswith("\r[") and " 4/10 " in lines[1]
+    assert lines[2] == "after"
+
+
 def paced(topic: str, kafka: Kafka, count: int, gap_ms: int) -> None:
     events = [make_event(path=f"/{n}", request_start_us=BASE_US + n * gap_ms * 1000,
                          client=("10.9.0.1", 1000 + n % 3)) for n in range(count)]
@@ -96,3 +116,47 @@ def test_replay_range_logs_a_plain_progress_line_otherwise(
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress:")]
     assert lines, [r.getMessage() for r in caplog.records]
     assert "/40 (" in lines[0] and "late p50" in lines[0] and "ETA" in lines[0]
+
+
+def test_replay_range_process_on_a_terminal_shows_the_bar(kafka: Kafka) -> None:
+    """Through a real process whose stderr is a pseudo-terminal."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from trafficmirror.sampleapps import RecordingShadow
+
+    topic = kafka.new_topic(1)
+    paced(topic, kafka, 30, 20)
+    master, slave = pty.openpty()
+    try:
+        with RecordingShadow() as shadow:
+            proc = subprocess.run(
+                [sys.executable, "-m", "trafficmirror", "replay", "range", "-b",
+                 kafka.bootstrap_servers, "-t", topic, "--start-offset", "0",
+                 "--target", shadow.url],
+                stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, text=True,
+                timeout=60, check=False,
+            )
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    # A terminal turns "\n" into "\r\n".
+    err = b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+    assert proc.returncode == 0, err
+    last = err.split("\r")[-1]
+    assert last.startswith("[" + "#" * ProgressBar.WIDTH + "] 30/30 100% "), err
+    assert "lateness: p50" in proc.stdout
