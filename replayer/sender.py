@@ -135,6 +135,13 @@ class Sender:
         self._workers: set[asyncio.Task[None]] = set()
         self._idle_workers: deque[asyncio.Future[None]] = deque()
         self._closed = False
+        # Timeouts: one timer for all requests instead of one each (asyncio.timeout
+        # costs a timer per request). The worker on a request and when it expires
+        # (loop time); the timer fires at the earliest, cancels what is due and
+        # is set again for the earliest left.
+        self._deadlines: dict[asyncio.Task[None], float] = {}
+        self._expired: set[asyncio.Task[None]] = set()
+        self._watchdog: asyncio.TimerHandle | None = None
         self._in_flight = 0
         self._active = 0
         self._idle = asyncio.Event()
@@ -190,6 +197,9 @@ class Sender:
     async def _work(self) -> None:
         ready = self._ready
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always run as a task
+            raise RuntimeError("Sender workers run as tasks")
         while True:
             if not ready:
                 waiter: asyncio.Future[None] = loop.create_future()
@@ -198,7 +208,7 @@ class Sender:
                 continue
             key, chain = ready.popleft()
             request, future = chain[0]
-            await self._send_one(request, future)
+            await self._send_one(request, future, loop, task)
             chain.popleft()
             if chain:
                 ready.append((key, chain))  # the next of that key, after the others waiting
@@ -206,22 +216,38 @@ class Sender:
                 # No await between the empty check and this: a submit() in between is impossible.
                 del self._chains[key]
 
-    async def _send_one(self, request: OutgoingRequest, future: asyncio.Future[Outcome]) -> None:
+    async def _send_one(
+        self,
+        request: OutgoingRequest,
+        future: asyncio.Future[Outcome],
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[None],
+    ) -> None:
         try:
             self._active += 1
             sent_at = time.time()
             started = time.perf_counter()
             response: Response | None = None
             error: str | None = None
+            deadline = loop.time() + self.timeout
+            self._deadlines[task] = deadline
+            watchdog = self._watchdog
+            if watchdog is None or deadline < watchdog.when():
+                self._arm(loop)
             try:
-                async with asyncio.timeout(self.timeout):
-                    response = await self.transport.send(request)
+                response = await self.transport.send(request)
             except asyncio.CancelledError:
-                raise
+                if not self._timed_out(task):
+                    raise
+                error = describe_error(TimeoutError(), self.timeout)
             except Exception as exc:  # a shadow failure is an outcome, not a crash
                 error = describe_error(exc, self.timeout)
             finally:
                 self._active -= 1
+                del self._deadlines[task]
+                if task in self._expired:  # expired, but the send ended another way
+                    self._expired.discard(task)
+                    task.uncancel()
             outcome = Outcome(request, response, error, sent_at, time.perf_counter() - started)
             if not future.done():
                 future.set_result(outcome)
@@ -229,6 +255,29 @@ class Sender:
             if not future.done():
                 future.cancel()
             self._done()
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._deadlines:
+            self._watchdog = loop.call_at(min(self._deadlines.values()), self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._watchdog = None
+        now = loop.time()
+        for task, deadline in list(self._deadlines.items()):
+            if deadline <= now and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        self._arm(loop)
+
+    def _timed_out(self, task: asyncio.Task[None]) -> bool:
+        """True if the CancelledError in `task` is the timeout's, and only the timeout's."""
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        return task.uncancel() == 0  # also cancelled from outside (aclose): not a timeout
 
     def _done(self) -> None:
         self._in_flight -= 1
@@ -262,6 +311,9 @@ class Sender:
         Requests submitted afterwards are cancelled at once.
         """
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         tasks = list(self._workers)
         for task in tasks:
             task.cancel()

@@ -130,6 +130,37 @@ def test_errors_and_timeouts_become_outcomes_and_the_chain_goes_on() -> None:
     asyncio.run(main())
 
 
+def test_each_request_times_out_on_its_own_deadline_and_the_workers_go_on() -> None:
+    """Staggered slow requests time out `timeout` after their own start, not together."""
+
+    async def main() -> None:
+        async def handler(req: OutgoingRequest) -> Response:
+            if req.path.startswith("/slow"):
+                await asyncio.sleep(5)
+            return Response(200)
+
+        loop = asyncio.get_running_loop()
+        sender = Sender(MockTransport(handler), concurrency=3, timeout=0.2)
+        started = loop.time()
+        first = sender.submit(request("/slow1"), b"a")
+        await asyncio.sleep(0.1)
+        second = sender.submit(request("/slow2"), b"b")
+        outcome = await first
+        first_done = loop.time() - started
+        assert outcome.error == "timeout after 0.2s"
+        assert 0.2 <= first_done < 0.35, first_done
+        outcome = await second
+        second_done = loop.time() - started
+        assert outcome.error == "timeout after 0.2s"
+        assert 0.3 <= second_done < 0.45, second_done
+        # The same workers carry on, and a fast request is not cut short.
+        fast = await asyncio.gather(*(sender.submit(request(f"/f{i}"), i) for i in range(6)))
+        assert [o.response for o in fast] == [Response(200)] * 6
+        await sender.aclose()
+
+    asyncio.run(main())
+
+
 def test_drain_waits_and_aclose_cancels_what_is_left() -> None:
     async def main() -> None:
         async def handler(req: OutgoingRequest) -> Response:
