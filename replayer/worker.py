@@ -53,12 +53,13 @@ from prometheus_client import Gauge
 from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.dlq import DeadLetters
+from replayer.http1 import Http1Transport
 from replayer.merge import PartitionMerger
 from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
 from replayer.safety import SafetyOptions
-from replayer.sender import AiohttpTransport, Sender, Transport
+from replayer.sender import Sender, Transport
 from replayer.stopping import StopSignals
 from schemas.codec import Codec
 from trafficmirror.errors import KafkaUnavailable
@@ -136,7 +137,7 @@ def run_worker(
         group_protocol=group_protocol,
         target=Target.parse(target),
         codec=Codec(registry_url=schema_registry_url),
-        transport=transport or AiohttpTransport(limit=concurrency),
+        transport=transport or Http1Transport(limit=concurrency),
         concurrency=concurrency,
         timeout=timeout,
         drain_timeout=drain_timeout,
