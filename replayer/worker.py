@@ -59,6 +59,7 @@ from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
 from replayer.safety import SafetyOptions
+from replayer.select import SelectOptions, Selector
 from replayer.sender import Sender, Transport
 from replayer.stopping import StopSignals
 from schemas.codec import Codec
@@ -117,8 +118,11 @@ def run_worker(
     comparison: ComparisonOptions | None = None,
     safety: SafetyOptions | None = None,
     pace: Pace | None = None,
+    selection: SelectOptions | None = None,
 ) -> Stats:
     """Replay `topic` as a member of `group` to `target` until stopped; return the counts.
+
+    `selection` picks what is sent (default: only GET, HEAD and OPTIONS).
 
     Every replay is compared with the recorded response and its result written
     to `<topic>.results` (see `comparison`); records that cannot be decoded or
@@ -145,6 +149,7 @@ def run_worker(
         comparison=comparison,
         safety=safety,
         pace=pace,
+        selection=selection,
     )
     health = None
     if metrics_port is not None:
@@ -178,10 +183,12 @@ class Worker:
         comparison: ComparisonOptions | None = None,
         safety: SafetyOptions | None = None,
         pace: Pace | None = None,
+        selection: SelectOptions | None = None,
     ) -> None:
         self.settings = settings
         self.safety = safety
         self.comparison_options = comparison or ComparisonOptions()
+        self.selector = Selector(selection or SelectOptions())
         self.topic = topic
         self.group = group
         # Partition EOF tells the merge that a partition has nothing more for now.
@@ -269,6 +276,7 @@ class Worker:
             dlq=dlq,
             safety=self.safety,
             scheduler=self.scheduler,
+            selector=self.selector,
         )
         self._pipeline = pipeline
         progress = Progress(self.stats, self.progress_interval)
@@ -277,11 +285,12 @@ class Worker:
         try:
             await run(executor, self._subscribe, consumer)
             logger.info(
-                "worker joined group %r on topic %r, replaying to %s (concurrency %d)",
+                "worker joined group %r on topic %r, replaying to %s (concurrency %d; %s)",
                 self.group,
                 self.topic,
                 self.target.origin,
                 self.concurrency,
+                self.selector.options.describe(),
             )
             lag_due = time.monotonic() + self.progress_interval
             saturated_since: float | None = None

@@ -21,6 +21,7 @@ from trafficmirror.cli_kafka import kafka_security_options
 from trafficmirror.cli_pace import pace_options
 from trafficmirror.cli_recorder import recorder_extra_options
 from trafficmirror.cli_safety import safety_options
+from trafficmirror.cli_select import check_window_or_offsets, selection_options
 from trafficmirror.errors import TrafficMirrorError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -370,6 +371,7 @@ def sender_options(func: F) -> F:
 @comparison_options
 @pace_options(default_speed="max")
 @safety_options
+@selection_options(window=False)
 def worker(
     bootstrap_servers: str | None,
     topic: str,
@@ -387,6 +389,7 @@ def worker(
     comparison: Any,
     pace: Any,
     safety: Any,
+    selection: Any,
 ) -> None:
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
 
@@ -424,6 +427,7 @@ def worker(
         comparison=comparison,
         pace=pace,
         safety=safety,
+        selection=selection,
     )
 
 
@@ -461,8 +465,9 @@ def parse_end_offset(value: str) -> int | None:
 @click.option(
     "--start-offset",
     type=click.IntRange(0),
-    required=True,
-    help="First offset to replay, in every chosen partition.",
+    default=None,
+    help="First offset to replay, in every chosen partition (this or --since/--until is "
+    "required).",
 )
 @click.option(
     "--end-offset",
@@ -473,6 +478,7 @@ def parse_end_offset(value: str) -> int | None:
 @comparison_options
 @pace_options(default_speed="1")
 @safety_options
+@selection_options()
 def replay_range(
     bootstrap_servers: str | None,
     topic: str,
@@ -483,11 +489,12 @@ def replay_range(
     concurrency: int,
     timeout: float,
     partitions: tuple[int, ...],
-    start_offset: int,
+    start_offset: int | None,
     end_offset: str,
     comparison: Any,
     pace: Any,
     safety: Any,
+    selection: Any,
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
 
@@ -504,11 +511,17 @@ def replay_range(
     written to TOPIC.results (a replay of the same range again replaces, not
     adds to, its results in the report); the summary ends with a comparison
     line: match (noise only), mismatch, errors, skipped.
+
+    Instead of offsets, --since/--until replay the exchanges recorded in a time
+    window. Only GET, HEAD and OPTIONS are sent unless --methods says otherwise;
+    --sample and --filter narrow it further. Whatever selection drops is
+    counted in the summary as skipped-<reason>.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
     check_url(target, "--target")
     end = parse_end_offset(end_offset)
-    if end is not None and start_offset > end:
+    check_window_or_offsets(selection, start_offset, end_offset, required=True)
+    if end is not None and start_offset is not None and start_offset > end:
         raise click.BadParameter(
             f"start offset {start_offset} is after end offset {end}", param_hint="--start-offset"
         )
@@ -528,6 +541,7 @@ def replay_range(
             comparison=comparison,
             pace=pace,
             safety=safety,
+            selection=selection,
         )
     )
 
@@ -628,6 +642,7 @@ def report(
               help="Last offset to print (inclusive), or 'end'.")
 @click.option("--limit", "-n", type=click.IntRange(1), default=None,
               help="Print at most this many events.")
+@selection_options(choice=False)
 def inspect(
     bootstrap_servers: str | None,
     topic: str,
@@ -638,6 +653,7 @@ def inspect(
     start_offset: int | None,
     end_offset: str,
     limit: int | None,
+    selection: Any,
 ) -> None:
     """Print recorded events as JSON, one object per line (like kcat for our events).
 
@@ -647,9 +663,11 @@ def inspect(
     (body_base64, headers_base64, ...). A record that is not an event prints
     {"kafka": ..., "error": ...}. Reads up to the last offset present at start
     (or END, or --limit events), then exits 0; it never waits for new records.
+    --since/--until print the events recorded in a time window instead.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
     end = parse_end_offset(end_offset)
+    check_window_or_offsets(selection, start_offset, end_offset, required=False)
     if end is not None and start_offset is not None and start_offset > end:
         raise click.BadParameter(
             f"start offset {start_offset} is after end offset {end}", param_hint="--start-offset"
@@ -665,6 +683,8 @@ def inspect(
             end_offset=end,
             limit=limit,
             schema_registry_url=schema_registry_url,
+            since_ms=selection.since_ms,
+            until_ms=selection.until_ms,
         )
     )
 
