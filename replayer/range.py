@@ -39,13 +39,14 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.dlq import DeadLetters
+from replayer.http1 import Http1Transport
 from replayer.merge import PartitionMerger
 from replayer.pipeline import Pipeline, Progress, Record, Stats
 from replayer.progress import ProgressBar
 from replayer.request import Target
 from replayer.safety import SafetyOptions
 from replayer.select import SelectOptions, Selector
-from replayer.sender import AiohttpTransport, Sender, Transport
+from replayer.sender import Sender, Transport
 from replayer.spans import Span, SpanReader, resolve_spans
 from replayer.stopping import StopSignals
 from replayer.window import window_spans
@@ -148,7 +149,7 @@ def run_range(
                         spans,
                         codec,
                         shadow,
-                        transport or AiohttpTransport(limit=concurrency),
+                        transport or Http1Transport(limit=concurrency),
                         concurrency,
                         timeout,
                         stop,

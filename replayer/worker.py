@@ -62,13 +62,14 @@ from prometheus_client import Gauge
 from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.dlq import DeadLetters
+from replayer.http1 import Http1Transport
 from replayer.merge import PartitionMerger
 from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
 from replayer.safety import SafetyOptions
 from replayer.select import SelectOptions, Selector
-from replayer.sender import AiohttpTransport, Sender, Transport
+from replayer.sender import Sender, Transport
 from replayer.session import Session
 from replayer.session_store import since_offsets
 from replayer.session_watch import SessionFollower
@@ -152,7 +153,7 @@ def run_worker(
         group_protocol=group_protocol,
         target=Target.parse(target),
         codec=Codec(registry_url=schema_registry_url),
-        transport=transport or AiohttpTransport(limit=concurrency),
+        transport=transport or Http1Transport(limit=concurrency),
         concurrency=concurrency,
         timeout=timeout,
         drain_timeout=drain_timeout,
