@@ -40,16 +40,15 @@ import asyncio
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from procs import free_port, start, stop, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "recorder" / "addon.py"
@@ -58,21 +57,8 @@ MITMDUMP = str(BIN / "mitmdump") if (BIN / "mitmdump").exists() else shutil.whic
 PATH = "/hello?x=1"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def pin(pid: int, cpus: set[int] | None) -> None:
@@ -81,31 +67,8 @@ def pin(pid: int, cpus: set[int] | None) -> None:
         os.sched_setaffinity(pid, cpus)
 
 
-def start(
-    args: Sequence[str], cpus: set[int] | None, log: Path, stdout: int | None = None
-) -> subprocess.Popen[bytes]:
-    def preexec() -> None:
-        if cpus and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, cpus)
-
-    with open(log, "ab") as err:
-        return subprocess.Popen(
-            list(args),
-            stdout=stdout if stdout is not None else err,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=preexec,  # noqa: PLW1509 (only sets CPU affinity)
-        )
 
 
-def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 # -- load generation ----------------------------------------------------------

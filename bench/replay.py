@@ -46,7 +46,6 @@ import os
 import re
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +55,8 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from procs import affinity, free_port, start, stop, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -70,50 +71,14 @@ _RESPONSE_BODY = b'{"id":1,"name":"widget","price":9.5,"tags":["a","b"]}'
 _WRK_PATH = "/api/items/1?fields=name,price"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def _affinity(cpus: set[int] | None) -> object:
-    if not cpus or not hasattr(os, "sched_setaffinity"):
-        return None
-    return lambda: os.sched_setaffinity(0, cpus)
 
 
-def start(
-    args: Sequence[str], cpus: set[int] | None, log: Path, stdout: int | None = None
-) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as err:
-        return subprocess.Popen(
-            list(args),
-            stdout=stdout if stdout is not None else err,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_affinity(cpus),  # type: ignore[arg-type]  # noqa: PLW1509
-        )
 
 
-def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 # -- the shadow -----------------------------------------------------------------
@@ -311,7 +276,7 @@ def wrk(port: int, connections: int, duration: float, cpus: set[int] | None) -> 
         capture_output=True,
         text=True,
         check=True,
-        preexec_fn=_affinity(cpus),  # type: ignore[arg-type]  # noqa: PLW1509
+        preexec_fn=affinity(cpus),  # noqa: PLW1509
     ).stdout
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
 
@@ -458,7 +423,7 @@ def profile(argv: list[str], shadow_port: int, cpus: set[int] | None, logdir: Pa
             stdout=log,
             stderr=log,
             check=False,
-            preexec_fn=_affinity(cpus),  # type: ignore[arg-type]  # noqa: PLW1509
+            preexec_fn=affinity(cpus),  # noqa: PLW1509
         )
     fetch_arrivals(shadow_port)
     if not raw.exists():

@@ -1,0 +1,64 @@
+"""Process and port helpers shared by the benchmark scripts (bench/*.py).
+
+The scripts run as `python bench/NAME.py`, so this folder is on `sys.path`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def affinity(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A `preexec_fn` that pins the child to `cpus` (None when there is nothing to pin)."""
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def start(
+    args: Sequence[str], cpus: set[int] | None, log: Path, stdout: int | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `args` with stderr (and stdout unless given) appended to `log`, pinned to `cpus`."""
+
+    with open(log, "ab") as err:
+        return subprocess.Popen(
+            list(args),
+            stdout=stdout if stdout is not None else err,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=affinity(cpus),  # noqa: PLW1509 (only sets CPU affinity)
+        )
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
