@@ -25,9 +25,11 @@ from typing import IO, Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from replayer.comparison import Comparison, ComparisonOptions
+from replayer.guard import GuardOptions
 from replayer.pipeline import Pipeline, Progress, Record, Stats
 from replayer.request import Target
-from replayer.sender import AiohttpTransport, Sender, Transport
+from replayer.sender import Transport
+from replayer.senders import Senders
 from replayer.spans import Span, SpanReader, resolve_spans
 from replayer.stopping import StopSignals
 from schemas.codec import Codec
@@ -65,6 +67,7 @@ def run_range(
     out: IO[str] | None = None,
     progress_interval: float = 10.0,
     comparison: ComparisonOptions | None = None,
+    guardrails: GuardOptions | None = None,
 ) -> int:
     """Replay offsets `start_offset..end_offset` (inclusive) of `partitions` to `target`.
 
@@ -74,7 +77,9 @@ def run_range(
     summary to `out` (stdout) and returns the exit code. Raises
     `TopicNotFound`/`OffsetOutOfRange` (usage errors) before sending anything.
     `transport` replaces the HTTP client (tests); `stop_event` stops it from
-    another thread like SIGTERM does.
+    another thread like SIGTERM does. `guardrails`: the baseline's own cap and
+    timeout, and the shadow's error-rate guard (while it backs off, nothing is
+    read; the range finishes once the shadow answers again, or on SIGINT).
     """
     out = out or sys.stdout
     shadow = Target.parse(target)
@@ -101,12 +106,13 @@ def run_range(
                         spans,
                         codec,
                         shadow,
-                        transport or AiohttpTransport(limit=concurrency),
+                        transport,
                         concurrency,
                         timeout,
                         stop,
                         progress_interval,
                         compare,
+                        guardrails or GuardOptions(),
                     )
                 )
         finally:
@@ -122,26 +128,43 @@ async def _replay(
     spans: list[Span],
     codec: Codec,
     shadow: Target,
-    transport: Transport,
+    transport: Transport | None,
     concurrency: int,
     timeout: float,
     stop: StopSignals,
     progress_interval: float,
     comparison: Comparison | None = None,
+    guardrails: GuardOptions | None = None,
 ) -> Stats:
     loop = asyncio.get_running_loop()
-    sender = Sender(transport, concurrency=concurrency, timeout=timeout)
-    pipeline = Pipeline(codec=codec, target=shadow, sender=sender, comparison=comparison)
+    sender = Senders.open(
+        transport=transport,
+        concurrency=concurrency,
+        timeout=timeout,
+        baseline=comparison is not None and comparison.baseline is not None,
+        options=guardrails,
+    )
+    pipeline = Pipeline(
+        codec=codec,
+        target=shadow,
+        sender=sender.shadow,
+        comparison=comparison,
+        baseline_sender=sender.baseline,
+    )
     stats = pipeline.stats
     progress = Progress(stats, progress_interval, total=sum(s.count for s in spans))
     reader = SpanReader(spans)
-    high = max(concurrency * IN_FLIGHT_PER_SLOT, 64)
+    high = max(sender.concurrency * IN_FLIGHT_PER_SLOT, 64)
     # One thread owns the consumer: every call on it runs there, in order.
     executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-range")
     closed: set[int] = set()
     try:
         await loop.run_in_executor(executor, consumer.assign, reader.assignment(topic))
         while not reader.done and not stop.is_set():
+            if sender.holding:  # the guard backs off from the shadow: read nothing new
+                await sender.wait_sending(0.1)
+                progress.tick(sender.in_flight)
+                continue
             budget = min(_BATCH, high - sender.in_flight)
             if budget <= 0:
                 await sender.wait_for_room(high, 0.1)
@@ -178,7 +201,7 @@ async def _replay(
     return stats
 
 
-async def _drain_until_forced(sender: Sender, stop: StopSignals, grace: float) -> None:
+async def _drain_until_forced(sender: Senders, stop: StopSignals, grace: float) -> None:
     deadline = time.monotonic() + grace
     while sender.in_flight and not stop.forced and time.monotonic() < deadline:
         await sender.drain(0.1)

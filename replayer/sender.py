@@ -28,12 +28,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 import aiohttp
 from aiohttp import hdrs
 from yarl import URL
 
+from replayer.guard import Gate
 from replayer.request import OutgoingRequest
 
 
@@ -207,15 +208,25 @@ class Sender:
     Use it from one event loop. `submit()` never blocks: it queues the request
     and returns a future of its `Outcome`. `in_flight` counts submitted requests
     that have no outcome yet (queued behind their key, or on the wire); the
-    caller bounds it (the worker pauses Kafka partitions).
+    caller bounds it (the worker pauses Kafka partitions). With a `gate`
+    (`replayer.guard`), requests wait while the gate backs off from a failing
+    target, and a failed probe is sent again.
     """
 
-    def __init__(self, transport: Transport, concurrency: int = 64, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        concurrency: int = 64,
+        timeout: float = 30.0,
+        gate: Gate | None = None,
+    ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.transport = transport
         self.concurrency = concurrency
         self.timeout = timeout
+        #: The error-rate guard (`replayer.guard`): asked before each request, told each outcome.
+        self.gate = gate
         self._slots = asyncio.Semaphore(concurrency)
         self._chains: dict[Hashable, deque[tuple[OutgoingRequest, asyncio.Future[Outcome]]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -281,28 +292,64 @@ class Sender:
 
     async def _send_one(self, request: OutgoingRequest, future: asyncio.Future[Outcome]) -> None:
         try:
-            async with self._slots:
-                self._active += 1
-                sent_at = time.time()
-                started = time.perf_counter()
-                response: Response | None = None
-                error: str | None = None
-                try:
-                    async with asyncio.timeout(self.timeout):
-                        response = await self.transport.send(request)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # a shadow failure is an outcome, not a crash
-                    error = describe_error(exc, self.timeout)
-                finally:
-                    self._active -= 1
-                outcome = Outcome(request, response, error, sent_at, time.perf_counter() - started)
+            gate = self.gate
+            if gate is None:
+                outcome = await self._attempt(request)
+            else:
+                outcome = await self._guarded(gate, request)
             if not future.done():
                 future.set_result(outcome)
         finally:
             if not future.done():
                 future.cancel()
             self._done()
+
+    async def _guarded(self, gate: Gate, request: OutgoingRequest) -> Outcome:
+        """Wait at the gate while it backs off (outside the slot and the timeout); a failed
+        probe is sent again (the same request, so its connection's order holds)."""
+        retry = False
+        while True:
+            probe = False
+            if not gate.sending:
+                probe = await gate.admit(retry)
+            try:
+                outcome = await self._attempt(request, None if probe else gate)
+            except asyncio.CancelledError:
+                if probe:
+                    gate.abandoned()
+                raise
+            if outcome is None:
+                continue  # the gate closed while this one waited for a slot
+            retry = gate.observe(outcome.ok, probe, outcome.error)
+            if not retry:
+                return outcome
+
+    @overload
+    async def _attempt(self, request: OutgoingRequest, gate: None = None) -> Outcome: ...
+
+    @overload
+    async def _attempt(self, request: OutgoingRequest, gate: Gate | None) -> Outcome | None: ...
+
+    async def _attempt(self, request: OutgoingRequest, gate: Gate | None = None) -> Outcome | None:
+        """Send once; None (nothing sent) if `gate` stopped sending while waiting for a slot."""
+        async with self._slots:
+            if gate is not None and not gate.sending:
+                return None
+            self._active += 1
+            sent_at = time.time()
+            started = time.perf_counter()
+            response: Response | None = None
+            error: str | None = None
+            try:
+                async with asyncio.timeout(self.timeout):
+                    response = await self.transport.send(request)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a shadow failure is an outcome, not a crash
+                error = describe_error(exc, self.timeout)
+            finally:
+                self._active -= 1
+            return Outcome(request, response, error, sent_at, time.perf_counter() - started)
 
     def _done(self) -> None:
         self._in_flight -= 1

@@ -40,10 +40,12 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import Gauge
 
 from replayer.comparison import Comparison, ComparisonOptions
+from replayer.guard import GuardOptions
 from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
-from replayer.sender import AiohttpTransport, Sender, Transport
+from replayer.sender import Transport
+from replayer.senders import Senders
 from replayer.stopping import StopSignals
 from schemas.codec import Codec
 from trafficmirror.errors import KafkaUnavailable
@@ -96,6 +98,7 @@ def run_worker(
     stop_event: threading.Event | None = None,
     progress_interval: float = 10.0,
     comparison: ComparisonOptions | None = None,
+    guardrails: GuardOptions | None = None,
 ) -> Stats:
     """Replay `topic` as a member of `group` to `target` until stopped; return the counts.
 
@@ -103,7 +106,8 @@ def run_worker(
     to `<topic>.results` (see `comparison`). Stops on SIGTERM/SIGINT (when
     called in the main thread) or when `stop_event` is set. Raises
     `TopicNotFound` if the topic does not exist, `KafkaUnavailable` on a fatal
-    consumer error. `transport` replaces the HTTP client (tests).
+    consumer error. `transport` replaces the HTTP client (tests). `guardrails`:
+    the baseline's own cap and timeout, and the shadow's error-rate guard.
     """
     worker = Worker(
         settings=settings,
@@ -112,12 +116,13 @@ def run_worker(
         group_protocol=group_protocol,
         target=Target.parse(target),
         codec=Codec(registry_url=schema_registry_url),
-        transport=transport or AiohttpTransport(limit=concurrency),
+        transport=transport,
         concurrency=concurrency,
         timeout=timeout,
         drain_timeout=drain_timeout,
         progress_interval=progress_interval,
         comparison=comparison,
+        guardrails=guardrails,
     )
     health = None
     if metrics_port is not None:
@@ -143,12 +148,13 @@ class Worker:
         group_protocol: str,
         target: Target,
         codec: Codec,
-        transport: Transport,
+        transport: Transport | None,
         concurrency: int,
         timeout: float,
         drain_timeout: float,
         progress_interval: float = 10.0,
         comparison: ComparisonOptions | None = None,
+        guardrails: GuardOptions | None = None,
     ) -> None:
         self.settings = settings
         self.comparison_options = comparison or ComparisonOptions()
@@ -162,7 +168,12 @@ class Worker:
         self.timeout = timeout
         self.drain_timeout = drain_timeout
         self.progress_interval = progress_interval
-        self.max_in_flight = max(concurrency * IN_FLIGHT_PER_SLOT, 64)
+        self.guardrails = guardrails or GuardOptions()
+        # Requests of both targets count: each has its own cap (replayer.senders).
+        slots = concurrency
+        if self.comparison_options.baseline:
+            slots += self.guardrails.baseline_concurrency or concurrency
+        self.max_in_flight = max(slots * IN_FLIGHT_PER_SLOT, 64)
         self.health = HealthState()
         self.health.set_ready_check(self._readiness)
         self.tracker = OffsetTracker()
@@ -204,13 +215,20 @@ class Worker:
     ) -> Stats:
         self._loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-consumer")
-        sender = Sender(self.transport, concurrency=self.concurrency, timeout=self.timeout)
+        sender = Senders.open(
+            transport=self.transport,
+            concurrency=self.concurrency,
+            timeout=self.timeout,
+            baseline=comparison is not None and comparison.baseline is not None,
+            options=self.guardrails,
+        )
         pipeline = Pipeline(
             codec=self.codec,
             target=self.target,
-            sender=sender,
+            sender=sender.shadow,
             stats=self.stats,
             comparison=comparison,
+            baseline_sender=sender.baseline,
         )
         progress = Progress(self.stats, self.progress_interval)
         run = self._loop.run_in_executor
@@ -236,6 +254,8 @@ class Worker:
                 elif saturated_since is None:
                     saturated_since = now
                 saturated = saturated_since is not None and now - saturated_since >= PAUSE_AFTER
+                # The guard backs off from a failing shadow: take nothing new meanwhile.
+                saturated = saturated or sender.holding
                 if budget <= 0 and not saturated and not self.paused:
                     await sender.wait_for_room(self.max_in_flight, 0.05)
                     continue
@@ -340,7 +360,7 @@ class Worker:
             self.tracker.finish(ticket)
 
     def _housekeeping(
-        self, sender: Sender, saturated: bool
+        self, sender: Senders, saturated: bool
     ) -> tuple[list[TopicPartition], list[int], list[int]]:
         """Offsets to store now, and partitions to pause or resume (backpressure)."""
         store = []

@@ -17,6 +17,7 @@ import click
 
 from trafficmirror import __version__
 from trafficmirror.cli_comparison import comparison_options
+from trafficmirror.cli_guard import guardrail_options
 from trafficmirror.cli_kafka import kafka_security_options
 from trafficmirror.cli_recorder import recorder_extra_options
 from trafficmirror.errors import TrafficMirrorError
@@ -323,8 +324,8 @@ def sender_options(func: F) -> F:
             default=64,
             show_default=True,
             envvar="TRAFFICMIRROR_CONCURRENCY",
-            help="Requests in flight to the shadow at most (with --baseline, the baseline's "
-            "requests count too).",
+            help="Requests in flight to the shadow at most (the baseline has its own cap, "
+            "--baseline-concurrency).",
         ),
         click.option(
             "--timeout",
@@ -366,6 +367,7 @@ def sender_options(func: F) -> F:
     help="On SIGTERM/SIGINT, seconds to let in-flight requests finish before exiting.",
 )
 @comparison_options
+@guardrail_options
 def worker(
     bootstrap_servers: str | None,
     topic: str,
@@ -381,6 +383,7 @@ def worker(
     group_protocol: str,
     drain_timeout: float,
     comparison: Any,
+    guardrails: Any,
 ) -> None:
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
 
@@ -413,6 +416,7 @@ def worker(
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         comparison=comparison,
+        guardrails=guardrails,
     )
 
 
@@ -460,6 +464,7 @@ def parse_end_offset(value: str) -> int | None:
     help="Last offset to replay (inclusive), or 'end' for the last record present at start.",
 )
 @comparison_options
+@guardrail_options
 def replay_range(
     bootstrap_servers: str | None,
     topic: str,
@@ -473,6 +478,7 @@ def replay_range(
     start_offset: int,
     end_offset: str,
     comparison: Any,
+    guardrails: Any,
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
 
@@ -508,6 +514,7 @@ def replay_range(
             timeout=timeout,
             schema_registry_url=schema_registry_url,
             comparison=comparison,
+            guardrails=guardrails,
         )
     )
 
