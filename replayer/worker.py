@@ -14,6 +14,8 @@ background) only when `OffsetTracker` says it and everything before it in the
 partition finished. Backpressure: when too many records are in flight, the
 assigned partitions are paused, and resumed once half of them finished; the
 consumer is polled all the while, so the group never sees a stalled member.
+The same pause holds while the error-rate guard backs off from a failing
+shadow (`replayer.guard`): what is in flight waits, nothing new is read.
 
 Revocation: in-flight requests of the revoked partitions get a short grace
 period, then what is done is stored and committed synchronously and the
