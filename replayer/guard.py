@@ -204,8 +204,8 @@ class ErrorRateGuard:
         if ok:
             GUARD_PROBES.labels("ok").inc()
             logger.warning(
-                "guard: shadow answered the probe after %.1fs of backing off (%d failed "
-                "probes); sending again",
+                "guard: shadow answered the probe after %.1fs of backing off (failed probes: "
+                "%d); sending again",
                 now - self.tripped_at,
                 self.probes_failed,
             )
