@@ -147,6 +147,56 @@ def test_replay_range_backs_off_from_a_dead_shadow_and_resumes_losing_nothing(
     assert len(failed_ids) == errors and failed_ids.isdisjoint(ids)
 
 
+def test_worker_pauses_while_backing_off_and_resumes_when_the_shadow_is_back(
+    kafka: Kafka, procs: Procs
+) -> None:
+    """A worker's shadow is down until the first probe failed: every record is replayed."""
+    topic = kafka.new_topic(2)
+    kafka.create_topic(results_topic(topic), 2)
+    count = 400
+    events = [make_event(path=f"/{n}", exchange_id=f"w-{n}", client=("10.6.0.1", 44000 + n % 8))
+              for n in range(count)]
+    produce_events(kafka.bootstrap_servers, topic, events)
+    port, metrics_port = free_port(), free_port()
+    worker = procs.start("worker", [
+        "-v", "worker", "-b", kafka.bootstrap_servers, "-t", topic, "-g", f"g-{topic}",
+        "--target", f"http://127.0.0.1:{port}", "--metrics-port", str(metrics_port),
+        "--concurrency", "4",
+    ])
+    wait_until("the first failed probe", lambda: "guard: probe failed" in log(worker), 30)
+    with RecordingShadow(port=port) as shadow:
+        wait_until("every record handled", lambda: metric(
+            metrics(metrics_port), "trafficmirror_replayer_sent_total"
+        ) + metric(metrics(metrics_port), "trafficmirror_replayer_errors_total") >= count, 30)
+        text = metrics(metrics_port)
+        assert worker.stop() == 0, log(worker)
+        received = shadow.received
+    lines = log(worker).splitlines()
+    errors = metric(text, "trafficmirror_replayer_errors_total")
+    print(f"\nworker: errors {errors:.0f}, then " + next(
+        line.partition("guard: shadow")[2] for line in lines if "guard: shadow answered" in line))
+    assert metric(text, "trafficmirror_replayer_guard_backoffs_total") == 1
+    assert metric(text, "trafficmirror_replayer_guard_state") == 0  # sending again
+    assert metric(text, "trafficmirror_replayer_guard_probes_total", '{result="ok"}') == 1
+    assert 20 <= errors <= 23
+    # The partitions were paused while it backed off, and resumed after.
+    paused = [n for n, line in enumerate(lines) if "pausing [0, 1]" in line]
+    resumed = [n for n, line in enumerate(lines) if "resuming [0, 1]" in line]
+    trip = next(n for n, line in enumerate(lines) if "guard: shadow errors" in line)
+    back = next(n for n, line in enumerate(lines) if "guard: shadow answered" in line)
+    assert any(trip < n < back for n in paused) and any(n > back for n in resumed)
+    # At least once, and here exactly once: nothing skipped, nothing sent twice.
+    ids = [r.header("X-Trafficmirror-Replay") for r in received]
+    assert len(ids) == len(set(ids)) == count - errors
+    # Everything committed: the positions of both partitions add up to the whole topic.
+    committed = re.search(r"committed 0@(\d+), 1@(\d+)", log(worker))
+    assert committed is not None, log(worker)
+    assert int(committed.group(1)) + int(committed.group(2)) == count
+    found = results(kafka, topic)
+    assert len(found) == count
+    assert len({r["id"] for r in found if r["outcome"] == "error"} | set(ids)) == count
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
         match = re.search(r"^VmRSS:\s+(\d+) kB", status.read(), re.MULTILINE)
