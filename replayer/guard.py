@@ -353,6 +353,7 @@ class Gate:
     def abandoned(self) -> None:
         """The probe was cancelled on the wire (the sender is closing)."""
         self.guard.probe_abandoned()
+        self._arm()
 
     async def wait_sending(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the guard to send again; True if it does."""
