@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client import Counter, Gauge
 
-from trafficmirror.errors import ConfigError
 from trafficmirror.kafka import KafkaSettings
+from trafficmirror.producer import BackgroundProducer, Report
 
 logger = logging.getLogger("trafficmirror.recorder.sink")
 
@@ -65,21 +63,6 @@ _PRODUCE_FAILED = FAILED.labels("produce")
 _DELIVERY_FAILED = FAILED.labels("delivery")
 #: Failures of the addon before anything reaches the sink (see recorder.addon).
 CONVERT_FAILED = FAILED.labels("convert")
-
-_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
-
-#: How often a repeated librdkafka error (all brokers down, ...) is logged.
-_ERROR_LOG_INTERVAL = 30.0
-
-
-class _DebugLog:
-    """What confluent_kafka needs of a logger (`.log()`), writing at debug level."""
-
-    def __init__(self, target: logging.Logger) -> None:
-        self._target = target
-
-    def log(self, level: int, msg: str, *args: object) -> None:
-        self._target.debug(msg, *args)
 
 
 @dataclass
@@ -125,30 +108,17 @@ class KafkaSink:
         self.topic = topic
         self.bootstrap_servers = settings.bootstrap_servers
         self.stats = SinkStats()
-        self._closed = False
         self._kafka_reached = False
-        self._last_error_log: dict[int, float] = {}
         config = settings.producer_config(**overrides)
         #: produce() refuses a message larger than this (librdkafka's default).
         self.max_message_bytes = int(config.get("message.max.bytes", 1_000_000))
-        config["on_delivery"] = self._on_delivery
-        config["error_cb"] = self._on_error
-        # librdkafka's own log lines go through `logging` (served by poll())
-        # instead of straight to stderr, at debug level: the errors among them
-        # also reach error_cb, which logs them rate-limited.
-        config["logger"] = _DebugLog(logging.getLogger("trafficmirror.recorder.librdkafka"))
-        try:
-            self._producer = Producer(config)
-        except (KafkaException, ValueError, TypeError) as exc:
-            raise ConfigError(f"bad Kafka producer settings: {_reason(exc)}") from None
-        self._stop = threading.Event()
-        self._poller = threading.Thread(
-            target=self._poll_loop, name="trafficmirror-sink-poll", daemon=True
+        self._producer = BackgroundProducer(
+            config, name="sink", logger=logger, on_report=self._on_report, on_poll=self._on_poll
         )
+        self._stop = threading.Event()
         self._prober = threading.Thread(
             target=self._probe_loop, name="trafficmirror-sink-probe", daemon=True
         )
-        self._poller.start()
         self._prober.start()
 
     # -- the live path --------------------------------------------------------
@@ -161,17 +131,14 @@ class KafkaSink:
         timestamp_ms: int = 0,
     ) -> bool:
         """Queue one message; True if queued. Never blocks, never raises."""
-        if self._closed:
+        why = self._producer.produce(self.topic, value, key, headers, timestamp_ms)
+        if why is None:
+            self.stats.enqueued += 1
+            return True
+        if why == "closed":
             self.stats.undelivered += 1
             _UNDELIVERED.inc()
-            return False
-        try:
-            # cast: confluent_kafka's stub wants a list of str|bytes|None values;
-            # any sequence of (str, bytes) pairs is accepted at run time.
-            self._producer.produce(
-                self.topic, value, key, headers=cast(Any, headers), timestamp=timestamp_ms
-            )
-        except BufferError:
+        elif why == "queue_full":
             self.stats.queue_full += 1
             _QUEUE_FULL.inc()
             if self.stats.queue_full == 1 or self.stats.queue_full % 10_000 == 0:
@@ -179,54 +146,37 @@ class KafkaSink:
                     "Kafka producer queue is full: dropping events (%d so far)",
                     self.stats.queue_full,
                 )
-            return False
-        except Exception as exc:  # the live flow must never see it
+        else:  # produce() raised; BackgroundProducer logged why
             self.stats.produce_failed += 1
             _PRODUCE_FAILED.inc()
-            self._log_error(-1, f"cannot queue event for Kafka: {_reason(exc)}")
-            return False
-        self.stats.enqueued += 1
-        return True
+        return False
 
     # -- background -----------------------------------------------------------
 
-    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
-        if err is None:
+    def _on_report(self, report: Report) -> None:
+        if report.status == "delivered":
             self.stats.delivered += 1
             _RECORDED.inc()
             self._kafka_reached = True
-        elif err.code() in _PURGED:
-            self.stats.undelivered += 1
-            _UNDELIVERED.inc()
+        elif report.status == "undelivered":
+            self.stats.undelivered += report.count
+            _UNDELIVERED.inc(report.count)
         else:
             self.stats.delivery_failed += 1
             _DELIVERY_FAILED.inc()
-            self._log_error(err.code(), f"event not delivered to Kafka: {err.str()}")
+            self._producer.log_error(
+                ("delivery", report.error), f"event not delivered to Kafka: {report.error}"
+            )
 
-    def _on_error(self, err: KafkaError) -> None:
-        self._log_error(err.code(), f"Kafka: {err.str()}")
-
-    def _log_error(self, code: int, message: str) -> None:
-        # Once per error kind and interval: a broker outage must not flood the log.
-        now = time.monotonic()
-        if now - self._last_error_log.get(code, -_ERROR_LOG_INTERVAL) >= _ERROR_LOG_INTERVAL:
-            self._last_error_log[code] = now
-            logger.warning("%s", message)
-
-    def _poll_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._producer.poll(0.1)
-                QUEUE_LENGTH.set(len(self._producer))
-            except Exception:  # a callback bug must not stop delivery reports
-                logger.exception("error while serving Kafka delivery reports")
+    def _on_poll(self) -> None:
+        QUEUE_LENGTH.set(len(self._producer))
 
     def _probe_loop(self) -> None:
         # Readiness wants to know the cluster answered at least once; ask for
         # metadata off the live path until it does (a delivery also counts).
         while not self._stop.is_set() and not self._kafka_reached:
             try:
-                metadata = self._producer.list_topics(self.topic, timeout=1.0)
+                metadata = self._producer.producer.list_topics(self.topic, timeout=1.0)
             except Exception:  # unreachable: try again
                 self._stop.wait(1.0)
                 continue
@@ -250,34 +200,10 @@ class KafkaSink:
         Messages still queued after the timeout are purged and counted as
         `undelivered`. Safe to call twice.
         """
-        if self._closed:
-            return self.stats
-        self._closed = True
         self._stop.set()
-        self._poller.join()
-        remaining = self._producer.flush(timeout)
-        if remaining:
-            self._producer.purge(in_queue=True, in_flight=True, blocking=False)
-            # Serve the purge reports (counted as undelivered by _on_delivery).
-            self._producer.flush(1.0)
-        # Whatever was queued and never reported either way is undelivered too.
-        unreported = (
-            self.stats.enqueued
-            - self.stats.delivered
-            - self.stats.delivery_failed
-            - self.stats.undelivered
-        )
-        if unreported > 0:
-            self.stats.undelivered += unreported
-            _UNDELIVERED.inc(unreported)
+        self._producer.close(timeout)
         QUEUE_LENGTH.set(0)
         # The prober is not joined: it may sit in a metadata request for up to a
         # second, sees the stop flag when it returns, and holds its own reference
         # to the producer until then.
         return self.stats
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
-        return str(exc.args[0].str())
-    return str(exc) or type(exc).__name__

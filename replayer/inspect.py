@@ -7,7 +7,8 @@ to guess: `body` or `body_base64`, `path` or `path_base64`, `reason` or
 `reason_base64`. Header and trailer lists become `[name, value]` pairs under
 `headers` (all text) or `headers_base64` (all base64, when any name or value is
 not UTF-8). A record that is not a valid event prints `{"kafka": ..., "error": ...}`
-and reading goes on.
+and reading goes on. A dead letter (read from `<topic>.dlq`) also has a `dlq`
+object after `kafka`: reason, error, source topic, partition and offset, replayer.
 
 It reads a fixed range (the last offset present at start at most) and never
 waits for new records; it exits 0 after the range or `--limit` events.
@@ -24,6 +25,7 @@ from typing import IO, Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from replayer.dlq import describe
 from replayer.pipeline import Record
 from replayer.spans import SpanReader, resolve_spans
 from schemas.codec import Codec
@@ -86,6 +88,9 @@ def record_json(record: Record, event: Mapping[str, Any] | None, error: str | No
     else:
         _convert("key", record.key, kafka)
     line: dict[str, Any] = {"kafka": kafka}
+    dead_letter = describe(record.headers)
+    if dead_letter is not None:
+        line["dlq"] = dead_letter
     if event is not None:
         line.update(to_jsonable(event))
     else:

@@ -3,7 +3,11 @@
 decode → select → build the request → send → account, as one `Pipeline`:
 
 * decode: `schemas.codec`; an undecodable record is counted and logged, and
-  counts as handled so it never holds its partition's offsets back;
+  counts as handled so it never holds its partition's offsets back; with a
+  `DeadLetters` (`replayer.dlq`) it goes to `<topic>.dlq` first, and so does
+  an event no valid request can be made of (`Unsendable`);
+* safety: `replayer.safety` skips events recorded from the target's own host
+  (unless allowed);
 * select: nothing yet besides the event's own verdict (a truncated body is
   skipped, see `replayer.request`); filters and sampling plug in here;
 * send: `replayer.sender`, keyed by the Kafka message key (the recorded client
@@ -32,7 +36,9 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from replayer.comparison import Comparison
-from replayer.request import Skipped, Target, build_request
+from replayer.dlq import RETRY_SECONDS, DeadLetters
+from replayer.request import Skipped, Target, Unsendable, build_request
+from replayer.safety import OriginalHostGuard, SafetyOptions
 from replayer.sender import Outcome, Sender
 from schemas.codec import Codec
 from trafficmirror.errors import DecodeError
@@ -49,7 +55,9 @@ ERRORS = Counter(
 SKIPPED = Counter(
     "trafficmirror_replayer_skipped",
     "Records deliberately not sent: truncated (the recorder kept only part of the body), "
-    "unsupported (a request target that cannot be replayed), undecodable (not a valid event).",
+    "unsupported (a request target that cannot be replayed), original-host (recorded from "
+    "the target's own host), unsendable (no valid request can be made of it; to the DLQ), "
+    "undecodable (not a valid event; to the DLQ).",
     ["reason"],
 )
 IN_FLIGHT = Gauge("trafficmirror_replayer_in_flight", "Records read but not yet handled.")
@@ -73,6 +81,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @classmethod
     def from_message(cls, message: Any) -> Record:
@@ -85,6 +94,7 @@ class Record:
             key=message.key(),
             value=message.value(),
             timestamp_ms=stamp if kind != 0 else None,  # 0 = TIMESTAMP_NOT_AVAILABLE
+            headers=tuple((k, v or b"") for k, v in message.headers() or ()),
         )
 
 
@@ -176,6 +186,8 @@ class Pipeline:
         stats: Stats | None = None,
         comparison: Comparison | None = None,
         baseline_sender: Sender | None = None,
+        dlq: DeadLetters | None = None,
+        safety: SafetyOptions | None = None,
     ) -> None:
         self.codec = codec
         self.target = target
@@ -184,14 +196,19 @@ class Pipeline:
         self.baseline_sender = baseline_sender or sender
         self.stats = stats or Stats()
         self.comparison = comparison
+        self.dlq = dlq
+        self.guard = OriginalHostGuard(target, safety)
+        #: Poison records whose dead letter waits for room in the producer's queue.
+        self.waiting_dead_letters = 0
         self._logged: Tally[str] = Tally()
 
     def handle(self, record: Record) -> asyncio.Future[Result]:
         """Start handling `record`; the future completes when it is handled for good.
 
         It is cancelled (not completed) only when the sender is closed before
-        the request finished: such a record was not handled and must be read
-        again.
+        the request finished, or the dead-letter queue before a poison record's
+        dead letter could be queued: such a record was not handled and must be
+        read again.
         """
         loop = asyncio.get_running_loop()
         self.stats.read(record)
@@ -199,12 +216,15 @@ class Pipeline:
         comparison = self.comparison
         try:
             event = self.codec.decode(record.value)
+            self.guard.check(event)
             request = build_request(event, self.target)
             baseline = None
             if comparison is not None and comparison.baseline is not None:
                 baseline = build_request(event, comparison.baseline)
         except DecodeError as exc:
-            return self._finished(loop, Result(record, "undecodable", str(exc)))
+            return self._poisoned(loop, record, "undecodable", str(exc))
+        except Unsendable as exc:
+            return self._poisoned(loop, record, "unsendable", str(exc))
         except Skipped as exc:
             self._log("skipped-" + exc.reason, record, str(exc), logging.INFO)
             if comparison is not None:
@@ -218,9 +238,8 @@ class Pipeline:
             return self._finished(loop, Result(record, "skipped", exc.reason))
         except (KeyError, TypeError, ValueError) as exc:
             # A decodable event this version cannot turn into a request.
-            return self._finished(
-                loop, Result(record, "undecodable", f"unusable event: {type(exc).__name__}: {exc}")
-            )
+            detail = f"unusable event: {type(exc).__name__}: {exc}"
+            return self._poisoned(loop, record, "undecodable", detail)
         result: asyncio.Future[Result] = loop.create_future()
         IN_FLIGHT.inc()
 
@@ -265,6 +284,39 @@ class Pipeline:
         for future in futures:
             future.add_done_callback(sent)
         return result
+
+    def _poisoned(
+        self, loop: asyncio.AbstractEventLoop, record: Record, reason: str, detail: str
+    ) -> asyncio.Future[Result]:
+        """A record that cannot be decoded or sent: dead-letter it, then count it handled."""
+        dlq = self.dlq
+        if dlq is not None and not dlq.send(record, reason, detail):
+            future: asyncio.Future[Result] = loop.create_future()
+            self.waiting_dead_letters += 1
+
+            def attempt() -> None:
+                if future.done():
+                    self.waiting_dead_letters -= 1
+                elif dlq.closed:
+                    self.waiting_dead_letters -= 1
+                    future.cancel()  # not handled: the record is read again later
+                elif dlq.send(record, reason, detail, retry=True):
+                    self.waiting_dead_letters -= 1
+                    future.set_result(self._dead_lettered(loop, record, reason, detail).result())
+                else:
+                    loop.call_later(RETRY_SECONDS, attempt)
+
+            loop.call_later(RETRY_SECONDS, attempt)
+            return future
+        return self._dead_lettered(loop, record, reason, detail)
+
+    def _dead_lettered(
+        self, loop: asyncio.AbstractEventLoop, record: Record, reason: str, detail: str
+    ) -> asyncio.Future[Result]:
+        if reason == "undecodable":
+            return self._finished(loop, Result(record, "undecodable", detail))
+        self._log(reason, record, detail, logging.WARNING)
+        return self._finished(loop, Result(record, "skipped", reason))
 
     def _finished(self, loop: asyncio.AbstractEventLoop, result: Result) -> asyncio.Future[Result]:
         if result.kind == "undecodable":

@@ -8,8 +8,9 @@ always finishes. Records go through the same pipeline as the group worker
 (`replayer.pipeline`), so per-connection order and concurrency behave the same.
 
 Exit code 0 when every record in the range was sent (a truncated body skipped
-by policy counts as handled), 1 when some could not be sent or decoded, 2 on
-bad input, 130 when interrupted.
+by policy counts as handled), 1 when some could not be sent or decoded (those
+go to `<topic>.dlq`, see `replayer.dlq`) or were recorded from the target's own
+host (`replayer.safety`), 2 on bad input, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from typing import IO, Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from replayer.comparison import Comparison, ComparisonOptions
+from replayer.dlq import DeadLetters
 from replayer.guard import GuardOptions
 from replayer.pipeline import Pipeline, Progress, Record, Stats
 from replayer.request import Target
+from replayer.safety import SafetyOptions
 from replayer.sender import Transport
 from replayer.senders import Senders
 from replayer.spans import Span, SpanReader, resolve_spans
@@ -67,13 +70,16 @@ def run_range(
     out: IO[str] | None = None,
     progress_interval: float = 10.0,
     comparison: ComparisonOptions | None = None,
+    safety: SafetyOptions | None = None,
     guardrails: GuardOptions | None = None,
 ) -> int:
     """Replay offsets `start_offset..end_offset` (inclusive) of `partitions` to `target`.
 
     `partitions` empty = all; `end_offset` None = the last offset of each
     partition at start. Every replay is compared with the recorded response
-    and its result written to `<topic>.results` (see `comparison`). Prints a
+    and its result written to `<topic>.results` (see `comparison`); records
+    that cannot be decoded or sent go to `<topic>.dlq`; `safety` says whether
+    records recorded from the target's own host are sent. Prints a
     summary to `out` (stdout) and returns the exit code. Raises
     `TopicNotFound`/`OffsetOutOfRange` (usage errors) before sending anything.
     `transport` replaces the HTTP client (tests); `stop_event` stops it from
@@ -97,6 +103,7 @@ def run_range(
             print(f"nothing to replay: no records in the range of topic {topic!r}", file=out)
             return 0
         compare = Comparison.open(settings, topic, shadow, compare_options)
+        dlq = DeadLetters(settings, topic)
         try:
             with StopSignals(stop_event, "letting in-flight requests finish") as stop:
                 stats = asyncio.run(
@@ -112,14 +119,17 @@ def run_range(
                         stop,
                         progress_interval,
                         compare,
+                        dlq,
+                        safety,
                         guardrails or GuardOptions(),
                     )
                 )
         finally:
             compare.close()  # flushes the results before the summary counts them
+            dlq.close()
     finally:
         consumer.close()
-    return _summarize(topic, shadow, spans, stats, stop, out, compare)
+    return _summarize(topic, shadow, spans, stats, stop, out, compare, dlq)
 
 
 async def _replay(
@@ -134,6 +144,8 @@ async def _replay(
     stop: StopSignals,
     progress_interval: float,
     comparison: Comparison | None = None,
+    dlq: DeadLetters | None = None,
+    safety: SafetyOptions | None = None,
     guardrails: GuardOptions | None = None,
 ) -> Stats:
     loop = asyncio.get_running_loop()
@@ -150,6 +162,8 @@ async def _replay(
         sender=sender.shadow,
         comparison=comparison,
         baseline_sender=sender.baseline,
+        dlq=dlq,
+        safety=safety,
     )
     stats = pipeline.stats
     progress = Progress(stats, progress_interval, total=sum(s.count for s in spans))
@@ -193,6 +207,8 @@ async def _replay(
         # them a short grace and leave the rest.
         while not stop.is_set() and not await sender.drain(0.5):
             progress.tick(sender.in_flight)
+        while not stop.is_set() and pipeline.waiting_dead_letters:
+            await asyncio.sleep(0.1)  # dead letters waiting for room in the producer's queue
         if stop.is_set():
             await _drain_until_forced(sender, stop, grace=INTERRUPT_GRACE)
     finally:
@@ -224,6 +240,7 @@ def _summarize(
     stop: StopSignals,
     out: IO[str],
     comparison: Comparison | None = None,
+    dlq: DeadLetters | None = None,
 ) -> int:
     elapsed = time.monotonic() - stats.started
     handled = stats.handled
@@ -246,6 +263,8 @@ def _summarize(
     print(f"total: {stats.line()}", file=out)
     if comparison is not None:
         print(comparison.line(), file=out)
+    if dlq is not None and (dlq.counts.queued or dlq.counts.failed):
+        print(dlq.line(), file=out)
     out.flush()
     unfinished = sum(s.count for s in spans) - handled
     if stop.is_set() and unfinished > 0:
@@ -255,11 +274,19 @@ def _summarize(
             file=sys.stderr,
         )
         return 130
-    failed = stats.errors + stats.undecodable
-    if failed:
+    unsendable = stats.skipped.get("unsendable", 0)
+    original = stats.skipped.get("original-host", 0)
+    lost = dlq.counts.failed if dlq is not None else 0
+    failed = stats.errors + stats.undecodable + unsendable + original
+    if failed or lost:
+        more = f", unsendable {unsendable}" if unsendable else ""
+        if original:
+            more += f", refused as the original host {original} (see --allow-original-host)"
+        if lost:
+            more += f"; {lost} dead letters not written"
         print(
             f"trafficmirror: {failed} of {handled} records could not be sent "
-            f"(errors {stats.errors}, undecodable {stats.undecodable})",
+            f"(errors {stats.errors}, undecodable {stats.undecodable}{more})",
             file=sys.stderr,
         )
         return 1

@@ -23,6 +23,14 @@ What is kept, what changes, and why:
 * A request whose body was truncated by the recorder (`body_truncated`) is not
   sent at all: sending the first bytes as if they were the whole body would
   test the shadow with a request nobody made. It is skipped and counted.
+* An event no valid request can be made of raises `Unsendable` (a `Skipped`
+  whose record goes to the dead-letter queue, see `replayer.dlq`): a request
+  target that is neither origin form, absolute form nor `*`; a method that is
+  not an RFC 9110 token; a header name that is not a token, or a value holding
+  CR, LF or NUL (they would split or end the request on the wire); an
+  authority longer than 262 characters (a 253-character DNS name, a port and
+  brackets) or holding whitespace, control characters or `/?#@\\`; an exchange
+  id with CR, LF or NUL (it is the value of the replay header).
 
 Header values that are not valid UTF-8 are read as Latin-1 (every byte maps to
 one character), which keeps them printable but means their bytes on the wire
@@ -55,6 +63,34 @@ class Skipped(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+class Unsendable(Skipped):
+    """No valid HTTP request can be made of the event: a poison record for the DLQ."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("unsendable", detail)
+
+
+#: RFC 9110 token characters (methods, header names).
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_BAD_IN_VALUE = frozenset(b"\r\n\x00")
+_BAD_IN_AUTHORITY = frozenset(range(0x21)) | frozenset(b"\x7f/?#@\\")
+#: A 253-character DNS name, ":65535", or an IPv6 literal in brackets with a port.
+MAX_AUTHORITY = 262
+
+
+def _is_token(raw: bytes) -> bool:
+    return bool(raw) and all(b in _TCHAR for b in raw)
+
+
+def check_authority(authority: str) -> None:
+    """Raise `Unsendable` for an authority that cannot name a host (see the module doc)."""
+    raw = authority.encode("utf-8", "surrogatepass")
+    if len(raw) > MAX_AUTHORITY:
+        raise Unsendable(f"authority of {len(raw)} bytes is not a host[:port]")
+    if any(b in _BAD_IN_AUTHORITY for b in raw):
+        raise Unsendable(f"authority {authority[:80]!r} is not a host[:port]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +180,7 @@ def _path(raw: bytes) -> str:
     elif not raw:
         path = b"/"
     else:
-        raise Skipped("unsupported", f"request target {raw[:80]!r} is not a path")
+        raise Unsendable(f"request target {raw[:80]!r} is not a path")
     # Bytes outside printable ASCII cannot appear in a request line; escape them
     # the way a client would rather than refusing the whole request.
     if any(b <= 0x20 or b >= 0x7F for b in path):
@@ -167,6 +203,11 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
         raise Skipped("truncated", f"request body was truncated by the recorder ({known})")
     body: bytes = message["body"]
     pairs = _pairs(message["headers"])
+    method = str(event["method"])
+    if not _is_token(method.encode("utf-8", "surrogatepass")):
+        raise Unsendable(f"method {method[:40]!r} is not an HTTP token")
+    check_authority(str(event["authority"]))
+    path = _path(bytes(event["path"]))
 
     connection_named: set[str] = set()
     for raw_name, raw_value in pairs:
@@ -190,6 +231,10 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
             or lowered.startswith(":")  # HTTP/2 pseudo-headers never belong in the list
         ):
             continue
+        if not _is_token(raw_name):
+            raise Unsendable(f"header name {raw_name[:40]!r} is not an HTTP token")
+        if any(b in _BAD_IN_VALUE for b in raw_value):
+            raise Unsendable(f"header {raw_name[:40]!r} has a value with CR, LF or NUL")
         if lowered == "content-length":
             if seen_length:
                 continue
@@ -198,11 +243,13 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
             continue
         headers.append((name, _text(raw_value)))
     exchange_id = str(event["id"])
+    if any(c in exchange_id for c in "\r\n\x00"):
+        raise Unsendable(f"exchange id {exchange_id[:40]!r} cannot be a header value")
     headers.append((REPLAY_HEADER, exchange_id))
     return OutgoingRequest(
-        method=str(event["method"]),
+        method=method,
         target=target,
-        path=_path(bytes(event["path"])),
+        path=path,
         headers=tuple(headers),
         body=bytes(body),
         exchange_id=exchange_id,

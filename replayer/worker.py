@@ -23,7 +23,8 @@ partitions are forgotten; whatever was still in flight is replayed by the next
 owner. Lost partitions (the member was fenced) are forgotten without a commit.
 
 SIGTERM/SIGINT: stop fetching, keep polling while in-flight requests finish
-(up to the drain timeout), flush the replay results (`<topic>.results`), store
+(up to the drain timeout), flush the replay results (`<topic>.results`) and
+the dead letters (`<topic>.dlq`, see `replayer.dlq`), store
 and commit synchronously, close the consumer (which leaves the group), log one
 summary line.
 """
@@ -42,10 +43,12 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import Gauge
 
 from replayer.comparison import Comparison, ComparisonOptions
+from replayer.dlq import DeadLetters
 from replayer.guard import GuardOptions
 from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
+from replayer.safety import SafetyOptions
 from replayer.sender import Transport
 from replayer.senders import Senders
 from replayer.stopping import StopSignals
@@ -101,11 +104,14 @@ def run_worker(
     progress_interval: float = 10.0,
     comparison: ComparisonOptions | None = None,
     guardrails: GuardOptions | None = None,
+    safety: SafetyOptions | None = None,
 ) -> Stats:
     """Replay `topic` as a member of `group` to `target` until stopped; return the counts.
 
     Every replay is compared with the recorded response and its result written
-    to `<topic>.results` (see `comparison`). Stops on SIGTERM/SIGINT (when
+    to `<topic>.results` (see `comparison`); records that cannot be decoded or
+    sent go to `<topic>.dlq`; `safety` says whether records recorded from the
+    target's own host are sent (`replayer.safety`). Stops on SIGTERM/SIGINT (when
     called in the main thread) or when `stop_event` is set. Raises
     `TopicNotFound` if the topic does not exist, `KafkaUnavailable` on a fatal
     consumer error. `transport` replaces the HTTP client (tests). `guardrails`:
@@ -125,6 +131,7 @@ def run_worker(
         progress_interval=progress_interval,
         comparison=comparison,
         guardrails=guardrails,
+        safety=safety,
     )
     health = None
     if metrics_port is not None:
@@ -157,8 +164,10 @@ class Worker:
         progress_interval: float = 10.0,
         comparison: ComparisonOptions | None = None,
         guardrails: GuardOptions | None = None,
+        safety: SafetyOptions | None = None,
     ) -> None:
         self.settings = settings
+        self.safety = safety
         self.comparison_options = comparison or ComparisonOptions()
         self.topic = topic
         self.group = group
@@ -204,16 +213,22 @@ class Worker:
             comparison = Comparison.open(
                 self.settings, self.topic, self.target, self.comparison_options
             )
+            dlq = DeadLetters(self.settings, self.topic)
         except BaseException:
             consumer.close()
             raise
         try:
-            return asyncio.run(self._main(consumer, stop, comparison))
+            return asyncio.run(self._main(consumer, stop, comparison, dlq))
         finally:
             comparison.close()
+            dlq.close()
 
     async def _main(
-        self, consumer: Any, stop: StopSignals, comparison: Comparison | None = None
+        self,
+        consumer: Any,
+        stop: StopSignals,
+        comparison: Comparison | None = None,
+        dlq: DeadLetters | None = None,
     ) -> Stats:
         self._loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-consumer")
@@ -231,6 +246,8 @@ class Worker:
             stats=self.stats,
             comparison=comparison,
             baseline_sender=sender.baseline,
+            dlq=dlq,
+            safety=self.safety,
         )
         progress = Progress(self.stats, self.progress_interval)
         run = self._loop.run_in_executor
@@ -282,18 +299,24 @@ class Worker:
                 "draining %d in-flight requests (at most %gs)", sender.in_flight, self.drain_timeout
             )
             deadline = time.monotonic() + self.drain_timeout
-            while sender.in_flight and time.monotonic() < deadline and not stop.forced:
+            while (
+                (sender.in_flight or pipeline.waiting_dead_letters)
+                and time.monotonic() < deadline
+                and not stop.forced
+            ):
                 self.health.beat()
                 store, pause, _ = self._housekeeping(sender, True)
                 messages, _ = await run(
                     executor, self._poll, consumer, store, pause, [], False, 1
                 )
                 await sender.drain(0.01)
-            abandoned = sender.in_flight
+            abandoned = sender.in_flight + pipeline.waiting_dead_letters
             await sender.aclose()  # whatever is left is replayed by the next owner
             if comparison is not None:
                 # The results of what is committed next must be in Kafka first.
                 await run(None, comparison.close, self.drain_timeout)
+            if dlq is not None:
+                await run(None, dlq.close, self.drain_timeout)
             await run(executor, self._commit, consumer, self._uncommitted(self.assigned))
         finally:
             self.stopping = True
@@ -313,6 +336,8 @@ class Worker:
         )
         if comparison is not None:
             logger.info("%s", comparison.line())
+        if dlq is not None:
+            logger.info("%s", dlq.line())
         return self.stats
 
     def _subscribe(self, consumer: Any) -> None:

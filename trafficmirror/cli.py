@@ -20,6 +20,7 @@ from trafficmirror.cli_comparison import comparison_options
 from trafficmirror.cli_guard import guardrail_options
 from trafficmirror.cli_kafka import kafka_security_options
 from trafficmirror.cli_recorder import recorder_extra_options
+from trafficmirror.cli_safety import safety_options
 from trafficmirror.errors import TrafficMirrorError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -368,6 +369,7 @@ def sender_options(func: F) -> F:
 )
 @comparison_options
 @guardrail_options
+@safety_options
 def worker(
     bootstrap_servers: str | None,
     topic: str,
@@ -384,6 +386,7 @@ def worker(
     drain_timeout: float,
     comparison: Any,
     guardrails: Any,
+    safety: Any,
 ) -> None:
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
 
@@ -417,6 +420,7 @@ def worker(
         metrics_port=metrics_port,
         comparison=comparison,
         guardrails=guardrails,
+        safety=safety,
     )
 
 
@@ -465,6 +469,7 @@ def parse_end_offset(value: str) -> int | None:
 )
 @comparison_options
 @guardrail_options
+@safety_options
 def replay_range(
     bootstrap_servers: str | None,
     topic: str,
@@ -479,6 +484,7 @@ def replay_range(
     end_offset: str,
     comparison: Any,
     guardrails: Any,
+    safety: Any,
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
 
@@ -515,6 +521,7 @@ def replay_range(
             schema_registry_url=schema_registry_url,
             comparison=comparison,
             guardrails=guardrails,
+            safety=safety,
         )
     )
 

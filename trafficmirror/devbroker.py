@@ -70,6 +70,13 @@ def _load_librdkafka() -> ctypes.CDLL:
     ]
     lib.rd_kafka_mock_clear_request_errors.restype = None
     lib.rd_kafka_mock_clear_request_errors.argtypes = [vp, ctypes.c_int16]
+    for name in (
+        "rd_kafka_mock_set_group_consumer_session_timeout_ms",
+        "rd_kafka_mock_set_group_consumer_heartbeat_interval_ms",
+    ):
+        if hasattr(lib, name):  # librdkafka 2.10+
+            getattr(lib, name).restype = None
+            getattr(lib, name).argtypes = [vp, ci]
     return lib
 
 
@@ -142,6 +149,22 @@ class MockCluster:
         self._lib.rd_kafka_mock_push_request_errors_array(
             self._mcluster, api_key, len(errors), array
         )
+
+    def set_group_consumer_timeouts(self, session_timeout_ms: int, heartbeat_ms: int) -> None:
+        """KIP-848 groups: fence a member after `session_timeout_ms` without a heartbeat,
+        and ask members to heartbeat every `heartbeat_ms`.
+
+        Under the KIP-848 protocol these are broker settings
+        (`group.consumer.session.timeout.ms`, `group.consumer.heartbeat.interval.ms`);
+        a client's `session.timeout.ms` does not apply to them.
+        """
+        for name, value in (
+            ("rd_kafka_mock_set_group_consumer_session_timeout_ms", session_timeout_ms),
+            ("rd_kafka_mock_set_group_consumer_heartbeat_interval_ms", heartbeat_ms),
+        ):
+            if not hasattr(self._lib, name):
+                raise TrafficMirrorError(f"this librdkafka has no {name} (needs 2.10+)")
+            getattr(self._lib, name)(self._mcluster, value)
 
     def _ids(self, broker_id: int | None) -> range | list[int]:
         return range(1, self.brokers + 1) if broker_id is None else [broker_id]

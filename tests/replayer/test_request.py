@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from replayer.request import REPLAY_HEADER, Skipped, Target, build_request
+from replayer.request import REPLAY_HEADER, Skipped, Target, Unsendable, build_request
 from tests.replayer.events import make_event
 from trafficmirror.errors import ConfigError
 
@@ -154,3 +154,37 @@ def test_asterisk_form_is_skipped() -> None:
     with pytest.raises(Skipped) as caught:
         build_request(make_event(method="OPTIONS", path=b"*"), TARGET)
     assert caught.value.reason == "unsupported"
+
+
+@pytest.mark.parametrize(
+    ("event", "why"),
+    [
+        (make_event(path=b"no-slash"), "is not a path"),
+        (make_event(method="GE T"), "is not an HTTP token"),
+        (make_event(method=""), "is not an HTTP token"),
+        (make_event(headers=[("Bad Name", "x")]), "is not an HTTP token"),
+        (make_event(headers=[("X-A", "a\r\nX-B: b")]), "CR, LF or NUL"),
+        (make_event(headers=[("X-A", b"a\x00b")]), "CR, LF or NUL"),
+        (make_event(authority="a" * 263), "263 bytes"),
+        (make_event(authority="shop example"), "is not a host[:port]"),
+        (make_event(authority="shop/evil"), "is not a host[:port]"),
+        (make_event(exchange_id="id\nX-Evil: 1"), "cannot be a header value"),
+    ],
+)
+def test_events_no_valid_request_can_be_made_of_are_unsendable(
+    event: dict[str, object], why: str
+) -> None:
+    with pytest.raises(Unsendable) as caught:
+        build_request(event, TARGET)
+    assert why in str(caught.value)
+    assert caught.value.reason == "unsendable"
+
+
+def test_odd_but_valid_requests_are_not_unsendable() -> None:
+    event = make_event(
+        method="PROPFIND",
+        authority="[2001:db8::1]:8443",
+        headers=[(":authority", "x"), ("X-Latin", b"caf\xe9"), ("X-Tab", "a\tb")],
+    )
+    assert build_request(event, TARGET).method == "PROPFIND"
+    assert build_request(make_event(authority="a" * 253 + ":65535"), TARGET)
