@@ -10,9 +10,11 @@ decode → select → build the request → send → account, as one `Pipeline`:
   (unless allowed);
 * select: nothing yet besides the event's own verdict (a truncated body is
   skipped, see `replayer.request`); filters and sampling plug in here;
+* schedule (`replayer.clock`, when given): the request waits for its due time
+  on the virtual clock (time warp) and for the rate ceiling; a record waiting
+  there counts as in flight, and how late it went out is measured;
 * send: `replayer.sender`, keyed by the Kafka message key (the recorded client
-  connection) so each connection's requests stay in order. A scheduler (time
-  warp) and a rate limiter belong between building and sending;
+  connection) so each connection's requests stay in order;
 * account: `Stats` for the summary, Prometheus metrics for `/metrics`;
 * compare (`replayer.comparison`, when given): the shadow's response against
   the recorded one (and the baseline's, with `--baseline`: the same request is
@@ -35,8 +37,10 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from replayer.clock import Scheduler
 from replayer.comparison import Comparison
 from replayer.dlq import RETRY_SECONDS, DeadLetters
+from replayer.progress import Lateness, RateMeter
 from replayer.request import Skipped, Target, Unsendable, build_request
 from replayer.safety import OriginalHostGuard, SafetyOptions
 from replayer.sender import Outcome, Sender
@@ -65,6 +69,12 @@ LATENCY = Histogram(
     "trafficmirror_replayer_request_seconds",
     "Time from sending a request to reading the shadow's whole response.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+LATENESS = Histogram(
+    "trafficmirror_replayer_lateness_seconds",
+    "How much later than its due time on the virtual clock a request went out "
+    "(only with a timed pace, not --speed max).",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
 )
 
 #: Errors (shadow or decode) logged one by one before only counting them.
@@ -132,6 +142,7 @@ class Stats:
     skipped: Tally[str] = field(default_factory=Tally)
     partitions: dict[int, PartitionCounts] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    lateness: Lateness = field(default_factory=Lateness)
 
     @property
     def handled(self) -> int:
@@ -186,6 +197,7 @@ class Pipeline:
         stats: Stats | None = None,
         comparison: Comparison | None = None,
         baseline_sender: Sender | None = None,
+        scheduler: Scheduler | None = None,
         dlq: DeadLetters | None = None,
         safety: SafetyOptions | None = None,
     ) -> None:
@@ -196,11 +208,40 @@ class Pipeline:
         self.baseline_sender = baseline_sender or sender
         self.stats = stats or Stats()
         self.comparison = comparison
+        self.scheduler = scheduler
         self.dlq = dlq
         self.guard = OriginalHostGuard(target, safety)
         #: Poison records whose dead letter waits for room in the producer's queue.
         self.waiting_dead_letters = 0
         self._logged: Tally[str] = Tally()
+        self._in_flight = 0
+        self._progress = asyncio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        """Records handed to `handle()` and not finished: waiting for their due time or sending."""
+        return self._in_flight
+
+    async def wait_for_room(self, limit: int, timeout: float) -> bool:
+        """Wait until fewer than `limit` records are in flight; False if `timeout` passed."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._in_flight >= limit:
+                    self._progress.clear()
+                    await self._progress.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def abandon(self, partitions: set[int]) -> int:
+        """Drop the records of `partitions` still waiting for their due time (revoked).
+
+        Their futures are cancelled: they were not handled and the next owner
+        reads them again. Returns how many there were.
+        """
+        if self.scheduler is None:
+            return 0
+        return len(self.scheduler.cancel_partitions(partitions))
 
     def handle(self, record: Record) -> asyncio.Future[Result]:
         """Start handling `record`; the future completes when it is handled for good.
@@ -242,26 +283,45 @@ class Pipeline:
             return self._poisoned(loop, record, "undecodable", detail)
         result: asyncio.Future[Result] = loop.create_future()
         IN_FLIGHT.inc()
+        self._in_flight += 1
+        futures: list[asyncio.Future[Outcome]] = []
+        waiting = 0
+        due_at: float | None = None
 
-        futures = [self.sender.submit(request, record.key)]
-        if baseline is not None:
-            # Its own ordering chain: the baseline's requests of one recorded
-            # connection stay in order without waiting for the shadow's.
-            key = None if record.key is None else ("baseline", record.key)
-            futures.append(self.baseline_sender.submit(baseline, key))
-        waiting = len(futures)
+        def release(due: float | None) -> None:
+            nonlocal waiting, due_at
+            due_at = due
+            futures.append(self.sender.submit(request, record.key))
+            if baseline is not None:
+                # Its own ordering chain: the baseline's requests of one recorded
+                # connection stay in order without waiting for the shadow's.
+                key = None if record.key is None else ("baseline", record.key)
+                futures.append(self.baseline_sender.submit(baseline, key))
+            waiting = len(futures)
+            for future in futures:
+                future.add_done_callback(sent)
+
+        def cancelled() -> None:
+            self._settle()
+            result.cancel()
 
         def sent(_: asyncio.Future[Outcome]) -> None:
             nonlocal waiting
             waiting -= 1
             if waiting:
                 return
-            IN_FLIGHT.dec()
+            self._settle()
             if any(f.cancelled() for f in futures):
                 result.cancel()
                 return
             outcome = futures[0].result()
             LATENCY.observe(outcome.latency)
+            lateness_us = 0
+            if due_at is not None:
+                lateness = outcome.sent_at - due_at
+                LATENESS.observe(max(lateness, 0.0))
+                self.stats.lateness.add(lateness)
+                lateness_us = round(lateness * 1_000_000)
             if outcome.ok:
                 SENT.inc()
                 done = Result(record, "sent", None, outcome)
@@ -276,15 +336,24 @@ class Pipeline:
                     offset=record.offset,
                     outcome=outcome,
                     baseline=futures[1].result() if len(futures) > 1 else None,
+                    lateness_us=lateness_us,
                 )
             self.stats.add(done)
             if not result.done():
                 result.set_result(done)
 
-        for future in futures:
-            future.add_done_callback(sent)
+        if self.scheduler is None:
+            release(None)
+        else:
+            self.scheduler.schedule(
+                int(event["request_start_us"]), release, record.partition, cancelled
+            )
         return result
 
+    def _settle(self) -> None:
+        IN_FLIGHT.dec()
+        self._in_flight -= 1
+        self._progress.set()
     def _poisoned(
         self, loop: asyncio.AbstractEventLoop, record: Record, reason: str, detail: str
     ) -> asyncio.Future[Result]:
@@ -345,7 +414,8 @@ class Progress:
     """Logs a progress line every `interval` seconds (call `tick()` often; it is cheap).
 
     An idle stretch (nothing handled, nothing in flight) logs nothing, so an idle
-    worker does not fill its log with identical lines.
+    worker does not fill its log with identical lines. Every tick also updates
+    the achieved-rate gauge (`replayer.progress.RateMeter`).
     """
 
     def __init__(self, stats: Stats, interval: float = 10.0, total: int | None = None) -> None:
@@ -354,9 +424,11 @@ class Progress:
         self.total = total
         self._last_at = time.monotonic()
         self._last_handled = 0
+        self.meter = RateMeter()
 
     def tick(self, in_flight: int, extra: str = "") -> None:
         now = time.monotonic()
+        self.meter.update(self.stats.handled, now)
         if now - self._last_at < self.interval:
             return
         handled = self.stats.handled
@@ -366,12 +438,16 @@ class Progress:
         if idle:
             return
         of = f"/{self.total}" if self.total is not None else ""
+        late = self.stats.lateness.text()
+        if self.total is not None and rate > 0 and handled < self.total:
+            late += f"{', ' if late else ''}ETA {(self.total - handled) / rate:.0f}s"
         logger.info(
-            "progress: handled %d%s (%.0f/s), %s, in flight %d%s",
+            "progress: handled %d%s (%.0f/s), %s, in flight %d%s%s",
             handled,
             of,
             rate,
             self.stats.line(),
             in_flight,
+            f", {late}" if late else "",
             extra,
         )

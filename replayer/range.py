@@ -7,6 +7,12 @@ anything is sent; `end` means the last offset present at start, so the command
 always finishes. Records go through the same pipeline as the group worker
 (`replayer.pipeline`), so per-connection order and concurrency behave the same.
 
+Pace: by default at the recorded pace (`Pace()`, speed 1); the partitions'
+records are merged into recorded-time order first (`replayer.merge`), so the
+first exchange of the whole range anchors the virtual clock and the
+partitions go out interleaved as they were recorded. Progress: a redrawn bar
+on a terminal's stderr, the periodic log line otherwise.
+
 Exit code 0 when every record in the range was sent (a truncated body skipped
 by policy counts as handled), 1 when some could not be sent or decoded (those
 go to `<topic>.dlq`, see `replayer.dlq`) or were recorded from the target's own
@@ -25,10 +31,13 @@ from typing import IO, Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.dlq import DeadLetters
 from replayer.guard import GuardOptions
+from replayer.merge import PartitionMerger
 from replayer.pipeline import Pipeline, Progress, Record, Stats
+from replayer.progress import ProgressBar
 from replayer.request import Target
 from replayer.safety import SafetyOptions
 from replayer.sender import Transport
@@ -51,6 +60,10 @@ IN_FLIGHT_PER_SLOT = 4
 #: Seconds in-flight requests may still take after an interrupt.
 INTERRUPT_GRACE = 5.0
 _BATCH = 500
+#: Records the merge may hold while a partition has not delivered yet; beyond
+#: it the oldest goes out anyway (see `replayer.merge`). On top of the
+#: in-flight bound: what the merge holds waits for more reading, not for sending.
+MERGE_LIMIT = 4 * _BATCH
 _POLL_SECONDS = 0.05
 
 
@@ -71,6 +84,8 @@ def run_range(
     progress_interval: float = 10.0,
     comparison: ComparisonOptions | None = None,
     safety: SafetyOptions | None = None,
+    pace: Pace | None = None,
+    progress_bar: bool | None = None,
     guardrails: GuardOptions | None = None,
 ) -> int:
     """Replay offsets `start_offset..end_offset` (inclusive) of `partitions` to `target`.
@@ -83,9 +98,11 @@ def run_range(
     summary to `out` (stdout) and returns the exit code. Raises
     `TopicNotFound`/`OffsetOutOfRange` (usage errors) before sending anything.
     `transport` replaces the HTTP client (tests); `stop_event` stops it from
-    another thread like SIGTERM does. `guardrails`: the baseline's own cap and
-    timeout, and the shadow's error-rate guard (while it backs off, nothing is
-    read; the range finishes once the shadow answers again, or on SIGINT).
+    another thread like SIGTERM does. `pace`: speed, rate, idle compression
+    (default: the recorded pace). `progress_bar`: draw a bar on stderr
+    (default: when stderr is a terminal). `guardrails`: the baseline's own cap
+    and timeout, and the shadow's error-rate guard (while it backs off, nothing
+    is read; the range finishes once the shadow answers again, or on SIGINT).
     """
     out = out or sys.stdout
     shadow = Target.parse(target)
@@ -106,6 +123,7 @@ def run_range(
         dlq = DeadLetters(settings, topic)
         try:
             with StopSignals(stop_event, "letting in-flight requests finish") as stop:
+                settle_memory()
                 stats = asyncio.run(
                     _replay(
                         consumer,
@@ -121,6 +139,8 @@ def run_range(
                         compare,
                         dlq,
                         safety,
+                        pace or Pace(),
+                        sys.stderr.isatty() if progress_bar is None else progress_bar,
                         guardrails or GuardOptions(),
                     )
                 )
@@ -143,9 +163,11 @@ async def _replay(
     timeout: float,
     stop: StopSignals,
     progress_interval: float,
-    comparison: Comparison | None = None,
-    dlq: DeadLetters | None = None,
-    safety: SafetyOptions | None = None,
+    comparison: Comparison | None,
+    dlq: DeadLetters | None,
+    safety: SafetyOptions | None,
+    pace: Pace,
+    bar: bool,
     guardrails: GuardOptions | None = None,
 ) -> Stats:
     loop = asyncio.get_running_loop()
@@ -156,6 +178,7 @@ async def _replay(
         baseline=comparison is not None and comparison.baseline is not None,
         options=guardrails,
     )
+    scheduler = Scheduler(pace)
     pipeline = Pipeline(
         codec=codec,
         target=shadow,
@@ -164,11 +187,23 @@ async def _replay(
         baseline_sender=sender.baseline,
         dlq=dlq,
         safety=safety,
+        scheduler=scheduler,
     )
     stats = pipeline.stats
-    progress = Progress(stats, progress_interval, total=sum(s.count for s in spans))
+    total = sum(s.count for s in spans)
+    progress = Progress(stats, progress_interval, total=total)
+    drawing = ProgressBar(sys.stderr, total).attach() if bar else None
+
+    def tick() -> None:
+        if drawing is not None:
+            drawing.draw(stats.handled, stats.lateness)
+        else:
+            progress.tick(pipeline.in_flight + merger.held)
+
     reader = SpanReader(spans)
     high = max(sender.concurrency * IN_FLIGHT_PER_SLOT, 64)
+    merger: PartitionMerger[Record] = PartitionMerger(limit=MERGE_LIMIT)
+    merger.track(reader.spans)
     # One thread owns the consumer: every call on it runs there, in order.
     executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-range")
     closed: set[int] = set()
@@ -177,12 +212,16 @@ async def _replay(
         while not reader.done and not stop.is_set():
             if sender.holding:  # the guard backs off from the shadow: read nothing new
                 await sender.wait_sending(0.1)
-                progress.tick(sender.in_flight)
+                tick()
                 continue
-            budget = min(_BATCH, high - sender.in_flight)
+            # The merge's records are bounded on their own (MERGE_LIMIT): they
+            # wait for more reading, so they must not stop it.
+            budget = min(_BATCH, high - pipeline.in_flight)
             if budget <= 0:
-                await sender.wait_for_room(high, 0.1)
-                progress.tick(sender.in_flight)
+                await pipeline.wait_for_room(high, 0.1)
+                for record in merger.ready(high - pipeline.in_flight):
+                    pipeline.handle(record)
+                tick()
                 continue
             # A finished span stops fetching, so the consumer holds nothing it won't use.
             newly_closed = sorted(set(reader.spans) - reader.open - closed)
@@ -201,19 +240,35 @@ async def _replay(
                         logger.warning("Kafka: %s", error.str())
                     continue
                 if reader.admit(message.partition(), message.offset()):
-                    pipeline.handle(Record.from_message(message))
-            progress.tick(sender.in_flight)
-        # Everything is read; wait for the requests, unless interrupted: then give
-        # them a short grace and leave the rest.
-        while not stop.is_set() and not await sender.drain(0.5):
-            progress.tick(sender.in_flight)
+                    record = Record.from_message(message)
+                    merger.add(record.partition, record.timestamp_ms or 0, record)
+            for partition in set(reader.spans) - reader.open:
+                merger.end(partition)
+            for record in merger.ready(high - pipeline.in_flight):
+                pipeline.handle(record)
+            tick()
+        while merger.held and not stop.is_set():
+            for record in merger.flush(high - pipeline.in_flight):
+                pipeline.handle(record)
+            if merger.held:
+                await pipeline.wait_for_room(high, 0.1)
+                tick()
+        # Everything is read; wait for the requests, unless interrupted: then drop
+        # what is not due yet, give what is on the wire a short grace, leave the rest.
+        while not stop.is_set() and not await pipeline.wait_for_room(1, 0.2):
+            tick()
         while not stop.is_set() and pipeline.waiting_dead_letters:
             await asyncio.sleep(0.1)  # dead letters waiting for room in the producer's queue
         if stop.is_set():
+            await scheduler.aclose()
             await _drain_until_forced(sender, stop, grace=INTERRUPT_GRACE)
     finally:
+        await scheduler.aclose()
         await sender.aclose()
         executor.shutdown(wait=True)
+        if drawing is not None:
+            drawing.draw(stats.handled, stats.lateness, force=True)
+            drawing.close()
     return stats
 
 
@@ -261,6 +316,14 @@ def _summarize(
         where = f"partition {span.partition}: offsets {span.first}..{span.last}"
         print(f"  {where}: {counts}", file=out)
     print(f"total: {stats.line()}", file=out)
+    late = stats.lateness
+    p50, p99 = late.quantile(0.5), late.quantile(0.99)
+    if p50 is not None and p99 is not None:
+        print(
+            f"lateness: p50 {p50 * 1000:.1f}ms, p99 {p99 * 1000:.1f}ms, "
+            f"max {late.max * 1000:.1f}ms over {late.count} timed requests",
+            file=out,
+        )
     if comparison is not None:
         print(comparison.line(), file=out)
     if dlq is not None and (dlq.counts.queued or dlq.counts.failed):

@@ -22,6 +22,16 @@ period, then what is done is stored and committed synchronously and the
 partitions are forgotten; whatever was still in flight is replayed by the next
 owner. Lost partitions (the member was fenced) are forgotten without a commit.
 
+Pace: without a session a worker replays live, as records arrive (`--speed
+max`), optionally under `--rate`; the records of its partitions are merged
+into recorded-time order (`replayer.merge`, with partition EOF telling when a
+partition has nothing more for now) and scheduled on the virtual clock
+(`replayer.clock`). A record waiting for its due time counts as in flight for
+the backpressure bound; on revocation it is dropped at once (the next owner
+replays it). `--rate R` is a group-wide figure: this worker takes the share
+of R that matches its share of the topic's partitions, re-computed on every
+rebalance. `set_pace()` changes the pace of a running worker (sessions).
+
 SIGTERM/SIGINT: stop fetching, keep polling while in-flight requests finish
 (up to the drain timeout), flush the replay results (`<topic>.results`) and
 the dead letters (`<topic>.dlq`, see `replayer.dlq`), store
@@ -39,12 +49,14 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Gauge
 
+from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.dlq import DeadLetters
 from replayer.guard import GuardOptions
+from replayer.merge import PartitionMerger
 from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
@@ -79,6 +91,9 @@ IN_FLIGHT_PER_SLOT = 4
 #: shadow. Pausing is for a stuck shadow: polling then goes on with nothing to
 #: deliver, which serves rebalances and keeps the member alive.
 PAUSE_AFTER = 1.0
+#: Records the merge into recorded-time order may hold while a partition has not
+#: delivered (nor reached its end); beyond it the oldest goes out anyway.
+MERGE_LIMIT = 2000
 #: Seconds a revoked partition's in-flight requests may take before it is let go.
 REVOKE_GRACE = 5.0
 _BATCH = 500
@@ -105,6 +120,7 @@ def run_worker(
     comparison: ComparisonOptions | None = None,
     guardrails: GuardOptions | None = None,
     safety: SafetyOptions | None = None,
+    pace: Pace | None = None,
 ) -> Stats:
     """Replay `topic` as a member of `group` to `target` until stopped; return the counts.
 
@@ -114,8 +130,11 @@ def run_worker(
     target's own host are sent (`replayer.safety`). Stops on SIGTERM/SIGINT (when
     called in the main thread) or when `stop_event` is set. Raises
     `TopicNotFound` if the topic does not exist, `KafkaUnavailable` on a fatal
-    consumer error. `transport` replaces the HTTP client (tests). `guardrails`:
-    the baseline's own cap and timeout, and the shadow's error-rate guard.
+    consumer error. `transport` replaces the HTTP client (tests). `pace`:
+    default as fast as records arrive, no rate limit; its `rate` is the
+    group's, of which this worker takes its share of the partitions.
+    `guardrails`: the baseline's own cap and timeout, and the shadow's
+    error-rate guard.
     """
     worker = Worker(
         settings=settings,
@@ -132,6 +151,7 @@ def run_worker(
         comparison=comparison,
         guardrails=guardrails,
         safety=safety,
+        pace=pace,
     )
     health = None
     if metrics_port is not None:
@@ -165,13 +185,17 @@ class Worker:
         comparison: ComparisonOptions | None = None,
         guardrails: GuardOptions | None = None,
         safety: SafetyOptions | None = None,
+        pace: Pace | None = None,
     ) -> None:
         self.settings = settings
         self.safety = safety
         self.comparison_options = comparison or ComparisonOptions()
         self.topic = topic
         self.group = group
-        self.config = settings.consumer_config(group, group_protocol)
+        # Partition EOF tells the merge that a partition has nothing more for now.
+        self.config = settings.consumer_config(
+            group, group_protocol, **{"enable.partition.eof": True}
+        )
         self.target = target
         self.codec = codec
         self.transport = transport
@@ -197,6 +221,19 @@ class Worker:
         self.stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._error_logged: dict[int, float] = {}
+        self.scheduler = Scheduler(pace or Pace(speed=None), share=0.0)
+        self.merger: PartitionMerger[Record] = PartitionMerger(limit=MERGE_LIMIT)
+        self.total_partitions = 0
+        self._pipeline: Pipeline | None = None
+        self._tickets: dict[tuple[int, int], Ticket] = {}
+
+    def set_pace(self, pace: Pace) -> None:
+        """Replay at `pace` from now on (its rate is the group's; this worker takes its share)."""
+        self.scheduler.set_pace(pace)
+
+    def _apply_share(self) -> None:
+        total = self.total_partitions
+        self.scheduler.set_share(min(len(self.assigned) / total, 1.0) if total else 1.0)
 
     def _readiness(self) -> str | None:
         if self.stopping:
@@ -209,7 +246,9 @@ class Worker:
         """Consume and replay until `stop` is set; then drain, commit and leave the group."""
         consumer = Consumer(self.config)
         try:
-            topic_partitions(consumer, self.topic, self.settings.bootstrap_servers)
+            self.total_partitions = len(
+                topic_partitions(consumer, self.topic, self.settings.bootstrap_servers)
+            )
             comparison = Comparison.open(
                 self.settings, self.topic, self.target, self.comparison_options
             )
@@ -218,6 +257,7 @@ class Worker:
             consumer.close()
             raise
         try:
+            settle_memory()
             return asyncio.run(self._main(consumer, stop, comparison, dlq))
         finally:
             comparison.close()
@@ -248,7 +288,9 @@ class Worker:
             baseline_sender=sender.baseline,
             dlq=dlq,
             safety=self.safety,
+            scheduler=self.scheduler,
         )
+        self._pipeline = pipeline
         progress = Progress(self.stats, self.progress_interval)
         run = self._loop.run_in_executor
         abandoned = 0
@@ -267,7 +309,9 @@ class Worker:
                 self.health.beat()
                 now = time.monotonic()
                 # Never read more than the in-flight bound leaves room for.
-                budget = min(_BATCH, self.max_in_flight - sender.in_flight)
+                # The merge's records are bounded on their own (MERGE_LIMIT): they
+                # wait for more reading, so they must not stop it.
+                budget = min(_BATCH, self.max_in_flight - pipeline.in_flight)
                 if budget > 0:
                     saturated_since = None
                 elif saturated_since is None:
@@ -276,9 +320,11 @@ class Worker:
                 # The guard backs off from a failing shadow: take nothing new meanwhile.
                 saturated = saturated or sender.holding
                 if budget <= 0 and not saturated and not self.paused:
-                    await sender.wait_for_room(self.max_in_flight, 0.05)
+                    await pipeline.wait_for_room(self.max_in_flight, 0.05)
+                    for record in self.merger.ready(self.max_in_flight - pipeline.in_flight):
+                        self._handle(record, pipeline)
                     continue
-                store, pause, resume = self._housekeeping(sender, saturated)
+                store, pause, resume = self._housekeeping(pipeline, saturated)
                 want_lag = now >= lag_due
                 if want_lag:
                     lag_due = now + self.progress_interval
@@ -287,30 +333,37 @@ class Worker:
                     executor, self._poll, consumer, store, pause, resume, want_lag, budget
                 )
                 for message in messages:
-                    self._dispatch(message, pipeline)
+                    self._dispatch(message)
+                for record in self.merger.ready(self.max_in_flight - pipeline.in_flight):
+                    self._handle(record, pipeline)
                 if lag is not None:
                     self._record_lag(lag)
-                progress.tick(sender.in_flight, f", partitions {sorted(self.assigned)}")
+                progress.tick(pipeline.in_flight, f", partitions {sorted(self.assigned)}")
 
             # Graceful stop: no new records, keep polling (rebalances, liveness) while
             # in-flight requests finish, then commit what is done.
             self.stopping = True
+            # Not sent yet (merge, due time, rate): left uncommitted for the next owner.
+            self.merger.forget(list(self.merger.partitions))
+            await self.scheduler.aclose()
             logger.info(
-                "draining %d in-flight requests (at most %gs)", sender.in_flight, self.drain_timeout
+                "draining %d in-flight requests (at most %gs)",
+                pipeline.in_flight,
+                self.drain_timeout,
             )
             deadline = time.monotonic() + self.drain_timeout
             while (
-                (sender.in_flight or pipeline.waiting_dead_letters)
+                (pipeline.in_flight or pipeline.waiting_dead_letters)
                 and time.monotonic() < deadline
                 and not stop.forced
             ):
                 self.health.beat()
-                store, pause, _ = self._housekeeping(sender, True)
+                store, pause, _ = self._housekeeping(pipeline, True)
                 messages, _ = await run(
                     executor, self._poll, consumer, store, pause, [], False, 1
                 )
-                await sender.drain(0.01)
-            abandoned = sender.in_flight + pipeline.waiting_dead_letters
+                await pipeline.wait_for_room(1, 0.01)
+            abandoned = pipeline.in_flight + pipeline.waiting_dead_letters
             await sender.aclose()  # whatever is left is replayed by the next owner
             if comparison is not None:
                 # The results of what is committed next must be in Kafka first.
@@ -320,6 +373,7 @@ class Worker:
             await run(executor, self._commit, consumer, self._uncommitted(self.assigned))
         finally:
             self.stopping = True
+            await self.scheduler.aclose()
             await sender.aclose()
             # close() leaves the group; it runs the revoke callback, which needs this loop.
             await run(executor, consumer.close)
@@ -350,9 +404,13 @@ class Worker:
 
     # -- on the loop thread -------------------------------------------------------
 
-    def _dispatch(self, message: Any, pipeline: Pipeline) -> None:
+    def _dispatch(self, message: Any) -> None:
+        """Track `message` and hand it to the merge (or note its partition's end)."""
         error = message.error()
         if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                self.merger.end(message.partition())
+                return
             if error.fatal():
                 raise KafkaUnavailable(f"Kafka consumer failed: {error.str()}")
             self._log_kafka_error(error)
@@ -371,8 +429,20 @@ class Worker:
             self.tracker.forget(partition)
             self.stored.pop(partition, None)
             ticket = self.tracker.start(partition, offset)
-        future = pipeline.handle(Record.from_message(message))
-        pending = self.pending.setdefault(partition, set())
+            # Held by the merge before the reset: not ours to send any more.
+            for stale in self.merger.forget([partition]):
+                self._tickets.pop((stale.partition, stale.offset), None)
+            self.merger.track([partition])
+        record = Record.from_message(message)
+        self._tickets[(partition, offset)] = ticket
+        self.merger.add(partition, record.timestamp_ms or 0, record)
+
+    def _handle(self, record: Record, pipeline: Pipeline) -> None:
+        ticket = self._tickets.pop((record.partition, record.offset), None)
+        if ticket is None or record.partition not in self.assigned:
+            return  # its partition was revoked or reset meanwhile
+        future = pipeline.handle(record)
+        pending = self.pending.setdefault(record.partition, set())
         pending.add(future)
         future.add_done_callback(lambda done: self._finished(ticket, pending, done))
 
@@ -387,7 +457,7 @@ class Worker:
             self.tracker.finish(ticket)
 
     def _housekeeping(
-        self, sender: Senders, saturated: bool
+        self, pipeline: Pipeline, saturated: bool
     ) -> tuple[list[TopicPartition], list[int], list[int]]:
         """Offsets to store now, and partitions to pause or resume (backpressure)."""
         store = []
@@ -402,11 +472,11 @@ class Worker:
             pause = sorted(self.assigned - self.paused)
             self.paused.update(pause)
             if pause and not self.stopping:
-                logger.debug("pausing %s: %d records in flight", pause, sender.in_flight)
-        elif self.paused and sender.in_flight <= self.max_in_flight // 2:
+                logger.debug("pausing %s: %d records in flight", pause, pipeline.in_flight)
+        elif self.paused and pipeline.in_flight <= self.max_in_flight // 2:
             resume = sorted(self.paused & self.assigned)
             self.paused.clear()
-            logger.debug("resuming %s: %d records in flight", resume, sender.in_flight)
+            logger.debug("resuming %s: %d records in flight", resume, pipeline.in_flight)
         return store, pause, resume
 
     def _uncommitted(self, partitions: set[int] | list[int]) -> list[TopicPartition]:
@@ -437,6 +507,8 @@ class Worker:
             self.stored.pop(partition, None)
             self.paused.discard(partition)
             self.assigned.add(partition)
+        self.merger.track(partitions)
+        self._apply_share()
         ASSIGNED.set(len(self.assigned))
         if partitions:
             logger.info(
@@ -447,6 +519,11 @@ class Worker:
         self, partitions: list[int], grace: float, lost: bool
     ) -> list[TopicPartition]:
         """Let go of `partitions`: wait up to `grace` for their requests, return what to commit."""
+        # Not sent yet (held for the merge or the due time): the next owner replays them.
+        for record in self.merger.forget(partitions):
+            self._tickets.pop((record.partition, record.offset), None)
+        if self._pipeline is not None:
+            self._pipeline.abandon(set(partitions))
         waiting = [f for p in partitions for f in self.pending.get(p, ())]
         if waiting and grace > 0:
             await asyncio.wait(waiting, timeout=grace)
@@ -463,6 +540,7 @@ class Worker:
                 LAG.remove(str(partition))
             except KeyError:
                 pass
+        self._apply_share()
         ASSIGNED.set(len(self.assigned))
         if partitions:
             how = "lost" if lost else "revoked"

@@ -19,6 +19,7 @@ from trafficmirror import __version__
 from trafficmirror.cli_comparison import comparison_options
 from trafficmirror.cli_guard import guardrail_options
 from trafficmirror.cli_kafka import kafka_security_options
+from trafficmirror.cli_pace import pace_options
 from trafficmirror.cli_recorder import recorder_extra_options
 from trafficmirror.cli_safety import safety_options
 from trafficmirror.errors import TrafficMirrorError
@@ -369,6 +370,7 @@ def sender_options(func: F) -> F:
 )
 @comparison_options
 @guardrail_options
+@pace_options(default_speed="max")
 @safety_options
 def worker(
     bootstrap_servers: str | None,
@@ -386,6 +388,7 @@ def worker(
     drain_timeout: float,
     comparison: Any,
     guardrails: Any,
+    pace: Any,
     safety: Any,
 ) -> None:
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
@@ -397,6 +400,9 @@ def worker(
     their original order, one at a time; Host becomes the target's host:port and
     every request carries X-Trafficmirror-Replay: <exchange id>. SIGTERM/SIGINT
     drains in-flight requests, commits and leaves the group.
+
+    Pace: as records arrive (--speed max) by default; --rate caps the whole
+    group, each worker taking its share of the partitions.
 
     Each shadow response is compared with the recorded production response
     (status, headers, body: JSON by path, text by line, binary by hash) and the
@@ -420,6 +426,7 @@ def worker(
         metrics_port=metrics_port,
         comparison=comparison,
         guardrails=guardrails,
+        pace=pace,
         safety=safety,
     )
 
@@ -469,6 +476,7 @@ def parse_end_offset(value: str) -> int | None:
 )
 @comparison_options
 @guardrail_options
+@pace_options(default_speed="1")
 @safety_options
 def replay_range(
     bootstrap_servers: str | None,
@@ -484,6 +492,7 @@ def replay_range(
     end_offset: str,
     comparison: Any,
     guardrails: Any,
+    pace: Any,
     safety: Any,
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
@@ -493,6 +502,9 @@ def replay_range(
     sent), 1 if some could not be sent or decoded, and 2 on bad input (START >
     END, an offset outside the partition, an unknown topic or partition).
     Nothing is committed: running it again replays the same records.
+
+    Pace: at the recorded pace (--speed 1), partitions merged in recorded
+    order; --speed max for as fast as possible. A progress bar on a terminal.
 
     Each shadow response is compared with the recorded one and the result
     written to TOPIC.results (a replay of the same range again replaces, not
@@ -521,6 +533,7 @@ def replay_range(
             schema_registry_url=schema_registry_url,
             comparison=comparison,
             guardrails=guardrails,
+            pace=pace,
             safety=safety,
         )
     )

@@ -104,15 +104,21 @@ def produce_events(
     events: Iterable[dict[str, Any]],
     partition: int | None = None,
     raw: Iterable[tuple[int, bytes]] = (),
+    spread: int | None = None,
 ) -> None:
-    """Encode and write `events` (plus `raw` (partition, value) garbage records), then flush."""
+    """Encode and write `events` (plus `raw` (partition, value) garbage records), then flush.
+
+    `spread=N`: event number n goes to partition n % N (all in one flush).
+    """
     codec = Codec()
     producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 5})
-    for event in events:
+    for number, event in enumerate(events):
         encoded = codec.encode(event)
         kwargs: dict[str, Any] = {}
         if partition is not None:
             kwargs["partition"] = partition
+        elif spread is not None:
+            kwargs["partition"] = number % spread
         producer.produce(
             topic,
             value=encoded.value,

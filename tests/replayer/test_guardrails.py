@@ -124,7 +124,8 @@ def test_replay_range_backs_off_from_a_dead_shadow_and_resumes_losing_nothing(
         proc.kill()
         proc.wait()
     err = err_file.read_text()
-    print(f"\nrange: finished {after:.1f}s after the shadow came up; " + out.splitlines()[-2])
+    total = next(line for line in out.splitlines() if line.startswith("total:"))
+    print(f"\nrange: finished {after:.1f}s after the shadow came up; {total}")
     print("\n".join(line for line in err.splitlines() if "guard:" in line))
     assert "Traceback" not in err
     lines = err.splitlines()
