@@ -9,7 +9,11 @@ Measures requests/s and p50/p99 latency through
 all in front of the same sample app process (`python -m trafficmirror.sampleapps
 app`), recording to the same in-memory broker (`trafficmirror dev-kafka`), and
 prints a table with the median of the repeats and the ratios against plain
-mitmdump. Targets from the issue: addon >= 0.95x plain, record >= 1.8x plain.
+mitmdump (the median of each repeat against the plain run of the same repeat).
+Targets from the issue: addon >= 0.95x plain, record >= 1.8x plain. It also
+reports the proxy process's CPU time per request (all its threads, from
+/proc): what a request costs, less swayed than req/s when other work shares
+the machine.
 
 Load: `wrk` (Debian package `wrk`) with a fixed number of keep-alive
 connections and a fixed duration; when wrk is missing, a small asyncio load
@@ -113,6 +117,15 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int = 0
+    requests: int = 0
+    #: CPU time of the proxy process (all its threads) per request, µs.
+    cpu_us: float = 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` and all its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -147,7 +160,8 @@ def wrk(port: int, connections: int, duration: float, cpus: set[int] | None) -> 
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors += int(non2xx[1]) if non2xx else 0
-    return Result(rps, p50, p99, errors)
+    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    return Result(rps, p50, p99, errors, requests)
 
 
 async def _pyload(port: int, connections: int, duration: float) -> tuple[int, int, list[float]]:
@@ -182,7 +196,7 @@ def pyload_main(port: int, connections: int, duration: float) -> None:
     lat.sort()
     p50 = lat[len(lat) // 2] * 1000
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
-    print(f"{count / duration} {p50} {p99} {errors}")
+    print(f"{count / duration} {p50} {p99} {errors} {count}")
 
 
 def pyload(port: int, connections: int, duration: float, cpus: set[int] | None) -> Result:
@@ -193,7 +207,7 @@ def pyload(port: int, connections: int, duration: float, cpus: set[int] | None) 
         check=True,
         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # noqa: PLW1509
     ).stdout.split()
-    return Result(float(out[0]), float(out[1]), float(out[2]), int(out[3]))
+    return Result(float(out[0]), float(out[1]), float(out[2]), int(out[3]), int(out[4]))
 
 
 # -- the configurations -------------------------------------------------------
@@ -248,6 +262,8 @@ class Config:
             statistics.median(r.p50_ms for r in self.results),
             statistics.median(r.p99_ms for r in self.results),
             sum(r.errors for r in self.results),
+            sum(r.requests for r in self.results),
+            statistics.median(r.cpu_us for r in self.results),
         )
 
 
@@ -351,7 +367,10 @@ def main() -> int:
                 procs.append(proc)
                 wait_port(port)
                 load(port, args.connections, args.warmup, rest_cpus)
+                cpu_before = cpu_seconds(proc.pid)
                 result = load(port, args.connections, args.duration, rest_cpus)
+                cpu = cpu_seconds(proc.pid) - cpu_before
+                result.cpu_us = cpu / max(result.requests, 1) * 1e6
                 stop(proc)
                 procs.remove(proc)
                 config.results.append(result)
@@ -360,7 +379,8 @@ def main() -> int:
                 config.summaries.append(summary[-1] if summary else "")
                 print(
                     f"  run {rep + 1} {config.name:8} {result.rps:8.0f} req/s  "
-                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
+                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
+                    f"proxy cpu {result.cpu_us:5.0f} us/req"
                     + (f"  [{summary[-1]}]" if summary else ""),
                     flush=True,
                 )
@@ -371,37 +391,62 @@ def main() -> int:
     return 0
 
 
+def paired(config: Config, base: Config | None, attr: str) -> float | None:
+    """Median over the repeats of config / plain, each against the plain run just before it.
+
+    Runs are interleaved, so each pair ran minutes apart at most: on a shared
+    machine whose speed drifts, the ratio of neighbours is steadier than the
+    ratio of two medians.
+    """
+    if base is None or not base.results:
+        return None
+    ratios = [
+        getattr(r, attr) / getattr(b, attr)
+        for r, b in zip(config.results, base.results, strict=True)
+        if getattr(b, attr)
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
 def report(configs: list[Config], direct: Result) -> None:
-    base = next((c.median().rps for c in configs if c.name == "plain"), None)
+    plain = next((c for c in configs if c.name == "plain"), None)
     print()
-    print("| configuration | req/s (median) | p50 ms | p99 ms | vs plain mitmdump | errors |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| configuration | req/s (median) | p50 ms | p99 ms | vs plain mitmdump "
+        "| proxy CPU µs/req | CPU vs plain | errors |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    ratios: dict[str, float] = {}
     for config in configs:
         m = config.median()
-        ratio = f"{m.rps / base:.2f}x" if base else "-"
+        rps_ratio = paired(config, plain, "rps")
+        cpu_ratio = paired(config, plain, "cpu_us")
+        if rps_ratio is not None:
+            ratios[config.name] = rps_ratio
         print(
-            f"| {config.describe} | {m.rps:.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {ratio} "
-            f"| {m.errors} |"
+            f"| {config.describe} | {m.rps:.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} "
+            f"| {_ratio(rps_ratio)} | {m.cpu_us:.0f} | {_ratio(cpu_ratio)} | {m.errors} |"
         )
     print(
         f"| (app alone, no proxy) | {direct.rps:.0f} | {direct.p50_ms:.2f} | "
-        f"{direct.p99_ms:.2f} | | {direct.errors} |"
+        f"{direct.p99_ms:.2f} | | | | {direct.errors} |"
     )
-    if base:
-        for config in configs:
-            m = config.median()
-            if config.name == "addon":
-                verdict = "met" if m.rps >= 0.95 * base else "NOT met"
-                print(f"target addon >= 0.95x plain: {m.rps / base:.2f}x, {verdict}")
-            if config.name == "record":
-                verdict = "met" if m.rps >= 1.8 * base else "NOT met"
-                print(f"target record >= 1.8x plain: {m.rps / base:.2f}x, {verdict}")
+    if "addon" in ratios:
+        verdict = "met" if ratios["addon"] >= 0.95 else "NOT met"
+        print(f"target addon >= 0.95x plain: {ratios['addon']:.2f}x, {verdict}")
+    if "record" in ratios:
+        verdict = "met" if ratios["record"] >= 1.8 else "NOT met"
+        print(f"target record >= 1.8x plain: {ratios['record']:.2f}x, {verdict}")
     slowest_ok = max(c.median().rps for c in configs)
     if slowest_ok > direct.rps / 2:
         print(
             "WARNING: a proxy reached more than half of the app's own rate; the app/load "
             "core may be limiting the result"
         )
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None else "-"
 
 
 if __name__ == "__main__":

@@ -27,6 +27,10 @@ then the body as the start of the next request on that connection.
 complete by then: the recorder does not stream bodies); the recorded event
 leaves it out, since the client did not send it.
 
+Per request, the embedded mitmproxy also does less than mitmdump's: hooks go
+only to the addons that handle them, and two debug-only checks that `python -O`
+would skip are off (see `recorder.lean`).
+
 Two options differ from mitmdump's defaults, both so the live path behaves
 like a plain reverse proxy and the recording is complete:
 
@@ -60,6 +64,7 @@ from mitmproxy.addons import (
 
 from recorder.addon import Recorder
 from recorder.event import ADDED_CONTENT_LENGTH
+from recorder.lean import HookTable, skip_debug_checks
 from trafficmirror.errors import ConfigError, TrafficMirrorError
 from trafficmirror.kafka import KafkaSettings
 
@@ -188,6 +193,10 @@ async def serve(values: dict[str, Any]) -> Recorder:
     # Typed as Any: mitmproxy's Master, AddonManager and OptManager are unannotated.
     opts: Any = options.Options()
     proxy: Any = master.Master(opts)
+    # Before any addon is added: the manager Master made is replaced by one
+    # that dispatches each hook to its handlers only (see recorder.lean).
+    opts.changed.disconnect(proxy.addons._configure_all)
+    proxy.addons = HookTable(proxy)
     recorder = Recorder()
     startup = StartupCheck()
     proxy.addons.add(
@@ -248,6 +257,7 @@ def run_recorder(
     client-TLS keyword arguments of `recorder_options`.
     """
     check_listen(listen_host, listen_port)
+    logger.debug("trafficmirror recorder: turned off %s", ", ".join(skip_debug_checks()))
     values = recorder_options(
         settings=settings,
         topic=topic,

@@ -123,3 +123,23 @@ def test_bad_producer_property_is_a_config_error() -> None:
     settings = KafkaSettings("127.0.0.1:1", properties={"no.such.property": "1"})
     with pytest.raises(ConfigError, match="no.such.property"):
         KafkaSink(settings, "t")
+
+
+def test_a_poll_before_the_sink_is_built_is_harmless(
+    monkeypatch: pytest.MonkeyPatch, sinks: list[KafkaSink]
+) -> None:
+    # The poll thread starts inside BackgroundProducer(); with a broker that
+    # refuses connections its first poll returns at once, possibly before
+    # KafkaSink.__init__ has the producer. Run that first poll deterministically.
+    from recorder import sink as sink_module
+
+    real = sink_module.BackgroundProducer
+
+    def polls_at_once(*args: Any, on_poll: Any = None, **kwargs: Any) -> Any:
+        on_poll()
+        return real(*args, on_poll=on_poll, **kwargs)
+
+    monkeypatch.setattr(sink_module, "BackgroundProducer", polls_at_once)
+    sink = KafkaSink(unreachable(), "t")
+    sinks.append(sink)
+    assert sink.send(b"k", b"v", HEADERS) is True
