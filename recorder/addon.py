@@ -21,7 +21,9 @@ What is recorded, and when
     while the response is sent back) is not recorded again: the event already
     left, and a replayer needs exactly one event per exchange. Flows that
     mitmproxy itself replayed (client or server playback) are not live traffic
-    and are skipped.
+    and are skipped. With `trafficmirror_filter` set (a mitmproxy filter
+    expression), only matching exchanges are recorded; the others are counted
+    as `filtered` (see `recorder.selection`).
 
 The Host header
     In reverse-proxy mode mitmproxy rewrites Host (or `:authority`) to the
@@ -77,6 +79,7 @@ from mitmproxy.proxy import mode_specs
 
 from recorder.event import flow_to_event, recorder_info
 from recorder.redact import Redactor
+from recorder.selection import FILTERED, parse_flow_filter
 from recorder.sink import CONVERT_FAILED, KafkaSink, SinkStats
 from schemas.codec import Codec
 from trafficmirror.errors import TrafficMirrorError
@@ -124,6 +127,8 @@ class Recorder:
         self.max_body_bytes = 1024 * 1024
         self.flush_timeout = 10.0
         self.convert_failed = 0
+        self.filtered = 0
+        self._filter: Any = None
         self.redactor: Redactor = Redactor.from_options()
         self._info: dict[str, Any] = recorder_info("")
         self._info_rewritten: dict[str, Any] = self._info
@@ -231,6 +236,15 @@ class Recorder:
             "unless trafficmirror_redact_header says otherwise; false records them as sent.",
         )
         loader.add_option(
+            "trafficmirror_filter",
+            Optional[str],  # mitmproxy matches typespecs against typing.Optional
+            None,
+            "Record only exchanges matching this mitmproxy filter expression, e.g. "
+            "'~u /api & !~m OPTIONS' or '~c 500' (matched when the exchange ends, so "
+            "response operators work); the others are not recorded and are counted as "
+            "filtered. Unset: record everything.",
+        )
+        loader.add_option(
             "trafficmirror_metrics_host",
             str,
             "127.0.0.1",
@@ -255,6 +269,11 @@ class Recorder:
             self.max_body_bytes = opts.trafficmirror_max_body_bytes
         if "trafficmirror_flush_timeout" in updated:
             self.flush_timeout = _seconds(opts.trafficmirror_flush_timeout)
+        if "trafficmirror_filter" in updated:
+            try:
+                self._filter = parse_flow_filter(opts.trafficmirror_filter)
+            except TrafficMirrorError as exc:
+                raise _options_error(f"trafficmirror_filter: {exc}") from None
         if updated & _REDACT_OPTIONS:
             self._configure_redaction()
         if updated & (_INFO_OPTIONS | _SINK_OPTIONS):
@@ -389,6 +408,7 @@ class Recorder:
             logger.log(level, "%s", line)
             self._stats.clear()
             self.convert_failed = 0
+            self.filtered = 0
 
     def _close_sink(self) -> None:
         sink, self.sink = self.sink, None
@@ -410,6 +430,11 @@ class Recorder:
             return
         try:
             flow.metadata[RECORDED_MARK] = True
+            if self._filter is not None and not self._filter(flow):
+                # Decided once: a later error hook must not record it either.
+                self.filtered += 1
+                FILTERED.inc()
+                return
             info = self._info
             if not self._keep_host and isinstance(
                 flow.client_conn.proxy_mode, mode_specs.ReverseMode
@@ -482,7 +507,8 @@ class Recorder:
             f"trafficmirror recorder summary: recorded={t.recorded} dropped={t.dropped} "
             f"failed={t.failed + self.convert_failed} (queue_full={t.queue_full} "
             f"undelivered={t.undelivered} delivery_failed={t.delivery_failed} "
-            f"produce_failed={t.produce_failed} convert_failed={self.convert_failed})"
+            f"produce_failed={t.produce_failed} convert_failed={self.convert_failed}) "
+            f"filtered={self.filtered}"
         )
 
 

@@ -140,13 +140,15 @@ def recorder_options(
     redact_defaults: bool = True,
     confdir: str | None = None,
     tls_certs: Sequence[str] = (),
+    filter_expr: str | None = None,
 ) -> dict[str, Any]:
     """The mitmproxy option values for a recorder in front of `upstream`.
 
     Clients may connect with plain HTTP or TLS on the same port (mitmproxy's
     reverse mode tells them apart by the first bytes); TLS clients are shown
     `tls_certs` (mitmproxy's `certs`: `DOMAIN=PEM`) or a certificate made by the
-    CA in `confdir`.
+    CA in `confdir`. `filter_expr` (a mitmproxy filter expression) records
+    only the exchanges that match it.
     """
     extra: dict[str, Any] = {}
     if confdir:
@@ -173,6 +175,7 @@ def recorder_options(
         "trafficmirror_redact_json": list(redact_json),
         "trafficmirror_redact_key_file": redact_key_file,
         "trafficmirror_redact_defaults": redact_defaults,
+        "trafficmirror_filter": filter_expr,
     }
 
 

@@ -11,7 +11,9 @@ and reading goes on. A dead letter (read from `<topic>.dlq`) also has a `dlq`
 object after `kafka`: reason, error, source topic, partition and offset, replayer.
 
 It reads a fixed range (the last offset present at start at most) and never
-waits for new records; it exits 0 after the range or `--limit` events.
+waits for new records; it exits 0 after the range or `--limit` events. A time
+window (`--since`/`--until`) picks the spans through `replayer.window` and
+prints only the records stamped inside it (until exclusive).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from replayer.dlq import describe
 from replayer.pipeline import Record
+from replayer.select import SelectOptions, Selector
 from replayer.spans import SpanReader, resolve_spans
+from replayer.window import window_spans
 from schemas.codec import Codec
-from trafficmirror.errors import DecodeError, KafkaUnavailable
+from trafficmirror.errors import DecodeError, KafkaUnavailable, UsageError
 from trafficmirror.kafka import KafkaSettings
 
 #: Fields that hold flat [name, value, ...] byte lists in the schema.
@@ -108,22 +112,32 @@ def run_inspect(
     limit: int | None,
     schema_registry_url: str | None = None,
     out: IO[str] | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
 ) -> int:
     """Print events of `topic` as JSON lines to `out` (stdout); returns the exit code (0).
 
     `partitions` empty = all; `start_offset` None = the earliest present;
     `end_offset` None = the last present at start; `limit` caps the events
-    printed. Raises `TopicNotFound`/`OffsetOutOfRange` on bad input.
+    printed. `since_ms`/`until_ms` (Unix ms, until exclusive) is a time window
+    instead of offsets. Raises `TopicNotFound`/`OffsetOutOfRange` on bad input.
     """
     out = out or sys.stdout
+    window = Selector(SelectOptions(since_ms=since_ms, until_ms=until_ms, methods=None))
+    windowed = since_ms is not None or until_ms is not None
+    if windowed and (start_offset is not None or end_offset is not None):
+        raise UsageError("a time window (since/until) and offsets cannot be combined")
     codec = Codec(registry_url=schema_registry_url)
     eof: dict[str, Any] = {"enable.partition.eof": True}
     consumer = Consumer(settings.consumer_config(None, **eof))
     printed = 0
     try:
-        spans, notes = resolve_spans(
-            consumer, topic, partitions, start_offset, end_offset, settings.bootstrap_servers
-        )
+        if windowed:
+            spans, notes = window_spans(settings, topic, partitions, since_ms, until_ms)
+        else:
+            spans, notes = resolve_spans(
+                consumer, topic, partitions, start_offset, end_offset, settings.bootstrap_servers
+            )
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         reader = SpanReader(spans)
@@ -147,6 +161,8 @@ def run_inspect(
                         consumer.pause([TopicPartition(topic, message.partition())])
                     continue
                 record = Record.from_message(message)
+                if windowed and window.before_decode(record.key, record.timestamp_ms):
+                    continue
                 try:
                     line = record_json(record, codec.decode(record.value), None)
                 except DecodeError as exc:

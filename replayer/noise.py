@@ -112,6 +112,10 @@ class Replacement:
         return self.pattern.sub(self.replacement, text)
 
 
+#: Header names whose policy `Rules` remembers.
+_POLICY_CACHE_SIZE = 4096
+
+
 @dataclass(frozen=True)
 class Rules:
     """What to ignore or normalise when comparing a shadow response with production.
@@ -132,14 +136,26 @@ class Rules:
     ignore_headers: tuple[str, ...] = ()
     compare_headers: tuple[str, ...] = ()
     _skipped_headers: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    # Per header name, the answer of `header_policy`: the glob matching costs
+    # more than the rest of a comparison, and a replay sees few distinct names.
+    _policies: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         compare = {h.lower() for h in self.compare_headers}
         skipped = tuple(h for h in DEFAULT_IGNORED_HEADERS if h not in compare)
         object.__setattr__(self, "_skipped_headers", skipped)
+        object.__setattr__(self, "_policies", {})
 
     def header_policy(self, name: str) -> str:
         """`skip` (not compared), `noise` (compared, marked noise) or `compare` for a header."""
+        policy = self._policies.get(name)
+        if policy is None:
+            policy = self._header_policy(name)
+            if len(self._policies) < _POLICY_CACHE_SIZE:  # bounded: names come from traffic
+                self._policies[name] = policy
+        return policy
+
+    def _header_policy(self, name: str) -> str:
         lowered = name.lower()
         if lowered in self.compare_headers:
             return "compare"

@@ -6,10 +6,13 @@ decode → select → build the request → send → account, as one `Pipeline`:
   counts as handled so it never holds its partition's offsets back; with a
   `DeadLetters` (`replayer.dlq`) it goes to `<topic>.dlq` first, and so does
   an event no valid request can be made of (`Unsendable`);
-* safety: `replayer.safety` skips events recorded from the target's own host
-  (unless allowed);
-* select: nothing yet besides the event's own verdict (a truncated body is
-  skipped, see `replayer.request`); filters and sampling plug in here;
+* select: `replayer.select` (time window, sample of connections, methods,
+  mitmproxy filter), the Kafka-level checks before decoding; a dropped record
+  is counted as `skipped-<reason>` and handled at once (no result is written:
+  it was not chosen, rather than not comparable). Then the event's own
+  verdict: a truncated body is skipped, see `replayer.request`;
+* safety: `replayer.safety` skips the selected events recorded from the
+  target's own host (unless allowed);
 * schedule (`replayer.clock`, when given): the request waits for its due time
   on the virtual clock (time warp) and for the rate ceiling; a record waiting
   there counts as in flight, and how late it went out is measured;
@@ -43,6 +46,7 @@ from replayer.dlq import RETRY_SECONDS, DeadLetters
 from replayer.progress import Lateness, RateMeter
 from replayer.request import Skipped, Target, Unsendable, build_request
 from replayer.safety import OriginalHostGuard, SafetyOptions
+from replayer.select import Selector
 from replayer.sender import Outcome, Sender
 from schemas.codec import Codec
 from trafficmirror.errors import DecodeError
@@ -61,7 +65,9 @@ SKIPPED = Counter(
     "Records deliberately not sent: truncated (the recorder kept only part of the body), "
     "unsupported (a request target that cannot be replayed), original-host (recorded from "
     "the target's own host), unsendable (no valid request can be made of it; to the DLQ), "
-    "undecodable (not a valid event; to the DLQ).",
+    "undecodable (not a valid event; to the DLQ); and what selection dropped: "
+    "outside-window (--since/--until), sample (--sample), method (--methods), "
+    "filter (--filter).",
     ["reason"],
 )
 IN_FLIGHT = Gauge("trafficmirror_replayer_in_flight", "Records read but not yet handled.")
@@ -200,8 +206,10 @@ class Pipeline:
         scheduler: Scheduler | None = None,
         dlq: DeadLetters | None = None,
         safety: SafetyOptions | None = None,
+        selector: Selector | None = None,
     ) -> None:
         self.codec = codec
+        self.selector = selector
         self.target = target
         self.sender = sender
         #: Where the baseline's requests go (default: `sender`).
@@ -255,8 +263,17 @@ class Pipeline:
         self.stats.read(record)
         CONSUMED.inc()
         comparison = self.comparison
+        selector = self.selector
         try:
+            if selector is not None:
+                dropped = selector.before_decode(record.key, record.timestamp_ms)
+                if dropped is not None:
+                    return self._finished(loop, Result(record, "skipped", dropped))
             event = self.codec.decode(record.value)
+            if selector is not None:
+                dropped = selector.after_decode(event)
+                if dropped is not None:
+                    return self._finished(loop, Result(record, "skipped", dropped))
             self.guard.check(event)
             request = build_request(event, self.target)
             baseline = None

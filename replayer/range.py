@@ -7,16 +7,21 @@ anything is sent; `end` means the last offset present at start, so the command
 always finishes. Records go through the same pipeline as the group worker
 (`replayer.pipeline`), so per-connection order and concurrency behave the same.
 
+Instead of offsets, a time window (`replayer.window`) can give the spans; the
+selection (`replayer.select`: methods, window, sample, filter) decides per
+record what is sent.
+
 Pace: by default at the recorded pace (`Pace()`, speed 1); the partitions'
 records are merged into recorded-time order first (`replayer.merge`), so the
 first exchange of the whole range anchors the virtual clock and the
 partitions go out interleaved as they were recorded. Progress: a redrawn bar
 on a terminal's stderr, the periodic log line otherwise.
 
-Exit code 0 when every record in the range was sent (a truncated body skipped
-by policy counts as handled), 1 when some could not be sent or decoded (those
-go to `<topic>.dlq`, see `replayer.dlq`) or were recorded from the target's own
-host (`replayer.safety`), 2 on bad input, 130 when interrupted.
+Exit code 0 when every record in the range was sent or deliberately skipped (a
+truncated body, a record selection dropped: both count as handled), 1 when
+some could not be sent or decoded (those go to `<topic>.dlq`, see
+`replayer.dlq`) or were recorded from the target's own host
+(`replayer.safety`), 2 on bad input, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -40,12 +45,14 @@ from replayer.pipeline import Pipeline, Progress, Record, Stats
 from replayer.progress import ProgressBar
 from replayer.request import Target
 from replayer.safety import SafetyOptions
+from replayer.select import SelectOptions, Selector
 from replayer.sender import Transport
 from replayer.senders import Senders
 from replayer.spans import Span, SpanReader, resolve_spans
 from replayer.stopping import StopSignals
+from replayer.window import window_spans
 from schemas.codec import Codec
-from trafficmirror.errors import KafkaUnavailable
+from trafficmirror.errors import KafkaUnavailable, UsageError
 from trafficmirror.kafka import KafkaSettings
 
 logger = logging.getLogger("trafficmirror.replayer.range")
@@ -72,7 +79,7 @@ def run_range(
     settings: KafkaSettings,
     topic: str,
     partitions: list[int],
-    start_offset: int,
+    start_offset: int | None,
     end_offset: int | None,
     target: str,
     concurrency: int = 64,
@@ -86,16 +93,21 @@ def run_range(
     safety: SafetyOptions | None = None,
     pace: Pace | None = None,
     progress_bar: bool | None = None,
+    selection: SelectOptions | None = None,
     guardrails: GuardOptions | None = None,
 ) -> int:
     """Replay offsets `start_offset..end_offset` (inclusive) of `partitions` to `target`.
 
-    `partitions` empty = all; `end_offset` None = the last offset of each
-    partition at start. Every replay is compared with the recorded response
-    and its result written to `<topic>.results` (see `comparison`); records
-    that cannot be decoded or sent go to `<topic>.dlq`; `safety` says whether
-    records recorded from the target's own host are sent. Prints a
-    summary to `out` (stdout) and returns the exit code. Raises
+    `partitions` empty = all; `start_offset` None = each partition's first
+    offset; `end_offset` None = the last offset of each partition at start.
+    `selection` picks what is sent (default: the safe methods GET, HEAD,
+    OPTIONS of every record); with a time window the spans come from it, and
+    `start_offset`/`end_offset` must be None. Every replay is compared with
+    the recorded response and its result written to `<topic>.results` (see
+    `comparison`); records that cannot be decoded or sent go to
+    `<topic>.dlq`; `safety` says whether records recorded from the target's
+    own host are sent. Prints a summary to `out` (stdout) and returns the
+    exit code. Raises
     `TopicNotFound`/`OffsetOutOfRange` (usage errors) before sending anything.
     `transport` replaces the HTTP client (tests); `stop_event` stops it from
     another thread like SIGTERM does. `pace`: speed, rate, idle compression
@@ -107,17 +119,27 @@ def run_range(
     out = out or sys.stdout
     shadow = Target.parse(target)
     compare_options = comparison or ComparisonOptions()
+    select = selection or SelectOptions()
+    selector = Selector(select)
     codec = Codec(registry_url=schema_registry_url)
+    if select.windowed and (start_offset is not None or end_offset is not None):
+        raise UsageError("a time window (since/until) and offsets cannot be combined")
     eof: dict[str, Any] = {"enable.partition.eof": True}
     consumer = Consumer(settings.consumer_config(None, **eof))
     try:
-        spans, notes = resolve_spans(
-            consumer, topic, partitions, start_offset, end_offset, settings.bootstrap_servers
-        )
+        if select.windowed:
+            spans, notes = window_spans(
+                settings, topic, partitions, select.since_ms, select.until_ms
+            )
+        else:
+            spans, notes = resolve_spans(
+                consumer, topic, partitions, start_offset, end_offset, settings.bootstrap_servers
+            )
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         if not spans:
-            print(f"nothing to replay: no records in the range of topic {topic!r}", file=out)
+            where = "time window" if select.windowed else "range"
+            print(f"nothing to replay: no records in the {where} of topic {topic!r}", file=out)
             return 0
         compare = Comparison.open(settings, topic, shadow, compare_options)
         dlq = DeadLetters(settings, topic)
@@ -141,6 +163,7 @@ def run_range(
                         safety,
                         pace or Pace(),
                         sys.stderr.isatty() if progress_bar is None else progress_bar,
+                        selector,
                         guardrails or GuardOptions(),
                     )
                 )
@@ -149,7 +172,7 @@ def run_range(
             dlq.close()
     finally:
         consumer.close()
-    return _summarize(topic, shadow, spans, stats, stop, out, compare, dlq)
+    return _summarize(topic, shadow, spans, stats, stop, out, compare, dlq, select)
 
 
 async def _replay(
@@ -168,6 +191,7 @@ async def _replay(
     safety: SafetyOptions | None,
     pace: Pace,
     bar: bool,
+    selector: Selector | None = None,
     guardrails: GuardOptions | None = None,
 ) -> Stats:
     loop = asyncio.get_running_loop()
@@ -188,6 +212,7 @@ async def _replay(
         dlq=dlq,
         safety=safety,
         scheduler=scheduler,
+        selector=selector,
     )
     stats = pipeline.stats
     total = sum(s.count for s in spans)
@@ -296,6 +321,7 @@ def _summarize(
     out: IO[str],
     comparison: Comparison | None = None,
     dlq: DeadLetters | None = None,
+    selection: SelectOptions | None = None,
 ) -> int:
     elapsed = time.monotonic() - stats.started
     handled = stats.handled
@@ -315,6 +341,8 @@ def _summarize(
         )
         where = f"partition {span.partition}: offsets {span.first}..{span.last}"
         print(f"  {where}: {counts}", file=out)
+    if selection is not None:
+        print(f"selection: {selection.describe()}", file=out)
     print(f"total: {stats.line()}", file=out)
     late = stats.lateness
     p50, p99 = late.quantile(0.5), late.quantile(0.99)

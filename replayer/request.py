@@ -39,8 +39,10 @@ differ: the HTTP client writes UTF-8.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,6 +57,7 @@ HOP_BY_HOP = frozenset(
 )
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_REPLAY_MARKER = REPLAY_HEADER.lower()
 
 
 class Skipped(Exception):
@@ -72,16 +75,18 @@ class Unsendable(Skipped):
         super().__init__("unsendable", detail)
 
 
-#: RFC 9110 token characters (methods, header names).
-_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-_BAD_IN_VALUE = frozenset(b"\r\n\x00")
-_BAD_IN_AUTHORITY = frozenset(range(0x21)) | frozenset(b"\x7f/?#@\\")
+# Regular expressions rather than loops over the bytes: these run for every
+# header of every replayed record.
+#: An RFC 9110 token (methods, header names).
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_IN_VALUE = re.compile(rb"[\r\n\x00]")
+_BAD_IN_AUTHORITY = re.compile(rb"[\x00-\x20\x7f/?#@\\]")
 #: A 253-character DNS name, ":65535", or an IPv6 literal in brackets with a port.
 MAX_AUTHORITY = 262
 
 
 def _is_token(raw: bytes) -> bool:
-    return bool(raw) and all(b in _TCHAR for b in raw)
+    return _TOKEN.fullmatch(raw) is not None
 
 
 def check_authority(authority: str) -> None:
@@ -89,7 +94,7 @@ def check_authority(authority: str) -> None:
     raw = authority.encode("utf-8", "surrogatepass")
     if len(raw) > MAX_AUTHORITY:
         raise Unsendable(f"authority of {len(raw)} bytes is not a host[:port]")
-    if any(b in _BAD_IN_AUTHORITY for b in raw):
+    if _BAD_IN_AUTHORITY.search(raw):
         raise Unsendable(f"authority {authority[:80]!r} is not a host[:port]")
 
 
@@ -156,6 +161,35 @@ class OutgoingRequest:
         return None
 
 
+#: Bytes that cannot appear in a request line as they are.
+_NOT_IN_REQUEST_LINE = re.compile(rb"[\x00-\x20\x7f-\xff]")
+
+#: What a recorded header name means for the request (see `build_request`).
+_DROP, _KEEP, _LENGTH, _CONNECTION, _BAD_NAME = range(5)
+
+
+@lru_cache(maxsize=4096)
+def _header_name(raw: bytes) -> tuple[str, int]:
+    """The name as text and its role; cached: traffic has few distinct header names."""
+    name = _text(raw)
+    lowered = name.lower()
+    if lowered == "connection":
+        return name, _CONNECTION
+    if (
+        lowered in HOP_BY_HOP
+        or lowered.startswith("proxy-")
+        or lowered == "host"
+        or lowered == _REPLAY_MARKER
+        or lowered.startswith(":")  # HTTP/2 pseudo-headers never belong in the list
+    ):
+        return name, _DROP
+    if not _is_token(raw):
+        return name, _BAD_NAME
+    if lowered == "content-length":
+        return name, _LENGTH
+    return name, _KEEP
+
+
 def _text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -183,15 +217,11 @@ def _path(raw: bytes) -> str:
         raise Unsendable(f"request target {raw[:80]!r} is not a path")
     # Bytes outside printable ASCII cannot appear in a request line; escape them
     # the way a client would rather than refusing the whole request.
-    if any(b <= 0x20 or b >= 0x7F for b in path):
+    if _NOT_IN_REQUEST_LINE.search(path):
         path = b"".join(
             b"%%%02X" % b if (b <= 0x20 or b >= 0x7F) else bytes((b,)) for b in path
         )
     return path.decode("ascii")
-
-
-def _pairs(flat: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
-    return [(flat[i], flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
 
 
 def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
@@ -202,7 +232,8 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
         known = f"{length} bytes" if length is not None and length >= 0 else "unknown length"
         raise Skipped("truncated", f"request body was truncated by the recorder ({known})")
     body: bytes = message["body"]
-    pairs = _pairs(message["headers"])
+    flat: Sequence[bytes] = message["headers"]
+    named = [(flat[i], _header_name(flat[i]), flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
     method = str(event["method"])
     if not _is_token(method.encode("utf-8", "surrogatepass")):
         raise Unsendable(f"method {method[:40]!r} is not an HTTP token")
@@ -210,38 +241,34 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
     path = _path(bytes(event["path"]))
 
     connection_named: set[str] = set()
-    for raw_name, raw_value in pairs:
-        if raw_name.lower() == b"connection":
+    for _, (_, role), raw_value in named:
+        if role == _CONNECTION:
             connection_named.update(
                 token.strip().lower() for token in _text(raw_value).split(",") if token.strip()
             )
 
     headers: list[tuple[str, str]] = [("Host", target.host_port)]
     seen_length = False
-    replay_marker = REPLAY_HEADER.lower()
-    for raw_name, raw_value in pairs:
-        name = _text(raw_name)
-        lowered = name.lower()
-        if (
-            lowered in HOP_BY_HOP
-            or lowered.startswith("proxy-")
-            or lowered in connection_named
-            or lowered == "host"
-            or lowered == replay_marker
-            or lowered.startswith(":")  # HTTP/2 pseudo-headers never belong in the list
-        ):
+    for raw_name, (name, role), raw_value in named:
+        if role == _DROP or role == _CONNECTION:
             continue
-        if not _is_token(raw_name):
+        if connection_named and name.lower() in connection_named:
+            continue
+        if role == _BAD_NAME:
             raise Unsendable(f"header name {raw_name[:40]!r} is not an HTTP token")
-        if any(b in _BAD_IN_VALUE for b in raw_value):
+        if _BAD_IN_VALUE.search(raw_value):
             raise Unsendable(f"header {raw_name[:40]!r} has a value with CR, LF or NUL")
-        if lowered == "content-length":
+        if role == _LENGTH:
             if seen_length:
                 continue
             seen_length = True
             headers.append((name, str(len(body))))
             continue
-        headers.append((name, _text(raw_value)))
+        try:
+            value = raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw_value.decode("latin-1")
+        headers.append((name, value))
     exchange_id = str(event["id"])
     if any(c in exchange_id for c in "\r\n\x00"):
         raise Unsendable(f"exchange id {exchange_id[:40]!r} cannot be a header value")

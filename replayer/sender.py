@@ -13,10 +13,11 @@ so tests plug in a handler with `MockTransport`):
 * a timeout or a connection error is an `Outcome` with `error` set, never an
   exception: one broken request must not stop the replay.
 
-`AiohttpTransport` sends exactly the prepared request: no User-Agent, Accept or
-Accept-Encoding of its own, no Content-Type for bytes, no cookies, no
-redirects, no decompression, the path as recorded (never re-quoted).
-aiohttp is the client because it is the fastest here (see the README's figures).
+The transports that send exactly the prepared request (no header of their own,
+no cookies, no redirects, no decompression, the path as recorded) are
+`replayer.http1.Http1Transport`, which the worker and `replay range` use, and
+`AiohttpTransport` (`replayer.aiohttp_transport`, imported from here on first
+use so that a replay does not pay for loading aiohttp).
 """
 
 from __future__ import annotations
@@ -25,14 +26,9 @@ import asyncio
 import inspect
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Sequence
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol, overload
-
-import aiohttp
-from aiohttp import hdrs
-from yarl import URL
+from typing import Any, Protocol
 
 from replayer.guard import Gate
 from replayer.request import OutgoingRequest
@@ -79,6 +75,14 @@ class Transport(Protocol):
 Handler = Callable[[OutgoingRequest], Response | Awaitable[Response]]
 
 
+def __getattr__(name: str) -> Any:
+    if name == "AiohttpTransport":
+        from replayer.aiohttp_transport import AiohttpTransport
+
+        return AiohttpTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class MockTransport:
     """A transport that calls `handler` instead of the network (sync or async)."""
 
@@ -95,111 +99,15 @@ class MockTransport:
         pass
 
 
-class _AnyMethod(set[str]):
-    def __contains__(self, item: object) -> bool:
-        return True
-
-
-#: The exact header list of the request being built in this task (see `_ExactRequest`).
-_EXACT_HEADERS: ContextVar[Sequence[tuple[str, str]] | None] = ContextVar(
-    "trafficmirror_exact_headers", default=None
-)
-
-
-class _ExactRequest(aiohttp.ClientRequest):
-    """An aiohttp request that carries exactly the prepared header list.
-
-    Two aiohttp behaviours break a faithful replay: `ClientSession` merges
-    header names case-sensitively, so a recorded `X-Tag: a` followed by
-    `x-tag: b` would lose the first; and a bodiless POST/PUT/DELETE gets a
-    `Content-Length: 0` the client never sent. So the header list is taken
-    from `_EXACT_HEADERS` (set by the transport around the call) and every
-    method is treated as one that may go without a body (a recorded
-    Content-Length is still sent).
-    """
-
-    GET_METHODS = _AnyMethod()
-
-    def update_headers(self, headers: Any) -> None:
-        exact = _EXACT_HEADERS.get()
-        if exact is None:
-            super().update_headers(headers)
-            return
-        super().update_headers(None)  # the Host header of the URL
-        for name, value in exact:
-            if name.lower() == "host":
-                self.headers[hdrs.HOST] = value
-            else:
-                self.headers.add(name, value)
-
-
-#: Headers aiohttp would add on its own; the shadow must see only recorded ones.
-_AUTO_HEADERS = (hdrs.USER_AGENT, hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.CONTENT_TYPE)
-
-
-class AiohttpTransport:
-    """The real transport: an aiohttp session with a keep-alive connection pool.
-
-    `limit` caps open connections (the sender's concurrency is the real bound).
-    Created lazily inside the running event loop.
-    """
-
-    def __init__(self, limit: int = 100) -> None:
-        self._limit = limit
-        self._session: aiohttp.ClientSession | None = None
-
-    def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=0, ttl_dns_cache=300)
-        return aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            skip_auto_headers=_AUTO_HEADERS,
-            request_class=_ExactRequest,
-            timeout=aiohttp.ClientTimeout(total=None),  # the sender enforces the timeout
-            trust_env=False,
-            # Recorded responses may carry big headers; never fail on them.
-            max_line_size=65536,
-            max_field_size=65536,
-        )
-
-    async def send(self, request: OutgoingRequest) -> Response:
-        if self._session is None:
-            self._session = self._open()
-        token = _EXACT_HEADERS.set(request.headers)
-        try:
-            async with self._session.request(
-                request.method,
-                URL(request.url, encoded=True),
-                data=request.body or None,
-                allow_redirects=False,
-                compress=None,
-            ) as response:
-                body = await response.read()
-                return Response(
-                    status=response.status,
-                    headers=tuple(
-                        (k.decode("latin-1"), v.decode("latin-1"))
-                        for k, v in response.raw_headers
-                    ),
-                    body=body,
-                    reason=response.reason or "",
-                )
-        finally:
-            _EXACT_HEADERS.reset(token)
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
 def describe_error(exc: BaseException, timeout: float) -> str:
     """One short line for an error outcome."""
     if isinstance(exc, TimeoutError):
         return f"timeout after {timeout:g}s"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_Chain = deque[tuple[OutgoingRequest, "asyncio.Future[Outcome]"]]
 
 
 class Sender:
@@ -227,9 +135,24 @@ class Sender:
         self.timeout = timeout
         #: The error-rate guard (`replayer.guard`): asked before each request, told each outcome.
         self.gate = gate
-        self._slots = asyncio.Semaphore(concurrency)
-        self._chains: dict[Hashable, deque[tuple[OutgoingRequest, asyncio.Future[Outcome]]]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # Chains of same-key requests, oldest first; a chain exists while it has
+        # requests. `_ready` holds the chains whose head may go now; each of at
+        # most `concurrency` long-lived worker tasks takes one, sends its head,
+        # and puts it back at the end if more follow. Workers instead of a task
+        # per chain and a semaphore: a task costs more than the rest of the
+        # sender's work for one request (bench/replay.py).
+        self._chains: dict[Hashable, _Chain] = {}
+        self._ready: deque[tuple[Hashable | None, _Chain]] = deque()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._idle_workers: deque[asyncio.Future[None]] = deque()
+        self._closed = False
+        # Timeouts: one timer for all requests instead of one each (asyncio.timeout
+        # costs a timer per request). The worker on a request and when it expires
+        # (loop time); the timer fires at the earliest, cancels what is due and
+        # is set again for the earliest left.
+        self._deadlines: dict[asyncio.Task[None], float] = {}
+        self._expired: set[asyncio.Task[None]] = set()
+        self._watchdog: asyncio.TimerHandle | None = None
         self._in_flight = 0
         self._active = 0
         self._idle = asyncio.Event()
@@ -251,52 +174,72 @@ class Sender:
 
         `key=None` means no ordering constraint.
         """
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        if self._closed:
+            future.cancel()
+            return future
         self._in_flight += 1
         self._idle.clear()
         if key is None:
-            self._spawn(self._send_one(request, future))
-            return future
-        chain = self._chains.get(key)
-        if chain is None:
-            chain = deque()
-            self._chains[key] = chain
-            chain.append((request, future))
-            self._spawn(self._run_chain(key, chain))
+            self._ready.append((None, deque(((request, future),))))
         else:
-            chain.append((request, future))
+            chain = self._chains.get(key)
+            if chain is not None:
+                chain.append((request, future))  # goes when the ones before it are done
+                return future
+            chain = self._chains[key] = deque(((request, future),))
+            self._ready.append((key, chain))
+        self._dispatch(loop)
         return future
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make sure a worker will take the ready chain just queued."""
+        while self._idle_workers:
+            waiter = self._idle_workers.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        if len(self._workers) < self.concurrency:
+            task = loop.create_task(self._work())
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
 
-    async def _run_chain(
-        self, key: Hashable, chain: deque[tuple[OutgoingRequest, asyncio.Future[Outcome]]]
-    ) -> None:
-        try:
-            while chain:
-                request, future = chain[0]
-                await self._send_one(request, future)
-                chain.popleft()
-        finally:
-            # No await between the empty check and this: a submit() in between is impossible.
-            if self._chains.get(key) is chain:
+    async def _work(self) -> None:
+        ready = self._ready
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always run as a task
+            raise RuntimeError("Sender workers run as tasks")
+        while True:
+            if not ready:
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._idle_workers.append(waiter)
+                await waiter
+                continue
+            key, chain = ready.popleft()
+            request, future = chain[0]
+            await self._send_one(request, future, loop, task)
+            chain.popleft()
+            if chain:
+                ready.append((key, chain))  # the next of that key, after the others waiting
+            elif key is not None:
+                # No await between the empty check and this: a submit() in between is impossible.
                 del self._chains[key]
-            for _, future in chain:  # only when cancelled: nothing waits for these any more
-                if not future.done():
-                    future.cancel()
-                    self._done()
-            chain.clear()
 
-    async def _send_one(self, request: OutgoingRequest, future: asyncio.Future[Outcome]) -> None:
+    async def _send_one(
+        self,
+        request: OutgoingRequest,
+        future: asyncio.Future[Outcome],
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[None],
+    ) -> None:
         try:
             gate = self.gate
             if gate is None:
-                outcome = await self._attempt(request)
+                outcome = await self._attempt(request, loop, task)
             else:
-                outcome = await self._guarded(gate, request)
+                outcome = await self._guarded(gate, request, loop, task)
             if not future.done():
                 future.set_result(outcome)
         finally:
@@ -304,52 +247,85 @@ class Sender:
                 future.cancel()
             self._done()
 
-    async def _guarded(self, gate: Gate, request: OutgoingRequest) -> Outcome:
-        """Wait at the gate while it backs off (outside the slot and the timeout); a failed
-        probe is sent again (the same request, so its connection's order holds)."""
+    async def _guarded(
+        self,
+        gate: Gate,
+        request: OutgoingRequest,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[None],
+    ) -> Outcome:
+        """Wait at the gate while it backs off (outside the timeout); a failed probe is
+        sent again (the same request, so its connection's order holds)."""
         retry = False
         while True:
             probe = False
             if not gate.sending:
                 probe = await gate.admit(retry)
             try:
-                outcome = await self._attempt(request, None if probe else gate)
+                outcome = await self._attempt(request, loop, task)
             except asyncio.CancelledError:
                 if probe:
                     gate.abandoned()
                 raise
-            if outcome is None:
-                continue  # the gate closed while this one waited for a slot
             retry = gate.observe(outcome.ok, probe, outcome.error)
             if not retry:
                 return outcome
 
-    @overload
-    async def _attempt(self, request: OutgoingRequest, gate: None = None) -> Outcome: ...
-
-    @overload
-    async def _attempt(self, request: OutgoingRequest, gate: Gate | None) -> Outcome | None: ...
-
-    async def _attempt(self, request: OutgoingRequest, gate: Gate | None = None) -> Outcome | None:
-        """Send once; None (nothing sent) if `gate` stopped sending while waiting for a slot."""
-        async with self._slots:
-            if gate is not None and not gate.sending:
-                return None
-            self._active += 1
-            sent_at = time.time()
-            started = time.perf_counter()
-            response: Response | None = None
-            error: str | None = None
-            try:
-                async with asyncio.timeout(self.timeout):
-                    response = await self.transport.send(request)
-            except asyncio.CancelledError:
+    async def _attempt(
+        self,
+        request: OutgoingRequest,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[None],
+    ) -> Outcome:
+        """Send once, within the timeout."""
+        self._active += 1
+        sent_at = time.time()
+        started = time.perf_counter()
+        response: Response | None = None
+        error: str | None = None
+        deadline = loop.time() + self.timeout
+        self._deadlines[task] = deadline
+        watchdog = self._watchdog
+        if watchdog is None or deadline < watchdog.when():
+            self._arm(loop)
+        try:
+            response = await self.transport.send(request)
+        except asyncio.CancelledError:
+            if not self._timed_out(task):
                 raise
-            except Exception as exc:  # a shadow failure is an outcome, not a crash
-                error = describe_error(exc, self.timeout)
-            finally:
-                self._active -= 1
-            return Outcome(request, response, error, sent_at, time.perf_counter() - started)
+            error = describe_error(TimeoutError(), self.timeout)
+        except Exception as exc:  # a shadow failure is an outcome, not a crash
+            error = describe_error(exc, self.timeout)
+        finally:
+            self._active -= 1
+            del self._deadlines[task]
+            if task in self._expired:  # expired, but the send ended another way
+                self._expired.discard(task)
+                task.uncancel()
+        return Outcome(request, response, error, sent_at, time.perf_counter() - started)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._deadlines:
+            self._watchdog = loop.call_at(min(self._deadlines.values()), self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._watchdog = None
+        now = loop.time()
+        for task, deadline in list(self._deadlines.items()):
+            if deadline <= now and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        self._arm(loop)
+
+    def _timed_out(self, task: asyncio.Task[None]) -> bool:
+        """True if the CancelledError in `task` is the timeout's, and only the timeout's."""
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        return task.uncancel() == 0  # also cancelled from outside (aclose): not a timeout
 
     def _done(self) -> None:
         self._in_flight -= 1
@@ -378,10 +354,28 @@ class Sender:
         return True
 
     async def aclose(self) -> None:
-        """Cancel whatever is still queued or on the wire, then close the transport."""
-        tasks = list(self._tasks)
+        """Cancel whatever is still queued or on the wire, then close the transport.
+
+        Requests submitted afterwards are cancelled at once.
+        """
+        self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        tasks = list(self._workers)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        # What was queued behind its key, or waiting for a worker: nothing waits for it now.
+        # (The head of a chain a worker was sending has been cancelled with the worker.)
+        chains = [chain for _, chain in self._ready] + list(self._chains.values())
+        self._ready.clear()
+        self._chains.clear()
+        for chain in chains:
+            for _, future in chain:
+                if not future.done():
+                    future.cancel()
+                    self._done()
+            chain.clear()
         await self.transport.aclose()

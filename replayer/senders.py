@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 
 from replayer.guard import Gate, GuardOptions
-from replayer.sender import AiohttpTransport, Sender, Transport
+from replayer.http1 import Http1Transport
+from replayer.sender import Sender, Transport
 
 
 class Senders:
@@ -38,13 +39,13 @@ class Senders:
     ) -> Senders:
         """Senders for the shadow (and the baseline when `baseline`); call inside the loop.
 
-        `transport` None: an aiohttp pool per target, sized to its cap; a given
+        `transport` None: an HTTP/1.1 connection pool per target, sized to its cap; a given
         transport (tests) serves both.
         """
         options = options or GuardOptions()
         gate = Gate(options) if options.enabled else None
         shadow = Sender(
-            transport or AiohttpTransport(limit=concurrency),
+            transport or Http1Transport(limit=concurrency),
             concurrency=concurrency,
             timeout=timeout,
             gate=gate,
@@ -53,7 +54,7 @@ class Senders:
             return cls(shadow)
         cap = options.baseline_concurrency or concurrency
         other = Sender(
-            transport or AiohttpTransport(limit=cap),
+            transport or Http1Transport(limit=cap),
             concurrency=cap,
             timeout=options.baseline_timeout or timeout,
         )

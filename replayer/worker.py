@@ -32,6 +32,14 @@ replays it). `--rate R` is a group-wide figure: this worker takes the share
 of R that matches its share of the topic's partitions, re-computed on every
 rebalance. `set_pace()` changes the pace of a running worker (sessions).
 
+Replay sessions (`replayer.session_watch`): before taking its first record,
+the worker reads the group's session from `<topic>.control` and then follows
+it; a session's pace replaces the worker's own (`--speed`, `--rate`) and its
+time window joins the select step until the session ends. A new session
+with `--since` moves the partitions the worker holds to the window's start
+(`_seek_to`): like a revoke and a re-assignment at another offset, what
+waits for its due time is dropped and the new position is committed at once.
+
 SIGTERM/SIGINT: stop fetching, keep polling while in-flight requests finish
 (up to the drain timeout), flush the replay results (`<topic>.results`) and
 the dead letters (`<topic>.dlq`, see `replayer.dlq`), store
@@ -47,6 +55,7 @@ import threading
 import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -61,8 +70,12 @@ from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
 from replayer.safety import SafetyOptions
+from replayer.select import SelectOptions, Selector
 from replayer.sender import Transport
 from replayer.senders import Senders
+from replayer.session import Session
+from replayer.session_store import since_offsets
+from replayer.session_watch import SessionFollower
 from replayer.stopping import StopSignals
 from schemas.codec import Codec
 from trafficmirror.errors import KafkaUnavailable
@@ -121,8 +134,11 @@ def run_worker(
     guardrails: GuardOptions | None = None,
     safety: SafetyOptions | None = None,
     pace: Pace | None = None,
+    selection: SelectOptions | None = None,
 ) -> Stats:
     """Replay `topic` as a member of `group` to `target` until stopped; return the counts.
+
+    `selection` picks what is sent (default: only GET, HEAD and OPTIONS).
 
     Every replay is compared with the recorded response and its result written
     to `<topic>.results` (see `comparison`); records that cannot be decoded or
@@ -152,6 +168,7 @@ def run_worker(
         guardrails=guardrails,
         safety=safety,
         pace=pace,
+        selection=selection,
     )
     health = None
     if metrics_port is not None:
@@ -186,10 +203,12 @@ class Worker:
         guardrails: GuardOptions | None = None,
         safety: SafetyOptions | None = None,
         pace: Pace | None = None,
+        selection: SelectOptions | None = None,
     ) -> None:
         self.settings = settings
         self.safety = safety
         self.comparison_options = comparison or ComparisonOptions()
+        self.selector = Selector(selection or SelectOptions())
         self.topic = topic
         self.group = group
         # Partition EOF tells the merge that a partition has nothing more for now.
@@ -289,19 +308,24 @@ class Worker:
             dlq=dlq,
             safety=self.safety,
             scheduler=self.scheduler,
+            selector=self.selector,
         )
         self._pipeline = pipeline
         progress = Progress(self.stats, self.progress_interval)
         run = self._loop.run_in_executor
         abandoned = 0
+        sessions = SessionFollower(self.settings, self.topic, self.group, self.scheduler,
+                                   self._session_window)
         try:
+            await sessions.start(self._loop)
             await run(executor, self._subscribe, consumer)
             logger.info(
-                "worker joined group %r on topic %r, replaying to %s (concurrency %d)",
+                "worker joined group %r on topic %r, replaying to %s (concurrency %d; %s)",
                 self.group,
                 self.topic,
                 self.target.origin,
                 self.concurrency,
+                self.selector.options.describe(),
             )
             lag_due = time.monotonic() + self.progress_interval
             saturated_since: float | None = None
@@ -324,6 +348,9 @@ class Worker:
                     for record in self.merger.ready(self.max_in_flight - pipeline.in_flight):
                         self._handle(record, pipeline)
                     continue
+                seek = sessions.take_seek()
+                if seek is not None and seek.since_us is not None:
+                    await self._seek_to(seek.since_us, consumer, executor)
                 store, pause, resume = self._housekeeping(pipeline, saturated)
                 want_lag = now >= lag_due
                 if want_lag:
@@ -373,6 +400,7 @@ class Worker:
             await run(executor, self._commit, consumer, self._uncommitted(self.assigned))
         finally:
             self.stopping = True
+            await run(None, sessions.close)
             await self.scheduler.aclose()
             await sender.aclose()
             # close() leaves the group; it runs the revoke callback, which needs this loop.
@@ -554,7 +582,49 @@ class Worker:
             )
         return commit
 
+    def _session_window(self, session: Session | None) -> None:
+        """Select the session's time window (or none again) from now on."""
+        options = self.selector.options
+        if session is not None:
+            since_ms, until_ms = session.window_ms
+            options = replace(options, since_ms=since_ms, until_ms=until_ms)
+        if self._pipeline is not None:
+            self._pipeline.selector = Selector(options)
+
+    async def _seek_to(self, since_us: int, consumer: Any, executor: ThreadPoolExecutor) -> None:
+        """Move the held partitions to the start of a session's window and commit there."""
+        loop = asyncio.get_running_loop()
+        partitions = sorted(self.assigned)
+        if not partitions:
+            return
+        offsets = await loop.run_in_executor(
+            None, since_offsets, self.settings, self.topic, partitions, since_us
+        )
+        partitions = [p for p in partitions if p in self.assigned]  # a rebalance meanwhile
+        for record in self.merger.forget(partitions):
+            self._tickets.pop((record.partition, record.offset), None)
+        if self._pipeline is not None:
+            self._pipeline.abandon(set(partitions))
+        for partition in partitions:
+            self.tracker.forget(partition)
+            self.stored.pop(partition, None)
+            self.pending.pop(partition, None)
+        self.merger.track(partitions)
+        targets = [TopicPartition(self.topic, p, offsets[p]) for p in partitions]
+        await loop.run_in_executor(executor, self._seek, consumer, targets)
+        logger.info("replay session: partitions moved to %s", _offsets_text(
+            {tp.partition: tp.offset for tp in targets}))
+
     # -- on the consumer thread ---------------------------------------------------
+
+    def _seek(self, consumer: Any, targets: list[TopicPartition]) -> None:
+        for tp in targets:
+            try:
+                consumer.seek(tp)
+            except KafkaException as exc:
+                logger.warning("cannot move partition %d to offset %d: %s", tp.partition,
+                               tp.offset, exc)
+        self._commit(consumer, targets)
 
     def _poll(
         self,

@@ -124,6 +124,10 @@ class Codec:
         for version in available_versions(name):
             parsed = load_schema(name, version)
             self._writers[schema_fingerprint(parsed)] = parsed
+        # Records written with the reader's own schema must find that very object:
+        # `_read` skips schema resolution (which costs about as much as the
+        # decoding itself) only when the writer *is* the reader.
+        self._writers[schema_fingerprint(self.schema)] = self.schema
         for raw in extra_writers or []:
             parsed = _parse(raw)
             self._writers[schema_fingerprint(parsed)] = parsed

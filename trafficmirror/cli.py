@@ -22,6 +22,7 @@ from trafficmirror.cli_kafka import kafka_security_options
 from trafficmirror.cli_pace import pace_options
 from trafficmirror.cli_recorder import recorder_extra_options
 from trafficmirror.cli_safety import safety_options
+from trafficmirror.cli_select import check_window_or_offsets, selection_options
 from trafficmirror.errors import TrafficMirrorError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -372,6 +373,7 @@ def sender_options(func: F) -> F:
 @guardrail_options
 @pace_options(default_speed="max")
 @safety_options
+@selection_options(window=False)
 def worker(
     bootstrap_servers: str | None,
     topic: str,
@@ -390,6 +392,7 @@ def worker(
     guardrails: Any,
     pace: Any,
     safety: Any,
+    selection: Any,
 ) -> None:
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
 
@@ -402,7 +405,9 @@ def worker(
     drains in-flight requests, commits and leaves the group.
 
     Pace: as records arrive (--speed max) by default; --rate caps the whole
-    group, each worker taking its share of the partitions.
+    group, each worker taking its share of the partitions. A replay session
+    (`trafficmirror session start`, on TOPIC.control) replaces that pace for
+    the whole group with one shared clock until `session stop`.
 
     Each shadow response is compared with the recorded production response
     (status, headers, body: JSON by path, text by line, binary by hash) and the
@@ -428,6 +433,7 @@ def worker(
         guardrails=guardrails,
         pace=pace,
         safety=safety,
+        selection=selection,
     )
 
 
@@ -465,8 +471,9 @@ def parse_end_offset(value: str) -> int | None:
 @click.option(
     "--start-offset",
     type=click.IntRange(0),
-    required=True,
-    help="First offset to replay, in every chosen partition.",
+    default=None,
+    help="First offset to replay, in every chosen partition (this or --since/--until is "
+    "required).",
 )
 @click.option(
     "--end-offset",
@@ -478,6 +485,7 @@ def parse_end_offset(value: str) -> int | None:
 @guardrail_options
 @pace_options(default_speed="1")
 @safety_options
+@selection_options()
 def replay_range(
     bootstrap_servers: str | None,
     topic: str,
@@ -488,12 +496,13 @@ def replay_range(
     concurrency: int,
     timeout: float,
     partitions: tuple[int, ...],
-    start_offset: int,
+    start_offset: int | None,
     end_offset: str,
     comparison: Any,
     guardrails: Any,
     pace: Any,
     safety: Any,
+    selection: Any,
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
 
@@ -510,11 +519,17 @@ def replay_range(
     written to TOPIC.results (a replay of the same range again replaces, not
     adds to, its results in the report); the summary ends with a comparison
     line: match (noise only), mismatch, errors, skipped.
+
+    Instead of offsets, --since/--until replay the exchanges recorded in a time
+    window. Only GET, HEAD and OPTIONS are sent unless --methods says otherwise;
+    --sample and --filter narrow it further. Whatever selection drops is
+    counted in the summary as skipped-<reason>.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
     check_url(target, "--target")
     end = parse_end_offset(end_offset)
-    if end is not None and start_offset > end:
+    check_window_or_offsets(selection, start_offset, end_offset, required=True)
+    if end is not None and start_offset is not None and start_offset > end:
         raise click.BadParameter(
             f"start offset {start_offset} is after end offset {end}", param_hint="--start-offset"
         )
@@ -535,6 +550,7 @@ def replay_range(
             guardrails=guardrails,
             pace=pace,
             safety=safety,
+            selection=selection,
         )
     )
 
@@ -635,6 +651,7 @@ def report(
               help="Last offset to print (inclusive), or 'end'.")
 @click.option("--limit", "-n", type=click.IntRange(1), default=None,
               help="Print at most this many events.")
+@selection_options(choice=False)
 def inspect(
     bootstrap_servers: str | None,
     topic: str,
@@ -645,6 +662,7 @@ def inspect(
     start_offset: int | None,
     end_offset: str,
     limit: int | None,
+    selection: Any,
 ) -> None:
     """Print recorded events as JSON, one object per line (like kcat for our events).
 
@@ -654,9 +672,11 @@ def inspect(
     (body_base64, headers_base64, ...). A record that is not an event prints
     {"kafka": ..., "error": ...}. Reads up to the last offset present at start
     (or END, or --limit events), then exits 0; it never waits for new records.
+    --since/--until print the events recorded in a time window instead.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
     end = parse_end_offset(end_offset)
+    check_window_or_offsets(selection, start_offset, end_offset, required=False)
     if end is not None and start_offset is not None and start_offset > end:
         raise click.BadParameter(
             f"start offset {start_offset} is after end offset {end}", param_hint="--start-offset"
@@ -672,6 +692,8 @@ def inspect(
             end_offset=end,
             limit=limit,
             schema_registry_url=schema_registry_url,
+            since_ms=selection.since_ms,
+            until_ms=selection.until_ms,
         )
     )
 
@@ -752,6 +774,11 @@ def demo(requests: int, workers: int) -> None:
     from trafficmirror.demo import run_demo
 
     sys.exit(run_demo(requests=requests, workers=workers))
+
+
+from trafficmirror.cli_session import session_group  # noqa: E402 (takes the options above)
+
+cli.add_command(session_group(kafka_connection_options, build_settings), "session")
 
 
 # -- entry point --------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The redaction and client-TLS options of `record`, as one click decorator.
+"""The redaction, client-TLS and filter options of `record`, as one click decorator.
 
 The command gets them as a single `recorder_extras` argument, a dict of
 validated keyword arguments for `recorder.run.run_recorder`; bad input is a
@@ -25,6 +25,7 @@ _PARAMS = (
     "no_default_redaction",
     "confdir",
     "tls_certs",
+    "filter_expr",
 )
 
 
@@ -90,6 +91,16 @@ def recorder_extra_options(func: F) -> F:
             "key) to TLS clients, for DOMAIN or for every name ('*'); repeatable. Without it "
             "the CA in --confdir makes one.",
         ),
+        click.option(
+            "--filter",
+            "filter_expr",
+            envvar="TRAFFICMIRROR_RECORD_FILTER",
+            metavar="EXPR",
+            help="Record only exchanges matching this mitmproxy filter expression, e.g. "
+            "'~u /api & !~m OPTIONS'; matched when the exchange ends, so '~c 500' works. "
+            "The others are proxied as usual, not recorded, and counted as filtered "
+            "(env TRAFFICMIRROR_RECORD_FILTER).",
+        ),
     ]
     result: Any = wrapper
     for option in reversed(options):
@@ -105,6 +116,7 @@ def build_extras(
     no_default_redaction: bool,
     confdir: str | None,
     tls_certs: tuple[str, ...],
+    filter_expr: str | None = None,
 ) -> dict[str, Any]:
     """Validated keyword arguments for `run_recorder`; bad input raises `click.BadParameter`."""
     from recorder.redact import Redactor
@@ -126,6 +138,14 @@ def build_extras(
         if not os.path.isfile(path):
             raise click.BadParameter(f"no such file: {path}", param_hint="--tls-cert")
         certs.append(f"{domain}={os.path.abspath(path)}")
+    if filter_expr is not None:
+        from recorder.selection import parse_flow_filter
+
+        try:
+            if parse_flow_filter(filter_expr) is None:
+                raise ConfigError("the filter expression is empty")
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--filter") from None
     return {
         "redact_headers": list(redact_headers),
         "redact_json": list(redact_json),
@@ -133,4 +153,5 @@ def build_extras(
         "redact_defaults": not no_default_redaction,
         "confdir": os.path.abspath(confdir) if confdir else None,
         "tls_certs": certs,
+        "filter_expr": filter_expr,
     }

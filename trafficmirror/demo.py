@@ -147,6 +147,9 @@ def run_demo(requests: int = 200, workers: int = 2) -> int:
                             target,
                             "--concurrency",
                             "16",
+                            # The sample shadow shares no state: replay writes too.
+                            "--methods",
+                            "ALL",
                         ],
                         logs / f"worker-{index}.log",
                     )

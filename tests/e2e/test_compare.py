@@ -101,7 +101,7 @@ def compared(kafka: Kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 result = run_cli(
                     ["replay", "range", "-b", kafka.bootstrap_servers, "-t", topic,
                      "--start-offset", "0", "--target", shadow.url, "--run-id", run_id,
-                     *options]
+                     "--methods", "ALL", *options]
                 )
                 assert result.returncode == 0, result.stderr
                 replays[run_id] = result.stdout

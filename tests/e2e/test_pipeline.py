@@ -118,6 +118,8 @@ def test_replay_range_delivers_every_exchange_intact(
                 "end",
                 "--target",
                 shadow.url,
+                "--methods",
+                "ALL",
             ]
         )
         assert result.returncode == 0, result.stderr
@@ -148,6 +150,8 @@ def test_two_workers_in_a_group_mirror_live_traffic_once(kafka: Kafka, procs: Pr
                     "8",
                     "--metrics-port",
                     str(port),
+                    "--methods",
+                    "ALL",
                 ],
             )
             for index, port in enumerate(ports)

@@ -208,7 +208,7 @@ def test_planted_secrets_appear_nowhere(
     html = tmp_path / "report.html"
     replay = run_cli(
         ["-v", "replay", "range", "-b", bootstrap, "-t", topic, "--start-offset", "0",
-         "--target", shadow, "--run-id", "secrets"]
+         "--target", shadow, "--run-id", "secrets", "--methods", "ALL"]
     )  # fmt: skip
     assert replay.returncode == 0, replay.stderr
     assert len(shadow_received) == 2

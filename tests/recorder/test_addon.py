@@ -38,6 +38,7 @@ OPTIONS = [
     "trafficmirror_redact_json",
     "trafficmirror_redact_key_file",
     "trafficmirror_redact_defaults",
+    "trafficmirror_filter",
 ]
 
 
@@ -106,6 +107,8 @@ async def test_inactive_until_servers_and_topic_are_set(caplog: pytest.LogCaptur
         ({"trafficmirror_redact_json": ["password"]}, "must start with"),
         ({"trafficmirror_redact_json": ["$.password=hmac"]}, "needs a key"),
         ({"trafficmirror_redact_key_file": "/nonexistent/key"}, "cannot read redaction key"),
+        ({"trafficmirror_filter": "~m"}, "not a mitmproxy filter expression"),
+        ({"trafficmirror_filter": "(~u /api"}, "trafficmirror_filter"),
         (
             {
                 "trafficmirror_bootstrap_servers": "127.0.0.1:1",
@@ -139,6 +142,40 @@ async def test_bad_options_are_rejected(options: dict[str, Any], message: str) -
         with pytest.raises(exceptions.OptionsError, match=message):
             tctx.configure(rec, **options)
         assert rec.sink is None
+
+
+@in_loop
+async def test_the_filter_records_matching_flows_only_and_counts_the_others(
+    kafka: Kafka, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = Recorder()
+    with taddons.context(rec) as tctx:
+        configured(tctx, rec, kafka, topic, trafficmirror_filter="~u /api & ~c 200")
+        wanted = tflow.tflow(resp=True)
+        wanted.request.path = "/api/items"
+        other_path = tflow.tflow(resp=True)
+        other_path.request.path = "/static/x"
+        other_status = tflow.tflow(resp=True)
+        other_status.request.path = "/api/items"
+        other_status.response.status_code = 500  # type: ignore[union-attr]
+        failed = tflow.tflow(err=True)  # no response: ~c 200 cannot match
+        failed.request.path = "/api/items"
+        for f in (wanted, other_path, other_status):
+            rec.response(f)
+        rec.error(failed)
+        other_path.error = flow.Error("client disconnected")
+        rec.error(other_path)  # decided at the response: not recorded now either
+        assert rec.filtered == 3
+        tctx.configure(rec, trafficmirror_filter=None)  # unset: everything again
+        everything = tflow.tflow(resp=True)
+        everything.request.path = "/static/y"
+        rec.response(everything)
+        with caplog.at_level(logging.INFO, "trafficmirror"):
+            rec.done()
+    assert "recorded=2 dropped=0 failed=0" in caplog.text
+    assert "filtered=3" in caplog.text
+    got = {event["id"] for _, event in events(kafka, topic, 2)}
+    assert got == {wanted.id, everything.id}
 
 
 @in_loop

@@ -53,7 +53,8 @@ def loaded(kafka: Kafka) -> tuple[str, dict[int, list[dict[str, Any]]]]:
 
 def replay(kafka: Kafka, topic: str, target: str, *args: str) -> Any:
     return run_cli(
-        ["replay", "range", "-b", kafka.bootstrap_servers, "-t", topic, "--target", target, *args],
+        ["replay", "range", "-b", kafka.bootstrap_servers, "-t", topic, "--target", target,
+         "--methods", "ALL", *args],
         timeout=60,
     )
 

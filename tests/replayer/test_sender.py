@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 
 import pytest
 
+from replayer.http1 import Http1Transport
 from replayer.request import REPLAY_HEADER, OutgoingRequest, Target, build_request
-from replayer.sender import AiohttpTransport, MockTransport, Outcome, Response, Sender
+from replayer.sender import AiohttpTransport, MockTransport, Outcome, Response, Sender, Transport
 from tests.replayer.events import make_event
 from trafficmirror.sampleapps import RecordingShadow
 
@@ -128,6 +130,37 @@ def test_errors_and_timeouts_become_outcomes_and_the_chain_goes_on() -> None:
     asyncio.run(main())
 
 
+def test_each_request_times_out_on_its_own_deadline_and_the_workers_go_on() -> None:
+    """Staggered slow requests time out `timeout` after their own start, not together."""
+
+    async def main() -> None:
+        async def handler(req: OutgoingRequest) -> Response:
+            if req.path.startswith("/slow"):
+                await asyncio.sleep(5)
+            return Response(200)
+
+        loop = asyncio.get_running_loop()
+        sender = Sender(MockTransport(handler), concurrency=3, timeout=0.2)
+        started = loop.time()
+        first = sender.submit(request("/slow1"), b"a")
+        await asyncio.sleep(0.1)
+        second = sender.submit(request("/slow2"), b"b")
+        outcome = await first
+        first_done = loop.time() - started
+        assert outcome.error == "timeout after 0.2s"
+        assert 0.2 <= first_done < 0.35, first_done
+        outcome = await second
+        second_done = loop.time() - started
+        assert outcome.error == "timeout after 0.2s"
+        assert 0.3 <= second_done < 0.45, second_done
+        # The same workers carry on, and a fast request is not cut short.
+        fast = await asyncio.gather(*(sender.submit(request(f"/f{i}"), i) for i in range(6)))
+        assert [o.response for o in fast] == [Response(200)] * 6
+        await sender.aclose()
+
+    asyncio.run(main())
+
+
 def test_drain_waits_and_aclose_cancels_what_is_left() -> None:
     async def main() -> None:
         async def handler(req: OutgoingRequest) -> Response:
@@ -154,7 +187,14 @@ def test_concurrency_must_be_positive() -> None:
         Sender(MockTransport(lambda r: Response(200)), concurrency=0)
 
 
-def test_aiohttp_transport_sends_exactly_the_recorded_request() -> None:
+#: Both HTTP transports must put the same bytes on the wire.
+TRANSPORTS = pytest.mark.parametrize("make_transport", [Http1Transport, AiohttpTransport])
+
+
+@TRANSPORTS
+def test_transport_sends_exactly_the_recorded_request(
+    make_transport: Callable[[], Transport],
+) -> None:
     """No header of the client library's own, raw path, exact body, DELETE without a body."""
     body = bytes(range(256)) * 3
     events = [
@@ -181,7 +221,7 @@ def test_aiohttp_transport_sends_exactly_the_recorded_request() -> None:
 
     async def main(url: str) -> list[Outcome]:
         target = Target.parse(url)
-        sender = Sender(AiohttpTransport(), concurrency=4, timeout=10)
+        sender = Sender(make_transport(), concurrency=4, timeout=10)
         futures = [sender.submit(build_request(e, target), b"conn") for e in events]
         outcomes = await asyncio.gather(*futures)
         await sender.aclose()
@@ -218,11 +258,17 @@ def test_aiohttp_transport_sends_exactly_the_recorded_request() -> None:
     assert outcomes[0].response is not None and b'"body_length": 768' in outcomes[0].response.body
 
 
-def test_aiohttp_transport_reports_a_refused_connection() -> None:
+@pytest.mark.parametrize(
+    ("make_transport", "error"),
+    [(Http1Transport, "ConnectionRefusedError"), (AiohttpTransport, "ClientConnectorError")],
+)
+def test_transport_reports_a_refused_connection(
+    make_transport: Callable[[], Transport], error: str
+) -> None:
     from tests.support import free_port
 
     async def main() -> Outcome:
-        sender = Sender(AiohttpTransport(), timeout=5)
+        sender = Sender(make_transport(), timeout=5)
         target = Target.parse(f"http://127.0.0.1:{free_port()}")
         outcome = await sender.submit(build_request(make_event(), target), None)
         await sender.aclose()
@@ -230,7 +276,7 @@ def test_aiohttp_transport_reports_a_refused_connection() -> None:
 
     outcome = asyncio.run(main())
     assert not outcome.ok
-    assert "ClientConnectorError" in (outcome.error or "")
+    assert error in (outcome.error or "")
 
 
 def test_wait_for_room_returns_when_a_slot_frees_or_times_out() -> None:

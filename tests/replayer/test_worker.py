@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from replayer.select import SelectOptions
 from replayer.sender import MockTransport, OutgoingRequest, Response
 from replayer.worker import run_worker
 from tests.replayer.events import make_event, produce_events, watermarks
@@ -72,7 +73,7 @@ def start_worker(
     proc = procs.start(
         name,
         ["worker", "-b", kafka.bootstrap_servers, "-t", topic, "--group", group,
-         "--target", shadow.url, "--metrics-port", str(port), *extra],
+         "--target", shadow.url, "--metrics-port", str(port), "--methods", "ALL", *extra],
     )
     return proc, port
 
@@ -201,7 +202,7 @@ def test_in_process_with_a_fake_transport_and_backpressure(
         result["stats"] = run_worker(
             settings=KafkaSettings(kafka.bootstrap_servers), topic=topic, group=f"g-{topic}",
             target="http://shadow.invalid", concurrency=2, transport=MockTransport(handler),
-            stop_event=stop, drain_timeout=5,
+            stop_event=stop, drain_timeout=5, selection=SelectOptions(methods=None),
         )
 
     thread = threading.Thread(target=run)

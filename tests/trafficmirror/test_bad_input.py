@@ -41,6 +41,10 @@ VALID = {
     "--bootstrap-servers": "127.0.0.1:9",
 }
 
+#: Options a command needs although none of them is required on its own
+#: (`replay range` takes offsets or a time window).
+NEEDED = {"range": ["--start-offset", "0"]}
+
 #: Wrong values for options whose type alone does not say what is wrong.
 BAD_VALUES: dict[str, list[str]] = {
     "--bootstrap-servers": [""],
@@ -66,6 +70,10 @@ BAD_VALUES: dict[str, list[str]] = {
     "--route": ["GET articles", "/a/{b"],
     "--ssl-ca-location": ["/nonexistent/ca.pem"],
     "--topic": [""],
+    "--speed": ["0", "-2", "fast", "inf"],
+    "--rate": ["0", "lots", "nan"],
+    "--filter": ["~m", "~nosuch x", "(~u /api", ""],
+    "--methods": ["", "GET,ALL", "G E T", "GET;POST"],
 }
 
 #: (command path, arguments) that are each valid alone but not together.
@@ -73,6 +81,12 @@ CONTRADICTIONS: list[tuple[str, list[str]]] = [
     ("replay range", ["--start-offset", "5", "--end-offset", "2"]),
     ("inspect", ["--start-offset", "5", "--end-offset", "2"]),
     ("report", ["--since", "now", "--until", "-1h"]),
+    ("session start", ["--since", "now", "--until", "-1h"]),
+    ("session set", []),  # nothing to change
+    ("replay range", ["--since", "-1h", "--until", "-2h"]),
+    ("replay range", ["--since", "-1h"]),  # with the --start-offset of NEEDED
+    ("replay range", ["--until", "now", "--end-offset", "5"]),
+    ("inspect", ["--since", "-1h", "--start-offset", "3"]),
     ("kafka-config", ["--sasl-mechanism", "PLAIN"]),
     ("kafka-config", ["--security-protocol", "SASL_SSL", "--sasl-mechanism", "PLAIN"]),
     ("kafka-config", ["--sasl-username", "u", "--security-protocol", "SASL_SSL",
@@ -118,6 +132,8 @@ def base_args(command: click.Command, leave_out: str | None = None) -> list[str]
             if name not in VALID:
                 raise AssertionError(f"add a valid value for required option {name} to VALID")
             args += [name, VALID[name]]
+    if leave_out is None:
+        args += NEEDED.get(command.name or "", [])
     if leave_out != "--bootstrap-servers" and "--bootstrap-servers" in map(flag, options(command)):
         args += ["--bootstrap-servers", VALID["--bootstrap-servers"]]
     return args
@@ -170,6 +186,8 @@ def cases() -> Iterator[object]:
                     index = args.index(name)
                     del args[index : index + 2]
                 yield pytest.param([*words, *args, name, value], id=f"{label}: {name} {value!r}")
+    yield pytest.param(["replay", "range", "-b", "127.0.0.1:9", "-t", "t", "--target",
+                        "http://127.0.0.1:9"], id="replay range: neither offsets nor a window")
     for label, args in CONTRADICTIONS:
         path = tuple(label.split())
         command = dict(commands(cli))[path]
