@@ -21,8 +21,8 @@ decode → select → build the request → send → account, as one `Pipeline`:
 * account: `Stats` for the summary, Prometheus metrics for `/metrics`;
 * compare (`replayer.comparison`, when given): the shadow's response against
   the recorded one (and the baseline's, with `--baseline`: the same request is
-  sent to it concurrently, through the same sender, so it shares the
-  concurrency and backpressure bounds), then the result goes to
+  sent to it concurrently, through its own sender with its own concurrency cap
+  and timeout, see `replayer.senders`), then the result goes to
   `<topic>.results` before the record counts as handled.
 
 `Pipeline.handle()` returns a future that is done when the record is handled
@@ -202,6 +202,7 @@ class Pipeline:
         sender: Sender,
         stats: Stats | None = None,
         comparison: Comparison | None = None,
+        baseline_sender: Sender | None = None,
         scheduler: Scheduler | None = None,
         dlq: DeadLetters | None = None,
         safety: SafetyOptions | None = None,
@@ -211,6 +212,8 @@ class Pipeline:
         self.selector = selector
         self.target = target
         self.sender = sender
+        #: Where the baseline's requests go (default: `sender`).
+        self.baseline_sender = baseline_sender or sender
         self.stats = stats or Stats()
         self.comparison = comparison
         self.scheduler = scheduler
@@ -310,7 +313,7 @@ class Pipeline:
                 # Its own ordering chain: the baseline's requests of one recorded
                 # connection stay in order without waiting for the shadow's.
                 key = None if record.key is None else ("baseline", record.key)
-                futures.append(self.sender.submit(baseline, key))
+                futures.append(self.baseline_sender.submit(baseline, key))
             waiting = len(futures)
             for future in futures:
                 future.add_done_callback(sent)

@@ -39,14 +39,15 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.dlq import DeadLetters
-from replayer.http1 import Http1Transport
+from replayer.guard import GuardOptions
 from replayer.merge import PartitionMerger
 from replayer.pipeline import Pipeline, Progress, Record, Stats
 from replayer.progress import ProgressBar
 from replayer.request import Target
 from replayer.safety import SafetyOptions
 from replayer.select import SelectOptions, Selector
-from replayer.sender import Sender, Transport
+from replayer.sender import Transport
+from replayer.senders import Senders
 from replayer.spans import Span, SpanReader, resolve_spans
 from replayer.stopping import StopSignals
 from replayer.window import window_spans
@@ -93,6 +94,7 @@ def run_range(
     pace: Pace | None = None,
     progress_bar: bool | None = None,
     selection: SelectOptions | None = None,
+    guardrails: GuardOptions | None = None,
 ) -> int:
     """Replay offsets `start_offset..end_offset` (inclusive) of `partitions` to `target`.
 
@@ -110,7 +112,9 @@ def run_range(
     `transport` replaces the HTTP client (tests); `stop_event` stops it from
     another thread like SIGTERM does. `pace`: speed, rate, idle compression
     (default: the recorded pace). `progress_bar`: draw a bar on stderr
-    (default: when stderr is a terminal).
+    (default: when stderr is a terminal). `guardrails`: the baseline's own cap
+    and timeout, and the shadow's error-rate guard (while it backs off, nothing
+    is read; the range finishes once the shadow answers again, or on SIGINT).
     """
     out = out or sys.stdout
     shadow = Target.parse(target)
@@ -149,7 +153,7 @@ def run_range(
                         spans,
                         codec,
                         shadow,
-                        transport or Http1Transport(limit=concurrency),
+                        transport,
                         concurrency,
                         timeout,
                         stop,
@@ -160,6 +164,7 @@ def run_range(
                         pace or Pace(),
                         sys.stderr.isatty() if progress_bar is None else progress_bar,
                         selector,
+                        guardrails or GuardOptions(),
                     )
                 )
         finally:
@@ -176,7 +181,7 @@ async def _replay(
     spans: list[Span],
     codec: Codec,
     shadow: Target,
-    transport: Transport,
+    transport: Transport | None,
     concurrency: int,
     timeout: float,
     stop: StopSignals,
@@ -187,15 +192,23 @@ async def _replay(
     pace: Pace,
     bar: bool,
     selector: Selector | None = None,
+    guardrails: GuardOptions | None = None,
 ) -> Stats:
     loop = asyncio.get_running_loop()
-    sender = Sender(transport, concurrency=concurrency, timeout=timeout)
+    sender = Senders.open(
+        transport=transport,
+        concurrency=concurrency,
+        timeout=timeout,
+        baseline=comparison is not None and comparison.baseline is not None,
+        options=guardrails,
+    )
     scheduler = Scheduler(pace)
     pipeline = Pipeline(
         codec=codec,
         target=shadow,
-        sender=sender,
+        sender=sender.shadow,
         comparison=comparison,
+        baseline_sender=sender.baseline,
         dlq=dlq,
         safety=safety,
         scheduler=scheduler,
@@ -213,7 +226,7 @@ async def _replay(
             progress.tick(pipeline.in_flight + merger.held)
 
     reader = SpanReader(spans)
-    high = max(concurrency * IN_FLIGHT_PER_SLOT, 64)
+    high = max(sender.concurrency * IN_FLIGHT_PER_SLOT, 64)
     merger: PartitionMerger[Record] = PartitionMerger(limit=MERGE_LIMIT)
     merger.track(reader.spans)
     # One thread owns the consumer: every call on it runs there, in order.
@@ -222,6 +235,10 @@ async def _replay(
     try:
         await loop.run_in_executor(executor, consumer.assign, reader.assignment(topic))
         while not reader.done and not stop.is_set():
+            if sender.holding:  # the guard backs off from the shadow: read nothing new
+                await sender.wait_sending(0.1)
+                tick()
+                continue
             # The merge's records are bounded on their own (MERGE_LIMIT): they
             # wait for more reading, so they must not stop it.
             budget = min(_BATCH, high - pipeline.in_flight)
@@ -280,7 +297,7 @@ async def _replay(
     return stats
 
 
-async def _drain_until_forced(sender: Sender, stop: StopSignals, grace: float) -> None:
+async def _drain_until_forced(sender: Senders, stop: StopSignals, grace: float) -> None:
     deadline = time.monotonic() + grace
     while sender.in_flight and not stop.forced and time.monotonic() < deadline:
         await sender.drain(0.1)

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from replayer.guard import Gate
 from replayer.request import OutgoingRequest
 
 
@@ -115,15 +116,25 @@ class Sender:
     Use it from one event loop. `submit()` never blocks: it queues the request
     and returns a future of its `Outcome`. `in_flight` counts submitted requests
     that have no outcome yet (queued behind their key, or on the wire); the
-    caller bounds it (the worker pauses Kafka partitions).
+    caller bounds it (the worker pauses Kafka partitions). With a `gate`
+    (`replayer.guard`), requests wait while the gate backs off from a failing
+    target, and a failed probe is sent again.
     """
 
-    def __init__(self, transport: Transport, concurrency: int = 64, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        concurrency: int = 64,
+        timeout: float = 30.0,
+        gate: Gate | None = None,
+    ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.transport = transport
         self.concurrency = concurrency
         self.timeout = timeout
+        #: The error-rate guard (`replayer.guard`): asked before each request, told each outcome.
+        self.gate = gate
         # Chains of same-key requests, oldest first; a chain exists while it has
         # requests. `_ready` holds the chains whose head may go now; each of at
         # most `concurrency` long-lived worker tasks takes one, sends its head,
@@ -224,37 +235,74 @@ class Sender:
         task: asyncio.Task[None],
     ) -> None:
         try:
-            self._active += 1
-            sent_at = time.time()
-            started = time.perf_counter()
-            response: Response | None = None
-            error: str | None = None
-            deadline = loop.time() + self.timeout
-            self._deadlines[task] = deadline
-            watchdog = self._watchdog
-            if watchdog is None or deadline < watchdog.when():
-                self._arm(loop)
-            try:
-                response = await self.transport.send(request)
-            except asyncio.CancelledError:
-                if not self._timed_out(task):
-                    raise
-                error = describe_error(TimeoutError(), self.timeout)
-            except Exception as exc:  # a shadow failure is an outcome, not a crash
-                error = describe_error(exc, self.timeout)
-            finally:
-                self._active -= 1
-                del self._deadlines[task]
-                if task in self._expired:  # expired, but the send ended another way
-                    self._expired.discard(task)
-                    task.uncancel()
-            outcome = Outcome(request, response, error, sent_at, time.perf_counter() - started)
+            gate = self.gate
+            if gate is None:
+                outcome = await self._attempt(request, loop, task)
+            else:
+                outcome = await self._guarded(gate, request, loop, task)
             if not future.done():
                 future.set_result(outcome)
         finally:
             if not future.done():
                 future.cancel()
             self._done()
+
+    async def _guarded(
+        self,
+        gate: Gate,
+        request: OutgoingRequest,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[None],
+    ) -> Outcome:
+        """Wait at the gate while it backs off (outside the timeout); a failed probe is
+        sent again (the same request, so its connection's order holds)."""
+        retry = False
+        while True:
+            probe = False
+            if not gate.sending:
+                probe = await gate.admit(retry)
+            try:
+                outcome = await self._attempt(request, loop, task)
+            except asyncio.CancelledError:
+                if probe:
+                    gate.abandoned()
+                raise
+            retry = gate.observe(outcome.ok, probe, outcome.error)
+            if not retry:
+                return outcome
+
+    async def _attempt(
+        self,
+        request: OutgoingRequest,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[None],
+    ) -> Outcome:
+        """Send once, within the timeout."""
+        self._active += 1
+        sent_at = time.time()
+        started = time.perf_counter()
+        response: Response | None = None
+        error: str | None = None
+        deadline = loop.time() + self.timeout
+        self._deadlines[task] = deadline
+        watchdog = self._watchdog
+        if watchdog is None or deadline < watchdog.when():
+            self._arm(loop)
+        try:
+            response = await self.transport.send(request)
+        except asyncio.CancelledError:
+            if not self._timed_out(task):
+                raise
+            error = describe_error(TimeoutError(), self.timeout)
+        except Exception as exc:  # a shadow failure is an outcome, not a crash
+            error = describe_error(exc, self.timeout)
+        finally:
+            self._active -= 1
+            del self._deadlines[task]
+            if task in self._expired:  # expired, but the send ended another way
+                self._expired.discard(task)
+                task.uncancel()
+        return Outcome(request, response, error, sent_at, time.perf_counter() - started)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._watchdog is not None:

@@ -14,6 +14,8 @@ background) only when `OffsetTracker` says it and everything before it in the
 partition finished. Backpressure: when too many records are in flight, the
 assigned partitions are paused, and resumed once half of them finished; the
 consumer is polled all the while, so the group never sees a stalled member.
+The same pause holds while the error-rate guard backs off from a failing
+shadow (`replayer.guard`): what is in flight waits, nothing new is read.
 
 Revocation: in-flight requests of the revoked partitions get a short grace
 period, then what is done is stored and committed synchronously and the
@@ -62,14 +64,15 @@ from prometheus_client import Gauge
 from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.dlq import DeadLetters
-from replayer.http1 import Http1Transport
+from replayer.guard import GuardOptions
 from replayer.merge import PartitionMerger
 from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
 from replayer.safety import SafetyOptions
 from replayer.select import SelectOptions, Selector
-from replayer.sender import Sender, Transport
+from replayer.sender import Transport
+from replayer.senders import Senders
 from replayer.session import Session
 from replayer.session_store import since_offsets
 from replayer.session_watch import SessionFollower
@@ -128,6 +131,7 @@ def run_worker(
     stop_event: threading.Event | None = None,
     progress_interval: float = 10.0,
     comparison: ComparisonOptions | None = None,
+    guardrails: GuardOptions | None = None,
     safety: SafetyOptions | None = None,
     pace: Pace | None = None,
     selection: SelectOptions | None = None,
@@ -145,6 +149,8 @@ def run_worker(
     consumer error. `transport` replaces the HTTP client (tests). `pace`:
     default as fast as records arrive, no rate limit; its `rate` is the
     group's, of which this worker takes its share of the partitions.
+    `guardrails`: the baseline's own cap and timeout, and the shadow's
+    error-rate guard.
     """
     worker = Worker(
         settings=settings,
@@ -153,12 +159,13 @@ def run_worker(
         group_protocol=group_protocol,
         target=Target.parse(target),
         codec=Codec(registry_url=schema_registry_url),
-        transport=transport or Http1Transport(limit=concurrency),
+        transport=transport,
         concurrency=concurrency,
         timeout=timeout,
         drain_timeout=drain_timeout,
         progress_interval=progress_interval,
         comparison=comparison,
+        guardrails=guardrails,
         safety=safety,
         pace=pace,
         selection=selection,
@@ -187,12 +194,13 @@ class Worker:
         group_protocol: str,
         target: Target,
         codec: Codec,
-        transport: Transport,
+        transport: Transport | None,
         concurrency: int,
         timeout: float,
         drain_timeout: float,
         progress_interval: float = 10.0,
         comparison: ComparisonOptions | None = None,
+        guardrails: GuardOptions | None = None,
         safety: SafetyOptions | None = None,
         pace: Pace | None = None,
         selection: SelectOptions | None = None,
@@ -214,7 +222,12 @@ class Worker:
         self.timeout = timeout
         self.drain_timeout = drain_timeout
         self.progress_interval = progress_interval
-        self.max_in_flight = max(concurrency * IN_FLIGHT_PER_SLOT, 64)
+        self.guardrails = guardrails or GuardOptions()
+        # Requests of both targets count: each has its own cap (replayer.senders).
+        slots = concurrency
+        if self.comparison_options.baseline:
+            slots += self.guardrails.baseline_concurrency or concurrency
+        self.max_in_flight = max(slots * IN_FLIGHT_PER_SLOT, 64)
         self.health = HealthState()
         self.health.set_ready_check(self._readiness)
         self.tracker = OffsetTracker()
@@ -278,13 +291,20 @@ class Worker:
     ) -> Stats:
         self._loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-consumer")
-        sender = Sender(self.transport, concurrency=self.concurrency, timeout=self.timeout)
+        sender = Senders.open(
+            transport=self.transport,
+            concurrency=self.concurrency,
+            timeout=self.timeout,
+            baseline=comparison is not None and comparison.baseline is not None,
+            options=self.guardrails,
+        )
         pipeline = Pipeline(
             codec=self.codec,
             target=self.target,
-            sender=sender,
+            sender=sender.shadow,
             stats=self.stats,
             comparison=comparison,
+            baseline_sender=sender.baseline,
             dlq=dlq,
             safety=self.safety,
             scheduler=self.scheduler,
@@ -321,6 +341,8 @@ class Worker:
                 elif saturated_since is None:
                     saturated_since = now
                 saturated = saturated_since is not None and now - saturated_since >= PAUSE_AFTER
+                # The guard backs off from a failing shadow: take nothing new meanwhile.
+                saturated = saturated or sender.holding
                 if budget <= 0 and not saturated and not self.paused:
                     await pipeline.wait_for_room(self.max_in_flight, 0.05)
                     for record in self.merger.ready(self.max_in_flight - pipeline.in_flight):

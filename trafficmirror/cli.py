@@ -17,6 +17,7 @@ import click
 
 from trafficmirror import __version__
 from trafficmirror.cli_comparison import comparison_options
+from trafficmirror.cli_guard import guardrail_options
 from trafficmirror.cli_kafka import kafka_security_options
 from trafficmirror.cli_pace import pace_options
 from trafficmirror.cli_recorder import recorder_extra_options
@@ -326,8 +327,8 @@ def sender_options(func: F) -> F:
             default=64,
             show_default=True,
             envvar="TRAFFICMIRROR_CONCURRENCY",
-            help="Requests in flight to the shadow at most (with --baseline, the baseline's "
-            "requests count too).",
+            help="Requests in flight to the shadow at most (the baseline has its own cap, "
+            "--baseline-concurrency).",
         ),
         click.option(
             "--timeout",
@@ -369,6 +370,7 @@ def sender_options(func: F) -> F:
     help="On SIGTERM/SIGINT, seconds to let in-flight requests finish before exiting.",
 )
 @comparison_options
+@guardrail_options
 @pace_options(default_speed="max")
 @safety_options
 @selection_options(window=False)
@@ -387,6 +389,7 @@ def worker(
     group_protocol: str,
     drain_timeout: float,
     comparison: Any,
+    guardrails: Any,
     pace: Any,
     safety: Any,
     selection: Any,
@@ -427,6 +430,7 @@ def worker(
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         comparison=comparison,
+        guardrails=guardrails,
         pace=pace,
         safety=safety,
         selection=selection,
@@ -478,6 +482,7 @@ def parse_end_offset(value: str) -> int | None:
     help="Last offset to replay (inclusive), or 'end' for the last record present at start.",
 )
 @comparison_options
+@guardrail_options
 @pace_options(default_speed="1")
 @safety_options
 @selection_options()
@@ -494,6 +499,7 @@ def replay_range(
     start_offset: int | None,
     end_offset: str,
     comparison: Any,
+    guardrails: Any,
     pace: Any,
     safety: Any,
     selection: Any,
@@ -541,6 +547,7 @@ def replay_range(
             timeout=timeout,
             schema_registry_url=schema_registry_url,
             comparison=comparison,
+            guardrails=guardrails,
             pace=pace,
             safety=safety,
             selection=selection,

@@ -60,6 +60,14 @@ def summary(method: str, path: str, body: bytes) -> dict[str, Any]:
 S = TypeVar("S", bound="_Server")
 
 
+async def _finish_tasks() -> None:
+    """Cancel every other task of this loop and wait for them."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class _Server:
     """An aiohttp application served from a background thread."""
 
@@ -69,6 +77,9 @@ class _Server:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
+        #: Seconds `stop()` lets requests still being answered finish (a test with a
+        #: shadow that answers in 10 s sets it low, so it need not wait for them).
+        self.shutdown_timeout = 60.0
 
     @property
     def url(self) -> str:
@@ -83,7 +94,12 @@ class _Server:
         return app
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self._app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=self.shutdown_timeout,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
         await site.start()
@@ -99,6 +115,8 @@ class _Server:
     def stop(self) -> None:
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            # Handlers cut short by `shutdown_timeout` must end before the loop closes.
+            asyncio.run_coroutine_threadsafe(_finish_tasks(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()

@@ -97,6 +97,8 @@ CONTRADICTIONS: list[tuple[str, list[str]]] = [
     ("record", ["--listen", "127.0.0.1:18555", "--metrics-port", "18555"]),
     ("record", ["--listen", "0.0.0.0:18556", "--upstream", "http://localhost:18556"]),
     ("record", ["--listen", "127.0.0.1:80", "--upstream", "http://127.0.0.1/app"]),
+    ("worker", ["--baseline-concurrency", "4"]),  # a baseline's cap without a baseline
+    ("replay range", ["--baseline-timeout", "2"]),
 ]  # fmt: skip
 
 
