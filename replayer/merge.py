@@ -16,7 +16,9 @@ overlapping connections by their exact recorded time.
 A partition that is assigned but delivers nothing (and no EOF) would hold
 everything back; `limit` bounds that: beyond `limit` held records the oldest
 one goes out anyway, so the merger never stalls the consumer, and the order is
-then only as good as the data at hand. `ready(room)` hands out at most `room`
+then only as good as the data at hand. `limit_bytes` does the same by the
+records' size, so large events cannot make the held records' memory grow to
+`limit` times the largest event. `ready(room)` hands out at most `room`
 records, so the caller's in-flight bound holds: the rest waits here.
 """
 
@@ -29,15 +31,20 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+#: Default byte bound of what the merge holds (see `PartitionMerger.limit_bytes`).
+MERGE_LIMIT_BYTES = 32 * 1024 * 1024
+
 
 class PartitionMerger(Generic[T]):
     """Per-partition buffers released in timestamp order (see the module docstring)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, limit_bytes: int | None = None) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.limit = limit
-        self._buffers: dict[int, deque[tuple[int, T]]] = {}
+        self.limit_bytes = limit_bytes
+        self._bytes = 0
+        self._buffers: dict[int, deque[tuple[int, T, int]]] = {}
         self._ended: set[int] = set()
         self._held = 0
         self.forced = 0  # records released early because of `limit`
@@ -57,14 +64,23 @@ class PartitionMerger(Generic[T]):
             self._buffers.setdefault(partition, deque())
             self._ended.discard(partition)
 
-    def add(self, partition: int, timestamp: int, item: T) -> None:
-        """Buffer `item` of `partition`, recorded at `timestamp` (any unit, one for all)."""
+    @property
+    def held_bytes(self) -> int:
+        """Sum of the `size` of the records held."""
+        return self._bytes
+
+    def add(self, partition: int, timestamp: int, item: T, size: int = 0) -> None:
+        """Buffer `item` of `partition`, recorded at `timestamp` (any unit, one for all).
+
+        `size` (bytes) counts against `limit_bytes`.
+        """
         buffer = self._buffers.get(partition)
         if buffer is None:
             buffer = self._buffers[partition] = deque()
-        buffer.append((timestamp, item))
+        buffer.append((timestamp, item, size))
         self._ended.discard(partition)
         self._held += 1
+        self._bytes += size
 
     def end(self, partition: int) -> None:
         """`partition` has nothing more for now: it no longer holds others back."""
@@ -78,8 +94,9 @@ class PartitionMerger(Generic[T]):
             buffer = self._buffers.pop(partition, None)
             self._ended.discard(partition)
             if buffer:
-                dropped.extend(item for _, item in buffer)
+                dropped.extend(item for _, item, _ in buffer)
                 self._held -= len(buffer)
+                self._bytes -= sum(size for _, _, size in buffer)
         return dropped
 
     def ready(self, room: int | None = None) -> list[T]:
@@ -97,19 +114,26 @@ class PartitionMerger(Generic[T]):
         heads = [(buffer[0][0], p) for p, buffer in buffers.items() if buffer]
         heapq.heapify(heads)
         while heads and (room is None or len(out) < room):
-            if blocking and self._held <= self.limit:
+            if blocking and not self._over_limit():
                 break
             if blocking:
                 self.forced += 1
             _, partition = heapq.heappop(heads)
             buffer = buffers[partition]
-            out.append(buffer.popleft()[1])
+            _, item, size = buffer.popleft()
+            out.append(item)
             self._held -= 1
+            self._bytes -= size
             if buffer:
                 heapq.heappush(heads, (buffer[0][0], partition))
             elif partition not in self._ended:
                 blocking += 1
         return out
+
+    def _over_limit(self) -> bool:
+        if self._held > self.limit:
+            return True
+        return self.limit_bytes is not None and self._bytes > self.limit_bytes
 
     def flush(self, room: int | None = None) -> list[T]:
         """What is held (up to `room`), in timestamp order, not waiting for other partitions."""

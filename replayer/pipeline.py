@@ -99,6 +99,11 @@ class Record:
     timestamp_ms: int | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
 
+    @property
+    def size(self) -> int:
+        """Bytes of key and value: what holding the record costs, roughly."""
+        return len(self.key or b"") + len(self.value or b"")
+
     @classmethod
     def from_message(cls, message: Any) -> Record:
         """From a `confluent_kafka.Message` without an error."""

@@ -40,7 +40,7 @@ from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.dlq import DeadLetters
 from replayer.guard import GuardOptions
-from replayer.merge import PartitionMerger
+from replayer.merge import MERGE_LIMIT_BYTES, PartitionMerger
 from replayer.pipeline import Pipeline, Progress, Record, Stats
 from replayer.progress import ProgressBar
 from replayer.request import Target
@@ -227,7 +227,9 @@ async def _replay(
 
     reader = SpanReader(spans)
     high = max(sender.concurrency * IN_FLIGHT_PER_SLOT, 64)
-    merger: PartitionMerger[Record] = PartitionMerger(limit=MERGE_LIMIT)
+    merger: PartitionMerger[Record] = PartitionMerger(
+        limit=MERGE_LIMIT, limit_bytes=MERGE_LIMIT_BYTES
+    )
     merger.track(reader.spans)
     # One thread owns the consumer: every call on it runs there, in order.
     executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-range")
@@ -266,7 +268,9 @@ async def _replay(
                     continue
                 if reader.admit(message.partition(), message.offset()):
                     record = Record.from_message(message)
-                    merger.add(record.partition, record.timestamp_ms or 0, record)
+                    merger.add(
+                        record.partition, record.timestamp_ms or 0, record, record.size
+                    )
             for partition in set(reader.spans) - reader.open:
                 merger.end(partition)
             for record in merger.ready(high - pipeline.in_flight):

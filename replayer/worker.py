@@ -65,7 +65,7 @@ from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.dlq import DeadLetters
 from replayer.guard import GuardOptions
-from replayer.merge import PartitionMerger
+from replayer.merge import MERGE_LIMIT_BYTES, PartitionMerger
 from replayer.offsets import OffsetTracker, Ticket
 from replayer.pipeline import Pipeline, Progress, Record, Result, Stats
 from replayer.request import Target
@@ -241,7 +241,9 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._error_logged: dict[int, float] = {}
         self.scheduler = Scheduler(pace or Pace(speed=None), share=0.0)
-        self.merger: PartitionMerger[Record] = PartitionMerger(limit=MERGE_LIMIT)
+        self.merger: PartitionMerger[Record] = PartitionMerger(
+            limit=MERGE_LIMIT, limit_bytes=MERGE_LIMIT_BYTES
+        )
         self.total_partitions = 0
         self._pipeline: Pipeline | None = None
         self._tickets: dict[tuple[int, int], Ticket] = {}
@@ -463,7 +465,7 @@ class Worker:
             self.merger.track([partition])
         record = Record.from_message(message)
         self._tickets[(partition, offset)] = ticket
-        self.merger.add(partition, record.timestamp_ms or 0, record)
+        self.merger.add(partition, record.timestamp_ms or 0, record, record.size)
 
     def _handle(self, record: Record, pipeline: Pipeline) -> None:
         ticket = self._tickets.pop((record.partition, record.offset), None)

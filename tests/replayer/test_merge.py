@@ -51,3 +51,19 @@ def test_forget_drops_a_revoked_partition_and_flush_empties_in_order() -> None:
     merger.add(2, 2, "p2")
     assert merger.flush() == ["p2", "p0"]
     assert merger.partitions == {0, 2}
+
+
+def test_limit_bytes_bounds_what_large_records_may_hold() -> None:
+    merger: PartitionMerger[int] = PartitionMerger(limit=1000, limit_bytes=2_500)
+    merger.track([0, 1])
+    for n in range(5):
+        merger.add(0, n, n, size=1_000)
+    assert merger.held_bytes == 5_000
+    # Partition 1 never delivers: past 2,500 bytes the oldest go out anyway,
+    # although far fewer records than `limit` are held.
+    assert merger.ready() == [0, 1, 2]
+    assert merger.held == 2
+    assert merger.held_bytes == 2_000
+    assert merger.ready() == []
+    assert merger.forget([0]) == [3, 4]
+    assert merger.held_bytes == 0
