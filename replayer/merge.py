@@ -32,7 +32,7 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 #: Default byte bound of what the merge holds (see `PartitionMerger.limit_bytes`).
-MERGE_LIMIT_BYTES = 32 * 1024 * 1024
+MERGE_LIMIT_BYTES = 8 * 1024 * 1024
 
 
 class PartitionMerger(Generic[T]):

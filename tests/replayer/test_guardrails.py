@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from replayer.merge import MERGE_LIMIT_BYTES
 from replayer.report import read_results
 from schemas.codec import Codec
 from tests.replayer.events import make_event, produce_events
@@ -28,7 +29,7 @@ from trafficmirror.sampleapps import Received, RecordingShadow
 pytestmark = pytest.mark.e2e
 
 #: The backlog of the slow/dead shadow tests: records, and the recorded response body of each.
-BACKLOG = 2000
+BACKLOG = 3000
 BODY = 32 * 1024
 CONCURRENCY = 8
 FAILED = '{result="failed"}'
@@ -324,8 +325,11 @@ def test_slow_or_dead_shadow_bounded_memory_errors_as_results_and_back_off(
     # Memory is bounded by what is held, not by the backlog: librdkafka's prefetch queue
     # (8 MiB here, overshot by at most one 1 MiB fetch per partition) and the records in
     # flight (64 = max(8 x 4, 64), each at most three copies of its 32 KiB: the Kafka value,
-    # the decoded event, the request built from it) = 16 MiB, plus a quarter for slack.
-    bound_mib = (PREFETCH_KIB / 1024 + PARTITIONS * 1 + 64 * 3 * BODY / 2**20) * 1.25
+    # the decoded event, the request built from it), and what the merge across partitions
+    # may hold (MERGE_LIMIT_BYTES), plus a quarter for slack.
+    bound_mib = (
+        PREFETCH_KIB / 1024 + PARTITIONS * 1 + 64 * 3 * BODY / 2**20 + MERGE_LIMIT_BYTES / 2**20
+    ) * 1.25
     for s in scenarios:
         assert s.growth_mib <= bound_mib, (s.name, s.growth_mib, bound_mib)
     assert bound_mib * 3 < backlog_mib
