@@ -13,10 +13,11 @@ queue.buffering.max.messages=1000`) so that the outage outlasts it: the first
 is back, the rest are dropped and counted. Asserted:
 
 * no live request fails;
-* live latency during the outage is like before it: p99 within 20 %, with an
-  absolute floor of 3 ms for the comparison (a p99 of ~2 ms on a shared
-  2-core machine moves by a millisecond between any two windows, outage or
-  not: see `p99_bound`);
+* live latency during the outage is like outside it: p99 within 20 % of the
+  worse of the windows before and after the outage, with an absolute floor of
+  5 ms (on a shared 2-core machine the p99 of two windows without any outage
+  differs by up to 8 ms: the window after is the noise reference, since an
+  outage that slowed the live path would show only during it; see `p99_bound`);
 * counters are exact: recorded + dropped = requests sent, failed = 0, from the
   exit summary, and /metrics agreed before exit;
 * the topic holds exactly `recorded` events, among them events whose request
@@ -98,9 +99,10 @@ def p(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def p99_bound(before: float) -> float:
-    """During-outage p99 may be 20 % over before's, or 3 ms over it on a tiny p99."""
-    return max(before * 1.2, before + 0.003)
+def p99_bound(before: float, after: float) -> float:
+    """During-outage p99 may be 20 % (at least 5 ms) over the worse of before and after."""
+    reference = max(before, after)
+    return max(reference * 1.2, reference + 0.005)
 
 
 def metric(port: int, name: str) -> float:
@@ -234,7 +236,7 @@ def test_broker_outage_under_load(mock_kafka: Kafka, procs: Procs) -> None:
     print(f"\noutage figures: {figures}")
 
     assert failed_live == [], failed_live[:5]
-    assert p(during, 0.99) <= p99_bound(p(before, 0.99)), figures
+    assert p(during, 0.99) <= p99_bound(p(before, 0.99), p(after, 0.99)), figures
     assert (recorded + dropped, failed) == (sent, 0), figures
     assert (recorded_m, dropped_m) == (recorded, dropped), figures
     assert dropped > 0, figures  # the outage outlasted the bounded queue ...
