@@ -39,6 +39,8 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.dlq import DeadLetters
+from replayer.eventloop import loop_factory
+from replayer.eventloop import run as run_loop
 from replayer.guard import GuardOptions
 from replayer.merge import MERGE_LIMIT_BYTES, PartitionMerger
 from replayer.pipeline import Pipeline, Progress, Record, Stats
@@ -117,6 +119,7 @@ def run_range(
     is read; the range finishes once the shadow answers again, or on SIGINT).
     """
     out = out or sys.stdout
+    loop_factory()  # a bad TRAFFICMIRROR_EVENT_LOOP is a usage error before anything starts
     shadow = Target.parse(target)
     compare_options = comparison or ComparisonOptions()
     select = selection or SelectOptions()
@@ -146,7 +149,7 @@ def run_range(
         try:
             with StopSignals(stop_event, "letting in-flight requests finish") as stop:
                 settle_memory()
-                stats = asyncio.run(
+                stats = run_loop(
                     _replay(
                         consumer,
                         topic,

@@ -34,7 +34,9 @@ from replayer.guard import Gate
 from replayer.request import OutgoingRequest
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built for every replayed record, and a frozen dataclass costs about
+# twice as much to build (bench/replay.py); treat it as immutable all the same.
+@dataclass(slots=True)
 class Response:
     """What the shadow answered."""
 
@@ -44,7 +46,9 @@ class Response:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built for every replayed record, and a frozen dataclass costs about
+# twice as much to build (bench/replay.py); treat it as immutable all the same.
+@dataclass(slots=True)
 class Outcome:
     """The result of sending one request: a response, or why there is none."""
 
@@ -152,7 +156,10 @@ class Sender:
         # is set again for the earliest left.
         self._deadlines: dict[asyncio.Task[None], float] = {}
         self._expired: set[asyncio.Task[None]] = set()
-        self._watchdog: asyncio.TimerHandle | None = None
+        # The timer's handle and its time (kept here: uvloop answers `call_at` with a
+        # plain `Handle`, which has no `when()`, when the time has already come).
+        self._watchdog: asyncio.Handle | None = None
+        self._watchdog_at = 0.0
         self._in_flight = 0
         self._active = 0
         self._idle = asyncio.Event()
@@ -285,8 +292,7 @@ class Sender:
         error: str | None = None
         deadline = loop.time() + self.timeout
         self._deadlines[task] = deadline
-        watchdog = self._watchdog
-        if watchdog is None or deadline < watchdog.when():
+        if self._watchdog is None or deadline < self._watchdog_at:
             self._arm(loop)
         try:
             response = await self.transport.send(request)
@@ -309,7 +315,8 @@ class Sender:
             self._watchdog.cancel()
             self._watchdog = None
         if self._deadlines:
-            self._watchdog = loop.call_at(min(self._deadlines.values()), self._expire, loop)
+            self._watchdog_at = min(self._deadlines.values())
+            self._watchdog = loop.call_at(self._watchdog_at, self._expire, loop)
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
         self._watchdog = None

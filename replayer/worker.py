@@ -64,6 +64,8 @@ from prometheus_client import Gauge
 from replayer.clock import Pace, Scheduler, settle_memory
 from replayer.comparison import Comparison, ComparisonOptions
 from replayer.dlq import DeadLetters
+from replayer.eventloop import loop_factory
+from replayer.eventloop import run as run_loop
 from replayer.guard import GuardOptions
 from replayer.merge import MERGE_LIMIT_BYTES, PartitionMerger
 from replayer.offsets import OffsetTracker, Ticket
@@ -152,6 +154,7 @@ def run_worker(
     `guardrails`: the baseline's own cap and timeout, and the shadow's
     error-rate guard.
     """
+    loop_factory()  # a bad TRAFFICMIRROR_EVENT_LOOP is a usage error before anything starts
     worker = Worker(
         settings=settings,
         topic=topic,
@@ -279,7 +282,7 @@ class Worker:
             raise
         try:
             settle_memory()
-            return asyncio.run(self._main(consumer, stop, comparison, dlq))
+            return run_loop(self._main(consumer, stop, comparison, dlq))
         finally:
             comparison.close()
             dlq.close()
