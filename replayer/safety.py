@@ -27,6 +27,7 @@ import ipaddress
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -65,6 +66,10 @@ def normalize_host(host: str) -> str:
     return _LOOPBACK if address.is_loopback else str(address)
 
 
+# Checked for every record, and parsing plus `ipaddress` cost more than the rest
+# of the check: a topic holds traffic of a few hosts, so remember the answers
+# (bounded, since authorities come from traffic).
+@lru_cache(maxsize=1024)
 def host_port(authority: str, scheme: str) -> tuple[str, int | None]:
     """(`normalize_host(host)`, port) of `host[:port]`; the scheme's default port if none."""
     try:
