@@ -87,7 +87,9 @@ LATENESS = Histogram(
 _LOGGED_PER_KIND = 5
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built for every replayed record, and a frozen dataclass costs about
+# twice as much to build (bench/replay.py); treat it as immutable all the same.
+@dataclass(slots=True)
 class Record:
     """One Kafka record and where it came from."""
 
@@ -119,7 +121,9 @@ class Record:
         )
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built for every replayed record, and a frozen dataclass costs about
+# twice as much to build (bench/replay.py); treat it as immutable all the same.
+@dataclass(slots=True)
 class Result:
     """How a record was handled: `sent`, `error`, `skipped` or `undecodable`."""
 

@@ -84,7 +84,9 @@ def schema_fingerprint(parsed: Mapping[str, Any]) -> bytes:
     return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
 
 
-@dataclass(frozen=True)
+# Not frozen: built for every replayed record, and a frozen dataclass costs about
+# twice as much to build (bench/replay.py); treat it as immutable all the same.
+@dataclass(slots=True)
 class Encoded:
     """An encoded event with the Kafka headers that describe it."""
 

@@ -39,7 +39,9 @@ _PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 ERROR_LOG_INTERVAL = 30.0
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built for every replayed record, and a frozen dataclass costs about
+# twice as much to build (bench/replay.py); treat it as immutable all the same.
+@dataclass(slots=True)
 class Report:
     """What became of one queued message (`count` > 1 only for `undelivered` at close)."""
 
