@@ -255,12 +255,11 @@ def _inflate(data: bytes, wbits: int) -> bytes:
 
 def decode_content(response: Response) -> bytes:
     """The body with its Content-Encoding undone; raw bytes if it cannot be undone."""
-    codings = [
-        c.strip().lower()
-        for value in response.header_values("content-encoding")
-        for c in value.decode("latin-1").split(",")
-    ]
+    values = [v for n, v in response.headers if n.lower() == b"content-encoding"]
     body = response.body
+    if not values:  # most responses: nothing to undo
+        return body
+    codings = [c.strip().lower() for value in values for c in value.decode("latin-1").split(",")]
     try:
         for coding in reversed([c for c in codings if c and c != "identity"]):
             if coding in ("gzip", "x-gzip"):

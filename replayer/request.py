@@ -80,6 +80,7 @@ class Unsendable(Skipped):
 #: An RFC 9110 token (methods, header names).
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_IN_VALUE = re.compile(rb"[\r\n\x00]")
+_BAD_IN_ID = re.compile("[\r\n\x00]")
 _BAD_IN_AUTHORITY = re.compile(rb"[\x00-\x20\x7f/?#@\\]")
 #: A 253-character DNS name, ":65535", or an IPv6 literal in brackets with a port.
 MAX_AUTHORITY = 262
@@ -89,6 +90,14 @@ def _is_token(raw: bytes) -> bool:
     return _TOKEN.fullmatch(raw) is not None
 
 
+@lru_cache(maxsize=256)
+def _is_method(method: str) -> bool:
+    return _is_token(method.encode("utf-8", "surrogatepass"))
+
+
+# Cached, like `_header_name`: a topic holds few distinct authorities and methods.
+# (An exception is not cached: a bad one is checked again each time.)
+@lru_cache(maxsize=1024)
 def check_authority(authority: str) -> None:
     """Raise `Unsendable` for an authority that cannot name a host (see the module doc)."""
     raw = authority.encode("utf-8", "surrogatepass")
@@ -235,7 +244,7 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
     flat: Sequence[bytes] = message["headers"]
     named = [(flat[i], _header_name(flat[i]), flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
     method = str(event["method"])
-    if not _is_token(method.encode("utf-8", "surrogatepass")):
+    if not _is_method(method):
         raise Unsendable(f"method {method[:40]!r} is not an HTTP token")
     check_authority(str(event["authority"]))
     path = _path(bytes(event["path"]))
@@ -270,7 +279,7 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
             value = raw_value.decode("latin-1")
         headers.append((name, value))
     exchange_id = str(event["id"])
-    if any(c in exchange_id for c in "\r\n\x00"):
+    if _BAD_IN_ID.search(exchange_id):
         raise Unsendable(f"exchange id {exchange_id[:40]!r} cannot be a header value")
     headers.append((REPLAY_HEADER, exchange_id))
     return OutgoingRequest(
