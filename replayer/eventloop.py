@@ -17,6 +17,7 @@ What the replay relies on works the same on both: `signal.signal` handlers
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -24,6 +25,8 @@ from typing import Any, TypeVar
 from trafficmirror.errors import UsageError
 
 T = TypeVar("T")
+
+logger = logging.getLogger("trafficmirror.replayer")
 
 #: Environment variable that picks the loop: `uvloop` (the default when installed) or `asyncio`.
 ENV = "TRAFFICMIRROR_EVENT_LOOP"
@@ -63,5 +66,6 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     except UsageError:
         main.close()  # never awaited: say so quietly rather than with a RuntimeWarning
         raise
+    logger.debug("event loop: %s", "asyncio" if factory is None else "uvloop")
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
