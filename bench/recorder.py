@@ -48,27 +48,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from procs import free_port, start, stop, wait_port
+from procs import free_port, start, start_broker, stop, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "recorder" / "addon.py"
 BIN = Path(sys.executable).parent
 MITMDUMP = str(BIN / "mitmdump") if (BIN / "mitmdump").exists() else shutil.which("mitmdump")
 PATH = "/hello?x=1"
-
-
-
-
-
-
-def pin(pid: int, cpus: set[int] | None) -> None:
-    if cpus and hasattr(os, "sched_setaffinity"):
-        # Threads started later inherit the mask; set it at once after spawn.
-        os.sched_setaffinity(pid, cpus)
-
-
-
-
 
 
 # -- load generation ----------------------------------------------------------
@@ -273,29 +259,13 @@ def main() -> int:
 
     logdir = Path(tempfile.mkdtemp(prefix="tm-bench-"))
     topic = "bench"
-    broker = start(
-        [
-            sys.executable,
-            "-m",
-            "trafficmirror",
-            "dev-kafka",
-            "--brokers",
-            "1",
-            "--topic",
-            f"{topic}:4",
-        ],
-        rest_cpus,
-        logdir / "broker.log",
-        stdout=subprocess.PIPE,
-    )
+    try:
+        broker, bootstrap = start_broker([f"{topic}:4"], rest_cpus, logdir / "broker.log")
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     procs = [broker]
     try:
-        assert broker.stdout is not None
-        first = broker.stdout.readline().decode().strip()
-        if not first.startswith("bootstrap.servers="):
-            print(f"dev-kafka did not start: {first!r}", file=sys.stderr)
-            return 1
-        bootstrap = first.split("=", 1)[1]
         app_port = free_port()
         app = start(
             [sys.executable, "-m", "trafficmirror.sampleapps", "app", "--port", str(app_port)],
