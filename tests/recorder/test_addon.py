@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mitmproxy import exceptions, flow
+from mitmproxy import exceptions, flow, hooks
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
@@ -321,8 +321,16 @@ def test_health_endpoints(kafka: Kafka, topic: str) -> None:
 async def test_loads_as_a_mitmproxy_script() -> None:
     with taddons.context() as tctx:
         module = tctx.script(str(ADDON_PATH))
-        assert [type(a).__name__ for a in module.addons] == ["Recorder"]
         assert "trafficmirror_topic" in tctx.options
+        # The module is the addon: its hooks are its recorder's, nothing below it.
+        assert type(module.script_recorder).__name__ == "Recorder"
+        assert module.addons == []
+        for name in ("load", "configure", "running", "done", "response", "error"):
+            assert getattr(module, name) == getattr(module.script_recorder, name), name
+        # Every other hook is there as "no handler", so mitmproxy's lookup never misses.
+        missing = [n for n in hooks.all_hooks if n != "add_log" and n not in vars(module)]
+        assert missing == []
+        assert module.requestheaders is None and not hasattr(module, "add_log")
 
 
 @in_loop

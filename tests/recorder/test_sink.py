@@ -58,6 +58,31 @@ def test_delivers_with_key_timestamp_and_headers(kafka: Kafka, topic: str) -> No
     assert len({m.partition() for m in messages}) == 1
 
 
+@pytest.mark.parametrize("only_errors", [None, False], ids=["batched", "user-asks-each"])
+def test_acknowledgements_are_counted_while_running_and_once(
+    kafka: Kafka, topic: str, only_errors: bool | None
+) -> None:
+    # The sink asks librdkafka for failure reports only and counts successes in
+    # batches after each poll; a user's own delivery.report.only.error=false
+    # brings back one report per message, which must not count twice.
+    overrides = {} if only_errors is None else {"delivery.report.only.error": only_errors}
+    sink = KafkaSink(KafkaSettings(kafka.bootstrap_servers), topic, **overrides)
+    before = metric("trafficmirror_recorder_recorded_total")
+    seen: list[tuple[int, int]] = []
+    for i in range(200):
+        assert sink.send(f"conn-{i % 7}".encode(), b"event", HEADERS, 1_700_000_000_000)
+    deadline = time.monotonic() + 10
+    while sink.stats.delivered < 200 and time.monotonic() < deadline:
+        seen.append((sink.stats.delivered, sink.stats.enqueued))
+        time.sleep(0.01)
+    assert sink.stats.delivered == 200  # before close: the running count caught up
+    assert all(delivered <= enqueued for delivered, enqueued in seen)
+    stats = sink.close(10)
+    assert (stats.enqueued, stats.delivered, stats.dropped, stats.failed) == (200, 200, 0, 0)
+    assert metric("trafficmirror_recorder_recorded_total") - before == 200
+    assert len(consume(kafka, topic, 200)) == 200
+
+
 def test_kafka_reached_once_metadata_answers(
     kafka: Kafka, topic: str, sinks: list[KafkaSink]
 ) -> None:

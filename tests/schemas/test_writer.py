@@ -116,7 +116,12 @@ def test_bad_records_raise_like_fastavro(change: Any, error: type[Exception]) ->
 
 
 def test_long_edges() -> None:
-    for n in (0, 1, -1, 63, -64, 64, 8191, 8192, -8193, 2**62, 2**63 - 1, -(2**63)):
+    edges = [0, 1, -1, 63, -64, 64, 8191, 8192, -8193, 2**62, 2**63 - 1, -(2**63)]
+    # Around every length of the varint (7-bit groups) and of the 14-bit steps.
+    for bits in range(1, 64):
+        edges += [2 ** (bits - 1) - 1, 2 ** (bits - 1), -(2 ** (bits - 1)), -(2 ** (bits - 1)) - 1]
+    edges += [1_764_600_000_123_456, -1_764_600_000_123_456]  # microsecond timestamps
+    for n in edges:
         out = bytearray()
         write_long(out, n)
         assert bytes(out) == fastavro_bytes(parse_schema("long"), n), n
