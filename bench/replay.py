@@ -398,7 +398,8 @@ def stages(raw: Path) -> list[tuple[str, float]]:
         total += n
         stage = "other (start-up, exit)"
         for frame in reversed(stack.split(";")):
-            if "run_forever" in frame:
+            # uvloop's loop is C: its own time shows as the innermost Python frame Runner.run.
+            if "run_forever" in frame or "Runner.run (" in frame:
                 stage = "event loop and pipeline glue"
                 break
             found = next((name for name, subs in _STAGES if any(s in frame for s in subs)), None)
