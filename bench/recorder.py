@@ -30,7 +30,18 @@ are interleaved (plain, addon, record, plain, ...) so slow drifts of the
 machine hit every configuration alike. On a machine with one core nothing is
 pinned (and the numbers mean less).
 
+Side by side (after the runs above, unless --no-side-by-side): all the proxies
+at once on the proxy core, each under its own wrk, and their CPU time per
+request compared. They see the same machine at the same moment, so the ratio
+holds still where runs one after the other swing by more than the addon's
+cost; on a saturated core it is the ratio of their throughputs.
+
+--instructions: instead of timing, counts the instructions each proxy executes
+per request under valgrind's callgrind (independent of the machine's load;
+blind to cache misses and the kernel, so it reads low).
+
     python bench/recorder.py [--duration 10] [--connections 16] [--repeats 3]
+    python bench/recorder.py --instructions [--requests 300]
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -367,6 +379,12 @@ def main() -> int:
     )
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator")
     parser.add_argument(
+        "--no-side-by-side",
+        dest="side_by_side",
+        action="store_false",
+        help="skip the side-by-side runs (all proxies on one core at once; needs wrk, 2+ cores)",
+    )
+    parser.add_argument(
         "--instructions",
         action="store_true",
         help="instead of timing, count the instructions per request under valgrind's callgrind",
@@ -455,10 +473,105 @@ def main() -> int:
                     flush=True,
                 )
         report(configs, direct)
+        if args.side_by_side and use_wrk and proxy_cpus:
+            print()
+            print(
+                f"side by side: all {len(configs)} proxies at once on core(s) "
+                f"{sorted(proxy_cpus)}, each under its own wrk, {args.repeats} repeats",
+                flush=True,
+            )
+            side_by_side(
+                configs, app_url, bootstrap, topic, args, (proxy_cpus, rest_cpus), logdir, procs
+            )
     finally:
         for proc in procs:
             stop(proc)
     return 0
+
+
+def load_together(
+    ports: dict[str, int], connections: int, duration: float, cpus: set[int] | None
+) -> dict[str, Result]:
+    """One wrk per port, all at the same time; their results by name."""
+    results: dict[str, Result] = {}
+
+    def one(name: str, port: int) -> None:
+        results[name] = wrk(port, connections, duration, cpus)
+
+    threads = [threading.Thread(target=one, args=item) for item in ports.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def side_by_side(
+    configs: list[Config],
+    app_url: str,
+    bootstrap: str,
+    topic: str,
+    args: argparse.Namespace,
+    cpus: tuple[set[int] | None, set[int] | None],
+    logdir: Path,
+    procs: list[subprocess.Popen[bytes]],
+) -> None:
+    """All proxies at once on the proxy core, each under its own load: CPU per request.
+
+    Runs one after the other see the machine at different moments, and on a
+    shared VM its speed drifts by more than the addon costs. Proxies that share
+    one core at the same moment see the same machine, so the ratio of their
+    CPU time per request (all threads of each process) is what one costs
+    against the other, whatever the load around them: it is the ratio of
+    their throughputs on a saturated core. (Their req/s here are not: the
+    scheduler shares the core by thread, not by process.)
+    """
+    proxy_cpus, rest_cpus = cpus
+    rows: dict[str, list[float]] = {c.name: [] for c in configs}
+    for rep in range(args.repeats):
+        running: list[tuple[Config, subprocess.Popen[bytes], int]] = []
+        for config in configs:
+            port = free_port()
+            log = logdir / f"together-{config.name}-{rep}.log"
+            proc = start(config.argv(app_url, port, bootstrap, topic), proxy_cpus, log)
+            procs.append(proc)
+            running.append((config, proc, port))
+        for _, _, port in running:
+            wait_port(port)
+        ports = {c.name: port for c, _, port in running}
+        load_together(ports, args.connections, args.warmup, rest_cpus)
+        before = {c.name: cpu_seconds(proc.pid) for c, proc, _ in running}
+        results = load_together(ports, args.connections, args.duration, rest_cpus)
+        line = []
+        for config, proc, _ in running:
+            result = results[config.name]
+            cpu_us = (cpu_seconds(proc.pid) - before[config.name]) / max(result.requests, 1) * 1e6
+            rows[config.name].append(cpu_us)
+            line.append(f"{config.name} {result.rps:5.0f} req/s {cpu_us:5.0f} us/req")
+            stop(proc)
+            procs.remove(proc)
+        print(f"  together {rep + 1}: " + " | ".join(line), flush=True)
+    base = rows.get("plain")
+    capacity: dict[str, float] = {}
+    print()
+    print("| side by side on one core | proxy CPU µs/req (median) | capacity vs plain mitmdump |")
+    print("| --- | ---: | ---: |")
+    for config in configs:
+        cpu = rows[config.name]
+        ratios = sorted(b / c for b, c in zip(base, cpu, strict=True)) if base else []
+        spread = f" ({ratios[0]:.2f}..{ratios[-1]:.2f})" if ratios else ""
+        print(
+            f"| {config.describe} | {statistics.median(cpu):.0f} "
+            f"| {_ratio(statistics.median(ratios) if ratios else None)}{spread} |"
+        )
+        if ratios:
+            capacity[config.name] = statistics.median(ratios)
+    for name, target in (("addon", 0.95), ("record", 1.8)):
+        if name in capacity:
+            verdict = "met" if capacity[name] >= target else "NOT met"
+            print(
+                f"target {name} >= {target}x plain, side by side: {capacity[name]:.2f}x, {verdict}"
+            )
 
 
 def paired(config: Config, base: Config | None, attr: str) -> float | None:
