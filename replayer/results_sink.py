@@ -77,6 +77,8 @@ class ResultSink:
             name="results",
             logger=logger,
             on_report=self._on_report,
+            # Acknowledgements counted in batches: no Python callback per result.
+            report_each_delivery=False,
         )
 
     def send(self, message: ResultMessage) -> bool:
@@ -101,8 +103,8 @@ class ResultSink:
     def _on_report(self, report: Report) -> None:
         if report.status == "delivered":
             with self._lock:
-                self.counts.delivered += 1
-            WRITTEN.inc()
+                self.counts.delivered += report.count
+            WRITTEN.inc(report.count)
         elif report.status == "undelivered":
             self._lose("undelivered", report.count)
         else:

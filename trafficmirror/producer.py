@@ -43,7 +43,8 @@ ERROR_LOG_INTERVAL = 30.0
 # twice as much to build (bench/replay.py); treat it as immutable all the same.
 @dataclass(slots=True)
 class Report:
-    """What became of one queued message (`count` > 1 only for `undelivered` at close)."""
+    """What became of queued messages: one, or `count` of them (`delivered` counted in
+    batches, see `report_each_delivery`, and `undelivered` at close)."""
 
     status: str  # delivered | failed | undelivered
     topic: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 from typing import Any
 
 import pytest
@@ -178,6 +179,21 @@ def test_result_sink_writes_to_kafka_and_counts(kafka: Kafka) -> None:
     assert sink.counts.line() == "written 1, lost 0"
     assert not sink.send(ResultMessage(topic, b"k", b"v", []))  # closed: counted, not raised
     assert sink.counts.lost == 1
+
+
+def test_result_sink_counts_acknowledgements_while_running(kafka: Kafka) -> None:
+    # Acknowledgements arrive as batched counts after polls, not one callback each.
+    topic = kafka.new_topic(2, prefix="sink")
+    sink = ResultSink(KafkaSettings(kafka.bootstrap_servers))
+    for i in range(150):
+        assert sink.send(ResultMessage(topic, f"k{i}".encode(), b"v", []))
+    deadline = time.monotonic() + 10
+    while sink.counts.delivered < 150 and time.monotonic() < deadline:
+        assert sink.counts.delivered <= sink.counts.enqueued
+        time.sleep(0.01)
+    assert sink.counts.delivered == 150  # before close
+    sink.close(10)
+    assert sink.counts.line() == "written 150, lost 0"
 
 
 def test_parse_time() -> None:
