@@ -10,6 +10,9 @@ measures:
   ceiling   `wrk` against the shadow: what this machine can push through it;
   max x1    `replay range --speed max` (or, before time warp exists, plain
             `replay range`, which sends as fast as it can), one process;
+  floor     the least a replay in Python does per record, in a process of
+            its own: consume, decode, build, send and read the response
+            with the replayer's own client; no compare, results, offsets;
   max x2    two `replay range` processes at once on disjoint partitions
             (partitions 0-1 and 2-3), their arrivals added up;
   rate R    `replay range --rate R` at 100 and 1000 requests/s: achieved rate
@@ -56,7 +59,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from procs import affinity, free_port, start, stop, wait_port
+from procs import affinity, free_port, start, start_broker, stop, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -69,16 +72,6 @@ PACED_GAP_US = 2000
 _BASE_US = 1_760_000_000_000_000
 _RESPONSE_BODY = b'{"id":1,"name":"widget","price":9.5,"tags":["a","b"]}'
 _WRK_PATH = "/api/items/1?fields=name,price"
-
-
-
-
-
-
-
-
-
-
 
 
 # -- the shadow -----------------------------------------------------------------
@@ -155,6 +148,59 @@ def shadow_main(port: int) -> None:
             await stopped.wait()
 
     asyncio.run(serve())
+
+
+def floor_main(bootstrap: str, topic: str, target: str, count: int, concurrency: int) -> None:
+    """The least a replay in Python does per record, as a process of its own (`--_floor`).
+
+    Consume from every partition with confluent-kafka, decode, build the
+    request, send it and read the response with the replayer's own client on
+    its event loop, `concurrency` at a time: no comparison, no results, no
+    offsets, no metrics, no schedule. What `replay range` costs above this is
+    the product (comparison, results, at-least-once accounting, pacing).
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    from replayer.eventloop import run
+    from replayer.http1 import Http1Transport
+    from replayer.request import Target, build_request
+    from schemas.codec import Codec
+
+    async def go() -> None:
+        consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "bench-floor", "enable.auto.commit": False}
+        )
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+        codec, parsed = Codec(), Target.parse(target)
+        transport = Http1Transport(limit=concurrency)
+        queue: asyncio.Queue[object] = asyncio.Queue(maxsize=4 * concurrency)
+        started = time.monotonic()
+
+        async def sender() -> None:
+            while True:
+                request = await queue.get()
+                await transport.send(request)  # type: ignore[arg-type]
+                queue.task_done()
+
+        tasks = [asyncio.create_task(sender()) for _ in range(concurrency)]
+        got = 0
+        while got < count:
+            messages = consumer.consume(500, 0)
+            if not messages:
+                await asyncio.sleep(0.001)
+                continue
+            for message in messages:
+                got += 1
+                await queue.put(build_request(codec.decode(message.value()), parsed))
+        await queue.join()
+        elapsed = time.monotonic() - started
+        for task in tasks:
+            task.cancel()
+        await transport.aclose()
+        consumer.close()
+        print(f"replayed topic {topic} to {target} {got} records in {elapsed:.2f}s", flush=True)
+
+    run(go())
 
 
 def fetch_arrivals(port: int) -> list[tuple[float, str]]:
@@ -272,7 +318,13 @@ class Run:
 
 def wrk(port: int, connections: int, duration: float, cpus: set[int] | None) -> float:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", f"http://127.0.0.1:{port}{_WRK_PATH}"],
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration:g}s",
+            f"http://127.0.0.1:{port}{_WRK_PATH}",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -471,7 +523,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset of: ceiling,max1,nores,max2,rate,lateness",
+        help="comma-separated subset of: ceiling,max1,nores,floor,max2,rate,lateness",
     )
     parser.add_argument(
         "--profile",
@@ -492,31 +544,15 @@ def main() -> int:
 
     logdir = Path(tempfile.mkdtemp(prefix="tm-bench-replay-"))
     paced_count = int(args.paced_seconds * 1000)  # enough for --rate 1000 for that long
-    broker = start(
-        [
-            sys.executable,
-            "-m",
-            "trafficmirror",
-            "dev-kafka",
-            "--brokers",
-            "1",
-            "--topic",
-            "bench-max:4",
-            "--topic",
-            "bench-paced:4",
-        ],
-        rest_cpus,
-        logdir / "broker.log",
-        stdout=subprocess.PIPE,
-    )
+    try:
+        broker, bootstrap = start_broker(
+            ["bench-max:4", "bench-paced:4"], rest_cpus, logdir / "broker.log"
+        )
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     procs = [broker]
     try:
-        assert broker.stdout is not None
-        first = broker.stdout.readline().decode().strip()
-        if not first.startswith("bootstrap.servers="):
-            print(f"dev-kafka did not start: {first!r}", file=sys.stderr)
-            return 1
-        bootstrap = first.split("=", 1)[1]
         port = free_port()
         shadow = start(
             [sys.executable, __file__, "--_shadow", str(port)], rest_cpus, logdir / "shadow.log"
@@ -557,6 +593,18 @@ def main() -> int:
             configs["max1"] = (one("bench-max", "end", speed_max), False)
         if want("nores"):
             configs["nores"] = (one("bench-max", "end", [*speed_max, "--no-results"]), False)
+        if want("floor"):
+            floor = [
+                sys.executable,
+                __file__,
+                "--_floor",
+                bootstrap,
+                "bench-max",
+                target,
+                str(args.records),
+                str(args.concurrency),
+            ]
+            configs["floor"] = ([floor], False)
         if want("max2"):
             configs["max2"] = (
                 [
@@ -629,6 +677,8 @@ def report(ceiling: list[float], runs: dict[str, list[Run]], args: argparse.Name
     labels = {
         "max1": "replay range --speed max, 1 process",
         "nores": "the same with --no-results (compared, not written)",
+        "floor": "the least a Python replay does: consume, decode, build, send (no compare, "
+        "results, offsets, metrics)",
         "max2": "replay range --speed max, 2 processes (partitions 0-1, 2-3)",
     }
     for name, label in labels.items():
@@ -676,5 +726,7 @@ def report(ceiling: list[float], runs: dict[str, list[Run]], args: argparse.Name
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--_shadow":
         shadow_main(int(sys.argv[2]))
+    elif len(sys.argv) == 7 and sys.argv[1] == "--_floor":
+        floor_main(*sys.argv[2:5], int(sys.argv[5]), int(sys.argv[6]))
     else:
         sys.exit(main())
