@@ -9,8 +9,6 @@ checked in test_sender.py, for this transport and aiohttp's alike.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ import pytest
 from replayer.http1 import Http1Transport
 from replayer.request import OutgoingRequest, Target
 from replayer.sender import Outcome, Sender
+from tests.support import self_signed_cert
 
 Answer = bytes | Callable[[asyncio.StreamWriter], Awaitable[None]]
 
@@ -251,47 +250,11 @@ def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
     assert connections == 2
 
 
-def make_cert(folder: Path) -> Path:
-    """A self-signed certificate for 127.0.0.1, key and certificate in one PEM file."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    path = folder / "shadow.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        + cert.public_bytes(serialization.Encoding.PEM)
-    )
-    return path
-
-
 def test_https_verifies_the_certificate_and_keeps_the_connection(tmp_path: Path) -> None:
-    pem = make_cert(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(pem)
-    trusting = ssl.create_default_context(cafile=str(pem))
+    server_tls.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=str(cert))
 
     async def main(client_tls: ssl.SSLContext | None) -> tuple[list[Outcome], int]:
         script = Scripted([ok(b"secret one"), ok(b"secret two")], tls=server_tls)

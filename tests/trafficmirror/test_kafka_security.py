@@ -12,18 +12,13 @@ through it.
 
 from __future__ import annotations
 
-import datetime as dt
 import http.client
 import os
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from tests.support import Kafka, Procs, free_port, run_cli, wait_port
+from tests.support import Kafka, Procs, free_port, run_cli, self_signed_cert, wait_port
 from trafficmirror.errors import ConfigError
 from trafficmirror.kafka import KafkaSettings, check_security, effective_config, mask
 from trafficmirror.sampleapps import SampleApp
@@ -31,34 +26,6 @@ from trafficmirror.sampleapps import SampleApp
 PASSWORD = "pw-Zq81-never-printed"
 CLIENT_SECRET = "oidc-secret-Xy77-never-printed"
 SASL = ["--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism", "SCRAM-SHA-512"]
-
-
-def make_cert(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate and its key, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "trafficmirror-test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "client.pem", folder / "client.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -104,7 +71,7 @@ def test_contradictory_or_incomplete_security_is_refused(
 
 
 def test_every_mechanism_and_tls_is_accepted_by_librdkafka(tmp_path: Path) -> None:
-    cert, key = make_cert(tmp_path)
+    cert, key = self_signed_cert(tmp_path, ca=True)
     cases = {
         "PLAIN": ["sasl.username=u", f"sasl.password={PASSWORD}"],
         "SCRAM-SHA-256": ["sasl.username=u", f"sasl.password={PASSWORD}"],
@@ -147,7 +114,7 @@ def test_every_mechanism_and_tls_is_accepted_by_librdkafka(tmp_path: Path) -> No
 
 
 def test_kafka_config_command_merges_file_flags_env_and_x(tmp_path: Path) -> None:
-    cert, _ = make_cert(tmp_path)
+    cert, _ = self_signed_cert(tmp_path, ca=True)
     props = tmp_path / "client.properties"
     props.write_text(
         f"security.protocol=SASL_SSL\nsasl.mechanism=PLAIN\nssl.ca.location={cert}\nlinger.ms=1\n"
