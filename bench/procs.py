@@ -6,12 +6,14 @@ The scripts run as `python bench/NAME.py`, so this folder is on `sys.path`.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -82,3 +84,44 @@ def start_broker(
         stop(broker)
         raise RuntimeError(f"dev-kafka did not start: {first!r} (log: {log})")
     return broker, first.split("=", 1)[1]
+
+
+@dataclass
+class WrkRun:
+    """What one wrk run measured."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # socket errors, timeouts and non-2xx/3xx answers
+    requests: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        raise ValueError(f"cannot read wrk latency {text!r}")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def run_wrk(url: str, connections: int, duration: float, cpus: set[int] | None) -> WrkRun:
+    """`wrk -t1`, `connections` keep-alive connections for `duration` s, pinned to `cpus`."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=affinity(cpus),  # noqa: PLW1509 (only sets CPU affinity)
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    # Anchored: the thread stats line also ends in a percentage ("... 67.50%").
+    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M)[1])  # type: ignore[index]
+    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M)[1])  # type: ignore[index]
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors += int(non2xx[1]) if non2xx else 0
+    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    return WrkRun(rps, p50, p99, errors, requests)

@@ -59,7 +59,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from procs import affinity, free_port, start, start_broker, stop, wait_port
+from procs import affinity, free_port, run_wrk, start, start_broker, stop, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -163,7 +163,7 @@ def floor_main(bootstrap: str, topic: str, target: str, count: int, concurrency:
 
     from replayer.eventloop import run
     from replayer.http1 import Http1Transport
-    from replayer.request import Target, build_request
+    from replayer.request import OutgoingRequest, Target, build_request
     from schemas.codec import Codec
 
     async def go() -> None:
@@ -173,13 +173,13 @@ def floor_main(bootstrap: str, topic: str, target: str, count: int, concurrency:
         consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
         codec, parsed = Codec(), Target.parse(target)
         transport = Http1Transport(limit=concurrency)
-        queue: asyncio.Queue[object] = asyncio.Queue(maxsize=4 * concurrency)
+        queue: asyncio.Queue[OutgoingRequest] = asyncio.Queue(maxsize=4 * concurrency)
         started = time.monotonic()
 
         async def sender() -> None:
             while True:
                 request = await queue.get()
-                await transport.send(request)  # type: ignore[arg-type]
+                await transport.send(request)
                 queue.task_done()
 
         tasks = [asyncio.create_task(sender()) for _ in range(concurrency)]
@@ -317,20 +317,7 @@ class Run:
 
 
 def wrk(port: int, connections: int, duration: float, cpus: set[int] | None) -> float:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{duration:g}s",
-            f"http://127.0.0.1:{port}{_WRK_PATH}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        preexec_fn=affinity(cpus),  # noqa: PLW1509
-    ).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    return run_wrk(f"http://127.0.0.1:{port}{_WRK_PATH}", connections, duration, cpus).rps
 
 
 def replay_argv(
