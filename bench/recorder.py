@@ -5,6 +5,14 @@ Measures requests/s and p50/p99 latency through
   plain   `mitmdump --mode reverse:APP` with no addon,
   addon   `mitmdump -s recorder/addon.py` with our addon recording to Kafka,
   record  `trafficmirror record` (mitmproxy embedded, only the addons it needs),
+and, with --configs, the rows of `mitmdump -s bench/scripts/floor_addon.py`
+(its docstring says more), which show where the addon's cost lies:
+
+  script      a script that records nothing: mitmproxy's dispatch to it,
+  floor-bare  one produce() of fixed bytes per exchange on a bare
+              confluent-kafka producer: the least any recorder can do,
+  floor       the same on our producer: the addon without building and
+              encoding its events;
 
 all in front of the same sample app process (`python -m trafficmirror.sampleapps
 app`), recording to the same in-memory broker (`trafficmirror dev-kafka`), and
@@ -65,6 +73,7 @@ from procs import free_port, run_wrk, start, start_broker, stop, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "recorder" / "addon.py"
+FLOOR = ROOT / "bench" / "scripts" / "floor_addon.py"
 BIN = Path(sys.executable).parent
 MITMDUMP = str(BIN / "mitmdump") if (BIN / "mitmdump").exists() else shutil.which("mitmdump")
 PATH = "/hello?x=1"
@@ -170,6 +179,17 @@ class Config:
                 "--set",
                 f"trafficmirror_topic={topic}",
             ]
+        if self.name in _FLOOR_MODES:
+            return [
+                "env",
+                f"TRAFFICMIRROR_BENCH_FLOOR={_FLOOR_MODES[self.name]}",
+                f"TRAFFICMIRROR_BENCH_BOOTSTRAP={bootstrap}",
+                f"TRAFFICMIRROR_BENCH_TOPIC={topic}",
+                str(MITMDUMP),
+                "-s",
+                str(FLOOR),
+                *common,
+            ]
         if self.name == "record":
             return [
                 sys.executable,
@@ -201,9 +221,16 @@ class Config:
 CONFIGS = {
     "plain": "mitmdump, reverse mode, no addon",
     "plain-q": "mitmdump -q (no flow printing), no addon",
+    "script": "mitmdump -s floor_addon.py, producing nothing",
+    "floor-bare": "mitmdump -s floor_addon.py, fixed bytes, bare confluent-kafka",
+    "floor": "mitmdump -s floor_addon.py, fixed bytes, our producer",
     "addon": "mitmdump -s recorder/addon.py",
     "record": "trafficmirror record",
 }
+
+
+#: The rows of bench/scripts/floor_addon.py, and its TRAFFICMIRROR_BENCH_FLOOR.
+_FLOOR_MODES = {"script": "none", "floor-bare": "bare", "floor": "sink"}
 
 
 def start_app(cpus: set[int] | None, logdir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -255,10 +282,15 @@ def instructions(
     port = free_port()
     out = logdir / f"callgrind-{config.name}.out"
     argv = config.argv(app_url, port, bootstrap, topic)
+    setenv: list[str] = []
+    if argv[0] == "env":  # env VAR=value ... command: valgrind goes after the variables
+        end = next(i for i, arg in enumerate(argv[1:], 1) if "=" not in arg)
+        setenv, argv = argv[:end], argv[end:]
     if argv[0] == MITMDUMP:  # a script: valgrind must run its interpreter
         argv = [sys.executable, *argv]
     proc = start(
         [
+            *setenv,
             "valgrind",
             "--tool=callgrind",
             "--instr-atstart=no",
@@ -354,6 +386,11 @@ def main() -> int:
         help="skip the side-by-side runs (all proxies on one core at once; needs wrk, 2+ cores)",
     )
     parser.add_argument(
+        "--side-by-side-only",
+        action="store_true",
+        help="skip the runs one at a time (needs wrk, 2+ cores)",
+    )
+    parser.add_argument(
         "--instructions",
         action="store_true",
         help="instead of timing, count the instructions per request under valgrind's callgrind",
@@ -416,7 +453,7 @@ def main() -> int:
         print(f"app alone (no proxy): {direct.rps:.0f} req/s", flush=True)
 
         configs = [Config(n, CONFIGS[n]) for n in names]
-        for rep in range(args.repeats):
+        for rep in range(0 if args.side_by_side_only else args.repeats):
             for config in configs:
                 port = free_port()
                 log = logdir / f"{config.name}-{rep}.log"
@@ -432,7 +469,7 @@ def main() -> int:
                 procs.remove(proc)
                 config.results.append(result)
                 text = log.read_text(errors="replace")
-                summary = re.findall(r"summary: (recorded=\d+ dropped=\d+ failed=\d+)", text)
+                summary = re.findall(r"summary: (recorded=\d+ dropped=\d+ failed=\w+)", text)
                 config.summaries.append(summary[-1] if summary else "")
                 print(
                     f"  run {rep + 1} {config.name:8} {result.rps:8.0f} req/s  "
@@ -441,8 +478,9 @@ def main() -> int:
                     + (f"  [{summary[-1]}]" if summary else ""),
                     flush=True,
                 )
-        report(configs, direct)
-        if args.side_by_side and use_wrk and proxy_cpus:
+        if not args.side_by_side_only:
+            report(configs, direct)
+        if (args.side_by_side or args.side_by_side_only) and use_wrk and proxy_cpus:
             print()
             print(
                 f"side by side: all {len(configs)} proxies at once on core(s) "
@@ -541,6 +579,11 @@ def side_by_side(
             print(
                 f"target {name} >= {target}x plain, side by side: {capacity[name]:.2f}x, {verdict}"
             )
+    if "floor-bare" in capacity:
+        print(
+            f"floor: fixed bytes on a bare confluent-kafka producer, side by side: "
+            f"{capacity['floor-bare']:.2f}x (any recorder that also builds events costs more)"
+        )
 
 
 def paired(config: Config, base: Config | None, attr: str) -> float | None:
