@@ -572,14 +572,15 @@ def _probe_event() -> dict[str, Any]:
     }
 
 
-def _hooks_on_module(namespace: dict[str, Any], recorder: Recorder) -> None:
-    """Make this module itself the addon mitmproxy calls when it is loaded with `-s`.
+def hooks_on_module(namespace: dict[str, Any], addon: object) -> None:
+    """Make a script module (its `namespace`) the addon `addon`, for mitmproxy's `-s`.
 
     mitmproxy walks its addon chain for every hook of every exchange, and for a
     script that is script loader, script, module and then the module's
-    `addons`; each step looks the hook up. So the recorder's hooks become the
-    module's own attributes (bound methods of one `Recorder`) and `addons` is
-    empty: one step less per hook. Every other hook name is `None` ("no
+    `addons`; each step looks the hook up. So the addon's hooks become the
+    module's own attributes (its bound methods: here those of one `Recorder`,
+    in bench/scripts/floor_addon.py a benchmark's) and `addons` is empty: one
+    step less per hook. Every other hook name is `None` ("no
     handler", as mitmproxy's own lookup reads it), because a name a module
     lacks costs CPython two AttributeErrors with formatted messages (about
     0.8 µs on 3.11, 16 times a found name). Both together took about 1 % of a
@@ -593,10 +594,10 @@ def _hooks_on_module(namespace: dict[str, Any], recorder: Recorder) -> None:
 
     for name in hooks.all_hooks:
         if name != "add_log":
-            namespace[name] = getattr(recorder, name, None)
+            namespace[name] = getattr(addon, name, None)
     namespace["addons"] = []
 
 
 #: The recorder of this module when mitmproxy loads it as a script (`-s`).
 script_recorder = Recorder()
-_hooks_on_module(globals(), script_recorder)
+hooks_on_module(globals(), script_recorder)

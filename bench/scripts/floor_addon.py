@@ -6,7 +6,7 @@ folder because mitmproxy puts a script's folder first on sys.path, where
 bench/recorder.py would hide the `recorder` package).
 
 It is our addon with the event left out: the same module-is-the-addon hook
-table (`recorder.addon` explains it) and, per response, one `produce()` of the
+table (`recorder.addon.hooks_on_module`) and, per response, one `produce()` of the
 same bytes: the first exchange's event, built and encoded once. What it
 produces with comes from TRAFFICMIRROR_BENCH_FLOOR:
 
@@ -30,12 +30,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import mitmproxy.addonmanager  # noqa: F401 (hooks register when their module is imported)
-import mitmproxy.proxy.layers  # noqa: F401
-import mitmproxy.proxy.server_hooks  # noqa: F401
 from confluent_kafka import Producer
-from mitmproxy import hooks, http
+from mitmproxy import http
 
+from recorder.addon import hooks_on_module
 from recorder.event import flow_to_event, recorder_info
 from recorder.sink import RECORDER_PRODUCER_DEFAULTS, KafkaSink
 from schemas.codec import Codec
@@ -105,8 +103,4 @@ class Floor:
         print(f"floor summary: {line}", flush=True)
 
 
-_floor = Floor()
-for _name in hooks.all_hooks:
-    if _name != "add_log":
-        globals()[_name] = getattr(_floor, _name, None)
-addons: list[Any] = []
+hooks_on_module(globals(), Floor())
