@@ -49,6 +49,7 @@ per request under valgrind's callgrind (independent of the machine's load;
 blind to cache misses and the kernel, so it reads low).
 
     python bench/recorder.py [--duration 10] [--connections 16] [--repeats 3]
+    python bench/recorder.py --configs plain,script,floor-bare,floor,addon --side-by-side-only
     python bench/recorder.py --instructions [--requests 300]
 """
 
@@ -420,6 +421,9 @@ def main() -> int:
             flush=True,
         )
     load = wrk if use_wrk else pyload
+    if args.side_by_side_only and (not use_wrk or (os.cpu_count() or 1) < 2):
+        print("--side-by-side-only needs wrk and at least 2 cores", file=sys.stderr)
+        return 2
     ncpu = os.cpu_count() or 1
     proxy_cpus = {0} if ncpu >= 2 else None
     rest_cpus = set(range(1, ncpu)) if ncpu >= 2 else None
