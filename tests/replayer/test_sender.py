@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from replayer import eventloop
 from replayer.http1 import Http1Transport
 from replayer.request import REPLAY_HEADER, OutgoingRequest, Target, build_request
 from replayer.sender import AiohttpTransport, MockTransport, Outcome, Response, Sender, Transport
@@ -35,14 +36,10 @@ LOOPS = [
 CLOCK_STEP = 0.001
 
 
-def run_on(loop: str, main: Coroutine[Any, Any, None]) -> None:
-    factory = None
-    if loop == "uvloop":
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main)
+def run_on(monkeypatch: pytest.MonkeyPatch, loop: str, main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` the way a replay does (`replayer.eventloop.run`), on `loop`."""
+    monkeypatch.setenv(eventloop.ENV, loop)
+    eventloop.run(main)
 
 
 def request(path: str, exchange_id: str = "x") -> OutgoingRequest:
@@ -134,7 +131,9 @@ def test_queued_same_key_requests_do_not_hold_slots() -> None:
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-def test_errors_and_timeouts_become_outcomes_and_the_chain_goes_on(loop: str) -> None:
+def test_errors_and_timeouts_become_outcomes_and_the_chain_goes_on(
+    monkeypatch: pytest.MonkeyPatch, loop: str
+) -> None:
     async def main() -> None:
         async def handler(req: OutgoingRequest) -> Response:
             if req.path == "/boom":
@@ -156,11 +155,13 @@ def test_errors_and_timeouts_become_outcomes_and_the_chain_goes_on(loop: str) ->
         assert slow.latency >= 0.05
         await sender.aclose()
 
-    run_on(loop, main())
+    run_on(monkeypatch, loop, main())
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-def test_each_request_times_out_on_its_own_deadline_and_the_workers_go_on(loop: str) -> None:
+def test_each_request_times_out_on_its_own_deadline_and_the_workers_go_on(
+    monkeypatch: pytest.MonkeyPatch, loop: str
+) -> None:
     """Staggered slow requests time out `timeout` after their own start, not together.
 
     On uvloop too: its `call_at` for a time already past (the timer set again while
@@ -193,7 +194,7 @@ def test_each_request_times_out_on_its_own_deadline_and_the_workers_go_on(loop: 
         assert [o.response for o in fast] == [Response(200)] * 6
         await sender.aclose()
 
-    run_on(loop, main())
+    run_on(monkeypatch, loop, main())
 
 
 def test_drain_waits_and_aclose_cancels_what_is_left() -> None:
