@@ -332,7 +332,11 @@ def instruction_run(args: argparse.Namespace, names: list[str]) -> int:
         return 2
     logdir = Path(tempfile.mkdtemp(prefix="tm-bench-cg-"))
     topic = "bench"
-    broker, bootstrap = start_broker([f"{topic}:4"], None, logdir / "broker.log")
+    try:
+        broker, bootstrap = start_broker([f"{topic}:4"], None, logdir / "broker.log")
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     procs = [broker]
     try:
         app, app_url = start_app(None, logdir)

@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Producer
 from mitmproxy import http
@@ -55,8 +54,12 @@ class BareSink:
         while not self._stop.is_set():
             self.producer.poll(0.1)
 
-    def send(self, key: bytes, value: bytes, headers: Sequence[Any], timestamp_ms: int) -> None:
-        self.producer.produce(self.topic, value, key, headers=list(headers), timestamp=timestamp_ms)
+    def send(
+        self, key: bytes, value: bytes, headers: list[tuple[str, bytes]], timestamp_ms: int
+    ) -> None:
+        self.producer.produce(
+            self.topic, value, key, headers=cast(Any, headers), timestamp=timestamp_ms
+        )
         self.produced += 1
 
     def close(self, timeout: float) -> str:
@@ -70,7 +73,7 @@ class Floor:
     def __init__(self) -> None:
         self.sink: KafkaSink | BareSink | None = None
         self.value = b""
-        self.headers: Sequence[Any] = ()
+        self.headers: list[tuple[str, bytes]] = []
 
     def running(self) -> None:
         mode = os.environ.get("TRAFFICMIRROR_BENCH_FLOOR", "none")
