@@ -78,6 +78,8 @@ FLOOR = ROOT / "bench" / "scripts" / "floor_addon.py"
 BIN = Path(sys.executable).parent
 MITMDUMP = str(BIN / "mitmdump") if (BIN / "mitmdump").exists() else shutil.which("mitmdump")
 PATH = "/hello?x=1"
+#: The topic every recording proxy produces to.
+TOPIC = "bench"
 
 
 # -- load generation ----------------------------------------------------------
@@ -246,6 +248,22 @@ def start_app(cpus: set[int] | None, logdir: Path) -> tuple[subprocess.Popen[byt
     return app, f"http://127.0.0.1:{port}"
 
 
+def start_backends(
+    cpus: set[int] | None, logdir: Path
+) -> tuple[list[subprocess.Popen[bytes]], str, str]:
+    """The broker (topic `TOPIC`, 4 partitions) and the app: (processes, bootstrap, app URL).
+
+    Raises RuntimeError when the broker does not start.
+    """
+    broker, bootstrap = start_broker([f"{TOPIC}:4"], cpus, logdir / "broker.log")
+    try:
+        app, app_url = start_app(cpus, logdir)
+    except BaseException:
+        stop(broker)
+        raise
+    return [broker, app], bootstrap, app_url
+
+
 # -- instruction counts (--instructions) --------------------------------------
 
 
@@ -331,16 +349,12 @@ def instruction_run(args: argparse.Namespace, names: list[str]) -> int:
         print("--instructions needs valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
     logdir = Path(tempfile.mkdtemp(prefix="tm-bench-cg-"))
-    topic = "bench"
     try:
-        broker, bootstrap = start_broker([f"{topic}:4"], None, logdir / "broker.log")
+        procs, bootstrap, app_url = start_backends(None, logdir)
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
         return 1
-    procs = [broker]
     try:
-        app, app_url = start_app(None, logdir)
-        procs.append(app)
         counts = (args.warmup_requests, args.requests)
         print(
             f"callgrind: {counts[1]} requests after {counts[0]} warm-up, one keep-alive "
@@ -350,7 +364,7 @@ def instruction_run(args: argparse.Namespace, names: list[str]) -> int:
         rows = []
         for name in names:
             config = Config(name, CONFIGS[name])
-            loop, others = instructions(config, app_url, bootstrap, topic, logdir, counts)
+            loop, others = instructions(config, app_url, bootstrap, TOPIC, logdir, counts)
             rows.append((config, loop, others))
             print(
                 f"  {name:8} event loop {loop / 1e6:6.3f} M  other threads {others / 1e6:6.3f} M",
@@ -433,16 +447,12 @@ def main() -> int:
     rest_cpus = set(range(1, ncpu)) if ncpu >= 2 else None
 
     logdir = Path(tempfile.mkdtemp(prefix="tm-bench-"))
-    topic = "bench"
     try:
-        broker, bootstrap = start_broker([f"{topic}:4"], rest_cpus, logdir / "broker.log")
+        procs, bootstrap, app_url = start_backends(rest_cpus, logdir)
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
         return 1
-    procs = [broker]
     try:
-        app, app_url = start_app(rest_cpus, logdir)
-        procs.append(app)
         app_port = int(app_url.rsplit(":", 1)[1])
 
         print(
@@ -465,7 +475,7 @@ def main() -> int:
             for config in configs:
                 port = free_port()
                 log = logdir / f"{config.name}-{rep}.log"
-                proc = start(config.argv(app_url, port, bootstrap, topic), proxy_cpus, log)
+                proc = start(config.argv(app_url, port, bootstrap, TOPIC), proxy_cpus, log)
                 procs.append(proc)
                 wait_port(port)
                 load(port, args.connections, args.warmup, rest_cpus)
@@ -496,7 +506,7 @@ def main() -> int:
                 flush=True,
             )
             side_by_side(
-                configs, app_url, bootstrap, topic, args, (proxy_cpus, rest_cpus), logdir, procs
+                configs, app_url, bootstrap, TOPIC, args, (proxy_cpus, rest_cpus), logdir, procs
             )
     finally:
         for proc in procs:
