@@ -14,7 +14,7 @@ and, with --configs, the rows of `mitmdump -s bench/scripts/floor_addon.py`
   floor       the same on our producer: the addon without building and
               encoding its events;
 
-all in front of the same sample app process (`python -m trafficmirror.sampleapps
+all in front of the same sample app process (`python -m trafficmirror.demo.apps
 app`), recording to the same in-memory broker (`trafficmirror dev-kafka`), and
 prints a table with the median of the repeats and the ratios against plain
 mitmdump (the median of each repeat against the plain run of the same repeat).
@@ -240,7 +240,7 @@ def start_app(cpus: set[int] | None, logdir: Path) -> tuple[subprocess.Popen[byt
     """The sample app every proxy is put in front of: (process, its URL)."""
     port = free_port()
     app = start(
-        [sys.executable, "-m", "trafficmirror.sampleapps", "app", "--port", str(port)],
+        [sys.executable, "-m", "trafficmirror.demo.apps", "app", "--port", str(port)],
         cpus,
         logdir / "app.log",
     )

@@ -162,8 +162,9 @@ def floor_main(bootstrap: str, topic: str, target: str, count: int, concurrency:
     from confluent_kafka import Consumer, TopicPartition
 
     from replayer.eventloop import run
-    from replayer.http1 import Http1Transport
-    from replayer.request import OutgoingRequest, Target, build_request
+    from replayer.models import OutgoingRequest, Target
+    from replayer.sending.http1 import Http1Transport
+    from replayer.sending.request import build_request
     from schemas.codec import Codec
 
     async def go() -> None:

@@ -82,9 +82,9 @@ from recorder.redact import Redactor
 from recorder.selection import FILTERED, parse_flow_filter
 from recorder.sink import CONVERT_FAILED, KafkaSink, SinkStats
 from schemas.codec import Codec
-from trafficmirror.errors import TrafficMirrorError
-from trafficmirror.health import HealthServer, HealthState
-from trafficmirror.kafka import KafkaSettings
+from trafficmirror.plumbing.errors import TrafficMirrorError
+from trafficmirror.plumbing.health import HealthServer, HealthState
+from trafficmirror.plumbing.kafka import KafkaSettings
 
 logger = logging.getLogger("trafficmirror.recorder")
 

@@ -55,8 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trafficmirror.errors import ConfigError
-from trafficmirror.jsonpath import JsonPattern, Segment
+from trafficmirror.plumbing.errors import ConfigError
+from trafficmirror.plumbing.jsonpath import JsonPattern, Segment
 
 MODES = ("drop", "mask", "hmac")
 #: Headers redacted unless the user turns the default list off.

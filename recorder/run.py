@@ -65,8 +65,8 @@ from mitmproxy.addons import (
 from recorder.addon import Recorder
 from recorder.event import ADDED_CONTENT_LENGTH
 from recorder.lean import HookTable, skip_debug_checks
-from trafficmirror.errors import ConfigError, TrafficMirrorError
-from trafficmirror.kafka import KafkaSettings
+from trafficmirror.plumbing.errors import ConfigError, TrafficMirrorError
+from trafficmirror.plumbing.kafka import KafkaSettings
 
 logger = logging.getLogger("trafficmirror.recorder")
 

@@ -15,7 +15,7 @@ from typing import Any
 from mitmproxy import flowfilter
 from prometheus_client import Counter
 
-from trafficmirror.errors import ConfigError
+from trafficmirror.plumbing.errors import ConfigError
 
 # Module-level, like the sink's metrics: a reconfigured or reloaded addon must
 # not register it twice.

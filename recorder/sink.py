@@ -16,7 +16,7 @@ counted, never raised:
 
 A daemon thread calls `poll()` so delivery reports (and librdkafka's logs and
 errors) are served off the live path. Every counter is also a Prometheus
-metric in the default registry (see `trafficmirror.health`).
+metric in the default registry (see `trafficmirror.plumbing.health`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from trafficmirror.kafka import KafkaSettings
-from trafficmirror.producer import BackgroundProducer, Report
+from trafficmirror.plumbing.kafka import KafkaSettings
+from trafficmirror.plumbing.producer import BackgroundProducer, Report
 
 logger = logging.getLogger("trafficmirror.recorder.sink")
 

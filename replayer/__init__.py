@@ -1,19 +1,16 @@
 """The replay side: read recorded exchanges from Kafka and re-send them to a shadow.
 
-The path of one record, top-down:
+Subpackages by stage, in the order a record meets them:
 
-* `worker` (consumer group) or `range` (explicit offsets) reads Kafka records;
-* `pipeline` decodes each one (`schemas.codec`), turns it into a request
-  (`request`) and hands it to the `sender`, which keeps each recorded
-  connection's requests in order while different connections run concurrently;
-* `comparison` compares each shadow response with the recorded one (`compare`,
-  `diff`, `noise`; a `--baseline` turns shared differences into noise) and
-  writes a `results` record to `<topic>.results` (`results_sink`);
-* `offsets` tracks which records have finished so that only safe positions are
-  committed (at least once).
+* `consuming`: the group `worker` or `offset_range` (`replay range`) reads records;
+* `pipeline` (this package) takes each one through the stages below;
+* `selecting`: filter, sample, methods, and the original-host safety check;
+* `pacing`: the virtual clock (time warp) and the rate limit decide when it goes;
+* `sending`: build the request, send it with bounded concurrency, guard the shadow;
+* `comparing`: diff the shadow's answer with production under noise rules;
+* `results`: the result record, its sink, the dead letters, and the report.
 
-`report` reads the results back, aggregated per endpoint (`endpoints`), as a
-terminal table or a self-contained HTML page (`report_html`).
-
-`inspect` prints records as JSON without sending anything.
+`models` holds the record types the stages share; `assembly` builds the parts a
+replay needs (senders, scheduler, pipeline, comparison, dead letters) once for
+both the worker and `replay range`; `sessions` shares one pace across a group.
 """

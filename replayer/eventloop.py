@@ -11,7 +11,7 @@ chasing a problem, or to measure the difference).
 
 What the replay relies on works the same on both: `signal.signal` handlers
 (`replayer.stopping`) run on the main thread while the loop waits, and
-`run_coroutine_threadsafe` from the consumer's thread (`replayer.worker`).
+`run_coroutine_threadsafe` from the consumer's thread (`replayer.consuming.worker`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from trafficmirror.errors import UsageError
+from trafficmirror.plumbing.errors import UsageError
 
 T = TypeVar("T")
 

@@ -4,25 +4,25 @@ decode → select → build the request → send → account, as one `Pipeline`:
 
 * decode: `schemas.codec`; an undecodable record is counted and logged, and
   counts as handled so it never holds its partition's offsets back; with a
-  `DeadLetters` (`replayer.dlq`) it goes to `<topic>.dlq` first, and so does
+  `DeadLetters` (`replayer.results.dlq`) it goes to `<topic>.dlq` first, and so does
   an event no valid request can be made of (`Unsendable`);
-* select: `replayer.select` (time window, sample of connections, methods,
+* select: `replayer.selecting.selector` (time window, sample of connections, methods,
   mitmproxy filter), the Kafka-level checks before decoding; a dropped record
   is counted as `skipped-<reason>` and handled at once (no result is written:
   it was not chosen, rather than not comparable). Then the event's own
-  verdict: a truncated body is skipped, see `replayer.request`;
-* safety: `replayer.safety` skips the selected events recorded from the
+  verdict: a truncated body is skipped, see `replayer.sending.request`;
+* safety: `replayer.selecting.safety` skips the selected events recorded from the
   target's own host (unless allowed);
-* schedule (`replayer.clock`, when given): the request waits for its due time
+* schedule (`replayer.pacing.clock`, when given): the request waits for its due time
   on the virtual clock (time warp) and for the rate ceiling; a record waiting
   there counts as in flight, and how late it went out is measured;
-* send: `replayer.sender`, keyed by the Kafka message key (the recorded client
+* send: `replayer.sending.sender`, keyed by the Kafka message key (the recorded client
   connection) so each connection's requests stay in order;
 * account: `Stats` for the summary, Prometheus metrics for `/metrics`;
-* compare (`replayer.comparison`, when given): the shadow's response against
+* compare (`replayer.results.stage`, when given): the shadow's response against
   the recorded one (and the baseline's, with `--baseline`: the same request is
   sent to it concurrently, through its own sender with its own concurrency cap
-  and timeout, see `replayer.senders`), then the result goes to
+  and timeout, see `replayer.assembly`), then the result goes to
   `<topic>.results` before the record counts as handled.
 
 `Pipeline.handle()` returns a future that is done when the record is handled
@@ -36,20 +36,20 @@ import logging
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from replayer.clock import Scheduler
-from replayer.comparison import Comparison
-from replayer.dlq import RETRY_SECONDS, DeadLetters
-from replayer.progress import Lateness, RateMeter
-from replayer.request import Skipped, Target, Unsendable, build_request
-from replayer.safety import OriginalHostGuard, SafetyOptions
-from replayer.select import Selector
-from replayer.sender import Outcome, Sender
+from replayer.models import Outcome, Record, Result, Skipped, Target, Unsendable
+from replayer.pacing.clock import Scheduler
+from replayer.pacing.progress import Lateness, RateMeter
+from replayer.results.dlq import RETRY_SECONDS, DeadLetters
+from replayer.results.stage import Comparison
+from replayer.selecting.safety import OriginalHostGuard, SafetyOptions
+from replayer.selecting.selector import Selector
+from replayer.sending.request import build_request
+from replayer.sending.sender import Sender
 from schemas.codec import Codec
-from trafficmirror.errors import DecodeError
+from trafficmirror.plumbing.errors import DecodeError
 
 logger = logging.getLogger("trafficmirror.replayer")
 
@@ -85,52 +85,6 @@ LATENESS = Histogram(
 
 #: Errors (shadow or decode) logged one by one before only counting them.
 _LOGGED_PER_KIND = 5
-
-
-# Not frozen: built for every replayed record, and a frozen dataclass costs about
-# twice as much to build (bench/replay.py); treat it as immutable all the same.
-@dataclass(slots=True)
-class Record:
-    """One Kafka record and where it came from."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int | None = None
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-    @property
-    def size(self) -> int:
-        """Bytes of key and value: what holding the record costs, roughly."""
-        return len(self.key or b"") + len(self.value or b"")
-
-    @classmethod
-    def from_message(cls, message: Any) -> Record:
-        """From a `confluent_kafka.Message` without an error."""
-        kind, stamp = message.timestamp()
-        return cls(
-            topic=message.topic(),
-            partition=message.partition(),
-            offset=message.offset(),
-            key=message.key(),
-            value=message.value(),
-            timestamp_ms=stamp if kind != 0 else None,  # 0 = TIMESTAMP_NOT_AVAILABLE
-            headers=tuple((k, v or b"") for k, v in message.headers() or ()),
-        )
-
-
-# Not frozen: built for every replayed record, and a frozen dataclass costs about
-# twice as much to build (bench/replay.py); treat it as immutable all the same.
-@dataclass(slots=True)
-class Result:
-    """How a record was handled: `sent`, `error`, `skipped` or `undecodable`."""
-
-    record: Record
-    kind: str
-    detail: str | None = None  # error text or skip reason
-    outcome: Outcome | None = None
 
 
 @dataclass
@@ -380,6 +334,7 @@ class Pipeline:
         IN_FLIGHT.dec()
         self._in_flight -= 1
         self._progress.set()
+
     def _poisoned(
         self, loop: asyncio.AbstractEventLoop, record: Record, reason: str, detail: str
     ) -> asyncio.Future[Result]:
@@ -441,7 +396,7 @@ class Progress:
 
     An idle stretch (nothing handled, nothing in flight) logs nothing, so an idle
     worker does not fill its log with identical lines. Every tick also updates
-    the achieved-rate gauge (`replayer.progress.RateMeter`).
+    the achieved-rate gauge (`replayer.pacing.progress.RateMeter`).
     """
 
     def __init__(self, stats: Stats, interval: float = 10.0, total: int | None = None) -> None:

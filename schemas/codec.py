@@ -31,7 +31,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from schemas.writer import Unsupported, Write, compile_writer
-from trafficmirror.errors import ConfigError, DecodeError
+from trafficmirror.plumbing.errors import ConfigError, DecodeError
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support import Kafka, Procs
-from trafficmirror.devbroker import MockCluster
-from trafficmirror.kafka import env_bootstrap_servers
+from trafficmirror.plumbing.devbroker import MockCluster
+from trafficmirror.plumbing.kafka import env_bootstrap_servers
 
 
 @pytest.fixture(scope="session")

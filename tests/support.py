@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from trafficmirror.devbroker import MockCluster
+from trafficmirror.plumbing.devbroker import MockCluster
 
 
 def free_port() -> int:

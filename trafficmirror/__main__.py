@@ -1,5 +1,5 @@
 """`python -m trafficmirror` runs the CLI."""
 
-from trafficmirror.cli import main
+from trafficmirror.cli.main import main
 
 main()

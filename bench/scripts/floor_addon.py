@@ -36,7 +36,7 @@ from recorder.addon import hooks_on_module
 from recorder.event import flow_to_event, recorder_info
 from recorder.sink import RECORDER_PRODUCER_DEFAULTS, KafkaSink
 from schemas.codec import Codec
-from trafficmirror.kafka import KafkaSettings
+from trafficmirror.plumbing.kafka import KafkaSettings
 
 
 class BareSink:

@@ -32,19 +32,17 @@ import pytest
 
 from tests.e2e.test_pipeline import wait_until
 from tests.replayer.events import watermarks
-from tests.replayer.test_report_browser import CHROMIUM, HEIGHT, WIDTH, chromium
+from tests.replayer.results.test_report_browser import CHROMIUM, HEIGHT, WIDTH, chromium
 from tests.support import Kafka, Procs, free_port, run_cli, wait_port
-from trafficmirror.kafka import results_topic
-from trafficmirror.sampleapps import ShopApp
+from trafficmirror.demo.apps import ShopApp
+from trafficmirror.plumbing.kafka import results_topic
 
 pytestmark = pytest.mark.e2e
 
 PER_ENDPOINT = 10
 PARTITIONS = 2
 PATHS = [
-    path
-    for n in range(1, PER_ENDPOINT + 1)
-    for path in (f"/users/{n}", "/clock", f"/items/{n}")
+    path for n in range(1, PER_ENDPOINT + 1) for path in (f"/users/{n}", "/clock", f"/items/{n}")
 ]
 ENDPOINTS = ("GET /users/{id}", "GET /clock", "GET /items/{id}")
 
@@ -78,8 +76,17 @@ def compared(kafka: Kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         with ShopApp("v1") as production:
             recorder = procs.start(
                 "recorder",
-                ["record", "-b", kafka.bootstrap_servers, "-t", topic,
-                 "--upstream", production.url, "--listen", f"127.0.0.1:{port}"],
+                [
+                    "record",
+                    "-b",
+                    kafka.bootstrap_servers,
+                    "-t",
+                    topic,
+                    "--upstream",
+                    production.url,
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                ],
             )
             wait_port(port)
             for path in PATHS:
@@ -99,9 +106,23 @@ def compared(kafka: Kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 ("baseline", "--baseline", baseline.url),
             ):
                 result = run_cli(
-                    ["replay", "range", "-b", kafka.bootstrap_servers, "-t", topic,
-                     "--start-offset", "0", "--target", shadow.url, "--run-id", run_id,
-                     "--methods", "ALL", *options]
+                    [
+                        "replay",
+                        "range",
+                        "-b",
+                        kafka.bootstrap_servers,
+                        "-t",
+                        topic,
+                        "--start-offset",
+                        "0",
+                        "--target",
+                        shadow.url,
+                        "--run-id",
+                        run_id,
+                        "--methods",
+                        "ALL",
+                        *options,
+                    ]
                 )
                 assert result.returncode == 0, result.stderr
                 replays[run_id] = result.stdout

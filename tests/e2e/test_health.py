@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from tests.support import Kafka, Procs, free_port, wait_port
-from trafficmirror.sampleapps import RecordingShadow, SampleApp
+from trafficmirror.demo.apps import RecordingShadow, SampleApp
 
 pytestmark = pytest.mark.e2e
 
@@ -41,8 +41,19 @@ def test_recorder_health_endpoints(kafka: Kafka, topic: str, procs: Procs) -> No
     with SampleApp() as app:
         procs.start(
             "recorder",
-            ["record", "-b", kafka.bootstrap_servers, "-t", topic, "--upstream", app.url,
-             "--listen", f"127.0.0.1:{listen}", "--metrics-port", str(metrics)],
+            [
+                "record",
+                "-b",
+                kafka.bootstrap_servers,
+                "-t",
+                topic,
+                "--upstream",
+                app.url,
+                "--listen",
+                f"127.0.0.1:{listen}",
+                "--metrics-port",
+                str(metrics),
+            ],
         )
         wait_port(listen)
         eventually(metrics, "/healthz", 200)
@@ -60,8 +71,19 @@ def test_worker_health_endpoints_ready_only_with_partitions(kafka: Kafka, procs:
         for index, port in enumerate(ports):
             procs.start(
                 f"worker-{index}",
-                ["worker", "-b", kafka.bootstrap_servers, "-t", topic, "--group", f"g-{topic}",
-                 "--target", shadow.url, "--metrics-port", str(port)],
+                [
+                    "worker",
+                    "-b",
+                    kafka.bootstrap_servers,
+                    "-t",
+                    topic,
+                    "--group",
+                    f"g-{topic}",
+                    "--target",
+                    shadow.url,
+                    "--metrics-port",
+                    str(port),
+                ],
             )
         for port in ports:
             eventually(port, "/healthz", 200)

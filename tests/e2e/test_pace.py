@@ -23,8 +23,8 @@ from schemas.codec import Codec
 from tests.e2e.test_pipeline import PARTITIONS, readyz, topic_size, wait_until
 from tests.replayer.events import make_event, produce_events
 from tests.support import Kafka, Procs, free_port, run_cli, wait_port
-from trafficmirror.sampleapps import Received, RecordingShadow, SampleApp
-from trafficmirror.traffic import REPLAY_HEADER
+from trafficmirror.demo.apps import Received, RecordingShadow, SampleApp
+from trafficmirror.demo.traffic import REPLAY_HEADER
 
 pytestmark = pytest.mark.e2e
 
@@ -57,8 +57,12 @@ def recorded_starts(kafka: Kafka, topic: str) -> dict[str, int]:
     """Exchange id → recorded request start (µs), read back from the topic."""
     codec = Codec()
     consumer = Consumer(
-        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": "tm-test-pace",
-         "enable.auto.commit": False, "enable.partition.eof": True}
+        {
+            "bootstrap.servers": kafka.bootstrap_servers,
+            "group.id": "tm-test-pace",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
     )
     starts: dict[str, int] = {}
     try:
@@ -87,8 +91,17 @@ def test_speed_2_halves_every_recorded_gap_and_max_gap_cuts_the_idle_one(
     with SampleApp() as app:
         recorder = procs.start(
             "recorder",
-            ["record", "-b", kafka.bootstrap_servers, "-t", topic, "--upstream", app.url,
-             "--listen", f"127.0.0.1:{port}"],
+            [
+                "record",
+                "-b",
+                kafka.bootstrap_servers,
+                "-t",
+                topic,
+                "--upstream",
+                app.url,
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
         )
         wait_port(port)
         send_paced(port)
@@ -104,8 +117,22 @@ def test_speed_2_halves_every_recorded_gap_and_max_gap_cuts_the_idle_one(
         with urllib.request.urlopen(warm_up, timeout=5) as response:
             response.read()
         result = run_cli(
-            ["replay", "range", "-b", kafka.bootstrap_servers, "-t", topic,
-             "--start-offset", "0", "--target", shadow.url, "--speed", "2", "--max-gap", "0.3"],
+            [
+                "replay",
+                "range",
+                "-b",
+                kafka.bootstrap_servers,
+                "-t",
+                topic,
+                "--start-offset",
+                "0",
+                "--target",
+                shadow.url,
+                "--speed",
+                "2",
+                "--max-gap",
+                "0.3",
+            ],
             timeout=60,
         )
         assert result.returncode == 0, result.stderr
@@ -140,8 +167,7 @@ def test_rate_100_takes_5_seconds_for_500_exchanges(
     topic = kafka.new_topic(PARTITIONS, prefix="e2e-rate")
     # As many per partition, so any split of the partitions takes the same time,
     # written in one go, so every partition has its records from the start.
-    events = [make_event(path=f"/r/{n}", client=("10.2.0.1", 20000 + n % 5))
-              for n in range(500)]
+    events = [make_event(path=f"/r/{n}", client=("10.2.0.1", 20000 + n % 5)) for n in range(500)]
     with RecordingShadow() as shadow:
         ports = []
         # fetch.wait.max.ms: after the suite's other tests, a worker idling on an empty
@@ -151,9 +177,23 @@ def test_rate_100_takes_5_seconds_for_500_exchanges(
             ports.append(free_port())
             procs.start(
                 f"worker-{index}",
-                ["worker", "-b", kafka.bootstrap_servers, "-t", topic, "--group", f"g-{topic}",
-                 "--target", shadow.url, "--metrics-port", str(ports[-1]), "--rate", "100",
-                 "-X", "fetch.wait.max.ms=50"],
+                [
+                    "worker",
+                    "-b",
+                    kafka.bootstrap_servers,
+                    "-t",
+                    topic,
+                    "--group",
+                    f"g-{topic}",
+                    "--target",
+                    shadow.url,
+                    "--metrics-port",
+                    str(ports[-1]),
+                    "--rate",
+                    "100",
+                    "-X",
+                    "fetch.wait.max.ms=50",
+                ],
             )
         wait_until("workers holding partitions", lambda: all(readyz(p) for p in ports), 30)
         produce_events(kafka.bootstrap_servers, topic, events, spread=PARTITIONS)
@@ -170,8 +210,10 @@ def test_rate_100_takes_5_seconds_for_500_exchanges(
         part = int(item.path.rsplit("/", 1)[1]) % PARTITIONS
         first, _ = spans.get(part, (item.at, item.at))
         spans[part] = (first, item.at)
-    per_partition = {p: (round(a - received[0].at, 2), round(b - received[0].at, 2))
-                     for p, (a, b) in sorted(spans.items())}
+    per_partition = {
+        p: (round(a - received[0].at, 2), round(b - received[0].at, 2))
+        for p, (a, b) in sorted(spans.items())
+    }
     assert took == pytest.approx(5.0, rel=0.05), (took, per_partition)
     # The achieved-rate gauge, over its last 5 s window (which began before the
     # first request): about 90/s for the group.

@@ -18,8 +18,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from tests.support import Kafka, Procs, free_port, run_cli, wait_port
-from trafficmirror.sampleapps import RecordingShadow, SampleApp
-from trafficmirror.traffic import Planned, check_delivery, plan, send
+from trafficmirror.demo.apps import RecordingShadow, SampleApp
+from trafficmirror.demo.traffic import Planned, check_delivery, plan, send
 
 pytestmark = pytest.mark.e2e
 

@@ -28,7 +28,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from tests.support import Kafka, Procs, free_port, run_cli, wait_port
-from trafficmirror.kafka import results_topic
+from trafficmirror.plumbing.kafka import results_topic
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from tests.replayer.events import make_event, produce_events
 from tests.support import Kafka, Procs, free_port, run_cli, wait_port
-from trafficmirror.sampleapps import Received, RecordingShadow, SampleApp
+from trafficmirror.demo.apps import Received, RecordingShadow, SampleApp
 
 pytestmark = pytest.mark.e2e
 
@@ -32,8 +32,19 @@ BASE_US = 1_760_000_000_000_000
 def replay(kafka: Kafka, topic: str, target: str, *args: str) -> Any:
     """`replay range` as fast as it goes: these exchanges are minutes apart."""
     return run_cli(
-        ["replay", "range", "-b", kafka.bootstrap_servers, "-t", topic, "--target", target,
-         "--speed", "max", *args],
+        [
+            "replay",
+            "range",
+            "-b",
+            kafka.bootstrap_servers,
+            "-t",
+            topic,
+            "--target",
+            target,
+            "--speed",
+            "max",
+            *args,
+        ],
         timeout=60,
     )
 
@@ -249,8 +260,12 @@ def test_worker_applies_methods_and_filter_and_exports_the_counts(
         deadline = time.monotonic() + 20
         while True:
             text = metrics(port)
-            skipped = {m[1]: float(m[2]) for m in re.finditer(
-                r'trafficmirror_replayer_skipped_total\{reason="([a-z-]+)"\} ([0-9.]+)', text)}
+            skipped = {
+                m[1]: float(m[2])
+                for m in re.finditer(
+                    r'trafficmirror_replayer_skipped_total\{reason="([a-z-]+)"\} ([0-9.]+)', text
+                )
+            }
             if skipped.get("method", 0) + skipped.get("filter", 0) >= 9:
                 break
             assert time.monotonic() < deadline, text
@@ -309,9 +324,7 @@ def test_sample_picks_the_same_connections_every_run_and_in_a_worker(
     assert first == second == {r.header("X-Tag") for r in in_worker}
     assert 3 <= len(first) <= 20  # 25 % of 40 connections, not none, not all
     # Each kept connection with all three of its requests.
-    assert sorted(r.path for r in runs[0]) == sorted(
-        f"/c{c}/{n}" for c in first for n in range(3)
-    )
+    assert sorted(r.path for r in runs[0]) == sorted(f"/c{c}/{n}" for c in first for n in range(3))
     assert len(in_worker) == len(runs[0])
 
 
@@ -341,7 +354,8 @@ def test_record_filter_records_only_matching_flows(kafka: Kafka, procs: Procs) -
         assert recorder.stop() == 0, recorder.stderr
     events = read_events(kafka.bootstrap_servers, topic, 10, timeout=3)
     assert sorted((e["method"], e["path"]) for _, e in events) == [
-        ("GET", b"/api/a"), ("POST", b"/api/c")
+        ("GET", b"/api/a"),
+        ("POST", b"/api/c"),
     ]
     assert "recorded=2 dropped=0 failed=0" in recorder.stderr
     assert "filtered=3" in recorder.stderr

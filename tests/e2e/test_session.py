@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from replayer.session_store import read_session
+from replayer.sessions.store import read_session
+from tests.replayer.consuming.test_worker import log, metrics, ready, start_worker, wait_until
 from tests.replayer.events import make_event, produce_events
-from tests.replayer.test_worker import log, metrics, ready, start_worker, wait_until
 from tests.support import Kafka, Proc, Procs, run_cli
-from trafficmirror.kafka import KafkaSettings
-from trafficmirror.sampleapps import Received, RecordingShadow
+from trafficmirror.demo.apps import Received, RecordingShadow
+from trafficmirror.plumbing.kafka import KafkaSettings
 
 pytestmark = pytest.mark.e2e
 
@@ -45,8 +45,10 @@ def exchanges(count: int, first_us: int, gap_us: int, start: int = 0) -> list[di
 
 
 def session(kafka: Kafka, topic: str, group: str, *args: str) -> str:
-    result = run_cli(["session", args[0], "-b", kafka.bootstrap_servers, "-t", topic,
-                      "-g", group, *args[1:]], timeout=60)
+    result = run_cli(
+        ["session", args[0], "-b", kafka.bootstrap_servers, "-t", topic, "-g", group, *args[1:]],
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -60,8 +62,9 @@ def wait_applied(workers: list[tuple[Proc, int]], revision: int) -> None:
     session does are replayed at the worker's own pace (live)."""
     wanted = f"trafficmirror_replayer_session_revision {revision:.1f}"
     for _, port in workers:
-        wait_until(f"revision {revision} on every worker",
-                   lambda p=port: wanted in metrics(p), timeout=5)  # type: ignore[misc]
+        wait_until(
+            f"revision {revision} on every worker", lambda p=port: wanted in metrics(p), timeout=5
+        )  # type: ignore[misc]
 
 
 def seq(item: Received) -> int:
@@ -100,10 +103,10 @@ def test_session_set_changes_the_pace_of_a_running_group(kafka: Kafka, procs: Pr
         # Recorded an hour later: under any session clock due far in the future,
         # live they go out as they arrive.
         stopped = time.time()
-        produce_events(kafka.bootstrap_servers, topic,
-                       exchanges(5, T0 + 3_600_000_000, GAP_US, start=COUNT))
-        wait_until("live replay after stop", lambda: len(shadow.received) >= COUNT + 5,
-                   timeout=10)
+        produce_events(
+            kafka.bootstrap_servers, topic, exchanges(5, T0 + 3_600_000_000, GAP_US, start=COUNT)
+        )
+        wait_until("live replay after stop", lambda: len(shadow.received) >= COUNT + 5, timeout=10)
         live_delay = max(r.at for r in shadow.received if seq(r) >= COUNT) - stopped
         for proc, _ in workers:
             assert proc.stop() == 0, log(proc)
@@ -111,8 +114,9 @@ def test_session_set_changes_the_pace_of_a_running_group(kafka: Kafka, procs: Pr
 
     assert sorted(map(seq, received)) == list(range(COUNT)), "lost or duplicated exchanges"
     assert live_delay < 3.0
-    per_worker = [int(log(p).split("worker stopped: consumed ")[1].split(",")[0])
-                  for p, _ in workers]
+    per_worker = [
+        int(log(p).split("worker stopped: consumed ")[1].split(",")[0]) for p, _ in workers
+    ]
     assert all(per_worker) and sum(per_worker) == COUNT + 5, per_worker
 
     # Both workers, one clock: each request arrived when the session said it was due.
@@ -124,8 +128,11 @@ def test_session_set_changes_the_pace_of_a_running_group(kafka: Kafka, procs: Pr
         return value / 1e6
 
     lateness_ms = sorted((r.at - due(r)) * 1e3 for r in received)
-    early = [(seq(r), round(r.at - started.start_at_us / 1e6, 3), round((r.at - due(r)) * 1e3, 1))
-             for r in received if r.at - due(r) < -0.002]
+    early = [
+        (seq(r), round(r.at - started.start_at_us / 1e6, 3), round((r.at - due(r)) * 1e3, 1))
+        for r in received
+        if r.at - due(r) < -0.002
+    ]
     assert lateness_ms[0] > -2.0, ("sent before it was due", early, started, changed)
     on_time = sum(1 for late in lateness_ms if late < 20.0) / len(lateness_ms)
     assert on_time >= 0.9, lateness_ms
@@ -136,15 +143,15 @@ def test_session_set_changes_the_pace_of_a_running_group(kafka: Kafka, procs: Pr
     assert len(before) >= 30 and len(after) >= 30, (len(before), len(after))
     slow, fast = median_gap_ms(before), median_gap_ms(after)
     p50, p90 = lateness_ms[len(lateness_ms) // 2], lateness_ms[len(lateness_ms) * 9 // 10]
-    print(f"median gap {slow:.1f} ms before, {fast:.1f} ms after the switch; lateness p50 "
-          f"{p50:.1f} ms, p90 {p90:.1f} ms, max {lateness_ms[-1]:.1f} ms; per worker {per_worker}")
+    print(
+        f"median gap {slow:.1f} ms before, {fast:.1f} ms after the switch; lateness p50 "
+        f"{p50:.1f} ms, p90 {p90:.1f} ms, max {lateness_ms[-1]:.1f} ms; per worker {per_worker}"
+    )
     assert abs(slow - GAP_US / 1e3) <= max(5.0, 0.05 * GAP_US / 1e3), slow
     assert abs(fast - GAP_US / 1e3 / FAST) <= 5.0, fast
 
 
-def test_a_session_since_until_replays_exactly_its_window_again(
-    kafka: Kafka, procs: Procs
-) -> None:
+def test_a_session_since_until_replays_exactly_its_window_again(kafka: Kafka, procs: Procs) -> None:
     """Workers that replayed everything live go back to the window, replay it, and only it."""
     topic = kafka.new_topic(4)
     group = f"g-{topic}"
@@ -161,8 +168,18 @@ def test_a_session_since_until_replays_exactly_its_window_again(
         def iso(us: int) -> str:
             return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).isoformat()
 
-        session(kafka, topic, group, "start", "--speed", "2", "--since", iso(T0 + 30 * gap),
-                "--until", iso(T0 + 50 * gap))
+        session(
+            kafka,
+            topic,
+            group,
+            "start",
+            "--speed",
+            "2",
+            "--since",
+            iso(T0 + 30 * gap),
+            "--until",
+            iso(T0 + 50 * gap),
+        )
         started = read_session(KafkaSettings(kafka.bootstrap_servers), topic, group)
         assert started is not None
         wait_until("the window", lambda: len(shadow.received) >= 80, timeout=20)
@@ -172,12 +189,15 @@ def test_a_session_since_until_replays_exactly_its_window_again(
         session(kafka, topic, group, "stop")
         stopped = time.monotonic()
         # Records that arrive while the window is still in effect are judged by it.
-        wait_until("both workers to end the session",
-                   lambda: all("ended: replaying records as they arrive" in log(p)
-                               for p, _ in workers), timeout=5)
+        wait_until(
+            "both workers to end the session",
+            lambda: all("ended: replaying records as they arrive" in log(p) for p, _ in workers),
+            timeout=5,
+        )
         assert time.monotonic() - stopped < 1.5
-        produce_events(kafka.bootstrap_servers, topic,
-                       exchanges(4, T0 + 3_600_000_000, gap, start=60))
+        produce_events(
+            kafka.bootstrap_servers, topic, exchanges(4, T0 + 3_600_000_000, gap, start=60)
+        )
         wait_until("live replay after stop", lambda: len(shadow.received) >= 84, timeout=10)
         time.sleep(0.5)
         after = shadow.received[80:]
@@ -193,8 +213,12 @@ def test_a_session_since_until_replays_exactly_its_window_again(
     )
     assert lateness_ms[0] > -2.0 and lateness_ms[len(lateness_ms) // 2] < 100.0, lateness_ms
     assert sorted(map(seq, after)) == [60, 61, 62, 63]  # live again; the rest was not re-sent
-    moved = [line for p, _ in workers for line in log(p).splitlines()
-             if "replay session: partitions moved to" in line]
+    moved = [
+        line
+        for p, _ in workers
+        for line in log(p).splitlines()
+        if "replay session: partitions moved to" in line
+    ]
     assert len(moved) == 2, moved
 
 
@@ -215,8 +239,9 @@ def test_session_set_rate_changes_the_rate_of_the_whole_group(kafka: Kafka, proc
         # the rate only while each worker has something to send at its share.
         events = exchanges(200, T0, 1000)
         for partition in range(4):
-            produce_events(kafka.bootstrap_servers, topic, events[partition::4],
-                           partition=partition)
+            produce_events(
+                kafka.bootstrap_servers, topic, events[partition::4], partition=partition
+            )
         wait_until("some of the replay", lambda: len(shadow.received) >= 60, timeout=20)
         session(kafka, topic, group, "set", "--rate", "120")
         changed = read_session(settings, topic, group)
@@ -272,6 +297,8 @@ def test_a_worker_joining_during_a_window_session_takes_over_without_replaying_t
     assert log(first).count("replay session: partitions moved to") == 1
     assert "partitions moved to" not in log(second)
     assert "revoked partitions" in log(first)
-    sent = [int(log(p).split("worker stopped: consumed ")[1].split("sent ")[1].split(",")[0])
-            for p in (first, second)]
+    sent = [
+        int(log(p).split("worker stopped: consumed ")[1].split("sent ")[1].split(",")[0])
+        for p in (first, second)
+    ]
     assert sent[1] > 0, sent  # the newcomer replayed part of the window

@@ -27,7 +27,7 @@ import pytest
 
 from tests.recorder.helpers import read_events
 from tests.support import Kafka, Procs, free_port, run_cli, wait_port
-from trafficmirror.sampleapps import RecordingShadow
+from trafficmirror.demo.apps import RecordingShadow
 
 pytestmark = pytest.mark.e2e
 

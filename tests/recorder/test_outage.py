@@ -1,6 +1,6 @@
 """The broker goes away for 20 s under steady load: live traffic must not notice.
 
-Real processes: the app (`python -m trafficmirror.sampleapps app`) and
+Real processes: the app (`python -m trafficmirror.demo.apps app`) and
 `trafficmirror record` in front of it, recording to a private mock cluster that
 this test takes down (`broker_down`) for 20 s and brings back. Four client
 threads in this process each send one request every 40 ms on a keep-alive
@@ -135,7 +135,7 @@ def test_broker_outage_under_load(mock_kafka: Kafka, procs: Procs) -> None:
     topic = mock_kafka.new_topic(2)
     app_port, port, metrics_port = free_port(), free_port(), free_port()
     app = subprocess.Popen(
-        [sys.executable, "-m", "trafficmirror.sampleapps", "app", "--port", str(app_port)],
+        [sys.executable, "-m", "trafficmirror.demo.apps", "app", "--port", str(app_port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -214,9 +214,7 @@ def test_broker_outage_under_load(mock_kafka: Kafka, procs: Procs) -> None:
     in_topic = records_in(mock_kafka.bootstrap_servers, topic)
     wall = time.time() - time.monotonic()  # monotonic -> epoch, for event timestamps
     in_outage = [
-        e
-        for _, e in events
-        if down_at + wall <= e["request_start_us"] / 1e6 < up_at + wall
+        e for _, e in events if down_at + wall <= e["request_start_us"] / 1e6 < up_at + wall
     ]
     figures = {
         "requests": sent,

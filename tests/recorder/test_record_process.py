@@ -30,7 +30,7 @@ import pytest
 from recorder import addon as addon_module
 from tests.recorder.helpers import read_events
 from tests.support import Kafka, Proc, Procs, free_port, run_cli, wait_port
-from trafficmirror.sampleapps import RecordingShadow
+from trafficmirror.demo.apps import RecordingShadow
 
 pytestmark = pytest.mark.e2e
 

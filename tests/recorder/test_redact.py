@@ -13,7 +13,7 @@ from mitmproxy.test import tflow, tutils
 from recorder.event import flow_to_event, recorder_info
 from recorder.redact import HMAC_PREFIX, KEY_ENV, MASK, Redactor, parse_json_rule, read_key
 from schemas.codec import Codec
-from trafficmirror.errors import ConfigError
+from trafficmirror.plumbing.errors import ConfigError
 
 KEY = b"k" * 32
 SECRET = "s3cr3t-Planted-value"

@@ -12,8 +12,8 @@ from prometheus_client import REGISTRY
 from recorder.sink import KafkaSink
 from tests.recorder.helpers import read_messages
 from tests.support import Kafka, free_port
-from trafficmirror.errors import ConfigError
-from trafficmirror.kafka import KafkaSettings
+from trafficmirror.plumbing.errors import ConfigError
+from trafficmirror.plumbing.kafka import KafkaSettings
 
 HEADERS = [("content-type", b"application/avro"), ("x", b"1")]
 

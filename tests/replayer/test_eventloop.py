@@ -11,8 +11,8 @@ import pytest
 from replayer.eventloop import ENV, loop_factory, loop_name, run
 from tests.replayer.events import make_event, produce_events
 from tests.support import Kafka, run_cli
-from trafficmirror.errors import UsageError
-from trafficmirror.sampleapps import RecordingShadow
+from trafficmirror.demo.apps import RecordingShadow
+from trafficmirror.plumbing.errors import UsageError
 
 HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
@@ -52,9 +52,22 @@ def test_replay_range_on_either_loop(kafka: Kafka, loop: str) -> None:
     produce_events(kafka.bootstrap_servers, topic, [make_event(path=f"/{n}") for n in range(5)])
     with RecordingShadow() as shadow:
         result = run_cli(
-            ["-v", "replay", "range", "-b", kafka.bootstrap_servers, "-t", topic,
-             "--target", shadow.url, "--start-offset", "0", "--no-results"],
-            timeout=60, env={**os.environ, ENV: loop},
+            [
+                "-v",
+                "replay",
+                "range",
+                "-b",
+                kafka.bootstrap_servers,
+                "-t",
+                topic,
+                "--target",
+                shadow.url,
+                "--start-offset",
+                "0",
+                "--no-results",
+            ],
+            timeout=60,
+            env={**os.environ, ENV: loop},
         )
         received = shadow.received
     assert result.returncode == 0, result.stderr
@@ -64,9 +77,20 @@ def test_replay_range_on_either_loop(kafka: Kafka, loop: str) -> None:
 
 def test_a_bad_loop_is_one_line_and_exit_2(kafka: Kafka) -> None:
     result = run_cli(
-        ["replay", "range", "-b", kafka.bootstrap_servers, "-t", "whatever",
-         "--target", "http://127.0.0.1:9", "--start-offset", "0"],
-        timeout=60, env={**os.environ, ENV: "tokio"},
+        [
+            "replay",
+            "range",
+            "-b",
+            kafka.bootstrap_servers,
+            "-t",
+            "whatever",
+            "--target",
+            "http://127.0.0.1:9",
+            "--start-offset",
+            "0",
+        ],
+        timeout=60,
+        env={**os.environ, ENV: "tokio"},
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [

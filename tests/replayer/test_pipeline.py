@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from replayer.pipeline import Pipeline, Record
-from replayer.request import Target
-from replayer.sender import MockTransport, OutgoingRequest, Response, Sender
+from replayer.models import Record, Response, Target
+from replayer.pipeline import Pipeline
+from replayer.sending.sender import MockTransport, OutgoingRequest, Sender
 from schemas.codec import Codec
 from tests.replayer.events import make_event
 
@@ -29,15 +29,25 @@ def test_each_kind_of_record_is_handled_and_counted() -> None:
         futures = [
             pipeline.handle(record(0, CODEC.encode(make_event(path="/up")).value)),
             pipeline.handle(record(1, CODEC.encode(make_event(path="/down")).value)),
-            pipeline.handle(record(2, CODEC.encode(
-                make_event(method="POST", body=b"x", body_truncated=True, body_length=99)
-            ).value)),
+            pipeline.handle(
+                record(
+                    2,
+                    CODEC.encode(
+                        make_event(method="POST", body=b"x", body_truncated=True, body_length=99)
+                    ).value,
+                )
+            ),
             pipeline.handle(record(3, b"\x00\x00garbage")),
             pipeline.handle(record(4, None)),
         ]
         results = await asyncio.gather(*futures)
-        assert [r.kind for r in results] == ["sent", "error", "skipped", "undecodable",
-                                              "undecodable"]
+        assert [r.kind for r in results] == [
+            "sent",
+            "error",
+            "skipped",
+            "undecodable",
+            "undecodable",
+        ]
         assert results[0].outcome is not None and results[0].outcome.response == Response(
             201, body=b"ok"
         )
@@ -46,9 +56,7 @@ def test_each_kind_of_record_is_handled_and_counted() -> None:
         assert results[2].detail == "truncated"
         assert results[4].detail == "empty record"
         stats = pipeline.stats
-        assert stats.line() == (
-            "consumed 5, sent 1, errors 1, skipped-truncated 1, undecodable 2"
-        )
+        assert stats.line() == ("consumed 5, sent 1, errors 1, skipped-truncated 1, undecodable 2")
         assert stats.handled == 5
         part = stats.partitions[0]
         assert (part.first, part.last, part.sent, part.errors, part.skipped) == (0, 4, 1, 1, 1)

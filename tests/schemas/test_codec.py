@@ -11,7 +11,7 @@ import pytest
 
 from schemas import Codec, available_versions, load_schema
 from schemas.codec import SCHEMA_DIR, schema_fingerprint
-from trafficmirror.errors import DecodeError
+from trafficmirror.plumbing.errors import DecodeError
 
 
 def full_event() -> dict[str, Any]:

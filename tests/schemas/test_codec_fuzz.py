@@ -17,13 +17,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replayer.inspect import record_json
-from replayer.pipeline import Record
-from replayer.request import OutgoingRequest, Skipped, Target, build_request
-from replayer.safety import OriginalHostGuard
+from replayer.consuming.inspection import record_json
+from replayer.models import OutgoingRequest, Record, Skipped, Target
+from replayer.selecting.safety import OriginalHostGuard
+from replayer.sending.request import build_request
 from schemas.codec import SINGLE_OBJECT_MAGIC, Codec
 from tests.replayer.events import make_event
-from trafficmirror.errors import DecodeError
+from trafficmirror.plumbing.errors import DecodeError
 
 CODEC = Codec()
 TARGET = Target.parse("http://127.0.0.1:8080")
@@ -38,12 +38,22 @@ TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghi
 def _valid_records() -> list[bytes]:
     events = [
         make_event(),
-        make_event(method="POST", path="/orders?id=7", body=b'{"a": 1}' * 20,
-                   headers=[("Host", "shop"), ("Content-Type", "application/json"),
-                            ("X-Tag", "a"), ("x-tag", "b"), ("Content-Length", "160")]),
+        make_event(
+            method="POST",
+            path="/orders?id=7",
+            body=b'{"a": 1}' * 20,
+            headers=[
+                ("Host", "shop"),
+                ("Content-Type", "application/json"),
+                ("X-Tag", "a"),
+                ("x-tag", "b"),
+                ("Content-Length", "160"),
+            ],
+        ),
         make_event(status=None, error="connection refused", trailers=[("X-Sum", "1")]),
-        make_event(path=b"/caf\xc3\xa9", body=bytes(range(256)), body_truncated=True,
-                   body_length=10_000),
+        make_event(
+            path=b"/caf\xc3\xa9", body=bytes(range(256)), body_truncated=True, body_length=10_000
+        ),
     ]
     return [CODEC.encode(event).value for event in events]
 
@@ -138,9 +148,7 @@ def feed(data: bytes, outcomes: dict[str, int]) -> None:
 #: The slowest record so far (printed with `-s`).
 SLOWEST = [0.0]
 
-FUZZ = settings(
-    max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+FUZZ = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def test_the_valid_corpus_builds() -> None:
@@ -185,6 +193,8 @@ def test_huge_claimed_lengths_are_refused_fast() -> None:
     for position in range(10, len(base)):
         for huge in HUGE:
             feed(base[:position] + huge + base[position + 1 :], outcomes)
-    print(f"\nhuge claims: {sum(outcomes.values())} fed, outcomes {outcomes}; "
-          f"slowest record so far {SLOWEST[0] * 1000:.1f} ms")
+    print(
+        f"\nhuge claims: {sum(outcomes.values())} fed, outcomes {outcomes}; "
+        f"slowest record so far {SLOWEST[0] * 1000:.1f} ms"
+    )
     assert outcomes.get("undecodable", 0) > 0

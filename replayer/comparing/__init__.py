@@ -1,0 +1,1 @@
+"""How a shadow answer is compared with production: diffs, noise rules, endpoint templates."""

@@ -1,0 +1,7 @@
+"""Where records come from: the group worker, an offset range, and the bookkeeping of offsets.
+
+`worker` (a consumer-group member) and `offset_range` (`replay range`) feed
+records to the pipeline; `offsets`, `merge`, `spans`, `timeindex` and `window`
+track which offsets are done, merge partitions into recorded-time order and
+turn times and ranges into offsets; `inspection` prints events (`inspect`).
+"""

@@ -1,0 +1,390 @@
+"""`trafficmirror replay range`: replay exactly offsets A..B of a topic, then exit.
+
+No consumer group: the partitions are assigned with explicit start offsets,
+nothing is committed, and re-running the command replays the same records
+again. The range is checked against each partition's watermarks before
+anything is sent; `end` means the last offset present at start, so the command
+always finishes. Records go through the same pipeline as the group worker
+(`replayer.pipeline`), so per-connection order and concurrency behave the same.
+
+Instead of offsets, a time window (`replayer.consuming.window`) can give the spans; the
+selection (`replayer.selecting.selector`: methods, window, sample, filter) decides per
+record what is sent.
+
+Pace: by default at the recorded pace (`Pace()`, speed 1); the partitions'
+records are merged into recorded-time order first (`replayer.consuming.merge`), so the
+first exchange of the whole range anchors the virtual clock and the
+partitions go out interleaved as they were recorded. Progress: a redrawn bar
+on a terminal's stderr, the periodic log line otherwise.
+
+Exit code 0 when every record in the range was sent or deliberately skipped (a
+truncated body, a record selection dropped: both count as handled), 1 when
+some could not be sent or decoded (those go to `<topic>.dlq`, see
+`replayer.results.dlq`) or were recorded from the target's own host
+(`replayer.selecting.safety`), 2 on bad input, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from replayer.assembly import Senders
+from replayer.consuming.merge import MERGE_LIMIT_BYTES, PartitionMerger
+from replayer.consuming.spans import Span, SpanReader, resolve_spans
+from replayer.consuming.window import window_spans
+from replayer.eventloop import loop_factory
+from replayer.eventloop import run as run_loop
+from replayer.models import Record, Target
+from replayer.pacing.clock import Pace, Scheduler
+from replayer.pacing.progress import ProgressBar
+from replayer.pipeline import Pipeline, Progress, Stats
+from replayer.results.dlq import DeadLetters
+from replayer.results.stage import Comparison, ComparisonOptions
+from replayer.selecting.safety import SafetyOptions
+from replayer.selecting.selector import SelectOptions, Selector
+from replayer.sending.guard import GuardOptions
+from replayer.sending.sender import Transport
+from replayer.stopping import StopSignals
+from schemas.codec import Codec
+from trafficmirror.plumbing.errors import KafkaUnavailable, UsageError
+from trafficmirror.plumbing.kafka import KafkaSettings
+from trafficmirror.plumbing.runtime import settle_memory
+
+logger = logging.getLogger("trafficmirror.replayer.range")
+
+#: Records handed to the sender but not finished, per unit of concurrency.
+#: Beyond that no more records are taken; librdkafka's own prefetch queue
+#: (`queued.max.messages.kbytes`) then fills and its fetching stops. Without a
+#: group nothing needs serving meanwhile, so partitions are not paused: a
+#: resume costs about a second before fetching restarts, which would starve a
+#: fast shadow.
+IN_FLIGHT_PER_SLOT = 4
+#: Seconds in-flight requests may still take after an interrupt.
+INTERRUPT_GRACE = 5.0
+_BATCH = 500
+#: Records the merge may hold while a partition has not delivered yet; beyond
+#: it the oldest goes out anyway (see `replayer.consuming.merge`). On top of the
+#: in-flight bound: what the merge holds waits for more reading, not for sending.
+MERGE_LIMIT = 4 * _BATCH
+_POLL_SECONDS = 0.05
+
+
+def run_range(
+    *,
+    settings: KafkaSettings,
+    topic: str,
+    partitions: list[int],
+    start_offset: int | None,
+    end_offset: int | None,
+    target: str,
+    concurrency: int = 64,
+    timeout: float = 30.0,
+    schema_registry_url: str | None = None,
+    transport: Transport | None = None,
+    stop_event: threading.Event | None = None,
+    out: IO[str] | None = None,
+    progress_interval: float = 10.0,
+    comparison: ComparisonOptions | None = None,
+    safety: SafetyOptions | None = None,
+    pace: Pace | None = None,
+    progress_bar: bool | None = None,
+    selection: SelectOptions | None = None,
+    guardrails: GuardOptions | None = None,
+) -> int:
+    """Replay offsets `start_offset..end_offset` (inclusive) of `partitions` to `target`.
+
+    `partitions` empty = all; `start_offset` None = each partition's first
+    offset; `end_offset` None = the last offset of each partition at start.
+    `selection` picks what is sent (default: the safe methods GET, HEAD,
+    OPTIONS of every record); with a time window the spans come from it, and
+    `start_offset`/`end_offset` must be None. Every replay is compared with
+    the recorded response and its result written to `<topic>.results` (see
+    `comparison`); records that cannot be decoded or sent go to
+    `<topic>.dlq`; `safety` says whether records recorded from the target's
+    own host are sent. Prints a summary to `out` (stdout) and returns the
+    exit code. Raises
+    `TopicNotFound`/`OffsetOutOfRange` (usage errors) before sending anything.
+    `transport` replaces the HTTP client (tests); `stop_event` stops it from
+    another thread like SIGTERM does. `pace`: speed, rate, idle compression
+    (default: the recorded pace). `progress_bar`: draw a bar on stderr
+    (default: when stderr is a terminal). `guardrails`: the baseline's own cap
+    and timeout, and the shadow's error-rate guard (while it backs off, nothing
+    is read; the range finishes once the shadow answers again, or on SIGINT).
+    """
+    out = out or sys.stdout
+    loop_factory()  # a bad TRAFFICMIRROR_EVENT_LOOP is a usage error before anything starts
+    shadow = Target.parse(target)
+    compare_options = comparison or ComparisonOptions()
+    select = selection or SelectOptions()
+    selector = Selector(select)
+    codec = Codec(registry_url=schema_registry_url)
+    if select.windowed and (start_offset is not None or end_offset is not None):
+        raise UsageError("a time window (since/until) and offsets cannot be combined")
+    eof: dict[str, Any] = {"enable.partition.eof": True}
+    consumer = Consumer(settings.consumer_config(None, **eof))
+    try:
+        if select.windowed:
+            spans, notes = window_spans(
+                settings, topic, partitions, select.since_ms, select.until_ms
+            )
+        else:
+            spans, notes = resolve_spans(
+                consumer, topic, partitions, start_offset, end_offset, settings.bootstrap_servers
+            )
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        if not spans:
+            where = "time window" if select.windowed else "range"
+            print(f"nothing to replay: no records in the {where} of topic {topic!r}", file=out)
+            return 0
+        compare = Comparison.open(settings, topic, shadow, compare_options)
+        dlq = DeadLetters(settings, topic)
+        try:
+            with StopSignals(stop_event, "letting in-flight requests finish") as stop:
+                settle_memory()
+                stats = run_loop(
+                    _replay(
+                        consumer,
+                        topic,
+                        spans,
+                        codec,
+                        shadow,
+                        transport,
+                        concurrency,
+                        timeout,
+                        stop,
+                        progress_interval,
+                        compare,
+                        dlq,
+                        safety,
+                        pace or Pace(),
+                        sys.stderr.isatty() if progress_bar is None else progress_bar,
+                        selector,
+                        guardrails or GuardOptions(),
+                    )
+                )
+        finally:
+            compare.close()  # flushes the results before the summary counts them
+            dlq.close()
+    finally:
+        consumer.close()
+    return _summarize(topic, shadow, spans, stats, stop, out, compare, dlq, select)
+
+
+async def _replay(
+    consumer: Any,
+    topic: str,
+    spans: list[Span],
+    codec: Codec,
+    shadow: Target,
+    transport: Transport | None,
+    concurrency: int,
+    timeout: float,
+    stop: StopSignals,
+    progress_interval: float,
+    comparison: Comparison | None,
+    dlq: DeadLetters | None,
+    safety: SafetyOptions | None,
+    pace: Pace,
+    bar: bool,
+    selector: Selector | None = None,
+    guardrails: GuardOptions | None = None,
+) -> Stats:
+    loop = asyncio.get_running_loop()
+    sender = Senders.open(
+        transport=transport,
+        concurrency=concurrency,
+        timeout=timeout,
+        baseline=comparison is not None and comparison.baseline is not None,
+        options=guardrails,
+    )
+    scheduler = Scheduler(pace)
+    pipeline = Pipeline(
+        codec=codec,
+        target=shadow,
+        sender=sender.shadow,
+        comparison=comparison,
+        baseline_sender=sender.baseline,
+        dlq=dlq,
+        safety=safety,
+        scheduler=scheduler,
+        selector=selector,
+    )
+    stats = pipeline.stats
+    total = sum(s.count for s in spans)
+    progress = Progress(stats, progress_interval, total=total)
+    drawing = ProgressBar(sys.stderr, total).attach() if bar else None
+
+    def tick() -> None:
+        if drawing is not None:
+            drawing.draw(stats.handled, stats.lateness)
+        else:
+            progress.tick(pipeline.in_flight + merger.held)
+
+    reader = SpanReader(spans)
+    high = max(sender.concurrency * IN_FLIGHT_PER_SLOT, 64)
+    merger: PartitionMerger[Record] = PartitionMerger(
+        limit=MERGE_LIMIT, limit_bytes=MERGE_LIMIT_BYTES
+    )
+    merger.track(reader.spans)
+    # One thread owns the consumer: every call on it runs there, in order.
+    executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-range")
+    closed: set[int] = set()
+    try:
+        await loop.run_in_executor(executor, consumer.assign, reader.assignment(topic))
+        while not reader.done and not stop.is_set():
+            if sender.holding:  # the guard backs off from the shadow: read nothing new
+                await sender.wait_sending(0.1)
+                tick()
+                continue
+            # The merge's records are bounded on their own (MERGE_LIMIT): they
+            # wait for more reading, so they must not stop it.
+            budget = min(_BATCH, high - pipeline.in_flight)
+            if budget <= 0:
+                await pipeline.wait_for_room(high, 0.1)
+                for record in merger.ready(high - pipeline.in_flight):
+                    pipeline.handle(record)
+                tick()
+                continue
+            # A finished span stops fetching, so the consumer holds nothing it won't use.
+            newly_closed = sorted(set(reader.spans) - reader.open - closed)
+            closed.update(newly_closed)
+            messages = await loop.run_in_executor(
+                executor, _poll, consumer, topic, newly_closed, budget
+            )
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if reader.is_eof(error):
+                        reader.end_of_partition(message.partition(), message.offset())
+                    elif error.fatal():
+                        raise KafkaUnavailable(f"Kafka consumer failed: {error.str()}")
+                    else:
+                        logger.warning("Kafka: %s", error.str())
+                    continue
+                if reader.admit(message.partition(), message.offset()):
+                    record = Record.from_message(message)
+                    merger.add(record.partition, record.timestamp_ms or 0, record, record.size)
+            for partition in set(reader.spans) - reader.open:
+                merger.end(partition)
+            for record in merger.ready(high - pipeline.in_flight):
+                pipeline.handle(record)
+            tick()
+        while merger.held and not stop.is_set():
+            for record in merger.flush(high - pipeline.in_flight):
+                pipeline.handle(record)
+            if merger.held:
+                await pipeline.wait_for_room(high, 0.1)
+                tick()
+        # Everything is read; wait for the requests, unless interrupted: then drop
+        # what is not due yet, give what is on the wire a short grace, leave the rest.
+        while not stop.is_set() and not await pipeline.wait_for_room(1, 0.2):
+            tick()
+        while not stop.is_set() and pipeline.waiting_dead_letters:
+            await asyncio.sleep(0.1)  # dead letters waiting for room in the producer's queue
+        if stop.is_set():
+            await scheduler.aclose()
+            await _drain_until_forced(sender, stop, grace=INTERRUPT_GRACE)
+    finally:
+        await scheduler.aclose()
+        await sender.aclose()
+        executor.shutdown(wait=True)
+        if drawing is not None:
+            drawing.draw(stats.handled, stats.lateness, force=True)
+            drawing.close()
+    return stats
+
+
+async def _drain_until_forced(sender: Senders, stop: StopSignals, grace: float) -> None:
+    deadline = time.monotonic() + grace
+    while sender.in_flight and not stop.forced and time.monotonic() < deadline:
+        await sender.drain(0.1)
+
+
+def _poll(consumer: Any, topic: str, pause: list[int], budget: int) -> list[Any]:
+    try:
+        if pause:
+            consumer.pause([TopicPartition(topic, p) for p in pause])
+        return list(consumer.consume(budget, _POLL_SECONDS))
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"Kafka consumer failed: {exc}") from exc
+
+
+def _summarize(
+    topic: str,
+    shadow: Target,
+    spans: list[Span],
+    stats: Stats,
+    stop: StopSignals,
+    out: IO[str],
+    comparison: Comparison | None = None,
+    dlq: DeadLetters | None = None,
+    selection: SelectOptions | None = None,
+) -> int:
+    elapsed = time.monotonic() - stats.started
+    handled = stats.handled
+    rate = handled / elapsed if elapsed > 0 else 0.0
+    print(
+        f"replayed topic {topic!r} to {shadow.origin}: {handled} records in {elapsed:.2f}s "
+        f"({rate:.0f}/s)",
+        file=out,
+    )
+    for span in spans:
+        part = stats.partitions.get(span.partition)
+        counts = (
+            f"sent {part.sent}, errors {part.errors}, skipped {part.skipped}, "
+            f"undecodable {part.undecodable}"
+            if part
+            else "no records"
+        )
+        where = f"partition {span.partition}: offsets {span.first}..{span.last}"
+        print(f"  {where}: {counts}", file=out)
+    if selection is not None:
+        print(f"selection: {selection.describe()}", file=out)
+    print(f"total: {stats.line()}", file=out)
+    late = stats.lateness
+    p50, p99 = late.quantile(0.5), late.quantile(0.99)
+    if p50 is not None and p99 is not None:
+        print(
+            f"lateness: p50 {p50 * 1000:.1f}ms, p99 {p99 * 1000:.1f}ms, "
+            f"max {late.max * 1000:.1f}ms over {late.count} timed requests",
+            file=out,
+        )
+    if comparison is not None:
+        print(comparison.line(), file=out)
+    if dlq is not None and (dlq.counts.queued or dlq.counts.failed):
+        print(dlq.line(), file=out)
+    out.flush()
+    unfinished = sum(s.count for s in spans) - handled
+    if stop.is_set() and unfinished > 0:
+        print(
+            f"trafficmirror: interrupted; about {unfinished} records of the range "
+            "were not replayed",
+            file=sys.stderr,
+        )
+        return 130
+    unsendable = stats.skipped.get("unsendable", 0)
+    original = stats.skipped.get("original-host", 0)
+    lost = dlq.counts.failed if dlq is not None else 0
+    failed = stats.errors + stats.undecodable + unsendable + original
+    if failed or lost:
+        more = f", unsendable {unsendable}" if unsendable else ""
+        if original:
+            more += f", refused as the original host {original} (see --allow-original-host)"
+        if lost:
+            more += f"; {lost} dead letters not written"
+        print(
+            f"trafficmirror: {failed} of {handled} records could not be sent "
+            f"(errors {stats.errors}, undecodable {stats.undecodable}{more})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

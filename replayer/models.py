@@ -1,0 +1,175 @@
+"""The record types the replay stages share, in the order a record meets them.
+
+A Kafka `Record` is read (consuming), the event becomes an `OutgoingRequest` for
+a `Target` (sending), the target answers with a `Response` or an error, both in
+an `Outcome`, and the pipeline sums it up as a `Result`. A record that is not
+sent on purpose raises `Skipped` (`Unsendable` when no valid request can be made
+of it: a poison record for the dead-letter queue). They live here, not in the
+module that makes them first, so every stage imports them from one place and no
+stage imports another just for a type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from trafficmirror.plumbing.errors import ConfigError
+
+#: The port each scheme implies; a target or authority on it is written without one.
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class Skipped(Exception):
+    """The event is valid but deliberately not replayed; `reason` names the counter."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class Unsendable(Skipped):
+    """No valid HTTP request can be made of the event: a poison record for the DLQ."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("unsendable", detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where replayed requests go: scheme, host and port of the shadow."""
+
+    scheme: str
+    host_port: str
+
+    @classmethod
+    def parse(cls, url: str) -> Target:
+        """Parse `http(s)://host[:port][/]`.
+
+        A path or query would be silently ignored, so it is refused.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+            raise ConfigError(f"target {url!r} is not an http:// or https:// URL")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ConfigError(
+                f"target {url!r} has a path or query; only scheme, host and port are used "
+                "(the recorded path is sent as it is)"
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigError(f"target {url!r} has a bad port") from None
+        host = parts.hostname
+        if ":" in host:
+            host = f"[{host}]"  # IPv6 literal
+        if port is not None and port != DEFAULT_PORTS[parts.scheme]:
+            host = f"{host}:{port}"
+        return cls(parts.scheme, host)
+
+    @property
+    def origin(self) -> str:
+        """`scheme://host[:port]`, the prefix of every replayed URL."""
+        return f"{self.scheme}://{self.host_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRequest:
+    """A request ready to send: exact header list, exact body, raw path."""
+
+    method: str
+    target: Target
+    path: str  # raw path with query, as recorded (already percent-encoded)
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    exchange_id: str
+
+    @property
+    def url(self) -> str:
+        """The absolute URL; transports must send `path` without re-quoting it."""
+        return self.target.origin + self.path
+
+    def header(self, name: str) -> str | None:
+        """First value of header `name` (case-insensitive), or None."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+
+# Not frozen: built for every replayed record, and a frozen dataclass costs about
+# twice as much to build (bench/replay.py); treat it as immutable all the same.
+@dataclass(slots=True)
+class Response:
+    """What the shadow answered."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    reason: str = ""
+
+
+# Not frozen: built for every replayed record, and a frozen dataclass costs about
+# twice as much to build (bench/replay.py); treat it as immutable all the same.
+@dataclass(slots=True)
+class Outcome:
+    """The result of sending one request: a response, or why there is none."""
+
+    request: OutgoingRequest
+    response: Response | None
+    error: str | None
+    sent_at: float  # time.time() when it went out
+    latency: float  # seconds until the response was read (or the error)
+
+    @property
+    def ok(self) -> bool:
+        """True when the shadow answered (any status: comparing it is a later stage)."""
+        return self.response is not None
+
+
+# Not frozen: built for every replayed record, and a frozen dataclass costs about
+# twice as much to build (bench/replay.py); treat it as immutable all the same.
+@dataclass(slots=True)
+class Record:
+    """One Kafka record and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def size(self) -> int:
+        """Bytes of key and value: what holding the record costs, roughly."""
+        return len(self.key or b"") + len(self.value or b"")
+
+    @classmethod
+    def from_message(cls, message: Any) -> Record:
+        """From a `confluent_kafka.Message` without an error."""
+        kind, stamp = message.timestamp()
+        return cls(
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+            key=message.key(),
+            value=message.value(),
+            timestamp_ms=stamp if kind != 0 else None,  # 0 = TIMESTAMP_NOT_AVAILABLE
+            headers=tuple((k, v or b"") for k, v in message.headers() or ()),
+        )
+
+
+# Not frozen: built for every replayed record, and a frozen dataclass costs about
+# twice as much to build (bench/replay.py); treat it as immutable all the same.
+@dataclass(slots=True)
+class Result:
+    """How a record was handled: `sent`, `error`, `skipped` or `undecodable`."""
+
+    record: Record
+    kind: str
+    detail: str | None = None  # error text or skip reason
+    outcome: Outcome | None = None

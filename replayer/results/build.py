@@ -1,0 +1,378 @@
+"""ReplayResult records and their idempotent aggregation per endpoint.
+
+`build_result()` turns one replay (the recorded event, where it came from, the
+shadow's response or error, the differences) into a `replay_result` record,
+ready for `Codec("replay_result").encode` and `<topic>.results` with
+`result_key()` as the message key.
+
+`Aggregate` folds results into per-endpoint statistics. Delivery is at least
+once, so the same exchange can be replayed, and its result written, more than
+once. The aggregate keeps one result per `(run_id, id)`, and **the last one
+added wins**: its earlier contribution is taken back. Results are keyed by
+exchange id, so all results of one exchange land in one partition and reading
+it in offset order makes "last" the newest replay. That is also what log
+compaction of `<topic>.results` would keep.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import Counter as Metric
+
+from replayer.comparing.endpoints import Router, route
+from replayer.comparing.responses import KINDS, Difference, Response
+from schemas.codec import Codec
+from trafficmirror.plumbing.kafka import results_topic
+
+OUTCOMES = ("match", "mismatch", "error", "skipped")
+#: At most this many differences are stored in one result (the rest are counted).
+MAX_STORED_DIFFERENCES = 50
+
+_INDEX = re.compile(r"\[\d+\]")
+
+# Module-level, like the pipeline's: a metric is registered once per process.
+# They count replays, so a redelivered exchange counts again; the report counts
+# exchanges (see `Aggregate`).
+RESULTS = Metric(
+    "trafficmirror_replayer_results",
+    "Compared replays by outcome: match (no difference but noise), mismatch, error, skipped.",
+    ["outcome"],
+)
+MISMATCHES = Metric(
+    "trafficmirror_replayer_mismatches",
+    "Replays with a difference that is not noise, by kind "
+    "(status, header, body_json, body_text, body_binary); one replay can count in several.",
+    ["kind"],
+)
+NOISE_ONLY = Metric(
+    "trafficmirror_replayer_noise_only",
+    "Replays that match but differ in noise (ignored paths or headers, or like the baseline).",
+)
+
+
+def production_latency_us(event: Mapping[str, Any]) -> int | None:
+    """Production's latency from the recorded timestamps, in microseconds.
+
+    Measured from the end of the request (the recorder forwards a request once
+    it has all of it) to the end of the response, which is what the replayer
+    measures for the shadow; the client's upload time is not the app's latency.
+    """
+    end = event.get("response_end_us")
+    start = event.get("request_end_us") or event.get("request_start_us")
+    if end is None or start is None:
+        return None
+    return max(0, int(end) - int(start))
+
+
+def _target_text(raw: Any) -> str:
+    return raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+
+
+def _micros(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1_000_000)
+
+
+def build_result(
+    event: Mapping[str, Any],
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    target: str,
+    sent_us: int,
+    lateness_us: int = 0,
+    shadow: Response | None = None,
+    shadow_latency_s: float | None = None,
+    error: str | None = None,
+    differences: Sequence[Difference] = (),
+    skipped: str | None = None,
+    baseline_target: str | None = None,
+    baseline: Response | None = None,
+    baseline_latency_s: float | None = None,
+    baseline_error: str | None = None,
+    run_id: str = "",
+    replayer_id: str = "",
+    router: Router | None = None,
+    max_differences: int = MAX_STORED_DIFFERENCES,
+) -> dict[str, Any]:
+    """The `replay_result` record of one replay.
+
+    Outcome: `skipped` if `skipped` gives a reason (the request was not sent) or
+    production had no response to compare with; `error` if the shadow gave no
+    response (`error` says why); else `mismatch` if any difference is not noise,
+    `match` otherwise. `differences` are stored non-noise first, at most
+    `max_differences`; the counts and `mismatch_kinds` cover all of them.
+    """
+    method = _target_text(event["method"])
+    path = _target_text(event["path"])
+    response = event.get("response")
+    production_error = event.get("error")
+    detail = error
+    if skipped is not None:
+        outcome, detail = "skipped", skipped
+    elif shadow is None:
+        outcome, detail = "error", error or "no response from the shadow"
+    elif response is None:
+        outcome = "skipped"
+        detail = f"production has no response to compare with: {production_error or 'unknown'}"
+    elif any(not d.noise for d in differences):
+        outcome = "mismatch"
+    else:
+        outcome = "match"
+    kinds = {d.kind for d in differences if not d.noise}
+    ordered = sorted(differences, key=lambda d: d.noise)  # stable: keeps each group's order
+    baseline_record = None
+    if baseline_target is not None:
+        baseline_record = {
+            "target": baseline_target,
+            "status": baseline.status if baseline is not None else None,
+            "latency_us": _micros(baseline_latency_s),
+            "error": baseline_error,
+        }
+    return {
+        "id": event["id"],
+        "run_id": run_id,
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+        "target": target,
+        "replayer_id": replayer_id,
+        "method": method,
+        "path": path,
+        "endpoint": (router or route)(method, path),
+        "recorded_us": int(event["request_start_us"]),
+        "sent_us": sent_us,
+        "lateness_us": lateness_us,
+        "production_status": response["status"] if response is not None else None,
+        "production_latency_us": production_latency_us(event),
+        "production_error": production_error,
+        "shadow_status": shadow.status if shadow is not None else None,
+        "shadow_latency_us": _micros(shadow_latency_s) if shadow is not None else None,
+        "error": detail,
+        "outcome": outcome,
+        "mismatch_kinds": [k for k in KINDS if k in kinds],
+        "difference_count": len(differences),
+        "noise_count": sum(1 for d in differences if d.noise),
+        "differences": [d.to_record() for d in ordered[:max_differences]],
+        "baseline": baseline_record,
+    }
+
+
+def result_key(result: Mapping[str, Any]) -> bytes:
+    """The Kafka message key of a result: the exchange id."""
+    return str(result["id"]).encode()
+
+
+# The labelled children, looked up once: `labels()` costs more than `inc()` itself.
+_RESULT_CHILDREN = {outcome: RESULTS.labels(outcome) for outcome in OUTCOMES}
+_MISMATCH_CHILDREN = {kind: MISMATCHES.labels(kind) for kind in KINDS}
+
+
+def record_metrics(result: Mapping[str, Any]) -> None:
+    """Count one result in the Prometheus metrics (outcome, mismatch kinds, noise only)."""
+    outcome = result["outcome"]
+    child = _RESULT_CHILDREN.get(outcome)
+    (child or RESULTS.labels(outcome)).inc()
+    for kind in result["mismatch_kinds"]:
+        (_MISMATCH_CHILDREN.get(kind) or MISMATCHES.labels(kind)).inc()
+    if result["outcome"] == "match" and result["noise_count"]:
+        NOISE_ONLY.inc()
+
+
+# Not frozen: built for every replayed record, and a frozen dataclass costs about
+# twice as much to build (bench/replay.py); treat it as immutable all the same.
+@dataclass(slots=True)
+class ResultMessage:
+    """A result ready for `Producer.produce(topic, value, key=key, headers=headers)`."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def result_message(traffic_topic: str, result: Mapping[str, Any], codec: Codec) -> ResultMessage:
+    """The Kafka message of `result` for `<traffic_topic>.results`, keyed by exchange id.
+
+    `codec` is a `Codec("replay_result")`, built once per process.
+    """
+    encoded = codec.encode(result)
+    return ResultMessage(
+        results_topic(traffic_topic), result_key(result), encoded.value, encoded.headers
+    )
+
+
+def differences_of(result: Mapping[str, Any]) -> list[Difference]:
+    """The stored differences of a result as `Difference` objects."""
+    return [
+        Difference(
+            d["kind"], d["path"], d.get("production"), d.get("shadow"), d.get("noise", False)
+        )
+        for d in result.get("differences", [])
+    ]
+
+
+def aggregate_path(kind: str, path: str) -> str:
+    """A difference path with array indexes generalised, to count paths across results."""
+    return _INDEX.sub("[*]", path) if kind == "body_json" else path
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The `q`-th percentile (0-100) with linear interpolation; None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """What one result contributes to the aggregate."""
+
+    endpoint: str
+    outcome: str
+    kinds: tuple[str, ...]
+    noise_only: bool
+    production_us: int | None
+    shadow_us: int | None
+    paths: tuple[tuple[str, str], ...]
+
+
+@dataclass
+class EndpointStats:
+    """Counts and latencies of one endpoint (or of all, for the total)."""
+
+    endpoint: str
+    requests: int = 0
+    matches: int = 0
+    mismatches: int = 0
+    errors: int = 0
+    skipped: int = 0
+    noise_only: int = 0
+    mismatch_by_kind: Counter[str] = field(default_factory=Counter)
+    paths: Counter[tuple[str, str]] = field(default_factory=Counter)
+    production_us: list[int] = field(default_factory=list)
+    shadow_us: list[int] = field(default_factory=list)
+
+    @property
+    def compared(self) -> int:
+        """Results with a comparison (match or mismatch)."""
+        return self.matches + self.mismatches
+
+    def mismatch_rate(self, kind: str | None = None) -> float:
+        """Share of compared results that mismatch (in `kind`, if given); 0 if none compared."""
+        if not self.compared:
+            return 0.0
+        count = self.mismatches if kind is None else self.mismatch_by_kind[kind]
+        return count / self.compared
+
+    def latency_ms(self, side: str, q: float) -> float | None:
+        """Percentile `q` of `production` or `shadow` latency in milliseconds."""
+        values = self.production_us if side == "production" else self.shadow_us
+        value = percentile(values, q)
+        return None if value is None else value / 1000
+
+    def top_paths(self, n: int = 5) -> list[tuple[str, str, int]]:
+        """The `n` most frequent (kind, path, count) of differences that are not noise."""
+        return [(kind, path, count) for (kind, path), count in self.paths.most_common(n)]
+
+    def _add(self, entry: _Entry) -> None:
+        self.requests += 1
+        if entry.outcome == "match":
+            self.matches += 1
+            self.noise_only += entry.noise_only
+        elif entry.outcome == "mismatch":
+            self.mismatches += 1
+        elif entry.outcome == "error":
+            self.errors += 1
+        else:
+            self.skipped += 1
+        self.mismatch_by_kind.update(entry.kinds)
+        self.paths.update(entry.paths)
+        if entry.production_us is not None:
+            self.production_us.append(entry.production_us)
+        if entry.shadow_us is not None:
+            self.shadow_us.append(entry.shadow_us)
+
+
+class Aggregate:
+    """Per-endpoint statistics over results, one result per exchange and run.
+
+    Adding a result whose `(run_id, id)` was already added replaces the earlier
+    one (last wins; see the module doc), so replays delivered twice are counted
+    once. Keeps a few mismatching results per endpoint as examples.
+    """
+
+    def __init__(self, examples_per_endpoint: int = 3) -> None:
+        self.examples_per_endpoint = examples_per_endpoint
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._examples: dict[str, dict[tuple[str, str], Mapping[str, Any]]] = {}
+        #: Results that replaced an earlier result of the same exchange and run.
+        self.duplicates = 0
+        #: Run ids seen, with their number of distinct results.
+        self.runs: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, result: Mapping[str, Any]) -> bool:
+        """Fold in one result; False if it replaced an earlier one of the same exchange."""
+        key = (str(result.get("run_id", "")), str(result["id"]))
+        previous = self._entries.get(key)
+        if previous is not None:
+            self.duplicates += 1
+            self._examples.get(previous.endpoint, {}).pop(key, None)
+        else:
+            self.runs[key[0]] += 1
+        diffs = result.get("differences", [])
+        entry = _Entry(
+            endpoint=str(result["endpoint"]),
+            outcome=str(result["outcome"]),
+            kinds=tuple(result.get("mismatch_kinds", [])),
+            noise_only=result["outcome"] == "match" and result.get("noise_count", 0) > 0,
+            production_us=result.get("production_latency_us"),
+            shadow_us=result.get("shadow_latency_us"),
+            paths=tuple(
+                {(d["kind"], aggregate_path(d["kind"], d["path"])) for d in diffs if not d["noise"]}
+            ),
+        )
+        self._entries[key] = entry
+        if entry.outcome == "mismatch":
+            examples = self._examples.setdefault(entry.endpoint, {})
+            if len(examples) < self.examples_per_endpoint:
+                examples[key] = result
+        return previous is None
+
+    def add_all(self, results: Iterable[Mapping[str, Any]]) -> Aggregate:
+        """Add every result, in order; returns self."""
+        for result in results:
+            self.add(result)
+        return self
+
+    def endpoints(self) -> list[EndpointStats]:
+        """Statistics per endpoint, highest mismatch rate first, then most requests."""
+        stats: dict[str, EndpointStats] = {}
+        for entry in self._entries.values():
+            if entry.endpoint not in stats:
+                stats[entry.endpoint] = EndpointStats(entry.endpoint)
+            stats[entry.endpoint]._add(entry)
+        return sorted(stats.values(), key=lambda s: (-s.mismatch_rate(), -s.requests, s.endpoint))
+
+    def total(self) -> EndpointStats:
+        """Statistics over every endpoint."""
+        stats = EndpointStats("all endpoints")
+        for entry in self._entries.values():
+            stats._add(entry)
+        return stats
+
+    def examples(self) -> dict[str, list[Mapping[str, Any]]]:
+        """A few mismatching results per endpoint that has any."""
+        return {
+            endpoint: list(found.values()) for endpoint, found in self._examples.items() if found
+        }

@@ -1,0 +1,391 @@
+"""The HTML report: one self-contained file with the endpoint table, charts and example diffs.
+
+No JavaScript, no fonts, images or styles from the network: inline CSS and
+inline SVG only, so the file opens anywhere, offline, and can be attached to a
+ticket. A Content-Security-Policy meta tag forbids scripts and remote loads as
+a second line of defence: every value shown comes from recorded traffic, which
+is untrusted, and all of it goes through `html.escape`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+from replayer.comparing.endpoints import printable
+from replayer.comparing.responses import KINDS
+from replayer.results.build import Aggregate, EndpointStats
+
+PRODUCTION_COLOR = "#2563eb"
+SHADOW_COLOR = "#ea580c"
+MISMATCH_COLOR = "#dc2626"
+NOISE_COLOR = "#a3a3a3"
+#: Endpoints drawn in the mismatch chart (the worst ones).
+CHART_ENDPOINTS = 20
+#: Points per line in the latency CDF (quantiles), enough for a smooth curve.
+CDF_POINTS = 200
+
+KIND_LABELS = {
+    "status": "status",
+    "header": "headers",
+    "body_json": "JSON",
+    "body_text": "text",
+    "body_binary": "binary",
+}
+
+_CSS = """
+:root { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2937; }
+body { margin: 0 auto; max-width: 1200px; padding: 24px; background: #fafafa; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 10px; }
+h3 { font-size: 15px; margin: 18px 0 6px; font-family: ui-monospace, monospace; }
+.meta { color: #6b7280; font-size: 13px; margin: 0; }
+.cards { display: flex; gap: 12px; flex-wrap: wrap; margin-top: 16px; }
+.card { background: #fff; border: 1px solid #e5e7eb; border-radius: 8px; padding: 10px 16px; }
+.card b { display: block; font-size: 22px; } .card span { color: #6b7280; font-size: 12px; }
+.card.bad b { color: #dc2626; } .card.ok b { color: #16a34a; }
+table { border-collapse: collapse; width: 100%; background: #fff; font-size: 13px; }
+th, td { border: 1px solid #e5e7eb; padding: 4px 8px; text-align: right; vertical-align: top; }
+th { background: #f3f4f6; font-weight: 600; }
+td.ep, th.ep { text-align: left; font-family: ui-monospace, monospace; overflow-wrap: anywhere; }
+td.bad { color: #b91c1c; font-weight: 600; } td.zero { color: #9ca3af; }
+.charts { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; }
+figure { background: #fff; border: 1px solid #e5e7eb; border-radius: 8px; margin: 0;
+  padding: 8px; flex: 1 1 540px; }
+figcaption { font-size: 13px; color: #4b5563; margin: 0 0 4px 4px; }
+svg { display: block; width: 100%; height: auto; }
+svg text { font-size: 11px; fill: #374151; }
+table.diff { table-layout: fixed; } .diff th, .diff td { text-align: left; }
+.diff col.k { width: 11%; } .diff col.path { width: 21%; } .diff col.v { width: 34%; }
+.diff td pre { margin: 0; white-space: pre-wrap;
+  word-break: break-all; font-size: 12px; }
+.diff td.p { background: #eff6ff; } .diff td.s { background: #fff7ed; }
+.diff tr.noise td { color: #9ca3af; background: #fafafa; }
+.example { margin: 8px 0 16px; } .example p { margin: 4px 0; font-size: 12px; color: #4b5563; }
+.absent { color: #9ca3af; font-style: italic; }
+ul.paths { margin: 4px 0; font-size: 12px; font-family: ui-monospace, monospace; }
+"""
+
+
+def _e(value: Any) -> str:
+    return escape(printable(str(value)), quote=True)
+
+
+def _pct(rate: float) -> str:
+    return f"{rate * 100:.1f}%"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+# -- table --------------------------------------------------------------------------
+
+
+def _rate_cell(count: int, compared: int) -> str:
+    if not count:
+        return '<td class="zero">0</td>'
+    return f'<td class="bad">{_pct(count / compared)}</td>' if compared else f"<td>{count}</td>"
+
+
+def endpoint_table(rows: Sequence[EndpointStats], total: EndpointStats) -> str:
+    """The endpoint table as an HTML `<table>`, with a total row."""
+    head = (
+        "<tr><th class='ep' rowspan='2'>endpoint</th><th rowspan='2'>requests</th>"
+        "<th rowspan='2'>mismatch</th>"
+        f"<th colspan='{len(KINDS)}'>mismatch by kind</th><th rowspan='2'>noise only</th>"
+        "<th rowspan='2'>errors</th><th rowspan='2'>skipped</th>"
+        "<th colspan='3'>production ms</th><th colspan='3'>shadow ms</th></tr><tr>"
+        + "".join(f"<th>{KIND_LABELS[k]}</th>" for k in KINDS)
+        + "<th>p50</th><th>p95</th><th>p99</th>" * 2
+        + "</tr>"
+    )
+    body = [_table_row(s) for s in rows]
+    body.append(_table_row(total, css="total"))
+    return f"<table class='endpoints'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _table_row(s: EndpointStats, css: str = "") -> str:
+    cells = [
+        f"<td class='ep'>{_e(s.endpoint)}</td>",
+        f"<td>{s.requests}</td>",
+        _rate_cell(s.mismatches, s.compared),
+        *(_rate_cell(s.mismatch_by_kind[k], s.compared) for k in KINDS),
+        f"<td>{s.noise_only}</td>" if s.noise_only else "<td class='zero'>0</td>",
+        f"<td class='bad'>{s.errors}</td>" if s.errors else "<td class='zero'>0</td>",
+        f"<td>{s.skipped}</td>",
+        *(f"<td>{_ms(s.latency_ms('production', q))}</td>" for q in (50, 95, 99)),
+        *(f"<td>{_ms(s.latency_ms('shadow', q))}</td>" for q in (50, 95, 99)),
+    ]
+    style = " style='font-weight:600;background:#f9fafb'" if css == "total" else ""
+    return f"<tr class='{css or 'endpoint'}'{style}>{''.join(cells)}</tr>"
+
+
+# -- charts -------------------------------------------------------------------------
+
+
+def _nice_linear_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    span = high - low or 1.0
+    raw = span / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    start = math.floor(low / step) * step
+    ticks = []
+    value = start
+    while value <= high + step / 2:
+        if value >= low - 1e-9:
+            ticks.append(value)
+        value += step
+    return ticks
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    ticks = []
+    for exponent in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1):
+        for mantissa in (1, 2, 5):
+            value = mantissa * 10**exponent
+            if low <= value <= high:
+                ticks.append(value)
+    return ticks
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    rank = (len(ordered) - 1) * q
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def _empty_chart(width: int, height: int, label: str, message: str) -> str:
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' "
+        f"width='{width}' height='{height}' role='img' aria-label='{_e(label)}'>"
+        f"<text x='{width / 2}' y='{height / 2}' text-anchor='middle'>{_e(message)}</text></svg>"
+    )
+
+
+def latency_cdf_svg(production_ms: Sequence[float], shadow_ms: Sequence[float]) -> str:
+    """An SVG with the cumulative latency distributions of production and shadow."""
+    width, height = 640, 320
+    left, right, top, bottom = 52, 16, 28, 40
+    label = "Latency distribution, production vs shadow"
+    values = [v for v in (*production_ms, *shadow_ms) if v >= 0]
+    if not values:
+        return _empty_chart(width, height, label, "no latency data")
+    low, high = min(values), max(values)
+    positive = [v for v in values if v > 0]
+    use_log = bool(positive) and max(positive) / min(positive) > 20
+    if use_log:
+        low = min(positive)
+        lo_log, hi_log = math.log10(low), math.log10(max(high, low * 1.01))
+
+        def x_of(v: float) -> float:
+            frac = (math.log10(max(v, low)) - lo_log) / (hi_log - lo_log)
+            return left + frac * (width - left - right)
+
+        ticks = _log_ticks(low, high)
+    else:
+        high = high if high > low else low + 1
+
+        def x_of(v: float) -> float:
+            return left + (v - low) / (high - low) * (width - left - right)
+
+        ticks = _nice_linear_ticks(low, high)
+
+    def y_of(fraction: float) -> float:
+        return top + (1 - fraction) * (height - top - bottom)
+
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' "
+        f"width='{width}' height='{height}' role='img' aria-label='{_e(label)}' class='cdf'>",
+        f"<rect x='{left}' y='{top}' width='{width - left - right}' "
+        f"height='{height - top - bottom}' fill='#fff' stroke='#d1d5db'/>",
+    ]
+    for fraction in (0, 0.25, 0.5, 0.75, 1):
+        y = y_of(fraction)
+        parts.append(
+            f"<line x1='{left}' x2='{width - right}' y1='{y:.1f}' y2='{y:.1f}' stroke='#eee'/>"
+            f"<text x='{left - 6}' y='{y + 4:.1f}' text-anchor='end'>{fraction * 100:.0f}%</text>"
+        )
+    for tick in ticks:
+        x = x_of(tick)
+        parts.append(
+            f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{top}' y2='{height - bottom}' stroke='#eee'/>"
+            f"<text x='{x:.1f}' y='{height - bottom + 14}' text-anchor='middle'>{tick:g}</text>"
+        )
+    parts.append(
+        f"<text x='{(left + width - right) / 2}' y='{height - 6}' text-anchor='middle'>"
+        f"latency, ms{' (log scale)' if use_log else ''}</text>"
+    )
+    for name, series, color, offset in (
+        ("production", production_ms, PRODUCTION_COLOR, 0),
+        ("shadow", shadow_ms, SHADOW_COLOR, 110),
+    ):
+        parts.append(
+            f"<rect x='{left + 8 + offset}' y='8' width='12' height='12' fill='{color}'/>"
+            f"<text x='{left + 24 + offset}' y='18'>{name} ({len(series)})</text>"
+        )
+        if series:
+            ordered = sorted(series)  # once: a quantile per point would sort again each time
+            points = []
+            for i in range(CDF_POINTS + 1):
+                q = i / CDF_POINTS
+                points.append(f"{x_of(_quantile(ordered, q)):.1f},{y_of(q):.1f}")
+            parts.append(
+                f"<polyline class='series {name}' fill='none' stroke='{color}' "
+                f"stroke-width='2' points='{' '.join(points)}'/>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def mismatch_chart_svg(rows: Sequence[EndpointStats]) -> str:
+    """Horizontal bars: the mismatch rate of each endpoint, noise-only share in grey."""
+    width = 640
+    label = "Mismatch rate per endpoint"
+    shown = [s for s in rows if s.compared][:CHART_ENDPOINTS]
+    if not shown:
+        return _empty_chart(width, 120, label, "no compared results")
+    left, right, top, bar, gap = 250, 60, 26, 16, 8
+    height = top + len(shown) * (bar + gap) + 24
+    span = width - left - right
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' "
+        f"width='{width}' height='{height}' role='img' aria-label='{_e(label)}' class='bars'>",
+        f"<rect x='{left + 8}' y='6' width='12' height='12' fill='{MISMATCH_COLOR}'/>"
+        f"<text x='{left + 24}' y='16'>mismatch</text>"
+        f"<rect x='{left + 100}' y='6' width='12' height='12' fill='{NOISE_COLOR}'/>"
+        f"<text x='{left + 116}' y='16'>differs in noise only</text>",
+    ]
+    for fraction in (0, 0.5, 1):
+        x = left + fraction * span
+        parts.append(
+            f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{top - 4}' y2='{height - 20}' stroke='#e5e7eb'/>"
+            f"<text x='{x:.1f}' y='{height - 6}' text-anchor='middle'>{fraction * 100:.0f}%</text>"
+        )
+    for i, stats in enumerate(shown):
+        y = top + i * (bar + gap)
+        rate = stats.mismatch_rate()
+        noise = stats.noise_only / stats.compared
+        name = stats.endpoint if len(stats.endpoint) <= 38 else stats.endpoint[:37] + "…"
+        parts.append(
+            f"<text x='{left - 8}' y='{y + bar - 4}' text-anchor='end'>"
+            f"<title>{_e(stats.endpoint)}</title>{_e(name)}</text>"
+            f"<rect x='{left}' y='{y}' width='{span}' height='{bar}' fill='#f3f4f6'/>"
+            f"<rect class='mismatch' x='{left}' y='{y}' width='{max(rate * span, 0):.1f}' "
+            f"height='{bar}' fill='{MISMATCH_COLOR}'/>"
+            f"<rect class='noise' x='{left + rate * span:.1f}' y='{y}' "
+            f"width='{noise * span:.1f}' height='{bar}' fill='{NOISE_COLOR}'/>"
+            f"<text x='{left + span + 6}' y='{y + bar - 4}'>{_pct(rate)}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# -- examples -----------------------------------------------------------------------
+
+
+def _value(value: str | None) -> str:
+    return "<span class='absent'>absent</span>" if value is None else f"<pre>{_e(value)}</pre>"
+
+
+def example_html(result: Mapping[str, Any]) -> str:
+    """One mismatching result: what was requested, then its differences side by side."""
+    rows = []
+    for diff in result.get("differences", []):
+        css = "noise" if diff.get("noise") else "real"
+        rows.append(
+            f"<tr class='{css}'><td>{_e(KIND_LABELS.get(diff['kind'], diff['kind']))}"
+            f"{' (noise)' if diff.get('noise') else ''}</td>"
+            f"<td><pre>{_e(diff['path'])}</pre></td>"
+            f"<td class='p'>{_value(diff.get('production'))}</td>"
+            f"<td class='s'>{_value(diff.get('shadow'))}</td></tr>"
+        )
+    shown = len(result.get("differences", []))
+    more = result.get("difference_count", shown) - shown
+    note = f"<p>… and {more} more differences not stored</p>" if more > 0 else ""
+    return (
+        "<div class='example'>"
+        f"<p><b>{_e(result.get('method', ''))} {_e(result.get('path', ''))}</b> · exchange "
+        f"<code>{_e(result['id'])}</code> · status {_e(result.get('production_status'))} → "
+        f"{_e(result.get('shadow_status'))} · offset {_e(result['source']['partition'])}:"
+        f"{_e(result['source']['offset'])}</p>"
+        "<table class='diff'><colgroup><col class='k'><col class='path'><col class='v'>"
+        "<col class='v'></colgroup><thead><tr><th>kind</th><th>path</th><th>production</th>"
+        f"<th>shadow</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{note}</div>"
+    )
+
+
+# -- page ---------------------------------------------------------------------------
+
+
+def render_html(
+    aggregate: Aggregate,
+    examples: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    *,
+    title: str = "trafficmirror report",
+    subtitle: str = "",
+    generated: dt.datetime | None = None,
+) -> str:
+    """The whole report as one self-contained HTML document.
+
+    `examples` maps endpoints to a few mismatching results (default: the ones the
+    aggregate kept).
+    """
+    rows = aggregate.endpoints()
+    total = aggregate.total()
+    if examples is None:
+        examples = aggregate.examples()
+    generated = generated or dt.datetime.now(dt.timezone.utc)
+    cards = [
+        ("requests", str(total.requests), ""),
+        ("compared", str(total.compared), ""),
+        ("mismatch", _pct(total.mismatch_rate()), "bad" if total.mismatches else "ok"),
+        ("noise only", str(total.noise_only), ""),
+        ("errors", str(total.errors), "bad" if total.errors else "ok"),
+        ("skipped", str(total.skipped), ""),
+        ("duplicates ignored", str(aggregate.duplicates), ""),
+    ]
+    card_html = "".join(
+        f"<div class='card {css}'><b>{_e(value)}</b><span>{_e(name)}</span></div>"
+        for name, value, css in cards
+    )
+    sections = []
+    for stats in rows:
+        found = examples.get(stats.endpoint, ())
+        if not stats.mismatches and not found:
+            continue
+        paths = "".join(
+            f"<li>{_e(KIND_LABELS.get(kind, kind))} <b>{_e(path)}</b> × {count}</li>"
+            for kind, path, count in stats.top_paths()
+        )
+        sections.append(
+            f"<section class='endpoint-examples'><h3>{_e(stats.endpoint)}</h3>"
+            f"<p class='meta'>{stats.mismatches} of {stats.compared} compared requests differ "
+            f"({_pct(stats.mismatch_rate())}); most frequent differences:</p>"
+            f"<ul class='paths'>{paths}</ul>{''.join(example_html(r) for r in found)}</section>"
+        )
+    examples_html = "".join(sections) or "<p class='meta'>No endpoint differs.</p>"
+    production_ms = [v / 1000 for v in total.production_us]
+    shadow_ms = [v / 1000 for v in total.shadow_us]
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+        "style-src 'unsafe-inline'; img-src data:\">"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>{_e(title)}</h1><p class='meta'>{_e(subtitle)}"
+        f"{' · ' if subtitle else ''}generated {_e(generated.isoformat(timespec='seconds'))}"
+        f"</p></header><div class='cards'>{card_html}</div>"
+        f"<h2>Endpoints</h2>{endpoint_table(rows, total)}"
+        "<h2>Charts</h2><div class='charts'>"
+        "<figure><figcaption>Latency distribution (cumulative), production vs shadow"
+        f"</figcaption>{latency_cdf_svg(production_ms, shadow_ms)}</figure>"
+        "<figure><figcaption>Mismatch rate per endpoint</figcaption>"
+        f"{mismatch_chart_svg(rows)}</figure></div>"
+        f"<h2>Example differences</h2>{examples_html}</body></html>"
+    )

@@ -1,0 +1,298 @@
+"""`trafficmirror report`: read replay results, aggregate them per endpoint, show them.
+
+`run_report()` is the whole command: it reads `<topic>.results` from the
+earliest offset to the high watermarks taken at start (no consumer group, no
+commits), decodes each record with `Codec("replay_result")`, folds it into an
+`Aggregate` (one result per exchange and run: replays delivered twice count
+once), prints a table per endpoint and, when asked, writes the HTML report
+(`replayer.results.html`).
+
+Time filters apply to the send time of each result. They are applied while
+reading rather than by seeking with `offsets_for_times`, which not every
+Kafka-compatible service answers; the results topic is small next to the
+traffic topic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from replayer.comparing.endpoints import printable
+from replayer.comparing.responses import KINDS
+from replayer.results.build import Aggregate, EndpointStats
+from replayer.results.html import KIND_LABELS, render_html
+from schemas.codec import Codec
+from trafficmirror.plumbing.errors import ConfigError, DecodeError, KafkaUnavailable
+from trafficmirror.plumbing.kafka import KafkaSettings, results_topic, topic_partitions
+
+logger = logging.getLogger("trafficmirror.report")
+
+#: Endpoints listed in the terminal table; the rest are summarised in one line.
+MAX_ROWS = 50
+#: Endpoint names are cut to this width in the terminal table.
+ENDPOINT_WIDTH = 48
+
+
+# -- terminal table -----------------------------------------------------------------
+
+
+def _pct(count: int, compared: int) -> str:
+    if not count:
+        return "-"
+    return f"{count / compared * 100:.1f}%" if compared else str(count)
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def _latencies(stats: EndpointStats, side: str) -> str:
+    return "/".join(_ms(stats.latency_ms(side, q)) for q in (50, 95, 99))
+
+
+def _cut(text: str, width: int) -> str:
+    text = printable(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _row(stats: EndpointStats) -> list[str]:
+    return [
+        _cut(stats.endpoint, ENDPOINT_WIDTH),
+        str(stats.requests),
+        _pct(stats.mismatches, stats.compared),
+        *(_pct(stats.mismatch_by_kind[k], stats.compared) for k in KINDS),
+        str(stats.noise_only) if stats.noise_only else "-",
+        str(stats.errors) if stats.errors else "-",
+        _latencies(stats, "production"),
+        _latencies(stats, "shadow"),
+    ]
+
+
+def format_table(aggregate: Aggregate, max_rows: int = MAX_ROWS) -> str:
+    """The per-endpoint table for a terminal, worst endpoints first, plus top differences.
+
+    Columns: requests, mismatch rate (of compared requests) overall and by kind,
+    requests that differ only in noise, errors, and production/shadow latency
+    p50/p95/p99 in milliseconds.
+    """
+    rows = aggregate.endpoints()
+    header = [
+        "ENDPOINT",
+        "REQS",
+        "MISMATCH",
+        *(KIND_LABELS[k].upper() for k in KINDS),
+        "NOISE",
+        "ERR",
+        "PROD ms p50/95/99",
+        "SHADOW ms p50/95/99",
+    ]
+    table = [header, *(_row(s) for s in rows[:max_rows])]
+    total = aggregate.total()
+    table.append(_row(total))
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join([first, *rest]).rstrip()
+
+    out = [line(header)]
+    out.extend(line(r) for r in table[1:-1])
+    if len(rows) > max_rows:
+        out.append(f"… {len(rows) - max_rows} more endpoints (see the HTML report)")
+    out.append("-" * len(out[0]))
+    out.append(line(table[-1]))
+    differing = [s for s in rows if s.mismatches]
+    if differing:
+        out.append("")
+        out.append("Most frequent differences (not noise):")
+        for stats in differing[:max_rows]:
+            found = ", ".join(
+                f"{kind} {_cut(path, 60)} ×{count}" for kind, path, count in stats.top_paths(3)
+            )
+            out.append(f"  {_cut(stats.endpoint, ENDPOINT_WIDTH)}: {found}")
+    return "\n".join(out)
+
+
+def summary_line(aggregate: Aggregate) -> str:
+    """One line: how many results, how many differ, errors, duplicates ignored."""
+    total = aggregate.total()
+    return (
+        f"{total.requests} results: {total.matches} match ({total.noise_only} only in noise), "
+        f"{total.mismatches} mismatch, {total.errors} errors, {total.skipped} skipped; "
+        f"{aggregate.duplicates} duplicate deliveries ignored"
+    )
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+def _micros(when: dt.datetime | None) -> int | None:
+    # A naive datetime is local time, as a user typing --since 2024-05-01T10:00 means it.
+    return None if when is None else round(when.timestamp() * 1_000_000)
+
+
+def read_results(
+    settings: KafkaSettings, topic: str, idle_timeout: float = 30.0
+) -> Iterator[bytes | None]:
+    """Values of every record in `<topic>.results` up to the high watermarks at start.
+
+    Raises `TopicNotFound` if the results topic does not exist, `KafkaUnavailable`
+    if the cluster stops answering for `idle_timeout` seconds before the end.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    name = results_topic(topic)
+    # No group: nothing is committed, and several reports can read at once.
+    consumer = Consumer(settings.consumer_config(group=None))
+    try:
+        remaining: dict[int, int] = {}
+        assignment = []
+        for partition in topic_partitions(consumer, name, settings.bootstrap_servers):
+            try:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(name, partition), timeout=10
+                )
+            except Exception as exc:  # KafkaException on timeouts
+                raise KafkaUnavailable(f"cannot read the offsets of {name}: {exc}") from exc
+            if high > low:
+                remaining[partition] = high
+                assignment.append(TopicPartition(name, partition, low))
+        if not remaining:
+            return
+        consumer.assign(assignment)
+        deadline = time.monotonic() + idle_timeout
+        while remaining:
+            message = consumer.poll(0.5)
+            if message is None:
+                _drop_finished(consumer, name, remaining)
+                if remaining and time.monotonic() > deadline:
+                    raise KafkaUnavailable(
+                        f"no records from {name} for {idle_timeout:.0f}s before the end "
+                        f"of partitions {sorted(remaining)}"
+                    )
+                continue
+            deadline = time.monotonic() + idle_timeout
+            if message.error():
+                logger.warning("reading %s: %s", name, message.error())
+                continue
+            part, offset = message.partition(), message.offset()
+            end = remaining.get(part) if part is not None else None
+            if part is None or offset is None or end is None or offset >= end:
+                continue  # written after we started, or a partition already done
+            yield message.value()
+            if offset >= end - 1:
+                del remaining[part]
+                consumer.pause([TopicPartition(name, part)])
+    finally:
+        consumer.close()
+
+
+def _drop_finished(consumer: Any, name: str, remaining: dict[int, int]) -> None:
+    """Forget partitions whose position reached the end: the last offsets may be
+    transaction markers or compacted away, so no record announces the end."""
+    from confluent_kafka import TopicPartition
+
+    positions = consumer.position([TopicPartition(name, p) for p in remaining])
+    for tp in positions:
+        if tp.offset >= 0 and tp.offset >= remaining.get(tp.partition, 0):
+            remaining.pop(tp.partition, None)
+
+
+def collect(
+    values: Iterator[bytes | None],
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    run_id: str | None = None,
+    codec: Codec | None = None,
+    aggregate: Aggregate | None = None,
+) -> tuple[Aggregate, int]:
+    """Decode and aggregate result values; returns the aggregate and how many were undecodable."""
+    codec = codec or Codec("replay_result")
+    aggregate = aggregate or Aggregate()
+    low, high = _micros(since), _micros(until)
+    bad = 0
+    for value in values:
+        if value is None:
+            continue  # a tombstone, if someone compacts the results topic
+        try:
+            result = codec.decode(value)
+        except DecodeError as exc:
+            bad += 1
+            if bad <= 3:
+                logger.warning("skipping an undecodable result: %s", exc)
+            continue
+        if run_id is not None and result["run_id"] != run_id:
+            continue
+        sent = result["sent_us"]
+        if (low is not None and sent < low) or (high is not None and sent >= high):
+            continue
+        aggregate.add(result)
+    return aggregate, bad
+
+
+def run_report(
+    settings: KafkaSettings,
+    topic: str,
+    html_path: str | Path | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    *,
+    run_id: str | None = None,
+    fail_on_mismatch: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """The `report` command: read, aggregate, print, optionally write HTML.
+
+    Returns the exit code: 0, or 1 with `fail_on_mismatch` when any compared
+    request differs (for CI gates). Errors raise `TrafficMirrorError`
+    subclasses for the CLI to print (`TopicNotFound` when the topic has no
+    results topic).
+    """
+    out = out or sys.stdout
+    if since is not None and until is not None and since >= until:
+        raise ConfigError("--since must be before --until")
+    aggregate, bad = collect(read_results(settings, topic), since=since, until=until, run_id=run_id)
+    if len(aggregate.runs) > 1 and run_id is None:
+        runs = ", ".join(f"{printable(r) or '(unnamed)'} ({n})" for r, n in aggregate.runs.items())
+        print(f"note: results of several runs are combined: {runs}; pick one with --run", file=out)
+    if not len(aggregate):
+        print(f"no results in {results_topic(topic)} for the given range", file=out)
+    else:
+        print(format_table(aggregate), file=out)
+        print("", file=out)
+        print(summary_line(aggregate), file=out)
+    if bad:
+        print(f"{bad} records in {results_topic(topic)} could not be decoded", file=out)
+    if html_path is not None:
+        window = ", ".join(
+            part
+            for part in (
+                f"since {since.isoformat()}" if since else "",
+                f"until {until.isoformat()}" if until else "",
+                f"run {run_id}" if run_id else "",
+            )
+            if part
+        )
+        page = render_html(
+            aggregate,
+            title=f"trafficmirror report: {topic}",
+            subtitle=f"{results_topic(topic)}{' · ' + window if window else ''}",
+        )
+        try:
+            Path(html_path).write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {html_path}: {exc.strerror}") from None
+        print(f"HTML report written to {html_path}", file=out)
+    if fail_on_mismatch and aggregate.total().mismatches:
+        return 1
+    return 0

@@ -1,0 +1,242 @@
+"""The stage after the send: compare the shadow's answer with production, write the result.
+
+For each record the pipeline sent, it calls `Comparison.replayed()` with the
+decoded event and the sender's outcome (and the baseline's, with `--baseline`):
+
+* `compare_exchange` diffs the shadow's response with the production response
+  recorded in the event, under the noise `Rules`; with a baseline (a second
+  copy of production that got the same request at the same time), the
+  differences production also has with the baseline are noise (Diffy's idea,
+  applied to recorded traffic);
+* `build_result` makes the `replay_result` record and `record_metrics` counts it;
+* the result goes to `<topic>.results`, keyed by exchange id, through a
+  non-blocking producer (`replayer.results.sink`), before the pipeline marks
+  the record handled: a crash re-sends and re-writes rather than losing a
+  result, and readers keep one result per exchange.
+
+Records the pipeline skips on purpose (a truncated request body) get a
+`skipped` result too, so the report can say what was not compared.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from replayer.comparing.endpoints import Router
+from replayer.comparing.noise import Rules
+from replayer.comparing.responses import Difference, Response, compare_exchange
+from replayer.models import Outcome, Target
+from replayer.results.build import build_result, record_metrics, result_message
+from replayer.results.sink import Publisher, ResultSink
+from schemas.codec import Codec
+from trafficmirror.plumbing.kafka import KafkaSettings, results_topic
+
+logger = logging.getLogger("trafficmirror.replayer.comparison")
+
+_LOGGED_FAILURES = 5
+
+
+@dataclass(frozen=True)
+class ComparisonOptions:
+    """How replays are compared and where their results go (the CLI's comparison options).
+
+    `baseline`: base URL of a second copy of production that every request is
+    also sent to. `routes`: explicit endpoint patterns (`GET /articles/{slug}`)
+    tried before the built-in path templating. `run_id` names the replay
+    session in every result, so replays of the same traffic against different
+    builds can be told apart. `write_results=False` still compares (for the
+    summary and the metrics) but writes nothing to `<topic>.results`.
+    """
+
+    rules: Rules = field(default_factory=Rules)
+    baseline: str | None = None
+    routes: tuple[str, ...] = ()
+    run_id: str = ""
+    write_results: bool = True
+
+
+@dataclass
+class ComparisonCounts:
+    """Results of this process by outcome (replays, not exchanges: a redelivery counts again)."""
+
+    match: int = 0
+    mismatch: int = 0
+    noise_only: int = 0
+    error: int = 0
+    skipped: int = 0
+    failed: int = 0  # the comparison itself raised (a bug): no result was written
+
+    def add(self, result: Mapping[str, Any]) -> None:
+        outcome = result["outcome"]
+        if outcome == "match":
+            self.match += 1
+            self.noise_only += bool(result["noise_count"])
+        elif outcome == "mismatch":
+            self.mismatch += 1
+        elif outcome == "error":
+            self.error += 1
+        else:
+            self.skipped += 1
+
+
+def default_replayer_id() -> str:
+    """`host/pid`: the pod name in Kubernetes, and which process on a shared host."""
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+class Comparison:
+    """Compares each replay, counts it and hands its result to a publisher (or none)."""
+
+    def __init__(
+        self,
+        options: ComparisonOptions,
+        *,
+        topic: str,
+        target: Target,
+        publisher: Publisher | None = None,
+        replayer_id: str | None = None,
+    ) -> None:
+        self.options = options
+        self.topic = topic
+        self.target = target
+        self.rules = options.rules
+        self.router = Router(options.routes)
+        self.baseline = Target.parse(options.baseline) if options.baseline else None
+        self.publisher = publisher
+        self.replayer_id = replayer_id if replayer_id is not None else default_replayer_id()
+        self.codec = Codec("replay_result")
+        self.counts = ComparisonCounts()
+        self._failures_logged = 0
+
+    @classmethod
+    def open(
+        cls, settings: KafkaSettings, topic: str, target: Target, options: ComparisonOptions
+    ) -> Comparison:
+        """A comparison writing to `<topic>.results` (unless the options say not to)."""
+        publisher = ResultSink(settings) if options.write_results else None
+        return cls(options, topic=topic, target=target, publisher=publisher)
+
+    @property
+    def results_topic(self) -> str:
+        return results_topic(self.topic)
+
+    def replayed(
+        self,
+        event: Mapping[str, Any],
+        *,
+        partition: int,
+        offset: int,
+        outcome: Outcome,
+        baseline: Outcome | None = None,
+        lateness_us: int = 0,
+    ) -> dict[str, Any] | None:
+        """Compare, count and publish the replay of `event`; returns its result record.
+
+        `lateness_us`: how much later than scheduled (time warp) it was sent.
+        Never raises: a comparison that fails (a bug) is logged and counted, and
+        the record still counts as handled.
+        """
+        try:
+            shadow = _response(outcome)
+            base = _response(baseline) if baseline is not None else None
+            differences: list[Difference] = []
+            if shadow is not None:
+                differences = compare_exchange(event, shadow, self.rules, baseline=base)
+            result = build_result(
+                event,
+                topic=self.topic,
+                partition=partition,
+                offset=offset,
+                target=self.target.origin,
+                sent_us=round(outcome.sent_at * 1_000_000),
+                lateness_us=lateness_us,
+                shadow=shadow,
+                shadow_latency_s=outcome.latency,
+                error=outcome.error,
+                differences=differences,
+                baseline_target=self.baseline.origin if self.baseline else None,
+                baseline=base,
+                baseline_latency_s=baseline.latency if baseline is not None else None,
+                baseline_error=baseline.error if baseline is not None else None,
+                run_id=self.options.run_id,
+                replayer_id=self.replayer_id,
+                router=self.router,
+            )
+        except Exception:
+            self._failed(event, partition, offset)
+            return None
+        self._emit(result)
+        return result
+
+    def skipped(
+        self, event: Mapping[str, Any], *, partition: int, offset: int, reason: str, sent_us: int
+    ) -> dict[str, Any] | None:
+        """Count and publish a `skipped` result for a record deliberately not sent."""
+        try:
+            result = build_result(
+                event,
+                topic=self.topic,
+                partition=partition,
+                offset=offset,
+                target=self.target.origin,
+                sent_us=sent_us,
+                skipped=reason,
+                run_id=self.options.run_id,
+                replayer_id=self.replayer_id,
+                router=self.router,
+            )
+        except Exception:
+            self._failed(event, partition, offset)
+            return None
+        self._emit(result)
+        return result
+
+    def _emit(self, result: dict[str, Any]) -> None:
+        self.counts.add(result)
+        record_metrics(result)
+        if self.publisher is not None:
+            self.publisher.send(result_message(self.topic, result, self.codec))
+
+    def _failed(self, event: Mapping[str, Any], partition: int, offset: int) -> None:
+        self.counts.failed += 1
+        if self._failures_logged < _LOGGED_FAILURES:
+            self._failures_logged += 1
+            logger.exception(
+                "could not compare exchange %s (%s[%d]@%d)",
+                event.get("id"),
+                self.topic,
+                partition,
+                offset,
+            )
+
+    def line(self) -> str:
+        """`comparison: match N (noise only N), mismatch N, errors N, skipped N[; results ...]`."""
+        c = self.counts
+        text = (
+            f"comparison: match {c.match} (noise only {c.noise_only}), mismatch {c.mismatch}, "
+            f"errors {c.error}, skipped {c.skipped}"
+        )
+        if c.failed:
+            text += f", comparison failed {c.failed}"
+        if isinstance(self.publisher, ResultSink):
+            text += f"; results to {self.results_topic}: {self.publisher.counts.line()}"
+        elif self.publisher is None:
+            text += "; results not written (--no-results)"
+        return text
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush the results for at most `timeout` seconds (idempotent)."""
+        if self.publisher is not None:
+            self.publisher.close(timeout)
+
+
+def _response(outcome: Outcome) -> Response | None:
+    if outcome.response is None:
+        return None
+    r = outcome.response
+    return Response.of(r.status, r.headers, r.body)

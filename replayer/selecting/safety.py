@@ -1,0 +1,128 @@
+"""Replay safety: never send recorded production traffic back to production by mistake.
+
+A target whose host and port equal the recorded original authority of an event
+(the Host the client asked production for, the event's `authority` field;
+the request's Host header when that is empty) would replay real users' writes
+against the real service. Unless `--allow-original-host` is given, such a
+record is not sent: it is counted `skipped` with reason `original-host`
+(metric `trafficmirror_replayer_skipped{reason="original-host"}`, a `skipped`
+result in `<topic>.results`), the first one is logged at ERROR level with the
+host, later ones only counted (`-v` logs each). `replay range` exits 1 when it
+skipped any. The worker keeps going: a topic may hold traffic of several hosts.
+
+What is compared (no DNS look-ups: a name and an address of the same machine
+are not recognised as one):
+
+* hosts case-insensitively, without a trailing dot and IPv6 brackets; IP
+  literals by value (`::1` = `0:0:0:0:0:0:0:1`); `localhost`, `*.localhost`,
+  127.0.0.0/8 and `::1` are all the same host (the loopback);
+* ports with the scheme's default filled in: the recorded authority's under
+  the event's scheme, the target's under its own (`shop` recorded over http
+  is `shop:80`; a target `https://shop` is `shop:443`, not the same).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from replayer.models import DEFAULT_PORTS, Skipped, Target
+
+logger = logging.getLogger("trafficmirror.replayer.safety")
+
+_LOOPBACK = "loopback"
+
+
+@dataclass(frozen=True)
+class SafetyOptions:
+    """How careful a replay is (the CLI's `--allow-original-host`).
+
+    `allow_original_host`: send records whose recorded authority is the
+    target too (replaying production traffic to production on purpose).
+    """
+
+    allow_original_host: bool = False
+
+
+def normalize_host(host: str) -> str:
+    """Lower case, no trailing dot or brackets, IP literals canonical, loopback as one."""
+    host = host.strip().lower().rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host == "localhost" or host.endswith(".localhost"):
+        return _LOOPBACK
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return _LOOPBACK if address.is_loopback else str(address)
+
+
+# Checked for every record, and parsing plus `ipaddress` cost more than the rest
+# of the check: a topic holds traffic of a few hosts, so remember the answers
+# (bounded, since authorities come from traffic).
+@lru_cache(maxsize=1024)
+def host_port(authority: str, scheme: str) -> tuple[str, int | None]:
+    """(`normalize_host(host)`, port) of `host[:port]`; the scheme's default port if none."""
+    try:
+        parts = urlsplit(f"//{authority}")
+        port = parts.port
+        host = parts.hostname or ""
+    except ValueError:  # a bad port: compare the text as it is
+        return authority.strip().lower(), None
+    if port is None:
+        port = DEFAULT_PORTS.get(scheme.lower())
+    return normalize_host(host), port
+
+
+def recorded_authority(event: Mapping[str, Any]) -> str:
+    """The authority production was asked for: the event's, else the recorded Host header."""
+    authority = str(event.get("authority") or "")
+    if authority:
+        return authority
+    flat = event.get("request", {}).get("headers", [])
+    for i in range(0, len(flat) - 1, 2):
+        if bytes(flat[i]).lower() == b"host":
+            return bytes(flat[i + 1]).decode("latin-1")
+    return ""
+
+
+class OriginalHostGuard:
+    """Raises `Skipped("original-host")` for events recorded from the target's own host."""
+
+    def __init__(self, target: Target, options: SafetyOptions | None = None) -> None:
+        self.options = options or SafetyOptions()
+        self.target = target
+        self._target = host_port(target.host_port, target.scheme)
+        self.refused = 0
+
+    def check(self, event: Mapping[str, Any]) -> None:
+        """Pass, or raise `Skipped` with reason `original-host`."""
+        if self.options.allow_original_host:
+            return
+        authority = recorded_authority(event)
+        if not authority:
+            return
+        if host_port(authority, str(event.get("scheme") or "http")) != self._target:
+            return
+        self.refused += 1
+        if self.refused == 1:
+            logger.error(
+                "REFUSED: target %s is the recorded original host %r of exchange %s: not "
+                "replaying production traffic to production (pass --allow-original-host "
+                "to do it on purpose); such records are skipped and counted as "
+                "skipped-original-host",
+                self.target.origin,
+                authority,
+                event.get("id"),
+            )
+        raise Skipped(
+            "original-host", f"target {self.target.origin} is the recorded host {authority!r}"
+        )

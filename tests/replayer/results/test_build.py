@@ -1,0 +1,268 @@
+"""ReplayResult records, the replay_result schema, and idempotent aggregation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from replayer.comparing.endpoints import Router
+from replayer.comparing.responses import Difference, Response
+from replayer.results.build import (
+    Aggregate,
+    aggregate_path,
+    build_result,
+    differences_of,
+    percentile,
+    production_latency_us,
+    record_metrics,
+    result_key,
+    result_message,
+)
+from schemas.codec import Codec, available_versions
+
+
+def event(
+    exchange_id: str = "ex-1",
+    path: bytes = b"/users/17?x=1",
+    status: int | None = 200,
+    start: int = 1_700_000_000_000_000,
+) -> dict[str, Any]:
+    response = None
+    if status is not None:
+        response = {
+            "status": status,
+            "reason": b"OK",
+            "http_version": "HTTP/1.1",
+            "message": {
+                "headers": [b"content-type", b"application/json"],
+                "body": b'{"a": 1}',
+                "body_truncated": False,
+                "body_length": 8,
+                "trailers": None,
+            },
+        }
+    return {
+        "id": exchange_id,
+        "request_start_us": start,
+        "request_end_us": start + 1_000,
+        "response_start_us": start + 20_000 if response else None,
+        "response_end_us": start + 26_000 if response else None,
+        "method": "GET",
+        "path": path,
+        "response": response,
+        "error": None if response else "upstream connect error",
+    }
+
+
+def result(
+    exchange_id: str = "ex-1",
+    differences: tuple[Difference, ...] = (),
+    shadow_status: int | None = 200,
+    path: bytes = b"/users/17",
+    latency: float = 0.010,
+    **kw: Any,
+) -> dict[str, Any]:
+    shadow = Response(shadow_status) if shadow_status is not None else None
+    return build_result(
+        event(exchange_id, path),
+        topic="t",
+        partition=1,
+        offset=42,
+        target="http://shadow:8080",
+        sent_us=1_700_000_100_000_000,
+        lateness_us=250,
+        shadow=shadow,
+        shadow_latency_s=latency,
+        error=None if shadow else "connection refused",
+        differences=differences,
+        **kw,
+    )
+
+
+NAME = Difference("body_json", "$.user.name", '"a"', '"b"')
+PRICE3 = Difference("body_json", "$.items[3].price", "1", "2")
+TS = Difference("body_json", "$.ts", "1", "2", noise=True)
+DATE = Difference("header", "x-date", "a", "b", noise=True)
+
+
+def test_schema_is_shipped_and_round_trips_through_the_codec() -> None:
+    assert available_versions("replay_result") == (1,)
+    codec = Codec("replay_result")
+    assert codec.write_schema["name"] == "io.trafficmirror.ReplayResult"
+    record = result(
+        differences=(NAME, TS),
+        run_id="run-7",
+        replayer_id="pod-1",
+        baseline_target="http://baseline",
+        baseline=Response(200),
+        baseline_latency_s=0.002,
+    )
+    encoded = codec.encode(record)
+    assert encoded.value[:2] == b"\xc3\x01"
+    assert codec.decode(encoded.value) == record
+
+
+def test_build_result_fields() -> None:
+    r = result(differences=(TS, NAME))
+    assert r["id"] == "ex-1" and result_key(r) == b"ex-1"
+    assert r["source"] == {"topic": "t", "partition": 1, "offset": 42}
+    assert r["endpoint"] == "GET /users/{id}"
+    assert r["path"] == "/users/17"
+    assert r["recorded_us"] == 1_700_000_000_000_000
+    assert r["lateness_us"] == 250
+    assert r["production_status"] == 200 and r["shadow_status"] == 200
+    assert r["production_latency_us"] == 25_000  # request end to response end
+    assert r["shadow_latency_us"] == 10_000
+    assert r["outcome"] == "mismatch" and r["error"] is None
+    assert r["mismatch_kinds"] == ["body_json"]
+    assert (r["difference_count"], r["noise_count"]) == (2, 1)
+    # Non-noise first, each group in its original order.
+    assert differences_of(r) == [NAME, TS]
+    assert r["baseline"] is None
+
+
+def test_outcomes() -> None:
+    assert result()["outcome"] == "match"
+    assert result(differences=(TS, DATE))["outcome"] == "match"
+    err = result(shadow_status=None)
+    assert (err["outcome"], err["error"], err["shadow_latency_us"]) == (
+        "error",
+        "connection refused",
+        None,
+    )
+    skipped = result(skipped="request body truncated")
+    assert (skipped["outcome"], skipped["error"]) == ("skipped", "request body truncated")
+    no_prod = build_result(
+        event(status=None),
+        topic="t",
+        partition=0,
+        offset=0,
+        target="x",
+        sent_us=0,
+        shadow=Response(200),
+        shadow_latency_s=0.1,
+    )
+    assert no_prod["outcome"] == "skipped"
+    assert no_prod["production_status"] is None
+    assert "upstream connect error" in no_prod["error"]
+
+
+def test_stored_differences_are_capped_but_counted() -> None:
+    many = tuple(Difference("body_json", f"$.a[{i}]", "1", "2", noise=True) for i in range(80))
+    r = result(differences=(*many, Difference("status", "status", "200", "500")))
+    assert len(r["differences"]) == 50
+    assert r["differences"][0]["kind"] == "status"
+    assert r["difference_count"] == 81 and r["noise_count"] == 80
+    assert r["mismatch_kinds"] == ["status"]
+
+
+def test_custom_router() -> None:
+    r = result(path=b"/articles/hello", router=Router(["/articles/{slug}"]))
+    assert r["endpoint"] == "GET /articles/{slug}"
+
+
+def test_production_latency_fallbacks() -> None:
+    assert production_latency_us({"request_start_us": 10, "response_end_us": 30}) == 20
+    assert production_latency_us({"request_start_us": 10, "response_end_us": None}) is None
+
+
+def test_percentile() -> None:
+    assert percentile([], 50) is None
+    assert percentile([5], 99) == 5
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile(list(range(101)), 95) == 95
+    assert percentile([3, 1, 2], 100) == 3
+
+
+def test_aggregate_counts_per_endpoint() -> None:
+    agg = Aggregate()
+    agg.add(result("a", path=b"/users/1"))
+    agg.add(result("b", (NAME, PRICE3), path=b"/users/2"))
+    agg.add(result("c", (TS,), path=b"/users/3"))
+    agg.add(result("d", shadow_status=None, path=b"/users/4"))
+    agg.add(result("e", (Difference("status", "status", "200", "500"),), path=b"/orders/9"))
+    agg.add(result("f", path=b"/orders/10", skipped="truncated"))
+    users, orders = agg.endpoints()[1], agg.endpoints()[0]
+    assert orders.endpoint == "GET /orders/{id}" and orders.mismatch_rate() == 1.0
+    assert (orders.requests, orders.skipped, orders.compared) == (2, 1, 1)
+    assert users.endpoint == "GET /users/{id}"
+    assert (users.requests, users.matches, users.mismatches, users.errors) == (4, 2, 1, 1)
+    assert users.noise_only == 1
+    assert users.mismatch_rate() == pytest.approx(1 / 3)
+    assert users.mismatch_rate("body_json") == pytest.approx(1 / 3)
+    assert users.mismatch_rate("status") == 0
+    assert sorted(users.top_paths()) == [
+        ("body_json", "$.items[*].price", 1),
+        ("body_json", "$.user.name", 1),
+    ]
+    assert len(users.production_us) == 4 and len(users.shadow_us) == 3
+    assert users.latency_ms("production", 50) == 25.0
+    assert users.latency_ms("shadow", 99) == 10.0
+    total = agg.total()
+    assert (total.requests, total.mismatches) == (6, 2)
+
+
+def test_the_same_exchange_twice_counts_once_last_wins() -> None:
+    agg = Aggregate()
+    assert agg.add(result("a", (NAME,)))
+    assert agg.add(result("b"))
+    assert not agg.add(result("a", (NAME,)))  # redelivered, same outcome
+    (stats,) = agg.endpoints()
+    assert (stats.requests, stats.mismatches, len(stats.shadow_us)) == (2, 1, 2)
+    assert agg.duplicates == 1 and len(agg) == 2
+    # A later replay of "a" that matches replaces the mismatch, example included.
+    agg.add(result("a"))
+    (stats,) = agg.endpoints()
+    assert (stats.requests, stats.mismatches, stats.matches) == (2, 0, 2)
+    assert agg.examples() == {}
+
+
+def test_runs_are_kept_apart() -> None:
+    agg = Aggregate()
+    agg.add(result("a", run_id="build-1"))
+    agg.add(result("a", run_id="build-2"))
+    assert len(agg) == 2 and agg.duplicates == 0
+    assert agg.runs == {"build-1": 1, "build-2": 1}
+
+
+def test_examples_are_capped_per_endpoint() -> None:
+    agg = Aggregate(examples_per_endpoint=2)
+    for i in range(5):
+        agg.add(result(f"x{i}", (NAME,)))
+    examples = agg.examples()
+    assert list(examples) == ["GET /users/{id}"]
+    assert [r["id"] for r in examples["GET /users/{id}"]] == ["x0", "x1"]
+
+
+def test_aggregate_path() -> None:
+    assert aggregate_path("body_json", "$.a[3].b[10]") == "$.a[*].b[*]"
+    assert aggregate_path("body_text", "line 3") == "line 3"
+
+
+def test_result_message_and_metrics() -> None:
+    from prometheus_client import REGISTRY
+
+    codec = Codec("replay_result")
+    r = result("m-1", (NAME, DATE))
+    message = result_message("traffic", r, codec)
+    assert (message.topic, message.key) == ("traffic.results", b"m-1")
+    assert codec.decode(message.value) == r
+    assert dict(message.headers)["content-type"].startswith(b"application/avro")
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (
+        value("trafficmirror_replayer_results_total", outcome="mismatch"),
+        value("trafficmirror_replayer_mismatches_total", kind="body_json"),
+        value("trafficmirror_replayer_noise_only_total"),
+    )
+    record_metrics(r)
+    record_metrics(result("m-2", (TS,)))
+    after = (
+        value("trafficmirror_replayer_results_total", outcome="mismatch"),
+        value("trafficmirror_replayer_mismatches_total", kind="body_json"),
+        value("trafficmirror_replayer_noise_only_total"),
+    )
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1]

@@ -1,0 +1,157 @@
+"""The redaction, client-TLS and filter options of `record`, as one click decorator.
+
+The command gets them as a single `recorder_extras` argument, a dict of
+validated keyword arguments for `recorder.run.run_recorder`; bad input is a
+`click.BadParameter` naming the option (one line, exit code 2). Redaction is
+checked here, before anything starts, with the same `recorder.redact.Redactor`
+the recorder builds (it imports nothing heavy).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_PARAMS = (
+    "redact_headers",
+    "redact_json",
+    "redact_key_file",
+    "no_default_redaction",
+    "confdir",
+    "tls_certs",
+    "filter_expr",
+)
+
+
+def recorder_extra_options(func: F) -> F:
+    """Redaction (`--redact-*`) and client-TLS (`--confdir`, `--tls-cert`) options of `record`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in _PARAMS}
+        kwargs["recorder_extras"] = build_extras(**values)
+        return func(*args, **kwargs)
+
+    options = [
+        click.option(
+            "--redact-header",
+            "redact_headers",
+            multiple=True,
+            metavar="NAME[=MODE]",
+            help="Redact this header (requests, responses, trailers) before the event leaves "
+            "the recorder. MODE: mask (value becomes ***; the default), drop, or hmac "
+            "(hmac-sha256:<hex> under your key: equal values stay equal). Authorization, "
+            "Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key are masked by default; "
+            "name one of them to change its mode. Repeatable.",
+        ),
+        click.option(
+            "--redact-json",
+            "redact_json",
+            multiple=True,
+            metavar="PATH[=MODE]",
+            help="Redact values at this JSON path in request and response bodies: "
+            "'$.password', '$.card.number=hmac', '$.users[*].token', '$..secret'. Changed bodies "
+            "are stored as compact JSON (Content-Length updated in the event); a JSON body that "
+            "cannot be parsed is left out of the event. Repeatable.",
+        ),
+        click.option(
+            "--redact-key-file",
+            envvar="TRAFFICMIRROR_REDACT_KEY_FILE",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="File holding the HMAC key (16+ bytes) for MODE hmac (env "
+            "TRAFFICMIRROR_REDACT_KEY_FILE; or the key itself in TRAFFICMIRROR_REDACT_KEY).",
+        ),
+        click.option(
+            "--no-default-redaction",
+            is_flag=True,
+            help="Do not mask the default headers; only the --redact-* options apply.",
+        ),
+        click.option(
+            "--confdir",
+            envvar="TRAFFICMIRROR_CONFDIR",
+            type=click.Path(file_okay=False),
+            metavar="DIR",
+            help="mitmproxy's folder: its CA (mitmproxy-ca.pem, created on first start) signs "
+            "the certificates shown to clients that connect with TLS; clients must trust "
+            "DIR/mitmproxy-ca-cert.pem. Default ~/.mitmproxy (env TRAFFICMIRROR_CONFDIR).",
+        ),
+        click.option(
+            "--tls-cert",
+            "tls_certs",
+            multiple=True,
+            metavar="[DOMAIN=]PEM",
+            help="Show this certificate (PEM file with the certificate chain and its private "
+            "key) to TLS clients, for DOMAIN or for every name ('*'); repeatable. Without it "
+            "the CA in --confdir makes one.",
+        ),
+        click.option(
+            "--filter",
+            "filter_expr",
+            envvar="TRAFFICMIRROR_RECORD_FILTER",
+            metavar="EXPR",
+            help="Record only exchanges matching this mitmproxy filter expression, e.g. "
+            "'~u /api & !~m OPTIONS'; matched when the exchange ends, so '~c 500' works. "
+            "The others are proxied as usual, not recorded, and counted as filtered "
+            "(env TRAFFICMIRROR_RECORD_FILTER).",
+        ),
+    ]
+    result: Any = wrapper
+    for option in reversed(options):
+        result = option(result)
+    return result  # type: ignore[no-any-return]
+
+
+def build_extras(
+    *,
+    redact_headers: tuple[str, ...],
+    redact_json: tuple[str, ...],
+    redact_key_file: str | None,
+    no_default_redaction: bool,
+    confdir: str | None,
+    tls_certs: tuple[str, ...],
+    filter_expr: str | None = None,
+) -> dict[str, Any]:
+    """Validated keyword arguments for `run_recorder`; bad input raises `click.BadParameter`."""
+    from recorder.redact import Redactor
+    from trafficmirror.plumbing.errors import ConfigError
+
+    try:
+        Redactor.from_options(
+            redact_headers, redact_json, redact_key_file, not no_default_redaction
+        )
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="redaction") from None
+    certs = []
+    for spec in tls_certs:
+        domain, sep, path = spec.rpartition("=")
+        if not sep:
+            domain, path = "*", spec
+        if not domain or not path:
+            raise click.BadParameter(f"{spec!r} is not [DOMAIN=]PEM", param_hint="--tls-cert")
+        if not os.path.isfile(path):
+            raise click.BadParameter(f"no such file: {path}", param_hint="--tls-cert")
+        certs.append(f"{domain}={os.path.abspath(path)}")
+    if filter_expr is not None:
+        from recorder.selection import parse_flow_filter
+
+        try:
+            if parse_flow_filter(filter_expr) is None:
+                raise ConfigError("the filter expression is empty")
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--filter") from None
+    return {
+        "redact_headers": list(redact_headers),
+        "redact_json": list(redact_json),
+        "redact_key_file": redact_key_file,
+        "redact_defaults": not no_default_redaction,
+        "confdir": os.path.abspath(confdir) if confdir else None,
+        "tls_certs": certs,
+        "filter_expr": filter_expr,
+    }

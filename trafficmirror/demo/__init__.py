@@ -1,0 +1,6 @@
+"""`trafficmirror demo`: the whole pipeline on the in-memory broker, and its sample apps.
+
+`run.py` drives the demo; `apps.py` is the sample app and the recording shadow
+(also started by the tests and benchmarks); `traffic.py` plans and sends the
+demo traffic and checks it arrived intact.
+"""
