@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from trafficmirror.plumbing.errors import ConfigError
-from replayer.models import Target  # noqa: F401  (deliberately upward, to show the contract fails)
 
 #: One step in a concrete JSON path: an object key or an array index.
 Segment = str | int
