@@ -1,7 +1,10 @@
 """The command line: `trafficmirror` and its commands, on top of everything else.
 
-`main.py` holds the click group; each command lives in its own module and
-imports the library code it runs only when it runs, so `trafficmirror --help`
-stays fast and never loads mitmproxy. Option groups shared by several commands
-(Kafka, selection, pacing, comparison, guardrails, safety) have their own modules.
+`main.py` holds the click group and the entry point; each command (or family:
+`replay`, the dev tools) lives in its own `cmd_*` module, the `session` family
+in `session.py`, and imports the library code it runs only when it runs, so
+`trafficmirror --help` stays fast and never loads mitmproxy. `common.py` holds
+the options and checks several commands share (Kafka, metrics, senders); the
+option groups of the replaying and recording commands (comparison, guard,
+kafka, pace, recording, safety, selection) have a module each.
 """

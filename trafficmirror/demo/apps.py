@@ -1,17 +1,16 @@
 """Small real HTTP servers for the demo, the tests and the benchmarks.
 
-* `SampleApp`: the "production" app. Answers any request with a JSON summary
-  of what it received (method, path, query, body length and hash), so that a
-  faithful replay produces the same answer.
-* `RecordingShadow`: the "shadow" app. Answers like `SampleApp` and also keeps
-  every request it received, with its arrival time and raw header list, so a
-  test can check exactly what arrived.
-* `ShopApp`: a tiny JSON API in two versions for comparing shadow and
-  production: v2 changes one field of one endpoint on purpose.
+* `SampleApp`, the "production" app, answers any request with a JSON summary
+  of what it received (method, path, query, body length and hash), so a
+  faithful replay gets the same answer.
+* `RecordingShadow`, the "shadow", answers like `SampleApp` and keeps every
+  request with its arrival time and raw header list for the tests to check.
+* `ShopApp` is a tiny JSON API in two versions for comparisons: v2 changes one
+  field of one endpoint on purpose.
 
-Both are aiohttp servers on 127.0.0.1, run on a private event loop in a
+All three are aiohttp servers on 127.0.0.1, run on a private event loop in a
 background thread (`start()`/`stop()`), or as a process:
-`python -m trafficmirror.demo.apps app|shadow --port N`.
+`python -m trafficmirror.demo.apps app|shadow|shop-v1|shop-v2 --port N`.
 """
 
 from __future__ import annotations

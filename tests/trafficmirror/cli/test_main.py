@@ -48,6 +48,37 @@ def test_help_does_not_load_mitmproxy_or_kafka() -> None:
     assert "LOADED []" in result.stdout
 
 
+#: What `--help` must never load: the libraries and packages a command runs.
+HEAVY = ("mitmproxy", "confluent_kafka", "fastavro", "replayer", "recorder")
+
+
+def test_help_of_the_group_and_every_command_loads_no_library_code() -> None:
+    # One fresh interpreter walks the whole tree, group first: a module loaded
+    # by importing the CLI shows on every line, one loaded by a command's help
+    # from that command's line on.
+    code = (
+        "import contextlib, io, sys\n"
+        "import click\n"
+        "from trafficmirror.cli.main import cli\n"
+        "def walk(group, prefix=()):\n"
+        "    for name, command in sorted(group.commands.items()):\n"
+        "        yield (*prefix, name)\n"
+        "        if isinstance(command, click.Group):\n"
+        "            yield from walk(command, (*prefix, name))\n"
+        f"heavy = {HEAVY!r}\n"
+        "for path in [(), *walk(cli)]:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        cli.main([*path, '--help'], prog_name='trafficmirror', standalone_mode=False)\n"
+        "    print(' '.join(path) or '(group)', [m for m in heavy if m in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 + len(_commands(cli)), result.stdout
+    assert all(line.endswith(" []") for line in lines), result.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -1,0 +1,143 @@
+"""`trafficmirror record`: the recorder, a reverse proxy that records to Kafka.
+
+The command validates what it can before anything starts (Kafka settings, the
+--listen address, the --upstream URL, and that the proxy would neither loop to
+itself nor share its port with /metrics), then hands over to `recorder.run`,
+imported only now because it loads mitmproxy. The recorder's extra options
+(TLS, redaction, ...) come from `cli.recording`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from trafficmirror.cli.common import (
+    build_settings,
+    check_url,
+    kafka_options,
+    metrics_options,
+    parse_listen,
+)
+from trafficmirror.cli.recording import recorder_extra_options
+
+
+@click.command()
+@kafka_options
+@metrics_options
+@click.option(
+    "--upstream",
+    "-u",
+    required=True,
+    envvar="TRAFFICMIRROR_UPSTREAM",
+    metavar="URL",
+    help="The app to proxy to, e.g. http://127.0.0.1:8080 (env TRAFFICMIRROR_UPSTREAM).",
+)
+@click.option(
+    "--listen",
+    "-l",
+    default="127.0.0.1:8081",
+    show_default=True,
+    envvar="TRAFFICMIRROR_LISTEN",
+    metavar="HOST:PORT",
+    help="Where clients connect (env TRAFFICMIRROR_LISTEN).",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(0),
+    default=1024 * 1024,
+    show_default=True,
+    help="Record at most this many bytes of each body; longer ones are flagged truncated.",
+)
+@click.option(
+    "--recorder-id",
+    envvar="TRAFFICMIRROR_RECORDER_ID",
+    help="Name written into every event (default: hostname:port).",
+)
+@click.option(
+    "--flush-timeout",
+    type=click.FloatRange(0),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait on shutdown for queued events to reach Kafka.",
+)
+@recorder_extra_options
+def record(
+    bootstrap_servers: str | None,
+    topic: str,
+    kafka_properties: tuple[str, ...],
+    kafka_config: str | None,
+    schema_registry_url: str | None,
+    metrics_host: str,
+    metrics_port: int | None,
+    upstream: str,
+    listen: str,
+    max_body_bytes: int,
+    recorder_id: str | None,
+    flush_timeout: float,
+    recorder_extras: dict[str, Any],
+) -> None:
+    """Run the recorder: a reverse proxy in front of UPSTREAM that records to Kafka.
+
+    Clients talk to --listen as if it were the app; every exchange is forwarded
+    unchanged (the client's Host header included) and, in the background, written
+    to TOPIC, one event per exchange, keyed by client connection. Kafka trouble
+    never delays or fails a live request: when the local queue is full, events are
+    dropped and counted. On SIGTERM/SIGINT queued events are flushed for at most
+    --flush-timeout seconds and one summary line is logged: recorded, dropped,
+    failed. If UPSTREAM refuses connections, clients get a 502 and the error is
+    recorded.
+
+    Clients may speak plain HTTP or TLS (HTTP/1.1 or HTTP/2) on the same port;
+    see --confdir and --tls-cert. Secrets are redacted before an event leaves
+    the process: the default headers are masked, more with --redact-header and
+    --redact-json; each event lists what was redacted.
+    """
+    settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
+    host, port = parse_listen(listen)
+    check_url(upstream, "--upstream")
+    check_record_addresses(upstream, host, port, metrics_host, metrics_port)
+    from recorder.run import run_recorder
+
+    run_recorder(
+        settings=settings,
+        topic=topic,
+        upstream=upstream,
+        listen_host=host,
+        listen_port=port,
+        max_body_bytes=max_body_bytes,
+        recorder_id=recorder_id,
+        flush_timeout=flush_timeout,
+        schema_registry_url=schema_registry_url,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        **recorder_extras,
+    )
+
+
+def _same_address(host_a: str, port_a: int, host_b: str, port_b: int) -> bool:
+    """True if the two addresses can be the same socket (wildcards match any host)."""
+    loopback = {"localhost": "127.0.0.1", "::1": "127.0.0.1"}
+    a, b = loopback.get(host_a, host_a), loopback.get(host_b, host_b)
+    wildcard = {"", "0.0.0.0", "::"}  # noqa: S104 (compared, not bound)
+    return port_a == port_b != 0 and (a == b or a in wildcard or b in wildcard)
+
+
+def check_record_addresses(
+    upstream: str, host: str, port: int, metrics_host: str, metrics_port: int | None
+) -> None:
+    """Refuse a recorder that would proxy to itself, or share its port with /metrics."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(upstream)
+    upstream_port = parts.port or (443 if parts.scheme == "https" else 80)
+    if _same_address(parts.hostname or "", upstream_port, host, port):
+        raise click.BadParameter(
+            f"{upstream} is the recorder's own --listen address: every request would loop",
+            param_hint="--upstream",
+        )
+    if metrics_port is not None and _same_address(metrics_host, metrics_port, host, port):
+        raise click.BadParameter(
+            f"port {metrics_port} is also the proxy's --listen port", param_hint="--metrics-port"
+        )
