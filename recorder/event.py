@@ -1,9 +1,10 @@
-"""Turn a finished mitmproxy `HTTPFlow` into an `HttpExchange` v1 event dict.
+"""Turn a finished mitmproxy `HTTPFlow` into an `HttpExchange` event (`schemas.records`).
 
 The conversion runs on mitmproxy's event loop for every exchange, so it reads
 the raw `Message.data` fields directly (no property decoding, no content-encoding
-decoding) and builds plain dicts, lists and bytes that fastavro writes as they
-are. What the event holds is what was on the wire:
+decoding) and builds plain dicts, lists and bytes (the TypedDicts of
+`schemas.records` are dicts) that the codec writes as they are. What the event
+holds is what was on the wire:
 
 * headers and trailers are the raw `(name, value)` byte pairs, flattened into
   `[name0, value0, name1, value1, ...]`, in their original order with
@@ -33,11 +34,12 @@ before any addon sees the request, unless the `keep_host_header` option is set;
 from __future__ import annotations
 
 from itertools import chain
-from typing import Any
+from typing import Any, overload
 
 from mitmproxy import http
 
 from recorder.redact import Redactor
+from schemas.records import Address, HttpExchange, Message, RecordedResponse, RecorderInfo
 
 #: Recorded when a body's length is unknown (streamed, or cut off by an error).
 UNKNOWN_LENGTH = -1
@@ -48,6 +50,10 @@ ADDED_CONTENT_LENGTH = "trafficmirror.added_content_length"
 _HOST = b"host"
 
 
+@overload
+def micros(timestamp: float) -> int: ...
+@overload
+def micros(timestamp: float | None) -> int | None: ...
 def micros(timestamp: float | None) -> int | None:
     """Seconds since the epoch (mitmproxy's float timestamps) as integer microseconds."""
     if timestamp is None:
@@ -90,7 +96,7 @@ def message(
     redactor: Redactor | None = None,
     where: str = "request",
     notes: list[str] | None = None,
-) -> dict[str, Any]:
+) -> Message:
     """The `Message` record of a request or response.
 
     With a `redactor`, its rules are applied to the headers, trailers and (whole,
@@ -140,7 +146,7 @@ def _drop_last(flat_headers: list[bytes], name: bytes) -> None:
             return
 
 
-def address(peername: tuple[Any, ...] | None) -> dict[str, Any] | None:
+def address(peername: tuple[Any, ...] | None) -> Address | None:
     """An `Address` record from a socket address (IPv6 tuples have 4 items)."""
     if not peername:
         return None
@@ -149,7 +155,7 @@ def address(peername: tuple[Any, ...] | None) -> dict[str, Any] | None:
 
 def recorder_info(
     recorder_id: str, sampling_rate: float = 1.0, redactions: list[str] | None = None
-) -> dict[str, Any]:
+) -> RecorderInfo:
     """The `RecorderInfo` record; build it once and pass it to every `flow_to_event` call."""
     return {
         "recorder_id": recorder_id,
@@ -161,9 +167,9 @@ def recorder_info(
 def flow_to_event(
     flow: http.HTTPFlow,
     max_body_bytes: int,
-    recorder: dict[str, Any],
+    recorder: RecorderInfo,
     redactor: Redactor | None = None,
-) -> dict[str, Any]:
+) -> HttpExchange:
     """The `HttpExchange` event of `flow`, ready for `schemas.codec.Codec.encode`.
 
     `recorder` is a `recorder_info()` dict shared by all events (it is not
@@ -179,7 +185,7 @@ def flow_to_event(
     if flow.metadata.get(ADDED_CONTENT_LENGTH):
         _drop_last(request["headers"], b"content-length")
     resp = flow.response
-    response: dict[str, Any] | None = None
+    response: RecordedResponse | None = None
     response_start = response_end = None
     if resp is not None:
         sd = resp.data
