@@ -232,7 +232,7 @@ class Pipeline:
                 dropped = selector.before_decode(record.key, record.timestamp_ms)
                 if dropped is not None:
                     return self._finished(loop, Result(record, "skipped", dropped))
-            event = self.codec.decode(record.value)
+            event = self.codec.decode_exchange(record.value)
             if selector is not None:
                 dropped = selector.after_decode(event)
                 if dropped is not None:

@@ -225,7 +225,7 @@ def collect(
         if value is None:
             continue  # a tombstone, if someone compacts the results topic
         try:
-            result = codec.decode(value)
+            result = codec.decode_result(value)
         except DecodeError as exc:
             bad += 1
             if bad <= 3:

@@ -23,20 +23,19 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from replayer.comparing.endpoints import Router
 from replayer.comparing.noise import Rules
-from replayer.comparing.responses import Difference, Response, compare_exchange
+from replayer.comparing.responses import Difference, ResponseView, compare_exchange
 from replayer.models import Outcome, Target
 from replayer.results.build import build_result, record_metrics, result_message
 from replayer.results.sink import Publisher, ResultSink
 from schemas.codec import Codec
+from schemas.records import HttpExchange, ReplayResult
 from trafficmirror.plumbing.kafka import KafkaSettings, results_topic
 
-logger = logging.getLogger("trafficmirror.replayer.comparison")
+logger = logging.getLogger(__name__)
 
 _LOGGED_FAILURES = 5
 
@@ -71,7 +70,7 @@ class ComparisonCounts:
     skipped: int = 0
     failed: int = 0  # the comparison itself raised (a bug): no result was written
 
-    def add(self, result: Mapping[str, Any]) -> None:
+    def add(self, result: ReplayResult) -> None:
         outcome = result["outcome"]
         if outcome == "match":
             self.match += 1
@@ -127,14 +126,14 @@ class Comparison:
 
     def replayed(
         self,
-        event: Mapping[str, Any],
+        event: HttpExchange,
         *,
         partition: int,
         offset: int,
         outcome: Outcome,
         baseline: Outcome | None = None,
         lateness_us: int = 0,
-    ) -> dict[str, Any] | None:
+    ) -> ReplayResult | None:
         """Compare, count and publish the replay of `event`; returns its result record.
 
         `lateness_us`: how much later than scheduled (time warp) it was sent.
@@ -174,8 +173,8 @@ class Comparison:
         return result
 
     def skipped(
-        self, event: Mapping[str, Any], *, partition: int, offset: int, reason: str, sent_us: int
-    ) -> dict[str, Any] | None:
+        self, event: HttpExchange, *, partition: int, offset: int, reason: str, sent_us: int
+    ) -> ReplayResult | None:
         """Count and publish a `skipped` result for a record deliberately not sent."""
         try:
             result = build_result(
@@ -196,19 +195,19 @@ class Comparison:
         self._emit(result)
         return result
 
-    def _emit(self, result: dict[str, Any]) -> None:
+    def _emit(self, result: ReplayResult) -> None:
         self.counts.add(result)
         record_metrics(result)
         if self.publisher is not None:
             self.publisher.send(result_message(self.topic, result, self.codec))
 
-    def _failed(self, event: Mapping[str, Any], partition: int, offset: int) -> None:
+    def _failed(self, event: HttpExchange, partition: int, offset: int) -> None:
         self.counts.failed += 1
         if self._failures_logged < _LOGGED_FAILURES:
             self._failures_logged += 1
             logger.exception(
                 "could not compare exchange %s (%s[%d]@%d)",
-                event.get("id"),
+                event["id"],
                 self.topic,
                 partition,
                 offset,
@@ -235,8 +234,8 @@ class Comparison:
             self.publisher.close(timeout)
 
 
-def _response(outcome: Outcome) -> Response | None:
+def _response(outcome: Outcome) -> ResponseView | None:
     if outcome.response is None:
         return None
     r = outcome.response
-    return Response.of(r.status, r.headers, r.body)
+    return ResponseView.of(r.status, r.headers, r.body)

@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 from urllib.parse import urlsplit
 
 from replayer.models import DEFAULT_PORTS, Skipped, Target
+from schemas.records import HttpExchange
 
-logger = logging.getLogger("trafficmirror.replayer.safety")
+logger = logging.getLogger(__name__)
 
 _LOOPBACK = "loopback"
 
@@ -82,15 +81,15 @@ def host_port(authority: str, scheme: str) -> tuple[str, int | None]:
     return normalize_host(host), port
 
 
-def recorded_authority(event: Mapping[str, Any]) -> str:
+def recorded_authority(event: HttpExchange) -> str:
     """The authority production was asked for: the event's, else the recorded Host header."""
-    authority = str(event.get("authority") or "")
+    authority = event["authority"]
     if authority:
         return authority
-    flat = event.get("request", {}).get("headers", [])
+    flat = event["request"]["headers"]
     for i in range(0, len(flat) - 1, 2):
-        if bytes(flat[i]).lower() == b"host":
-            return bytes(flat[i + 1]).decode("latin-1")
+        if flat[i].lower() == b"host":
+            return flat[i + 1].decode("latin-1")
     return ""
 
 
@@ -103,14 +102,14 @@ class OriginalHostGuard:
         self._target = host_port(target.host_port, target.scheme)
         self.refused = 0
 
-    def check(self, event: Mapping[str, Any]) -> None:
+    def check(self, event: HttpExchange) -> None:
         """Pass, or raise `Skipped` with reason `original-host`."""
         if self.options.allow_original_host:
             return
         authority = recorded_authority(event)
         if not authority:
             return
-        if host_port(authority, str(event.get("scheme") or "http")) != self._target:
+        if host_port(authority, event["scheme"] or "http") != self._target:
             return
         self.refused += 1
         if self.refused == 1:
@@ -121,7 +120,7 @@ class OriginalHostGuard:
                 "skipped-original-host",
                 self.target.origin,
                 authority,
-                event.get("id"),
+                event["id"],
             )
         raise Skipped(
             "original-host", f"target {self.target.origin} is the recorded host {authority!r}"

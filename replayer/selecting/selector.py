@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+
+from schemas.records import HttpExchange
 
 #: Methods replayed unless `--methods` says otherwise: the ones that do not write.
 SAFE_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -116,7 +117,7 @@ class Selector:
         self._until = options.until_ms
         self._threshold = options.sample_pct / 100.0
         self._methods = options.methods
-        self._filter: Callable[[Mapping[str, Any]], bool] | None = None
+        self._filter: Callable[[HttpExchange], bool] | None = None
         if options.filter_expr is not None:
             # Imported only when asked for: it loads mitmproxy.
             from replayer.selecting.eventfilter import compile_filter
@@ -136,9 +137,9 @@ class Selector:
             return SAMPLE
         return None
 
-    def after_decode(self, event: Mapping[str, Any]) -> str | None:
+    def after_decode(self, event: HttpExchange) -> str | None:
         """The reason to drop a decoded event, or None to send it."""
-        if self._methods is not None and str(event["method"]).upper() not in self._methods:
+        if self._methods is not None and event["method"].upper() not in self._methods:
             return METHOD
         if self._filter is not None and not self._filter(event):
             return FILTER

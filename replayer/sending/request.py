@@ -40,11 +40,10 @@ differ: the HTTP client writes UTF-8.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any
 
 from replayer.models import OutgoingRequest, Skipped, Target, Unsendable
+from schemas.records import HttpExchange
 
 #: Marks every replayed request; its value is the recorded exchange id.
 REPLAY_HEADER = "X-Trafficmirror-Replay"
@@ -150,21 +149,25 @@ def _path(raw: bytes) -> str:
     return path.decode("ascii")
 
 
-def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
-    """The request to send for `event`; raises `Skipped` when it must not be replayed."""
+def build_request(event: HttpExchange, target: Target) -> OutgoingRequest:
+    """The request to send for `event`; raises `Skipped` when it must not be replayed.
+
+    Raises nothing else for an event the codec decoded (every field there, of its
+    schema type): tests/schemas/test_codec_fuzz.py feeds it mutated records.
+    """
     message = event["request"]
-    if message.get("body_truncated"):
-        length = message.get("body_length", -1)
-        known = f"{length} bytes" if length is not None and length >= 0 else "unknown length"
+    if message["body_truncated"]:
+        length = message["body_length"]
+        known = f"{length} bytes" if length >= 0 else "unknown length"
         raise Skipped("truncated", f"request body was truncated by the recorder ({known})")
-    body: bytes = message["body"]
-    flat: Sequence[bytes] = message["headers"]
+    body = message["body"]
+    flat = message["headers"]
     named = [(flat[i], _header_name(flat[i]), flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
-    method = str(event["method"])
+    method = event["method"]
     if not _is_method(method):
         raise Unsendable(f"method {method[:40]!r} is not an HTTP token")
-    check_authority(str(event["authority"]))
-    path = _path(bytes(event["path"]))
+    check_authority(event["authority"])
+    path = _path(event["path"])
 
     connection_named: set[str] = set()
     for _, (_, role), raw_value in named:
@@ -195,7 +198,7 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
         except UnicodeDecodeError:
             value = raw_value.decode("latin-1")
         headers.append((name, value))
-    exchange_id = str(event["id"])
+    exchange_id = event["id"]
     if _BAD_IN_ID.search(exchange_id):
         raise Unsendable(f"exchange id {exchange_id[:40]!r} cannot be a header value")
     headers.append((REPLAY_HEADER, exchange_id))
@@ -204,6 +207,6 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
         target=target,
         path=path,
         headers=tuple(headers),
-        body=bytes(body),
+        body=body,
         exchange_id=exchange_id,
     )

@@ -26,7 +26,7 @@ from replayer.comparing.noise import (
 )
 from replayer.comparing.responses import (
     Difference,
-    Response,
+    ResponseView,
     classify,
     compare,
     compare_exchange,
@@ -44,11 +44,11 @@ def resp(
     status: int = 200,
     headers: tuple[tuple[bytes, bytes], ...] = (),
     **kw: Any,
-) -> Response:
+) -> ResponseView:
     if not isinstance(body, bytes):
         body = json.dumps(body).encode()
         headers = (JSON, *headers)
-    return Response(status=status, headers=headers, body=body, **kw)
+    return ResponseView(status=status, headers=headers, body=body, **kw)
 
 
 def paths(diffs: list[Difference]) -> list[tuple[str, str]]:
@@ -338,7 +338,7 @@ def test_classify_marks_differences_the_baseline_also_has() -> None:
     assert not other.noise
 
 
-def event_with(response: Response | None) -> dict[str, Any]:
+def event_with(response: ResponseView | None) -> dict[str, Any]:
     if response is None:
         return {"response": None, "error": "connection reset"}
     flat = [x for pair in response.headers for x in pair]
@@ -361,7 +361,7 @@ def event_with(response: Response | None) -> dict[str, Any]:
 def test_compare_exchange_reads_the_event_and_uses_the_baseline() -> None:
     prod = resp({"id": 1, "ts": 1})
     event = event_with(prod)
-    assert Response.from_event(event) == replace(prod, body_length=len(prod.body))
+    assert ResponseView.from_event(event) == replace(prod, body_length=len(prod.body))
     shadow = resp({"id": 2, "ts": 2})
     baseline = resp({"id": 1, "ts": 3})
     diffs = compare_exchange(event, shadow, Rules(), baseline)
@@ -489,7 +489,7 @@ def test_default_ignore_list_is_lowercase() -> None:
 
 
 def test_response_of_client_parts() -> None:
-    r = Response.of(200, [("Content-Type", "application/json"), (b"X-Raw", b"\xff")], b"{}")
+    r = ResponseView.of(200, [("Content-Type", "application/json"), (b"X-Raw", b"\xff")], b"{}")
     assert r.headers == ((b"Content-Type", b"application/json"), (b"X-Raw", b"\xff"))
     assert r.header_values("content-type") == [b"application/json"]
 
