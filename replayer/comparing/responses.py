@@ -1,22 +1,13 @@
 """Compare a shadow response with the production response recorded in the event.
 
 `compare()` is pure: two `ResponseView`s and the noise `Rules` in, a list of
-`Difference`s out. It compares
-
-* the status code (not the reason phrase, which servers word freely);
-* headers, by lowercase name, each name's values in order, except the ones
-  the rules skip (Date, Server, request ids ...; see `noise.DEFAULT_IGNORED_HEADERS`);
-* the body after undoing Content-Encoding (gzip, deflate, and br when the
-  brotli module is importable): structurally when both sides are JSON (one
-  difference per added, removed or changed path), line by line when both are
-  text, by size and SHA-256 otherwise.
-
+`Difference`s out, over the status code, the headers and the body (content
+decoded; JSON by structure, text by line, anything else by size and hash).
 `classify()` applies Diffy's idea to recorded traffic: a difference that also
 occurs between production and a second copy of production (the baseline) is
-noise, not a regression.
-
-Values in a `Difference` are short display strings (JSON text for JSON values,
-the line for text), cut at `VALUE_LIMIT` characters; None means absent.
+noise, not a regression. Values in a `Difference` are short display strings
+(JSON text for JSON values, the line for text), cut at `VALUE_LIMIT`
+characters; None means absent.
 """
 
 from __future__ import annotations
@@ -83,8 +74,8 @@ except ImportError:  # pragma: no cover - depends on the environment
     _brotli = None
 
 
-# Not frozen: built for every replayed record, and a frozen dataclass costs about
-# twice as much to build (bench/replay.py); treat it as immutable all the same.
+# Not frozen: built for every replayed record, where a frozen dataclass's slower
+# construction shows (bench/replay.py); treat it as immutable all the same.
 @dataclass(slots=True)
 class ResponseView:
     """An HTTP response as the comparison sees it (production, shadow or baseline).
@@ -144,7 +135,17 @@ class ResponseView:
 def compare(
     production: ResponseView, shadow: ResponseView, rules: Rules | None = None
 ) -> list[Difference]:
-    """Every difference between `production` and `shadow` under `rules` (default: none)."""
+    """Every difference between `production` and `shadow` under `rules` (default: none).
+
+    * the status code (not the reason phrase, which servers word freely);
+    * headers, by lowercase name, each name's values in order, except the ones
+      the rules skip (Date, Server, request ids ...; see
+      `noise.DEFAULT_IGNORED_HEADERS`);
+    * the body after undoing Content-Encoding (gzip, deflate, and br when the
+      brotli module is importable): structurally when both sides are JSON (one
+      difference per added, removed or changed path), line by line when both
+      are text, by size and SHA-256 otherwise.
+    """
     rules = rules or Rules()
     out: list[Difference] = []
     if production.status != shadow.status:

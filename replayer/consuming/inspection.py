@@ -1,19 +1,13 @@
 """`trafficmirror inspect`: print recorded events as JSON lines, like kcat for our events.
 
 Each line is one JSON object: `kafka` (topic, partition, offset, timestamp,
-key) followed by every field of the event. Bytes become text when they are
-valid UTF-8 and base64 otherwise, and the key says which, so a reader never has
-to guess: `body` or `body_base64`, `path` or `path_base64`, `reason` or
-`reason_base64`. Header and trailer lists become `[name, value]` pairs under
-`headers` (all text) or `headers_base64` (all base64, when any name or value is
-not UTF-8). A record that is not a valid event prints `{"kafka": ..., "error": ...}`
-and reading goes on. A dead letter (read from `<topic>.dlq`) also has a `dlq`
-object after `kafka`: reason, error, source topic, partition and offset, replayer.
-
+key), a `dlq` object for a dead letter (`replayer.results.dlq.describe`), then
+every field of the event, with bytes as text or base64 (`to_jsonable` says
+how), or an `error` for a record that is not a valid event; reading goes on.
 It reads a fixed range (the last offset present at start at most) and never
 waits for new records; it exits 0 after the range or `--limit` events. A time
-window (`--since`/`--until`) picks the spans through `replayer.consuming.window` and
-prints only the records stamped inside it (until exclusive).
+window (`--since`/`--until`) picks the spans through `replayer.consuming.window`
+and prints only the records stamped inside it (until exclusive).
 """
 
 from __future__ import annotations
@@ -73,7 +67,14 @@ def _convert(key: str, value: object, into: dict[str, object]) -> None:
 
 
 def to_jsonable(event: Mapping[str, object]) -> dict[str, object]:
-    """An event (as decoded) with bytes turned into text or base64 by the rule above."""
+    """An event (as decoded) with bytes turned into text or base64.
+
+    Bytes become text when they are valid UTF-8 and base64 otherwise, and the
+    key says which, so a reader never has to guess: `body` or `body_base64`,
+    `path` or `path_base64`, `reason` or `reason_base64`. Header and trailer
+    lists become `[name, value]` pairs under `headers` (all text) or
+    `headers_base64` (all base64, when any name or value is not UTF-8).
+    """
     out: dict[str, object] = {}
     for key, value in event.items():
         _convert(key, value, out)

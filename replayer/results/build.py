@@ -179,8 +179,8 @@ def record_metrics(result: ReplayResult) -> None:
         NOISE_ONLY.inc()
 
 
-# Not frozen: built for every replayed record, and a frozen dataclass costs about
-# twice as much to build (bench/replay.py); treat it as immutable all the same.
+# Not frozen: built for every replayed record, where a frozen dataclass's slower
+# construction shows (bench/replay.py); treat it as immutable all the same.
 @dataclass(slots=True)
 class ResultMessage:
     """A result ready for `Producer.produce(topic, value, key=key, headers=headers)`."""

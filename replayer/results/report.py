@@ -31,7 +31,7 @@ from schemas.codec import Codec
 from trafficmirror.plumbing.errors import ConfigError, DecodeError, KafkaUnavailable
 from trafficmirror.plumbing.kafka import KafkaSettings, results_topic, topic_partitions
 
-logger = logging.getLogger("trafficmirror.report")
+logger = logging.getLogger(__name__)
 
 #: Endpoints listed in the terminal table; the rest are summarised in one line.
 MAX_ROWS = 50

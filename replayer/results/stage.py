@@ -1,21 +1,14 @@
 """The stage after the send: compare the shadow's answer with production, write the result.
 
-For each record the pipeline sent, it calls `Comparison.replayed()` with the
-decoded event and the sender's outcome (and the baseline's, with `--baseline`):
-
-* `compare_exchange` diffs the shadow's response with the production response
-  recorded in the event, under the noise `Rules`; with a baseline (a second
-  copy of production that got the same request at the same time), the
-  differences production also has with the baseline are noise (Diffy's idea,
-  applied to recorded traffic);
-* `build_result` makes the `replay_result` record and `record_metrics` counts it;
-* the result goes to `<topic>.results`, keyed by exchange id, through a
-  non-blocking producer (`replayer.results.sink`), before the pipeline marks
-  the record handled: a crash re-sends and re-writes rather than losing a
-  result, and readers keep one result per exchange.
-
-Records the pipeline skips on purpose (a truncated request body) get a
-`skipped` result too, so the report can say what was not compared.
+For each record the pipeline sent, `Comparison.replayed()` diffs the shadow's
+response with the production response recorded in the event under the noise
+`Rules` (`compare_exchange`; with `--baseline`, what production also differs
+in from a second copy of production is noise), builds the `ReplayResult`
+(`build_result`), counts it and hands it to `<topic>.results` through a
+non-blocking producer (`replayer.results.sink`) before the pipeline marks the
+record handled: a crash re-sends and re-writes rather than losing a result,
+and readers keep one result per exchange. Records skipped on purpose (a
+truncated request body) get a `skipped` result too (`Comparison.skipped()`).
 """
 
 from __future__ import annotations

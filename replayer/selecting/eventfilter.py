@@ -1,19 +1,14 @@
 """mitmproxy filter expressions (`~m POST & ~u /api`) over recorded events.
 
-The replayer speaks the same filter language as the recorder (and as
-mitmproxy's own `--view-filter`, `save_stream_filter` ...): an expression is
-parsed by `mitmproxy.flowfilter` and matched against an `HTTPFlow` rebuilt from
-the event, so every operator means what it means in mitmproxy: `~m` method,
-`~u` URL (scheme, the recorded Host, path and query), `~d` domain, `~h`/`~hq`/
-`~hs` headers, `~b`/`~bq`/`~bs` bodies, `~c` status code, `~t` content type,
-`~e` an upstream error, `~s` has a response, `~src`/`~dst` the client and
-upstream addresses, `!`, `&`, `|` and parentheses.
-
-The rebuilt flow holds what the event holds: bodies as recorded (cut when the
-recorder truncated them), the request target's host and port from the
-upstream the recorder forwarded to, the Host header the client sent.
-Importing this module loads mitmproxy (about half a second), so the replayer
-imports it only when a filter is given.
+The replayer speaks the same filter language as the recorder (and mitmproxy's
+`--view-filter`): an expression is parsed by `mitmproxy.flowfilter` and matched
+against an `HTTPFlow` rebuilt from the event, so every operator (`~m`, `~u`,
+`~d`, `~h`, `~b`, `~c`, `~t`, `~e`, `~s`, `~src`, `~dst` ...) means what it
+means in mitmproxy. The rebuilt flow holds what the event holds: bodies as
+recorded (cut when the recorder truncated them), the request target's host and
+port from the upstream the recorder forwarded to, the Host header the client
+sent. Importing this module loads mitmproxy, which takes a while, so the
+replayer imports it only when a filter is given.
 """
 
 from __future__ import annotations
@@ -45,10 +40,13 @@ def parse_filter(expr: str) -> Callable[[http.HTTPFlow], bool]:
 def compile_filter(expr: str) -> Callable[[HttpExchange], bool]:
     """A predicate over decoded events that is True where `expr` matches.
 
+    `~u` sees the URL made of the event's scheme, recorded Host, path and query;
+    `~src`/`~dst` the client's and the upstream's addresses.
+
     The predicate fills one reused flow per call (building mitmproxy objects
-    anew costs ~4x decoding the event, in their type checks), so it must not
-    be called from several threads at once; the replayer calls it from its
-    event loop only.
+    anew costs several times decoding the event, in their type checks), so it
+    must not be called from several threads at once; the replayer calls it
+    from its event loop only.
     """
     matcher = parse_filter(expr)
     scratch = _Scratch()

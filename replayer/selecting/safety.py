@@ -1,24 +1,13 @@
 """Replay safety: never send recorded production traffic back to production by mistake.
 
 A target whose host and port equal the recorded original authority of an event
-(the Host the client asked production for, the event's `authority` field;
-the request's Host header when that is empty) would replay real users' writes
+(the Host the client asked production for) would replay real users' writes
 against the real service. Unless `--allow-original-host` is given, such a
-record is not sent: it is counted `skipped` with reason `original-host`
-(metric `trafficmirror_replayer_skipped{reason="original-host"}`, a `skipped`
-result in `<topic>.results`), the first one is logged at ERROR level with the
-host, later ones only counted (`-v` logs each). `replay range` exits 1 when it
-skipped any. The worker keeps going: a topic may hold traffic of several hosts.
-
-What is compared (no DNS look-ups: a name and an address of the same machine
-are not recognised as one):
-
-* hosts case-insensitively, without a trailing dot and IPv6 brackets; IP
-  literals by value (`::1` = `0:0:0:0:0:0:0:1`); `localhost`, `*.localhost`,
-  127.0.0.0/8 and `::1` are all the same host (the loopback);
-* ports with the scheme's default filled in: the recorded authority's under
-  the event's scheme, the target's under its own (`shop` recorded over http
-  is `shop:80`; a target `https://shop` is `shop:443`, not the same).
+record is not sent: it is counted `skipped` with reason `original-host` (in
+the metric and as a `skipped` result), the first one is logged at ERROR level,
+later ones only counted, and `replay range` exits 1 when it skipped any. The
+worker keeps going: a topic may hold traffic of several hosts. `host_port`
+says how a host and port are compared (no DNS look-ups).
 """
 
 from __future__ import annotations
@@ -69,7 +58,17 @@ def normalize_host(host: str) -> str:
 # (bounded, since authorities come from traffic).
 @lru_cache(maxsize=1024)
 def host_port(authority: str, scheme: str) -> tuple[str, int | None]:
-    """(`normalize_host(host)`, port) of `host[:port]`; the scheme's default port if none."""
+    """(`normalize_host(host)`, port) of `host[:port]`; the scheme's default port if none.
+
+    Two authorities are the same when these are equal. No DNS look-ups: a name
+    and an address of the same machine are not recognised as one. Hosts compare
+    case-insensitively, without a trailing dot and IPv6 brackets; IP literals
+    by value (`::1` = `0:0:0:0:0:0:0:1`); `localhost`, `*.localhost`,
+    127.0.0.0/8 and `::1` are all the same host (the loopback). Ports have the
+    scheme's default filled in: the recorded authority's under the event's
+    scheme, the target's under its own (`shop` recorded over http is
+    `shop:80`; a target `https://shop` is `shop:443`, not the same).
+    """
     try:
         parts = urlsplit(f"//{authority}")
         port = parts.port

@@ -1,25 +1,13 @@
 """The pipeline's select step: which records a replay sends.
 
 Four independent choices, each dropping what it does not want with its own
-reason (the pipeline counts it as `skipped-<reason>` in the summary and in the
-`trafficmirror_replayer_skipped` metric, and a dropped record counts as
-handled, so it never holds its partition's offsets back):
-
-* `outside-window`: the record's Kafka timestamp (the request's start) is not
-  in `since ≤ t < until`. `replay range` and `inspect` turn the window into
-  offset spans first (`replayer.consuming.window`); this check removes what the spans'
-  safety margin let in, so exactly the window's records are sent;
-* `sample`: the record's message key (the recorded client connection) does not
-  fall into the first `sample_pct` percent of a stable hash (BLAKE2b), so every
-  run and every worker keeps the same connections, each with all its requests;
-* `method`: the request's method is not one of `methods` (default GET, HEAD,
-  OPTIONS: a shadow that shares a database or a payment provider with
-  production must not receive writes unless asked);
-* `filter`: the exchange does not match a mitmproxy filter expression
-  (`replayer.selecting.eventfilter`).
-
-The first two need only the Kafka record, so they run before the event is
-decoded; the others look at the event.
+reason: `outside-window` (the time window), `sample` (a stable share of the
+recorded connections), `method` (only safe methods unless told otherwise) and
+`filter` (a mitmproxy filter expression). The pipeline counts a dropped record
+as `skipped-<reason>` in the summary and the `trafficmirror_replayer_skipped`
+metric, and it counts as handled, so it never holds its partition's offsets
+back. The first two need only the Kafka record, so they run before the event
+is decoded; the others look at the event. `Selector` says what each means.
 """
 
 from __future__ import annotations
@@ -109,7 +97,23 @@ def parse_methods(text: str) -> frozenset[str] | None:
 
 
 class Selector:
-    """Applies `SelectOptions` to records (`before_decode`) and events (`after_decode`)."""
+    """Applies `SelectOptions` to records (`before_decode`) and events (`after_decode`).
+
+    * `outside-window`: the record's Kafka timestamp (the request's start) is
+      not in `since ≤ t < until`. `replay range` and `inspect` turn the window
+      into offset spans first (`replayer.consuming.window`); this check removes
+      what the spans' safety margin let in, so exactly the window's records
+      are sent;
+    * `sample`: the record's message key (the recorded client connection) does
+      not fall into the first `sample_pct` percent of a stable hash (BLAKE2b),
+      so every run and every worker keeps the same connections, each with all
+      its requests;
+    * `method`: the request's method is not one of `methods` (default GET,
+      HEAD, OPTIONS: a shadow that shares a database or a payment provider
+      with production must not receive writes unless asked);
+    * `filter`: the exchange does not match a mitmproxy filter expression
+      (`replayer.selecting.eventfilter`).
+    """
 
     def __init__(self, options: SelectOptions) -> None:
         self.options = options
