@@ -118,10 +118,10 @@ def dead_letter_headers(
     ]
 
 
-def describe(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, Any] | None:
+def describe(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str | int] | None:
     """Our dead-letter headers as a dict (`reason`, `error`, `topic`, `partition`,
     `offset`, `replayer`), or None when the message is not a dead letter."""
-    found: dict[str, Any] = {}
+    found: dict[str, str | int] = {}
     for name, value in headers or ():
         if name.startswith(HEADER_PREFIX) and value is not None:
             text = value.decode("utf-8", "replace")
