@@ -82,6 +82,7 @@ from recorder.redact import Redactor
 from recorder.selection import FILTERED, parse_flow_filter
 from recorder.sink import CONVERT_FAILED, KafkaSink, SinkStats
 from schemas.codec import Codec
+from schemas.records import HttpExchange, RecorderInfo
 from trafficmirror.plumbing.errors import TrafficMirrorError
 from trafficmirror.plumbing.health import HealthServer, HealthState
 from trafficmirror.plumbing.kafka import KafkaSettings
@@ -130,8 +131,8 @@ class Recorder:
         self.filtered = 0
         self._filter: Any = None
         self.redactor: Redactor = Redactor.from_options()
-        self._info: dict[str, Any] = recorder_info("")
-        self._info_rewritten: dict[str, Any] = self._info
+        self._info: RecorderInfo = recorder_info("")
+        self._info_rewritten: RecorderInfo = self._info
         self._keep_host = False
         self._last_error_log = -_ERROR_LOG_INTERVAL
         self._running = False
@@ -467,15 +468,16 @@ class Recorder:
     def _shrink(
         self,
         flow: http.HTTPFlow,
-        info: dict[str, Any],
-        event: dict[str, Any],
+        info: RecorderInfo,
+        event: HttpExchange,
         encoded_size: int,
         sink: KafkaSink,
         codec: Codec,
     ) -> Any:
         """Encode `flow` again with bodies cut so the event fits in a Kafka message."""
         limit = sink.max_message_bytes
-        messages = [event["request"], (event["response"] or {}).get("message")]
+        response = event["response"]
+        messages = [event["request"], response["message"] if response is not None else None]
         sizes = [len(m["body"]) for m in messages if m is not None]
         budget = limit - _MESSAGE_MARGIN - (encoded_size - sum(sizes))
         cap = _fair_cap(sizes, budget)

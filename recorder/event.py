@@ -1,43 +1,26 @@
-"""Turn a finished mitmproxy `HTTPFlow` into an `HttpExchange` v1 event dict.
+"""Turn a finished mitmproxy `HTTPFlow` into an `HttpExchange` event (`schemas.records`).
 
 The conversion runs on mitmproxy's event loop for every exchange, so it reads
-the raw `Message.data` fields directly (no property decoding, no content-encoding
-decoding) and builds plain dicts, lists and bytes that fastavro writes as they
-are. What the event holds is what was on the wire:
-
-* headers and trailers are the raw `(name, value)` byte pairs, flattened into
-  `[name0, value0, name1, value1, ...]`, in their original order with
-  duplicates and case kept;
-* bodies are the raw bytes after transfer decoding (chunked framing removed)
-  but before content decoding, so a gzip body is replayed as the same gzip
-  bytes with its Content-Encoding header;
-* a body longer than `max_body_bytes` is cut: `body_truncated` is true and
-  `body_length` is the original length;
-* a body mitmproxy did not keep, because it was streamed
-  (`stream_large_bodies`, or an addon setting `.stream`) or because the
-  exchange broke off before the body was complete, is recorded as empty with
-  `body_truncated` true and `body_length` -1: its length is not known, and a
-  replayer must not send it as if it were complete.
-
-Secrets are redacted here, on the event being built, when a `Redactor` is
-given (see `recorder.redact`): before anything is encoded or leaves the
-process. What it did is appended to the event's `recorder.redactions`.
-
-`authority` is the request's Host header (HTTP/1) or `:authority` (HTTP/2 and
-HTTP/3). In reverse-proxy mode mitmproxy rewrites that header to the upstream
-before any addon sees the request, unless the `keep_host_header` option is set;
-`trafficmirror record` sets it, and the addon marks events recorded without it
-(see `recorder.addon`).
+the raw `Message.data` fields directly (no property decoding, no content
+decoding) and builds the plain dicts, lists and bytes the codec writes as they
+are. The event holds what was on the wire: raw header pairs flattened into
+`[name0, value0, ...]` in their order with duplicates and case kept, bodies
+after transfer decoding but before content decoding (a gzip body is replayed
+as the same gzip bytes), cut at `max_body_bytes` (see `message` for truncated
+and unknown lengths). Secrets are redacted here, on the event being built, when
+a `Redactor` is given (`recorder.redact`): before anything is encoded or leaves
+the process.
 """
 
 from __future__ import annotations
 
 from itertools import chain
-from typing import Any
+from typing import Any, overload
 
 from mitmproxy import http
 
 from recorder.redact import Redactor
+from schemas.records import Address, HttpExchange, Message, RecordedResponse, RecorderInfo
 
 #: Recorded when a body's length is unknown (streamed, or cut off by an error).
 UNKNOWN_LENGTH = -1
@@ -48,6 +31,10 @@ ADDED_CONTENT_LENGTH = "trafficmirror.added_content_length"
 _HOST = b"host"
 
 
+@overload
+def micros(timestamp: float) -> int: ...
+@overload
+def micros(timestamp: float | None) -> int | None: ...
 def micros(timestamp: float | None) -> int | None:
     """Seconds since the epoch (mitmproxy's float timestamps) as integer microseconds."""
     if timestamp is None:
@@ -74,7 +61,13 @@ def flat(fields: tuple[tuple[bytes, bytes], ...]) -> list[bytes]:
 
 
 def authority(request: http.Request) -> str:
-    """The request's Host header, or `:authority` for HTTP/2 and HTTP/3; empty if absent."""
+    """The request's Host header, or `:authority` for HTTP/2 and HTTP/3; empty if absent.
+
+    In reverse-proxy mode mitmproxy rewrites that header to the upstream before
+    any addon sees the request, unless the `keep_host_header` option is set;
+    `trafficmirror record` sets it, and the addon marks events recorded without
+    it (see `recorder.addon`).
+    """
     data = request.data
     if data.authority and data.http_version in (b"HTTP/2.0", b"HTTP/3"):
         return text(data.authority)
@@ -90,8 +83,15 @@ def message(
     redactor: Redactor | None = None,
     where: str = "request",
     notes: list[str] | None = None,
-) -> dict[str, Any]:
+) -> Message:
     """The `Message` record of a request or response.
+
+    A body longer than `max_body_bytes` is cut: `body_truncated` is true and
+    `body_length` is the original length. A body mitmproxy did not keep,
+    because it was streamed (`stream_large_bodies`, or an addon setting
+    `.stream`) or because the exchange broke off before the body was complete,
+    is recorded as empty with `body_truncated` true and `body_length` -1: its
+    length is not known, and a replayer must not send it as if it were complete.
 
     With a `redactor`, its rules are applied to the headers, trailers and (whole,
     before it is cut) body, and what was redacted is appended to `notes`.
@@ -140,7 +140,7 @@ def _drop_last(flat_headers: list[bytes], name: bytes) -> None:
             return
 
 
-def address(peername: tuple[Any, ...] | None) -> dict[str, Any] | None:
+def address(peername: tuple[Any, ...] | None) -> Address | None:
     """An `Address` record from a socket address (IPv6 tuples have 4 items)."""
     if not peername:
         return None
@@ -149,7 +149,7 @@ def address(peername: tuple[Any, ...] | None) -> dict[str, Any] | None:
 
 def recorder_info(
     recorder_id: str, sampling_rate: float = 1.0, redactions: list[str] | None = None
-) -> dict[str, Any]:
+) -> RecorderInfo:
     """The `RecorderInfo` record; build it once and pass it to every `flow_to_event` call."""
     return {
         "recorder_id": recorder_id,
@@ -161,14 +161,15 @@ def recorder_info(
 def flow_to_event(
     flow: http.HTTPFlow,
     max_body_bytes: int,
-    recorder: dict[str, Any],
+    recorder: RecorderInfo,
     redactor: Redactor | None = None,
-) -> dict[str, Any]:
+) -> HttpExchange:
     """The `HttpExchange` event of `flow`, ready for `schemas.codec.Codec.encode`.
 
     `recorder` is a `recorder_info()` dict shared by all events (it is not
     copied unless a redaction was applied: then the event gets its own, with
-    the redactions appended). The flow is only read, never changed.
+    the redactions appended to `redactions`). The flow is only read, never
+    changed.
     """
     notes: list[str] | None = [] if redactor is not None and redactor.active else None
     if notes is None:
@@ -179,7 +180,7 @@ def flow_to_event(
     if flow.metadata.get(ADDED_CONTENT_LENGTH):
         _drop_last(request["headers"], b"content-length")
     resp = flow.response
-    response: dict[str, Any] | None = None
+    response: RecordedResponse | None = None
     response_start = response_end = None
     if resp is not None:
         sd = resp.data

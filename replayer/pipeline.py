@@ -1,32 +1,19 @@
 """What happens to one Kafka record, shared by the group worker and `replay range`.
 
-decode → select → build the request → send → account, as one `Pipeline`:
-
-* decode: `schemas.codec`; an undecodable record is counted and logged, and
-  counts as handled so it never holds its partition's offsets back; with a
-  `DeadLetters` (`replayer.results.dlq`) it goes to `<topic>.dlq` first, and so does
-  an event no valid request can be made of (`Unsendable`);
-* select: `replayer.selecting.selector` (time window, sample of connections, methods,
-  mitmproxy filter), the Kafka-level checks before decoding; a dropped record
-  is counted as `skipped-<reason>` and handled at once (no result is written:
-  it was not chosen, rather than not comparable). Then the event's own
-  verdict: a truncated body is skipped, see `replayer.sending.request`;
-* safety: `replayer.selecting.safety` skips the selected events recorded from the
-  target's own host (unless allowed);
-* schedule (`replayer.pacing.clock`, when given): the request waits for its due time
-  on the virtual clock (time warp) and for the rate ceiling; a record waiting
-  there counts as in flight, and how late it went out is measured;
-* send: `replayer.sending.sender`, keyed by the Kafka message key (the recorded client
-  connection) so each connection's requests stay in order;
-* account: `Stats` for the summary, Prometheus metrics for `/metrics`;
-* compare (`replayer.results.stage`, when given): the shadow's response against
-  the recorded one (and the baseline's, with `--baseline`: the same request is
-  sent to it concurrently, through its own sender with its own concurrency cap
-  and timeout, see `replayer.assembly`), then the result goes to
-  `<topic>.results` before the record counts as handled.
-
-`Pipeline.handle()` returns a future that is done when the record is handled
-for good (sent, failed, skipped); callers use it to finish offsets.
+`Pipeline.handle()` takes a record through the stages in the order of the flow:
+select on Kafka metadata (`selecting.selector`), decode into an `HttpExchange`
+(`schemas.codec`), select on the event and check the original host
+(`selecting.safety`), build the request (`sending.request`), wait for its due
+time (`pacing.clock`, when paced), send it keyed by the recorded connection so
+each connection stays in order (`sending.sender`, and the baseline's sender
+with `--baseline`), then compare and write the result (`results.stage`).
+It returns a future that is done when the record is handled for good, which
+callers use to finish offsets; a record waiting for its due time is in flight.
+No record holds its partition back: one selection drops is handled at once
+with no result (not chosen, rather than not comparable), one skipped on purpose
+(a truncated body, the original host) gets a `skipped` result, and a poison
+record (undecodable, or `Unsendable`) goes to the dead-letter queue
+(`results.dlq`) first. Counts go to `Stats` and the Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -35,15 +22,14 @@ import asyncio
 import logging
 import time
 from collections import Counter as Tally
-from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from replayer.models import Outcome, Record, Result, Skipped, Target, Unsendable
 from replayer.pacing.clock import Scheduler
-from replayer.pacing.progress import Lateness, RateMeter
 from replayer.results.dlq import RETRY_SECONDS, DeadLetters
 from replayer.results.stage import Comparison
+from replayer.results.summary import PartitionCounts, Progress, Stats
 from replayer.selecting.safety import OriginalHostGuard, SafetyOptions
 from replayer.selecting.selector import Selector
 from replayer.sending.request import build_request
@@ -51,7 +37,11 @@ from replayer.sending.sender import Sender
 from schemas.codec import Codec
 from trafficmirror.plumbing.errors import DecodeError
 
-logger = logging.getLogger("trafficmirror.replayer")
+# `Stats` and `Progress` moved to `replayer.results.summary`; named here too for
+# the callers that import them from the pipeline.
+__all__ = ["PartitionCounts", "Pipeline", "Progress", "Stats"]
+
+logger = logging.getLogger(__name__)
 
 # Module-level: a process may run several replays (tests, the demo) and a
 # metric must be registered in the default registry only once.
@@ -85,73 +75,6 @@ LATENESS = Histogram(
 
 #: Errors (shadow or decode) logged one by one before only counting them.
 _LOGGED_PER_KIND = 5
-
-
-@dataclass
-class PartitionCounts:
-    """Per-partition tallies for the range summary."""
-
-    consumed: int = 0
-    sent: int = 0
-    errors: int = 0
-    skipped: int = 0
-    undecodable: int = 0
-    first: int | None = None
-    last: int | None = None
-
-
-@dataclass
-class Stats:
-    """What a replay did so far; one object per run (metrics are process-wide)."""
-
-    consumed: int = 0
-    sent: int = 0
-    errors: int = 0
-    undecodable: int = 0
-    skipped: Tally[str] = field(default_factory=Tally)
-    partitions: dict[int, PartitionCounts] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-    lateness: Lateness = field(default_factory=Lateness)
-
-    @property
-    def handled(self) -> int:
-        return self.sent + self.errors + self.undecodable + sum(self.skipped.values())
-
-    def read(self, record: Record) -> None:
-        self.consumed += 1
-        part = self.partitions.get(record.partition)
-        if part is None:
-            part = self.partitions[record.partition] = PartitionCounts()
-        part.consumed += 1
-        if part.first is None or record.offset < part.first:
-            part.first = record.offset
-        if part.last is None or record.offset > part.last:
-            part.last = record.offset
-
-    def add(self, result: Result) -> None:
-        part = self.partitions.setdefault(result.record.partition, PartitionCounts())
-        if result.kind == "sent":
-            self.sent += 1
-            part.sent += 1
-        elif result.kind == "error":
-            self.errors += 1
-            part.errors += 1
-        elif result.kind == "undecodable":
-            self.undecodable += 1
-            part.undecodable += 1
-        else:
-            self.skipped[result.detail or "other"] += 1
-            part.skipped += 1
-
-    def line(self) -> str:
-        """`consumed N, sent N, errors N, skipped-truncated N, ..., undecodable N`."""
-        parts = [f"consumed {self.consumed}", f"sent {self.sent}", f"errors {self.errors}"]
-        parts.append(f"skipped-truncated {self.skipped.get('truncated', 0)}")
-        for reason, count in sorted(self.skipped.items()):
-            if reason != "truncated":
-                parts.append(f"skipped-{reason} {count}")
-        parts.append(f"undecodable {self.undecodable}")
-        return ", ".join(parts)
 
 
 class Pipeline:
@@ -232,7 +155,7 @@ class Pipeline:
                 dropped = selector.before_decode(record.key, record.timestamp_ms)
                 if dropped is not None:
                     return self._finished(loop, Result(record, "skipped", dropped))
-            event = self.codec.decode(record.value)
+            event = self.codec.decode_exchange(record.value)
             if selector is not None:
                 dropped = selector.after_decode(event)
                 if dropped is not None:
@@ -246,7 +169,7 @@ class Pipeline:
             return self._poisoned(loop, record, "undecodable", str(exc))
         except Unsendable as exc:
             return self._poisoned(loop, record, "unsendable", str(exc))
-        except Skipped as exc:
+        except Skipped as exc:  # raised by the guard or build_request: `event` is set
             self._log("skipped-" + exc.reason, record, str(exc), logging.INFO)
             if comparison is not None:
                 comparison.skipped(
@@ -257,10 +180,11 @@ class Pipeline:
                     sent_us=round(time.time() * 1_000_000),
                 )
             return self._finished(loop, Result(record, "skipped", exc.reason))
-        except (KeyError, TypeError, ValueError) as exc:
-            # A decodable event this version cannot turn into a request.
-            detail = f"unusable event: {type(exc).__name__}: {exc}"
-            return self._poisoned(loop, record, "undecodable", detail)
+        # Nothing else is caught, because nothing else can come: the codec resolves
+        # every record into the newest schema or raises DecodeError, so an event has
+        # every field of `HttpExchange` with its type, and selection, the guard and
+        # build_request are total over such events (they refuse with Skipped or
+        # Unsendable; tests/schemas/test_codec_fuzz.py feeds them mutated records).
         result: asyncio.Future[Result] = loop.create_future()
         IN_FLIGHT.inc()
         self._in_flight += 1
@@ -325,9 +249,7 @@ class Pipeline:
         if self.scheduler is None:
             release(None)
         else:
-            self.scheduler.schedule(
-                int(event["request_start_us"]), release, record.partition, cancelled
-            )
+            self.scheduler.schedule(event["request_start_us"], release, record.partition, cancelled)
         return result
 
     def _settle(self) -> None:
@@ -389,46 +311,3 @@ class Pipeline:
             logger.log(level, "%s %s: %s%s", kind, where, detail, more)
         else:
             logger.debug("%s %s: %s", kind, where, detail)
-
-
-class Progress:
-    """Logs a progress line every `interval` seconds (call `tick()` often; it is cheap).
-
-    An idle stretch (nothing handled, nothing in flight) logs nothing, so an idle
-    worker does not fill its log with identical lines. Every tick also updates
-    the achieved-rate gauge (`replayer.pacing.progress.RateMeter`).
-    """
-
-    def __init__(self, stats: Stats, interval: float = 10.0, total: int | None = None) -> None:
-        self.stats = stats
-        self.interval = interval
-        self.total = total
-        self._last_at = time.monotonic()
-        self._last_handled = 0
-        self.meter = RateMeter()
-
-    def tick(self, in_flight: int, extra: str = "") -> None:
-        now = time.monotonic()
-        self.meter.update(self.stats.handled, now)
-        if now - self._last_at < self.interval:
-            return
-        handled = self.stats.handled
-        rate = (handled - self._last_handled) / (now - self._last_at)
-        idle = handled == self._last_handled and in_flight == 0
-        self._last_at, self._last_handled = now, handled
-        if idle:
-            return
-        of = f"/{self.total}" if self.total is not None else ""
-        late = self.stats.lateness.text()
-        if self.total is not None and rate > 0 and handled < self.total:
-            late += f"{', ' if late else ''}ETA {(self.total - handled) / rate:.0f}s"
-        logger.info(
-            "progress: handled %d%s (%.0f/s), %s, in flight %d%s%s",
-            handled,
-            of,
-            rate,
-            self.stats.line(),
-            in_flight,
-            f", {late}" if late else "",
-            extra,
-        )

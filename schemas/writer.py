@@ -1,23 +1,14 @@
 """A fast Avro binary writer, generated once per schema.
 
-fastavro's `schemaless_writer` takes about 37 µs for one `HttpExchange` event
-of a small GET (measured on the development machine), most of it spent
-walking the schema and matching union branches again for every record. The
-recorder encodes on mitmproxy's event loop, where that time is taken from the
-proxy itself. `compile_writer` walks the parsed schema once and generates
-straight-line Python for it (one function per record type, the way
-`dataclasses` generates `__init__`), so that encoding only touches the datum:
-several times faster, with byte-for-byte the same output
-(tests/schemas/test_writer.py compares the two on generated records).
-
-Only what our schemas use is compiled: records, arrays, maps, the primitive
-types, enums, fixed, and unions of null with one other type. Anything else
-(logical types, other unions) raises `Unsupported`, and the codec falls back
-to fastavro for that schema. A datum that does not fit the schema raises
-`ValueError`, `TypeError`, `KeyError` (a field without a default is
-missing) or `AttributeError` (a string is not a `str`); the codec reports
-them all as `ValueError`/`TypeError`. Like fastavro, the generated code
-checks no more than it needs to write correct bytes.
+The recorder encodes on mitmproxy's event loop, where fastavro's generic
+`schemaless_writer` spends most of its time walking the schema and matching
+union branches again for every record. `compile_writer` walks the schema once
+and generates straight-line Python for it (one function per record type, the
+way `dataclasses` generates `__init__`): several times faster, byte for byte
+the same output (tests/schemas/test_writer.py compares the two). Only what our
+schemas use is compiled; anything else raises `Unsupported` and the codec uses
+fastavro for that schema (see `compile_writer` for what fits and what a datum
+that does not fit raises).
 """
 
 from __future__ import annotations
@@ -35,7 +26,7 @@ _LAST14 = [bytes([z]) if z < 0x80 else bytes([(z & 0x7F) | 0x80, z >> 7]) for z 
 #: `_MORE14[z]`: the low 14 bits of a longer varint, two bytes with the
 #: continuation bit. A microsecond timestamp (8 varint bytes) is three of these
 #: and one `_LAST14`: a quarter of the byte-at-a-time loop's steps, and the
-#: four timestamps were about 40 % of the instructions encoding an event took.
+#: timestamps were the largest part of encoding an event.
 _MORE14 = [bytes([(z & 0x7F) | 0x80, (z >> 7) | 0x80]) for z in range(1 << 14)]
 #: Varints of 0 <= n < _SMALL (lengths, ports, small counts: most longs in an
 #: event) are looked up at once: `_POSITIVE[n]` is the zigzag varint of n (2n).
@@ -91,7 +82,13 @@ def compile_writer(schema: Any, named: Mapping[str, Any] | None = None) -> Write
     """The writer of a fastavro-parsed `schema` (`parse_schema` output).
 
     Named types are looked up in `named` (default: the schema's own
-    `__named_schemas`). Raises `Unsupported` for what it does not compile.
+    `__named_schemas`). Compiles records, arrays, maps, the primitive types,
+    enums, fixed, and unions of null with one other type; raises `Unsupported`
+    for anything else (logical types, other unions). Writing a datum that does
+    not fit raises `ValueError`, `TypeError`, `KeyError` (a field without a
+    default is missing) or `AttributeError` (a string is not a `str`), which
+    the codec reports as `ValueError`/`TypeError`. Like fastavro, the generated
+    code checks no more than it needs to write correct bytes.
     """
     if named is None:
         named = schema.get("__named_schemas", {}) if isinstance(schema, dict) else {}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from replayer.comparing.noise import Rules, Segment, format_path
+from schemas.records import DifferenceRecord
 
 Kind = Literal["status", "header", "body_json", "body_text", "body_binary"]
 #: Every difference kind, in the order reports show them.
@@ -46,7 +47,7 @@ class Difference:
     shadow: str | None
     noise: bool = False
 
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self) -> DifferenceRecord:
         """The `Difference` record of the `replay_result` schema."""
         return {
             "kind": self.kind,

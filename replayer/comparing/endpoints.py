@@ -1,29 +1,13 @@
 """Group requests by endpoint: the method plus a path template.
 
 `route("GET", "/users/17/orders/9?x=1")` is `GET /users/{id}/orders/{id}`, the
-same endpoint as `/users/3/orders/4`. The query string and fragment are
-dropped; each path segment that looks like data rather than a name becomes a
-typed placeholder:
-
-==========  ==========================================================
-`{id}`      a (possibly negative) integer: `17`, `-3`
-`{uuid}`    an RFC 4122 UUID, any case
-`{ulid}`    a ULID (26 characters of Crockford base32)
-`{hex}`     a hex string of 16+ characters, or 8+ with digits and letters
-            (object ids, hashes): `5f2b7c9e0a1d4e3f8b6c2a1d`
-`{date}`    an ISO date `2024-05-01`
-`{email}`   `someone@example.com`
-`{token}`   a long base64/base64url-looking token (16+ characters, letters
-            and digits alternating like random data, not like words)
-==========  ==========================================================
-
-A segment `NAME.EXT` whose NAME is data keeps its extension (`{id}.json`).
-Version segments (`v2`, `v1.1`) and words, slugs and camelCase names stay as
-they are. Heuristics cannot know every API, so `Router` also takes explicit
-patterns (`GET /articles/{slug}`), tried first.
-
-Paths are recorded bytes from clients, so the result is made printable:
-control characters become `\\xNN` escapes, safe for terminals and logs.
+same endpoint as `/users/3/orders/4`: the query string and fragment are
+dropped, and each path segment that looks like data rather than a name becomes
+a typed placeholder (`classify_segment` lists them). Heuristics cannot know
+every API, so `Router` also takes explicit patterns (`GET /articles/{slug}`),
+tried first. Paths are recorded bytes from clients, so the result is made
+printable: control characters become `\\xNN` escapes, safe for terminals and
+logs.
 """
 
 from __future__ import annotations
@@ -84,7 +68,24 @@ def _looks_random(segment: str) -> bool:
 
 
 def classify_segment(segment: str) -> str | None:
-    """The placeholder for one path segment, or None if it is a name to keep."""
+    """The placeholder for one path segment, or None if it is a name to keep.
+
+    ==========  ==========================================================
+    `{id}`      a (possibly negative) integer: `17`, `-3`
+    `{uuid}`    an RFC 4122 UUID, any case
+    `{ulid}`    a ULID (26 characters of Crockford base32)
+    `{hex}`     a hex string of 16+ characters, or 8+ with digits and letters
+                (object ids, hashes): `5f2b7c9e0a1d4e3f8b6c2a1d`
+    `{date}`    an ISO date `2024-05-01`
+    `{email}`   `someone@example.com`
+    `{token}`   a long base64/base64url-looking token (16+ characters, letters
+                and digits alternating like random data, not like words)
+    ==========  ==========================================================
+
+    Version segments (`v2`, `v1.1`) and words, slugs and camelCase names stay
+    as they are. `template_segment` also keeps the extension of a segment
+    `NAME.EXT` whose NAME is data (`{id}.json`).
+    """
     if not segment or _VERSION.fullmatch(segment):
         return None
     if _INT.fullmatch(segment):

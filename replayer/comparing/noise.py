@@ -4,26 +4,11 @@ A shadow that works correctly still answers differently from production in
 places that do not matter: timestamps, generated ids, floating point rounding,
 the order of a set serialised as a JSON array. `Rules` says which of those to
 ignore or normalise. They come from a rules file (JSON or TOML, stdlib parsers
-only) and from CLI-style strings, and merge in that order.
-
-A rules file, in TOML (JSON takes the same keys)::
-
-    ignore_paths = ["$.meta.*", "$.items[*].updated_at", "$..timestamp"]
-    unordered_paths = ["$.tags"]        # arrays compared as multisets
-    ignore_array_order = false          # true: every array
-    ignore_headers = ["x-build-*"]      # on top of the default list
-    compare_headers = ["server"]        # taken out of the default list
-    tolerance = { absolute = 0.001, relative = 0.01 }
-
-    [[replace]]                         # applied to body text before comparing
-    pattern = '\\d{4}-\\d\\d-\\d\\dT[0-9:.]+Z'
-    with = "<time>"
-
-JSON path patterns (see `replayer.jsonpath`): `$.meta` is the `meta` key of
-the body, `*` any one key or index, `..` any number of steps. A pattern
-ignores the value it matches and everything below it.
-
-Every validation failure raises `ConfigError` with one line naming the culprit.
+only; `load_rules` shows the layout) and from CLI-style strings, and merge in
+that order. JSON path patterns (`trafficmirror.plumbing.jsonpath`): `$.meta` is
+the `meta` key of the body, `*` any one key or index, `..` any number of steps;
+a pattern ignores the value it matches and everything below it. Every
+validation failure raises `ConfigError` with one line naming the culprit.
 """
 
 from __future__ import annotations
@@ -294,7 +279,21 @@ def _non_negative(value: Any, what: str) -> float:
 
 
 def load_rules(path: str | Path) -> Rules:
-    """Read a rules file: `.toml` as TOML, anything else as JSON."""
+    """Read a rules file: `.toml` as TOML, anything else as JSON (the same keys).
+
+    In TOML::
+
+        ignore_paths = ["$.meta.*", "$.items[*].updated_at", "$..timestamp"]
+        unordered_paths = ["$.tags"]        # arrays compared as multisets
+        ignore_array_order = false          # true: every array
+        ignore_headers = ["x-build-*"]      # on top of the default list
+        compare_headers = ["server"]        # taken out of the default list
+        tolerance = { absolute = 0.001, relative = 0.01 }
+
+        [[replace]]                         # applied to body text before comparing
+        pattern = '\\d{4}-\\d\\d-\\d\\dT[0-9:.]+Z'
+        with = "<time>"
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()

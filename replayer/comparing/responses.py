@@ -1,22 +1,13 @@
 """Compare a shadow response with the production response recorded in the event.
 
-`compare()` is pure: two `Response`s and the noise `Rules` in, a list of
-`Difference`s out. It compares
-
-* the status code (not the reason phrase, which servers word freely);
-* headers, by lowercase name, each name's values in order, except the ones
-  the rules skip (Date, Server, request ids ...; see `noise.DEFAULT_IGNORED_HEADERS`);
-* the body after undoing Content-Encoding (gzip, deflate, and br when the
-  brotli module is importable): structurally when both sides are JSON (one
-  difference per added, removed or changed path), line by line when both are
-  text, by size and SHA-256 otherwise.
-
+`compare()` is pure: two `ResponseView`s and the noise `Rules` in, a list of
+`Difference`s out, over the status code, the headers and the body (content
+decoded; JSON by structure, text by line, anything else by size and hash).
 `classify()` applies Diffy's idea to recorded traffic: a difference that also
 occurs between production and a second copy of production (the baseline) is
-noise, not a regression.
-
-Values in a `Difference` are short display strings (JSON text for JSON values,
-the line for text), cut at `VALUE_LIMIT` characters; None means absent.
+noise, not a regression. Values in a `Difference` are short display strings
+(JSON text for JSON values, the line for text), cut at `VALUE_LIMIT`
+characters; None means absent.
 """
 
 from __future__ import annotations
@@ -25,7 +16,7 @@ import hashlib
 import importlib
 import json
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +33,7 @@ from replayer.comparing.diff import (
     show_json,
 )
 from replayer.comparing.noise import Rules
+from schemas.records import HttpExchange
 
 __all__ = [
     "KINDS",
@@ -51,7 +43,7 @@ __all__ = [
     "VALUE_LIMIT",
     "Difference",
     "Kind",
-    "Response",
+    "ResponseView",
     "classify",
     "compare",
     "compare_bodies",
@@ -82,12 +74,14 @@ except ImportError:  # pragma: no cover - depends on the environment
     _brotli = None
 
 
-# Not frozen: built for every replayed record, and a frozen dataclass costs about
-# twice as much to build (bench/replay.py); treat it as immutable all the same.
+# Not frozen: built for every replayed record, where a frozen dataclass's slower
+# construction shows (bench/replay.py); treat it as immutable all the same.
 @dataclass(slots=True)
-class Response:
+class ResponseView:
     """An HTTP response as the comparison sees it (production, shadow or baseline).
 
+    Not `replayer.models.Response` (what a target answered, text headers): the
+    comparison needs the raw bytes and, for production, the body's framing.
     `headers` are the raw pairs in wire order. `body` is the body as received,
     still content-encoded. `body_truncated` says it holds only a prefix of
     `body_length` bytes (-1 or None: length unknown).
@@ -100,19 +94,19 @@ class Response:
     body_length: int | None = None
 
     @classmethod
-    def from_event(cls, event: Mapping[str, Any]) -> Response | None:
+    def from_event(cls, event: HttpExchange) -> ResponseView | None:
         """The production response of a decoded `HttpExchange` event, or None if it had none."""
-        response = event.get("response")
+        response = event["response"]
         if response is None:
             return None
         message = response["message"]
         flat = message["headers"]
         return cls(
-            status=int(response["status"]),
+            status=response["status"],
             headers=tuple(zip(flat[0::2], flat[1::2], strict=True)),
-            body=bytes(message["body"]),
-            body_truncated=bool(message.get("body_truncated", False)),
-            body_length=message.get("body_length"),
+            body=message["body"],
+            body_truncated=message["body_truncated"],
+            body_length=message["body_length"],
         )
 
     @classmethod
@@ -121,7 +115,7 @@ class Response:
         status: int,
         headers: Iterable[tuple[str | bytes, str | bytes]] = (),
         body: bytes = b"",
-    ) -> Response:
+    ) -> ResponseView:
         """A response from a client's parts; str header names/values are taken as latin-1."""
 
         def raw(x: str | bytes) -> bytes:
@@ -138,8 +132,20 @@ class Response:
 # -- entry points -----------------------------------------------------------------
 
 
-def compare(production: Response, shadow: Response, rules: Rules | None = None) -> list[Difference]:
-    """Every difference between `production` and `shadow` under `rules` (default: none)."""
+def compare(
+    production: ResponseView, shadow: ResponseView, rules: Rules | None = None
+) -> list[Difference]:
+    """Every difference between `production` and `shadow` under `rules` (default: none).
+
+    * the status code (not the reason phrase, which servers word freely);
+    * headers, by lowercase name, each name's values in order, except the ones
+      the rules skip (Date, Server, request ids ...; see
+      `noise.DEFAULT_IGNORED_HEADERS`);
+    * the body after undoing Content-Encoding (gzip, deflate, and br when the
+      brotli module is importable): structurally when both sides are JSON (one
+      difference per added, removed or changed path), line by line when both
+      are text, by size and SHA-256 otherwise.
+    """
     rules = rules or Rules()
     out: list[Difference] = []
     if production.status != shadow.status:
@@ -150,10 +156,10 @@ def compare(production: Response, shadow: Response, rules: Rules | None = None) 
 
 
 def compare_exchange(
-    event: Mapping[str, Any],
-    shadow: Response,
+    event: HttpExchange,
+    shadow: ResponseView,
     rules: Rules | None = None,
-    baseline: Response | None = None,
+    baseline: ResponseView | None = None,
 ) -> list[Difference]:
     """Compare the shadow with the event's production response, classified by the baseline.
 
@@ -161,7 +167,7 @@ def compare_exchange(
     upstream error): there is nothing to compare with. With `baseline`, the
     differences production also has with the baseline are marked noise.
     """
-    production = Response.from_event(event)
+    production = ResponseView.from_event(event)
     if production is None:
         return []
     differences = compare(production, shadow, rules)
@@ -206,7 +212,7 @@ def _covered(diff: Difference, noisy: set[tuple[Kind, str]]) -> bool:
 # -- headers ----------------------------------------------------------------------
 
 
-def _header_map(response: Response) -> dict[str, list[str]]:
+def _header_map(response: ResponseView) -> dict[str, list[str]]:
     values: dict[str, list[str]] = {}
     for name, value in response.headers:
         key = name.decode("latin-1").lower()
@@ -222,7 +228,9 @@ def _show_header(values: list[str] | None) -> str | None:
     return show_json(values)
 
 
-def compare_headers(production: Response, shadow: Response, rules: Rules) -> list[Difference]:
+def compare_headers(
+    production: ResponseView, shadow: ResponseView, rules: Rules
+) -> list[Difference]:
     """Header differences by lowercase name; duplicate values compare in order."""
     prod, shad = _header_map(production), _header_map(shadow)
     out = []
@@ -253,7 +261,7 @@ def _inflate(data: bytes, wbits: int) -> bytes:
     return out
 
 
-def decode_content(response: Response) -> bytes:
+def decode_content(response: ResponseView) -> bytes:
     """The body with its Content-Encoding undone; raw bytes if it cannot be undone."""
     values = [v for n, v in response.headers if n.lower() == b"content-encoding"]
     body = response.body
@@ -282,7 +290,7 @@ def decode_content(response: Response) -> bytes:
     return body
 
 
-def _media(response: Response) -> tuple[str, str | None]:
+def _media(response: ResponseView) -> tuple[str, str | None]:
     values = response.header_values("content-type")
     if not values:
         return "", None
@@ -316,7 +324,9 @@ def _parse_json(text: str) -> tuple[bool, Any]:
         return False, None
 
 
-def compare_bodies(production: Response, shadow: Response, rules: Rules) -> list[Difference]:
+def compare_bodies(
+    production: ResponseView, shadow: ResponseView, rules: Rules
+) -> list[Difference]:
     """Body differences: JSON structure, text lines, or size and hash."""
     if production.body_truncated or shadow.body_truncated:
         return _compare_truncated(production, shadow)
@@ -356,10 +366,10 @@ def _describe_bytes(data: bytes, total: int | None = None) -> str:
     return f"{len(data)} bytes sha256:{digest}"
 
 
-def _compare_truncated(production: Response, shadow: Response) -> list[Difference]:
+def _compare_truncated(production: ResponseView, shadow: ResponseView) -> list[Difference]:
     """Only a prefix was kept on some side: compare that prefix and the full lengths."""
 
-    def length(r: Response) -> int | None:
+    def length(r: ResponseView) -> int | None:
         if not r.body_truncated:
             return len(r.body)
         return r.body_length if r.body_length is not None and r.body_length >= 0 else None

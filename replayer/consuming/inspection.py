@@ -1,19 +1,13 @@
 """`trafficmirror inspect`: print recorded events as JSON lines, like kcat for our events.
 
 Each line is one JSON object: `kafka` (topic, partition, offset, timestamp,
-key) followed by every field of the event. Bytes become text when they are
-valid UTF-8 and base64 otherwise, and the key says which, so a reader never has
-to guess: `body` or `body_base64`, `path` or `path_base64`, `reason` or
-`reason_base64`. Header and trailer lists become `[name, value]` pairs under
-`headers` (all text) or `headers_base64` (all base64, when any name or value is
-not UTF-8). A record that is not a valid event prints `{"kafka": ..., "error": ...}`
-and reading goes on. A dead letter (read from `<topic>.dlq`) also has a `dlq`
-object after `kafka`: reason, error, source topic, partition and offset, replayer.
-
+key), a `dlq` object for a dead letter (`replayer.results.dlq.describe`), then
+every field of the event, with bytes as text or base64 (`to_jsonable` says
+how), or an `error` for a record that is not a valid event; reading goes on.
 It reads a fixed range (the last offset present at start at most) and never
 waits for new records; it exits 0 after the range or `--limit` events. A time
-window (`--since`/`--until`) picks the spans through `replayer.consuming.window` and
-prints only the records stamped inside it (until exclusive).
+window (`--since`/`--until`) picks the spans through `replayer.consuming.window`
+and prints only the records stamped inside it (until exclusive).
 """
 
 from __future__ import annotations
@@ -33,6 +27,7 @@ from replayer.models import Record
 from replayer.results.dlq import describe
 from replayer.selecting.selector import SelectOptions, Selector
 from schemas.codec import Codec
+from schemas.records import HttpExchange
 from trafficmirror.plumbing.errors import DecodeError, KafkaUnavailable, UsageError
 from trafficmirror.plumbing.kafka import KafkaSettings
 
@@ -52,7 +47,7 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _convert(key: str, value: Any, into: dict[str, Any]) -> None:
+def _convert(key: str, value: object, into: dict[str, object]) -> None:
     if isinstance(value, bytes):
         if _is_text(value):
             into[key] = value.decode("utf-8")
@@ -63,7 +58,7 @@ def _convert(key: str, value: Any, into: dict[str, Any]) -> None:
     elif isinstance(value, list) and value and all(isinstance(v, bytes) for v in value):
         text = all(_is_text(v) for v in value)
         items = [v.decode("utf-8") if text else _b64(v) for v in value]
-        shaped: list[Any] = items
+        shaped: list[str] | list[list[str]] = items
         if key in _PAIR_LISTS:
             shaped = [items[i : i + 2] for i in range(0, len(items) - 1, 2)]
         into[key if text else f"{key}_base64"] = shaped
@@ -71,17 +66,24 @@ def _convert(key: str, value: Any, into: dict[str, Any]) -> None:
         into[key] = value
 
 
-def to_jsonable(event: Mapping[str, Any]) -> dict[str, Any]:
-    """An event (as decoded) with bytes turned into text or base64 by the rule above."""
-    out: dict[str, Any] = {}
+def to_jsonable(event: Mapping[str, object]) -> dict[str, object]:
+    """An event (as decoded) with bytes turned into text or base64.
+
+    Bytes become text when they are valid UTF-8 and base64 otherwise, and the
+    key says which, so a reader never has to guess: `body` or `body_base64`,
+    `path` or `path_base64`, `reason` or `reason_base64`. Header and trailer
+    lists become `[name, value]` pairs under `headers` (all text) or
+    `headers_base64` (all base64, when any name or value is not UTF-8).
+    """
+    out: dict[str, object] = {}
     for key, value in event.items():
         _convert(key, value, out)
     return out
 
 
-def record_json(record: Record, event: Mapping[str, Any] | None, error: str | None) -> str:
+def record_json(record: Record, event: HttpExchange | None, error: str | None) -> str:
     """One output line (without the newline) for a record and its event or error."""
-    kafka: dict[str, Any] = {
+    kafka: dict[str, object] = {
         "topic": record.topic,
         "partition": record.partition,
         "offset": record.offset,
@@ -91,7 +93,7 @@ def record_json(record: Record, event: Mapping[str, Any] | None, error: str | No
         kafka["key"] = None
     else:
         _convert("key", record.key, kafka)
-    line: dict[str, Any] = {"kafka": kafka}
+    line: dict[str, object] = {"kafka": kafka}
     dead_letter = describe(record.headers)
     if dead_letter is not None:
         line["dlq"] = dead_letter
@@ -164,7 +166,7 @@ def run_inspect(
                 if windowed and window.before_decode(record.key, record.timestamp_ms):
                     continue
                 try:
-                    line = record_json(record, codec.decode(record.value), None)
+                    line = record_json(record, codec.decode_exchange(record.value), None)
                 except DecodeError as exc:
                     line = record_json(record, None, str(exc))
                 out.write(line + "\n")

@@ -1,7 +1,7 @@
 """ReplayResult records and their idempotent aggregation per endpoint.
 
 `build_result()` turns one replay (the recorded event, where it came from, the
-shadow's response or error, the differences) into a `replay_result` record,
+shadow's response or error, the differences) into a `ReplayResult` record,
 ready for `Codec("replay_result").encode` and `<topic>.results` with
 `result_key()` as the message key.
 
@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
 from prometheus_client import Counter as Metric
 
 from replayer.comparing.endpoints import Router, route
-from replayer.comparing.responses import KINDS, Difference, Response
+from replayer.comparing.responses import KINDS, Difference, Kind, ResponseView
 from schemas.codec import Codec
+from schemas.records import BaselineReplay, HttpExchange, ReplayResult
 from trafficmirror.plumbing.kafka import results_topic
 
 OUTCOMES = ("match", "mismatch", "error", "skipped")
@@ -55,22 +56,18 @@ NOISE_ONLY = Metric(
 )
 
 
-def production_latency_us(event: Mapping[str, Any]) -> int | None:
+def production_latency_us(event: HttpExchange) -> int | None:
     """Production's latency from the recorded timestamps, in microseconds.
 
     Measured from the end of the request (the recorder forwards a request once
     it has all of it) to the end of the response, which is what the replayer
     measures for the shadow; the client's upload time is not the app's latency.
     """
-    end = event.get("response_end_us")
-    start = event.get("request_end_us") or event.get("request_start_us")
-    if end is None or start is None:
+    end = event["response_end_us"]
+    start = event["request_end_us"] or event["request_start_us"]
+    if end is None:
         return None
-    return max(0, int(end) - int(start))
-
-
-def _target_text(raw: Any) -> str:
-    return raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+    return max(0, end - start)
 
 
 def _micros(seconds: float | None) -> int | None:
@@ -78,7 +75,7 @@ def _micros(seconds: float | None) -> int | None:
 
 
 def build_result(
-    event: Mapping[str, Any],
+    event: HttpExchange,
     *,
     topic: str,
     partition: int,
@@ -86,21 +83,21 @@ def build_result(
     target: str,
     sent_us: int,
     lateness_us: int = 0,
-    shadow: Response | None = None,
+    shadow: ResponseView | None = None,
     shadow_latency_s: float | None = None,
     error: str | None = None,
     differences: Sequence[Difference] = (),
     skipped: str | None = None,
     baseline_target: str | None = None,
-    baseline: Response | None = None,
+    baseline: ResponseView | None = None,
     baseline_latency_s: float | None = None,
     baseline_error: str | None = None,
     run_id: str = "",
     replayer_id: str = "",
     router: Router | None = None,
     max_differences: int = MAX_STORED_DIFFERENCES,
-) -> dict[str, Any]:
-    """The `replay_result` record of one replay.
+) -> ReplayResult:
+    """The `ReplayResult` record of one replay.
 
     Outcome: `skipped` if `skipped` gives a reason (the request was not sent) or
     production had no response to compare with; `error` if the shadow gave no
@@ -108,10 +105,10 @@ def build_result(
     `match` otherwise. `differences` are stored non-noise first, at most
     `max_differences`; the counts and `mismatch_kinds` cover all of them.
     """
-    method = _target_text(event["method"])
-    path = _target_text(event["path"])
-    response = event.get("response")
-    production_error = event.get("error")
+    method = event["method"]
+    path = event["path"].decode("utf-8", "backslashreplace")
+    response = event["response"]
+    production_error = event["error"]
     detail = error
     if skipped is not None:
         outcome, detail = "skipped", skipped
@@ -126,7 +123,7 @@ def build_result(
         outcome = "match"
     kinds = {d.kind for d in differences if not d.noise}
     ordered = sorted(differences, key=lambda d: d.noise)  # stable: keeps each group's order
-    baseline_record = None
+    baseline_record: BaselineReplay | None = None
     if baseline_target is not None:
         baseline_record = {
             "target": baseline_target,
@@ -143,7 +140,7 @@ def build_result(
         "method": method,
         "path": path,
         "endpoint": (router or route)(method, path),
-        "recorded_us": int(event["request_start_us"]),
+        "recorded_us": event["request_start_us"],
         "sent_us": sent_us,
         "lateness_us": lateness_us,
         "production_status": response["status"] if response is not None else None,
@@ -161,17 +158,17 @@ def build_result(
     }
 
 
-def result_key(result: Mapping[str, Any]) -> bytes:
+def result_key(result: ReplayResult) -> bytes:
     """The Kafka message key of a result: the exchange id."""
-    return str(result["id"]).encode()
+    return result["id"].encode()
 
 
 # The labelled children, looked up once: `labels()` costs more than `inc()` itself.
 _RESULT_CHILDREN = {outcome: RESULTS.labels(outcome) for outcome in OUTCOMES}
-_MISMATCH_CHILDREN = {kind: MISMATCHES.labels(kind) for kind in KINDS}
+_MISMATCH_CHILDREN: dict[str, Metric] = {kind: MISMATCHES.labels(kind) for kind in KINDS}
 
 
-def record_metrics(result: Mapping[str, Any]) -> None:
+def record_metrics(result: ReplayResult) -> None:
     """Count one result in the Prometheus metrics (outcome, mismatch kinds, noise only)."""
     outcome = result["outcome"]
     child = _RESULT_CHILDREN.get(outcome)
@@ -182,8 +179,8 @@ def record_metrics(result: Mapping[str, Any]) -> None:
         NOISE_ONLY.inc()
 
 
-# Not frozen: built for every replayed record, and a frozen dataclass costs about
-# twice as much to build (bench/replay.py); treat it as immutable all the same.
+# Not frozen: built for every replayed record, where a frozen dataclass's slower
+# construction shows (bench/replay.py); treat it as immutable all the same.
 @dataclass(slots=True)
 class ResultMessage:
     """A result ready for `Producer.produce(topic, value, key=key, headers=headers)`."""
@@ -194,7 +191,7 @@ class ResultMessage:
     headers: list[tuple[str, bytes]]
 
 
-def result_message(traffic_topic: str, result: Mapping[str, Any], codec: Codec) -> ResultMessage:
+def result_message(traffic_topic: str, result: ReplayResult, codec: Codec) -> ResultMessage:
     """The Kafka message of `result` for `<traffic_topic>.results`, keyed by exchange id.
 
     `codec` is a `Codec("replay_result")`, built once per process.
@@ -205,13 +202,12 @@ def result_message(traffic_topic: str, result: Mapping[str, Any], codec: Codec) 
     )
 
 
-def differences_of(result: Mapping[str, Any]) -> list[Difference]:
+def differences_of(result: ReplayResult) -> list[Difference]:
     """The stored differences of a result as `Difference` objects."""
+    # The schema's kind is a string (a newer writer may add kinds): kept as it is.
     return [
-        Difference(
-            d["kind"], d["path"], d.get("production"), d.get("shadow"), d.get("noise", False)
-        )
-        for d in result.get("differences", [])
+        Difference(cast(Kind, d["kind"]), d["path"], d["production"], d["shadow"], d["noise"])
+        for d in result["differences"]
     ]
 
 
@@ -312,7 +308,7 @@ class Aggregate:
     def __init__(self, examples_per_endpoint: int = 3) -> None:
         self.examples_per_endpoint = examples_per_endpoint
         self._entries: dict[tuple[str, str], _Entry] = {}
-        self._examples: dict[str, dict[tuple[str, str], Mapping[str, Any]]] = {}
+        self._examples: dict[str, dict[tuple[str, str], ReplayResult]] = {}
         #: Results that replaced an earlier result of the same exchange and run.
         self.duplicates = 0
         #: Run ids seen, with their number of distinct results.
@@ -321,23 +317,23 @@ class Aggregate:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, result: Mapping[str, Any]) -> bool:
+    def add(self, result: ReplayResult) -> bool:
         """Fold in one result; False if it replaced an earlier one of the same exchange."""
-        key = (str(result.get("run_id", "")), str(result["id"]))
+        key = (result["run_id"], result["id"])
         previous = self._entries.get(key)
         if previous is not None:
             self.duplicates += 1
             self._examples.get(previous.endpoint, {}).pop(key, None)
         else:
             self.runs[key[0]] += 1
-        diffs = result.get("differences", [])
+        diffs = result["differences"]
         entry = _Entry(
-            endpoint=str(result["endpoint"]),
-            outcome=str(result["outcome"]),
-            kinds=tuple(result.get("mismatch_kinds", [])),
-            noise_only=result["outcome"] == "match" and result.get("noise_count", 0) > 0,
-            production_us=result.get("production_latency_us"),
-            shadow_us=result.get("shadow_latency_us"),
+            endpoint=result["endpoint"],
+            outcome=result["outcome"],
+            kinds=tuple(result["mismatch_kinds"]),
+            noise_only=result["outcome"] == "match" and result["noise_count"] > 0,
+            production_us=result["production_latency_us"],
+            shadow_us=result["shadow_latency_us"],
             paths=tuple(
                 {(d["kind"], aggregate_path(d["kind"], d["path"])) for d in diffs if not d["noise"]}
             ),
@@ -349,7 +345,7 @@ class Aggregate:
                 examples[key] = result
         return previous is None
 
-    def add_all(self, results: Iterable[Mapping[str, Any]]) -> Aggregate:
+    def add_all(self, results: Iterable[ReplayResult]) -> Aggregate:
         """Add every result, in order; returns self."""
         for result in results:
             self.add(result)
@@ -371,7 +367,7 @@ class Aggregate:
             stats._add(entry)
         return stats
 
-    def examples(self) -> dict[str, list[Mapping[str, Any]]]:
+    def examples(self) -> dict[str, list[ReplayResult]]:
         """A few mismatching results per endpoint that has any."""
         return {
             endpoint: list(found.values()) for endpoint, found in self._examples.items() if found

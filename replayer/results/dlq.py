@@ -1,36 +1,13 @@
 """The dead-letter queue: records that cannot be decoded or sent go to `<topic>.dlq`.
 
 A poison record (garbage bytes, a truncated Avro body, an unknown schema
-fingerprint, or a valid event that no HTTP request can be made of: a request
-target that is not a path, a method or header that cannot go on the wire, an
-absurd authority) must neither stop the replay nor hold its partition's offsets
-back, and must not vanish either. The pipeline hands it to `DeadLetters.send()`
-and counts it handled once the message is queued:
-
-* the message keeps the original key, value (byte for byte, also when it is
-  None) and timestamp, and the original headers, followed by ours:
-  `trafficmirror-dlq-reason` (`undecodable` or `unsendable`),
-  `trafficmirror-dlq-error` (the decoder's or request builder's message, at
-  most 1,000 bytes), `trafficmirror-dlq-topic`, `-partition` and `-offset` (the
-  source record), and `trafficmirror-dlq-replayer` (host/pid). All are text, so
-  kcat (`-f '%h'`) shows them, and `trafficmirror inspect -t <topic>.dlq` prints
-  them as a `dlq` object next to each record;
-* delivery guarantee: the message is queued in the producer before the record
-  counts as handled, so its offset cannot be committed first. The broker's
-  acknowledgement is not awaited (it would stall the partition behind it), so
-  a crash after the commit and before the delivery (milliseconds normally, up
-  to the length of a broker outage) loses the dead letter; a clean stop flushes
-  the queue (`close()`) before the worker's final commit. A message the broker
-  rejects or that times out (`message.timeout.ms`) is counted
-  `trafficmirror_replayer_dlq_failed{reason="delivery"}` and logged;
-* when the producer's local queue is full (the broker has been away for long),
-  `send()` answers False and the pipeline does not count the record handled:
-  it tries again every `RETRY_SECONDS` (its offset, and the ones after it, stay
-  uncommitted meanwhile). If the replay stops first, the record is read again
-  by the next owner of the partition (or the next run), so it reaches the DLQ
-  at least once. A message `produce()` refuses for good (larger than
-  `message.max.bytes`) is counted `reason="produce"` and the record counts
-  handled: retrying cannot help.
+fingerprint, or a valid event no HTTP request can be made of) must neither
+stop the replay nor hold its partition's offsets back, and must not vanish
+either. The pipeline hands it to `DeadLetters.send()` and counts it handled
+once the message is queued. The dead letter is the original record, byte for
+byte, with headers that say why and where it came from (`dead_letter_headers`;
+`trafficmirror inspect -t <topic>.dlq` prints them); `DeadLetters` says what
+is guaranteed when the broker is slow or away.
 """
 
 from __future__ import annotations
@@ -48,7 +25,7 @@ from prometheus_client import Counter
 from trafficmirror.plumbing.kafka import KafkaSettings, dlq_topic
 from trafficmirror.plumbing.producer import BackgroundProducer, Report
 
-logger = logging.getLogger("trafficmirror.replayer.dlq")
+logger = logging.getLogger(__name__)
 
 WRITTEN = Counter(
     "trafficmirror_replayer_dlq_written",
@@ -120,7 +97,14 @@ class DlqCounts:
 def dead_letter_headers(
     record: Poisoned, reason: str, error: str, replayer_id: str
 ) -> list[tuple[str, bytes]]:
-    """The original headers (minus any earlier dead-letter ones), then ours."""
+    """The original headers (minus any earlier dead-letter ones), then ours.
+
+    Ours: `trafficmirror-dlq-reason` (`undecodable` or `unsendable`),
+    `trafficmirror-dlq-error` (the decoder's or request builder's message, at
+    most 1,000 bytes), `trafficmirror-dlq-topic`, `-partition` and `-offset`
+    (the source record), and `trafficmirror-dlq-replayer` (host/pid). All are
+    text, so kcat (`-f '%h'`) shows them.
+    """
     kept = [(k, v) for k, v in record.headers if not k.startswith(HEADER_PREFIX)]
     detail = error.encode("utf-8", "replace")[:_MAX_ERROR_BYTES]
     return [
@@ -134,10 +118,10 @@ def dead_letter_headers(
     ]
 
 
-def describe(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, Any] | None:
+def describe(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str | int] | None:
     """Our dead-letter headers as a dict (`reason`, `error`, `topic`, `partition`,
     `offset`, `replayer`), or None when the message is not a dead letter."""
-    found: dict[str, Any] = {}
+    found: dict[str, str | int] = {}
     for name, value in headers or ():
         if name.startswith(HEADER_PREFIX) and value is not None:
             text = value.decode("utf-8", "replace")
@@ -148,7 +132,27 @@ def describe(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, An
 
 
 class DeadLetters:
-    """Writes poison records of traffic topic `topic` to `<topic>.dlq`, never blocking."""
+    """Writes poison records of traffic topic `topic` to `<topic>.dlq`, never blocking.
+
+    The message keeps the original key, value (also when it is None),
+    timestamp and headers. It is queued in the producer before the record
+    counts as handled, so its offset cannot be committed first. The broker's
+    acknowledgement is not awaited (it would stall the partition behind it), so
+    a crash after the commit and before the delivery (milliseconds normally, up
+    to the length of a broker outage) loses the dead letter; a clean stop
+    flushes the queue (`close()`) before the worker's final commit. A message
+    the broker rejects or that times out (`message.timeout.ms`) is counted
+    `trafficmirror_replayer_dlq_failed{reason="delivery"}` and logged.
+
+    When the producer's local queue is full (the broker has been away for
+    long), `send()` answers False and the pipeline does not count the record
+    handled: it tries again every `RETRY_SECONDS` (its offset, and the ones
+    after it, stay uncommitted meanwhile). If the replay stops first, the next
+    owner of the partition (or the next run) reads the record again, so it
+    reaches the DLQ at least once. A message `produce()` refuses for good
+    (larger than `message.max.bytes`) is counted `reason="produce"` and the
+    record counts handled: retrying cannot help.
+    """
 
     def __init__(
         self, settings: KafkaSettings, topic: str, replayer_id: str | None = None, **overrides: Any

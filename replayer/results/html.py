@@ -18,6 +18,7 @@ from typing import Any
 from replayer.comparing.endpoints import printable
 from replayer.comparing.responses import KINDS
 from replayer.results.build import Aggregate, EndpointStats
+from schemas.records import ReplayResult
 
 PRODUCTION_COLOR = "#2563eb"
 SHADOW_COLOR = "#ea580c"
@@ -293,26 +294,26 @@ def _value(value: str | None) -> str:
     return "<span class='absent'>absent</span>" if value is None else f"<pre>{_e(value)}</pre>"
 
 
-def example_html(result: Mapping[str, Any]) -> str:
+def example_html(result: ReplayResult) -> str:
     """One mismatching result: what was requested, then its differences side by side."""
     rows = []
-    for diff in result.get("differences", []):
-        css = "noise" if diff.get("noise") else "real"
+    for diff in result["differences"]:
+        css = "noise" if diff["noise"] else "real"
         rows.append(
             f"<tr class='{css}'><td>{_e(KIND_LABELS.get(diff['kind'], diff['kind']))}"
-            f"{' (noise)' if diff.get('noise') else ''}</td>"
+            f"{' (noise)' if diff['noise'] else ''}</td>"
             f"<td><pre>{_e(diff['path'])}</pre></td>"
-            f"<td class='p'>{_value(diff.get('production'))}</td>"
-            f"<td class='s'>{_value(diff.get('shadow'))}</td></tr>"
+            f"<td class='p'>{_value(diff['production'])}</td>"
+            f"<td class='s'>{_value(diff['shadow'])}</td></tr>"
         )
-    shown = len(result.get("differences", []))
-    more = result.get("difference_count", shown) - shown
+    shown = len(result["differences"])
+    more = result["difference_count"] - shown
     note = f"<p>… and {more} more differences not stored</p>" if more > 0 else ""
     return (
         "<div class='example'>"
-        f"<p><b>{_e(result.get('method', ''))} {_e(result.get('path', ''))}</b> · exchange "
-        f"<code>{_e(result['id'])}</code> · status {_e(result.get('production_status'))} → "
-        f"{_e(result.get('shadow_status'))} · offset {_e(result['source']['partition'])}:"
+        f"<p><b>{_e(result['method'])} {_e(result['path'])}</b> · exchange "
+        f"<code>{_e(result['id'])}</code> · status {_e(result['production_status'])} → "
+        f"{_e(result['shadow_status'])} · offset {_e(result['source']['partition'])}:"
         f"{_e(result['source']['offset'])}</p>"
         "<table class='diff'><colgroup><col class='k'><col class='path'><col class='v'>"
         "<col class='v'></colgroup><thead><tr><th>kind</th><th>path</th><th>production</th>"
@@ -325,7 +326,7 @@ def example_html(result: Mapping[str, Any]) -> str:
 
 def render_html(
     aggregate: Aggregate,
-    examples: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    examples: Mapping[str, Sequence[ReplayResult]] | None = None,
     *,
     title: str = "trafficmirror report",
     subtitle: str = "",

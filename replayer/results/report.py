@@ -31,7 +31,7 @@ from schemas.codec import Codec
 from trafficmirror.plumbing.errors import ConfigError, DecodeError, KafkaUnavailable
 from trafficmirror.plumbing.kafka import KafkaSettings, results_topic, topic_partitions
 
-logger = logging.getLogger("trafficmirror.report")
+logger = logging.getLogger(__name__)
 
 #: Endpoints listed in the terminal table; the rest are summarised in one line.
 MAX_ROWS = 50
@@ -225,7 +225,7 @@ def collect(
         if value is None:
             continue  # a tombstone, if someone compacts the results topic
         try:
-            result = codec.decode(value)
+            result = codec.decode_result(value)
         except DecodeError as exc:
             bad += 1
             if bad <= 3:

@@ -4,18 +4,10 @@
 just before the record counts as handled (so its offset may be committed). It
 only hands the message to librdkafka's local queue: a crash after that re-sends
 the request and writes the result again rather than losing it, and readers keep
-one result per exchange (see `replayer.results.build.Aggregate`). It never waits for
-the broker; what goes wrong is counted and logged (rate-limited), never raised:
-
-* the local queue is full (the broker has been away for a long while): the
-  result is dropped and counted as `queue_full`;
-* `produce()` raises anything else (message too large): `produce`;
-* the broker rejects the message or it times out: `delivery`;
-* it is still queued when the sink closes and the flush timeout runs out:
-  `undelivered`.
-
-A daemon thread serves `poll()` (delivery reports, librdkafka errors). `close()`
-flushes; the group worker calls it before its final commit.
+one result per exchange (`replayer.results.build.Aggregate`). It never waits
+for the broker; what goes wrong is counted by reason (the `LOST` metric) and
+logged (rate-limited), never raised. A daemon thread serves `poll()`;
+`close()` flushes, and the group worker calls it before its final commit.
 """
 
 from __future__ import annotations
@@ -31,7 +23,7 @@ from replayer.results.build import ResultMessage
 from trafficmirror.plumbing.kafka import KafkaSettings
 from trafficmirror.plumbing.producer import BackgroundProducer, Report
 
-logger = logging.getLogger("trafficmirror.replayer.results")
+logger = logging.getLogger(__name__)
 
 WRITTEN = Counter(
     "trafficmirror_replayer_results_written",
@@ -67,7 +59,14 @@ class SinkCounts:
 
 
 class ResultSink:
-    """A non-blocking producer of result messages (each names its own topic)."""
+    """A non-blocking producer of result messages (each names its own topic).
+
+    A result that does not arrive is counted by reason: `queue_full` (the local
+    queue is full: the broker has been away for a long while), `produce`
+    (`produce()` raised anything else, e.g. message too large), `delivery` (the
+    broker rejected it or it timed out), `undelivered` (still queued when the
+    sink closed and the flush timeout ran out).
+    """
 
     def __init__(self, settings: KafkaSettings, **overrides: Any) -> None:
         self.counts = SinkCounts()

@@ -1,21 +1,14 @@
 """The stage after the send: compare the shadow's answer with production, write the result.
 
-For each record the pipeline sent, it calls `Comparison.replayed()` with the
-decoded event and the sender's outcome (and the baseline's, with `--baseline`):
-
-* `compare_exchange` diffs the shadow's response with the production response
-  recorded in the event, under the noise `Rules`; with a baseline (a second
-  copy of production that got the same request at the same time), the
-  differences production also has with the baseline are noise (Diffy's idea,
-  applied to recorded traffic);
-* `build_result` makes the `replay_result` record and `record_metrics` counts it;
-* the result goes to `<topic>.results`, keyed by exchange id, through a
-  non-blocking producer (`replayer.results.sink`), before the pipeline marks
-  the record handled: a crash re-sends and re-writes rather than losing a
-  result, and readers keep one result per exchange.
-
-Records the pipeline skips on purpose (a truncated request body) get a
-`skipped` result too, so the report can say what was not compared.
+For each record the pipeline sent, `Comparison.replayed()` diffs the shadow's
+response with the production response recorded in the event under the noise
+`Rules` (`compare_exchange`; with `--baseline`, what production also differs
+in from a second copy of production is noise), builds the `ReplayResult`
+(`build_result`), counts it and hands it to `<topic>.results` through a
+non-blocking producer (`replayer.results.sink`) before the pipeline marks the
+record handled: a crash re-sends and re-writes rather than losing a result,
+and readers keep one result per exchange. Records skipped on purpose (a
+truncated request body) get a `skipped` result too (`Comparison.skipped()`).
 """
 
 from __future__ import annotations
@@ -23,20 +16,19 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from replayer.comparing.endpoints import Router
 from replayer.comparing.noise import Rules
-from replayer.comparing.responses import Difference, Response, compare_exchange
+from replayer.comparing.responses import Difference, ResponseView, compare_exchange
 from replayer.models import Outcome, Target
 from replayer.results.build import build_result, record_metrics, result_message
 from replayer.results.sink import Publisher, ResultSink
 from schemas.codec import Codec
+from schemas.records import HttpExchange, ReplayResult
 from trafficmirror.plumbing.kafka import KafkaSettings, results_topic
 
-logger = logging.getLogger("trafficmirror.replayer.comparison")
+logger = logging.getLogger(__name__)
 
 _LOGGED_FAILURES = 5
 
@@ -71,7 +63,7 @@ class ComparisonCounts:
     skipped: int = 0
     failed: int = 0  # the comparison itself raised (a bug): no result was written
 
-    def add(self, result: Mapping[str, Any]) -> None:
+    def add(self, result: ReplayResult) -> None:
         outcome = result["outcome"]
         if outcome == "match":
             self.match += 1
@@ -127,14 +119,14 @@ class Comparison:
 
     def replayed(
         self,
-        event: Mapping[str, Any],
+        event: HttpExchange,
         *,
         partition: int,
         offset: int,
         outcome: Outcome,
         baseline: Outcome | None = None,
         lateness_us: int = 0,
-    ) -> dict[str, Any] | None:
+    ) -> ReplayResult | None:
         """Compare, count and publish the replay of `event`; returns its result record.
 
         `lateness_us`: how much later than scheduled (time warp) it was sent.
@@ -174,8 +166,8 @@ class Comparison:
         return result
 
     def skipped(
-        self, event: Mapping[str, Any], *, partition: int, offset: int, reason: str, sent_us: int
-    ) -> dict[str, Any] | None:
+        self, event: HttpExchange, *, partition: int, offset: int, reason: str, sent_us: int
+    ) -> ReplayResult | None:
         """Count and publish a `skipped` result for a record deliberately not sent."""
         try:
             result = build_result(
@@ -196,19 +188,19 @@ class Comparison:
         self._emit(result)
         return result
 
-    def _emit(self, result: dict[str, Any]) -> None:
+    def _emit(self, result: ReplayResult) -> None:
         self.counts.add(result)
         record_metrics(result)
         if self.publisher is not None:
             self.publisher.send(result_message(self.topic, result, self.codec))
 
-    def _failed(self, event: Mapping[str, Any], partition: int, offset: int) -> None:
+    def _failed(self, event: HttpExchange, partition: int, offset: int) -> None:
         self.counts.failed += 1
         if self._failures_logged < _LOGGED_FAILURES:
             self._failures_logged += 1
             logger.exception(
                 "could not compare exchange %s (%s[%d]@%d)",
-                event.get("id"),
+                event["id"],
                 self.topic,
                 partition,
                 offset,
@@ -235,8 +227,8 @@ class Comparison:
             self.publisher.close(timeout)
 
 
-def _response(outcome: Outcome) -> Response | None:
+def _response(outcome: Outcome) -> ResponseView | None:
     if outcome.response is None:
         return None
     r = outcome.response
-    return Response.of(r.status, r.headers, r.body)
+    return ResponseView.of(r.status, r.headers, r.body)

@@ -1,29 +1,25 @@
 """mitmproxy filter expressions (`~m POST & ~u /api`) over recorded events.
 
-The replayer speaks the same filter language as the recorder (and as
-mitmproxy's own `--view-filter`, `save_stream_filter` ...): an expression is
-parsed by `mitmproxy.flowfilter` and matched against an `HTTPFlow` rebuilt from
-the event, so every operator means what it means in mitmproxy: `~m` method,
-`~u` URL (scheme, the recorded Host, path and query), `~d` domain, `~h`/`~hq`/
-`~hs` headers, `~b`/`~bq`/`~bs` bodies, `~c` status code, `~t` content type,
-`~e` an upstream error, `~s` has a response, `~src`/`~dst` the client and
-upstream addresses, `!`, `&`, `|` and parentheses.
-
-The rebuilt flow holds what the event holds: bodies as recorded (cut when the
-recorder truncated them), the request target's host and port from the
-upstream the recorder forwarded to, the Host header the client sent.
-Importing this module loads mitmproxy (about half a second), so the replayer
-imports it only when a filter is given.
+The replayer speaks the same filter language as the recorder (and mitmproxy's
+`--view-filter`): an expression is parsed by `mitmproxy.flowfilter` and matched
+against an `HTTPFlow` rebuilt from the event, so every operator (`~m`, `~u`,
+`~d`, `~h`, `~b`, `~c`, `~t`, `~e`, `~s`, `~src`, `~dst` ...) means what it
+means in mitmproxy. The rebuilt flow holds what the event holds: bodies as
+recorded (cut when the recorder truncated them), the request target's host and
+port from the upstream the recorder forwarded to, the Host header the client
+sent. Importing this module loads mitmproxy, which takes a while, so the
+replayer imports it only when a filter is given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from mitmproxy import connection, flowfilter, http
 from mitmproxy.flow import Error
 
+from schemas.records import HttpExchange
 from trafficmirror.plumbing.errors import ConfigError
 
 
@@ -41,18 +37,21 @@ def parse_filter(expr: str) -> Callable[[http.HTTPFlow], bool]:
     return matcher
 
 
-def compile_filter(expr: str) -> Callable[[Mapping[str, Any]], bool]:
+def compile_filter(expr: str) -> Callable[[HttpExchange], bool]:
     """A predicate over decoded events that is True where `expr` matches.
 
+    `~u` sees the URL made of the event's scheme, recorded Host, path and query;
+    `~src`/`~dst` the client's and the upstream's addresses.
+
     The predicate fills one reused flow per call (building mitmproxy objects
-    anew costs ~4x decoding the event, in their type checks), so it must not
-    be called from several threads at once; the replayer calls it from its
-    event loop only.
+    anew costs several times decoding the event, in their type checks), so it
+    must not be called from several threads at once; the replayer calls it
+    from its event loop only.
     """
     matcher = parse_filter(expr)
     scratch = _Scratch()
 
-    def matches(event: Mapping[str, Any]) -> bool:
+    def matches(event: HttpExchange) -> bool:
         return bool(matcher(scratch.fill(event)))
 
     return matches
@@ -84,12 +83,12 @@ class _Parts(NamedTuple):
     error: str | None
 
 
-def _parts(event: Mapping[str, Any]) -> _Parts:
+def _parts(event: HttpExchange) -> _Parts:
     client = event["client"]
-    server = event.get("server")
-    upstream = (str(server["host"]), int(server["port"])) if server else None
-    authority = str(event["authority"])
-    version = str(event["http_version"])
+    server = event["server"]
+    upstream = (server["host"], server["port"]) if server else None
+    authority = event["authority"]
+    version = event["http_version"]
     if upstream is not None:
         host, port = upstream
     else:
@@ -98,26 +97,26 @@ def _parts(event: Mapping[str, Any]) -> _Parts:
         default = 443 if event["scheme"] == "https" else 80
         port = int(port_text) if port_text.isdigit() else default
     request = event["request"]
-    response = event.get("response")
+    response = event["response"]
     answered = None
     if response is not None:
         message = response["message"]
         answered = (
-            str(response["http_version"]).encode(),
-            int(response["status"]),
+            response["http_version"].encode(),
+            response["status"],
             response["reason"],
             _pairs(message["headers"]),
             message["body"],
-            _pairs(message.get("trailers")),
-            _seconds(event.get("response_start_us")) or 0.0,
-            _seconds(event.get("response_end_us")),
+            _pairs(message["trailers"]),
+            _seconds(event["response_start_us"]) or 0.0,
+            _seconds(event["response_end_us"]),
         )
     return _Parts(
         request_line=(
             host,
             port,
-            str(event["method"]).encode(),
-            str(event["scheme"]).encode(),
+            event["method"].encode(),
+            event["scheme"].encode(),
             # Only HTTP/2 and later carry :authority; HTTP/1 has the Host header.
             authority.encode() if version.startswith(("HTTP/2", "HTTP/3")) else b"",
             event["path"],
@@ -125,20 +124,20 @@ def _parts(event: Mapping[str, Any]) -> _Parts:
         ),
         request_headers=_pairs(request["headers"]),
         request_body=request["body"],
-        request_trailers=_pairs(request.get("trailers")),
+        request_trailers=_pairs(request["trailers"]),
         request_times=(
             _seconds(event["request_start_us"]) or 0.0,
-            _seconds(event.get("request_end_us")),
+            _seconds(event["request_end_us"]),
         ),
-        client=(str(client["host"]), int(client["port"])),
+        client=(client["host"], client["port"]),
         tls=event["scheme"] == "https",
         upstream=upstream,
         response=answered,
-        error=str(event["error"]) if event.get("error") else None,
+        error=event["error"] or None,
     )
 
 
-def event_to_flow(event: Mapping[str, Any]) -> http.HTTPFlow:
+def event_to_flow(event: HttpExchange) -> http.HTTPFlow:
     """An `HTTPFlow` carrying what the event recorded (for filters; never sent anywhere)."""
     parts = _parts(event)
     flow = http.HTTPFlow(
@@ -193,7 +192,7 @@ class _Scratch:
                                          b"", None, 0.0, None)  # fmt: skip
         self.response = http.Response(b"HTTP/1.1", 200, b"", (), b"", None, 0.0, None)
 
-    def fill(self, event: Mapping[str, Any]) -> http.HTTPFlow:
+    def fill(self, event: HttpExchange) -> http.HTTPFlow:
         parts = _parts(event)
         flow = self.flow
         req = flow.request.data

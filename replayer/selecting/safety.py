@@ -1,39 +1,27 @@
 """Replay safety: never send recorded production traffic back to production by mistake.
 
 A target whose host and port equal the recorded original authority of an event
-(the Host the client asked production for, the event's `authority` field;
-the request's Host header when that is empty) would replay real users' writes
+(the Host the client asked production for) would replay real users' writes
 against the real service. Unless `--allow-original-host` is given, such a
-record is not sent: it is counted `skipped` with reason `original-host`
-(metric `trafficmirror_replayer_skipped{reason="original-host"}`, a `skipped`
-result in `<topic>.results`), the first one is logged at ERROR level with the
-host, later ones only counted (`-v` logs each). `replay range` exits 1 when it
-skipped any. The worker keeps going: a topic may hold traffic of several hosts.
-
-What is compared (no DNS look-ups: a name and an address of the same machine
-are not recognised as one):
-
-* hosts case-insensitively, without a trailing dot and IPv6 brackets; IP
-  literals by value (`::1` = `0:0:0:0:0:0:0:1`); `localhost`, `*.localhost`,
-  127.0.0.0/8 and `::1` are all the same host (the loopback);
-* ports with the scheme's default filled in: the recorded authority's under
-  the event's scheme, the target's under its own (`shop` recorded over http
-  is `shop:80`; a target `https://shop` is `shop:443`, not the same).
+record is not sent: it is counted `skipped` with reason `original-host` (in
+the metric and as a `skipped` result), the first one is logged at ERROR level,
+later ones only counted, and `replay range` exits 1 when it skipped any. The
+worker keeps going: a topic may hold traffic of several hosts. `host_port`
+says how a host and port are compared (no DNS look-ups).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 from urllib.parse import urlsplit
 
 from replayer.models import DEFAULT_PORTS, Skipped, Target
+from schemas.records import HttpExchange
 
-logger = logging.getLogger("trafficmirror.replayer.safety")
+logger = logging.getLogger(__name__)
 
 _LOOPBACK = "loopback"
 
@@ -70,7 +58,17 @@ def normalize_host(host: str) -> str:
 # (bounded, since authorities come from traffic).
 @lru_cache(maxsize=1024)
 def host_port(authority: str, scheme: str) -> tuple[str, int | None]:
-    """(`normalize_host(host)`, port) of `host[:port]`; the scheme's default port if none."""
+    """(`normalize_host(host)`, port) of `host[:port]`; the scheme's default port if none.
+
+    Two authorities are the same when these are equal. No DNS look-ups: a name
+    and an address of the same machine are not recognised as one. Hosts compare
+    case-insensitively, without a trailing dot and IPv6 brackets; IP literals
+    by value (`::1` = `0:0:0:0:0:0:0:1`); `localhost`, `*.localhost`,
+    127.0.0.0/8 and `::1` are all the same host (the loopback). Ports have the
+    scheme's default filled in: the recorded authority's under the event's
+    scheme, the target's under its own (`shop` recorded over http is
+    `shop:80`; a target `https://shop` is `shop:443`, not the same).
+    """
     try:
         parts = urlsplit(f"//{authority}")
         port = parts.port
@@ -82,15 +80,15 @@ def host_port(authority: str, scheme: str) -> tuple[str, int | None]:
     return normalize_host(host), port
 
 
-def recorded_authority(event: Mapping[str, Any]) -> str:
+def recorded_authority(event: HttpExchange) -> str:
     """The authority production was asked for: the event's, else the recorded Host header."""
-    authority = str(event.get("authority") or "")
+    authority = event["authority"]
     if authority:
         return authority
-    flat = event.get("request", {}).get("headers", [])
+    flat = event["request"]["headers"]
     for i in range(0, len(flat) - 1, 2):
-        if bytes(flat[i]).lower() == b"host":
-            return bytes(flat[i + 1]).decode("latin-1")
+        if flat[i].lower() == b"host":
+            return flat[i + 1].decode("latin-1")
     return ""
 
 
@@ -103,14 +101,14 @@ class OriginalHostGuard:
         self._target = host_port(target.host_port, target.scheme)
         self.refused = 0
 
-    def check(self, event: Mapping[str, Any]) -> None:
+    def check(self, event: HttpExchange) -> None:
         """Pass, or raise `Skipped` with reason `original-host`."""
         if self.options.allow_original_host:
             return
         authority = recorded_authority(event)
         if not authority:
             return
-        if host_port(authority, str(event.get("scheme") or "http")) != self._target:
+        if host_port(authority, event["scheme"] or "http") != self._target:
             return
         self.refused += 1
         if self.refused == 1:
@@ -121,7 +119,7 @@ class OriginalHostGuard:
                 "skipped-original-host",
                 self.target.origin,
                 authority,
-                event.get("id"),
+                event["id"],
             )
         raise Skipped(
             "original-host", f"target {self.target.origin} is the recorded host {authority!r}"

@@ -1,34 +1,23 @@
 """The pipeline's select step: which records a replay sends.
 
 Four independent choices, each dropping what it does not want with its own
-reason (the pipeline counts it as `skipped-<reason>` in the summary and in the
-`trafficmirror_replayer_skipped` metric, and a dropped record counts as
-handled, so it never holds its partition's offsets back):
-
-* `outside-window`: the record's Kafka timestamp (the request's start) is not
-  in `since ≤ t < until`. `replay range` and `inspect` turn the window into
-  offset spans first (`replayer.consuming.window`); this check removes what the spans'
-  safety margin let in, so exactly the window's records are sent;
-* `sample`: the record's message key (the recorded client connection) does not
-  fall into the first `sample_pct` percent of a stable hash (BLAKE2b), so every
-  run and every worker keeps the same connections, each with all its requests;
-* `method`: the request's method is not one of `methods` (default GET, HEAD,
-  OPTIONS: a shadow that shares a database or a payment provider with
-  production must not receive writes unless asked);
-* `filter`: the exchange does not match a mitmproxy filter expression
-  (`replayer.selecting.eventfilter`).
-
-The first two need only the Kafka record, so they run before the event is
-decoded; the others look at the event.
+reason: `outside-window` (the time window), `sample` (a stable share of the
+recorded connections), `method` (only safe methods unless told otherwise) and
+`filter` (a mitmproxy filter expression). The pipeline counts a dropped record
+as `skipped-<reason>` in the summary and the `trafficmirror_replayer_skipped`
+metric, and it counts as handled, so it never holds its partition's offsets
+back. The first two need only the Kafka record, so they run before the event
+is decoded; the others look at the event. `Selector` says what each means.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+
+from schemas.records import HttpExchange
 
 #: Methods replayed unless `--methods` says otherwise: the ones that do not write.
 SAFE_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -108,7 +97,23 @@ def parse_methods(text: str) -> frozenset[str] | None:
 
 
 class Selector:
-    """Applies `SelectOptions` to records (`before_decode`) and events (`after_decode`)."""
+    """Applies `SelectOptions` to records (`before_decode`) and events (`after_decode`).
+
+    * `outside-window`: the record's Kafka timestamp (the request's start) is
+      not in `since ≤ t < until`. `replay range` and `inspect` turn the window
+      into offset spans first (`replayer.consuming.window`); this check removes
+      what the spans' safety margin let in, so exactly the window's records
+      are sent;
+    * `sample`: the record's message key (the recorded client connection) does
+      not fall into the first `sample_pct` percent of a stable hash (BLAKE2b),
+      so every run and every worker keeps the same connections, each with all
+      its requests;
+    * `method`: the request's method is not one of `methods` (default GET,
+      HEAD, OPTIONS: a shadow that shares a database or a payment provider
+      with production must not receive writes unless asked);
+    * `filter`: the exchange does not match a mitmproxy filter expression
+      (`replayer.selecting.eventfilter`).
+    """
 
     def __init__(self, options: SelectOptions) -> None:
         self.options = options
@@ -116,7 +121,7 @@ class Selector:
         self._until = options.until_ms
         self._threshold = options.sample_pct / 100.0
         self._methods = options.methods
-        self._filter: Callable[[Mapping[str, Any]], bool] | None = None
+        self._filter: Callable[[HttpExchange], bool] | None = None
         if options.filter_expr is not None:
             # Imported only when asked for: it loads mitmproxy.
             from replayer.selecting.eventfilter import compile_filter
@@ -136,9 +141,9 @@ class Selector:
             return SAMPLE
         return None
 
-    def after_decode(self, event: Mapping[str, Any]) -> str | None:
+    def after_decode(self, event: HttpExchange) -> str | None:
         """The reason to drop a decoded event, or None to send it."""
-        if self._methods is not None and str(event["method"]).upper() not in self._methods:
+        if self._methods is not None and event["method"].upper() not in self._methods:
             return METHOD
         if self._filter is not None and not self._filter(event):
             return FILTER

@@ -1,50 +1,22 @@
 """Turn a recorded `HttpExchange` event into the request sent to the shadow.
 
-What is kept, what changes, and why:
-
-* The target's scheme, host and port replace the recorded ones; method, raw
-  path with query (byte for byte, never re-quoted) and body bytes are kept.
-* Headers keep their recorded order, case and duplicates, except:
-
-  - hop-by-hop headers describe the recorded client's connection to the
-    recorder, not the request, so they are dropped: Connection, Keep-Alive,
-    Proxy-* (Proxy-Connection, Proxy-Authorization, ...), TE, Trailer,
-    Transfer-Encoding, Upgrade, and every header the Connection header names;
-  - Host is set to the target's `host[:port]` (the port only when it is not
-    the scheme's default) and sent first, like GoReplay does: a shadow behind
-    a virtual host or a load balancer must be reachable by the name it is
-    called by. The original is in the event's `authority` field;
-  - Content-Length stays where it was but always states the length of the
-    body actually sent (the body is sent whole: chunked uploads arrive with a
-    Content-Length instead of Transfer-Encoding);
-  - `X-Trafficmirror-Replay: <exchange id>` is appended, so the shadow (and its
-    logs) can tell replayed traffic apart; a recorded one is replaced.
-
-* A request whose body was truncated by the recorder (`body_truncated`) is not
-  sent at all: sending the first bytes as if they were the whole body would
-  test the shadow with a request nobody made. It is skipped and counted.
-* An event no valid request can be made of raises `Unsendable` (a `Skipped`
-  whose record goes to the dead-letter queue, see `replayer.results.dlq`): a request
-  target that is neither origin form, absolute form nor `*`; a method that is
-  not an RFC 9110 token; a header name that is not a token, or a value holding
-  CR, LF or NUL (they would split or end the request on the wire); an
-  authority longer than 262 characters (a 253-character DNS name, a port and
-  brackets) or holding whitespace, control characters or `/?#@\\`; an exchange
-  id with CR, LF or NUL (it is the value of the replay header).
-
-Header values that are not valid UTF-8 are read as Latin-1 (every byte maps to
-one character), which keeps them printable but means their bytes on the wire
-differ: the HTTP client writes UTF-8.
+The request is the recorded one, byte for byte where the wire allows: method,
+raw path with query (never re-quoted), body, and headers in their recorded
+order, case and duplicates. What must change does: the target's scheme, host
+and port replace the recorded ones, hop-by-hop headers go, Host names the
+target, Content-Length states the body sent, and a replay header marks it.
+A truncated body is not sent at all (`Skipped`), and an event no valid request
+can be made of raises `Unsendable`, a poison record for the dead-letter queue
+(`replayer.results.dlq`). `build_request` lists each rule and why.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any
 
 from replayer.models import OutgoingRequest, Skipped, Target, Unsendable
+from schemas.records import HttpExchange
 
 #: Marks every replayed request; its value is the recorded exchange id.
 REPLAY_HEADER = "X-Trafficmirror-Replay"
@@ -150,21 +122,57 @@ def _path(raw: bytes) -> str:
     return path.decode("ascii")
 
 
-def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
-    """The request to send for `event`; raises `Skipped` when it must not be replayed."""
+def build_request(event: HttpExchange, target: Target) -> OutgoingRequest:
+    """The request to send for `event`; raises `Skipped` when it must not be replayed.
+
+    Headers keep their recorded order, case and duplicates, except:
+
+    * hop-by-hop headers describe the recorded client's connection to the
+      recorder, not the request, so they are dropped: Connection, Keep-Alive,
+      Proxy-* (Proxy-Connection, Proxy-Authorization, ...), TE, Trailer,
+      Transfer-Encoding, Upgrade, and every header the Connection header names;
+    * Host is set to the target's `host[:port]` (the port only when it is not
+      the scheme's default) and sent first, like GoReplay does: a shadow behind
+      a virtual host or a load balancer must be reachable by the name it is
+      called by. The original is in the event's `authority` field;
+    * Content-Length stays where it was but always states the length of the
+      body actually sent (the body is sent whole: chunked uploads arrive with a
+      Content-Length instead of Transfer-Encoding);
+    * `X-Trafficmirror-Replay: <exchange id>` is appended, so the shadow (and
+      its logs) can tell replayed traffic apart; a recorded one is replaced.
+
+    Header values that are not valid UTF-8 are read as Latin-1 (every byte maps
+    to one character), which keeps them printable but means their bytes on the
+    wire differ: the HTTP client writes UTF-8.
+
+    A request whose body the recorder truncated (`body_truncated`) raises
+    `Skipped("truncated")`: sending the first bytes as if they were the whole
+    body would test the shadow with a request nobody made. `Unsendable` is
+    raised for a request target that is neither origin form, absolute form nor
+    `*`; a method that is not an RFC 9110 token; a header name that is not a
+    token, or a value holding CR, LF or NUL (they would split or end the
+    request on the wire); an authority longer than 262 characters (a
+    253-character DNS name, a port and brackets) or holding whitespace,
+    control characters or `/?#@\\`; an exchange id with CR, LF or NUL (it is
+    the value of the replay header).
+
+    Nothing else is raised for an event the codec decoded (every field there,
+    with its schema type): tests/schemas/test_codec_fuzz.py feeds it mutated
+    records.
+    """
     message = event["request"]
-    if message.get("body_truncated"):
-        length = message.get("body_length", -1)
-        known = f"{length} bytes" if length is not None and length >= 0 else "unknown length"
+    if message["body_truncated"]:
+        length = message["body_length"]
+        known = f"{length} bytes" if length >= 0 else "unknown length"
         raise Skipped("truncated", f"request body was truncated by the recorder ({known})")
-    body: bytes = message["body"]
-    flat: Sequence[bytes] = message["headers"]
+    body = message["body"]
+    flat = message["headers"]
     named = [(flat[i], _header_name(flat[i]), flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
-    method = str(event["method"])
+    method = event["method"]
     if not _is_method(method):
         raise Unsendable(f"method {method[:40]!r} is not an HTTP token")
-    check_authority(str(event["authority"]))
-    path = _path(bytes(event["path"]))
+    check_authority(event["authority"])
+    path = _path(event["path"])
 
     connection_named: set[str] = set()
     for _, (_, role), raw_value in named:
@@ -195,7 +203,7 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
         except UnicodeDecodeError:
             value = raw_value.decode("latin-1")
         headers.append((name, value))
-    exchange_id = str(event["id"])
+    exchange_id = event["id"]
     if _BAD_IN_ID.search(exchange_id):
         raise Unsendable(f"exchange id {exchange_id[:40]!r} cannot be a header value")
     headers.append((REPLAY_HEADER, exchange_id))
@@ -204,6 +212,6 @@ def build_request(event: Mapping[str, Any], target: Target) -> OutgoingRequest:
         target=target,
         path=path,
         headers=tuple(headers),
-        body=bytes(body),
+        body=body,
         exchange_id=exchange_id,
     )

@@ -1,18 +1,18 @@
 """Fuzz: random and mutated records into the decoder and the request builder.
 
 Whatever bytes arrive, `Codec.decode` answers an event or raises `DecodeError`;
-an event that decodes goes through the original-host check and
-`build_request`, which answer a request fit for the wire or raise `Skipped`
-(`Unsendable` included), and `inspect` can print it. Nothing else may escape,
-and no record may take long: Avro lengths and block counts are varints, so a
-flipped byte can claim gigabytes or billions of items.
+an event that decodes goes through selection (a mitmproxy filter that reads
+every part of it), the original-host check and `build_request`, which answer a
+request fit for the wire or raise `Skipped` (`Unsendable` included), and
+`inspect` can print it. Nothing else may escape (the pipeline catches nothing
+else), and no record may take long: Avro lengths and block counts are varints,
+so a flipped byte can claim gigabytes or billions of items.
 """
 
 from __future__ import annotations
 
 import struct
 import time
-from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,14 +20,24 @@ from hypothesis import strategies as st
 from replayer.consuming.inspection import record_json
 from replayer.models import OutgoingRequest, Record, Skipped, Target
 from replayer.selecting.safety import OriginalHostGuard
+from replayer.selecting.selector import SelectOptions, Selector
 from replayer.sending.request import build_request
 from schemas.codec import SINGLE_OBJECT_MAGIC, Codec
+from schemas.records import HttpExchange
 from tests.replayer.events import make_event
 from trafficmirror.plumbing.errors import DecodeError
 
 CODEC = Codec()
 TARGET = Target.parse("http://127.0.0.1:8080")
 GUARD = OriginalHostGuard(TARGET)
+#: Operators over every part of the event; they rarely match, so `|` evaluates them all.
+SELECTOR = Selector(
+    SelectOptions(
+        methods=None,
+        filter_expr="~m zq | ~u zq | ~d zq | ~h zq | ~hq zq | ~hs zq | ~b zq | ~bq zq | ~bs zq"
+        " | ~c 999 | ~t zq | ~src zq | ~dst zq | ~e | ~q | ~s",
+    )
+)
 #: Seconds one record may take, decode and build together. A healthy one takes
 #: well under a millisecond; the bound only has to catch a hang or a huge
 #: allocation, on a shared 2-core machine.
@@ -126,14 +136,15 @@ def check_request(request: OutgoingRequest) -> None:
 def feed(data: bytes, outcomes: dict[str, int]) -> None:
     started = time.perf_counter()
     kind = "request"
-    event: dict[str, Any] | None = None
+    event: HttpExchange | None = None
     try:
-        event = CODEC.decode(data)
+        event = CODEC.decode_exchange(data)
     except DecodeError:
         kind = "undecodable"
     if event is not None:
         record = Record("t", 0, 1, b"k", data)
         assert record_json(record, event, None)
+        SELECTOR.after_decode(event)
         try:
             GUARD.check(event)
             check_request(build_request(event, TARGET))

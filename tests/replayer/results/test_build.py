@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from replayer.comparing.endpoints import Router
-from replayer.comparing.responses import Difference, Response
+from replayer.comparing.responses import Difference, ResponseView
 from replayer.results.build import (
     Aggregate,
     aggregate_path,
@@ -63,7 +63,7 @@ def result(
     latency: float = 0.010,
     **kw: Any,
 ) -> dict[str, Any]:
-    shadow = Response(shadow_status) if shadow_status is not None else None
+    shadow = ResponseView(shadow_status) if shadow_status is not None else None
     return build_result(
         event(exchange_id, path),
         topic="t",
@@ -95,7 +95,7 @@ def test_schema_is_shipped_and_round_trips_through_the_codec() -> None:
         run_id="run-7",
         replayer_id="pod-1",
         baseline_target="http://baseline",
-        baseline=Response(200),
+        baseline=ResponseView(200),
         baseline_latency_s=0.002,
     )
     encoded = codec.encode(record)
@@ -140,7 +140,7 @@ def test_outcomes() -> None:
         offset=0,
         target="x",
         sent_us=0,
-        shadow=Response(200),
+        shadow=ResponseView(200),
         shadow_latency_s=0.1,
     )
     assert no_prod["outcome"] == "skipped"
@@ -163,8 +163,13 @@ def test_custom_router() -> None:
 
 
 def test_production_latency_fallbacks() -> None:
-    assert production_latency_us({"request_start_us": 10, "response_end_us": 30}) == 20
-    assert production_latency_us({"request_start_us": 10, "response_end_us": None}) is None
+    # No request end recorded (null): measured from the request's start.
+    no_end = event(start=10)
+    no_end["request_end_us"] = None
+    no_end["response_end_us"] = 30
+    assert production_latency_us(no_end) == 20
+    no_end["response_end_us"] = None
+    assert production_latency_us(no_end) is None
 
 
 def test_percentile() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from replayer.comparing.responses import Difference, Response
+from replayer.comparing.responses import Difference, ResponseView
 from replayer.results.build import Aggregate, build_result, result_key
 from replayer.results.html import latency_cdf_svg, mismatch_chart_svg, render_html
 from replayer.results.report import collect, format_table, run_report, summary_line
@@ -63,7 +63,7 @@ def synthetic_results(seed: int = 7) -> list[dict[str, Any]]:
                 offset=i,
                 target="http://shadow:8080",
                 sent_us=T0 + i * 1000 + 5,
-                shadow=Response(status) if status is not None else None,
+                shadow=ResponseView(status) if status is not None else None,
                 shadow_latency_s=shadow_ms / 1000,
                 error=None if status is not None else "connection refused",
                 differences=diffs,
@@ -250,14 +250,14 @@ def test_issue_scenario_changed_field_noise_and_baseline() -> None:
     from replayer.comparing.noise import build_rules
     from replayer.comparing.responses import compare_exchange
 
-    def response(body: dict[str, Any], date: str) -> Response:
-        return Response.of(
+    def response(body: dict[str, Any], date: str) -> ResponseView:
+        return ResponseView.of(
             200,
             [("Content-Type", "application/json"), ("Date", date)],
             json.dumps(body).encode(),
         )
 
-    def app(path: str, n: int, variant: str) -> Response:
+    def app(path: str, n: int, variant: str) -> ResponseView:
         if path.startswith("/users/"):
             name = f"user {n}" if variant != "shadow" else f"USER {n}"
             return response({"id": n, "name": name}, f"day {variant}")
