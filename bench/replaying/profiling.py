@@ -19,14 +19,14 @@ from replaying.shadow import fetch_arrivals
 _STAGES = (
     ("decode", ("Codec.decode",)),
     ("build the request", ("build_request",)),
-    ("compare", ("compare_exchange", "build_result", "_response (replayer/comparison")),
+    ("compare", ("compare_exchange", "build_result", "_response (replayer/results/stage")),
     ("results: encode, produce", ("result_message", "ResultSink.send")),
     ("results: producer's poll thread", ("ResultSink._poll_loop",)),
     ("metrics (prometheus_client)", ("prometheus_client",)),
     ("HTTP: sender, transport, socket I/O", ("Sender.", "http1.py", "selector_events.py")),
     ("schedule and merge (time warp)", ("clock.py", "merge.py", "ratelimit.py")),
     ("consume (Kafka thread, records)", ("concurrent/futures/thread.py", "Record.from_message")),
-    ("start-up (imports, connect)", ("importlib", "cli_comparison.py")),
+    ("start-up (imports, connect)", ("importlib", "cli/comparison.py")),
 )
 
 
