@@ -1,29 +1,17 @@
 """Two checkouts' benchmarks side by side in one run: is B within noise of A?
 
-Given two checkouts, each with its own `.venv`, it runs each checkout's own
-bench/replay.py and bench/recorder.py (as `CHECKOUT/.venv/bin/python
-CHECKOUT/bench/NAME.py`, from inside that checkout, so each measures its own
-code), alternately: in every round each benchmark runs once on each side, the
-side that goes first swapping from round to round (AB BA AB ...) so a drift
-of the machine hits both alike. Then one table gives, per figure, each side's
-median and range over the rounds and the ratio B/A: the median and range of
-the ratios of the two runs of the same round.
+Runs each checkout's own bench/replay.py and bench/recorder.py, with its own
+`.venv` and from inside it (so each measures its own code), taking turns: in
+every round each benchmark runs once per side, the side going first swapping
+from round to round (AB BA AB ...) so a drift of the machine hits both alike.
+One table then gives, per figure, each side's median and range over the rounds
+and the ratio B/A of the two runs of each round. --benches picks from:
+`instructions` (recorder.py --instructions, callgrind: steady under load),
+`replay` and `recorder` (wall clock and CPU time: they move with the load).
+"Within noise" means the ratios' range takes in 1.00 or the medians differ by
+less than A's own spread. Every run's output is kept in --logs.
 
-Benchmarks (--benches):
-
-  instructions  bench/recorder.py --instructions: instructions per request of
-                each proxy under callgrind; steady on a loaded machine;
-  replay        bench/replay.py --repeats 1: replay rates, CPU per request,
-                rate accuracy and lateness; wall clock, noisy when the
-                machine is shared;
-  recorder      bench/recorder.py --repeats 1: proxy throughput and CPU per
-                request, one at a time and side by side; wall clock, noisy.
-
-The verdict column says "within noise" when the ratios' range takes in 1.00
-or the medians differ by less than A's own spread; otherwise which side is
-better. Every run's output is kept in --logs, and --json saves the figures.
-
-    python bench/checkouts.py /work/old /work/main [--rounds 3] [--benches replay,instructions]
+    python bench/checkouts.py OLD_CHECKOUT NEW_CHECKOUT [--rounds 3] [--benches replay]
 """
 
 from __future__ import annotations
@@ -43,8 +31,8 @@ from pathlib import Path
 
 from figures import BENCHES, CPU, INSTRUCTIONS, WALL, Bench, Figure
 
-#: Arguments given to each benchmark unless --NAME-args says otherwise: sized so
-#: that the default three rounds finish in about a quarter of an hour.
+#: Arguments given to each benchmark unless --NAME-args says otherwise: smaller
+#: than the benches' own defaults, because the rounds repeat them anyway.
 DEFAULT_ARGS = {
     "instructions": "--requests 150 --warmup-requests 100",
     "replay": "--records 20000 --duration 3 --paced-seconds 3",

@@ -1,52 +1,17 @@
 """Recorder benchmark: what recording costs, measured in one run.
 
-Measures requests/s and p50/p99 latency through
-
-  plain   `mitmdump --mode reverse:APP` with no addon,
-  addon   `mitmdump -s recorder/addon.py` with our addon recording to Kafka,
-  record  `trafficmirror record` (mitmproxy embedded, only the addons it needs),
-and, with --configs, the rows of `mitmdump -s bench/scripts/floor_addon.py`
-(its docstring says more), which show where the addon's cost lies:
-
-  script      a script that records nothing: mitmproxy's dispatch to it,
-  floor-bare  one produce() of fixed bytes per exchange on a bare
-              confluent-kafka producer: the least any recorder can do,
-  floor       the same on our producer: the addon without building and
-              encoding its events;
-
-all in front of the same sample app process (`python -m trafficmirror.demo.apps
-app`), recording to the same in-memory broker (`trafficmirror dev-kafka`), and
-prints a table with the median of the repeats and the ratios against plain
-mitmdump (the median of each repeat against the plain run of the same repeat).
-Targets from the issue: addon >= 0.95x plain, record >= 1.8x plain. It also
-reports the proxy process's CPU time per request (all its threads, from
-/proc): what a request costs, less swayed than req/s when other work shares
-the machine.
-
-Load: `wrk` (Debian package `wrk`) with a fixed number of keep-alive
-connections and a fixed duration; when wrk is missing, a small asyncio load
-generator in a separate process does the same (said clearly in the output).
-
-CPU placement, on a 2-core machine: the proxy under test gets core 0 to itself
-(all of its threads: mitmproxy's event loop, the producer's poll thread and
-librdkafka's threads, so the recorder pays for its own background work), and
-the app, the broker and the load generator share core 1. The proxy is the
-bottleneck by a wide margin (it does several times the work per request of the
-app), so core 1 is never what is measured; the script checks this by first
-measuring the app alone and warns if the proxies come within half of it. Runs
-are interleaved (plain, addon, record, plain, ...) so slow drifts of the
-machine hit every configuration alike. On a machine with one core nothing is
-pinned (and the numbers mean less).
-
-Side by side (after the runs above, unless --no-side-by-side): all the proxies
-at once on the proxy core, each under its own wrk, and their CPU time per
-request compared. They see the same machine at the same moment, so the ratio
-holds still where runs one after the other swing by more than the addon's
-cost; on a saturated core it is the ratio of their throughputs.
-
---instructions: instead of timing, counts the instructions each proxy executes
-per request under valgrind's callgrind (independent of the machine's load;
-blind to cache misses and the kernel, so it reads low).
+Puts each proxy in front of the same sample app (`python -m
+trafficmirror.demo.apps app`), recording to the same in-memory broker
+(`trafficmirror dev-kafka`), under the same load (wrk, or a small asyncio
+client when wrk is missing): plain `mitmdump --mode reverse:APP`, `mitmdump -s
+recorder/addon.py`, `trafficmirror record`, and with --configs the rows of
+bench/scripts/floor_addon.py that show where the addon's cost lies. Prints
+req/s, p50/p99 and the proxy's CPU time per request (all its threads), the
+medians of interleaved repeats with ratios against plain mitmdump (targets:
+addon >= 0.95x plain, record >= 1.8x plain); then all the proxies side by side
+on one core, whose CPU ratio holds still where runs one after the other drift.
+--instructions counts instructions per request under valgrind's callgrind
+instead, steady whatever else runs. docs/ has the method and the figures.
 
     python bench/recorder.py [--duration 10] [--connections 16] [--repeats 3]
     python bench/recorder.py --configs plain,script,floor-bare,floor,addon --side-by-side-only
@@ -127,6 +92,9 @@ def main() -> int:
     if args.side_by_side_only and (not use_wrk or (os.cpu_count() or 1) < 2):
         print("--side-by-side-only needs wrk and at least 2 cores", file=sys.stderr)
         return 2
+    # The proxy gets a core to itself, all its threads (so it pays for its own
+    # background work); app, broker and load share the rest. The proxy is the
+    # bottleneck by far, which the app-alone run below checks.
     ncpu = os.cpu_count() or 1
     proxy_cpus = {0} if ncpu >= 2 else None
     rest_cpus = set(range(1, ncpu)) if ncpu >= 2 else None

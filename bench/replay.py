@@ -1,42 +1,16 @@
 """Replayer benchmark: what replaying costs, measured in one run against one shadow.
 
 Fills topics on the in-memory broker (`trafficmirror dev-kafka`) with synthetic
-recorded exchanges (small GETs of a JSON API, encoded with the real codec, keyed
-and timestamped like the recorder does), starts one fast local shadow (a
-minimal asyncio HTTP/1.1 server in its own process that answers every request
-with the recorded response and notes when each replayed request arrived), and
-measures:
-
-  ceiling   `wrk` against the shadow: what this machine can push through it;
-  max x1    `replay range --speed max` (or, before time warp exists, plain
-            `replay range`, which sends as fast as it can), one process;
-  floor     the least a replay in Python does per record, in a process of
-            its own: consume, decode, build, send and read the response
-            with the replayer's own client; no compare, results, offsets;
-  max x2    two `replay range` processes at once on disjoint partitions
-            (partitions 0-1 and 2-3), their arrivals added up;
-  rate R    `replay range --rate R` at 100 and 1000 requests/s: achieved rate
-            seen by the shadow ((n - 1) / (last arrival - first arrival));
-  lateness  `replay range --speed 1` over exchanges recorded 2 ms apart
-            (500/s): at the shadow, arrival - (first arrival + recorded offset),
-            p50/p99 (the first request is the anchor, so this is the drift and
-            jitter of the schedule, not the start-up delay).
-
-Requests/s of the replay runs are counted at the shadow between the first and
-the last arrival (start-up, reading the topic's metadata, and the final flush
-are excluded; the process's own summary line, which includes them, is kept in
-the log). Runs are interleaved and repeated; the table shows medians, with the
-spread (min..max) so noise is visible.
-
-CPU placement on 2+ cores: what generates load (wrk, the replayer processes)
-gets core 0; the shadow and the broker share core 1. With two replay processes
-both share core 0, the same CPU budget wrk had, so "max x2" says what a second
-process gains from overlapping waits, not from a second core (this machine has
-none to spare). Comparison and results (`<topic>.results`) stay on, as in a
-real replay.
-
-With `--profile`, one more `--speed max` replay runs under py-spy and a second
-table says which stage of a record's path its samples fall in.
+recorded exchanges (replaying/traffic.py), starts a fast local shadow that
+notes when each replayed request arrives (replaying/shadow.py), and measures
+there: what wrk pushes through the shadow (the ceiling); `replay range --speed
+max` with one process, with --no-results and with two processes on disjoint
+partitions; the floor, the least a Python replay does (replaying/floor.py);
+the rate achieved with --rate 100 and 1000; the lateness of `--speed 1` at
+500/s. Runs are interleaved and repeated; the table gives medians with their
+spread (min..max) and the replay processes' CPU time per request. With
+--profile, one more replay runs under py-spy and a second table says which
+stage of a record's path its samples fall in. docs/ has the method and figures.
 
     python bench/replay.py [--records 20000] [--repeats 3] [--concurrency 64] [--profile]
 """
@@ -89,6 +63,9 @@ def main() -> int:
     def want(name: str) -> bool:
         return not only or name in only
 
+    # What generates load (wrk, the replayers) gets one core, the shadow and the
+    # broker the rest; two replay processes share that one core, so "max x2"
+    # says what overlapping waits gain, not what a second core would.
     ncpu = os.cpu_count() or 1
     load_cpus = {0} if ncpu >= 2 else None
     rest_cpus = set(range(1, ncpu)) if ncpu >= 2 else None
