@@ -1,0 +1,83 @@
+"""The table of bench/replay.py: medians with their spread, CPU per request, targets."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from replaying.runs import Run
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def spread(values: list[float], fmt: str = "{:.0f}") -> str:
+    if len(values) == 1:
+        return fmt.format(values[0])
+    low, mid, high = (fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
+    return f"{mid} ({low}..{high})"
+
+
+def report(ceiling: list[float], runs: dict[str, list[Run]], args: argparse.Namespace) -> None:
+    print()
+    print("| measurement | median (min..max) | CPU per request | target | verdict |")
+    print("| --- | ---: | ---: | --- | --- |")
+    top = statistics.median(ceiling) if ceiling else None
+    if ceiling:
+        print(
+            f"| wrk -c{args.concurrency} against the shadow (the ceiling) | {spread(ceiling)} "
+            "req/s | | | |"
+        )
+
+    def cpu(name: str) -> str:
+        return f"{statistics.median(r.cpu_us for r in runs[name]):.0f} us"
+
+    labels = {
+        "max1": "replay range --speed max, 1 process",
+        "nores": "the same with --no-results (compared, not written)",
+        "floor": "the least a Python replay does: consume, decode, build, send (no compare, "
+        "results, offsets, metrics)",
+        "max2": "replay range --speed max, 2 processes (partitions 0-1, 2-3)",
+    }
+    for name, label in labels.items():
+        if not runs.get(name):
+            continue
+        values = [r.rps for r in runs[name]]
+        med = statistics.median(values)
+        ratio = f", {med / top:.2f}x wrk" if top else ""
+        target = verdict = ""
+        if name == "max1":
+            target = ">= 5000 and >= 0.5x wrk"
+            verdict = "met" if med >= 5000 and (top is None or med >= 0.5 * top) else "NOT met"
+        print(f"| {label} | {spread(values)} req/s{ratio} | {cpu(name)} | {target} | {verdict} |")
+    for rate in (100, 1000):
+        name = f"rate{rate}"
+        if not runs.get(name):
+            continue
+        errors = [(r.rps / rate - 1) * 100 for r in runs[name]]
+        ok = abs(statistics.median(errors)) <= 1
+        print(
+            f"| --rate {rate}: achieved | {spread([r.rps for r in runs[name]], '{:.1f}')} req/s "
+            f"({spread(errors, '{:+.2f}')} %) | | within 1 % | "
+            f"{'met' if ok else 'NOT met'} |"
+        )
+    if runs.get("speed1"):
+        timed = runs["speed1"]
+        own = [r.scheduler for r in timed if r.scheduler is not None]
+        if own:
+            p50 = [o[0] for o in own]
+            p99 = [o[1] for o in own]
+            print(
+                f"| --speed 1 at 500/s: lateness p50 / p99, the replayer's own (sent - due) | "
+                f"{spread(p50, '{:.1f}')} / {spread(p99, '{:.1f}')} ms | | "
+                f"p99 <= 5 ms | {'met' if statistics.median(p99) <= 5 else 'NOT met'} |"
+            )
+        p50 = [pct(r.lateness_ms, 0.5) for r in timed]
+        p99 = [pct(r.lateness_ms, 0.99) for r in timed]
+        print(
+            f"| --speed 1 at 500/s: lateness p50 / p99 at the shadow, vs the least late | "
+            f"{spread(p50, '{:.2f}')} / {spread(p99, '{:.2f}')} ms | | p99 <= 5 ms | "
+            f"{'met' if statistics.median(p99) <= 5 else 'NOT met'} |"
+        )
