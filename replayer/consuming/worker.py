@@ -61,7 +61,7 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Gauge
 
-from replayer.assembly import Senders
+from replayer.assembly import IN_FLIGHT_PER_SLOT, Senders
 from replayer.consuming.merge import MERGE_LIMIT_BYTES, PartitionMerger
 from replayer.consuming.offsets import OffsetTracker, Ticket
 from replayer.consuming.timeindex import since_offsets
@@ -97,8 +97,6 @@ LAG = Gauge(
     ["partition"],
 )
 
-#: In-flight records per unit of concurrency; no more records are taken beyond it.
-IN_FLIGHT_PER_SLOT = 4
 #: Seconds the in-flight bound may stay reached, with no request finishing, before
 #: the partitions are paused. While requests finish, the consumer is asked for
 #: as many records as finished (librdkafka's bounded prefetch queue holds the
