@@ -1,27 +1,14 @@
-"""`trafficmirror replay range`: replay exactly offsets A..B of a topic, then exit.
+"""`trafficmirror replay range`: replay exactly offsets A..B (or a time window), then exit.
 
 No consumer group: the partitions are assigned with explicit start offsets,
-nothing is committed, and re-running the command replays the same records
-again. The range is checked against each partition's watermarks before
-anything is sent; `end` means the last offset present at start, so the command
-always finishes. Records go through the same pipeline as the group worker
-(`replayer.pipeline`), so per-connection order and concurrency behave the same.
-
-Instead of offsets, a time window (`replayer.consuming.window`) can give the spans; the
-selection (`replayer.selecting.selector`: methods, window, sample, filter) decides per
-record what is sent.
-
-Pace: by default at the recorded pace (`Pace()`, speed 1); the partitions'
-records are merged into recorded-time order first (`replayer.consuming.merge`), so the
-first exchange of the whole range anchors the virtual clock and the
-partitions go out interleaved as they were recorded. Progress: a redrawn bar
-on a terminal's stderr, the periodic log line otherwise.
-
-Exit code 0 when every record in the range was sent or deliberately skipped (a
-truncated body, a record selection dropped: both count as handled), 1 when
-some could not be sent or decoded (those go to `<topic>.dlq`, see
-`replayer.results.dlq`) or were recorded from the target's own host
-(`replayer.selecting.safety`), 2 on bad input, 130 when interrupted.
+nothing is committed, and re-running the command replays the same records.
+The range is checked against each partition's watermarks before anything is
+sent (`spans`; a time window gives its spans through `window`); `end` means
+the last offset present at start, so the command always finishes. Records go
+through the same parts as the group worker's (`replayer.assembly`), merged into
+recorded-time order first (`merge`): at the default, recorded pace the first
+exchange of the range anchors the virtual clock and partitions interleave as
+recorded. Progress: a redrawn bar on a terminal's stderr, else a log line.
 """
 
 from __future__ import annotations
@@ -92,14 +79,18 @@ def run_range(
 ) -> int:
     """Replay the range (or time window) of `config` to its target; return the exit code.
 
+    0 when every record in the range was sent or deliberately skipped (a
+    truncated body, a record selection dropped: both count as handled), 1 when
+    some could not be sent or decoded (those go to `<topic>.dlq`) or were
+    recorded from the target's own host (`replayer.selecting.safety`), 130 when
+    interrupted. Bad input raises a usage error (`UsageError`, `TopicNotFound`,
+    `OffsetOutOfRange`; exit 2 in the CLI) before anything is sent.
+
     Every replay is compared with the recorded response and its result written
-    to `<topic>.results`; records that cannot be decoded or sent go to
-    `<topic>.dlq`. Prints a summary to `out` (stdout). Raises
-    `TopicNotFound`/`OffsetOutOfRange` (usage errors) before sending anything.
-    `transport` replaces the HTTP client (tests); `stop_event` stops it from
-    another thread like SIGTERM does. While the shadow's error-rate guard backs
-    off, nothing is read; the range finishes once the shadow answers again, or
-    on SIGINT.
+    to `<topic>.results`. Prints a summary to `out` (stdout). While the shadow's
+    error-rate guard backs off, nothing is read; the range finishes once the
+    shadow answers again, or on SIGINT. `transport` replaces the HTTP client
+    (tests); `stop_event` stops it from another thread like SIGTERM does.
     """
     out = out or sys.stdout
     loop_factory()  # a bad TRAFFICMIRROR_EVENT_LOOP is a usage error before anything starts
