@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 from replayer.models import Target
 from replayer.pacing.clock import Pace, Scheduler
-from replayer.pipeline import Pipeline, Stats
+from replayer.pipeline import Pipeline
 from replayer.results.dlq import DeadLetters
 from replayer.results.stage import Comparison, ComparisonOptions
+from replayer.results.summary import Stats
 from replayer.selecting.safety import SafetyOptions
 from replayer.selecting.selector import SelectOptions, Selector
 from replayer.sending.guard import Gate, GuardOptions

@@ -32,9 +32,9 @@ from replayer.eventloop import loop_factory
 from replayer.eventloop import run as run_loop
 from replayer.models import Record, Target
 from replayer.pacing.progress import ProgressBar
-from replayer.pipeline import Progress, Stats
 from replayer.results.dlq import DeadLetters
 from replayer.results.stage import Comparison
+from replayer.results.summary import Progress, Stats
 from replayer.selecting.selector import SelectOptions
 from replayer.sending.sender import Transport
 from replayer.stopping import StopSignals

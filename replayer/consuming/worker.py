@@ -34,7 +34,8 @@ from replayer.consuming.timeindex import since_offsets
 from replayer.eventloop import loop_factory
 from replayer.eventloop import run as run_loop
 from replayer.pacing.clock import Pace
-from replayer.pipeline import Pipeline, Progress, Stats
+from replayer.pipeline import Pipeline
+from replayer.results.summary import Progress, Stats
 from replayer.selecting.selector import Selector
 from replayer.sending.sender import Transport
 from replayer.sessions.session import Session
