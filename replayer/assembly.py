@@ -1,26 +1,149 @@
-"""One `Sender` per target: the shadow's, and with `--baseline` the baseline's.
+"""The parts a replay needs, built in one place for the worker and `replay range`.
 
-Each target has its own concurrency cap, timeout and connection pool, so a slow
-or dead baseline cannot take the shadow's slots, and the other way round. Only
-the shadow's sender has the error-rate guard (`replayer.sending.guard`): the baseline
-is a copy of production, kept for comparing, not the service under test.
-
-The worker and `replay range` bound the records they hold by `in_flight`, the
-requests of both senders without an outcome: a record is handled when both of
-its requests are, so this counts every record held at least once.
+Both commands take the same options (`ReplayConfig`: target, concurrency,
+comparison, guardrails, safety, selection, pace) and turn them into the same
+parts: a `Sender` per target (`Senders`: the shadow's, and with `--baseline`
+the baseline's, each with its own cap, timeout and pool, so one slow target
+cannot take the other's slots; only the shadow has the error-rate guard), the
+scheduler (`replayer.pacing.clock`), the pipeline, the comparison writing
+`<topic>.results` and the dead letters (`<topic>.dlq`). `Assembly` builds them
+and says how many records a replay may hold (`max_in_flight`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 
+from replayer.models import Target
+from replayer.pacing.clock import Pace, Scheduler
+from replayer.pipeline import Pipeline
+from replayer.results.dlq import DeadLetters
+from replayer.results.stage import Comparison, ComparisonOptions
+from replayer.results.summary import Stats
+from replayer.selecting.safety import SafetyOptions
+from replayer.selecting.selector import SelectOptions, Selector
 from replayer.sending.guard import Gate, GuardOptions
 from replayer.sending.http1 import Http1Transport
 from replayer.sending.sender import Sender, Transport
+from schemas.codec import Codec
+from trafficmirror.plumbing.kafka import KafkaSettings
+
+#: Records a replay holds (read, not yet handled) per request slot of its targets.
+#: Beyond that no more records are taken: librdkafka's own prefetch queue
+#: (`queued.max.messages.kbytes`) then fills and its fetching stops.
+IN_FLIGHT_PER_SLOT = 4
+#: The bound never goes below this, so a low concurrency still reads in batches.
+MIN_IN_FLIGHT = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayConfig:
+    """What `worker` and `replay range` both take: the traffic, where it goes, and how.
+
+    `target` is the shadow's base URL. `comparison`: how replays are compared
+    and where results go; `guardrails`: the baseline's own cap and timeout and
+    the shadow's error-rate guard; `safety`: whether records recorded from the
+    target's own host are sent; `selection`: what is sent (default: GET, HEAD,
+    OPTIONS); `pace`: speed, rate, idle compression (each command has its own
+    default). `progress_interval`: seconds between progress lines.
+    """
+
+    settings: KafkaSettings
+    topic: str
+    target: str
+    concurrency: int = 64
+    timeout: float = 30.0
+    schema_registry_url: str | None = None
+    progress_interval: float = 10.0
+    comparison: ComparisonOptions = field(default_factory=ComparisonOptions)
+    guardrails: GuardOptions = field(default_factory=GuardOptions)
+    safety: SafetyOptions = field(default_factory=SafetyOptions)
+    selection: SelectOptions = field(default_factory=SelectOptions)
+    pace: Pace = field(default_factory=Pace)
+
+    @property
+    def max_in_flight(self) -> int:
+        """Records the replay may hold: `IN_FLIGHT_PER_SLOT` per slot of both targets' caps."""
+        slots = self.concurrency
+        if self.comparison.baseline:  # the baseline's requests have a cap of their own
+            slots += self.guardrails.baseline_concurrency or self.concurrency
+        return max(slots * IN_FLIGHT_PER_SLOT, MIN_IN_FLIGHT)
+
+
+@dataclass
+class Outputs:
+    """Where a replay writes: results through the comparison, poison records to the DLQ."""
+
+    comparison: Comparison
+    dlq: DeadLetters
+
+
+class Assembly:
+    """Builds the parts of one replay from its config, the same way for both commands.
+
+    In two steps, because of where each part lives: `open_outputs()` before
+    the event loop runs (the producers are closed after it, once the results
+    are flushed), `start()` inside it (the senders' connection pools belong to
+    the loop). The scheduler is made at once: a worker's share of the rate and
+    a replay session's pace are set on it before the loop starts.
+    """
+
+    def __init__(self, config: ReplayConfig, *, share: float = 1.0) -> None:
+        self.config = config
+        self.target = Target.parse(config.target)
+        self.codec = Codec(registry_url=config.schema_registry_url)
+        self.selector = Selector(config.selection)
+        self.scheduler = Scheduler(config.pace, share=share)
+
+    @property
+    def max_in_flight(self) -> int:
+        """See `ReplayConfig.max_in_flight`."""
+        return self.config.max_in_flight
+
+    def open_outputs(self) -> Outputs:
+        """The comparison (writing `<topic>.results` unless told not to) and the dead letters."""
+        config = self.config
+        comparison = Comparison.open(config.settings, config.topic, self.target, config.comparison)
+        return Outputs(comparison, DeadLetters(config.settings, config.topic))
+
+    def start(
+        self, outputs: Outputs, transport: Transport | None, stats: Stats | None = None
+    ) -> tuple[Senders, Pipeline]:
+        """The senders and the pipeline that feeds them; call inside the event loop.
+
+        `transport` None: an HTTP/1.1 pool per target; a given one (tests) serves both.
+        """
+        config = self.config
+        comparison = outputs.comparison
+        senders = Senders.open(
+            transport=transport,
+            concurrency=config.concurrency,
+            timeout=config.timeout,
+            baseline=comparison.baseline is not None,
+            options=config.guardrails,
+        )
+        pipeline = Pipeline(
+            codec=self.codec,
+            target=self.target,
+            sender=senders.shadow,
+            stats=stats,
+            comparison=comparison,
+            baseline_sender=senders.baseline,
+            dlq=outputs.dlq,
+            safety=config.safety,
+            scheduler=self.scheduler,
+            selector=self.selector,
+        )
+        return senders, pipeline
 
 
 class Senders:
-    """The shadow's sender, the baseline's (or None), and the shadow's guard (or None)."""
+    """The shadow's sender, the baseline's (or None), and the shadow's guard (or None).
+
+    `in_flight` counts the requests of both without an outcome: a record is
+    handled when both of its requests are, so every record held counts once at least.
+    """
 
     def __init__(self, shadow: Sender, baseline: Sender | None = None) -> None:
         self.shadow = shadow

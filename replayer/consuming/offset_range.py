@@ -1,27 +1,14 @@
-"""`trafficmirror replay range`: replay exactly offsets A..B of a topic, then exit.
+"""`trafficmirror replay range`: replay exactly offsets A..B (or a time window), then exit.
 
 No consumer group: the partitions are assigned with explicit start offsets,
-nothing is committed, and re-running the command replays the same records
-again. The range is checked against each partition's watermarks before
-anything is sent; `end` means the last offset present at start, so the command
-always finishes. Records go through the same pipeline as the group worker
-(`replayer.pipeline`), so per-connection order and concurrency behave the same.
-
-Instead of offsets, a time window (`replayer.consuming.window`) can give the spans; the
-selection (`replayer.selecting.selector`: methods, window, sample, filter) decides per
-record what is sent.
-
-Pace: by default at the recorded pace (`Pace()`, speed 1); the partitions'
-records are merged into recorded-time order first (`replayer.consuming.merge`), so the
-first exchange of the whole range anchors the virtual clock and the
-partitions go out interleaved as they were recorded. Progress: a redrawn bar
-on a terminal's stderr, the periodic log line otherwise.
-
-Exit code 0 when every record in the range was sent or deliberately skipped (a
-truncated body, a record selection dropped: both count as handled), 1 when
-some could not be sent or decoded (those go to `<topic>.dlq`, see
-`replayer.results.dlq`) or were recorded from the target's own host
-(`replayer.selecting.safety`), 2 on bad input, 130 when interrupted.
+nothing is committed, and re-running the command replays the same records.
+The range is checked against each partition's watermarks before anything is
+sent (`spans`; a time window gives its spans through `window`); `end` means
+the last offset present at start, so the command always finishes. Records go
+through the same parts as the group worker's (`replayer.assembly`), merged into
+recorded-time order first (`merge`): at the default, recorded pace the first
+exchange of the range anchors the virtual clock and partitions interleave as
+recorded. Progress: a redrawn bar on a terminal's stderr, else a log line.
 """
 
 from __future__ import annotations
@@ -32,41 +19,30 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import IO, Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from replayer.assembly import Senders
+from replayer.assembly import Assembly, Outputs, ReplayConfig, Senders
 from replayer.consuming.merge import MERGE_LIMIT_BYTES, PartitionMerger
 from replayer.consuming.spans import Span, SpanReader, resolve_spans
 from replayer.consuming.window import window_spans
 from replayer.eventloop import loop_factory
 from replayer.eventloop import run as run_loop
 from replayer.models import Record, Target
-from replayer.pacing.clock import Pace, Scheduler
 from replayer.pacing.progress import ProgressBar
-from replayer.pipeline import Pipeline, Progress, Stats
 from replayer.results.dlq import DeadLetters
-from replayer.results.stage import Comparison, ComparisonOptions
-from replayer.selecting.safety import SafetyOptions
-from replayer.selecting.selector import SelectOptions, Selector
-from replayer.sending.guard import GuardOptions
+from replayer.results.stage import Comparison
+from replayer.results.summary import Progress, Stats
+from replayer.selecting.selector import SelectOptions
 from replayer.sending.sender import Transport
 from replayer.stopping import StopSignals
-from schemas.codec import Codec
 from trafficmirror.plumbing.errors import KafkaUnavailable, UsageError
-from trafficmirror.plumbing.kafka import KafkaSettings
 from trafficmirror.plumbing.runtime import settle_memory
 
-logger = logging.getLogger("trafficmirror.replayer.range")
+logger = logging.getLogger(__name__)
 
-#: Records handed to the sender but not finished, per unit of concurrency.
-#: Beyond that no more records are taken; librdkafka's own prefetch queue
-#: (`queued.max.messages.kbytes`) then fills and its fetching stops. Without a
-#: group nothing needs serving meanwhile, so partitions are not paused: a
-#: resume costs about a second before fetching restarts, which would starve a
-#: fast shadow.
-IN_FLIGHT_PER_SLOT = 4
 #: Seconds in-flight requests may still take after an interrupt.
 INTERRUPT_GRACE = 5.0
 _BATCH = 500
@@ -77,67 +53,67 @@ MERGE_LIMIT = 4 * _BATCH
 _POLL_SECONDS = 0.05
 
 
+@dataclass(frozen=True, kw_only=True)
+class RangeConfig(ReplayConfig):
+    """`trafficmirror replay range`'s options: the replay's, and which records.
+
+    `partitions` empty = all; `start_offset` None = each partition's first
+    offset; `end_offset` None = the last offset of each partition at start
+    (both inclusive). With a time window in `selection` the spans come from
+    it, and both offsets must be None. `pace` defaults to the recorded pace.
+    `progress_bar`: draw a bar on stderr (default: when stderr is a terminal).
+    """
+
+    partitions: tuple[int, ...] = ()
+    start_offset: int | None = None
+    end_offset: int | None = None
+    progress_bar: bool | None = None
+
+
 def run_range(
+    config: RangeConfig,
     *,
-    settings: KafkaSettings,
-    topic: str,
-    partitions: list[int],
-    start_offset: int | None,
-    end_offset: int | None,
-    target: str,
-    concurrency: int = 64,
-    timeout: float = 30.0,
-    schema_registry_url: str | None = None,
     transport: Transport | None = None,
     stop_event: threading.Event | None = None,
     out: IO[str] | None = None,
-    progress_interval: float = 10.0,
-    comparison: ComparisonOptions | None = None,
-    safety: SafetyOptions | None = None,
-    pace: Pace | None = None,
-    progress_bar: bool | None = None,
-    selection: SelectOptions | None = None,
-    guardrails: GuardOptions | None = None,
 ) -> int:
-    """Replay offsets `start_offset..end_offset` (inclusive) of `partitions` to `target`.
+    """Replay the range (or time window) of `config` to its target; return the exit code.
 
-    `partitions` empty = all; `start_offset` None = each partition's first
-    offset; `end_offset` None = the last offset of each partition at start.
-    `selection` picks what is sent (default: the safe methods GET, HEAD,
-    OPTIONS of every record); with a time window the spans come from it, and
-    `start_offset`/`end_offset` must be None. Every replay is compared with
-    the recorded response and its result written to `<topic>.results` (see
-    `comparison`); records that cannot be decoded or sent go to
-    `<topic>.dlq`; `safety` says whether records recorded from the target's
-    own host are sent. Prints a summary to `out` (stdout) and returns the
-    exit code. Raises
-    `TopicNotFound`/`OffsetOutOfRange` (usage errors) before sending anything.
-    `transport` replaces the HTTP client (tests); `stop_event` stops it from
-    another thread like SIGTERM does. `pace`: speed, rate, idle compression
-    (default: the recorded pace). `progress_bar`: draw a bar on stderr
-    (default: when stderr is a terminal). `guardrails`: the baseline's own cap
-    and timeout, and the shadow's error-rate guard (while it backs off, nothing
-    is read; the range finishes once the shadow answers again, or on SIGINT).
+    0 when every record in the range was sent or deliberately skipped (a
+    truncated body, a record selection dropped: both count as handled), 1 when
+    some could not be sent or decoded (those go to `<topic>.dlq`) or were
+    recorded from the target's own host (`replayer.selecting.safety`), 130 when
+    interrupted. Bad input raises a usage error (`UsageError`, `TopicNotFound`,
+    `OffsetOutOfRange`; exit 2 in the CLI) before anything is sent.
+
+    Every replay is compared with the recorded response and its result written
+    to `<topic>.results`. Prints a summary to `out` (stdout). While the shadow's
+    error-rate guard backs off, nothing is read; the range finishes once the
+    shadow answers again, or on SIGINT. `transport` replaces the HTTP client
+    (tests); `stop_event` stops it from another thread like SIGTERM does.
     """
     out = out or sys.stdout
     loop_factory()  # a bad TRAFFICMIRROR_EVENT_LOOP is a usage error before anything starts
-    shadow = Target.parse(target)
-    compare_options = comparison or ComparisonOptions()
-    select = selection or SelectOptions()
-    selector = Selector(select)
-    codec = Codec(registry_url=schema_registry_url)
-    if select.windowed and (start_offset is not None or end_offset is not None):
+    assembly = Assembly(config)
+    select = config.selection
+    topic, settings = config.topic, config.settings
+    if select.windowed and (config.start_offset is not None or config.end_offset is not None):
         raise UsageError("a time window (since/until) and offsets cannot be combined")
     eof: dict[str, Any] = {"enable.partition.eof": True}
     consumer = Consumer(settings.consumer_config(None, **eof))
     try:
         if select.windowed:
             spans, notes = window_spans(
-                settings, topic, partitions, select.since_ms, select.until_ms
+                settings, topic, config.partitions, select.since_ms, select.until_ms
             )
         else:
             spans, notes = resolve_spans(
-                consumer, topic, partitions, start_offset, end_offset, settings.bootstrap_servers
+                consumer,
+                topic,
+                config.partitions,
+                config.start_offset,
+                config.end_offset,
+                settings.bootstrap_servers,
             )
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
@@ -145,82 +121,40 @@ def run_range(
             where = "time window" if select.windowed else "range"
             print(f"nothing to replay: no records in the {where} of topic {topic!r}", file=out)
             return 0
-        compare = Comparison.open(settings, topic, shadow, compare_options)
-        dlq = DeadLetters(settings, topic)
+        outputs = assembly.open_outputs()
+        bar = sys.stderr.isatty() if config.progress_bar is None else config.progress_bar
         try:
             with StopSignals(stop_event, "letting in-flight requests finish") as stop:
                 settle_memory()
-                stats = run_loop(
-                    _replay(
-                        consumer,
-                        topic,
-                        spans,
-                        codec,
-                        shadow,
-                        transport,
-                        concurrency,
-                        timeout,
-                        stop,
-                        progress_interval,
-                        compare,
-                        dlq,
-                        safety,
-                        pace or Pace(),
-                        sys.stderr.isatty() if progress_bar is None else progress_bar,
-                        selector,
-                        guardrails or GuardOptions(),
-                    )
-                )
+                replay = _replay(consumer, assembly, outputs, spans, transport, stop, bar)
+                stats = run_loop(replay)
         finally:
-            compare.close()  # flushes the results before the summary counts them
-            dlq.close()
+            outputs.comparison.close()  # flushes the results before the summary counts them
+            outputs.dlq.close()
     finally:
         consumer.close()
-    return _summarize(topic, shadow, spans, stats, stop, out, compare, dlq, select)
+    return _summarize(
+        topic, assembly.target, spans, stats, stop, out, outputs.comparison, outputs.dlq, select
+    )
 
 
 async def _replay(
     consumer: Any,
-    topic: str,
+    assembly: Assembly,
+    outputs: Outputs,
     spans: list[Span],
-    codec: Codec,
-    shadow: Target,
     transport: Transport | None,
-    concurrency: int,
-    timeout: float,
     stop: StopSignals,
-    progress_interval: float,
-    comparison: Comparison | None,
-    dlq: DeadLetters | None,
-    safety: SafetyOptions | None,
-    pace: Pace,
     bar: bool,
-    selector: Selector | None = None,
-    guardrails: GuardOptions | None = None,
 ) -> Stats:
     loop = asyncio.get_running_loop()
-    sender = Senders.open(
-        transport=transport,
-        concurrency=concurrency,
-        timeout=timeout,
-        baseline=comparison is not None and comparison.baseline is not None,
-        options=guardrails,
-    )
-    scheduler = Scheduler(pace)
-    pipeline = Pipeline(
-        codec=codec,
-        target=shadow,
-        sender=sender.shadow,
-        comparison=comparison,
-        baseline_sender=sender.baseline,
-        dlq=dlq,
-        safety=safety,
-        scheduler=scheduler,
-        selector=selector,
-    )
+    config = assembly.config
+    topic = config.topic
+    sender, pipeline = assembly.start(outputs, transport)
+    scheduler = assembly.scheduler
     stats = pipeline.stats
     total = sum(s.count for s in spans)
-    progress = Progress(stats, progress_interval, total=total)
+    progress = Progress(stats, config.progress_interval, total=total)
     drawing = ProgressBar(sys.stderr, total).attach() if bar else None
 
     def tick() -> None:
@@ -230,7 +164,10 @@ async def _replay(
             progress.tick(pipeline.in_flight + merger.held)
 
     reader = SpanReader(spans)
-    high = max(sender.concurrency * IN_FLIGHT_PER_SLOT, 64)
+    # At the bound no more records are taken. Without a group nothing needs serving
+    # meanwhile, so partitions are not paused for it (a resume costs about a second
+    # before fetching restarts, which would starve a fast shadow).
+    high = assembly.max_in_flight
     merger: PartitionMerger[Record] = PartitionMerger(
         limit=MERGE_LIMIT, limit_bytes=MERGE_LIMIT_BYTES
     )

@@ -1,50 +1,18 @@
 """`trafficmirror worker`: a consumer-group member that replays its partitions to a shadow.
 
-Threads and ownership: an asyncio loop (the caller's thread) sends requests and
-owns all bookkeeping; one executor thread owns the `confluent_kafka.Consumer`,
-and every call on the consumer runs there, one at a time. Each loop turn hands
-the consumer thread the offsets to store and the partitions to pause or resume,
-then it polls for up to 100 ms while the loop keeps sending. Rebalance
-callbacks run inside that poll, on the consumer thread; they hand their work to
-the loop (`run_coroutine_threadsafe`) and wait for it, which cannot deadlock
-because the loop is never waiting on anything but the poll at that moment.
+`Worker` is the loop. Each turn it plans the read (`backpressure`), hands the
+consumer thread (`groupconsumer`) the offsets to store and the partitions to
+pause or resume, polls, books the records (`book`) and hands what the merge
+into recorded-time order releases to the pipeline (built by `replayer.assembly`).
 
-At least once: an offset is stored (and auto-committed by librdkafka in the
-background) only when `OffsetTracker` says it and everything before it in the
-partition finished. Backpressure: when too many records are in flight, the
-assigned partitions are paused, and resumed once half of them finished; the
-consumer is polled all the while, so the group never sees a stalled member.
-The same pause holds while the error-rate guard backs off from a failing
-shadow (`replayer.sending.guard`): what is in flight waits, nothing new is read.
-
-Revocation: in-flight requests of the revoked partitions get a short grace
-period, then what is done is stored and committed synchronously and the
-partitions are forgotten; whatever was still in flight is replayed by the next
-owner. Lost partitions (the member was fenced) are forgotten without a commit.
-
-Pace: without a session a worker replays live, as records arrive (`--speed
-max`), optionally under `--rate`; the records of its partitions are merged
-into recorded-time order (`replayer.consuming.merge`, with partition EOF telling when a
-partition has nothing more for now) and scheduled on the virtual clock
-(`replayer.pacing.clock`). A record waiting for its due time counts as in flight for
-the backpressure bound; on revocation it is dropped at once (the next owner
-replays it). `--rate R` is a group-wide figure: this worker takes the share
-of R that matches its share of the topic's partitions, re-computed on every
-rebalance. `set_pace()` changes the pace of a running worker (sessions).
-
-Replay sessions (`replayer.sessions.watch`): before taking its first record,
-the worker reads the group's session from `<topic>.control` and then follows
-it; a session's pace replaces the worker's own (`--speed`, `--rate`) and its
-time window joins the select step until the session ends. A new session
-with `--since` moves the partitions the worker holds to the window's start
-(`_seek_to`): like a revoke and a re-assignment at another offset, what
-waits for its due time is dropped and the new position is committed at once.
-
-SIGTERM/SIGINT: stop fetching, keep polling while in-flight requests finish
-(up to the drain timeout), flush the replay results (`<topic>.results`) and
-the dead letters (`<topic>.dlq`, see `replayer.results.dlq`), store
-and commit synchronously, close the consumer (which leaves the group), log one
-summary line.
+Pace: without a replay session a worker replays live, as records arrive
+(`--speed max`), on the virtual clock (`replayer.pacing.clock`), optionally
+under `--rate`: a group-wide figure, of which this worker takes the share of
+the topic's partitions it holds, re-computed on every rebalance. A session
+(`replayer.sessions.watch`), read from `<topic>.control` before the first
+record is taken, replaces that pace and adds its time window to the selection
+until it ends. Rebalances, a session's seek and the stop each let go of
+partitions through the book's one `forget()`.
 """
 
 from __future__ import annotations
@@ -53,131 +21,78 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
-from typing import Any, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from prometheus_client import Gauge
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from replayer.assembly import Senders
-from replayer.consuming.merge import MERGE_LIMIT_BYTES, PartitionMerger
-from replayer.consuming.offsets import OffsetTracker, Ticket
+from replayer.assembly import Assembly, Outputs, ReplayConfig, Senders
+from replayer.consuming.backpressure import Backpressure
+from replayer.consuming.book import Keep, PartitionBook
+from replayer.consuming.groupconsumer import GroupConsumer, offsets_text
 from replayer.consuming.timeindex import since_offsets
 from replayer.eventloop import loop_factory
 from replayer.eventloop import run as run_loop
-from replayer.models import Record, Result, Target
-from replayer.pacing.clock import Pace, Scheduler
-from replayer.pipeline import Pipeline, Progress, Stats
-from replayer.results.dlq import DeadLetters
-from replayer.results.stage import Comparison, ComparisonOptions
-from replayer.selecting.safety import SafetyOptions
-from replayer.selecting.selector import SelectOptions, Selector
-from replayer.sending.guard import GuardOptions
+from replayer.pacing.clock import Pace
+from replayer.pipeline import Pipeline
+from replayer.results.summary import Progress, Stats
+from replayer.selecting.selector import Selector
 from replayer.sending.sender import Transport
 from replayer.sessions.session import Session
 from replayer.sessions.watch import SessionFollower
 from replayer.stopping import StopSignals
-from schemas.codec import Codec
 from trafficmirror.plumbing.errors import KafkaUnavailable
 from trafficmirror.plumbing.health import HealthServer, HealthState
-from trafficmirror.plumbing.kafka import KafkaSettings, topic_partitions
+from trafficmirror.plumbing.kafka import topic_partitions
+from trafficmirror.plumbing.logs import Throttle
 from trafficmirror.plumbing.runtime import settle_memory
 
-logger = logging.getLogger("trafficmirror.replayer.worker")
+logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-ASSIGNED = Gauge("trafficmirror_replayer_assigned_partitions", "Partitions this worker holds.")
-LAG = Gauge(
-    "trafficmirror_replayer_consumer_lag",
-    "Records of the partition not yet replayed (high watermark minus committable offset), "
-    "refreshed with the progress line.",
-    ["partition"],
-)
-
-#: In-flight records per unit of concurrency; no more records are taken beyond it.
-IN_FLIGHT_PER_SLOT = 4
-#: Seconds the in-flight bound may stay reached, with no request finishing, before
-#: the partitions are paused. While requests finish, the consumer is asked for
-#: as many records as finished (librdkafka's bounded prefetch queue holds the
-#: rest), so polling goes on. Pausing purges that queue and a resume takes about
-#: a second to fetch again, so pausing on every saturation would starve a fast
-#: shadow. Pausing is for a stuck shadow: polling then goes on with nothing to
-#: deliver, which serves rebalances and keeps the member alive.
-PAUSE_AFTER = 1.0
-#: Records the merge into recorded-time order may hold while a partition has not
-#: delivered (nor reached its end); beyond it the oldest goes out anyway.
-MERGE_LIMIT = 2000
 #: Seconds a revoked partition's in-flight requests may take before it is let go.
 REVOKE_GRACE = 5.0
-_BATCH = 500
-_POLL_SECONDS = 0.1
-_ERROR_LOG_INTERVAL = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerConfig(ReplayConfig):
+    """`trafficmirror worker`'s options: the replay's, the group's, and the stop's.
+
+    `pace` defaults to as fast as records arrive, without a rate limit.
+    `drain_timeout`: seconds in-flight requests may take after SIGTERM/SIGINT.
+    `metrics_port`: serve `/metrics`, `/healthz` and `/readyz` there (None: not at all).
+    """
+
+    group: str
+    group_protocol: str = "consumer"
+    drain_timeout: float = 20.0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    pace: Pace = field(default_factory=lambda: Pace(speed=None))
 
 
 def run_worker(
+    config: WorkerConfig,
     *,
-    settings: KafkaSettings,
-    topic: str,
-    group: str,
-    group_protocol: str = "consumer",
-    target: str,
-    concurrency: int = 64,
-    timeout: float = 30.0,
-    drain_timeout: float = 20.0,
-    schema_registry_url: str | None = None,
-    metrics_host: str = "127.0.0.1",
-    metrics_port: int | None = None,
     transport: Transport | None = None,
     stop_event: threading.Event | None = None,
-    progress_interval: float = 10.0,
-    comparison: ComparisonOptions | None = None,
-    guardrails: GuardOptions | None = None,
-    safety: SafetyOptions | None = None,
-    pace: Pace | None = None,
-    selection: SelectOptions | None = None,
 ) -> Stats:
-    """Replay `topic` as a member of `group` to `target` until stopped; return the counts.
-
-    `selection` picks what is sent (default: only GET, HEAD and OPTIONS).
+    """Replay `config.topic` as a member of `config.group` until stopped; return the counts.
 
     Every replay is compared with the recorded response and its result written
-    to `<topic>.results` (see `comparison`); records that cannot be decoded or
-    sent go to `<topic>.dlq`; `safety` says whether records recorded from the
-    target's own host are sent (`replayer.selecting.safety`). Stops on SIGTERM/SIGINT (when
-    called in the main thread) or when `stop_event` is set. Raises
-    `TopicNotFound` if the topic does not exist, `KafkaUnavailable` on a fatal
-    consumer error. `transport` replaces the HTTP client (tests). `pace`:
-    default as fast as records arrive, no rate limit; its `rate` is the
-    group's, of which this worker takes its share of the partitions.
-    `guardrails`: the baseline's own cap and timeout, and the shadow's
-    error-rate guard.
+    to `<topic>.results`; records that cannot be decoded or sent go to
+    `<topic>.dlq`. Stops on SIGTERM/SIGINT (when called in the main thread) or
+    when `stop_event` is set. Raises `TopicNotFound` if the topic does not
+    exist, `KafkaUnavailable` on a fatal consumer error. `transport` replaces
+    the HTTP client (tests).
     """
     loop_factory()  # a bad TRAFFICMIRROR_EVENT_LOOP is a usage error before anything starts
-    worker = Worker(
-        settings=settings,
-        topic=topic,
-        group=group,
-        group_protocol=group_protocol,
-        target=Target.parse(target),
-        codec=Codec(registry_url=schema_registry_url),
-        transport=transport,
-        concurrency=concurrency,
-        timeout=timeout,
-        drain_timeout=drain_timeout,
-        progress_interval=progress_interval,
-        comparison=comparison,
-        guardrails=guardrails,
-        safety=safety,
-        pace=pace,
-        selection=selection,
-    )
+    worker = Worker(config, transport=transport)
     health = None
-    if metrics_port is not None:
-        health = HealthServer(worker.health, host=metrics_host, port=metrics_port).start()
-        logger.info("health and metrics on http://%s:%d/metrics", metrics_host, health.port)
+    if config.metrics_port is not None:
+        health = HealthServer(
+            worker.health, host=config.metrics_host, port=config.metrics_port
+        ).start()
+        logger.info("health and metrics on http://%s:%d/metrics", config.metrics_host, health.port)
     try:
         with StopSignals(stop_event, "draining in-flight requests") as stop:
             return worker.run(stop)
@@ -187,535 +102,298 @@ def run_worker(
 
 
 class Worker:
-    """One group member; see the module docstring for how the pieces fit."""
+    """One group member: the loop, and the loop's side of rebalances (`groupconsumer.Listener`)."""
 
-    def __init__(
-        self,
-        *,
-        settings: KafkaSettings,
-        topic: str,
-        group: str,
-        group_protocol: str,
-        target: Target,
-        codec: Codec,
-        transport: Transport | None,
-        concurrency: int,
-        timeout: float,
-        drain_timeout: float,
-        progress_interval: float = 10.0,
-        comparison: ComparisonOptions | None = None,
-        guardrails: GuardOptions | None = None,
-        safety: SafetyOptions | None = None,
-        pace: Pace | None = None,
-        selection: SelectOptions | None = None,
-    ) -> None:
-        self.settings = settings
-        self.safety = safety
-        self.comparison_options = comparison or ComparisonOptions()
-        self.selector = Selector(selection or SelectOptions())
-        self.topic = topic
-        self.group = group
+    def __init__(self, config: WorkerConfig, *, transport: Transport | None = None) -> None:
+        self.config = config
+        # Share 0 until the group assigns partitions: the rate is the group's.
+        self.assembly = Assembly(config, share=0.0)
         # Partition EOF tells the merge that a partition has nothing more for now.
-        self.config = settings.consumer_config(
-            group, group_protocol, **{"enable.partition.eof": True}
+        self.consumer_config = config.settings.consumer_config(
+            config.group, config.group_protocol, **{"enable.partition.eof": True}
         )
-        self.target = target
-        self.codec = codec
         self.transport = transport
-        self.concurrency = concurrency
-        self.timeout = timeout
-        self.drain_timeout = drain_timeout
-        self.progress_interval = progress_interval
-        self.guardrails = guardrails or GuardOptions()
-        # Requests of both targets count: each has its own cap (replayer.assembly).
-        slots = concurrency
-        if self.comparison_options.baseline:
-            slots += self.guardrails.baseline_concurrency or concurrency
-        self.max_in_flight = max(slots * IN_FLIGHT_PER_SLOT, 64)
+        self.book = PartitionBook(config.topic)
+        self.backpressure = Backpressure(config.max_in_flight)
+        self.stats = Stats()
         self.health = HealthState()
         self.health.set_ready_check(self._readiness)
-        self.tracker = OffsetTracker()
-        self.stats = Stats()
-        self.assigned: set[int] = set()
-        self.paused: set[int] = set()
-        self.stored: dict[int, int] = {}
-        self.committed: dict[int, int] = {}
-        self.pending: dict[int, set[asyncio.Future[Result]]] = {}
         self.stopping = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._error_logged: dict[int, float] = {}
-        self.scheduler = Scheduler(pace or Pace(speed=None), share=0.0)
-        self.merger: PartitionMerger[Record] = PartitionMerger(
-            limit=MERGE_LIMIT, limit_bytes=MERGE_LIMIT_BYTES
-        )
         self.total_partitions = 0
         self._pipeline: Pipeline | None = None
-        self._tickets: dict[tuple[int, int], Ticket] = {}
-
-    def set_pace(self, pace: Pace) -> None:
-        """Replay at `pace` from now on (its rate is the group's; this worker takes its share)."""
-        self.scheduler.set_pace(pace)
-
-    def _apply_share(self) -> None:
-        total = self.total_partitions
-        self.scheduler.set_share(min(len(self.assigned) / total, 1.0) if total else 1.0)
+        self._kafka_errors = Throttle()
 
     def _readiness(self) -> str | None:
         if self.stopping:
             return "stopping"
-        return None if self.assigned else "no partitions assigned yet"
-
-    # -- the run ----------------------------------------------------------------
+        return None if self.book.assigned else "no partitions assigned yet"
 
     def run(self, stop: StopSignals) -> Stats:
         """Consume and replay until `stop` is set; then drain, commit and leave the group."""
-        consumer = Consumer(self.config)
+        config = self.config
+        consumer = Consumer(self.consumer_config)
         try:
-            self.total_partitions = len(
-                topic_partitions(consumer, self.topic, self.settings.bootstrap_servers)
-            )
-            comparison = Comparison.open(
-                self.settings, self.topic, self.target, self.comparison_options
-            )
-            dlq = DeadLetters(self.settings, self.topic)
+            partitions = topic_partitions(consumer, config.topic, config.settings.bootstrap_servers)
+            self.total_partitions = len(partitions)
+            outputs = self.assembly.open_outputs()
         except BaseException:
             consumer.close()
             raise
         try:
             settle_memory()
-            return run_loop(self._main(consumer, stop, comparison, dlq))
+            return run_loop(self._main(consumer, stop, outputs))
         finally:
-            comparison.close()
-            dlq.close()
+            outputs.comparison.close()
+            outputs.dlq.close()
 
-    async def _main(
-        self,
-        consumer: Any,
-        stop: StopSignals,
-        comparison: Comparison | None = None,
-        dlq: DeadLetters | None = None,
-    ) -> Stats:
-        self._loop = asyncio.get_running_loop()
-        executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-consumer")
-        sender = Senders.open(
-            transport=self.transport,
-            concurrency=self.concurrency,
-            timeout=self.timeout,
-            baseline=comparison is not None and comparison.baseline is not None,
-            options=self.guardrails,
-        )
-        pipeline = Pipeline(
-            codec=self.codec,
-            target=self.target,
-            sender=sender.shadow,
-            stats=self.stats,
-            comparison=comparison,
-            baseline_sender=sender.baseline,
-            dlq=dlq,
-            safety=self.safety,
-            scheduler=self.scheduler,
-            selector=self.selector,
-        )
+    async def _main(self, consumer: Any, stop: StopSignals, outputs: Outputs) -> Stats:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        kafka = GroupConsumer(consumer, config.topic, self)
+        senders, pipeline = self.assembly.start(outputs, self.transport, self.stats)
         self._pipeline = pipeline
-        progress = Progress(self.stats, self.progress_interval)
-        run = self._loop.run_in_executor
-        abandoned = 0
+        self.book.abandon = pipeline.abandon
+        scheduler = self.assembly.scheduler
         sessions = SessionFollower(
-            self.settings, self.topic, self.group, self.scheduler, self._session_window
+            config.settings, config.topic, config.group, scheduler, self._session_window
         )
+        abandoned = 0
         try:
-            await sessions.start(self._loop)
-            await run(executor, self._subscribe, consumer)
+            await sessions.start(loop)
+            await kafka.subscribe()
             logger.info(
                 "worker joined group %r on topic %r, replaying to %s (concurrency %d; %s)",
-                self.group,
-                self.topic,
-                self.target.origin,
-                self.concurrency,
-                self.selector.options.describe(),
+                config.group,
+                config.topic,
+                self.assembly.target.origin,
+                config.concurrency,
+                config.selection.describe(),
             )
-            lag_due = time.monotonic() + self.progress_interval
-            saturated_since: float | None = None
-            while not stop.is_set():
-                self.health.beat()
-                now = time.monotonic()
-                # Never read more than the in-flight bound leaves room for.
-                # The merge's records are bounded on their own (MERGE_LIMIT): they
-                # wait for more reading, so they must not stop it.
-                budget = min(_BATCH, self.max_in_flight - pipeline.in_flight)
-                if budget > 0:
-                    saturated_since = None
-                elif saturated_since is None:
-                    saturated_since = now
-                saturated = saturated_since is not None and now - saturated_since >= PAUSE_AFTER
-                # The guard backs off from a failing shadow: take nothing new meanwhile.
-                saturated = saturated or sender.holding
-                if budget <= 0 and not saturated and not self.paused:
-                    await pipeline.wait_for_room(self.max_in_flight, 0.05)
-                    for record in self.merger.ready(self.max_in_flight - pipeline.in_flight):
-                        self._handle(record, pipeline)
-                    continue
-                seek = sessions.take_seek()
-                if seek is not None and seek.since_us is not None:
-                    await self._seek_to(seek.since_us, consumer, executor)
-                store, pause, resume = self._housekeeping(pipeline, saturated)
-                want_lag = now >= lag_due
-                if want_lag:
-                    lag_due = now + self.progress_interval
-                budget = max(budget, 1)
-                messages, lag = await run(
-                    executor, self._poll, consumer, store, pause, resume, want_lag, budget
-                )
-                for message in messages:
-                    self._dispatch(message)
-                for record in self.merger.ready(self.max_in_flight - pipeline.in_flight):
-                    self._handle(record, pipeline)
-                if lag is not None:
-                    self._record_lag(lag)
-                progress.tick(pipeline.in_flight, f", partitions {sorted(self.assigned)}")
-
-            # Graceful stop: no new records, keep polling (rebalances, liveness) while
-            # in-flight requests finish, then commit what is done.
-            self.stopping = True
-            # Not sent yet (merge, due time, rate): left uncommitted for the next owner.
-            self.merger.forget(list(self.merger.partitions))
-            await self.scheduler.aclose()
-            logger.info(
-                "draining %d in-flight requests (at most %gs)",
-                pipeline.in_flight,
-                self.drain_timeout,
-            )
-            deadline = time.monotonic() + self.drain_timeout
-            while (
-                (pipeline.in_flight or pipeline.waiting_dead_letters)
-                and time.monotonic() < deadline
-                and not stop.forced
-            ):
-                self.health.beat()
-                store, pause, _ = self._housekeeping(pipeline, True)
-                messages, _ = await run(executor, self._poll, consumer, store, pause, [], False, 1)
-                await pipeline.wait_for_room(1, 0.01)
-            abandoned = pipeline.in_flight + pipeline.waiting_dead_letters
-            await sender.aclose()  # whatever is left is replayed by the next owner
-            if comparison is not None:
-                # The results of what is committed next must be in Kafka first.
-                await run(None, comparison.close, self.drain_timeout)
-            if dlq is not None:
-                await run(None, dlq.close, self.drain_timeout)
-            await run(executor, self._commit, consumer, self._uncommitted(self.assigned))
+            await self._replay(kafka, pipeline, senders, sessions, stop)
+            abandoned = await self._drain(kafka, pipeline, senders, outputs, stop)
         finally:
             self.stopping = True
-            await run(None, sessions.close)
-            await self.scheduler.aclose()
-            await sender.aclose()
+            await loop.run_in_executor(None, sessions.close)
+            await scheduler.aclose()
+            await senders.aclose()
             # close() leaves the group; it runs the revoke callback, which needs this loop.
-            await run(executor, consumer.close)
-            executor.shutdown(wait=True)
-            ASSIGNED.set(0)
+            await kafka.close()
+            self.book.close()
         left = ""
         if abandoned:
             left = f"; {abandoned} in-flight requests abandoned at the drain timeout"
         logger.info(
             "worker stopped: %s; committed %s%s",
             self.stats.line(),
-            _offsets_text(self.committed),
+            offsets_text(self.book.committed),
             left,
         )
-        if comparison is not None:
-            logger.info("%s", comparison.line())
-        if dlq is not None:
-            logger.info("%s", dlq.line())
+        logger.info("%s", outputs.comparison.line())
+        logger.info("%s", outputs.dlq.line())
         return self.stats
 
-    def _subscribe(self, consumer: Any) -> None:
-        consumer.subscribe(
-            [self.topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
-
-    # -- on the loop thread -------------------------------------------------------
-
-    def _dispatch(self, message: Any) -> None:
-        """Track `message` and hand it to the merge (or note its partition's end)."""
-        error = message.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                self.merger.end(message.partition())
-                return
-            if error.fatal():
-                raise KafkaUnavailable(f"Kafka consumer failed: {error.str()}")
-            self._log_kafka_error(error)
-            return
-        partition = message.partition()
-        if partition not in self.assigned or self.stopping:
-            return  # fetched before a revoke or the stop: the next owner reads it
-        offset = message.offset()
-        try:
-            ticket = self.tracker.start(partition, offset)
-        except ValueError:
-            # The consumer went back (an offset reset): what was in flight for the
-            # partition no longer decides its position.
-            logger.warning(
-                "partition %d went back to offset %d; restarting its tracking", partition, offset
-            )
-            self.tracker.forget(partition)
-            self.stored.pop(partition, None)
-            ticket = self.tracker.start(partition, offset)
-            # Held by the merge before the reset: not ours to send any more.
-            for stale in self.merger.forget([partition]):
-                self._tickets.pop((stale.partition, stale.offset), None)
-            self.merger.track([partition])
-        record = Record.from_message(message)
-        self._tickets[(partition, offset)] = ticket
-        self.merger.add(partition, record.timestamp_ms or 0, record, record.size)
-
-    def _handle(self, record: Record, pipeline: Pipeline) -> None:
-        ticket = self._tickets.pop((record.partition, record.offset), None)
-        if ticket is None or record.partition not in self.assigned:
-            return  # its partition was revoked or reset meanwhile
-        future = pipeline.handle(record)
-        pending = self.pending.setdefault(record.partition, set())
-        pending.add(future)
-        future.add_done_callback(lambda done: self._finished(ticket, pending, done))
-
-    def _finished(
+    async def _replay(
         self,
-        ticket: Ticket,
-        pending: set[asyncio.Future[Result]],
-        future: asyncio.Future[Result],
+        kafka: GroupConsumer,
+        pipeline: Pipeline,
+        senders: Senders,
+        sessions: SessionFollower,
+        stop: StopSignals,
     ) -> None:
-        pending.discard(future)
-        if not future.cancelled():
-            self.tracker.finish(ticket)
+        """Read and replay until `stop` is set."""
+        book = self.book
+        limit = self.backpressure.limit
+        interval = self.config.progress_interval
+        progress = Progress(self.stats, interval)
+        lag_due = time.monotonic() + interval
+        while not stop.is_set():
+            self.health.beat()
+            now = time.monotonic()
+            turn = self.backpressure.turn(
+                pipeline.in_flight, now, holding=senders.holding, paused=bool(book.paused)
+            )
+            if turn.wait:
+                await pipeline.wait_for_room(limit, 0.05)
+                book.release(limit - pipeline.in_flight, pipeline.handle)
+                continue
+            seek = sessions.take_seek()
+            if seek is not None and seek.since_us is not None:
+                await self._seek_to(seek.since_us, kafka)
+            store, pause, resume = self._housekeeping(pipeline.in_flight, turn.pause)
+            lag_from = None
+            if now >= lag_due:
+                lag_due = now + interval
+                lag_from = dict(book.stored)
+            messages, lag = await kafka.poll(store, pause, resume, turn.budget, lag_from)
+            for message in messages:
+                if not self._dispatch(message):
+                    await self._restart(message)
+            book.release(limit - pipeline.in_flight, pipeline.handle)
+            if lag is not None:
+                book.record_lag(lag)
+            progress.tick(pipeline.in_flight, f", partitions {sorted(book.assigned)}")
+
+    async def _drain(
+        self,
+        kafka: GroupConsumer,
+        pipeline: Pipeline,
+        senders: Senders,
+        outputs: Outputs,
+        stop: StopSignals,
+    ) -> int:
+        """Graceful stop: nothing new is read, in-flight requests finish, what is done is committed.
+
+        The consumer is polled all the while (rebalances, liveness) for up to
+        the drain timeout (or until a second signal); then the results
+        (`<topic>.results`) and the dead letters (`<topic>.dlq`) are flushed,
+        before the offsets they belong to are stored and committed.
+        Returns how many records were abandoned (the next owner replays them).
+        """
+        self.stopping = True
+        drain_timeout = self.config.drain_timeout
+        # Not sent yet (merge, due time, rate): left uncommitted for the next owner.
+        await self.book.forget(self.book.assigned, Keep.POSITIONS)
+        await self.assembly.scheduler.aclose()
+        logger.info(
+            "draining %d in-flight requests (at most %gs)", pipeline.in_flight, drain_timeout
+        )
+        deadline = time.monotonic() + drain_timeout
+        while (
+            (pipeline.in_flight or pipeline.waiting_dead_letters)
+            and time.monotonic() < deadline
+            and not stop.forced
+        ):
+            self.health.beat()
+            store, pause, _ = self._housekeeping(pipeline.in_flight, True)
+            await kafka.poll(store, pause, [], 1)  # what it fetches is the next owner's
+            await pipeline.wait_for_room(1, 0.01)
+        abandoned = pipeline.in_flight + pipeline.waiting_dead_letters
+        await senders.aclose()  # whatever is left is replayed by the next owner
+        loop = asyncio.get_running_loop()
+        # The results of what is committed next must be in Kafka first.
+        await loop.run_in_executor(None, outputs.comparison.close, drain_timeout)
+        await loop.run_in_executor(None, outputs.dlq.close, drain_timeout)
+        await kafka.commit(self.book.uncommitted(self.book.assigned))
+        return abandoned
+
+    def _dispatch(self, message: Any) -> bool:
+        """Book a fetched message (or note its partition's end); False if its offset went back."""
+        error = message.error()
+        if error is None:
+            return self.book.admit(message)
+        if error.code() == KafkaError._PARTITION_EOF:
+            self.book.merger.end(message.partition())
+        elif error.fatal():
+            raise KafkaUnavailable(f"Kafka consumer failed: {error.str()}")
+        elif self._kafka_errors.allow(int(error.code())):
+            logger.warning("Kafka: %s", error.str())
+        return True
+
+    async def _restart(self, message: Any) -> None:
+        """The consumer went back (an offset reset): restart the partition's book there."""
+        partition, offset = message.partition(), message.offset()
+        logger.warning(
+            "partition %d went back to offset %d; restarting its tracking", partition, offset
+        )
+        # What was held or in flight before the reset no longer decides its position.
+        await self.book.forget([partition], Keep.ASSIGNMENT)
+        self.book.admit(message)
 
     def _housekeeping(
-        self, pipeline: Pipeline, saturated: bool
+        self, in_flight: int, saturated: bool
     ) -> tuple[list[TopicPartition], list[int], list[int]]:
         """Offsets to store now, and partitions to pause or resume (backpressure)."""
-        store = []
-        for partition in sorted(self.assigned):
-            position = self.tracker.next_committable(partition)
-            if position is not None and self.stored.get(partition) != position:
-                store.append(TopicPartition(self.topic, partition, position))
-                self.stored[partition] = position
-        pause: list[int] = []
-        resume: list[int] = []
-        if self.stopping or saturated:
-            pause = sorted(self.assigned - self.paused)
-            self.paused.update(pause)
-            if pause and not self.stopping:
-                logger.debug("pausing %s: %d records in flight", pause, pipeline.in_flight)
-        elif self.paused and pipeline.in_flight <= self.max_in_flight // 2:
-            resume = sorted(self.paused & self.assigned)
-            self.paused.clear()
-            logger.debug("resuming %s: %d records in flight", resume, pipeline.in_flight)
+        book = self.book
+        store = book.to_store()
+        pause, resume = self.backpressure.changes(
+            book.assigned, book.paused, in_flight, pause=saturated or self.stopping
+        )
+        book.paused.update(pause)
+        book.paused.difference_update(resume)
+        if pause and not self.stopping:
+            logger.debug("pausing %s: %d records in flight", pause, in_flight)
+        if resume:
+            logger.debug("resuming %s: %d records in flight", resume, in_flight)
         return store, pause, resume
 
-    def _uncommitted(self, partitions: set[int] | list[int]) -> list[TopicPartition]:
-        """Committable positions of `partitions` that differ from the last commit."""
-        offsets = []
-        for partition in sorted(partitions):
-            position = self.tracker.next_committable(partition)
-            if position is not None and self.committed.get(partition) != position:
-                offsets.append(TopicPartition(self.topic, partition, position))
-        return offsets
+    # -- the loop's side of the consumer (groupconsumer.Listener) -------------
 
-    def _record_lag(self, lag: dict[int, int]) -> None:
-        for partition, value in lag.items():
-            if partition in self.assigned:
-                LAG.labels(str(partition)).set(value)
-
-    def _log_kafka_error(self, error: Any) -> None:
-        now = time.monotonic()
-        code = int(error.code())
-        if now - self._error_logged.get(code, -_ERROR_LOG_INTERVAL) >= _ERROR_LOG_INTERVAL:
-            self._error_logged[code] = now
-            logger.warning("Kafka: %s", error.str())
-
-    async def _assigned(self, partitions: list[int]) -> None:
-        for partition in partitions:
-            # Reading restarts at the committed offset: no earlier state applies.
-            self.tracker.forget(partition)
-            self.stored.pop(partition, None)
-            self.paused.discard(partition)
-            self.assigned.add(partition)
-        self.merger.track(partitions)
+    async def assigned(self, partitions: list[int]) -> None:
+        """Take `partitions`; reading starts at the group's committed offsets."""
+        self.book.assign(partitions)
         self._apply_share()
-        ASSIGNED.set(len(self.assigned))
         if partitions:
             logger.info(
-                "assigned partitions %s (now holding %s)", sorted(partitions), sorted(self.assigned)
+                "assigned partitions %s (now holding %s)",
+                sorted(partitions),
+                sorted(self.book.assigned),
             )
 
-    async def _released(
-        self, partitions: list[int], grace: float, lost: bool
-    ) -> list[TopicPartition]:
-        """Let go of `partitions`: wait up to `grace` for their requests, return what to commit."""
-        # Not sent yet (held for the merge or the due time): the next owner replays them.
-        for record in self.merger.forget(partitions):
-            self._tickets.pop((record.partition, record.offset), None)
-        if self._pipeline is not None:
-            self._pipeline.abandon(set(partitions))
-        waiting = [f for p in partitions for f in self.pending.get(p, ())]
-        if waiting and grace > 0:
-            await asyncio.wait(waiting, timeout=grace)
-        commit = [] if lost else self._uncommitted(partitions)
-        left = 0
-        for partition in partitions:
-            left += self.tracker.in_flight(partition)
-            self.tracker.forget(partition)
-            self.assigned.discard(partition)
-            self.paused.discard(partition)
-            self.stored.pop(partition, None)
-            self.pending.pop(partition, None)
-            try:
-                LAG.remove(str(partition))
-            except KeyError:
-                pass
+    async def revoked(self, partitions: list[int]) -> list[TopicPartition]:
+        """Give `partitions` up; returns what is done and not committed, to commit now.
+
+        Their in-flight requests get a short grace period (none when stopping);
+        what is still in flight after it is replayed by the next owner.
+        """
+        grace = 0.0 if self.stopping else min(REVOKE_GRACE, self.config.drain_timeout)
+        return await self._let_go(partitions, "revoked", grace)
+
+    async def lost(self, partitions: list[int]) -> None:
+        """`partitions` were taken away (this member was fenced): let go without a commit."""
+        await self._let_go(partitions, "lost", 0.0)
+
+    def committed(self, offsets: list[TopicPartition]) -> None:
+        self.book.note_committed(offsets)
+
+    async def _let_go(self, partitions: list[int], how: str, grace: float) -> list[TopicPartition]:
+        left = await self.book.forget(partitions, Keep.NOTHING, grace)
         self._apply_share()
-        ASSIGNED.set(len(self.assigned))
         if partitions:
-            how = "lost" if lost else "revoked"
-            unfinished = f"; {left} unfinished records go to the next owner" if left else ""
+            more = f"; {left.unfinished} unfinished records go to the next owner"
             logger.info(
                 "%s partitions %s (now holding %s)%s",
                 how,
                 sorted(partitions),
-                sorted(self.assigned),
-                unfinished,
+                sorted(self.book.assigned),
+                more if left.unfinished else "",
             )
-        return commit
+        return left.uncommitted
+
+    def _apply_share(self) -> None:
+        total = self.total_partitions
+        held = len(self.book.assigned)
+        self.assembly.scheduler.set_share(min(held / total, 1.0) if total else 1.0)
+
+    # -- replay sessions --------------------------------------------------------
 
     def _session_window(self, session: Session | None) -> None:
         """Select the session's time window (or none again) from now on."""
-        options = self.selector.options
+        options = self.config.selection
         if session is not None:
             since_ms, until_ms = session.window_ms
             options = replace(options, since_ms=since_ms, until_ms=until_ms)
         if self._pipeline is not None:
             self._pipeline.selector = Selector(options)
 
-    async def _seek_to(self, since_us: int, consumer: Any, executor: ThreadPoolExecutor) -> None:
-        """Move the held partitions to the start of a session's window and commit there."""
-        loop = asyncio.get_running_loop()
-        partitions = sorted(self.assigned)
+    async def _seek_to(self, since_us: int, kafka: GroupConsumer) -> None:
+        """Move the held partitions to the start of a session's window and commit there.
+
+        Like a revoke and a re-assignment at another offset: what waits for its
+        due time is dropped, and the new position is committed at once.
+        """
+        config = self.config
+        partitions = sorted(self.book.assigned)
         if not partitions:
             return
+        loop = asyncio.get_running_loop()
         offsets = await loop.run_in_executor(
-            None, since_offsets, self.settings, self.topic, partitions, since_us
+            None, since_offsets, config.settings, config.topic, partitions, since_us
         )
-        partitions = [p for p in partitions if p in self.assigned]  # a rebalance meanwhile
-        for record in self.merger.forget(partitions):
-            self._tickets.pop((record.partition, record.offset), None)
-        if self._pipeline is not None:
-            self._pipeline.abandon(set(partitions))
-        for partition in partitions:
-            self.tracker.forget(partition)
-            self.stored.pop(partition, None)
-            self.pending.pop(partition, None)
-        self.merger.track(partitions)
-        targets = [TopicPartition(self.topic, p, offsets[p]) for p in partitions]
-        await loop.run_in_executor(executor, self._seek, consumer, targets)
+        partitions = [p for p in partitions if p in self.book.assigned]  # a rebalance meanwhile
+        await self.book.forget(partitions, Keep.ASSIGNMENT)
+        targets = [TopicPartition(config.topic, p, offsets[p]) for p in partitions]
+        await kafka.seek(targets)
         logger.info(
             "replay session: partitions moved to %s",
-            _offsets_text({tp.partition: tp.offset for tp in targets}),
+            offsets_text({tp.partition: tp.offset for tp in targets}),
         )
-
-    # -- on the consumer thread ---------------------------------------------------
-
-    def _seek(self, consumer: Any, targets: list[TopicPartition]) -> None:
-        for tp in targets:
-            try:
-                consumer.seek(tp)
-            except KafkaException as exc:
-                logger.warning(
-                    "cannot move partition %d to offset %d: %s", tp.partition, tp.offset, exc
-                )
-        self._commit(consumer, targets)
-
-    def _poll(
-        self,
-        consumer: Any,
-        store: list[TopicPartition],
-        pause: list[int],
-        resume: list[int],
-        want_lag: bool,
-        budget: int,
-    ) -> tuple[list[Any], dict[int, int] | None]:
-        try:
-            if store:
-                self._store(consumer, store)
-            if pause:
-                consumer.pause([TopicPartition(self.topic, p) for p in pause])
-            if resume:
-                consumer.resume([TopicPartition(self.topic, p) for p in resume])
-            messages = consumer.consume(budget, _POLL_SECONDS)
-            lag = self._lag(consumer) if want_lag else None
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if error is not None and hasattr(error, "fatal") and error.fatal():
-                raise KafkaUnavailable(f"Kafka consumer failed: {error.str()}") from exc
-            logger.warning("Kafka: %s", exc)
-            return [], None
-        return list(messages), lag
-
-    def _store(self, consumer: Any, offsets: list[TopicPartition]) -> None:
-        try:
-            consumer.store_offsets(offsets=offsets)
-        except KafkaException as exc:
-            # A partition revoked in the meantime: its offsets are not ours to store.
-            logger.debug("store_offsets %s: %s", offsets, exc)
-
-    def _lag(self, consumer: Any) -> dict[int, int]:
-        lag: dict[int, int] = {}
-        for tp in consumer.assignment():
-            try:
-                _, high = consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
-            except KafkaException:
-                continue
-            done = self.stored.get(tp.partition)
-            if done is None:
-                (position,) = consumer.position([tp])
-                done = position.offset if position.offset >= 0 else high
-            lag[tp.partition] = max(int(high) - done, 0)
-        return lag
-
-    def _commit(self, consumer: Any, offsets: list[TopicPartition]) -> None:
-        """Store and commit `offsets` synchronously (a background auto-commit may not come)."""
-        if not offsets:
-            return
-        # Stored too: librdkafka's auto-commit on revoke must not commit an older one.
-        self._store(consumer, offsets)
-        try:
-            consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            committed = {tp.partition: tp.offset for tp in offsets}
-            logger.warning("could not commit offsets %s: %s", _offsets_text(committed), exc)
-            return
-        for tp in offsets:
-            self.committed[tp.partition] = tp.offset
-
-    def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` on the event loop from the consumer thread and wait for it."""
-        if self._loop is None:  # pragma: no cover (callbacks only come after _main started)
-            raise RuntimeError("rebalance callback before the event loop started")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self._on_loop(self._assigned([tp.partition for tp in partitions]))
-
-    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        grace = 0.0 if self.stopping else min(REVOKE_GRACE, self.drain_timeout)
-        commit = self._on_loop(self._released([tp.partition for tp in partitions], grace, False))
-        self._commit(consumer, commit)
-
-    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self._on_loop(self._released([tp.partition for tp in partitions], 0.0, lost=True))
-
-
-def _offsets_text(offsets: dict[int, int]) -> str:
-    if not offsets:
-        return "nothing"
-    return ", ".join(f"{p}@{o}" for p, o in sorted(offsets.items()))

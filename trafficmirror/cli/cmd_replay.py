@@ -108,23 +108,25 @@ def replay_range(
         raise click.BadParameter(
             f"start offset {start_offset} is after end offset {end}", param_hint="--start-offset"
         )
-    from replayer.consuming.offset_range import run_range
+    from replayer.consuming.offset_range import RangeConfig, run_range
 
     sys.exit(
         run_range(
-            settings=settings,
-            topic=topic,
-            partitions=list(partitions),
-            start_offset=start_offset,
-            end_offset=end,
-            target=target,
-            concurrency=concurrency,
-            timeout=timeout,
-            schema_registry_url=schema_registry_url,
-            comparison=comparison,
-            guardrails=guardrails,
-            pace=pace,
-            safety=safety,
-            selection=selection,
+            RangeConfig(
+                settings=settings,
+                topic=topic,
+                partitions=partitions,
+                start_offset=start_offset,
+                end_offset=end,
+                target=target,
+                concurrency=concurrency,
+                timeout=timeout,
+                schema_registry_url=schema_registry_url,
+                comparison=comparison,
+                guardrails=guardrails,
+                pace=pace,
+                safety=safety,
+                selection=selection,
+            )
         )
     )

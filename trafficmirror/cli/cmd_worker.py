@@ -98,23 +98,25 @@ def worker(
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
     check_url(target, "--target")
-    from replayer.consuming.worker import run_worker
+    from replayer.consuming.worker import WorkerConfig, run_worker
 
     run_worker(
-        settings=settings,
-        topic=topic,
-        group=group,
-        group_protocol=group_protocol,
-        target=target,
-        concurrency=concurrency,
-        timeout=timeout,
-        drain_timeout=drain_timeout,
-        schema_registry_url=schema_registry_url,
-        metrics_host=metrics_host,
-        metrics_port=metrics_port,
-        comparison=comparison,
-        guardrails=guardrails,
-        pace=pace,
-        safety=safety,
-        selection=selection,
+        WorkerConfig(
+            settings=settings,
+            topic=topic,
+            group=group,
+            group_protocol=group_protocol,
+            target=target,
+            concurrency=concurrency,
+            timeout=timeout,
+            drain_timeout=drain_timeout,
+            schema_registry_url=schema_registry_url,
+            metrics_host=metrics_host,
+            metrics_port=metrics_port,
+            comparison=comparison,
+            guardrails=guardrails,
+            pace=pace,
+            safety=safety,
+            selection=selection,
+        )
     )

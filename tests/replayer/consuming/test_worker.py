@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from replayer.consuming.worker import run_worker
+from replayer.consuming.worker import WorkerConfig, run_worker
 from replayer.models import Response
 from replayer.selecting.selector import SelectOptions
 from replayer.sending.sender import MockTransport, OutgoingRequest
@@ -230,22 +230,21 @@ def test_in_process_with_a_fake_transport_and_backpressure(
         await asyncio.sleep(max(release_at - time.monotonic(), 0.001))
         return Response(200)
 
-    caplog.set_level(logging.DEBUG, logger="trafficmirror.replayer.worker")
+    caplog.set_level(logging.DEBUG, logger="replayer.consuming.worker")
     stop = threading.Event()
     result: dict[str, Any] = {}
 
     def run() -> None:
-        result["stats"] = run_worker(
+        config = WorkerConfig(
             settings=KafkaSettings(kafka.bootstrap_servers),
             topic=topic,
             group=f"g-{topic}",
             target="http://shadow.invalid",
             concurrency=2,
-            transport=MockTransport(handler),
-            stop_event=stop,
             drain_timeout=5,
             selection=SelectOptions(methods=None),
         )
+        result["stats"] = run_worker(config, transport=MockTransport(handler), stop_event=stop)
 
     thread = threading.Thread(target=run)
     thread.start()

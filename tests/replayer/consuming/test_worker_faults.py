@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from replayer.consuming.worker import IN_FLIGHT_PER_SLOT
+from replayer.assembly import IN_FLIGHT_PER_SLOT
 from schemas.codec import Codec
 from tests.replayer.consuming.test_worker import log, metrics, start_worker, wait_until
 from tests.replayer.events import connection_key, make_event

@@ -9,7 +9,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from replayer.consuming.worker import run_worker
+from replayer.consuming.worker import WorkerConfig, run_worker
 from replayer.models import Response
 from replayer.pacing.clock import Pace
 from replayer.sending.sender import MockTransport, OutgoingRequest
@@ -49,17 +49,16 @@ def test_worker_at_speed_1_merges_partitions_and_bounds_what_waits(kafka: Kafka)
     timed_before = REGISTRY.get_sample_value("trafficmirror_replayer_lateness_seconds_count") or 0
 
     def run() -> None:
-        result["stats"] = run_worker(
+        config = WorkerConfig(
             settings=KafkaSettings(kafka.bootstrap_servers),
             topic=topic,
             group=f"g-{topic}",
             target="http://shadow.invalid",
             concurrency=1,
-            transport=MockTransport(handler),
-            stop_event=stop,
             drain_timeout=5,
             pace=Pace(speed=1.0),
         )
+        result["stats"] = run_worker(config, transport=MockTransport(handler), stop_event=stop)
 
     thread = threading.Thread(target=run)
     thread.start()

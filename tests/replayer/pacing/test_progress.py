@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from replayer.consuming.offset_range import run_range
+from replayer.consuming.offset_range import RangeConfig, run_range
 from replayer.models import Response
 from replayer.pacing.clock import Pace
 from replayer.pacing.progress import Lateness, ProgressBar, RateMeter
@@ -89,18 +89,15 @@ def test_replay_range_draws_the_bar_on_a_terminal(
     topic = kafka.new_topic(1)
     paced(topic, kafka, 30, 20)
     out = io.StringIO()
-    code = run_range(
+    config = RangeConfig(
         settings=KafkaSettings(kafka.bootstrap_servers),
         topic=topic,
-        partitions=[],
         start_offset=0,
-        end_offset=None,
         target="http://shadow.invalid",
-        transport=MockTransport(lambda request: Response(200)),
-        out=out,
         pace=Pace(speed=1.0),
         progress_bar=True,
     )
+    code = run_range(config, transport=MockTransport(lambda request: Response(200)), out=out)
     assert code == 0, out.getvalue()
     err = capsys.readouterr().err
     last = err.split("\r")[-1]  # the final redraw, then the newline that ends the bar
@@ -119,18 +116,17 @@ def test_replay_range_logs_a_plain_progress_line_otherwise(
     topic = kafka.new_topic(1)
     paced(topic, kafka, 40, 25)
     caplog.set_level(logging.INFO)  # at the root: whichever module logs the progress line
-    code = run_range(
+    config = RangeConfig(
         settings=KafkaSettings(kafka.bootstrap_servers),
         topic=topic,
-        partitions=[],
         start_offset=0,
-        end_offset=None,
         target="http://shadow.invalid",
-        transport=MockTransport(lambda request: Response(200)),
-        out=io.StringIO(),
         pace=Pace(speed=1.0),
         progress_bar=False,
         progress_interval=0.3,
+    )
+    code = run_range(
+        config, transport=MockTransport(lambda request: Response(200)), out=io.StringIO()
     )
     assert code == 0
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress:")]
