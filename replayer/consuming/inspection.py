@@ -19,7 +19,7 @@ import sys
 from collections.abc import Mapping
 from typing import IO, Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from replayer.consuming.spans import SpanReader, resolve_spans
 from replayer.consuming.window import window_spans
@@ -28,6 +28,7 @@ from replayer.results.dlq import describe
 from replayer.selecting.selector import SelectOptions, Selector
 from schemas.codec import Codec
 from schemas.records import HttpExchange
+from trafficmirror.plumbing.clients import Consumer
 from trafficmirror.plumbing.errors import DecodeError, KafkaUnavailable, UsageError
 from trafficmirror.plumbing.kafka import KafkaSettings
 

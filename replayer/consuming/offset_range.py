@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from replayer.assembly import Assembly, Outputs, ReplayConfig, Senders
 from replayer.consuming.merge import MERGE_LIMIT_BYTES, PartitionMerger
@@ -38,6 +38,7 @@ from replayer.results.summary import Progress, Stats
 from replayer.selecting.selector import SelectOptions
 from replayer.sending.sender import Transport
 from replayer.stopping import StopSignals
+from trafficmirror.plumbing.clients import Consumer
 from trafficmirror.plumbing.errors import KafkaUnavailable, UsageError
 from trafficmirror.plumbing.runtime import settle_memory
 

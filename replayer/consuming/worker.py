@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from replayer.assembly import Assembly, Outputs, ReplayConfig, Senders
 from replayer.consuming.backpressure import Backpressure
@@ -41,6 +41,7 @@ from replayer.sending.sender import Transport
 from replayer.sessions.session import Session
 from replayer.sessions.watch import SessionFollower
 from replayer.stopping import StopSignals
+from trafficmirror.plumbing.clients import Consumer
 from trafficmirror.plumbing.errors import KafkaUnavailable
 from trafficmirror.plumbing.health import HealthServer, HealthState
 from trafficmirror.plumbing.kafka import topic_partitions

@@ -148,7 +148,9 @@ def read_results(
     Raises `TopicNotFound` if the results topic does not exist, `KafkaUnavailable`
     if the cluster stops answering for `idle_timeout` seconds before the end.
     """
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
+
+    from trafficmirror.plumbing.clients import Consumer
 
     name = results_topic(topic)
     # No group: nothing is committed, and several reports can read at once.

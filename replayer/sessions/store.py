@@ -19,15 +19,16 @@ import logging
 import time
 from typing import Any, cast
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Producer, TopicPartition
 
 from replayer.sessions import session as sessions
 from replayer.sessions.session import Session
 from schemas.codec import Codec
+from trafficmirror.plumbing.clients import Consumer
 from trafficmirror.plumbing.errors import DecodeError, KafkaUnavailable, TopicNotFound
 from trafficmirror.plumbing.kafka import KafkaSettings, control_topic, topic_partitions
 
-logger = logging.getLogger("trafficmirror.replayer.session")
+logger = logging.getLogger(__name__)
 
 _FETCH_WAIT_MS = 100  # a new session must reach every worker well within a second
 

@@ -5,21 +5,10 @@ group, assigned to the control topic from the beginning) on a daemon thread:
 `load()` reads what is there before the worker takes its first record, so a
 session in effect applies from the start; then every new record reaches the
 worker within about `fetch.wait.max.ms` (100 ms) plus the poll interval.
-
-`SessionPacer` turns sessions into `Pace` settings of the worker's
-`replayer.pacing.clock.Scheduler`, on the event loop:
-
-* a new session (another session id) applies at once: its clock starts at
-  its `start_at`, nothing recorded after its anchor is due before;
-* a revision of the running session (`session set`) applies at its
-  `start_at`, the moment every worker switches: before it the old clock
-  holds, after it the new one, and the two agree at that moment, so the
-  timeline does not jump (`replayer.sessions.session.switched`);
-* no session (none yet, or `session stop`) puts back the pace the worker
-  was started with (live: records go out as they arrive).
-
-The session's rate is the group's; the scheduler takes this worker's share of
-it (`Scheduler.set_share`, kept at the worker's share of the partitions).
+`SessionPacer` turns sessions into `Pace` settings of the worker's scheduler,
+on the event loop; `SessionFollower` is the two together, as the worker uses
+them. The session's rate is the group's; the scheduler takes this worker's
+share of it (`Scheduler.set_share`, kept at the worker's share of the partitions).
 """
 
 from __future__ import annotations
@@ -40,8 +29,9 @@ from replayer.sessions.session import Session
 from replayer.sessions.store import ControlReader
 from trafficmirror.plumbing.errors import KafkaUnavailable
 from trafficmirror.plumbing.kafka import KafkaSettings
+from trafficmirror.plumbing.logs import Throttle
 
-logger = logging.getLogger("trafficmirror.replayer.session")
+logger = logging.getLogger(__name__)
 
 REVISION = Gauge(
     "trafficmirror_replayer_session_revision",
@@ -52,7 +42,6 @@ _POLL_SECONDS = 0.1
 #: Seconds between looks for a control topic that does not exist yet (the first
 #: `session start` creates it): a new session has --lead (2 s) to reach every worker.
 _RETRY_SECONDS = 0.5
-_ERROR_LOG_INTERVAL = 30.0
 
 
 class PaceTarget(Protocol):
@@ -78,6 +67,15 @@ def session_pace(session: Session) -> Pace:
 class SessionPacer:
     """Applies the newest session to `scheduler`; call `update()` on the scheduler's loop.
 
+    * a new session (another session id) applies at once: its clock starts at
+      its `start_at`, nothing recorded after its anchor is due before;
+    * a revision of the running session (`session set`) applies at its
+      `start_at`, the moment every worker switches: before it the old clock
+      holds, after it the new one, and the two agree at that moment
+      (`replayer.sessions.session.switched`);
+    * no session (none yet, or `session stop`) puts back the pace the worker
+      was started with (live: records go out as they arrive).
+
     Revisions of the running session wait for their moment; several may wait
     at once (two quick `session set`s: the second one's clock continues the
     first's, so the first must hold in between). A newer record supersedes the
@@ -98,7 +96,7 @@ class SessionPacer:
         self._waiting: list[tuple[Session, asyncio.TimerHandle]] = []
 
     def update(self, session: Session | None) -> None:
-        """Take the newest session (None: there is none); see the module docstring."""
+        """Take the newest session (None: there is none); see the class docstring."""
         if session == self.applied or any(session == s for s, _ in self._waiting):
             return
         running = self.applied
@@ -177,7 +175,7 @@ class SessionWatcher:
         self.on_change = on_change
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_error_log = -_ERROR_LOG_INTERVAL
+        self._throttle = Throttle()
 
     @property
     def session(self) -> Session | None:
@@ -226,9 +224,7 @@ class SessionWatcher:
                 self.on_change(self.reader.session)
 
     def _log_error(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
-            self._last_error_log = now
+        if self._throttle.allow():
             logger.warning("replay session (%s): %s", self.reader.topic, exc)
 
     def close(self) -> None:

@@ -6,11 +6,12 @@ security or tuning. Any librdkafka property can be added as `-X key=value` (the
 way kcat does it) or from a Java-style properties file; secrets are masked
 whenever settings are shown.
 
-Security (TLS, SASL PLAIN / SCRAM / OAUTHBEARER) is nothing but librdkafka
-properties: the CLI's `--security-protocol`, `--sasl-*` and `--ssl-*` flags
-(and their environment variables) become properties between the properties
-file and `-X`, and `check_security` rejects contradictory or incomplete
-combinations with one line before any client is made.
+Security flags become properties too, checked by
+`trafficmirror.plumbing.security`. Every consumer and admin config gets its own
+`ClientErrors`, the error callback that turns librdkafka's error reports into
+readable, rate-limited log lines; `topic_partitions` reads the one of the
+client it asks (`trafficmirror.plumbing.clients.Consumer` keeps it), so a
+cluster that refuses us fails at once with the reason.
 """
 
 from __future__ import annotations
@@ -26,23 +27,22 @@ from pathlib import Path
 from typing import Any
 
 from trafficmirror.plumbing.errors import ConfigError, KafkaUnavailable, TopicNotFound
+from trafficmirror.plumbing.logs import DebugLog, Throttle
+from trafficmirror.plumbing.security import check_security
 
-logger = logging.getLogger("trafficmirror.plumbing.kafka")
+logger = logging.getLogger(__name__)
+#: Where librdkafka's own log lines go (debug level).
+_librdkafka = logging.getLogger(f"{__name__}.librdkafka")
 
 #: Property names whose values are never printed.
 _SECRET_MARKERS = ("password", "secret", "sasl.oauthbearer.config", "key.pem", "token")
 #: ... except these, which only look like secrets.
 _NOT_SECRET = frozenset({"sasl.oauthbearer.token.endpoint.url"})
 
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
-_SSL_FILES = ("ssl.ca.location", "ssl.certificate.location", "ssl.key.location")
-
 #: librdkafka error codes that mean the cluster refused us, not that it is away:
 #: authentication (-169), SSL (-181), SASL authentication failed (58).
 _REFUSED_CODES = frozenset({-169, -181, 58})
 _ALL_BROKERS_DOWN = -187
-_ERROR_LOG_INTERVAL = 30.0
 
 #: Header names set on every event message.
 CONTENT_TYPE_HEADER = "content-type"
@@ -93,79 +93,23 @@ def mask(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_security(props: Mapping[str, str]) -> None:
-    """Reject contradictory or incomplete security properties with one line (`ConfigError`)."""
-    protocol = props.get("security.protocol", "PLAINTEXT").upper()
-    if protocol not in SECURITY_PROTOCOLS:
-        raise ConfigError(
-            f"unknown security.protocol {props['security.protocol']!r} "
-            f"(use {', '.join(SECURITY_PROTOCOLS)})"
-        )
-    mechanism = props.get("sasl.mechanism", props.get("sasl.mechanisms", "")).upper()
-    sasl = protocol.startswith("SASL_")
-    if mechanism and mechanism not in SASL_MECHANISMS:
-        raise ConfigError(
-            f"unknown SASL mechanism {mechanism!r} (use {', '.join(SASL_MECHANISMS[:4])})"
-        )
-    if mechanism and not sasl:
-        raise ConfigError(
-            f"SASL mechanism {mechanism} needs security protocol SASL_SSL or SASL_PLAINTEXT, "
-            f"not {protocol}"
-        )
-    if sasl and mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
-        missing = [k for k in ("sasl.username", "sasl.password") if not props.get(k)]
-        if missing:
-            raise ConfigError(
-                f"SASL {mechanism} needs a username and a password (--sasl-username; the "
-                f"password in TRAFFICMIRROR_SASL_PASSWORD); missing: {', '.join(missing)}"
-            )
-    if sasl and mechanism == "OAUTHBEARER":
-        oidc = props.get("sasl.oauthbearer.method", "").lower() == "oidc"
-        unsecure = props.get("enable.sasl.oauthbearer.unsecure.jwt", "").lower() == "true"
-        if not oidc and not unsecure:
-            raise ConfigError(
-                "SASL OAUTHBEARER needs a token endpoint: --sasl-oauthbearer-token-endpoint-url, "
-                "--sasl-oauthbearer-client-id and a client secret"
-            )
-        if oidc:
-            needed = (
-                "sasl.oauthbearer.token.endpoint.url",
-                "sasl.oauthbearer.client.id",
-                "sasl.oauthbearer.client.secret",
-            )
-            missing = [k for k in needed if not props.get(k)]
-            if missing:
-                raise ConfigError(f"SASL OAUTHBEARER (OIDC) is missing {', '.join(missing)}")
-    given = [k for k in _SSL_FILES if props.get(k)]
-    if given and not protocol.endswith("SSL"):
-        raise ConfigError(
-            f"{given[0]} is set but security protocol {protocol} does not use TLS "
-            "(use SSL or SASL_SSL)"
-        )
-    for key in given:
-        path = props[key]
-        if key == "ssl.ca.location" and path == "probe":
-            continue
-        if not os.path.exists(path):
-            raise ConfigError(f"{key}: no such file: {path}")
+class ClientErrors:
+    """The librdkafka error callback (`error_cb`) of one client.
 
-
-class _ClientErrors:
-    """librdkafka errors reported to the consumers and admin clients of this process.
-
-    Until the cluster first answered (`topic_partitions` succeeded), errors are
-    only kept: the caller waiting for metadata ends with one line that gives
-    the reason, at once when the cluster refused us (authentication, TLS),
-    else when its timeout runs out. After that they are logged as warnings, at
-    most once per error kind and interval (an outage must not flood the log).
+    Until that client first got metadata from the cluster (`topic_partitions`
+    succeeded), errors are only kept: the caller waiting for metadata ends
+    with one line that gives the reason, at once when the cluster refused us
+    (authentication, TLS), else when its timeout runs out. After that they are
+    logged as warnings, at most once per error kind and interval (an outage
+    must not flood the log).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._throttle = Throttle()
         self.connected = False
         self.refused: str | None = None
         self.last: str | None = None
-        self._last_log: dict[int, float] = {}
 
     def __call__(self, err: Any) -> None:
         code, text = err.code(), str(err.str())
@@ -174,25 +118,11 @@ class _ClientErrors:
                 self.last = text
             if code in _REFUSED_CODES or err.fatal() or "SSL handshake failed" in text:
                 self.refused = text
-            if not self.connected:
-                logger.debug("Kafka: %s", text)
-                return
-            now = time.monotonic()
-            if now - self._last_log.get(code, -_ERROR_LOG_INTERVAL) < _ERROR_LOG_INTERVAL:
-                return
-            self._last_log[code] = now
-        logger.warning("Kafka: %s", text)
-
-
-#: Shared by every consumer and admin config of the process (one CLI command).
-CLIENT_ERRORS = _ClientErrors()
-
-
-class _DebugLog:
-    """What confluent_kafka needs of a logger (`.log()`): librdkafka's lines at debug level."""
-
-    def log(self, level: int, msg: str, *args: object) -> None:
-        logging.getLogger("trafficmirror.librdkafka").debug(msg, *args)
+            connected = self.connected
+        if not connected:
+            logger.debug("Kafka: %s", text)
+        elif self._throttle.allow(code):
+            logger.warning("Kafka: %s", text)
 
 
 @dataclass(frozen=True)
@@ -322,8 +252,8 @@ def _log_config(kind: str, config: Mapping[str, Any]) -> None:
 def _with_callbacks(config: dict[str, Any]) -> dict[str, Any]:
     # librdkafka's own log lines would go straight to stderr, several per
     # failure; route them to logging (debug) and report errors once, readably.
-    config.setdefault("error_cb", CLIENT_ERRORS)
-    config.setdefault("logger", _DebugLog())
+    config.setdefault("error_cb", ClientErrors())
+    config.setdefault("logger", DebugLog(_librdkafka))
     return config
 
 
@@ -363,7 +293,7 @@ def check_client_config(settings: KafkaSettings) -> None:
 def _try_client(kind: Any, config: Mapping[str, Any]) -> None:
     from confluent_kafka import KafkaException
 
-    quiet = {**config, "logger": _DebugLog(), "error_cb": lambda err: None}
+    quiet = {**config, "logger": DebugLog(_librdkafka), "error_cb": lambda err: None}
     try:
         client = kind(quiet)
     except (KafkaException, ValueError, TypeError) as exc:
@@ -388,8 +318,11 @@ def topic_partitions(
     Asks in short steps, serving the client's callbacks in between (`poll(0)`:
     call it before assigning or subscribing a consumer), so that a cluster that
     refuses us (authentication, TLS) fails at once, with librdkafka's reason,
-    rather than after `timeout` with "transport failure".
+    rather than after `timeout` with "transport failure". The reason comes from
+    the consumer's `errors` (`trafficmirror.plumbing.clients.Consumer`); a
+    consumer without them fails after `timeout` with the last exception's.
     """
+    errors: ClientErrors | None = getattr(consumer, "errors", None)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -399,17 +332,18 @@ def topic_partitions(
             break
         except Exception as exc:  # confluent_kafka raises KafkaException on timeouts
             consumer.poll(0)
-            if CLIENT_ERRORS.refused:
+            if errors is not None and errors.refused:
                 raise KafkaUnavailable(
-                    f"Kafka at {bootstrap} refused the connection: {CLIENT_ERRORS.refused}"
+                    f"Kafka at {bootstrap} refused the connection: {errors.refused}"
                 ) from None
             if time.monotonic() >= deadline:
-                why = CLIENT_ERRORS.last or _reason(exc)
+                why = (errors.last if errors is not None else None) or _reason(exc)
                 raise KafkaUnavailable(
                     f"cannot read metadata for topic {topic!r} from {bootstrap} "
                     f"within {timeout:g}s: {why}"
                 ) from None
-    CLIENT_ERRORS.connected = True
+    if errors is not None:
+        errors.connected = True
     info = metadata.topics.get(topic)
     if info is None or info.error is not None or not info.partitions:
         raise TopicNotFound(f"topic {topic!r} does not exist on {bootstrap}")

@@ -5,79 +5,43 @@ queue all need the same thing: hand a message to librdkafka's bounded local
 queue and return at once, learn later (on a background thread) whether the
 broker took it, and on shutdown flush for a bounded time and account for
 whatever is left. `BackgroundProducer` is that, once; each user keeps its own
-counters and metrics by passing an `on_report` callback.
-
-What can happen to one message, as `Report.status`:
-
-* `delivered`: the broker acknowledged it;
-* `failed`: the broker rejected it, or it was not acknowledged within
-  `message.timeout.ms`;
-* `undelivered`: still queued when `close()`'s flush timeout ran out (purged),
-  or never reported at all.
-
-`produce()` itself answers None when the message is queued, else why not:
-`queue_full` (`BufferError`: the local queue is full), `produce` (it raised
-anything else: message too large, unknown partition), `closed`.
+counters and metrics by passing an `on_report` callback, and `Report` says
+what became of each message.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from trafficmirror.plumbing.errors import ConfigError
+from trafficmirror.plumbing.logs import DebugLog, Throttle
 
 _PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
-#: How often a repeated error (all brokers down, queue full, ...) is logged.
-ERROR_LOG_INTERVAL = 30.0
 
-
-# Not frozen: built for every replayed record, and a frozen dataclass costs about
-# twice as much to build (bench/replay.py); treat it as immutable all the same.
+# Not frozen: built for every replayed record, and a frozen dataclass costs
+# more to build (bench/replay.py); treat it as immutable all the same.
 @dataclass(slots=True)
 class Report:
     """What became of queued messages: one, or `count` of them (`delivered` counted in
-    batches, see `report_each_delivery`, and `undelivered` at close)."""
+    batches, see `report_each_delivery`, and `undelivered` at close).
+
+    `status` is `delivered` (the broker acknowledged it), `failed` (the broker
+    rejected it, or it was not acknowledged within `message.timeout.ms`) or
+    `undelivered` (still queued when `close()`'s flush timeout ran out, and
+    purged, or never reported at all).
+    """
 
     status: str  # delivered | failed | undelivered
     topic: str | None = None
     error: str | None = None
     count: int = 1
-
-
-class _DebugLog:
-    """What confluent_kafka needs of a logger (`.log()`), writing at debug level."""
-
-    def __init__(self, target: logging.Logger) -> None:
-        self._target = target
-
-    def log(self, level: int, msg: str, *args: object) -> None:
-        self._target.debug(msg, *args)
-
-
-class RateLimitedLog:
-    """Logs a warning at most once per error kind and `interval` (an outage must not flood)."""
-
-    def __init__(self, target: logging.Logger, interval: float = ERROR_LOG_INTERVAL) -> None:
-        self._target = target
-        self._interval = interval
-        self._last: dict[Any, float] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, kind: Any, message: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last.get(kind, -self._interval) < self._interval:
-                return
-            self._last[kind] = now
-        self._target.warning("%s", message)
 
 
 class BackgroundProducer:
@@ -112,7 +76,7 @@ class BackgroundProducer:
         self._on_report = on_report
         self._on_poll = on_poll
         self._logger = logger
-        self.log_error = RateLimitedLog(logger)
+        self._throttle = Throttle()
         self._lock = threading.Lock()
         self._enqueued = 0
         self._reported = 0
@@ -130,7 +94,7 @@ class BackgroundProducer:
         # librdkafka's own log lines go through `logging` at debug level (served
         # by poll()) instead of straight to stderr; the errors among them also
         # reach error_cb, which logs them rate-limited.
-        config["logger"] = _DebugLog(logging.getLogger(f"{logger.name}.librdkafka"))
+        config["logger"] = DebugLog(logging.getLogger(f"{logger.name}.librdkafka"))
         try:
             self.producer = Producer(config)
         except (KafkaException, ValueError, TypeError) as exc:
@@ -146,6 +110,12 @@ class BackgroundProducer:
         """True once `close()` began; `produce()` then answers `closed`."""
         return self._closed
 
+    def log_error(self, kind: Hashable, message: str) -> None:
+        """Log `message` as a warning, at most once per `kind` and interval (an outage
+        must not flood the log; the caller counts every occurrence)."""
+        if self._throttle.allow(kind):
+            self._logger.warning("%s", message)
+
     def produce(
         self,
         topic: str,
@@ -154,7 +124,12 @@ class BackgroundProducer:
         headers: Sequence[tuple[str, bytes]] | None = None,
         timestamp_ms: int = 0,
     ) -> str | None:
-        """Queue one message: None if queued, else the reason it was not. Never blocks or raises."""
+        """Queue one message: None if queued, else the reason it was not. Never blocks or raises.
+
+        The reasons: `queue_full` (`BufferError`: the local queue is full),
+        `produce` (it raised anything else: message too large, unknown
+        partition), `closed`.
+        """
         if self._closed:
             return "closed"
         try:

@@ -21,7 +21,8 @@ import pytest
 from tests.support import Kafka, Procs, free_port, run_cli, self_signed_cert, wait_port
 from trafficmirror.demo.apps import SampleApp
 from trafficmirror.plumbing.errors import ConfigError
-from trafficmirror.plumbing.kafka import KafkaSettings, check_security, effective_config, mask
+from trafficmirror.plumbing.kafka import KafkaSettings, effective_config, mask
+from trafficmirror.plumbing.security import check_security
 
 PASSWORD = "pw-Zq81-never-printed"
 CLIENT_SECRET = "oidc-secret-Xy77-never-printed"
