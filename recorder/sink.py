@@ -210,10 +210,6 @@ class KafkaSink:
         """True once the cluster answered a metadata request or acknowledged a message."""
         return self._kafka_reached
 
-    def queue_length(self) -> int:
-        """Messages queued locally or in flight."""
-        return len(self._producer)
-
     # -- shutdown -------------------------------------------------------------
 
     def close(self, timeout: float = 10.0) -> SinkStats:

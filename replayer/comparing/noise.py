@@ -150,16 +150,6 @@ class Rules:
             return "skip"
         return "compare"
 
-    def ignored_prefix(self, path: Sequence[Segment]) -> int | None:
-        """Length of the shortest prefix of `path` an ignore pattern matches, or None."""
-        if not self.ignore_paths:
-            return None
-        for k in range(len(path) + 1):
-            prefix = path[:k]
-            if any(p.matches(prefix) for p in self.ignore_paths):
-                return k
-        return None
-
     def unordered(self, path: Sequence[Segment]) -> bool:
         """True if the array at `path` is compared without regard to order."""
         return self.ignore_array_order or any(p.matches(path) for p in self.unordered_paths)

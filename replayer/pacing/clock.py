@@ -298,21 +298,6 @@ class Scheduler:
             self.cancel(item)
         return dropped
 
-    async def wait_until_due(self, recorded_us: int) -> float | None:
-        """Wait until `recorded_us` may be sent; returns its due time (None: no due time)."""
-        future: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
-
-        def release(due: float | None) -> None:
-            if not future.done():
-                future.set_result(due)
-
-        item = self.schedule(recorded_us, release)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            self.cancel(item)
-            raise
-
     async def aclose(self) -> None:
         """Cancel what is waiting and stop the releasing task."""
         for item in self._heap:

@@ -1,23 +1,14 @@
 """Send requests to the shadow: bounded concurrency, each recorded connection in order.
 
 `Sender` is the scheduler, a `Transport` does the I/O (like httpx's transports,
-so tests plug in a handler with `MockTransport`):
-
-* at most `concurrency` requests are on the wire at once;
-* requests with the same key (the Kafka message key, i.e. the recorded client
-  connection) are sent one after another, each waiting for the previous one's
-  response, because that is how they reached production: a keep-alive
-  connection carries one request at a time, and a later request may depend on
-  an earlier one (create, then update). Different keys run concurrently. A
-  waiting request does not hold a concurrency slot;
-* a timeout or a connection error is an `Outcome` with `error` set, never an
-  exception: one broken request must not stop the replay.
-
-The transports that send exactly the prepared request (no header of their own,
-no cookies, no redirects, no decompression, the path as recorded) are
-`replayer.sending.http1.Http1Transport`, which the worker and `replay range` use, and
-`AiohttpTransport` (`replayer.sending.aiohttp_transport`, imported from here on first
-use so that a replay does not pay for loading aiohttp).
+so tests plug in a handler with `MockTransport`; the real one is
+`replayer.sending.http1.Http1Transport`). At most `concurrency` requests are on
+the wire at once. Requests with the same key (the Kafka message key, i.e. the
+recorded client connection) go one after another, each waiting for the
+previous one's response, because that is how they reached production (a
+keep-alive connection carries one request at a time, and a later request may
+depend on an earlier one); different keys run concurrently. A timeout or a
+connection error is an `Outcome` with `error` set, never an exception.
 """
 
 from __future__ import annotations
@@ -27,7 +18,7 @@ import inspect
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, Protocol
+from typing import Protocol
 
 from replayer.models import Outcome, OutgoingRequest, Response
 from replayer.sending.guard import Gate
@@ -46,14 +37,6 @@ class Transport(Protocol):
 
 
 Handler = Callable[[OutgoingRequest], Response | Awaitable[Response]]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "AiohttpTransport":
-        from replayer.sending.aiohttp_transport import AiohttpTransport
-
-        return AiohttpTransport
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class MockTransport:

@@ -59,8 +59,6 @@ def _load_librdkafka() -> ctypes.CDLL:
     lib.rd_kafka_mock_broker_set_down.argtypes = [vp, ctypes.c_int32]
     lib.rd_kafka_mock_broker_set_up.restype = ci
     lib.rd_kafka_mock_broker_set_up.argtypes = [vp, ctypes.c_int32]
-    lib.rd_kafka_mock_broker_set_rtt.restype = ci
-    lib.rd_kafka_mock_broker_set_rtt.argtypes = [vp, ctypes.c_int32, ci]
     lib.rd_kafka_mock_push_request_errors_array.restype = None
     lib.rd_kafka_mock_push_request_errors_array.argtypes = [
         vp,
@@ -137,11 +135,6 @@ class MockCluster:
         """Bring a broker (or every broker) back."""
         for bid in self._ids(broker_id):
             self._lib.rd_kafka_mock_broker_set_up(self._mcluster, bid)
-
-    def set_rtt(self, rtt_ms: int, broker_id: int | None = None) -> None:
-        """Add `rtt_ms` of latency to every response of a broker (or every broker)."""
-        for bid in self._ids(broker_id):
-            self._lib.rd_kafka_mock_broker_set_rtt(self._mcluster, bid, rtt_ms)
 
     def push_request_errors(self, api_key: int, errors: Sequence[int]) -> None:
         """Make the next requests of kind `api_key` fail with these Kafka error codes."""

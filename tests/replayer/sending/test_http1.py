@@ -3,7 +3,7 @@
 Each test's server reads whole requests (head plus Content-Length body) and
 writes the next scripted answer, so response framing, keep-alive reuse and
 failure handling are checked on real sockets. The exact request bytes are
-checked in test_sender.py, for this transport and aiohttp's alike.
+checked in test_sender.py.
 """
 
 from __future__ import annotations
