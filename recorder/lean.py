@@ -1,26 +1,13 @@
-"""What `trafficmirror record` changes in its embedded mitmproxy to cost less per request.
+"""What the recorder changes in mitmproxy's own machinery to cost less per request.
 
-Profiles of `record` under load (py-spy, bench/recorder.py's setup) showed
-three per-request costs of mitmproxy itself that a recorder sidecar does not
-need. Each change here keeps the proxy's behaviour and only applies inside the
-`record` process; `mitmdump -s recorder/addon.py` is left exactly as mitmproxy
-runs it.
-
-* Hook dispatch (`HookTable`): mitmproxy's `AddonManager` walks every addon
-  for every event of every exchange (a generator, a `getattr` and a context
-  manager per addon), and after each flow event triggers an `update` event
-  too, all for the three or four addons that handle anything per request.
-  `HookTable` looks each event's handlers up once and calls just those, with
-  the same error policy as mitmproxy (`safecall`: an addon error is logged
-  and the next handler runs; `AddonHalt` stops the chain). `update` is only
-  triggered when an addon handles it. The addon set of `record` is fixed, and
-  any change through `add`/`remove`/`clear` drops the table anyway.
-* Debug-only checks (`skip_debug_checks`): mitmproxy type-checks every field
-  of every request and response it creates (`MessageData.__post_init__`) and
-  looks `PYTEST_CURRENT_TEST` up in the environment for every task it
-  creates (several per request), both only `if __debug__`, i.e. unless Python
-  runs with `-O`. `record` turns off just these two, as `-O` would, without
-  turning off the assertions of every other library in the process.
+Profiles of the recorder under load (py-spy, instruction counts with
+bench/recorder.py) showed per-request costs of mitmproxy itself that a
+recorder does not need. In the `record` process: hook dispatch
+(`HookTable`: each event goes straight to the addons that handle it) and two
+debug-only checks (`skip_debug_checks`, as `python -O` would). Under
+`mitmdump -s recorder/addon.py` mitmproxy runs as it is; the script module
+only answers mitmproxy's per-hook lookups on it cheaply (`missing_hooks`).
+Each change keeps the proxy's behaviour.
 """
 
 from __future__ import annotations
@@ -28,7 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mitmproxy import addonmanager, exceptions, flow, hooks, http
@@ -38,7 +25,17 @@ logger = logging.getLogger("mitmproxy.addonmanager")  # where mitmproxy logs add
 
 
 class HookTable(addonmanager.AddonManager):
-    """An `AddonManager` that finds the handlers of each event once, not on every event."""
+    """An `AddonManager` that finds the handlers of each event once, not on every event.
+
+    mitmproxy's manager walks every addon for every event of every exchange (a
+    generator, a `getattr` and a context manager per addon), and after each
+    flow event triggers an `update` event too, all for the three or four
+    addons that handle anything per request. This one calls just those, with
+    mitmproxy's error policy (`safecall`: an addon error is logged and the next
+    handler runs; `AddonHalt` stops the chain), and triggers `update` only when
+    an addon handles it. `record`'s addon set is fixed; any change through
+    `add`/`remove`/`clear` drops the table anyway.
+    """
 
     def __init__(self, master: Any) -> None:
         super().__init__(master)  # type: ignore[no-untyped-call]
@@ -122,7 +119,12 @@ def _task_debug_info(task: Any, *, name: str, client: tuple[Any, ...] | None = N
 def skip_debug_checks() -> list[str]:
     """Turn off mitmproxy's `__debug__`-only per-request checks in this process.
 
-    Returns what was turned off (a later mitmproxy that moved them is left alone).
+    mitmproxy type-checks every field of every request and response it creates
+    (`MessageData.__post_init__`) and looks `PYTEST_CURRENT_TEST` up in the
+    environment for every task it creates (several per request), both only
+    unless Python runs with `-O`. Only these two are turned off, not the
+    assertions of every other library in the process. Returns what was turned
+    off (a later mitmproxy that moved them is left alone).
     """
     done = []
     message_data: Any = http.MessageData
@@ -133,3 +135,22 @@ def skip_debug_checks() -> list[str]:
         asyncio_utils.set_task_debug_info = _task_debug_info
         done.append("task debug info lookups")
     return done
+
+
+def missing_hooks(namespace: Mapping[str, object]) -> dict[str, None]:
+    """`{name: None}` for every mitmproxy hook a script module's `namespace` lacks.
+
+    mitmproxy asks a script's module for every hook of every exchange before
+    it goes on to the module's `addons`. A name the module lacks costs CPython
+    3.11 two AttributeErrors with formatted messages, a name that is None ("no
+    handler", as mitmproxy's lookup reads it) one dictionary lookup, so a
+    script declares these (`globals().update(missing_hooks(globals()))`)
+    before `addons = [...]`. `add_log` is left out: mitmproxy warns about any
+    addon that has it.
+    """
+    # Hooks register themselves when the module defining them is imported.
+    import mitmproxy.addonmanager  # noqa: F401
+    import mitmproxy.proxy.layers  # noqa: F401
+    import mitmproxy.proxy.server_hooks  # noqa: F401
+
+    return {name: None for name in hooks.all_hooks if name != "add_log" and name not in namespace}

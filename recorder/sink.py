@@ -3,20 +3,10 @@
 `KafkaSink.send()` runs on mitmproxy's event loop, once per exchange, so it only
 hands the message to librdkafka's local queue (`produce()`): it never waits for
 the broker, never flushes and never polls with a timeout. What can go wrong is
-counted, never raised:
-
-* the local queue is full (`BufferError`, the broker is slow or away): the
-  event is dropped and counted as `queue_full`;
-* `produce()` raises anything else (message too large, ...): counted as
-  `produce_failed`;
-* the broker does not acknowledge the message before `message.timeout.ms`, or
-  rejects it: the delivery report counts it as `delivery_failed`;
-* it is still queued when the sink closes and the flush timeout runs out: it
-  is purged and counted as `undelivered`.
-
-A daemon thread calls `poll()` so delivery reports (and librdkafka's logs and
-errors) are served off the live path. Every counter is also a Prometheus
-metric in the default registry (see `trafficmirror.plumbing.health`).
+counted, never raised (`SinkStats`). A daemon thread calls `poll()` so delivery
+reports (and librdkafka's logs and errors) are served off the live path. Every
+counter is also a Prometheus metric in the default registry (see
+`trafficmirror.plumbing.health`).
 """
 
 from __future__ import annotations
@@ -30,9 +20,10 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from trafficmirror.plumbing.kafka import KafkaSettings
+from trafficmirror.plumbing.logs import Throttle
 from trafficmirror.plumbing.producer import BackgroundProducer, Report
 
-logger = logging.getLogger("trafficmirror.recorder.sink")
+logger = logging.getLogger(__name__)
 
 # Metrics are module-level so that re-creating a sink (mitmproxy reconfigures
 # or reloads a script) never registers a metric twice in the default registry.
@@ -66,17 +57,24 @@ CONVERT_FAILED = FAILED.labels("convert")
 
 #: librdkafka settings of the recorder over the shared producer defaults.
 #: Every produce request (one per partition and linger window) costs the
-#: producer's threads, on the proxy's cores, far more than the events in it:
-#: at 1,000 events/s over 4 partitions a 20 ms linger cost about 45 µs of CPU
-#: per event and 100 ms about 30 µs (measured with recorder.sink alone against
-#: the in-memory broker). Events reach Kafka up to 100 ms later; nothing on the
-#: live path waits for them, and a flush on shutdown does not wait the linger.
+#: producer's threads, on the proxy's cores, far more than the events in it, so
+#: a longer linger makes fewer, fuller requests (the measured CPU per event is in
+#: the docs). Events reach Kafka up to 100 ms later; nothing on the live path
+#: waits for them, and a flush on shutdown does not wait the linger.
 RECORDER_PRODUCER_DEFAULTS: dict[str, Any] = {"linger.ms": 100}
 
 
 @dataclass
 class SinkStats:
     """What happened to the events handed to a sink.
+
+    * `queue_full`: the local queue was full (the broker is slow or away), the
+      event was dropped;
+    * `produce_failed`: `produce()` raised anything else (message too large ...);
+    * `delivery_failed`: the broker did not acknowledge it before
+      `message.timeout.ms`, or rejected it;
+    * `undelivered`: still queued when the sink closed and the flush timeout
+      ran out: purged.
 
     Each counter has a single writer: `send()` runs on the caller's thread
     (mitmproxy's event loop), delivery reports on the poll thread, and `close()`
@@ -119,6 +117,7 @@ class KafkaSink:
         self.bootstrap_servers = settings.bootstrap_servers
         self.stats = SinkStats()
         self._kafka_reached = False
+        self._throttle = Throttle()
         config = settings.producer_config(**{**RECORDER_PRODUCER_DEFAULTS, **overrides})
         #: produce() refuses a message larger than this (librdkafka's default).
         self.max_message_bytes = int(config.get("message.max.bytes", 1_000_000))
@@ -158,7 +157,7 @@ class KafkaSink:
         elif why == "queue_full":
             self.stats.queue_full += 1
             _QUEUE_FULL.inc()
-            if self.stats.queue_full == 1 or self.stats.queue_full % 10_000 == 0:
+            if self._throttle.allow():
                 logger.warning(
                     "Kafka producer queue is full: dropping events (%d so far)",
                     self.stats.queue_full,

@@ -5,8 +5,8 @@ A benchmark row, not a recorder: loaded with `mitmdump -s` by
 folder because mitmproxy puts a script's folder first on sys.path, where
 bench/recorder.py would hide the `recorder` package).
 
-It is our addon with the event left out: the same module-is-the-addon hook
-table (`recorder.addon.hooks_on_module`) and, per response, one `produce()` of the
+It is our addon with the event left out: the same wiring (`addons = [...]`
+after `recorder.lean.missing_hooks`) and, per response, one `produce()` of the
 same bytes: the first exchange's event, built and encoded once. What it
 produces with comes from TRAFFICMIRROR_BENCH_FLOOR:
 
@@ -32,8 +32,8 @@ from typing import Any, cast
 from confluent_kafka import Producer
 from mitmproxy import http
 
-from recorder.addon import hooks_on_module
 from recorder.event import flow_to_event, recorder_info
+from recorder.lean import missing_hooks
 from recorder.sink import RECORDER_PRODUCER_DEFAULTS, KafkaSink
 from schemas.codec import Codec
 from trafficmirror.plumbing.kafka import KafkaSettings
@@ -106,4 +106,5 @@ class Floor:
         print(f"floor summary: {line}", flush=True)
 
 
-hooks_on_module(globals(), Floor())
+globals().update(missing_hooks(globals()))
+addons = [Floor()]

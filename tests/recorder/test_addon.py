@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from mitmproxy import exceptions, flow, hooks
+from mitmproxy.addonmanager import traverse
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
@@ -89,7 +90,7 @@ async def test_inactive_until_servers_and_topic_are_set(caplog: pytest.LogCaptur
         f = tflow.tflow(resp=True)
         rec.response(f)
         assert RECORDED_MARK not in f.metadata
-        with caplog.at_level(logging.WARNING, "trafficmirror"):
+        with caplog.at_level(logging.WARNING, "recorder"):
             rec.running()
         assert "not recording" in caplog.text
         rec.done()
@@ -170,7 +171,7 @@ async def test_the_filter_records_matching_flows_only_and_counts_the_others(
         everything = tflow.tflow(resp=True)
         everything.request.path = "/static/y"
         rec.response(everything)
-        with caplog.at_level(logging.INFO, "trafficmirror"):
+        with caplog.at_level(logging.INFO, "recorder"):
             rec.done()
     assert "recorded=2 dropped=0 failed=0" in caplog.text
     assert "filtered=3" in caplog.text
@@ -195,7 +196,7 @@ async def test_records_response_and_error_flows_once(
         failed.request.headers["Host"] = "shop.example.com"
         rec.error(failed)
         assert rec.sink is not None
-        with caplog.at_level(logging.INFO, "trafficmirror"):
+        with caplog.at_level(logging.INFO, "recorder"):
             rec.done()
     assert "recorded=2 dropped=0 failed=0" in caplog.text
     assert rec.sink is None
@@ -228,7 +229,7 @@ async def test_reverse_mode_without_keep_host_header_says_host_was_rewritten(
 ) -> None:
     rec = Recorder()
     with taddons.context(rec) as tctx:
-        with caplog.at_level(logging.WARNING, "trafficmirror"):
+        with caplog.at_level(logging.WARNING, "recorder"):
             configured(tctx, rec, kafka, topic, mode=["reverse:http://127.0.0.1:8080"])
         assert "keep_host_header" in caplog.text
         f = tflow.tflow(resp=True)
@@ -263,7 +264,7 @@ async def test_broken_flow_is_counted_never_raised(
         configured(tctx, rec, kafka, topic)
         broken = tflow.tflow(resp=True)
         broken.request.data.timestamp_start = None  # type: ignore[assignment]
-        with caplog.at_level(logging.WARNING, "trafficmirror"):
+        with caplog.at_level(logging.WARNING, "recorder"):
             rec.response(broken)  # must not raise into mitmproxy
             rec.response(tflow.tflow(resp=True))
             rec.done()
@@ -281,7 +282,7 @@ async def test_reconfiguring_keeps_counting(kafka: Kafka, caplog: pytest.LogCapt
         rec.response(tflow.tflow(resp=True))
         tctx.configure(rec, trafficmirror_topic=second)
         rec.response(tflow.tflow(resp=True))
-        with caplog.at_level(logging.INFO, "trafficmirror"):
+        with caplog.at_level(logging.INFO, "recorder"):
             rec.done()
     assert "recorded=2 dropped=0" in caplog.text
     assert len(events(kafka, first, 1)) == 1
@@ -322,12 +323,13 @@ async def test_loads_as_a_mitmproxy_script() -> None:
     with taddons.context() as tctx:
         module = tctx.script(str(ADDON_PATH))
         assert "trafficmirror_topic" in tctx.options
-        # The module is the addon: its hooks are its recorder's, nothing below it.
-        assert type(module.script_recorder).__name__ == "Recorder"
-        assert module.addons == []
+        # mitmproxy's wiring: one Recorder in `addons`, whose hooks are the only handlers.
+        [recorder] = module.addons
+        assert type(recorder).__name__ == "Recorder"
         for name in ("load", "configure", "running", "done", "response", "error"):
-            assert getattr(module, name) == getattr(module.script_recorder, name), name
-        # Every other hook is there as "no handler", so mitmproxy's lookup never misses.
+            found = [getattr(a, name) for a in traverse([module]) if getattr(a, name, None)]
+            assert found == [getattr(recorder, name)], name
+        # Every hook is there on the module as "no handler", so mitmproxy's lookup never misses.
         missing = [n for n in hooks.all_hooks if n != "add_log" and n not in vars(module)]
         assert missing == []
         assert module.requestheaders is None and not hasattr(module, "add_log")
@@ -349,7 +351,7 @@ async def test_an_event_over_kafkas_message_size_is_cut_to_fit(
         small = tflow.tflow(resp=True)
         rec.response(f)
         rec.response(small)
-        with caplog.at_level(logging.INFO, "trafficmirror"):
+        with caplog.at_level(logging.INFO, "recorder"):
             rec.done()
     assert "recorded=2 dropped=0 failed=0" in caplog.text
     got = {event["id"]: (msg, event) for msg, event in events(kafka, topic, 2)}

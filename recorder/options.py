@@ -1,0 +1,174 @@
+"""The recorder addon's mitmproxy options: their types, defaults and help texts.
+
+mitmproxy shows these help texts (`mitmdump --options`), so they are the user
+documentation of `mitmdump -s recorder/addon.py`; `trafficmirror record` sets
+the same options from its flags (`recorder.config.mitmproxy_options`). The
+addon declares them in `load()` and reads them in `configure()`, where a bad
+value is an `OptionsError`, mitmproxy's one-line refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from mitmproxy import exceptions
+
+#: Options whose change means a new producer (and codec).
+SINK_OPTIONS = frozenset(
+    {
+        "trafficmirror_bootstrap_servers",
+        "trafficmirror_topic",
+        "trafficmirror_kafka_property",
+        "trafficmirror_kafka_config",
+        "trafficmirror_schema_registry_url",
+    }
+)
+#: Options that change what every event's RecorderInfo says.
+INFO_OPTIONS = frozenset({"trafficmirror_recorder_id", "keep_host_header", "mode", "listen_port"})
+#: Options of the redaction rules.
+REDACT_OPTIONS = frozenset(
+    {
+        "trafficmirror_redact_header",
+        "trafficmirror_redact_json",
+        "trafficmirror_redact_key_file",
+        "trafficmirror_redact_defaults",
+    }
+)
+#: Options of the /healthz, /readyz and /metrics endpoint.
+HEALTH_OPTIONS = frozenset({"trafficmirror_metrics_port", "trafficmirror_metrics_host"})
+
+
+def declare(loader: Any) -> None:
+    """Add the recorder's options to mitmproxy (the addon's `load()`)."""
+    loader.add_option(
+        "trafficmirror_bootstrap_servers",
+        str,
+        "",
+        "Kafka bootstrap servers (host:port[,host:port...]) the recorder writes to. "
+        "Nothing is recorded until this and trafficmirror_topic are set.",
+    )
+    loader.add_option(
+        "trafficmirror_topic",
+        str,
+        "",
+        "Kafka topic that receives one Avro HttpExchange event per recorded exchange, "
+        "keyed by client connection, timestamped with the request start.",
+    )
+    loader.add_option(
+        "trafficmirror_kafka_property",
+        Sequence[str],
+        [],
+        "Any librdkafka producer property as key=value, e.g. "
+        "security.protocol=SASL_SSL; repeat the option for several. "
+        "Wins over trafficmirror_kafka_config and the recorder's defaults.",
+    )
+    loader.add_option(
+        "trafficmirror_kafka_config",
+        Optional[str],  # mitmproxy matches typespecs against typing.Optional
+        None,
+        "Path of a properties file (key=value lines) of librdkafka settings.",
+    )
+    loader.add_option(
+        "trafficmirror_max_body_bytes",
+        int,
+        1024 * 1024,
+        "Record at most this many bytes of each request and response body; a longer "
+        "body is cut and flagged body_truncated, with its original length kept.",
+    )
+    loader.add_option(
+        "trafficmirror_recorder_id",
+        str,
+        "",
+        "Name of this recorder, written into every event (default: hostname:listen port).",
+    )
+    loader.add_option(
+        "trafficmirror_schema_registry_url",
+        Optional[str],  # mitmproxy matches typespecs against typing.Optional
+        None,
+        "Confluent Schema Registry URL: register the event schema under "
+        "<topic>-value and write the registry's wire format instead of Avro "
+        "single-object encoding.",
+    )
+    loader.add_option(
+        "trafficmirror_flush_timeout",
+        str,
+        "10",
+        "Seconds (may be fractional) to wait on shutdown for queued events to reach "
+        "Kafka; events still queued then are counted as undelivered.",
+    )
+    loader.add_option(
+        "trafficmirror_redact_header",
+        Sequence[str],
+        [],
+        "Header to redact in requests, responses and trailers before the event is "
+        "written, as NAME or NAME=MODE; MODE is mask (value becomes ***, the default), "
+        "drop (header removed) or hmac (hmac-sha256:<hex>, equal values stay equal; "
+        "needs trafficmirror_redact_key_file or $TRAFFICMIRROR_REDACT_KEY). Repeat for "
+        "several; also changes the mode of a default header.",
+    )
+    loader.add_option(
+        "trafficmirror_redact_json",
+        Sequence[str],
+        [],
+        "JSON body path to redact in requests and responses, as PATH or PATH=MODE "
+        "(modes as for trafficmirror_redact_header), e.g. $.password, $.card.number=hmac, "
+        "$.users[*].token, $..secret. Bodies that are changed are written back as compact "
+        "JSON with Content-Length updated in the event; a JSON body that cannot be parsed "
+        "is left out of the event. Repeat for several.",
+    )
+    loader.add_option(
+        "trafficmirror_redact_key_file",
+        Optional[str],  # mitmproxy matches typespecs against typing.Optional
+        None,
+        "File holding the HMAC key (16 bytes or more) for redaction mode hmac; "
+        "without it $TRAFFICMIRROR_REDACT_KEY is used.",
+    )
+    loader.add_option(
+        "trafficmirror_redact_defaults",
+        bool,
+        True,
+        "Mask Authorization, Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key "
+        "unless trafficmirror_redact_header says otherwise; false records them as sent.",
+    )
+    loader.add_option(
+        "trafficmirror_filter",
+        Optional[str],  # mitmproxy matches typespecs against typing.Optional
+        None,
+        "Record only exchanges matching this mitmproxy filter expression, e.g. "
+        "'~u /api & !~m OPTIONS' or '~c 500' (matched when the exchange ends, so "
+        "response operators work); the others are not recorded and are counted as "
+        "filtered. Unset: record everything.",
+    )
+    loader.add_option(
+        "trafficmirror_metrics_host",
+        str,
+        "127.0.0.1",
+        "Address of the /healthz, /readyz and /metrics endpoint.",
+    )
+    loader.add_option(
+        "trafficmirror_metrics_port",
+        Optional[int],  # mitmproxy matches typespecs against typing.Optional
+        None,
+        "Serve /healthz, /readyz (ready once the proxy listens and Kafka answered) "
+        "and /metrics (Prometheus) on this port; off when unset.",
+    )
+
+
+def options_error(message: str) -> exceptions.OptionsError:
+    """mitmproxy's refusal of an option value, with `message` as its one line."""
+    # mitmproxy's exception classes carry no annotations; keep the ignore in one place.
+    return exceptions.OptionsError(message)  # type: ignore[no-untyped-call]
+
+
+def seconds(value: str) -> float:
+    """`trafficmirror_flush_timeout` as seconds; `OptionsError` unless a number >= 0."""
+    try:
+        parsed = float(value)
+    except ValueError:
+        parsed = -1.0
+    if not parsed >= 0:  # also rejects NaN
+        raise options_error(
+            f"trafficmirror_flush_timeout must be a number of seconds >= 0, not {value!r}"
+        )
+    return parsed
