@@ -1,46 +1,14 @@
 """`trafficmirror record`: mitmproxy embedded as a reverse proxy with the recorder.
 
-`mitmdump` loads some thirty addons (flow printing, scripting, playback,
-header and body rewriting, blocking, ...), and every one of them is asked about
-every hook of every exchange. A recorder sidecar needs only these:
-
-* `Core`: the base options and commands;
-* `Proxyserver` and `NextLayer`: listening and protocol detection;
-* `TlsConfig`: TLS towards clients and towards an https:// upstream;
-* `DisableH2C`: strips h2c upgrade requests mitmproxy cannot proxy, as
-  mitmdump does, so such clients keep working;
-* `UpdateAltSvc`: keeps Alt-Svc answers pointing at the proxy, as mitmdump's
-  reverse mode does;
-* the `Recorder`, and a tiny addon that checks the proxy really listens.
-
-Left out on purpose: `Dumper`/`TermLog` (logging goes through `logging`),
-`Block` (it refuses clients with public addresses, which is wrong for a
-reverse proxy in front of an app), `ErrorCheck` (startup errors become one
-`TrafficMirrorError` line instead of `sys.exit`), and every addon that is off
-by default anyway.
-
-One more addon fixes a live-path bug of mitmproxy 11: an HTTP/2 (or HTTP/3)
-request with a body but no Content-Length, forwarded to an HTTP/1.1 upstream,
-is sent with no framing at all, so the app reads a request without a body and
-then the body as the start of the next request on that connection.
-`Http1BodyFraming` adds the Content-Length the HTTP/1.1 hop needs (the body is
-complete by then: the recorder does not stream bodies); the recorded event
-leaves it out, since the client did not send it.
-
-Per request, the embedded mitmproxy also does less than mitmdump's: hooks go
-only to the addons that handle them, and two debug-only checks that `python -O`
-would skip are off (see `recorder.lean`).
-
-Two options differ from mitmdump's defaults, both so the live path behaves
-like a plain reverse proxy and the recording is complete:
-
-* `keep_host_header`: the client's Host header reaches the app unchanged, as
-  a transparent sidecar should, and so it is also what gets recorded;
-* `connection_strategy=lazy`: the upstream connection is opened when a request
-  arrives, not when the client connects. With mitmdump's eager default an
-  upstream that refuses connections makes mitmproxy close the client's
-  connection before any request is read, so there is no exchange to record;
-  lazily, the client gets a 502 and the error is recorded.
+`mitmdump` loads some thirty addons, and every one of them is asked about every
+hook of every exchange; a recorder sidecar needs a handful (`serve()` says
+which, and why the others are left out). Per request the embedded proxy also does
+less than mitmdump (`recorder.lean`). Two options differ from mitmdump's
+defaults so the live path behaves like a plain reverse proxy and the recording
+is complete (`RecordConfig.mitmproxy_options`): `keep_host_header` (the app and
+the event see the client's Host) and `connection_strategy=lazy` (an upstream
+that refuses connections gives the client a 502, and that error is recorded,
+instead of a closed connection and no exchange at all).
 """
 
 from __future__ import annotations
@@ -49,7 +17,6 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Sequence
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http, master, options
@@ -63,12 +30,12 @@ from mitmproxy.addons import (
 )
 
 from recorder.addon import Recorder
+from recorder.config import RecordConfig
 from recorder.event import ADDED_CONTENT_LENGTH
 from recorder.lean import HookTable, skip_debug_checks
 from trafficmirror.plumbing.errors import ConfigError, TrafficMirrorError
-from trafficmirror.plumbing.kafka import KafkaSettings
 
-logger = logging.getLogger("trafficmirror.recorder")
+logger = logging.getLogger(__name__)
 
 
 class StartupCheck:
@@ -97,7 +64,15 @@ class StartupCheck:
 
 
 class Http1BodyFraming:
-    """Gives HTTP/2 and HTTP/3 requests with a body a Content-Length (see the module doc)."""
+    """Gives HTTP/2 and HTTP/3 requests with a body a Content-Length.
+
+    It works around a live-path bug of mitmproxy 11: such a request without a
+    Content-Length, forwarded to an HTTP/1.1 upstream, is sent with no framing
+    at all, so the app reads a request without a body and then the body as the
+    start of the next request. The body is complete by then (the recorder does
+    not stream bodies); the event leaves the added header out, since the
+    client did not send it.
+    """
 
     def request(self, flow: http.HTTPFlow) -> None:
         request = flow.request
@@ -119,64 +94,6 @@ def _ignore_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) 
     if isinstance(context.get("exception"), asyncio.CancelledError):
         return
     loop.default_exception_handler(context)
-
-
-def recorder_options(
-    *,
-    settings: KafkaSettings,
-    topic: str,
-    upstream: str,
-    listen_host: str,
-    listen_port: int,
-    max_body_bytes: int,
-    recorder_id: str | None,
-    flush_timeout: float,
-    schema_registry_url: str | None,
-    metrics_host: str,
-    metrics_port: int | None,
-    redact_headers: Sequence[str] = (),
-    redact_json: Sequence[str] = (),
-    redact_key_file: str | None = None,
-    redact_defaults: bool = True,
-    confdir: str | None = None,
-    tls_certs: Sequence[str] = (),
-    filter_expr: str | None = None,
-) -> dict[str, Any]:
-    """The mitmproxy option values for a recorder in front of `upstream`.
-
-    Clients may connect with plain HTTP or TLS on the same port (mitmproxy's
-    reverse mode tells them apart by the first bytes); TLS clients are shown
-    `tls_certs` (mitmproxy's `certs`: `DOMAIN=PEM`) or a certificate made by the
-    CA in `confdir`. `filter_expr` (a mitmproxy filter expression) records
-    only the exchanges that match it.
-    """
-    extra: dict[str, Any] = {}
-    if confdir:
-        extra["confdir"] = confdir
-    if tls_certs:
-        extra["certs"] = list(tls_certs)
-    return {
-        **extra,
-        "mode": [f"reverse:{upstream}"],
-        "listen_host": listen_host,
-        "listen_port": listen_port,
-        "keep_host_header": True,
-        "connection_strategy": "lazy",
-        "trafficmirror_bootstrap_servers": settings.bootstrap_servers,
-        "trafficmirror_kafka_property": [f"{k}={v}" for k, v in settings.properties.items()],
-        "trafficmirror_topic": topic,
-        "trafficmirror_max_body_bytes": max_body_bytes,
-        "trafficmirror_recorder_id": recorder_id or f"{socket.gethostname()}:{listen_port}",
-        "trafficmirror_flush_timeout": repr(float(flush_timeout)),
-        "trafficmirror_schema_registry_url": schema_registry_url,
-        "trafficmirror_metrics_host": metrics_host,
-        "trafficmirror_metrics_port": metrics_port,
-        "trafficmirror_redact_header": list(redact_headers),
-        "trafficmirror_redact_json": list(redact_json),
-        "trafficmirror_redact_key_file": redact_key_file,
-        "trafficmirror_redact_defaults": redact_defaults,
-        "trafficmirror_filter": filter_expr,
-    }
 
 
 def check_listen(host: str, port: int) -> None:
@@ -202,6 +119,15 @@ async def serve(values: dict[str, Any]) -> Recorder:
     proxy.addons = HookTable(proxy)
     recorder = Recorder()
     startup = StartupCheck()
+    # The addons, in mitmproxy's order: Core (base options and commands);
+    # Proxyserver and NextLayer (listening, protocol detection); TlsConfig (TLS
+    # to clients and to an https:// upstream); DisableH2C (strips the h2c
+    # upgrades mitmproxy cannot proxy, as mitmdump does); UpdateAltSvc (keeps
+    # Alt-Svc pointing at the proxy, as mitmdump's reverse mode does); then
+    # ours. Left out on purpose: Dumper/TermLog (logging goes through
+    # `logging`), Block (it refuses clients with public addresses, wrong in
+    # front of an app), ErrorCheck (start-up errors become one
+    # TrafficMirrorError line, not sys.exit), and those off by default anyway.
     proxy.addons.add(
         core.Core(),
         proxyserver.Proxyserver(),  # type: ignore[no-untyped-call]
@@ -236,51 +162,22 @@ async def serve(values: dict[str, Any]) -> Recorder:
     return recorder
 
 
-def run_recorder(
-    *,
-    settings: KafkaSettings,
-    topic: str,
-    upstream: str,
-    listen_host: str,
-    listen_port: int,
-    max_body_bytes: int,
-    recorder_id: str | None,
-    flush_timeout: float,
-    schema_registry_url: str | None,
-    metrics_host: str,
-    metrics_port: int | None,
-    **extras: Any,
-) -> None:
-    """Record traffic to `upstream` until SIGINT/SIGTERM (the `record` command).
+def run_recorder(config: RecordConfig) -> None:
+    """Record traffic to `config.upstream` until SIGINT/SIGTERM (the `record` command).
 
     Raises `TrafficMirrorError` (one line) when the recorder cannot start: the
     port is taken, an option or Kafka setting is invalid. On a signal it stops
-    accepting, flushes queued events for at most `flush_timeout` seconds and
-    logs the summary line, then returns. `extras` are the redaction and
-    client-TLS keyword arguments of `recorder_options`.
+    accepting, flushes queued events for at most `config.flush_timeout`
+    seconds and logs the summary line, then returns.
     """
-    check_listen(listen_host, listen_port)
+    check_listen(config.listen_host, config.listen_port)
     logger.debug("trafficmirror recorder: turned off %s", ", ".join(skip_debug_checks()))
-    values = recorder_options(
-        settings=settings,
-        topic=topic,
-        upstream=upstream,
-        listen_host=listen_host,
-        listen_port=listen_port,
-        max_body_bytes=max_body_bytes,
-        recorder_id=recorder_id,
-        flush_timeout=flush_timeout,
-        schema_registry_url=schema_registry_url,
-        metrics_host=metrics_host,
-        metrics_port=metrics_port,
-        **extras,
-    )
     logger.info(
         "trafficmirror recorder: %s:%d -> %s, topic %s on %s",
-        listen_host,
-        listen_port,
-        upstream,
-        topic,
-        settings.bootstrap_servers,
+        config.listen_host,
+        config.listen_port,
+        config.upstream,
+        config.topic,
+        config.settings.bootstrap_servers,
     )
-    asyncio.run(serve(values))
+    asyncio.run(serve(config.mitmproxy_options()))

@@ -98,21 +98,24 @@ def record(
     host, port = parse_listen(listen)
     check_url(upstream, "--upstream")
     check_record_addresses(upstream, host, port, metrics_host, metrics_port)
+    from recorder.config import RecordConfig
     from recorder.run import run_recorder
 
     run_recorder(
-        settings=settings,
-        topic=topic,
-        upstream=upstream,
-        listen_host=host,
-        listen_port=port,
-        max_body_bytes=max_body_bytes,
-        recorder_id=recorder_id,
-        flush_timeout=flush_timeout,
-        schema_registry_url=schema_registry_url,
-        metrics_host=metrics_host,
-        metrics_port=metrics_port,
-        **recorder_extras,
+        RecordConfig(
+            settings=settings,
+            topic=topic,
+            upstream=upstream,
+            listen_host=host,
+            listen_port=port,
+            max_body_bytes=max_body_bytes,
+            recorder_id=recorder_id,
+            flush_timeout=flush_timeout,
+            schema_registry_url=schema_registry_url,
+            metrics_host=metrics_host,
+            metrics_port=metrics_port,
+            **recorder_extras,
+        )
     )
 
 
