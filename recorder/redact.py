@@ -3,44 +3,10 @@
 Runs inside `flow_to_event`, on the copy of the exchange that becomes the event,
 before it is encoded or handed to Kafka: a secret that is redacted here is
 never in the producer's queue, the topic, a replay, a result or a report. The
-live request and response are never altered.
-
-What is redacted
-    * Headers (request, response and trailers) by name, case-insensitively. By
-      default Authorization, Proxy-Authorization, Cookie, Set-Cookie and
-      X-Api-Key are masked; more names can be added, and any name's mode
-      changed, with `NAME=MODE`.
-    * Values in JSON bodies (request and response) by JSON path pattern:
-      `$.password`, `$.card.number`, `$.users[*].token`, `$..secret` (`*` is any
-      one key or index, `..` any depth, `["a b"]` a key with odd characters).
-
-Modes
-    * `drop`: the header, or the JSON key (array element), is removed;
-    * `mask`: the value becomes `***`;
-    * `hmac`: the value becomes `hmac-sha256:` and the first 32 hex digits of
-      HMAC-SHA256(key, value), with a key of at least 16 bytes from the user:
-      equal values stay equal (a replay comparison, or a join across events,
-      still works) without the value being recoverable without the key. A JSON
-      string is keyed by its UTF-8 text, any other JSON value by its compact
-      JSON text.
-
-JSON bodies
-    A body is read as JSON when its Content-Type is JSON (`application/json`,
-    `*+json`) or it starts with `{` or `[`; a Content-Encoding (gzip, deflate,
-    br, zstd) is undone first and redone after. When a rule matched, the body
-    is written back as compact JSON, and the event's `body_length` and
-    Content-Length header say the length of the redacted body (the event stays
-    self-consistent; what was on the wire is not kept). When nothing matched,
-    the body's bytes are kept as they were. Fail closed: a body that says it is
-    JSON but cannot be decoded or parsed, or one that looks like JSON but is
-    larger than the body cap (it would be recorded cut, unparsed), is dropped
-    from the event (empty, `body_truncated` true, its length kept) whenever JSON
-    rules are set.
-
-Every redaction applied to an event is listed in its `recorder.redactions`,
-once per rule: `request.header:authorization=mask`,
-`response.header:set-cookie=hmac`, `request.body:$.password=drop`,
-`request.body=drop` (the whole body, see above).
+live request and response are never altered. Headers are redacted by name,
+values in JSON bodies by JSON path (`trafficmirror.plumbing.jsonpath`); each
+rule drops, masks or HMACs what it matches (`Redactor`), and every event lists
+what was applied to it in its `recorder.redactions`.
 """
 
 from __future__ import annotations
@@ -132,7 +98,21 @@ def read_key(key_file: str | None, environ: Mapping[str, str] | None = None) -> 
 
 
 class Redactor:
-    """Applies header and JSON body rules to the parts of one exchange."""
+    """Applies header and JSON body rules to the parts of one exchange.
+
+    Headers (request, response, trailers) match by name, case-insensitively;
+    by default Authorization, Proxy-Authorization, Cookie, Set-Cookie and
+    X-Api-Key are masked, and `NAME=MODE` adds a name or changes its mode.
+    JSON values match by path pattern: `$.password`, `$.users[*].token`,
+    `$..secret` (`*` any one key or index, `..` any depth). Modes: `drop`
+    (the header, or the JSON key or array element, is removed), `mask` (the
+    value becomes `***`), `hmac` (`hmac-sha256:` and the first 32 hex digits
+    of HMAC-SHA256(key, value), with the user's key of 16+ bytes: equal values
+    stay equal, so comparisons and joins still work; a JSON string is keyed by
+    its UTF-8 text, any other value by its compact JSON). Notes, once per rule
+    and event: `request.header:authorization=mask`,
+    `request.body:$.password=drop`, `request.body=drop` (the whole body).
+    """
 
     def __init__(
         self,
@@ -240,7 +220,14 @@ class Redactor:
     ) -> bytes | None:
         """The body to record: `raw`, a redacted copy, or None to drop it (fail closed).
 
-        A redacted copy changes the Content-Length value in `flat_headers` too.
+        A body is read as JSON when its Content-Type says JSON (`application/json`,
+        `*+json`) or it starts with `{` or `[`; a Content-Encoding (gzip, deflate,
+        br, zstd) is undone first and redone after. When a rule matched, the body
+        is written back as compact JSON and the Content-Length value in
+        `flat_headers` changes with it (the event stays self-consistent); when
+        none matched, the bytes are kept as they were. With JSON rules set, a
+        body that says it is JSON but cannot be decoded or parsed, or looks like
+        JSON but is over `max_body_bytes` (recorded cut, unparsed), is dropped.
         """
         if not self.json_rules or not raw:
             return raw

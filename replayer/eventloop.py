@@ -1,17 +1,14 @@
 """The event loop a replay runs on: uvloop where it is installed, else asyncio's own.
 
-A replayed record costs a few hundred microseconds of CPU, and a good part of
-it is the event loop itself: waking up on a socket, running the callbacks,
-writing. uvloop (libuv, in C) does that work for less than asyncio's
-selector loop in Python (bench/replay.py; README, "What replay costs"). It is
-a runtime dependency where it exists (Linux, macOS), and the replay falls back
-to asyncio's loop where it does not (Windows) or when
+A good part of a replayed record's CPU cost is the event loop itself (waking
+up on a socket, running the callbacks, writing), and uvloop (libuv, in C) does
+that for less than asyncio's selector loop (bench/replay.py; the figures are
+in the docs). It is a runtime dependency where it exists (Linux, macOS); the
+replay falls back to asyncio's loop where it does not (Windows) or when
 `TRAFFICMIRROR_EVENT_LOOP=asyncio` asks for it (to rule the loop out when
-chasing a problem, or to measure the difference).
-
-What the replay relies on works the same on both: `signal.signal` handlers
-(`replayer.stopping`) run on the main thread while the loop waits, and
-`run_coroutine_threadsafe` from the consumer's thread (`replayer.consuming.worker`).
+chasing a problem, or to measure the difference). What the replay relies on
+works the same on both: `signal.signal` handlers (`replayer.stopping`) and
+`run_coroutine_threadsafe` from the consumer's thread.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ from trafficmirror.plumbing.errors import UsageError
 
 T = TypeVar("T")
 
-logger = logging.getLogger("trafficmirror.replayer")
+logger = logging.getLogger(__name__)
 
 #: Environment variable that picks the loop: `uvloop` (the default when installed) or `asyncio`.
 ENV = "TRAFFICMIRROR_EVENT_LOOP"

@@ -16,7 +16,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-logger = logging.getLogger("trafficmirror.replayer")
+logger = logging.getLogger(__name__)
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

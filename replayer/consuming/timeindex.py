@@ -34,7 +34,7 @@ from replayer.consuming.spans import watermarks
 from trafficmirror.plumbing.errors import KafkaUnavailable
 from trafficmirror.plumbing.kafka import KafkaSettings
 
-logger = logging.getLogger("trafficmirror.replayer.timeindex")
+logger = logging.getLogger(__name__)
 
 #: How far (ms) a record's timestamp may lag behind the records written before
 #: it and still be found: the recorder writes after the response, so the lag is

@@ -1,36 +1,14 @@
 """The virtual clock (time warp) and the scheduler that sends each exchange when it is due.
 
-An exchange recorded at `recorded_at` is due at
-
-    start + (recorded_at - anchor) / speed
-
-on the wall clock (`time.time()`), with idle stretches longer than `max_gap`
-cut to `max_gap` first. `Pace` holds those settings plus a rate ceiling;
-`VirtualClock` is the arithmetic (pure, tested with fake time); `Scheduler`
-holds the exchanges not yet due in a heap ordered by recorded time, and one
-task releases each at its due moment, never early, and not faster than the
-rate ceiling (`replayer.pacing.ratelimit.TokenBucket`: delays, never drops).
-
-Precision: asyncio's timers fire up to about a millisecond late (epoll's
-timeout is in whole milliseconds, rounded up), so the scheduler sleeps until
-`SPIN_SECONDS` before the due time and then yields to the loop (`sleep(0)`)
-until it is reached: I/O keeps being served while it waits. Measured at 500
-exchanges/s for 5 s on the shared 2-core machine (load 5-7): spinning the
-last 1.5 ms gives p50 0.01 ms late but costs 1.6 s of CPU; the last 0.5 ms,
-p50 0.4 ms for 0.3 s of CPU; no spinning, p50 0.7 ms for 0.2 s. p99 was
-3.5-4.8 ms in all three when the machine let it (load decides the tail).
-
-Changing the pace (`Scheduler.set_pace`) applies at once to everything not yet
-released. A new pace without `anchor_us` continues the virtual clock from where
-it stands (no jump, no burst); one with `anchor_us` and `start_at` is taken
-literally, which is how workers sharing a session compute the same due times.
-`max_gap` cuts the gaps between the exchanges this scheduler releases (and the
-one from an explicit anchor to the first exchange); in a group, each worker
-cuts the gaps of its own partitions' stream.
-
-Rate in a group: `Scheduler.set_share(fraction)` scales `pace.rate` for this
-process (its share of the topic's partitions), so the group as a whole holds
-the rate; `pace` keeps the group-wide value.
+An exchange recorded at `recorded_at` is due at `start + (recorded_at - anchor)
+/ speed` on the wall clock (`time.time()`), with idle stretches longer than
+`max_gap` cut to `max_gap` first. `Pace` holds those settings plus a rate
+ceiling; `VirtualClock` is the arithmetic (pure, tested with fake time);
+`Scheduler` holds the exchanges not yet due in a heap ordered by recorded
+time, and one task releases each at its due moment, never early, and not
+faster than the rate ceiling (`replayer.pacing.ratelimit.TokenBucket`: delays,
+never drops). A pace can change at any time (`Scheduler.set_pace`), and in a
+group each worker takes its share of the rate (`Scheduler.set_share`).
 """
 
 from __future__ import annotations
@@ -44,6 +22,11 @@ from dataclasses import dataclass
 from replayer.pacing.ratelimit import TokenBucket
 
 #: Seconds before the due time at which the timer sleep ends and the loop is polled.
+#: asyncio's timers fire up to about a millisecond late (epoll's timeout is in
+#: whole milliseconds, rounded up), so the scheduler sleeps until this long before
+#: the due time, then yields to the loop (`sleep(0)`) until it is reached: I/O is
+#: served while it waits. A longer spin is more punctual and costs more CPU (the
+#: measured trade-off is in the docs).
 SPIN_SECONDS = 0.0005
 
 
@@ -192,7 +175,17 @@ class Scheduler:
 
     Use it from one event loop. `schedule()` never blocks; `waiting` counts
     exchanges scheduled and not yet released (they count as in flight for
-    backpressure). `close()` cancels what is left.
+    backpressure). `aclose()` cancels what is left.
+
+    `set_pace()` applies at once to everything not yet released. A new pace
+    without `anchor_us` continues the virtual clock from where it stands (no
+    jump, no burst); one with `anchor_us` and `start_at` is taken literally,
+    which is how workers sharing a session compute the same due times.
+    `max_gap` cuts the gaps between the exchanges this scheduler releases (and
+    the one from an explicit anchor to the first exchange): in a group, each
+    worker cuts the gaps of its own partitions' stream. `set_share(fraction)`
+    scales `pace.rate` for this process (its share of the topic's partitions),
+    so the group as a whole holds the rate; `pace` keeps the group-wide value.
     """
 
     def __init__(self, pace: Pace | None = None, *, share: float = 1.0) -> None:

@@ -2,22 +2,10 @@
 
 Implemented as GCRA (the "virtual scheduling" form of a token bucket): the
 bucket keeps the theoretical time of the next send, `tat`, and advances it by
-`1 / rate` per request. Two tolerances tell apart the two reasons a request
-may go earlier than one interval after the previous one:
-
-* idle: requests that were not there could not be sent; a bucket saves up at
-  most `burst` of them (default 2), so a replay that resumes after a quiet
-  stretch, or a crowd of exchanges due at the same instant, goes out at the
-  rate, not in a burst;
-* behind: requests that were waiting but went late (the process was not
-  scheduled, a timer fired late, garbage collection) may catch up by at most
-  `catch_up` seconds' worth, so the long-run rate stays `rate` instead of
-  losing every stall. On a 2-core machine shared with other work, stalls of
-  several hundred ms were measured, hence the default of 0.5 s.
-
-Each request says when it was ready to go (`arrived`: its due time, or when it
-was handed over); that is what tells idle from behind. Pure arithmetic on a
-caller-supplied clock (seconds), tested with fake time.
+`1 / rate` per request. Two tolerances tell an idle bucket from one that fell
+behind (`TokenBucket`), so a replay that resumes after a quiet stretch goes out
+at the rate, not in a burst, while one that stalled may catch up a little.
+Pure arithmetic on a caller-supplied clock (seconds), tested with fake time.
 """
 
 from __future__ import annotations
@@ -29,7 +17,24 @@ BURST = 2.0
 
 
 class TokenBucket:
-    """Requests/s ceiling: `ready_at(arrived)` says when a request may go, `take()` spends."""
+    """Requests/s ceiling: `ready_at(arrived)` says when a request may go, `take()` spends.
+
+    A request may go earlier than one interval after the previous one for two
+    reasons, each with its own tolerance:
+
+    * idle: requests that were not there could not be sent; a bucket saves up
+      at most `burst` of them (default 2), so a replay that resumes after a
+      quiet stretch, or a crowd of exchanges due at the same instant, goes out
+      at the rate, not in a burst;
+    * behind: requests that were waiting but went late (the process was not
+      scheduled, a timer fired late, garbage collection) may catch up by at
+      most `catch_up` seconds' worth, so the long-run rate stays `rate`
+      instead of losing every stall. A busy machine stalls a process for up
+      to several hundred milliseconds, hence the default of 0.5 s.
+
+    Each request says when it was ready to go (`arrived`: its due time, or
+    when it was handed over); that is what tells idle from behind.
+    """
 
     def __init__(
         self, rate: float, now: float, burst: float = BURST, catch_up: float = CATCH_UP

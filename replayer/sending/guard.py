@@ -1,34 +1,14 @@
 """The error-rate guard: stop hammering a shadow that fails, probe it, resume when it answers.
 
-The shadow's sender asks the guard before each request (`Gate.admit`) and tells
-it every outcome (`Gate.observe`):
-
-* **sending** (normal): outcomes go into a sliding window of `error_window`
-  seconds. An error is a request that got no answer: a timeout, a refused or
-  reset connection. Any HTTP status is an answer (a 500 is compared with
-  production, not held against the shadow). When the window holds at least
-  `min_requests` outcomes and more than `max_error_rate` of them are errors,
-  the guard trips;
-* **backing off**: no new request goes out; each one waits at the gate (outside
-  the sender's concurrency slot and timeout). The worker pauses its partitions
-  (still polling, so the group keeps it), `replay range` stops reading. After a
-  delay (1 s, then 2 s, 4 s ... up to `max_backoff`) the next waiting request
-  goes out as the probe;
-* **probing**: one request on the wire. If the shadow answers, the guard goes
-  back to sending (with an empty window) and releases every waiting request in
-  the order they came. If not, the same request waits for the next, longer
-  delay and is sent again: a probe is a real record, retried, so the guard never
-  loses or skips a record, and its failed attempts are not results (the record
-  gets one result, for the attempt the shadow answered).
-
-Requests already on the wire when the guard trips finish as they would have
-(an error among them is a result with outcome `error`). Each trip, failed probe
-and resume is one log line; metrics: `trafficmirror_replayer_guard_state`
-(0 sending, 1 backing off, 2 probing), `..._guard_backoffs_total` (trips),
-`..._guard_probes_total{result}`, `..._guard_held` (requests waiting).
-
-`ErrorRateGuard` is the decision logic on an injected clock (unit-tested with a
-fake one); `Gate` puts it on the event loop.
+The shadow's sender asks the guard before each request (`Gate.admit`) and
+tells it every outcome (`Gate.observe`). When too many recent requests got no
+answer at all (a timeout, a refused or reset connection; any HTTP status is an
+answer), the guard backs off: requests wait at the gate, the worker pauses its
+partitions, and after a growing delay one waiting request goes out as a probe.
+When the shadow answers, every held request goes out in order; no record is
+lost or skipped (`ErrorRateGuard` says how). `ErrorRateGuard` is the decision
+logic on an injected clock (unit-tested with a fake one); `Gate` puts it on the
+event loop. Each trip, failed probe and resume is one log line and a metric.
 """
 
 from __future__ import annotations
@@ -43,7 +23,7 @@ from enum import IntEnum
 
 from prometheus_client import Counter, Gauge
 
-logger = logging.getLogger("trafficmirror.replayer.guard")
+logger = logging.getLogger(__name__)
 
 GUARD_STATE = Gauge(
     "trafficmirror_replayer_guard_state",
@@ -78,7 +58,7 @@ class GuardOptions:
 
     `max_error_rate` (a fraction, 0.5 = 50 %; 1 turns the guard off),
     `error_window` (seconds) and `min_requests` decide when the guard trips;
-    `max_backoff` caps the delay between probes (see the module docstring).
+    `max_backoff` caps the delay between probes (see `ErrorRateGuard`).
     """
 
     baseline_concurrency: int | None = None
@@ -116,7 +96,27 @@ class ErrorRateGuard:
     """The guard's decisions, on `clock` (seconds, monotonic); no I/O, no event loop.
 
     Call `observe()` with every outcome; while `state` is not SENDING, ask
-    `probe_due()` and call `start_probe()` when one goes out.
+    `probe_due()` and call `start_probe()` when one goes out. The states:
+
+    * SENDING: outcomes go into a sliding window of `error_window` seconds;
+      when it holds at least `min_requests` outcomes and more than
+      `max_error_rate` of them are errors, the guard trips;
+    * BACKING_OFF: no new request goes out; each waits at the gate, outside
+      the sender's concurrency slot and timeout (`replay range` stops
+      reading). After a delay (1 s, then 2 s, 4 s ... up to `max_backoff`) the
+      next waiting request goes out as the probe;
+    * PROBING: one request on the wire. If the shadow answers, back to SENDING
+      (with an empty window) and every waiting request is released in the
+      order they came; if not, the same request waits for the next, longer
+      delay and is sent again. A probe is a real record, retried, and its
+      failed attempts are not results (the record gets one result, for the
+      attempt the shadow answered).
+
+    Requests already on the wire when the guard trips finish as they would
+    have (an error among them is a result with outcome `error`). Metrics:
+    `trafficmirror_replayer_guard_state` (the `State` value),
+    `..._guard_backoffs_total` (trips), `..._guard_probes_total{result}`,
+    `..._guard_held` (requests waiting).
     """
 
     def __init__(self, options: GuardOptions, clock: Callable[[], float] = time.monotonic) -> None:

@@ -1,36 +1,14 @@
 """The replayer's HTTP/1.1 client: exact requests over a keep-alive connection pool.
 
 `Http1Transport` is the `replayer.sending.sender.Transport` the worker and `replay
-range` use. It exists because a general-purpose client does far more per
-request than a replay needs (through `Sender`, against bench/replay.py's
-shadow on the 2-core development machine: about 165 us of CPU per request
-with aiohttp's ClientSession, about 45 us with this client, 15 of which are
-the sender's own), and because a replay must send exactly the prepared
-request, which such clients fight (they merge headers case-insensitively, add
-their own, re-quote paths). What it does:
-
-* writes the request line with the raw path, then the prepared headers in
-  their order, case and duplicates (Host is added first only when the request
-  has none), then the body whole; a body without a Content-Length header gets
-  one appended (a recorded chunked upload is sent with a length), a bodiless
-  request gets none. Header text is written as UTF-8; a name or value holding
-  CR or LF is refused (header injection), like other clients do;
-* reads the response: status line, headers as received, body framed by
-  Content-Length, chunked transfer coding (trailers discarded) or, failing
-  both, the end of the connection; no body for HEAD, 1xx, 204 and 304.
-  Interim 1xx responses (100 Continue) are skipped. Nothing is decompressed;
-* keeps connections alive and reuses them (most recently used first), per
-  scheme/host/port, `limit` open connections in all. A connection is closed
-  rather than reused when the server asked (`Connection: close`, HTTP/1.0
-  without keep-alive), when the body ran to the end of the connection, when
-  the server sent more than the response, and when a request was cancelled
-  (the sender's timeout) or failed part way: its state is unknown;
-* https uses the default TLS context (certificates verified) with SNI.
-
-It does not follow redirects, keep cookies, use proxies from the environment,
-or pipeline requests. A failed request is not retried (a replay must not send
-a request twice): a keep-alive connection the server closed is detected
-before reuse when the close has arrived, otherwise that request fails.
+range` use. It exists because a general-purpose client does several times
+more work per request than a replay needs (bench/replay.py; the figures are in
+the docs), and because a replay must send exactly the prepared request, which
+such clients fight (they merge headers case-insensitively, add their own,
+re-quote paths). It does not follow redirects, keep cookies, use proxies from
+the environment, or pipeline requests; a failed request is not retried (a
+replay must not send a request twice). https uses the default TLS context
+(certificates verified) with SNI.
 """
 
 from __future__ import annotations
@@ -67,7 +45,15 @@ def _address(target: Target) -> tuple[str, int]:
 
 
 def serialize(request: OutgoingRequest) -> bytes:
-    """The request head and body as written to the wire."""
+    """The request head and body as written to the wire.
+
+    The request line with the raw path, then the prepared headers in their
+    order, case and duplicates (Host first only when the request has none),
+    then the body whole. A body without a Content-Length gets one appended (a
+    recorded chunked upload is sent with a length); a bodiless request gets
+    none. Header text is UTF-8; a name or value holding CR or LF is refused
+    (header injection), as other clients do.
+    """
     headers = request.headers
     lines = [f"{request.method} {request.path} HTTP/1.1"]
     has_host = has_length = False
@@ -94,7 +80,13 @@ def serialize(request: OutgoingRequest) -> bytes:
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection; at most one request on it at a time."""
+    """One keep-alive connection; at most one request on it at a time.
+
+    Reads the status line and headers as received, then the body framed by
+    Content-Length, chunked transfer coding (trailers discarded) or, failing
+    both, the end of the connection; no body for HEAD, 1xx, 204 and 304.
+    Interim 1xx responses (100 Continue) are skipped; nothing is decompressed.
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -302,9 +294,16 @@ class _Connection(asyncio.Protocol):
 
 
 class Http1Transport:
-    """HTTP/1.1 over a keep-alive pool of at most `limit` connections (see the module doc).
+    """HTTP/1.1 over a keep-alive pool of at most `limit` connections.
 
-    Use it from one event loop; connections are opened lazily.
+    Use it from one event loop; connections are opened lazily and reused most
+    recently used first, per scheme/host/port. A connection is closed rather
+    than reused when the server asked (`Connection: close`, HTTP/1.0 without
+    keep-alive), when the body ran to the end of the connection, when the
+    server sent more than the response, and when a request was cancelled (the
+    sender's timeout) or failed part way: its state is unknown. A keep-alive
+    connection the server closed is seen before reuse if the close arrived;
+    otherwise that request fails.
     """
 
     def __init__(self, limit: int = 100, ssl_context: ssl.SSLContext | None = None) -> None:

@@ -3,28 +3,11 @@
 A session is one `ReplaySession` record (`schemas/replay_session.v1.avsc`) on
 `<topic>.control`, keyed by the consumer group; the topic is compacted, so the
 newest record per group is the session in effect and a tombstone (null value)
-ends it. Every worker derives the same virtual clock from it:
-
-    a record recorded at time r is due at  start_at + (r - anchor) / speed
-
-so workers that never talk to each other send their partitions' records in
-one shared timeline, and the group as a whole keeps the recorded pace (or
-twice it). `speed` None is "as fast as possible" (no clock; only the rate
-limit and concurrency hold it back).
-
-Changing a running session (`switched`) must not make the timeline jump: the
-new revision starts at a wall-clock moment `t` a little ahead (so that every
-worker has it by then and switches at the same moment) with the anchor set to
-the virtual time the old revision reaches at `t`:
-
-    anchor' = anchor + (t - start_at) * speed_old,   start_at' = t
-
-Both revisions agree at `t`; before it the old one holds, after it the new one.
-
-`max_gap` (compressing idle stretches) is deliberately not part of a session:
-a stretch that is idle in one worker's partitions is not idle in another's,
-so each worker would compress differently and the shared clock would fall
-apart.
+ends it. Every worker derives the same virtual clock from it (`Session`), so
+workers that never talk to each other send their partitions' records in one
+shared timeline, and the group as a whole keeps the recorded pace (or twice
+it). A change to a running session (`switched`) takes effect at one moment
+for every worker, without making the timeline jump.
 """
 
 from __future__ import annotations
@@ -54,7 +37,15 @@ KEEP = Keep.KEEP
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """One revision of a group's replay session; see the module docstring for the clock."""
+    """One revision of a group's replay session.
+
+    A record recorded at time r is due at `start_at + (r - anchor) / speed`;
+    `speed` None is "as fast as possible" (no clock; only the rate limit and
+    concurrency hold it back). `max_gap` (compressing idle stretches) is
+    deliberately not part of a session: a stretch that is idle in one worker's
+    partitions is not idle in another's, so each worker would compress
+    differently and the shared clock would fall apart.
+    """
 
     group: str
     session_id: str
@@ -172,7 +163,11 @@ def switched(
 ) -> Session:
     """The next revision of `current`, effective at wall-clock time `at_us`.
 
-    The virtual clock stays continuous at `at_us` (module docstring). Two cases
+    The timeline must not jump: the new revision starts at `at_us` (a little
+    ahead, so every worker has it by then and switches at the same moment)
+    with the anchor set to the virtual time the old revision reaches there,
+    `anchor' = anchor + (at - start_at) * speed_old`, `start_at' = at`. Both
+    revisions agree at `at_us`; before it the old one holds. Two cases
     have no old clock to continue: a session that has not started yet at
     `at_us` keeps its anchor and start (only the pace changes), and one that
     ran at max speed restarts its clock at `restart_anchor_us` (the recorded

@@ -1,12 +1,12 @@
 """Process start-up tuning shared by the long-running commands: the garbage collector.
 
-A full collection walks every object; with the modules a replay loads it
-stopped the loop for 18 ms, measured mid-replay (500/s), and everything due
-meanwhile went out that late. `settle_memory()` freezes what start-up
-allocated, so later collections only look at what the work itself allocates,
-and lets the youngest generation grow before a collection (Python's default
-of 700 objects made the collector run every few dozen records). Call it once,
-after setting up and before the first piece of work; figures are in the docs
+A full collection walks every object; with the modules a replay loads that
+stops the event loop for milliseconds, and everything due meanwhile goes out
+that late. `settle_memory()` freezes what start-up allocated, so later
+collections only look at what the work itself allocates, and lets the
+youngest generation grow before a collection (with Python's default threshold
+the collector runs every few dozen records). Call it once, after setting up
+and before the first piece of work; the figures are in the docs
 (docs/benchmarks.md).
 """
 

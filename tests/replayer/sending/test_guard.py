@@ -83,7 +83,7 @@ def test_successes_in_the_window_keep_it_sending() -> None:
 def test_backoff_doubles_up_to_the_cap_and_a_good_probe_resumes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="trafficmirror.replayer.guard")
+    caplog.set_level(logging.INFO, logger="replayer.sending.guard")
     before = sample("trafficmirror_replayer_guard_backoffs_total")
     g, clock = guard(min_requests=5, max_backoff=10)
     for _ in range(5):
