@@ -8,7 +8,7 @@
   the gauge `trafficmirror_replayer_rate`.
 * `ProgressBar`: on a terminal, one line on stderr redrawn with `\\r` (sent of
   total, rate, lateness, ETA); otherwise the plain periodic log line of
-  `replayer.pipeline.Progress`.
+  `replayer.results.summary.Progress`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ is back, the rest are dropped and counted. Asserted:
 * the topic holds exactly `recorded` events, among them events whose request
   started during the outage (queued, then delivered after it).
 
-The figures are printed (`pytest -s`) for the README's Reliability section.
+The figures are printed (`pytest -s`) for docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The redaction, client-TLS and filter options of `record`, as one click decorator.
 
 The command gets them as a single `recorder_extras` argument, a dict of
-validated keyword arguments for `recorder.run.run_recorder`; bad input is a
+validated fields of `recorder.config.RecordConfig`; bad input is a
 `click.BadParameter` naming the option (one line, exit code 2). Redaction is
 checked here, before anything starts, with the same `recorder.redact.Redactor`
 the recorder builds (it imports nothing heavy).
@@ -118,7 +118,7 @@ def build_extras(
     tls_certs: tuple[str, ...],
     filter_expr: str | None = None,
 ) -> dict[str, Any]:
-    """Validated keyword arguments for `run_recorder`; bad input raises `click.BadParameter`."""
+    """Validated `RecordConfig` fields; bad input raises `click.BadParameter`."""
     from recorder.redact import Redactor
     from trafficmirror.plumbing.errors import ConfigError
 
