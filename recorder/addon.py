@@ -30,7 +30,7 @@ from recorder.redact import Redactor
 from recorder.selection import FILTERED, parse_flow_filter
 from recorder.sink import CONVERT_FAILED, KafkaSink, SinkStats
 from schemas.codec import Codec
-from schemas.records import HttpExchange, RecorderInfo
+from schemas.records import HttpExchange, Message, RecorderInfo
 from trafficmirror.plumbing.errors import TrafficMirrorError
 from trafficmirror.plumbing.health import HealthServer, HealthState
 from trafficmirror.plumbing.kafka import KafkaSettings
@@ -353,19 +353,31 @@ def default_recorder_id() -> str:
     return f"{host}:{os.getpid()}"
 
 
-def _probe_event() -> dict[str, Any]:
+def _probe_event() -> HttpExchange:
     """A minimal valid event, encoded once at start to register the schema."""
-    empty = {"headers": [], "body": b"", "body_truncated": False, "body_length": 0}
+    empty: Message = {
+        "headers": [],
+        "body": b"",
+        "body_truncated": False,
+        "body_length": 0,
+        "trailers": None,
+    }
     return {
         "id": "probe",
         "request_start_us": 0,
+        "request_end_us": None,
+        "response_start_us": None,
+        "response_end_us": None,
         "client": {"host": "", "port": 0},
+        "server": None,
         "scheme": "http",
         "method": "GET",
         "authority": "",
         "path": b"/",
         "http_version": "HTTP/1.1",
         "request": empty,
+        "response": None,
+        "error": None,
         "recorder": recorder_info("probe"),
     }
 

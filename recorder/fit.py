@@ -10,8 +10,9 @@ is recorded, flagged truncated with the original lengths, rather than lost.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+from schemas.records import HttpExchange
 
 #: Room left in a Kafka message for the key, headers and record framing.
 MESSAGE_MARGIN = 16 * 1024
@@ -22,7 +23,7 @@ def fits(encoded_size: int, max_message_bytes: int) -> bool:
     return encoded_size <= max_message_bytes - MESSAGE_MARGIN
 
 
-def body_cap(event: Mapping[str, Any], encoded_size: int, max_message_bytes: int) -> int:
+def body_cap(event: HttpExchange, encoded_size: int, max_message_bytes: int) -> int:
     """The largest body cap that makes `event` (`encoded_size` bytes encoded) fit.
 
     Everything but the two bodies stays as it is, so the bodies share what is

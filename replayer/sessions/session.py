@@ -18,9 +18,9 @@ import math
 import socket
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any
 
 from schemas.codec import Codec
+from schemas.records import ReplaySession
 from trafficmirror.plumbing.errors import ConfigError, DecodeError
 
 SCHEMA = "replay_session"
@@ -85,7 +85,7 @@ class Session:
         until = None if self.until_us is None else -(-self.until_us // 1000)
         return since, until
 
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self) -> ReplaySession:
         """The Avro record (field names are the schema's)."""
         return {
             "group": self.group,
@@ -102,10 +102,10 @@ class Session:
         }
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Session:
+    def from_record(cls, record: ReplaySession) -> Session:
         """From a decoded Avro record; raises `DecodeError` if its values are impossible."""
         try:
-            return cls(**{name: record[name] for name in _FIELDS})
+            return cls(**{name: record[name] for name in _FIELDS})  # type: ignore[literal-required]
         except (ConfigError, KeyError, TypeError) as exc:
             raise DecodeError(f"unusable replay session record: {exc}") from None
 
@@ -226,4 +226,4 @@ def decode(value: bytes | None) -> Session | None:
     """A message value → its session; None for a tombstone. Raises `DecodeError`."""
     if value is None:
         return None
-    return Session.from_record(codec().decode(value))
+    return Session.from_record(codec().decode_session(value))

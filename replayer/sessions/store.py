@@ -270,7 +270,7 @@ def _earliest_recorded_us(
 
 def _recorded_us(codec: Codec, message: Any) -> int:
     try:
-        return int(codec.decode(message.value())["request_start_us"])
+        return codec.decode_exchange(message.value())["request_start_us"]
     except (DecodeError, KeyError, TypeError, ValueError):
         _kind, stamp = message.timestamp()
         return int(stamp) * 1000
