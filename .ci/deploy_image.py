@@ -65,8 +65,11 @@ def image(dockerfile: Path, readme: Path, pyproject: Path, dockerignore: Path) -
                 "change the Dockerfile and the README together"
             )
 
-    packages = tomllib.loads(pyproject.read_text()).get("tool", {}).get("setuptools", {})
-    wanted = list(packages.get("packages") or [])
+    setuptools_cfg = tomllib.loads(pyproject.read_text()).get("tool", {}).get("setuptools", {})
+    listed = setuptools_cfg.get("packages") or []
+    if isinstance(listed, dict):  # [tool.setuptools.packages.find]: the include patterns' tops
+        listed = [pattern.rstrip(".*") for pattern in listed.get("find", {}).get("include", [])]
+    wanted = list(listed)
     copied = " ".join(args for ins, args in instructions if ins in ("COPY", "ADD"))
     ignored = {
         line.strip().strip("/")
