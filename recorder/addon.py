@@ -29,7 +29,7 @@ from recorder.options import options_error
 from recorder.redact import Redactor
 from recorder.selection import FILTERED, parse_flow_filter
 from recorder.sink import CONVERT_FAILED, KafkaSink, SinkStats
-from schemas.codec import Codec
+from schemas.codec import Codec, Encoded
 from schemas.records import HttpExchange, Message, RecorderInfo
 from trafficmirror.plumbing.errors import TrafficMirrorError
 from trafficmirror.plumbing.health import HealthServer, HealthState
@@ -304,7 +304,7 @@ class Recorder:
         encoded_size: int,
         sink: KafkaSink,
         codec: Codec,
-    ) -> Any:
+    ) -> Encoded:
         """Encode `flow` again with bodies cut so the event fits in a Kafka message."""
         cap = fit.body_cap(event, encoded_size, sink.max_message_bytes)
         logger.debug(
