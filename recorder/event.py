@@ -147,14 +147,24 @@ def address(peername: tuple[Any, ...] | None) -> Address | None:
     return {"host": str(peername[0]), "port": int(peername[1])}
 
 
+#: `RecorderInfo.capture` of a recorder in the request path (the response is production's).
+CAPTURE_PROXY = "proxy"
+#: `RecorderInfo.capture` of `record --mirror`: it answered itself, there is no production response.
+CAPTURE_MIRROR = "mirror"
+
+
 def recorder_info(
-    recorder_id: str, sampling_rate: float = 1.0, redactions: list[str] | None = None
+    recorder_id: str,
+    sampling_rate: float = 1.0,
+    redactions: list[str] | None = None,
+    capture: str = CAPTURE_PROXY,
 ) -> RecorderInfo:
     """The `RecorderInfo` record; build it once and pass it to every `flow_to_event` call."""
     return {
         "recorder_id": recorder_id,
         "sampling_rate": sampling_rate,
         "redactions": list(redactions or []),
+        "capture": capture,
     }
 
 

@@ -46,11 +46,12 @@ class RecordedResponse(TypedDict):
 
 
 class RecorderInfo(TypedDict):
-    """Which recorder wrote the event, its sampling rate, and what it redacted."""
+    """Which recorder wrote the event, its sampling rate, what it redacted, how it captured."""
 
     recorder_id: str
     sampling_rate: float
     redactions: list[str]
+    capture: str
 
 
 class HttpExchange(TypedDict):

@@ -65,7 +65,12 @@ def make_event(index: int, start_us: int, prefix: str) -> dict[str, object]:
             },
         },
         "error": None,
-        "recorder": {"recorder_id": "bench", "sampling_rate": 1.0, "redactions": []},
+        "recorder": {
+            "recorder_id": "bench",
+            "sampling_rate": 1.0,
+            "redactions": [],
+            "capture": "proxy",
+        },
     }
 
 

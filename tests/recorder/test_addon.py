@@ -216,6 +216,7 @@ async def test_records_response_and_error_flows_once(
         "recorder_id": "rec-test",
         "sampling_rate": 1.0,
         "redactions": [],
+        "capture": "proxy",
     }
     _, event = got[failed.id]
     assert event["response"] is None

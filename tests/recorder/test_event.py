@@ -154,7 +154,12 @@ def test_every_field_of_a_complete_exchange() -> None:
             },
         },
         "error": None,
-        "recorder": {"recorder_id": "rec-1", "sampling_rate": 1.0, "redactions": []},
+        "recorder": {
+            "recorder_id": "rec-1",
+            "sampling_rate": 1.0,
+            "redactions": [],
+            "capture": "proxy",
+        },
     }
     assert roundtrip(event) == event
 

@@ -348,6 +348,7 @@ def test_mitmdump_with_the_addon_script(kafka: Kafka, app: RecordingShadow, tmp_
             "recorder_id": "mitmdump-test",
             "sampling_rate": 1.0,
             "redactions": [],
+            "capture": "proxy",
         }
 
 

@@ -88,7 +88,12 @@ def make_event(
         },
         "response": response,
         "error": error,
-        "recorder": {"recorder_id": "test", "sampling_rate": 1.0, "redactions": []},
+        "recorder": {
+            "recorder_id": "test",
+            "sampling_rate": 1.0,
+            "redactions": [],
+            "capture": "proxy",
+        },
     }
 
 

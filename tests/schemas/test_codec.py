@@ -62,6 +62,7 @@ def full_event() -> dict[str, Any]:
             "recorder_id": "rec-1",
             "sampling_rate": 0.25,
             "redactions": ["request.header:authorization=mask"],
+            "capture": "proxy",
         },
     }
 
@@ -95,6 +96,18 @@ def test_every_shipped_version_decodes_into_the_current_one() -> None:
         writer = Codec(write_version=version)
         decoded = codec.decode(writer.encode(full_event()).value)
         assert decoded["id"] == full_event()["id"]
+
+
+def test_a_v1_event_decodes_as_a_proxy_capture() -> None:
+    # v2 added recorder.capture; every event written before it is an in-path capture.
+    event = full_event()
+    del event["recorder"]["capture"]  # type: ignore[misc]
+    decoded = Codec().decode(Codec(write_version=1).encode(event).value)
+    assert decoded["recorder"]["capture"] == "proxy"
+    mirror = full_event()
+    mirror["recorder"]["capture"] = "mirror"
+    mirror["response"] = None
+    assert Codec().decode(Codec().encode(mirror).value)["recorder"]["capture"] == "mirror"
 
 
 def test_older_writer_schema_is_resolved_with_defaults() -> None:
