@@ -1,0 +1,45 @@
+"""The contract every transform follows: a `Step` changes an `OutgoingRequest`.
+
+Steps run in order for each record; each returns the (new, frozen) request or
+raises `Skipped` to skip the record (counted under its reason). A step may
+await (an OAuth2 token fetch). An `Observer` learns from each finished
+exchange (value correlation: the production and shadow responses of one
+recorded connection). `TransformContext` carries what a step may read about
+the record and collects the names of the steps that changed something.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from replayer.models import OutgoingRequest, Response
+from schemas.records import HttpExchange
+
+
+@dataclass(slots=True)
+class TransformContext:
+    """What a step may read about the record being replayed, and what was applied."""
+
+    #: The recorded client connection (the Kafka message key); requests of one key
+    #: are replayed in order by one worker.
+    key: bytes | None
+    event: HttpExchange
+    #: Names of the steps that changed the request, in order (never values).
+    applied: list[str] = field(default_factory=list)
+
+
+class Step(Protocol):
+    """One transform. `name` is what results and the report show."""
+
+    name: str
+
+    async def apply(self, request: OutgoingRequest, context: TransformContext) -> OutgoingRequest:
+        """The request to send instead; raise `replayer.models.Skipped` to skip the record."""
+        ...
+
+
+class Observer(Protocol):
+    """Learns from a finished exchange (called after the shadow answered)."""
+
+    def observe(self, context: TransformContext, shadow: Response | None) -> None: ...
