@@ -1,11 +1,14 @@
 """The contract every transform follows: a `Step` changes an `OutgoingRequest`.
 
-Steps run in order for each record; each returns the (new, frozen) request or
-raises `Skipped` to skip the record (counted under its reason). A step may
-await (an OAuth2 token fetch). An `Observer` learns from each finished
+Steps run in order for each request, just before it goes out (inside the
+sender, after the previous request of the same recorded connection has been
+answered, so correlation has learned from it); each returns the (new, frozen)
+request or raises `Skipped` to skip the record (counted under its reason). A
+step may await (an OAuth2 token fetch). An `Observer` learns from each finished
 exchange (value correlation: the production and shadow responses of one
-recorded connection). `TransformContext` carries what a step may read about
-the record and collects the names of the steps that changed something.
+recorded connection), called before the next request of that connection is
+prepared. `TransformContext` carries what a step may read about the record and
+collects the names of the steps that changed something.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from replayer.models import OutgoingRequest, Response
+from replayer.transforming.config import Role
 from schemas.records import HttpExchange
 
 
@@ -27,6 +31,12 @@ class TransformContext:
     event: HttpExchange
     #: Names of the steps that changed the request, in order (never values).
     applied: list[str] = field(default_factory=list)
+    #: Which request of the record this is: to the shadow, or to the baseline
+    #: (`--baseline`). Each role has its own chain of steps and its own state.
+    role: Role = "shadow"
+    #: (production value, shadow value) pairs the comparison of this exchange
+    #: treats as equal (value correlation fills it; the pipeline hands it on).
+    equal_values: set[tuple[str, str]] = field(default_factory=set)
 
 
 class Step(Protocol):
@@ -35,11 +45,15 @@ class Step(Protocol):
     name: str
 
     async def apply(self, request: OutgoingRequest, context: TransformContext) -> OutgoingRequest:
-        """The request to send instead; raise `replayer.models.Skipped` to skip the record."""
+        """The request to send instead; raise `replayer.models.Skipped` to skip the record.
+
+        Return `request` itself (the same object) when nothing changed: the
+        chain lists `name` in `context.applied` when a step returns another one.
+        """
         ...
 
 
 class Observer(Protocol):
-    """Learns from a finished exchange (called after the shadow answered)."""
+    """Learns from a finished exchange (called after the target answered or failed)."""
 
-    def observe(self, context: TransformContext, shadow: Response | None) -> None: ...
+    def observe(self, context: TransformContext, response: Response | None) -> None: ...
