@@ -1,10 +1,12 @@
 """The parts a replay needs, built in one place for the worker and `replay range`.
 
 Both commands take the same options (`ReplayConfig`: target, concurrency,
-comparison, guardrails, safety, selection, pace) and turn them into the same
-parts: a `Sender` per target (`Senders`: the shadow's, and with `--baseline`
-the baseline's, each with its own cap, timeout and pool, so one slow target
-cannot take the other's slots; only the shadow has the error-rate guard), the
+comparison, guardrails, safety, selection, pace, transforms) and turn them into
+the same parts: the transforming stage (`replayer.transforming.stage`: the
+target of each record and the steps applied to its requests), a `Sender` per
+target (`Senders`: the shadow's, and with `--baseline` the baseline's, each
+with its own cap, timeout and pool, so one slow target cannot take the
+other's slots; only the shadow has the error-rate guard), the
 scheduler (`replayer.pacing.clock`), the pipeline, the comparison writing
 `<topic>.results` and the dead letters (`<topic>.dlq`). `Assembly` builds them
 and says how many records a replay may hold (`max_in_flight`).
@@ -26,6 +28,8 @@ from replayer.selecting.selector import SelectOptions, Selector
 from replayer.sending.guard import Gate, GuardOptions
 from replayer.sending.http1 import Http1Transport
 from replayer.sending.sender import Sender, Transport
+from replayer.transforming.config import TransformOptions
+from replayer.transforming.stage import Transformer
 from schemas.codec import Codec
 from trafficmirror.plumbing.kafka import KafkaSettings
 
@@ -41,17 +45,20 @@ MIN_IN_FLIGHT = 64
 class ReplayConfig:
     """What `worker` and `replay range` both take: the traffic, where it goes, and how.
 
-    `target` is the shadow's base URL. `comparison`: how replays are compared
-    and where results go; `guardrails`: the baseline's own cap and timeout and
-    the shadow's error-rate guard; `safety`: whether records recorded from the
-    target's own host are sent; `selection`: what is sent (default: GET, HEAD,
-    OPTIONS); `pace`: speed, rate, idle compression (each command has its own
-    default). `progress_interval`: seconds between progress lines.
+    `target` is the shadow's base URL (None only with a target map in
+    `transforms`: records of other authorities are skipped). `transforms`: the
+    target map, rewrite rules, credentials, correlation and hook. `comparison`:
+    how replays are compared and where results go; `guardrails`: the baseline's
+    own cap and timeout and the shadow's error-rate guard; `safety`: whether
+    records recorded from the target's own host are sent; `selection`: what is
+    sent (default: GET, HEAD, OPTIONS); `pace`: speed, rate, idle compression
+    (each command has its own default). `progress_interval`: seconds between
+    progress lines.
     """
 
     settings: KafkaSettings
     topic: str
-    target: str
+    target: str | None
     concurrency: int = 64
     timeout: float = 30.0
     schema_registry_url: str | None = None
@@ -61,6 +68,7 @@ class ReplayConfig:
     safety: SafetyOptions = field(default_factory=SafetyOptions)
     selection: SelectOptions = field(default_factory=SelectOptions)
     pace: Pace = field(default_factory=Pace)
+    transforms: TransformOptions = field(default_factory=TransformOptions)
 
     @property
     def max_in_flight(self) -> int:
@@ -91,7 +99,12 @@ class Assembly:
 
     def __init__(self, config: ReplayConfig, *, share: float = 1.0) -> None:
         self.config = config
-        self.target = Target.parse(config.target)
+        #: The default target (`--target`); None when a target map sends every record.
+        self.target = Target.parse(config.target) if config.target else None
+        #: Routes and transforms (imports the hook: a bad one raises ConfigError here).
+        self.transformer = Transformer(
+            config.transforms, self.target, baseline=config.comparison.baseline is not None
+        )
         self.codec = Codec(registry_url=config.schema_registry_url)
         self.selector = Selector(config.selection)
         self.scheduler = Scheduler(config.pace, share=share)
@@ -100,6 +113,11 @@ class Assembly:
     def max_in_flight(self) -> int:
         """See `ReplayConfig.max_in_flight`."""
         return self.config.max_in_flight
+
+    @property
+    def destination(self) -> str:
+        """Where records go, for log lines: the target, or the target map."""
+        return self.transformer.routes.describe()
 
     def open_outputs(self) -> Outputs:
         """The comparison (writing `<topic>.results` unless told not to) and the dead letters."""
@@ -134,7 +152,9 @@ class Assembly:
             safety=config.safety,
             scheduler=self.scheduler,
             selector=self.selector,
+            transformer=self.transformer,
         )
+        senders.transformer = self.transformer
         return senders, pipeline
 
 
@@ -149,6 +169,8 @@ class Senders:
         self.shadow = shadow
         self.baseline = baseline
         self.gate = shadow.gate
+        #: Closed with the senders: its steps may hold clients (an OAuth2 token endpoint's).
+        self.transformer: Transformer | None = None
 
     @classmethod
     def open(
@@ -246,3 +268,5 @@ class Senders:
         await self.shadow.aclose()
         if self.baseline is not None:
             await self.baseline.aclose()
+        if self.transformer is not None:
+            await self.transformer.aclose()

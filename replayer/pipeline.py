@@ -3,17 +3,21 @@
 `Pipeline.handle()` takes a record through the stages in the order of the flow:
 select on Kafka metadata (`selecting.selector`), decode into an `HttpExchange`
 (`schemas.codec`), select on the event and check the original host
-(`selecting.safety`), build the request (`sending.request`), wait for its due
-time (`pacing.clock`, when paced), send it keyed by the recorded connection so
-each connection stays in order (`sending.sender`, and the baseline's sender
-with `--baseline`), then compare and write the result (`results.stage`).
+(`selecting.safety`) against the target it goes to (`transforming.targets`:
+`--target` or `--target-map`), build the request (`sending.request`), wait for
+its due time (`pacing.clock`, when paced), send it keyed by the recorded
+connection so each connection stays in order (`sending.sender`, and the
+baseline's sender with `--baseline`), transformed just before it goes out
+(`transforming`: the sender runs the chain when the request's turn comes),
+then compare and write the result (`results.stage`).
 It returns a future that is done when the record is handled for good, which
 callers use to finish offsets; a record waiting for its due time is in flight.
 No record holds its partition back: one selection drops is handled at once
 with no result (not chosen, rather than not comparable), one skipped on purpose
 (a truncated body, the original host) gets a `skipped` result, and a poison
 record (undecodable, or `Unsendable`) goes to the dead-letter queue
-(`results.dlq`) first. Counts go to `Stats` and the Prometheus metrics.
+(`results.dlq`) first. A record a transform skips gets a `skipped` result.
+Counts go to `Stats` and the Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections import Counter as Tally
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from replayer.models import Outcome, Record, Result, Skipped, Target, Unsendable
+from replayer.models import Outcome, OutgoingRequest, Record, Result, Skipped, Target, Unsendable
 from replayer.pacing.clock import Scheduler
 from replayer.results.dlq import RETRY_SECONDS, DeadLetters
 from replayer.results.stage import Comparison
@@ -34,6 +38,9 @@ from replayer.selecting.safety import OriginalHostGuard, SafetyOptions
 from replayer.selecting.selector import Selector
 from replayer.sending.request import build_request
 from replayer.sending.sender import Sender
+from replayer.transforming.chain import Prepared
+from replayer.transforming.stage import Transformer
+from replayer.transforming.targets import Routes
 from schemas.codec import Codec
 from trafficmirror.plumbing.errors import DecodeError
 
@@ -57,7 +64,9 @@ SKIPPED = Counter(
     "the target's own host), unsendable (no valid request can be made of it; to the DLQ), "
     "undecodable (not a valid event; to the DLQ); and what selection dropped: "
     "outside-window (--since/--until), sample (--sample), method (--methods), "
-    "filter (--filter).",
+    "filter (--filter); and what the transforms skipped: unmapped-authority (no "
+    "--target-map entry and no --target), transform (the hook skipped it or failed, or a "
+    "rule made it unsendable), credentials (no token or key for it).",
     ["reason"],
 )
 IN_FLIGHT = Gauge("trafficmirror_replayer_in_flight", "Records read but not yet handled.")
@@ -84,7 +93,7 @@ class Pipeline:
         self,
         *,
         codec: Codec,
-        target: Target,
+        target: Target | None,
         sender: Sender,
         stats: Stats | None = None,
         comparison: Comparison | None = None,
@@ -93,6 +102,7 @@ class Pipeline:
         dlq: DeadLetters | None = None,
         safety: SafetyOptions | None = None,
         selector: Selector | None = None,
+        transformer: Transformer | None = None,
     ) -> None:
         self.codec = codec
         self.selector = selector
@@ -105,6 +115,10 @@ class Pipeline:
         self.scheduler = scheduler
         self.dlq = dlq
         self.guard = OriginalHostGuard(target, safety)
+        #: Rewrites, credentials, correlation, hook (None: requests go as recorded).
+        self.transformer = transformer
+        #: The target of each record: `target`, or per recorded authority (a target map).
+        self.routes = transformer.routes if transformer is not None else Routes(target)
         #: Poison records whose dead letter waits for room in the producer's queue.
         self.waiting_dead_letters = 0
         self._logged: Tally[str] = Tally()
@@ -160,8 +174,9 @@ class Pipeline:
                 dropped = selector.after_decode(event)
                 if dropped is not None:
                     return self._finished(loop, Result(record, "skipped", dropped))
-            self.guard.check(event)
-            request = build_request(event, self.target)
+            target = self.routes.target_for(event)
+            self.guard.check(event, target)
+            request = build_request(event, target)
             baseline = None
             if comparison is not None and comparison.baseline is not None:
                 baseline = build_request(event, comparison.baseline)
@@ -182,9 +197,19 @@ class Pipeline:
             return self._finished(loop, Result(record, "skipped", exc.reason))
         # Nothing else is caught, because nothing else can come: the codec resolves
         # every record into the newest schema or raises DecodeError, so an event has
-        # every field of `HttpExchange` with its type, and selection, the guard and
-        # build_request are total over such events (they refuse with Skipped or
-        # Unsendable; tests/schemas/test_codec_fuzz.py feeds them mutated records).
+        # every field of `HttpExchange` with its type, and selection, the routes, the
+        # guard and build_request are total over such events (they refuse with Skipped
+        # or Unsendable; tests/schemas/test_codec_fuzz.py feeds them mutated records).
+        shadow_hooks: Prepared | None = None
+        baseline_hooks: Prepared | None = None
+        transformer = self.transformer
+        if transformer is not None:
+            if transformer.shadow is not None:
+                shadow_hooks = transformer.prepare(transformer.shadow, record.key, event, "shadow")
+            if baseline is not None and transformer.baseline is not None:
+                baseline_hooks = transformer.prepare(
+                    transformer.baseline, record.key, event, "baseline"
+                )
         result: asyncio.Future[Result] = loop.create_future()
         IN_FLIGHT.inc()
         self._in_flight += 1
@@ -195,12 +220,12 @@ class Pipeline:
         def release(due: float | None) -> None:
             nonlocal waiting, due_at
             due_at = due
-            futures.append(self.sender.submit(request, record.key))
+            futures.append(self.sender.submit(request, record.key, shadow_hooks))
             if baseline is not None:
                 # Its own ordering chain: the baseline's requests of one recorded
                 # connection stay in order without waiting for the shadow's.
                 key = None if record.key is None else ("baseline", record.key)
-                futures.append(self.baseline_sender.submit(baseline, key))
+                futures.append(self.baseline_sender.submit(baseline, key, baseline_hooks))
             waiting = len(futures)
             for future in futures:
                 future.add_done_callback(sent)
@@ -217,6 +242,30 @@ class Pipeline:
             self._settle()
             if any(f.cancelled() for f in futures):
                 result.cancel()
+                return
+            applied = shadow_hooks.context.applied if shadow_hooks is not None else ()
+            base_outcome = None
+            if baseline is not None:
+                base_outcome = _outcome(futures[1], baseline)
+            refused = futures[0].exception()
+            if refused is not None:  # a transform skipped it: nothing went to the shadow
+                reason = refused.reason if isinstance(refused, Skipped) else "transform"
+                self._log("skipped-" + reason, record, str(refused), logging.INFO)
+                if comparison is not None:
+                    comparison.skipped(
+                        event,
+                        partition=record.partition,
+                        offset=record.offset,
+                        reason=reason,
+                        sent_us=round(time.time() * 1_000_000),
+                        target=request.target.origin,
+                        transforms=applied,
+                    )
+                SKIPPED.labels(reason).inc()
+                done = Result(record, "skipped", reason)
+                self.stats.add(done)
+                if not result.done():
+                    result.set_result(done)
                 return
             outcome = futures[0].result()
             LATENCY.observe(outcome.latency)
@@ -239,8 +288,9 @@ class Pipeline:
                     partition=record.partition,
                     offset=record.offset,
                     outcome=outcome,
-                    baseline=futures[1].result() if len(futures) > 1 else None,
+                    baseline=base_outcome,
                     lateness_us=lateness_us,
+                    transforms=applied,
                 )
             self.stats.add(done)
             if not result.done():
@@ -311,3 +361,11 @@ class Pipeline:
             logger.log(level, "%s %s: %s%s", kind, where, detail, more)
         else:
             logger.debug("%s %s: %s", kind, where, detail)
+
+
+def _outcome(future: asyncio.Future[Outcome], request: OutgoingRequest) -> Outcome:
+    """The baseline's outcome; one with an error when its transforms skipped it."""
+    refused = future.exception()
+    if refused is None:
+        return future.result()
+    return Outcome(request, None, f"not sent: {refused}", time.time(), 0.0)

@@ -30,7 +30,7 @@ from replayer.consuming.spans import Span, SpanReader, resolve_spans
 from replayer.consuming.window import window_spans
 from replayer.eventloop import loop_factory
 from replayer.eventloop import run as run_loop
-from replayer.models import Record, Target
+from replayer.models import Record
 from replayer.pacing.progress import ProgressBar
 from replayer.results.dlq import DeadLetters
 from replayer.results.stage import Comparison
@@ -135,7 +135,15 @@ def run_range(
     finally:
         consumer.close()
     return _summarize(
-        topic, assembly.target, spans, stats, stop, out, outputs.comparison, outputs.dlq, select
+        topic,
+        assembly.destination,
+        spans,
+        stats,
+        stop,
+        out,
+        outputs.comparison,
+        outputs.dlq,
+        select,
     )
 
 
@@ -258,7 +266,7 @@ def _poll(consumer: Any, topic: str, pause: list[int], budget: int) -> list[Any]
 
 def _summarize(
     topic: str,
-    shadow: Target,
+    shadow: str,
     spans: list[Span],
     stats: Stats,
     stop: StopSignals,
@@ -271,8 +279,7 @@ def _summarize(
     handled = stats.handled
     rate = handled / elapsed if elapsed > 0 else 0.0
     print(
-        f"replayed topic {topic!r} to {shadow.origin}: {handled} records in {elapsed:.2f}s "
-        f"({rate:.0f}/s)",
+        f"replayed topic {topic!r} to {shadow}: {handled} records in {elapsed:.2f}s ({rate:.0f}/s)",
         file=out,
     )
     for span in spans:

@@ -166,7 +166,7 @@ class Worker:
                 "worker joined group %r on topic %r, replaying to %s (concurrency %d; %s)",
                 config.group,
                 config.topic,
-                self.assembly.target.origin,
+                self.assembly.destination,
                 config.concurrency,
                 config.selection.describe(),
             )

@@ -96,6 +96,7 @@ def build_result(
     replayer_id: str = "",
     router: Router | None = None,
     max_differences: int = MAX_STORED_DIFFERENCES,
+    transforms: Sequence[str] = (),
 ) -> ReplayResult:
     """The `ReplayResult` record of one replay.
 
@@ -104,6 +105,7 @@ def build_result(
     response (`error` says why); else `mismatch` if any difference is not noise,
     `match` otherwise. `differences` are stored non-noise first, at most
     `max_differences`; the counts and `mismatch_kinds` cover all of them.
+    `transforms`: the names of the transforms applied to the request (never values).
     """
     method = event["method"]
     path = event["path"].decode("utf-8", "backslashreplace")
@@ -155,6 +157,7 @@ def build_result(
         "noise_count": sum(1 for d in differences if d.noise),
         "differences": [d.to_record() for d in ordered[:max_differences]],
         "baseline": baseline_record,
+        "transforms": list(transforms),
     }
 
 
@@ -238,6 +241,7 @@ class _Entry:
     production_us: int | None
     shadow_us: int | None
     paths: tuple[tuple[str, str], ...]
+    transforms: tuple[str, ...] = ()
 
 
 @dataclass
@@ -255,6 +259,8 @@ class EndpointStats:
     paths: Counter[tuple[str, str]] = field(default_factory=Counter)
     production_us: list[int] = field(default_factory=list)
     shadow_us: list[int] = field(default_factory=list)
+    #: Requests each transform (by name) changed.
+    transforms: Counter[str] = field(default_factory=Counter)
 
     @property
     def compared(self) -> int:
@@ -291,6 +297,7 @@ class EndpointStats:
             self.skipped += 1
         self.mismatch_by_kind.update(entry.kinds)
         self.paths.update(entry.paths)
+        self.transforms.update(entry.transforms)
         if entry.production_us is not None:
             self.production_us.append(entry.production_us)
         if entry.shadow_us is not None:
@@ -337,6 +344,7 @@ class Aggregate:
             paths=tuple(
                 {(d["kind"], aggregate_path(d["kind"], d["path"])) for d in diffs if not d["noise"]}
             ),
+            transforms=tuple(dict.fromkeys(result["transforms"])),
         )
         self._entries[key] = entry
         if entry.outcome == "mismatch":

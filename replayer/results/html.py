@@ -314,10 +314,31 @@ def example_html(result: ReplayResult) -> str:
         f"<p><b>{_e(result['method'])} {_e(result['path'])}</b> · exchange "
         f"<code>{_e(result['id'])}</code> · status {_e(result['production_status'])} → "
         f"{_e(result['shadow_status'])} · offset {_e(result['source']['partition'])}:"
-        f"{_e(result['source']['offset'])}</p>"
+        f"{_e(result['source']['offset'])}{_transforms(result['transforms'])}</p>"
         "<table class='diff'><colgroup><col class='k'><col class='path'><col class='v'>"
         "<col class='v'></colgroup><thead><tr><th>kind</th><th>path</th><th>production</th>"
         f"<th>shadow</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{note}</div>"
+    )
+
+
+def _transforms(names: Sequence[str]) -> str:
+    return f" · transforms {_e(', '.join(names))}" if names else ""
+
+
+def transforms_html(rows: Sequence[EndpointStats]) -> str:
+    """Which transforms changed how many requests of each endpoint ('' when none did)."""
+    lines = "".join(
+        f"<tr><td>{_e(s.endpoint)}</td><td>"
+        + ", ".join(f"{_e(name)} × {count}" for name, count in s.transforms.most_common())
+        + "</td></tr>"
+        for s in rows
+        if s.transforms
+    )
+    if not lines:
+        return ""
+    return (
+        "<h2>Transforms applied</h2><table class='transforms'><thead><tr><th>endpoint</th>"
+        f"<th>requests changed, by rule name</th></tr></thead><tbody>{lines}</tbody></table>"
     )
 
 
@@ -388,5 +409,6 @@ def render_html(
         f"</figcaption>{latency_cdf_svg(production_ms, shadow_ms)}</figure>"
         "<figure><figcaption>Mismatch rate per endpoint</figcaption>"
         f"{mismatch_chart_svg(rows)}</figure></div>"
+        f"{transforms_html(rows)}"
         f"<h2>Example differences</h2>{examples_html}</body></html>"
     )

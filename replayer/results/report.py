@@ -119,7 +119,20 @@ def format_table(aggregate: Aggregate, max_rows: int = MAX_ROWS) -> str:
                 f"{kind} {_cut(path, 60)} ×{count}" for kind, path, count in stats.top_paths(3)
             )
             out.append(f"  {_cut(stats.endpoint, ENDPOINT_WIDTH)}: {found}")
+    transformed = [s for s in rows if s.transforms]
+    if transformed:
+        out.append("")
+        out.append("Transforms applied (requests changed, by rule name):")
+        for stats in transformed[:max_rows]:
+            out.append(f"  {_cut(stats.endpoint, ENDPOINT_WIDTH)}: {transforms_text(stats)}")
     return "\n".join(out)
+
+
+def transforms_text(stats: EndpointStats) -> str:
+    """`auth ×120, order-id ×30`: how many requests each transform changed."""
+    return ", ".join(
+        f"{printable(name)} ×{count}" for name, count in stats.transforms.most_common()
+    )
 
 
 def summary_line(aggregate: Aggregate) -> str:

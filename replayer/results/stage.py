@@ -9,6 +9,8 @@ non-blocking producer (`replayer.results.sink`) before the pipeline marks the
 record handled: a crash re-sends and re-writes rather than losing a result,
 and readers keep one result per exchange. Records skipped on purpose (a
 truncated request body) get a `skipped` result too (`Comparison.skipped()`).
+Each result names the target the request went to (with `--target-map` each
+record has its own) and the transforms applied to it, by name.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from replayer.comparing.endpoints import Router
@@ -89,7 +92,7 @@ class Comparison:
         options: ComparisonOptions,
         *,
         topic: str,
-        target: Target,
+        target: Target | None,
         publisher: Publisher | None = None,
         replayer_id: str | None = None,
     ) -> None:
@@ -107,7 +110,7 @@ class Comparison:
 
     @classmethod
     def open(
-        cls, settings: KafkaSettings, topic: str, target: Target, options: ComparisonOptions
+        cls, settings: KafkaSettings, topic: str, target: Target | None, options: ComparisonOptions
     ) -> Comparison:
         """A comparison writing to `<topic>.results` (unless the options say not to)."""
         publisher = ResultSink(settings) if options.write_results else None
@@ -126,10 +129,12 @@ class Comparison:
         outcome: Outcome,
         baseline: Outcome | None = None,
         lateness_us: int = 0,
+        transforms: Sequence[str] = (),
     ) -> ReplayResult | None:
         """Compare, count and publish the replay of `event`; returns its result record.
 
         `lateness_us`: how much later than scheduled (time warp) it was sent.
+        `transforms`: the names of the transforms applied to the shadow's request.
         Never raises: a comparison that fails (a bug) is logged and counted, and
         the record still counts as handled.
         """
@@ -144,7 +149,7 @@ class Comparison:
                 topic=self.topic,
                 partition=partition,
                 offset=offset,
-                target=self.target.origin,
+                target=outcome.request.target.origin,
                 sent_us=round(outcome.sent_at * 1_000_000),
                 lateness_us=lateness_us,
                 shadow=shadow,
@@ -158,6 +163,7 @@ class Comparison:
                 run_id=self.options.run_id,
                 replayer_id=self.replayer_id,
                 router=self.router,
+                transforms=transforms,
             )
         except Exception:
             self._failed(event, partition, offset)
@@ -166,18 +172,33 @@ class Comparison:
         return result
 
     def skipped(
-        self, event: HttpExchange, *, partition: int, offset: int, reason: str, sent_us: int
+        self,
+        event: HttpExchange,
+        *,
+        partition: int,
+        offset: int,
+        reason: str,
+        sent_us: int,
+        target: str | None = None,
+        transforms: Sequence[str] = (),
     ) -> ReplayResult | None:
-        """Count and publish a `skipped` result for a record deliberately not sent."""
+        """Count and publish a `skipped` result for a record deliberately not sent.
+
+        `target`: where it would have gone (default: `--target`; empty when
+        there is none, as for an authority the target map does not know).
+        """
+        if target is None:
+            target = self.target.origin if self.target is not None else ""
         try:
             result = build_result(
                 event,
                 topic=self.topic,
                 partition=partition,
                 offset=offset,
-                target=self.target.origin,
+                target=target,
                 sent_us=sent_us,
                 skipped=reason,
+                transforms=transforms,
                 run_id=self.options.run_id,
                 replayer_id=self.replayer_id,
                 router=self.router,

@@ -6,8 +6,9 @@ against the real service. Unless `--allow-original-host` is given, such a
 record is not sent: it is counted `skipped` with reason `original-host` (in
 the metric and as a `skipped` result), the first one is logged at ERROR level,
 later ones only counted, and `replay range` exits 1 when it skipped any. The
-worker keeps going: a topic may hold traffic of several hosts. `host_port`
-says how a host and port are compared (no DNS look-ups).
+worker keeps going: a topic may hold traffic of several hosts. With
+`--target-map` each record is checked against the target it goes to.
+`host_port` says how a host and port are compared (no DNS look-ups).
 """
 
 from __future__ import annotations
@@ -95,20 +96,28 @@ def recorded_authority(event: HttpExchange) -> str:
 class OriginalHostGuard:
     """Raises `Skipped("original-host")` for events recorded from the target's own host."""
 
-    def __init__(self, target: Target, options: SafetyOptions | None = None) -> None:
+    def __init__(self, target: Target | None, options: SafetyOptions | None = None) -> None:
         self.options = options or SafetyOptions()
+        #: The target checked when `check()` is given none (None: only with a target map).
         self.target = target
-        self._target = host_port(target.host_port, target.scheme)
         self.refused = 0
 
-    def check(self, event: HttpExchange) -> None:
-        """Pass, or raise `Skipped` with reason `original-host`."""
+    def check(self, event: HttpExchange, target: Target | None = None) -> None:
+        """Pass, or raise `Skipped` with reason `original-host`.
+
+        `target`: where this event goes (with a target map); default: the guard's.
+        """
         if self.options.allow_original_host:
+            return
+        target = target or self.target
+        if target is None:
             return
         authority = recorded_authority(event)
         if not authority:
             return
-        if host_port(authority, event["scheme"] or "http") != self._target:
+        if host_port(authority, event["scheme"] or "http") != host_port(
+            target.host_port, target.scheme
+        ):
             return
         self.refused += 1
         if self.refused == 1:
@@ -117,10 +126,8 @@ class OriginalHostGuard:
                 "replaying production traffic to production (pass --allow-original-host "
                 "to do it on purpose); such records are skipped and counted as "
                 "skipped-original-host",
-                self.target.origin,
+                target.origin,
                 authority,
                 event["id"],
             )
-        raise Skipped(
-            "original-host", f"target {self.target.origin} is the recorded host {authority!r}"
-        )
+        raise Skipped("original-host", f"target {target.origin} is the recorded host {authority!r}")

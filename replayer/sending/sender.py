@@ -9,6 +9,10 @@ previous one's response, because that is how they reached production (a
 keep-alive connection carries one request at a time, and a later request may
 depend on an earlier one); different keys run concurrently. A timeout or a
 connection error is an `Outcome` with `error` set, never an exception.
+A request may come with `Hooks` (the transforming stage): `before()` runs when
+its turn comes, so it sees the answers to the earlier requests of its key, and
+may replace the request or skip it (`Skipped` becomes the future's exception);
+`after()` learns the outcome before the next request of that key starts.
 """
 
 from __future__ import annotations
@@ -39,6 +43,14 @@ class Transport(Protocol):
 Handler = Callable[[OutgoingRequest], Response | Awaitable[Response]]
 
 
+class Hooks(Protocol):
+    """What runs around one request (see the module doc); `replayer.transforming` makes them."""
+
+    async def before(self, request: OutgoingRequest) -> OutgoingRequest: ...
+
+    def after(self, outcome: Outcome) -> None: ...
+
+
 class MockTransport:
     """A transport that calls `handler` instead of the network (sync or async)."""
 
@@ -63,7 +75,7 @@ def describe_error(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-_Chain = deque[tuple[OutgoingRequest, "asyncio.Future[Outcome]"]]
+_Chain = deque[tuple[OutgoingRequest, "asyncio.Future[Outcome]", Hooks | None]]
 
 
 class Sender:
@@ -128,10 +140,13 @@ class Sender:
         """Requests on the wire right now (at most `concurrency`)."""
         return self._active
 
-    def submit(self, request: OutgoingRequest, key: Hashable | None) -> asyncio.Future[Outcome]:
+    def submit(
+        self, request: OutgoingRequest, key: Hashable | None, hooks: Hooks | None = None
+    ) -> asyncio.Future[Outcome]:
         """Queue `request`; same-key requests go out in submission order, one at a time.
 
-        `key=None` means no ordering constraint.
+        `key=None` means no ordering constraint. With `hooks`, the future raises
+        what `hooks.before()` raised (it skipped the request: nothing was sent).
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
@@ -141,13 +156,13 @@ class Sender:
         self._in_flight += 1
         self._idle.clear()
         if key is None:
-            self._ready.append((None, deque(((request, future),))))
+            self._ready.append((None, deque(((request, future, hooks),))))
         else:
             chain = self._chains.get(key)
             if chain is not None:
-                chain.append((request, future))  # goes when the ones before it are done
+                chain.append((request, future, hooks))  # goes when the ones before it are done
                 return future
-            chain = self._chains[key] = deque(((request, future),))
+            chain = self._chains[key] = deque(((request, future, hooks),))
             self._ready.append((key, chain))
         self._dispatch(loop)
         return future
@@ -177,8 +192,8 @@ class Sender:
                 await waiter
                 continue
             key, chain = ready.popleft()
-            request, future = chain[0]
-            await self._send_one(request, future, loop, task)
+            request, future, hooks = chain[0]
+            await self._send_one(request, future, loop, task, hooks)
             chain.popleft()
             if chain:
                 ready.append((key, chain))  # the next of that key, after the others waiting
@@ -192,13 +207,23 @@ class Sender:
         future: asyncio.Future[Outcome],
         loop: asyncio.AbstractEventLoop,
         task: asyncio.Task[None],
+        hooks: Hooks | None = None,
     ) -> None:
         try:
+            if hooks is not None:
+                try:
+                    request = await hooks.before(request)
+                except Exception as exc:  # skipped (or a failed step): nothing is sent
+                    if not future.done():
+                        future.set_exception(exc)
+                    return
             gate = self.gate
             if gate is None:
                 outcome = await self._attempt(request, loop, task)
             else:
                 outcome = await self._guarded(gate, request, loop, task)
+            if hooks is not None:
+                hooks.after(outcome)  # before the next request of this key is prepared
             if not future.done():
                 future.set_result(outcome)
         finally:
@@ -332,7 +357,7 @@ class Sender:
         self._ready.clear()
         self._chains.clear()
         for chain in chains:
-            for _, future in chain:
+            for _, future, _ in chain:
                 if not future.done():
                     future.cancel()
                     self._done()

@@ -34,11 +34,9 @@ class FileRef:
 @dataclass(frozen=True)
 class Value:
     """A configured string: literal parts (environment variables already substituted)
-    and file parts read when used. `text` is what the user wrote, shown in messages
-    only when the value is not secret (never its resolved text)."""
+    and file parts read when used. May be a secret: never shown (see `__repr__`)."""
 
     parts: tuple[str | FileRef, ...] = field(repr=False)
-    text: str = field(default="", repr=False)
 
     @property
     def static(self) -> str | None:

@@ -26,6 +26,7 @@ from trafficmirror.cli.guard import guardrail_options
 from trafficmirror.cli.pace import pace_options
 from trafficmirror.cli.safety import safety_options
 from trafficmirror.cli.selection import check_window_or_offsets, selection_options
+from trafficmirror.cli.transform import transform_options
 
 
 @click.group()
@@ -61,13 +62,14 @@ def replay() -> None:
 @pace_options(default_speed="1")
 @safety_options
 @selection_options()
+@transform_options
 def replay_range(
     bootstrap_servers: str | None,
     topic: str,
     kafka_properties: tuple[str, ...],
     kafka_config: str | None,
     schema_registry_url: str | None,
-    target: str,
+    target: str | None,
     concurrency: int,
     timeout: float,
     partitions: tuple[int, ...],
@@ -78,6 +80,7 @@ def replay_range(
     pace: Any,
     safety: Any,
     selection: Any,
+    transforms: Any,
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
 
@@ -99,9 +102,15 @@ def replay_range(
     window. Only GET, HEAD and OPTIONS are sent unless --methods says otherwise;
     --sample and --filter narrow it further. Whatever selection drops is
     counted in the summary as skipped-<reason>.
+
+    Transforms change each request just before it goes out: --target-map sends
+    each recorded authority to its own shadow; --set-header, --remove-header,
+    --transforms FILE (rewrite rules, credentials, ID correlation) and
+    --transform-module (a Python hook). Results list the transforms applied.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
-    check_url(target, "--target")
+    if target is not None:
+        check_url(target, "--target")
     end = parse_end_offset(end_offset)
     check_window_or_offsets(selection, start_offset, end_offset, required=True)
     if end is not None and start_offset is not None and start_offset > end:
@@ -127,6 +136,7 @@ def replay_range(
                 pace=pace,
                 safety=safety,
                 selection=selection,
+                transforms=transforms,
             )
         )
     )

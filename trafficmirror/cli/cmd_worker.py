@@ -1,7 +1,7 @@
 """`trafficmirror worker`: a replayer worker in a consumer group.
 
 Gathers the option groups a replay takes (Kafka, metrics, senders, comparison,
-guardrails, pace, safety, selection), checks the target URL, then runs
+guardrails, pace, safety, selection, transforms), checks the target URL, then runs
 `replayer.consuming.worker`, imported only when the command runs so the rest
 of the CLI never loads the replayer.
 """
@@ -24,6 +24,7 @@ from trafficmirror.cli.guard import guardrail_options
 from trafficmirror.cli.pace import pace_options
 from trafficmirror.cli.safety import safety_options
 from trafficmirror.cli.selection import selection_options
+from trafficmirror.cli.transform import transform_options
 
 
 @click.command()
@@ -57,6 +58,7 @@ from trafficmirror.cli.selection import selection_options
 @pace_options(default_speed="max")
 @safety_options
 @selection_options(window=False)
+@transform_options
 def worker(
     bootstrap_servers: str | None,
     topic: str,
@@ -65,7 +67,7 @@ def worker(
     schema_registry_url: str | None,
     metrics_host: str,
     metrics_port: int | None,
-    target: str,
+    target: str | None,
     concurrency: int,
     timeout: float,
     group: str,
@@ -76,6 +78,7 @@ def worker(
     pace: Any,
     safety: Any,
     selection: Any,
+    transforms: Any,
 ) -> None:
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
 
@@ -95,9 +98,15 @@ def worker(
     Each shadow response is compared with the recorded production response
     (status, headers, body: JSON by path, text by line, binary by hash) and the
     result written to TOPIC.results; `trafficmirror report` reads them.
+
+    Transforms change each request just before it goes out: --target-map sends
+    each recorded authority to its own shadow; --set-header, --remove-header,
+    --transforms FILE (rewrite rules, credentials, ID correlation) and
+    --transform-module (a Python hook). Results list the transforms applied.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
-    check_url(target, "--target")
+    if target is not None:
+        check_url(target, "--target")
     from replayer.consuming.worker import WorkerConfig, run_worker
 
     run_worker(
@@ -118,5 +127,6 @@ def worker(
             pace=pace,
             safety=safety,
             selection=selection,
+            transforms=transforms,
         )
     )

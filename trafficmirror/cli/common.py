@@ -169,11 +169,11 @@ def sender_options(func: F) -> F:
     options = [
         click.option(
             "--target",
-            required=True,
             envvar="TRAFFICMIRROR_TARGET",
             metavar="URL",
             help="Shadow service base URL; its scheme, host and port replace the recorded "
-            "ones (env TRAFFICMIRROR_TARGET).",
+            "ones. Required unless --target-map is given; with one, the target of the "
+            "authorities the map does not name (env TRAFFICMIRROR_TARGET).",
         ),
         click.option(
             "--concurrency",

@@ -1,0 +1,173 @@
+"""One role's steps in order, run on a request just before it goes out.
+
+A `Chain` holds the steps of one role (shadow or baseline) with their
+conditions (`Condition`: method, path, recorded authority, role). `run()`
+applies each step whose condition holds, lists the name of each that changed
+the request in the context, and then, if anything changed, puts Content-Length
+right for the body sent and checks the request can still be written (a
+method that is a token, a path of printable ASCII starting with `/`, header
+names that are tokens and values without CR, LF or NUL): otherwise the record
+is skipped as `skipped-transform`. A step that raises anything but `Skipped`
+(a bug) skips the record the same way; the first failure of each step and
+kind is logged. `Prepared` ties a chain to one record's context: the sender
+calls `before()` when the request's turn comes and `after()` with its outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from replayer.models import Outcome, OutgoingRequest, Skipped
+from replayer.transforming.config import ROLES, Condition
+from replayer.transforming.step import Observer, Step, TransformContext
+from replayer.transforming.targets import authority_key, event_authority
+
+logger = logging.getLogger(__name__)
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_IN_VALUE = re.compile(r"[\r\n\x00]")
+_BAD_IN_PATH = re.compile(r"[^\x21-\x7e]")
+
+Rewrite = Callable[[OutgoingRequest, TransformContext], OutgoingRequest]
+
+
+def holds(when: Condition, request: OutgoingRequest, context: TransformContext) -> bool:
+    """True when every part of `when` holds for this request of this record."""
+    if when.roles is not ROLES and context.role not in when.roles:
+        return False
+    if when.methods is not None and request.method.upper() not in when.methods:
+        return False
+    if when.path is not None and not when.path.search(request.path.partition("?")[0]):
+        return False
+    if when.authorities is not None:
+        event = context.event
+        try:
+            host, port = authority_key(event_authority(event), event["scheme"] or "http")
+        except ValueError:
+            return False
+        return any(h == host and (p is None or p == port) for h, p in when.authorities)
+    return True
+
+
+def _always(when: Condition) -> bool:
+    return when == Condition()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A step, when it applies, and its plain `rewrite` when it has one (no await)."""
+
+    step: Step
+    when: Condition
+    always: bool
+    rewrite: Rewrite | None
+
+
+def entry(step: Step, when: Condition | None = None) -> Entry:
+    """An `Entry` for `step` (rule steps are called without await)."""
+    when = when or Condition()
+    rewrite = getattr(step, "rewrite", None)
+    return Entry(step, when, _always(when), rewrite if callable(rewrite) else None)
+
+
+class Chain:
+    """The steps and observers of one role (see the module doc)."""
+
+    def __init__(self, entries: Sequence[Entry], observers: Sequence[Observer] = ()) -> None:
+        self.entries = tuple(entries)
+        self.observers = tuple(observers)
+        self._logged: set[tuple[str, str]] = set()
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(e.step for e in self.entries)
+
+    async def run(self, request: OutgoingRequest, context: TransformContext) -> OutgoingRequest:
+        """The request after every step that applies; raises `Skipped` to skip the record."""
+        original = request
+        for item in self.entries:
+            if not item.always and not holds(item.when, request, context):
+                continue
+            step = item.step
+            try:
+                if item.rewrite is not None:
+                    changed = item.rewrite(request, context)
+                else:
+                    changed = await step.apply(request, context)
+            except Skipped:
+                raise
+            except Exception as exc:
+                self._failed(step.name, exc, context)
+                raise Skipped("transform", f"{step.name} failed: {type(exc).__name__}") from None
+            if changed is not request:
+                context.applied.append(step.name)
+                request = changed
+        if request is original:
+            return request
+        return finish(request, original)
+
+    def observe(self, context: TransformContext, outcome: Outcome) -> None:
+        """Tell each observer how the request ended; an observer's failure is logged once."""
+        for observer in self.observers:
+            try:
+                observer.observe(context, outcome.response)
+            except Exception as exc:
+                self._failed(type(observer).__name__, exc, context)
+
+    def _failed(self, where: str, exc: Exception, context: TransformContext) -> None:
+        kind = (where, type(exc).__name__)
+        if kind in self._logged:
+            return
+        self._logged.add(kind)
+        logger.warning(
+            "transform %s raised %s for exchange %s (further ones are only counted)",
+            where,
+            type(exc).__name__,
+            context.event["id"],
+            exc_info=True,
+        )
+
+
+def finish(request: OutgoingRequest, original: OutgoingRequest) -> OutgoingRequest:
+    """Content-Length for the body sent; `Skipped("transform")` for what cannot be written."""
+    if request.body is not original.body and request.body != original.body:
+        length = str(len(request.body))
+        headers = list(request.headers)
+        found = False
+        for i, (name, value) in enumerate(headers):
+            if name.lower() == "content-length":
+                found = True
+                if value != length:
+                    headers[i] = (name, length)
+        if not found and request.body:
+            headers.append(("Content-Length", length))
+        request = replace(request, headers=tuple(headers))
+    if not _TOKEN.fullmatch(request.method):
+        raise Skipped("transform", f"the method became {request.method[:40]!r}, not a token")
+    if not request.path.startswith("/") or _BAD_IN_PATH.search(request.path):
+        raise Skipped("transform", f"the path became {request.path[:80]!r}, not a request path")
+    for name, value in request.headers:
+        if not _TOKEN.fullmatch(name):
+            raise Skipped("transform", f"a header name became {name[:40]!r}, not a token")
+        if _BAD_IN_VALUE.search(value):
+            raise Skipped("transform", f"header {name[:40]!r} got a value with CR, LF or NUL")
+    return request
+
+
+class Prepared:
+    """One record's request for one role: the sender calls `before()` and `after()`."""
+
+    __slots__ = ("chain", "context")
+
+    def __init__(self, chain: Chain, context: TransformContext) -> None:
+        self.chain = chain
+        self.context = context
+
+    async def before(self, request: OutgoingRequest) -> OutgoingRequest:
+        return await self.chain.run(request, self.context)
+
+    def after(self, outcome: Outcome) -> None:
+        self.chain.observe(self.context, outcome)
