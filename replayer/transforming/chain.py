@@ -92,6 +92,7 @@ class Chain:
             if not item.always and not holds(item.when, request, context):
                 continue
             step = item.step
+            listed = len(context.applied)
             try:
                 if item.rewrite is not None:
                     changed = item.rewrite(request, context)
@@ -103,7 +104,8 @@ class Chain:
                 self._failed(step.name, exc, context)
                 raise Skipped("transform", f"{step.name} failed: {type(exc).__name__}") from None
             if changed is not request:
-                context.applied.append(step.name)
+                if len(context.applied) == listed:  # a step may list finer names itself
+                    context.applied.append(step.name)
                 request = changed
         if request is original:
             return request

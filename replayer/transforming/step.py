@@ -48,7 +48,8 @@ class Step(Protocol):
         """The request to send instead; raise `replayer.models.Skipped` to skip the record.
 
         Return `request` itself (the same object) when nothing changed: the
-        chain lists `name` in `context.applied` when a step returns another one.
+        chain lists `name` in `context.applied` when a step returns another one
+        and listed nothing itself (correlation lists the rules it used).
         """
         ...
 
