@@ -33,22 +33,24 @@ class MappedValues:
         for production, shadow in sorted(self.pairs):
             by_production.setdefault(production, shadow)  # one translation per value
         self._by_production = by_production
-        # Longest first, so `170` is not read as `17` and a `0`.
-        alternatives = "|".join(re.escape(v) for v in sorted(by_production, key=len, reverse=True))
-        self._pattern = (
-            re.compile(f"(?<![{_WORD_CHARS}])(?:{alternatives})(?![{_WORD_CHARS}])")
-            if alternatives
-            else None
-        )
+        self._pattern: re.Pattern[str] | None = None  # compiled when first needed
+
+    def _compiled(self) -> re.Pattern[str]:
+        if self._pattern is None:
+            # Longest first, so `170` is not read as `17` and a `0`.
+            values = sorted(self._by_production, key=len, reverse=True)
+            alternatives = "|".join(re.escape(v) for v in values)
+            self._pattern = re.compile(f"(?<![{_WORD_CHARS}])(?:{alternatives})(?![{_WORD_CHARS}])")
+        return self._pattern
 
     def __bool__(self) -> bool:
         return bool(self.pairs)
 
     def translate(self, text: str) -> str:
         """`text` with each production value standing in it as a whole token made the shadow's."""
-        if self._pattern is None:
+        if not self._by_production:
             return text
-        return self._pattern.sub(lambda m: self._by_production[m.group()], text)
+        return self._compiled().sub(lambda m: self._by_production[m.group()], text)
 
     def same(self, production: Any, shadow: Any) -> bool:
         """True when two JSON scalars differ only by mapped values."""
