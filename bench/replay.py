@@ -7,7 +7,9 @@ there: what wrk pushes through the shadow (the ceiling); `replay range --speed
 max` with one process, with --no-results and with two processes on disjoint
 partitions; the floor, the least a Python replay does (replaying/floor.py);
 the rate achieved with --rate 100 and 1000; the lateness of `--speed 1` at
-500/s. Runs are interleaved and repeated; the table gives medians with their
+500/s; a topic of authenticated, stateful traffic replayed with and without a
+transforms file (five rewrite rules, value correlation, JWT re-sign:
+replaying/transforms.py). Runs are interleaved and repeated; the table gives medians with their
 spread (min..max) and the replay processes' CPU time per request. With
 --profile, one more replay runs under py-spy and a second table says which
 stage of a record's path its samples fall in. docs/ has the method and figures.
@@ -31,6 +33,7 @@ from replaying.report import pct, report
 from replaying.runs import Run, replay, replay_argv, supports, wrk
 from replaying.shadow import shadow_main
 from replaying.traffic import BASE_US, PACED_GAP_US, PARTITIONS, fill
+from replaying.transforms import fill_auth, write_transforms
 
 ROOT = Path(__file__).resolve().parent.parent
 # The filling and the floor import the codec and the replayer (lazily, in
@@ -50,7 +53,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset of: ceiling,max1,nores,floor,max2,rate,lateness",
+        help="comma-separated subset of: ceiling,max1,nores,floor,max2,rate,lateness,transforms",
     )
     parser.add_argument(
         "--profile",
@@ -71,12 +74,13 @@ def main() -> int:
     rest_cpus = set(range(1, ncpu)) if ncpu >= 2 else None
     has_speed = supports("--speed")
     has_rate = supports("--rate")
+    has_transforms = supports("--transforms")
 
     logdir = Path(tempfile.mkdtemp(prefix="tm-bench-replay-"))
     paced_count = int(args.paced_seconds * 1000)  # enough for --rate 1000 for that long
     try:
         broker, bootstrap = start_broker(
-            ["bench-max:4", "bench-paced:4"], rest_cpus, logdir / "broker.log"
+            ["bench-max:4", "bench-paced:4", "bench-auth:4"], rest_cpus, logdir / "broker.log"
         )
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
@@ -94,6 +98,8 @@ def main() -> int:
         t0 = time.monotonic()
         fill(bootstrap, "bench-max", args.records, 100, "m")
         fill(bootstrap, "bench-paced", paced_count, PACED_GAP_US, "p")
+        if want("transforms") and has_transforms:
+            fill_auth(bootstrap, "bench-auth", args.records, 100, "a")
         recorded = {f"p-{i}": BASE_US + i * PACED_GAP_US for i in range(paced_count)}
         print(
             f"topics: bench-max {args.records} exchanges, bench-paced {paced_count} exchanges "
@@ -111,6 +117,8 @@ def main() -> int:
             print("NOTE: replay range has no --speed yet: it sends as fast as it can", flush=True)
         if not has_rate:
             print("NOTE: replay range has no --rate yet: rate rows are not measured", flush=True)
+        if want("transforms") and not has_transforms:
+            print("NOTE: replay range has no --transforms yet: no transforms row", flush=True)
 
         speed_max = ["--speed", "max"] if has_speed else []
 
@@ -152,6 +160,13 @@ def main() -> int:
                     one("bench-paced", end, [*speed_max, "--rate", str(rate)]),
                     False,
                 )
+        if want("transforms") and has_transforms:
+            transforms = write_transforms(logdir)
+            configs["plain"] = (one("bench-auth", "end", speed_max), False)
+            configs["transforms"] = (
+                one("bench-auth", "end", [*speed_max, "--transforms", str(transforms)]),
+                False,
+            )
         if want("lateness") and has_speed:
             configs["speed1"] = (one("bench-paced", paced_end, ["--speed", "1"]), True)
 

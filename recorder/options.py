@@ -103,8 +103,10 @@ def declare(loader: Any) -> None:
         [],
         "Header to redact in requests, responses and trailers before the event is "
         "written, as NAME or NAME=MODE; MODE is mask (value becomes ***, the default), "
-        "drop (header removed) or hmac (hmac-sha256:<hex>, equal values stay equal; "
-        "needs trafficmirror_redact_key_file or $TRAFFICMIRROR_REDACT_KEY). Repeat for "
+        "drop (header removed), hmac (hmac-sha256:<hex>, equal values stay equal; "
+        "needs trafficmirror_redact_key_file or $TRAFFICMIRROR_REDACT_KEY) or jwt-claims "
+        "(a JWT keeps its header and claims, the signature is emptied; other values are "
+        "masked). Repeat for "
         "several; also changes the mode of a default header.",
     )
     loader.add_option(

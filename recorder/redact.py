@@ -6,11 +6,15 @@ never in the producer's queue, the topic, a replay, a result or a report. The
 live request and response are never altered. Headers are redacted by name,
 values in JSON bodies by JSON path (`trafficmirror.plumbing.jsonpath`); each
 rule drops, masks or HMACs what it matches (`Redactor`), and every event lists
-what was applied to it in its `recorder.redactions`.
+what was applied to it in its `recorder.redactions`. A header may instead keep
+a JWT's header and claims with its signature destroyed (`jwt-claims`), so the
+replayer can re-sign the same claims with the shadow's key.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -24,7 +28,9 @@ from typing import Any
 from trafficmirror.plumbing.errors import ConfigError
 from trafficmirror.plumbing.jsonpath import JsonPattern, Segment
 
-MODES = ("drop", "mask", "hmac")
+MODES = ("drop", "mask", "hmac", "jwt-claims")
+#: Modes that only make sense for a header value.
+HEADER_ONLY_MODES = ("jwt-claims",)
 #: Headers redacted unless the user turns the default list off.
 DEFAULT_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key")
 DEFAULT_MODE = "mask"
@@ -33,10 +39,17 @@ HMAC_PREFIX = "hmac-sha256:"
 #: Hex digits of the HMAC kept: 128 bits, plenty to keep distinct values distinct.
 HMAC_DIGITS = 32
 MIN_KEY_BYTES = 16
+#: A JWT longer than this is not parsed (masked instead): no real token comes close.
+MAX_JWT_BYTES = 16 * 1024
 #: Environment variable holding the HMAC key itself (the key file wins).
 KEY_ENV = "TRAFFICMIRROR_REDACT_KEY"
 
 _HEADER_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: `[scheme SP] header.claims.signature`, each segment base64url without padding.
+_JWT_RE = re.compile(
+    rb"(?:(?P<scheme>[A-Za-z][A-Za-z0-9._~+-]*) +)?"
+    rb"(?P<header>[A-Za-z0-9_-]+)\.(?P<claims>[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]*"
+)
 _CONTENT_TYPE = b"content-type"
 _CONTENT_ENCODING = b"content-encoding"
 _CONTENT_LENGTH = b"content-length"
@@ -62,8 +75,11 @@ def parse_spec(spec: str, what: str) -> tuple[str, str]:
     mode = mode.strip().lower()
     if mode not in MODES:
         raise ConfigError(
-            f"bad {what} redaction {spec!r}: unknown mode {mode!r} (use drop, mask or hmac)"
+            f"bad {what} redaction {spec!r}: unknown mode {mode!r} "
+            "(use drop, mask, hmac or, for a header, jwt-claims)"
         )
+    if mode in HEADER_ONLY_MODES and what != "header":
+        raise ConfigError(f"bad {what} redaction {spec!r}: {mode} applies to headers only")
     return target.strip(), mode
 
 
@@ -109,8 +125,10 @@ class Redactor:
     value becomes `***`), `hmac` (`hmac-sha256:` and the first 32 hex digits
     of HMAC-SHA256(key, value), with the user's key of 16+ bytes: equal values
     stay equal, so comparisons and joins still work; a JSON string is keyed by
-    its UTF-8 text, any other value by its compact JSON). Notes, once per rule
-    and event: `request.header:authorization=mask`,
+    its UTF-8 text, any other value by its compact JSON), and for headers only
+    `jwt-claims` (`Bearer <header>.<claims>.`: a JWT without its signature, see
+    `jwt_claims`; a value that is not a JWT is masked and noted as mask).
+    Notes, once per rule and event: `request.header:authorization=mask`,
     `request.body:$.password=drop`, `request.body=drop` (the whole body).
     """
 
@@ -177,6 +195,32 @@ class Redactor:
     def _header_value(self, mode: str, value: bytes) -> bytes:
         return MASK.encode() if mode == "mask" else self.digest(value).encode()
 
+    @staticmethod
+    def jwt_claims(value: bytes) -> bytes | None:
+        """`[scheme ]header.claims.` of a JWT-bearing value (signature gone), or None.
+
+        The value must be a JWS in compact form, optionally after an auth scheme
+        (`Bearer `): three base64url segments whose first decodes to a JSON
+        object naming an `alg` and whose second decodes to a JSON object (the
+        claims). The signature segment is emptied, so what is stored cannot be
+        presented to any service that checks signatures; header and claims stay
+        byte for byte. Anything else (an opaque token, a JWE, a masked value)
+        returns None and is masked by the caller.
+        """
+        if len(value) > MAX_JWT_BYTES:
+            return None
+        match = _JWT_RE.fullmatch(value.strip())
+        if match is None:
+            return None
+        scheme, header, claims = match.group("scheme", "header", "claims")
+        parsed_header = _b64json(header)
+        if not isinstance(parsed_header, dict) or not isinstance(parsed_header.get("alg"), str):
+            return None
+        if not isinstance(_b64json(claims), dict):
+            return None
+        prefix = scheme + b" " if scheme else b""
+        return prefix + header + b"." + claims + b"."
+
     def _json_value(self, mode: str, value: Any) -> Any:
         if mode == "mask":
             return MASK
@@ -200,12 +244,17 @@ class Redactor:
                 out.append(name)
                 out.append(value)
                 continue
+            redacted: bytes | None = None
+            if mode == "jwt-claims":
+                redacted = self.jwt_claims(value)
+                if redacted is None:
+                    mode = "mask"  # not a JWT: nothing to keep
             note = f"{where}.header:{name.lower().decode('latin-1')}={mode}"
             if note not in notes:
                 notes.append(note)
             if mode != "drop":
                 out.append(name)
-                out.append(self._header_value(mode, value))
+                out.append(redacted if redacted is not None else self._header_value(mode, value))
         return out
 
     # -- bodies ---------------------------------------------------------------
@@ -314,6 +363,15 @@ class Redactor:
         for rule in self.json_rules:
             if rule.matches(path):
                 return rule
+        return None
+
+
+def _b64json(segment: bytes) -> Any:
+    """The JSON value of one base64url JWT segment, or None."""
+    try:
+        raw = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+        return json.loads(raw)
+    except (binascii.Error, ValueError, RecursionError):
         return None
 
 

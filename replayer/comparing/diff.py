@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from replayer.comparing.mapped import MappedValues
 from replayer.comparing.noise import Rules, Segment, format_path
 from schemas.records import DifferenceRecord
 
@@ -97,6 +98,7 @@ def diff_text(a: str, b: str, max_hunks: int = MAX_TEXT_HUNKS) -> list[Differenc
 class _Walk:
     rules: Rules
     limit: int
+    mapped: MappedValues | None = None
     out: list[Difference] = field(default_factory=list)
 
     def full(self) -> bool:
@@ -111,15 +113,20 @@ class _Walk:
 
 
 def diff_json(
-    a: Any, b: Any, rules: Rules | None = None, limit: int = MAX_BODY_DIFFERENCES
+    a: Any,
+    b: Any,
+    rules: Rules | None = None,
+    limit: int = MAX_BODY_DIFFERENCES,
+    mapped: MappedValues | None = None,
 ) -> list[Difference]:
     """Structural differences between two parsed JSON documents.
 
     Removed values have `shadow=None`, added ones `production=None`. A subtree an
     ignore pattern matches yields at most one difference, marked noise, at its
     root. Numbers compare within the rules' tolerance; `true` and `1` differ.
+    Scalars that differ only by `mapped` values (correlated IDs) are equal.
     """
-    walk = _Walk(rules or Rules(), limit)
+    walk = _Walk(rules or Rules(), limit, mapped or None)
     _walk(walk, a, b, [], check_ignore=True)
     return walk.out
 
@@ -132,7 +139,7 @@ def _walk(w: _Walk, a: Any, b: Any, path: list[Segment], check_ignore: bool) -> 
     if w.full():
         return
     if check_ignore and w.rules.ignore_paths and any(p.matches(path) for p in w.rules.ignore_paths):
-        probe = _Walk(w.rules, 1)
+        probe = _Walk(w.rules, 1, w.mapped)
         _walk(probe, a, b, path, check_ignore=False)
         if probe.out:
             w.add(path, a, b, noise=True)
@@ -152,9 +159,9 @@ def _walk(w: _Walk, a: Any, b: Any, path: list[Segment], check_ignore: bool) -> 
         else:
             _walk_ordered(w, a, b, path, check_ignore)
     elif _is_number(a) and _is_number(b):
-        if not w.rules.numbers_equal(a, b):
+        if not w.rules.numbers_equal(a, b) and not (w.mapped and w.mapped.same(a, b)):
             w.add(path, a, b)
-    elif type(a) is not type(b) or a != b:
+    elif (type(a) is not type(b) or a != b) and not (w.mapped and w.mapped.same(a, b)):
         w.add(path, a, b)
 
 

@@ -16,7 +16,7 @@ import hashlib
 import importlib
 import json
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from replayer.comparing.diff import (
     short,
     show_json,
 )
+from replayer.comparing.mapped import MappedValues
 from replayer.comparing.noise import Rules
 from schemas.records import HttpExchange
 
@@ -43,6 +44,7 @@ __all__ = [
     "VALUE_LIMIT",
     "Difference",
     "Kind",
+    "MappedValues",
     "ResponseView",
     "classify",
     "compare",
@@ -133,7 +135,10 @@ class ResponseView:
 
 
 def compare(
-    production: ResponseView, shadow: ResponseView, rules: Rules | None = None
+    production: ResponseView,
+    shadow: ResponseView,
+    rules: Rules | None = None,
+    mapped: MappedValues | None = None,
 ) -> list[Difference]:
     """Every difference between `production` and `shadow` under `rules` (default: none).
 
@@ -145,13 +150,17 @@ def compare(
       brotli module is importable): structurally when both sides are JSON (one
       difference per added, removed or changed path), line by line when both
       are text, by size and SHA-256 otherwise.
+
+    `mapped`: (production, shadow) value pairs of correlated IDs; a header value,
+    JSON value or text that differs only by them is equal (`MappedValues`).
     """
     rules = rules or Rules()
+    mapped = mapped or None
     out: list[Difference] = []
     if production.status != shadow.status:
         out.append(Difference("status", "status", str(production.status), str(shadow.status)))
-    out.extend(compare_headers(production, shadow, rules))
-    out.extend(compare_bodies(production, shadow, rules))
+    out.extend(compare_headers(production, shadow, rules, mapped))
+    out.extend(compare_bodies(production, shadow, rules, mapped))
     return out
 
 
@@ -160,19 +169,26 @@ def compare_exchange(
     shadow: ResponseView,
     rules: Rules | None = None,
     baseline: ResponseView | None = None,
+    *,
+    equal_values: Collection[tuple[str, str]] = (),
+    baseline_equal_values: Collection[tuple[str, str]] = (),
 ) -> list[Difference]:
     """Compare the shadow with the event's production response, classified by the baseline.
 
     Returns no differences when production has no response (the event records an
     upstream error): there is nothing to compare with. With `baseline`, the
     differences production also has with the baseline are marked noise.
+    `equal_values` / `baseline_equal_values`: the (production, shadow) pairs value
+    correlation mapped for the shadow's / the baseline's request of this exchange.
     """
     production = ResponseView.from_event(event)
     if production is None:
         return []
-    differences = compare(production, shadow, rules)
+    mapped = MappedValues(equal_values) if equal_values else None
+    differences = compare(production, shadow, rules, mapped)
     if baseline is not None:
-        differences = classify(differences, compare(production, baseline, rules))
+        base_mapped = MappedValues(baseline_equal_values) if baseline_equal_values else None
+        differences = classify(differences, compare(production, baseline, rules, base_mapped))
     return differences
 
 
@@ -229,7 +245,10 @@ def _show_header(values: list[str] | None) -> str | None:
 
 
 def compare_headers(
-    production: ResponseView, shadow: ResponseView, rules: Rules
+    production: ResponseView,
+    shadow: ResponseView,
+    rules: Rules,
+    mapped: MappedValues | None = None,
 ) -> list[Difference]:
     """Header differences by lowercase name; duplicate values compare in order."""
     prod, shad = _header_map(production), _header_map(shadow)
@@ -239,6 +258,9 @@ def compare_headers(
         if policy == "skip":
             continue
         a, b = prod.get(name), shad.get(name)
+        if a != b and mapped and a is not None and b is not None:
+            if [mapped.translate(v) for v in a] == b:
+                continue
         if a != b:
             out.append(
                 Difference("header", name, _show_header(a), _show_header(b), policy == "noise")
@@ -325,7 +347,10 @@ def _parse_json(text: str) -> tuple[bool, Any]:
 
 
 def compare_bodies(
-    production: ResponseView, shadow: ResponseView, rules: Rules
+    production: ResponseView,
+    shadow: ResponseView,
+    rules: Rules,
+    mapped: MappedValues | None = None,
 ) -> list[Difference]:
     """Body differences: JSON structure, text lines, or size and hash."""
     if production.body_truncated or shadow.body_truncated:
@@ -345,7 +370,11 @@ def compare_bodies(
                 ok_a, doc_a = _parse_json(text_a)
                 ok_b, doc_b = _parse_json(text_b)
                 if ok_a and ok_b:
-                    return diff_json(doc_a, doc_b, rules)
+                    return diff_json(doc_a, doc_b, rules, mapped=mapped)
+            if mapped:
+                text_a = mapped.translate(text_a)
+                if text_a == text_b:
+                    return []
             return diff_text(text_a, text_b)
     if a == b:
         return []

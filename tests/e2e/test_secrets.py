@@ -11,6 +11,12 @@ The whole pipeline runs as real processes, each with `-v` (debug logs):
 everything they wrote is searched for every secret: every record (key, value,
 headers) of every topic of the (private) cluster, the stdout and stderr of
 each process, the HTML report, and what the shadow received.
+
+Secrets given for replay get the same search (`test_replay_secrets_appear_nowhere`):
+an OAuth2 client secret (from the environment), a JWT signing key (from a
+file), the token the shadow's endpoint issues and the JWT re-signed with that
+key reach the shadow and nothing else: no log at `-v`, no result, no report,
+no dead letter; the recorded JWT's production signature not even the topic.
 """
 
 from __future__ import annotations
@@ -18,17 +24,19 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from tests.support import Kafka, Procs, free_port, run_cli, wait_port
-from trafficmirror.plumbing.kafka import results_topic
+from trafficmirror.plumbing.kafka import dlq_topic, results_topic
 
 pytestmark = pytest.mark.e2e
 
@@ -237,3 +245,147 @@ def test_planted_secrets_appear_nowhere(
     # The debug logs did run (so they were searched, not silent).
     assert "DEBUG" in recorder.stderr and "redacting" in recorder.stderr
     assert os.path.getsize(html) > 1000
+
+
+# -- secrets given for replay ---------------------------------------------------------
+
+REPLAY_SECRETS = {
+    "client secret": "CLIENT-SECRET-for-replay-41c9",
+    "jwt key": "JWT-KEY-shadow-hs256-0123456789abcdef",
+    "issued token": "ISSUED-SHADOW-TOKEN-6a2f",
+}
+PRODUCTION_JWT_KEY = "production-jwt-key-0123456789abcdef!"
+
+
+class TokenShadow(BaseHTTPRequestHandler):
+    """The shadow with an OAuth2 token endpoint: it issues REPLAY_SECRETS['issued token']."""
+
+    received: list[bytes]
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path == "/oauth/token":
+            answer = {"access_token": REPLAY_SECRETS["issued token"], "expires_in": 300}
+        else:
+            self.received.append(bytes(self.requestline, "latin-1") + bytes(self.headers) + body)
+            answer = {"ok": True}
+        payload = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+def test_replay_secrets_appear_nowhere(
+    mock_kafka: Kafka, procs: Procs, apps: tuple[str, str, list[bytes]], tmp_path: Path
+) -> None:
+    """Tokens, keys and client secrets given for replay: in no log at -v, result, report
+    or dead letter; the JWT's production signature not even in the recording."""
+    production, _, _ = apps
+    received: list[bytes] = []
+    shadow = ThreadingHTTPServer(
+        ("127.0.0.1", 0), type("Handler", (TokenShadow,), {"received": received})
+    )
+    threading.Thread(target=shadow.serve_forever, daemon=True).start()
+    shadow_url = f"http://127.0.0.1:{shadow.server_address[1]}"
+    topic = mock_kafka.new_topic(1)
+    for derived in (results_topic(topic), dlq_topic(topic)):
+        mock_kafka.create_topic(derived, 1)
+    bootstrap = mock_kafka.bootstrap_servers
+    id_token = jwt.encode({"sub": "alice", "exp": 4102444800}, PRODUCTION_JWT_KEY, "HS256")
+    signature = id_token.rsplit(".", 1)[1]
+    port = free_port()
+    recorder = procs.start(
+        "recorder",
+        ["-v", "record", "-b", bootstrap, "-t", topic, "--upstream", production,
+         "--listen", f"127.0.0.1:{port}", "--redact-header", "X-Id-Token=jwt-claims"],
+    )  # fmt: skip
+    wait_port(port, timeout=15)
+    for i in range(3):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", f"/orders/{i}", body=b"{}", headers={"X-Id-Token": id_token})
+        assert conn.getresponse().status == 200
+        conn.close()
+    assert recorder.stop() == 0
+    # A poison record, so the dead-letter queue has something to be searched.
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topic, value=b"not an event", key=b"poison")
+    assert producer.flush(10) == 0
+
+    transforms = tmp_path / "transforms.yaml"
+    key_file = tmp_path / "jwt-key"
+    key_file.write_text(REPLAY_SECRETS["jwt key"])
+    transforms.write_text(
+        "credentials:\n"
+        "  - name: shop-oauth\n"
+        "    oauth2:\n"
+        f"      token_url: {shadow_url}/oauth/token\n"
+        "      client_id: replayer\n"
+        "      client_secret: ${SHOP_CLIENT_SECRET}\n"
+        "  - name: id-token\n"
+        "    jwt_resign:\n"
+        "      algorithm: HS256\n"
+        f"      key: '@{key_file}'\n"
+        "      header: X-Id-Token\n"
+        "      prefix: ''\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "SHOP_CLIENT_SECRET": REPLAY_SECRETS["client secret"]}
+    replay = run_cli(
+        ["-v", "replay", "range", "-b", bootstrap, "-t", topic, "--start-offset", "0",
+         "--target", shadow_url, "--run-id", "secrets", "--methods", "ALL",
+         "--transforms", str(transforms)],
+        env=env,
+    )  # fmt: skip
+    shadow.shutdown()
+    shadow.server_close()
+    assert replay.returncode == 0, replay.stderr
+    html = tmp_path / "report.html"
+    report = run_cli(["-v", "report", "-b", bootstrap, "-t", topic, "--html", str(html)])
+    assert report.returncode == 0, report.stderr
+
+    # The shadow got what it needs: the issued token, and the recorded user's claims
+    # signed with its key.
+    assert len(received) == 3
+    resigned = set()
+    for request in received:
+        head = request.decode("latin-1")
+        assert f"Authorization: Bearer {REPLAY_SECRETS['issued token']}" in head
+        token = re.search(r"X-Id-Token: (\S+)", head)
+        assert token is not None
+        assert jwt.decode(token[1], REPLAY_SECRETS["jwt key"], algorithms=["HS256"])["sub"] == (
+            "alice"
+        )
+        resigned.add(token[1])
+    planted = {**REPLAY_SECRETS, "re-signed jwt": resigned.pop(), "production signature": signature}
+
+    kafka_records = everything_in_kafka(bootstrap)
+    written = {
+        "kafka": b"\n".join(kafka_records),
+        "report.html": html.read_bytes(),
+        "record stdout": recorder.stdout.encode(),
+        "record stderr": recorder.stderr.encode(),
+    }
+    for name, result in (("replay", replay), ("report", report)):
+        written[f"{name} stdout"] = result.stdout.encode()
+        written[f"{name} stderr"] = result.stderr.encode()
+    leaks = [
+        (where, what)
+        for where, data in written.items()
+        for what, secret in planted.items()
+        if secret.encode() in data
+    ]
+    assert leaks == []
+    # What was searched holds what it should: three results, a dead letter, debug logs.
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "count"})
+    try:
+        for derived, expected in ((results_topic(topic), 3), (dlq_topic(topic), 1)):
+            low, high = probe.get_watermark_offsets(TopicPartition(derived, 0), timeout=10)
+            assert high - low == expected, derived
+    finally:
+        probe.close()
+    assert "DEBUG" in replay.stderr

@@ -236,3 +236,84 @@ def test_json_rule_syntax() -> None:
     assert rule.mode == "drop" and rule.matches(["a", "b c", 2, "z"])
     assert not rule.matches(["a", "b c", 3, "z"])
     assert parse_json_rule("$..x").matches(["p", 0, "x"])
+
+
+# -- jwt-claims -----------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def make_jwt(claims: dict[str, Any], alg: str = "HS256", signature: bytes = b"") -> bytes:
+    header = _b64(json.dumps({"alg": alg, "typ": "JWT", "kid": "prod-1"}).encode())
+    body = _b64(json.dumps(claims).encode())
+    return header + b"." + body + b"." + _b64(signature or SECRET.encode())
+
+
+def test_jwt_claims_keeps_header_and_claims_and_destroys_the_signature() -> None:
+    import jwt as pyjwt
+
+    key = SECRET * 2  # 32+ bytes, as PyJWT wants for HS256
+    signed = pyjwt.encode({"sub": "alice", "exp": 4102444800}, key, algorithm="HS256").encode()
+    signature = signed.rsplit(b".", 1)[1]
+    f = flow(
+        [(b"Authorization", b"Bearer " + signed), (b"X-Id-Token", signed)],
+        resp_headers=[(b"X-Refresh", b"bearer  " + signed)],
+    )
+    redactor = Redactor.from_options(
+        ["Authorization=jwt-claims", "X-Id-Token=jwt-claims", "X-Refresh=jwt-claims"]
+    )
+    event = event_of(f, redactor)
+    header, claims, _ = signed.split(b".")
+    assert pairs(event["request"]["headers"]) == [
+        (b"Authorization", b"Bearer " + header + b"." + claims + b"."),
+        (b"X-Id-Token", header + b"." + claims + b"."),
+    ]
+    assert pairs(event["response"]["message"]["headers"]) == [
+        (b"X-Refresh", b"bearer " + header + b"." + claims + b"."),
+    ]
+    stored = b"".join(event["request"]["headers"] + event["response"]["message"]["headers"])
+    assert signature not in stored
+    # What is kept is still a JWT to a reader that does not check signatures ...
+    kept = event["request"]["headers"][3].decode()
+    assert pyjwt.decode(kept, options={"verify_signature": False})["sub"] == "alice"
+    # ... and worth nothing to one that does.
+    with pytest.raises(pyjwt.InvalidSignatureError):
+        pyjwt.decode(kept, key, algorithms=["HS256"])
+    assert event["recorder"]["redactions"] == [
+        "request.header:authorization=jwt-claims",
+        "request.header:x-id-token=jwt-claims",
+        "response.header:x-refresh=jwt-claims",
+    ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"Bearer opaque-" + SECRET.encode(),  # an opaque token
+        b"Basic " + SECRET.encode(),
+        b"Bearer a.b.c",  # three segments that are not base64 JSON
+        b"Bearer " + _b64(b'{"typ":"JWT"}') + b"." + _b64(b'{"sub":"x"}') + b".sig",  # no alg
+        b"Bearer " + _b64(b'{"alg":"HS256"}') + b"." + _b64(SECRET.encode()) + b".sig",  # not JSON
+        b"Bearer " + make_jwt({"sub": "x"}) + b".extra.segments",  # a JWE has five
+        b"Bearer " + make_jwt({"pad": "x" * 20000}),  # longer than any real token
+        b"",
+    ],
+)
+def test_jwt_claims_masks_what_is_not_a_jwt(value: bytes) -> None:
+    event = event_of(
+        flow([(b"Authorization", value)]), Redactor.from_options(["Authorization=jwt-claims"])
+    )
+    assert pairs(event["request"]["headers"]) == [(b"Authorization", MASK.encode())]
+    assert event["recorder"]["redactions"] == ["request.header:authorization=mask"]
+
+
+def test_jwt_claims_is_for_headers_only() -> None:
+    with pytest.raises(ConfigError, match="headers only"):
+        Redactor.from_options(json_specs=["$.token=jwt-claims"])
+    assert Redactor.from_options(["Authorization=JWT-Claims"]).headers[b"authorization"] == (
+        "jwt-claims"
+    )

@@ -45,8 +45,10 @@ def recorder_extra_options(func: F) -> F:
             multiple=True,
             metavar="NAME[=MODE]",
             help="Redact this header (requests, responses, trailers) before the event leaves "
-            "the recorder. MODE: mask (value becomes ***; the default), drop, or hmac "
-            "(hmac-sha256:<hex> under your key: equal values stay equal). Authorization, "
+            "the recorder. MODE: mask (value becomes ***; the default), drop, hmac "
+            "(hmac-sha256:<hex> under your key: equal values stay equal), or jwt-claims "
+            "(a JWT keeps header and claims, its signature is emptied: 'Bearer h.c.', for "
+            "re-signing at replay; any other value is masked). Authorization, "
             "Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key are masked by default; "
             "name one of them to change its mode. Repeatable.",
         ),

@@ -1,0 +1,226 @@
+"""JWT re-sign: the shadow sees the recorded user, in a token signed with its own key.
+
+The recorder's `jwt-claims` redaction keeps a JWT's header and claims and
+empties its signature (`Bearer h.c.`); a token recorded unredacted works as
+well. `JwtResigner` takes the token from the configured header (after its
+prefix), signs the same claims with the shadow's key (HS256: a secret,
+RS256/ES256: a PEM private key; `${ENV}` or `@file`, re-read when the file
+changes) with PyJWT, and optionally moves `iat`/`nbf`/`exp` to replay time,
+keeping their distance to the recorded request. The recorded header's `typ`
+and other fields stay; `alg` becomes the shadow's and the fields that name
+production's key (`kid`, `jku`, `jwk`, `x5*`) go. Signed tokens are kept in an
+LRU bounded by count, so the same claims are signed once (with moved times:
+once per `TIME_SLACK_SECONDS` of drift). A value that is not a JWT (a masked
+`***`, an API key) is left as it is, counted and logged once: the shadow
+answers it as it would, and the comparison shows it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from prometheus_client import Counter
+
+from replayer.models import OutgoingRequest
+from replayer.transforming.config import Credential, JwtResign
+from replayer.transforming.step import TransformContext
+from replayer.transforming.values import ValueReader
+from trafficmirror.plumbing.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+RESIGNED = Counter(
+    "trafficmirror_replayer_jwt_resigned",
+    "JWT re-sign: tokens signed with the shadow's key (signed), taken from the cache of "
+    "signed tokens (cached), and header values that were not a JWT and went as recorded "
+    "(not-jwt).",
+    ["outcome"],
+)
+
+#: Signed tokens kept (the same claims are signed once).
+CACHE_SIZE = 4096
+#: With moved times, a cached token is reused while the move differs by at most this much.
+TIME_SLACK_SECONDS = 30.0
+#: HS256 secrets shorter than this are weak (RFC 7518 3.2); used all the same, with a warning.
+MIN_HMAC_BYTES = 32
+#: Header fields that name production's key; the shadow's token must not carry them.
+_KEY_FIELDS = frozenset(("alg", "kid", "jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256"))
+_TIME_CLAIMS = ("iat", "nbf", "exp")
+
+
+@dataclass
+class JwtCounts:
+    """What re-signing did in this process (one role)."""
+
+    signed: int = 0
+    cached: int = 0
+    not_jwt: int = 0
+
+
+def load_key(algorithm: str, text: str, where: str) -> Any:
+    """The signing key PyJWT takes for `algorithm`; raises `ConfigError` (never shows the key)."""
+    if algorithm == "HS256":
+        secret = text.encode()
+        if not secret:
+            raise ConfigError(f"{where}: the HS256 key is empty")
+        return secret
+    try:
+        key = load_pem_private_key(text.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        # The message names the problem (format, password), never the key's bytes.
+        why = str(exc).split("\n", 1)[0][:120]
+        raise ConfigError(
+            f"{where}: the {algorithm} key is not a PEM private key ({why})"
+        ) from None
+    if algorithm == "RS256" and not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigError(f"{where}: RS256 needs an RSA private key")
+    if algorithm == "ES256" and not (
+        isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+    ):
+        raise ConfigError(f"{where}: ES256 needs an EC P-256 private key")
+    return key
+
+
+class JwtResigner:
+    """The re-sign step of one credential and role; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        config: JwtResign,
+        *,
+        origin: str = "",
+        clock: Callable[[], float] = time.time,
+        cache_size: int = CACHE_SIZE,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.where = f"credentials {name!r}" + (f" ({origin})" if origin else "")
+        self.counts = JwtCounts()
+        self._clock = clock
+        self._cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        self._reader = ValueReader(config.key)
+        self._header = config.header.lower()
+        self._prefix = config.prefix.lower()
+        self._key_text = ""
+        self._key: Any = None
+        self._key_for(self._reader.get())  # a bad key fails at start, not mid-replay
+        self._warned = False
+
+    def _key_for(self, text: str) -> Any:
+        if text != self._key_text or self._key is None:
+            key = load_key(self.config.algorithm, text, self.where)
+            if isinstance(key, bytes) and len(key) < MIN_HMAC_BYTES:
+                logger.warning(
+                    "%s: the HS256 key has %d bytes, fewer than the %d RFC 7518 asks for",
+                    self.where,
+                    len(key),
+                    MIN_HMAC_BYTES,
+                )
+            self._key, self._key_text = key, text
+            self._cache.clear()  # a rotated key: tokens signed with the old one are stale
+        return self._key
+
+    async def apply(self, request: OutgoingRequest, context: TransformContext) -> OutgoingRequest:
+        """The request with each JWT in the header signed with the shadow's key."""
+        headers: list[tuple[str, str]] | None = None
+        for i, (name, value) in enumerate(request.headers):
+            if name.lower() != self._header:
+                continue
+            signed = self._resign(value, context)
+            if signed is None:
+                continue
+            if headers is None:
+                headers = list(request.headers)
+            headers[i] = (name, signed)
+        if headers is None:
+            return request
+        return replace(request, headers=tuple(headers))
+
+    async def aclose(self) -> None:
+        """Nothing to release (the interface the stage calls on every step)."""
+
+    def _resign(self, value: str, context: TransformContext) -> str | None:
+        value = value.strip()
+        prefix_length = len(self._prefix)
+        if value[:prefix_length].lower() != self._prefix:
+            self._not_jwt("the value does not start with the configured prefix")
+            return None
+        token = value[prefix_length:].strip()
+        parts = token.split(".")
+        if len(parts) != 3 or not parts[0] or not parts[1]:
+            self._not_jwt("the value is not a JWT (header.claims.signature)")
+            return None
+        key = self._key_for(self._reader.get())
+        shift = 0.0
+        if self.config.refresh_times:
+            shift = self._clock() - context.event["request_start_us"] / 1_000_000
+        cache_key = (parts[0], parts[1])
+        cached = self._cache.get(cache_key)
+        if cached is not None and abs(cached[1] - shift) <= TIME_SLACK_SECONDS:
+            self._cache.move_to_end(cache_key)
+            self.counts.cached += 1
+            RESIGNED.labels("cached").inc()
+            return value[:prefix_length] + cached[0]
+        signed = self._sign(token, key, shift)
+        if signed is None:
+            self._not_jwt("the header or claims of the JWT are not JSON objects")
+            return None
+        self._cache[cache_key] = (signed, shift)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        self.counts.signed += 1
+        RESIGNED.labels("signed").inc()
+        return value[:prefix_length] + signed
+
+    def _sign(self, token: str, key: Any, shift: float) -> str | None:
+        try:
+            header = jwt.get_unverified_header(token)
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except (jwt.InvalidTokenError, ValueError):
+            return None
+        if not isinstance(claims, dict):
+            return None
+        if shift:
+            for claim in _TIME_CLAIMS:
+                stamp = claims.get(claim)
+                if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+                    claims[claim] = int(round(stamp + shift))
+        fields = {k: v for k, v in header.items() if k not in _KEY_FIELDS}
+        with warnings.catch_warnings():
+            # A short HS256 key was warned about once, when it was loaded.
+            warnings.simplefilter("ignore")
+            return jwt.encode(
+                claims,
+                key,
+                algorithm=self.config.algorithm,
+                headers=fields,
+            )
+
+    def _not_jwt(self, why: str) -> None:
+        self.counts.not_jwt += 1
+        RESIGNED.labels("not-jwt").inc()
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "%s: %s; such values go as recorded (further ones are only counted)",
+                self.where,
+                why,
+            )
+
+
+def build_jwt_resign(credential: Credential) -> JwtResigner:
+    """The re-sign step of a `jwt_resign` credential; raises `ConfigError` for a bad key."""
+    if not isinstance(credential.kind, JwtResign):
+        raise TypeError("build_jwt_resign needs a jwt_resign credential")
+    return JwtResigner(credential.name, credential.kind, origin=credential.origin)
