@@ -231,7 +231,8 @@ def transform(request):
     if tag.startswith("boom"):
         raise RuntimeError("hook failed on " + tag)
     request.set_header("X-Hooked", request.meta.exchange_id + "/" + request.meta.role)
-    request.body = json.dumps({"original_status": request.meta.event["response"]["status"]}).encode()
+    status = request.meta.event["response"]["status"]
+    request.body = json.dumps({"original_status": status}).encode()
     return request
 """
 

@@ -13,6 +13,14 @@ from replayer.transforming.chain import Chain, entry, finish
 from replayer.transforming.step import TransformContext
 from tests.replayer.transforming.helpers import chain_of, context, event, request_of, run
 
+HEADER_OF = {
+    "only-get": "Get",
+    "only-api": "Api",
+    "only-orders-glob": "Glob",
+    "only-shop": "Shop",
+    "only-api-port": "Api-Port",
+    "only-baseline": "Baseline",
+}
 CONDITIONAL = """\
   - name: only-get
     when: {method: get}
@@ -53,11 +61,10 @@ def test_conditions_pick_the_rules_that_apply(
     ctx = context(ev, role=role)  # type: ignore[arg-type]
     out = run(chain_of(CONDITIONAL), request_of(ev), ctx)
     assert ctx.applied == applied
-    assert sorted(n for n, _ in out.headers if n.startswith("X-") and n != "X-Trafficmirror-Replay") == sorted(
-        "X-" + {"only-get": "Get", "only-api": "Api", "only-orders-glob": "Glob", "only-shop": "Shop",
-                "only-api-port": "Api-Port", "only-baseline": "Baseline"}[name]
-        for name in applied
-    )  # fmt: skip
+    added = sorted(
+        n for n, _ in out.headers if n.startswith("X-") and n != "X-Trafficmirror-Replay"
+    )
+    assert added == sorted("X-" + HEADER_OF[name] for name in applied)
 
 
 def test_a_chain_that_changes_nothing_returns_the_same_request() -> None:

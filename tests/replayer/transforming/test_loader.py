@@ -1,4 +1,4 @@
-"""The rules file: every section read into typed config; anything wrong is one line with its line."""
+"""The rules file: each section read into typed config; anything wrong is one line with its line."""
 
 from __future__ import annotations
 

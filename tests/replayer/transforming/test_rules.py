@@ -179,3 +179,11 @@ def test_a_header_value_from_a_file_with_a_newline_inside_skips_the_record(
         run(chain, request_of(ev), context(ev))
     assert caught.value.reason == "transform"
     assert "line1" not in str(caught.value)
+
+
+def test_a_rule_that_makes_the_path_unsendable_skips_the_record() -> None:
+    ev = event(path="/a/b")
+    chain = chain_of("  - name: space\n    replace_path: {pattern: '/b', with: '/b c'}\n")
+    with pytest.raises(Skipped) as caught:
+        run(chain, request_of(ev), context(ev))
+    assert str(caught.value) == "rule space made the path '/a/b c', not a path"
