@@ -33,7 +33,9 @@ from replayer.transforming.step import TransformContext
 from replayer.transforming.values import ValueReader
 from trafficmirror.plumbing.jsonpath import ANY, DEEP, JsonPattern, Segment
 
-_BAD_IN_VALUE = ("\r", "\n", "\x00")
+_BAD_IN_VALUE = re.compile("[\r\n\x00]")
+#: The pattern of a rule that has none.
+_NOTHING = re.compile("(?!)")
 _BAD_IN_PATH = re.compile(r"[^\x21-\x7e]")
 
 
@@ -66,23 +68,59 @@ def remove_header(headers: tuple[tuple[str, str], ...], name: str) -> tuple[tupl
 class Draft:
     """A request being rewritten by consecutive rules: mutable, made into one
     `OutgoingRequest` at the end (building a frozen request per rule would cost
-    more than the rules themselves)."""
+    more than the rules themselves). `names` holds the lower-cased header names,
+    kept beside `headers`, so a header rule looks its header up without
+    lower-casing every name again."""
 
-    __slots__ = ("body", "changed", "headers", "method", "path")
+    __slots__ = ("body", "changed", "headers", "method", "names", "path")
 
     def __init__(self, request: OutgoingRequest) -> None:
         self.method = request.method
         self.path = request.path
-        self.headers = request.headers
+        self.headers = list(request.headers)
+        self.names = [key.lower() for key, _ in request.headers]
         self.body = request.body
         self.changed = False
 
     def header(self, name: str) -> str | None:
+        """The first value of header `name` (lower case), or None."""
+        try:
+            return self.headers[self.names.index(name)][1]
+        except ValueError:
+            return None
+
+    def set_header(self, name: str, value: str) -> bool:
+        """One `name: value` for every `name` header (where the first was; appended
+        when absent); False when that was so already."""
         wanted = name.lower()
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value
-        return None
+        names, headers = self.names, self.headers
+        count = names.count(wanted)
+        if not count:
+            self.changed = True
+            headers.append((name, value))
+            names.append(wanted)
+            return True
+        first = names.index(wanted)
+        if count == 1 and headers[first][1] == value:
+            return False
+        self.changed = True
+        headers[first] = (headers[first][0], value)
+        if count > 1:
+            self._keep([i == first or n != wanted for i, n in enumerate(names)])
+        return True
+
+    def remove_header(self, name: str) -> bool:
+        """Remove every `name` header; False when there was none."""
+        wanted = name.lower()
+        if wanted not in self.names:
+            return False
+        self._keep([n != wanted for n in self.names])
+        self.changed = True
+        return True
+
+    def _keep(self, keep: list[bool]) -> None:
+        self.headers = [h for h, k in zip(self.headers, keep, strict=True) if k]
+        self.names = [n for n, k in zip(self.names, keep, strict=True) if k]
 
     def build(self, request: OutgoingRequest) -> OutgoingRequest:
         """The request as rewritten (`request` itself when nothing changed)."""
@@ -92,10 +130,14 @@ class Draft:
             method=self.method,
             target=request.target,
             path=self.path,
-            headers=self.headers,
+            headers=tuple(self.headers),
             body=self.body,
             exchange_id=request.exchange_id,
         )
+
+
+def _bad_value(value: str) -> bool:
+    return _BAD_IN_VALUE.search(value) is not None
 
 
 def body_encoded(draft: Draft) -> bool:
@@ -115,16 +157,30 @@ class RuleStep:
         self.rule = rule
         self.name = rule.name
         action = rule.action
+        # What the edit needs, taken out of the action once (this runs for every request).
         self._reader: ValueReader | None = None
-        # The action's edit, chosen once (this runs for every request).
-        self._edit: Callable[[Draft], bool]
+        self._static: str | None = None  # a set_header value that reads no file
+        self._header = ""
+        self._where = ""
+        self._pattern = _NOTHING
+        self._replacement = ""
+        #: Rewrites a `Draft` in place, marks it changed and says True when it changed it.
+        self.edit: Callable[[Draft, TransformContext], bool]
         if isinstance(action, SetHeader):
+            self._header = action.name
             self._reader = ValueReader(action.value)
-            self._edit = self._set_header
+            static = action.value.static
+            if static is not None and not _bad_value(static):
+                self._static = static
+            self.edit = self._set_header
         elif isinstance(action, RemoveHeader):
-            self._edit = self._remove_header
+            self._header = action.name
+            self.edit = self._remove_header
         elif isinstance(action, Replace):
-            self._edit = {
+            self._header = (action.name or "").lower()
+            self._where = action.where
+            self._pattern, self._replacement = action.pattern, action.replacement
+            self.edit = {
                 "path": self._replace_path,
                 "query": self._replace_path,
                 "header": self._replace_header,
@@ -133,44 +189,31 @@ class RuleStep:
         else:
             if isinstance(action, JsonSet) and isinstance(action.value, Value):
                 self._reader = ValueReader(action.value)
-            self._edit = self._json
+            self.edit = self._json
 
     async def apply(self, request: OutgoingRequest, context: TransformContext) -> OutgoingRequest:
         draft = Draft(request)
         self.edit(draft, context)
         return draft.build(request)
 
-    def edit(self, draft: Draft, context: TransformContext) -> bool:
-        """Rewrite `draft` in place; True when the rule changed it."""
-        if self._edit(draft):
-            draft.changed = True
-            return True
-        return False
+    def _set_header(self, draft: Draft, context: TransformContext | None = None) -> bool:
+        value = self._static
+        if value is None:
+            assert self._reader is not None  # noqa: S101 (set in __init__)
+            value = self._reader.get()
+            if _bad_value(value):
+                raise Skipped(
+                    "transform", f"rule {self.name}: the header value holds CR, LF or NUL"
+                )
+        return draft.set_header(self._header, value)
 
-    def _set_header(self, draft: Draft) -> bool:
-        action = cast(SetHeader, self.rule.action)
-        assert self._reader is not None  # noqa: S101 (set in __init__)
-        value = self._reader.get()
-        if any(c in value for c in _BAD_IN_VALUE):
-            raise Skipped("transform", f"rule {self.name}: the header value holds CR, LF or NUL")
-        headers = set_header(draft.headers, action.name, value)
-        if headers == draft.headers:
-            return False
-        draft.headers = headers
-        return True
+    def _remove_header(self, draft: Draft, context: TransformContext | None = None) -> bool:
+        return draft.remove_header(self._header)
 
-    def _remove_header(self, draft: Draft) -> bool:
-        wanted = cast(RemoveHeader, self.rule.action).name.lower()
-        if not any(key.lower() == wanted for key, _ in draft.headers):
-            return False
-        draft.headers = remove_header(draft.headers, wanted)
-        return True
-
-    def _replace_path(self, draft: Draft) -> bool:
-        action = cast(Replace, self.rule.action)
-        pattern, replacement = action.pattern, action.replacement
+    def _replace_path(self, draft: Draft, context: TransformContext | None = None) -> bool:
+        pattern, replacement = self._pattern, self._replacement
         path, sep, query = draft.path.partition("?")
-        if action.where == "path":
+        if self._where == "path":
             changed = pattern.sub(replacement, path)
             if changed == path:
                 return False
@@ -185,38 +228,39 @@ class RuleStep:
         if not whole.startswith("/") or _BAD_IN_PATH.search(whole):
             raise Skipped("transform", f"rule {self.name} made the path {whole[:80]!r}, not a path")
         draft.path = whole
+        draft.changed = True
         return True
 
-    def _replace_header(self, draft: Draft) -> bool:
-        action = cast(Replace, self.rule.action)
-        wanted = (action.name or "").lower()
-        headers = list(draft.headers)
+    def _replace_header(self, draft: Draft, context: TransformContext | None = None) -> bool:
+        wanted = self._header
+        if wanted not in draft.names:
+            return False
+        headers = draft.headers
         changed = False
-        for i, (key, value) in enumerate(headers):
-            if key.lower() == wanted:
-                new = action.pattern.sub(action.replacement, value)
+        for i, name in enumerate(draft.names):
+            if name == wanted:
+                key, value = headers[i]
+                new = self._pattern.sub(self._replacement, value)
                 if new != value:
                     headers[i] = (key, new)
-                    changed = True
-        if changed:
-            draft.headers = tuple(headers)
+                    changed = draft.changed = True
         return changed
 
-    def _replace_body(self, draft: Draft) -> bool:
-        action = cast(Replace, self.rule.action)
+    def _replace_body(self, draft: Draft, context: TransformContext | None = None) -> bool:
         if not draft.body or body_encoded(draft):
             return False
         try:
             text = draft.body.decode("utf-8")
         except UnicodeDecodeError:
             return False
-        changed = action.pattern.sub(action.replacement, text)
+        changed = self._pattern.sub(self._replacement, text)
         if changed == text:
             return False
         draft.body = changed.encode("utf-8")
+        draft.changed = True
         return True
 
-    def _json(self, draft: Draft) -> bool:
+    def _json(self, draft: Draft, context: TransformContext | None = None) -> bool:
         action = cast(JsonSet | JsonDelete, self.rule.action)
         if not draft.body or body_encoded(draft):
             return False
@@ -232,6 +276,7 @@ class RuleStep:
         if not changed:
             return False
         draft.body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        draft.changed = True
         return True
 
 
