@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
@@ -144,7 +144,15 @@ class OAuth2Step:
                 placed = True
         if not placed:
             headers.append((self.config.header, value))
-        return replace(request, headers=tuple(headers))
+        # Built directly: dataclasses.replace costs several times as much, on every request.
+        return OutgoingRequest(
+            request.method,
+            request.target,
+            request.path,
+            tuple(headers),
+            request.body,
+            request.exchange_id,
+        )
 
     async def aclose(self) -> None:
         """Stop a fetch in progress and close the HTTP session."""
