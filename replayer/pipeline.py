@@ -291,6 +291,10 @@ class Pipeline:
                     baseline=base_outcome,
                     lateness_us=lateness_us,
                     transforms=applied,
+                    equal_values=shadow_hooks.context.equal_values if shadow_hooks else (),
+                    baseline_equal_values=(
+                        baseline_hooks.context.equal_values if baseline_hooks else ()
+                    ),
                 )
             self.stats.add(done)
             if not result.done():

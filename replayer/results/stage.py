@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from replayer.comparing.endpoints import Router
@@ -130,11 +130,15 @@ class Comparison:
         baseline: Outcome | None = None,
         lateness_us: int = 0,
         transforms: Sequence[str] = (),
+        equal_values: Collection[tuple[str, str]] = (),
+        baseline_equal_values: Collection[tuple[str, str]] = (),
     ) -> ReplayResult | None:
         """Compare, count and publish the replay of `event`; returns its result record.
 
         `lateness_us`: how much later than scheduled (time warp) it was sent.
         `transforms`: the names of the transforms applied to the shadow's request.
+        `equal_values`: (production, shadow) value pairs value correlation mapped,
+        which count as equal (`baseline_equal_values`: production vs baseline).
         Never raises: a comparison that fails (a bug) is logged and counted, and
         the record still counts as handled.
         """
@@ -143,7 +147,14 @@ class Comparison:
             base = _response(baseline) if baseline is not None else None
             differences: list[Difference] = []
             if shadow is not None:
-                differences = compare_exchange(event, shadow, self.rules, baseline=base)
+                differences = compare_exchange(
+                    event,
+                    shadow,
+                    self.rules,
+                    baseline=base,
+                    equal_values=equal_values,
+                    baseline_equal_values=baseline_equal_values,
+                )
             result = build_result(
                 event,
                 topic=self.topic,

@@ -9,7 +9,8 @@ method that is a token, a path of printable ASCII starting with `/`, header
 names that are tokens and values without CR, LF or NUL): otherwise the record
 is skipped as `skipped-transform`. A step that raises anything but `Skipped`
 (a bug) skips the record the same way; the first failure of each step and
-kind is logged. `Prepared` ties a chain to one record's context: the sender
+kind is logged. Consecutive rules share one mutable `Draft` (one request is built of it, not one
+per rule). `Prepared` ties a chain to one record's context: the sender
 calls `before()` when the request's turn comes and `after()` with its outcome.
 """
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, replace
 
 from replayer.models import Outcome, OutgoingRequest, Skipped
 from replayer.transforming.config import ROLES, Condition
+from replayer.transforming.rules import Draft
 from replayer.transforming.step import Observer, Step, TransformContext
 from replayer.transforming.targets import authority_key, event_authority
 
@@ -31,10 +33,10 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_IN_VALUE = re.compile(r"[\r\n\x00]")
 _BAD_IN_PATH = re.compile(r"[^\x21-\x7e]")
 
-Rewrite = Callable[[OutgoingRequest, TransformContext], OutgoingRequest]
+Edit = Callable[[Draft, TransformContext], bool]
 
 
-def holds(when: Condition, request: OutgoingRequest, context: TransformContext) -> bool:
+def holds(when: Condition, request: OutgoingRequest | Draft, context: TransformContext) -> bool:
     """True when every part of `when` holds for this request of this record."""
     if when.roles is not ROLES and context.role not in when.roles:
         return False
@@ -58,19 +60,19 @@ def _always(when: Condition) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A step, when it applies, and its plain `rewrite` when it has one (no await)."""
+    """A step, when it applies, and its plain `edit` of a `Draft` when it has one (rules)."""
 
     step: Step
     when: Condition
     always: bool
-    rewrite: Rewrite | None
+    edit: Edit | None
 
 
 def entry(step: Step, when: Condition | None = None) -> Entry:
-    """An `Entry` for `step` (rule steps are called without await)."""
+    """An `Entry` for `step` (rule steps edit a draft, without await)."""
     when = when or Condition()
-    rewrite = getattr(step, "rewrite", None)
-    return Entry(step, when, _always(when), rewrite if callable(rewrite) else None)
+    edit = getattr(step, "edit", None)
+    return Entry(step, when, _always(when), edit if callable(edit) else None)
 
 
 class Chain:
@@ -88,16 +90,23 @@ class Chain:
     async def run(self, request: OutgoingRequest, context: TransformContext) -> OutgoingRequest:
         """The request after every step that applies; raises `Skipped` to skip the record."""
         original = request
+        draft: Draft | None = None
+        checked = True  # only rules changed it, and they check what they change
         for item in self.entries:
-            if not item.always and not holds(item.when, request, context):
+            if not item.always and not holds(item.when, draft or request, context):
                 continue
             step = item.step
             listed = len(context.applied)
             try:
-                if item.rewrite is not None:
-                    changed = item.rewrite(request, context)
-                else:
-                    changed = await step.apply(request, context)
+                if item.edit is not None:
+                    if draft is None:
+                        draft = Draft(request)
+                    if item.edit(draft, context) and len(context.applied) == listed:
+                        context.applied.append(step.name)
+                    continue
+                if draft is not None:
+                    request, draft = draft.build(request), None
+                changed = await step.apply(request, context)
             except Skipped:
                 raise
             except Exception as exc:
@@ -107,9 +116,12 @@ class Chain:
                 if len(context.applied) == listed:  # a step may list finer names itself
                     context.applied.append(step.name)
                 request = changed
+                checked = False
+        if draft is not None:
+            request = draft.build(request)
         if request is original:
             return request
-        return finish(request, original)
+        return finish(request, original, check=not checked)
 
     def observe(self, context: TransformContext, outcome: Outcome) -> None:
         """Tell each observer how the request ended; an observer's failure is logged once."""
@@ -133,8 +145,11 @@ class Chain:
         )
 
 
-def finish(request: OutgoingRequest, original: OutgoingRequest) -> OutgoingRequest:
-    """Content-Length for the body sent; `Skipped("transform")` for what cannot be written."""
+def finish(
+    request: OutgoingRequest, original: OutgoingRequest, *, check: bool = True
+) -> OutgoingRequest:
+    """Content-Length for the body sent; with `check`, `Skipped("transform")` for a
+    request that cannot be written."""
     if request.body is not original.body and request.body != original.body:
         length = str(len(request.body))
         headers = list(request.headers)
@@ -147,6 +162,8 @@ def finish(request: OutgoingRequest, original: OutgoingRequest) -> OutgoingReque
         if not found and request.body:
             headers.append(("Content-Length", length))
         request = replace(request, headers=tuple(headers))
+    if not check:
+        return request
     if not _TOKEN.fullmatch(request.method):
         raise Skipped("transform", f"the method became {request.method[:40]!r}, not a token")
     if not request.path.startswith("/") or _BAD_IN_PATH.search(request.path):

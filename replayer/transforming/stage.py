@@ -15,14 +15,14 @@ calls it only when the role has a chain.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
-from typing import Any
 
 from replayer.models import Target
 from replayer.transforming.chain import Chain, Entry, Prepared, entry
 from replayer.transforming.config import Role, TransformOptions
+from replayer.transforming.correlation import build_correlation
+from replayer.transforming.credentials import build_credential
 from replayer.transforming.hook import HookFunction, HookStep, load_hook
 from replayer.transforming.rules import RuleStep
 from replayer.transforming.step import Observer, TransformContext
@@ -30,12 +30,6 @@ from replayer.transforming.targets import Routes
 from schemas.records import HttpExchange
 
 logger = logging.getLogger(__name__)
-
-
-def _builder(module: str, name: str) -> Any:
-    # The credentials and correlation steps live in their own modules, imported
-    # only when a replay uses them.
-    return getattr(importlib.import_module(f"replayer.transforming.{module}"), name)
 
 
 class Transformer:
@@ -59,7 +53,7 @@ class Transformer:
         entries: list[Entry] = []
         observers: list[Observer] = []
         if options.correlate:
-            correlate, observer = _builder("correlation", "build_correlation")(options.correlate)
+            correlate, observer = build_correlation(options.correlate)
             entries.append(entry(correlate))
             observers.append(observer)
         for rule in options.rules:
@@ -67,8 +61,7 @@ class Transformer:
                 entries.append(entry(RuleStep(rule), rule.when))
         for credential in options.credentials:
             if role in credential.when.roles:
-                step = _builder("credentials", "build_credential")(credential)
-                entries.append(entry(step, credential.when))
+                entries.append(entry(build_credential(credential), credential.when))
         if hook is not None and options.hook is not None:
             entries.append(entry(HookStep(options.hook, hook)))
         if not entries:

@@ -42,8 +42,11 @@ VALID = {
 }
 
 #: Options a command needs although none of them is required on its own
-#: (`replay range` takes offsets or a time window).
-NEEDED = {"range": ["--start-offset", "0"]}
+#: (`replay range` takes offsets or a time window; a replay --target or --target-map).
+NEEDED = {
+    "range": ["--start-offset", "0", "--target", "http://127.0.0.1:9"],
+    "worker": ["--target", "http://127.0.0.1:9"],
+}
 
 #: Wrong values for options whose type alone does not say what is wrong.
 BAD_VALUES: dict[str, list[str]] = {
@@ -74,6 +77,11 @@ BAD_VALUES: dict[str, list[str]] = {
     "--rate": ["0", "lots", "nan"],
     "--filter": ["~m", "~nosuch x", "(~u /api", ""],
     "--methods": ["", "GET,ALL", "G E T", "GET;POST"],
+    "--transforms": ["/nonexistent/transforms.yaml"],
+    "--set-header": ["no-colon", "Host: x", "X-Token: ${TRAFFICMIRROR_UNSET_IN_TESTS}"],
+    "--remove-header": ["Content-Length", "bad name"],
+    "--target-map": ["no-equals-sign", "shop=ftp://x", "shop=http://x/path"],
+    "--transform-module": ["no_such_module_anywhere:f", "no-colon"],
 }
 
 #: (command path, arguments) that are each valid alone but not together.
@@ -190,6 +198,11 @@ def cases() -> Iterator[object]:
         ["replay", "range", "-b", "127.0.0.1:9", "-t", "t", "--target", "http://127.0.0.1:9"],
         id="replay range: neither offsets nor a window",
     )
+    for words in (["replay", "range", "--start-offset", "0"], ["worker", "--group", "g"]):
+        yield pytest.param(
+            [*words, "-b", "127.0.0.1:9", "-t", "t"],
+            id=f"{' '.join(words[:2])}: neither --target nor --target-map",
+        )
     for label, args in CONTRADICTIONS:
         path = tuple(label.split())
         command = dict(commands(cli))[path]
