@@ -269,6 +269,8 @@ class OAuth2Step:
         token = answer.get("access_token")
         if not isinstance(token, str) or not token:
             raise TokenError("the answer has no access_token")
+        if any(c in token for c in "\r\n\x00"):
+            raise TokenError("the access_token holds CR, LF or NUL: it cannot be a header value")
         expires = answer.get("expires_in")
         try:
             lifetime = float(expires) if expires is not None else DEFAULT_LIFETIME_SECONDS

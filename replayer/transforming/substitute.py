@@ -41,11 +41,15 @@ class Learned:
     rule: str
     segment: str = ""  # `value` percent-encoded for a path segment
     query: str = ""  # `value` percent-encoded for a query value
+    header_safe: bool = True  # no CR, LF or NUL: it may stand as a header value
 
     @classmethod
     def of(cls, value: str, number: bool, rule: str) -> Learned:
         """With its encoded forms, computed once rather than at every replacement."""
-        return cls(value, number, rule, quote(value, safe=_SEGMENT_SAFE), quote(value, safe=""))
+        safe = not any(c in value for c in "\r\n\x00")
+        return cls(
+            value, number, rule, quote(value, safe=_SEGMENT_SAFE), quote(value, safe=""), safe
+        )
 
 
 class Finder:
@@ -196,7 +200,7 @@ def _headers(
     out: list[tuple[str, str]] | None = None
     for i, (name, value) in enumerate(headers):
         learned = mapping.get(value)
-        if learned is None or name.lower() in _KEEP_HEADERS:
+        if learned is None or name.lower() in _KEEP_HEADERS or not learned.header_safe:
             continue
         if out is None:
             out = list(headers)

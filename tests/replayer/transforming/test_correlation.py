@@ -247,3 +247,10 @@ def test_the_quick_path_finds_exactly_what_splitting_finds(
     quick: list[str] = []
     assert _path(raw, mapping, quick, Finder(mapping)) == _path(raw, mapping, slow)
     assert quick == slow
+
+
+def test_a_value_with_a_line_break_is_never_put_in_a_header() -> None:
+    correlation = Correlation((ORDER_ID,))
+    learn(correlation, {"id": "o-17"}, {"id": "o-\r\n903"})
+    changed, _ = apply(correlation, request("/o/o-17", (("X-Order", "o-17"),)))
+    assert changed.path == "/o/o-%0D%0A903" and changed.headers == (("X-Order", "o-17"),)
