@@ -215,6 +215,15 @@ def assert_the_fix(
     assert counts == {"match": total, "mismatch": 0, "errors": 0, "skipped": 0}
     out = report(kafka, topic, "fixed")
     assert f"{total} results: {total} match (0 only in noise), 0 mismatch, 0 errors" in out
+    # The results name what changed each request (never a value): the credential on
+    # every request, the correlation rule on each follow-up naming an order.
+    per_endpoint = {line.split(": ")[0].strip(): line for line in out.splitlines() if " ×" in line}
+    credential = "shop-oauth" if "client:replayer" in users else "shop-jwt"
+    assert f"{credential} ×4" in per_endpoint["POST /orders"]
+    assert "order-id" not in per_endpoint["POST /orders"]
+    for endpoint, count in (("GET /orders/{id}", 6), ("POST /payments", 4), ("GET /receipts", 4)):
+        assert f"{credential} ×{count}" in per_endpoint[endpoint]
+        assert f"order-id ×{count}" in per_endpoint[endpoint]
     return shadow
 
 
