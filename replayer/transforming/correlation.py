@@ -27,26 +27,23 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from prometheus_client import Counter
-
 from replayer.models import OutgoingRequest, Response
 from replayer.transforming.config import Correlate
 from replayer.transforming.step import Observer, Step, TransformContext
 from replayer.transforming.substitute import Finder, Learned, substitute
+from replayer.transforming.tally import Tally
 from trafficmirror.plumbing.jsonpath import DEEP, JsonPattern, Segment
 
 logger = logging.getLogger(__name__)
 
-VALUES = Counter(
+VALUES = Tally(
     "trafficmirror_replayer_correlation_values",
-    "Value correlation: production/shadow value pairs learned, request values replaced "
-    "by the shadow's (substituted), and pairs forgotten to stay within the memory "
-    "bounds (evicted).",
-    ["event"],
+    "Value correlation: production/shadow value pairs learned, requests in which values "
+    "were replaced by the shadow's (substituted), and pairs forgotten to stay within the "
+    "memory bounds (evicted).",
+    "event",
+    {"learned": "learned", "substituted": "substituted", "evicted": "evicted"},
 )
-_LEARNED = VALUES.labels("learned")
-_SUBSTITUTED = VALUES.labels("substituted")
-_EVICTED = VALUES.labels("evicted")
 
 #: A response body larger than this (decoded) is not searched.
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -123,6 +120,7 @@ class Correlation:
         self.rules = rules
         self.limits = limits or Limits()
         self.counts = CorrelationCounts()
+        VALUES.track(self, self.counts)
         self._keys: OrderedDict[bytes, _KeyMap] = OrderedDict()  # least recently used first
         self._values = 0
         self._bytes = 0
@@ -143,7 +141,6 @@ class Correlation:
         if changed is request:
             return request
         self.counts.substituted += 1
-        _SUBSTITUTED.inc()
         for rule in used:
             if rule not in context.applied:
                 context.applied.append(rule)
@@ -196,7 +193,6 @@ class Correlation:
         self._values += 1
         self._bytes += cost
         self.counts.learned += 1
-        _LEARNED.inc()
         limits = self.limits
         while len(entry.pairs) > limits.values_per_key or entry.bytes > limits.bytes_per_key:
             self._evict(entry, *entry.pairs.popitem(last=False))
@@ -218,7 +214,6 @@ class Correlation:
     def _evict(self, entry: _KeyMap, production: str, learned: Learned) -> None:
         self._forget(entry, production, learned)
         self.counts.evicted += 1
-        _EVICTED.inc()
 
     @property
     def size(self) -> tuple[int, int, int]:

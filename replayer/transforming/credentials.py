@@ -27,22 +27,23 @@ from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
 import aiohttp
-from prometheus_client import Counter
 
 from replayer.models import OutgoingRequest, Skipped
 from replayer.transforming.config import Credential, JwtResign, OAuth2ClientCredentials
 from replayer.transforming.jwtresign import build_jwt_resign
 from replayer.transforming.step import Step, TransformContext
+from replayer.transforming.tally import Tally
 from replayer.transforming.values import ValueReader
 from trafficmirror.plumbing.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-TOKEN_FETCHES = Counter(
+TOKEN_FETCHES = Tally(
     "trafficmirror_replayer_token_fetches",
     "OAuth2 client-credentials token requests to the token endpoint, by outcome "
     "(ok, failed); failed ones back off exponentially.",
-    ["outcome"],
+    "outcome",
+    {"ok": "fetched", "failed": "failed"},
 )
 
 #: Lifetime assumed when the token endpoint gives no `expires_in`.
@@ -109,6 +110,7 @@ class OAuth2Step:
         self.where = f"credentials {name!r}" + (f" ({origin})" if origin else "")
         self.timing = timing or Timing()
         self.counts = TokenCounts()
+        TOKEN_FETCHES.track(self, self.counts)
         parts = urlsplit(config.token_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"{self.where}: token_url must be an http:// or https:// URL")
@@ -214,7 +216,6 @@ class OAuth2Step:
             self._backoff = 0.0
             self._next_attempt = float("-inf")
             self.counts.fetched += 1
-            TOKEN_FETCHES.labels("ok").inc()
             logger.debug("%s: new token from %s for %.0f s", self.where, self.endpoint, lifetime)
         finally:
             self._task = None
@@ -227,7 +228,6 @@ class OAuth2Step:
         self._next_attempt = time.monotonic() + self._backoff
         self._last_error = str(error)
         self.counts.failed += 1
-        TOKEN_FETCHES.labels("failed").inc()
         logger.warning(
             "%s: token request to %s failed (%s); next attempt in %.1f s",
             self.where,

@@ -28,26 +28,24 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from prometheus_client import Counter
 
 from replayer.models import OutgoingRequest
 from replayer.transforming.config import Credential, JwtResign
 from replayer.transforming.step import TransformContext
+from replayer.transforming.tally import Tally
 from replayer.transforming.values import ValueReader
 from trafficmirror.plumbing.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-RESIGNED = Counter(
+RESIGNED = Tally(
     "trafficmirror_replayer_jwt_resigned",
     "JWT re-sign: tokens signed with the shadow's key (signed), taken from the cache of "
     "signed tokens (cached), and header values that were not a JWT and went as recorded "
     "(not-jwt).",
-    ["outcome"],
+    "outcome",
+    {"signed": "signed", "cached": "cached", "not-jwt": "not_jwt"},
 )
-_SIGNED = RESIGNED.labels("signed")
-_CACHED = RESIGNED.labels("cached")
-_NOT_JWT = RESIGNED.labels("not-jwt")
 
 #: Signed tokens kept (the same claims are signed once).
 CACHE_SIZE = 4096
@@ -109,6 +107,7 @@ class JwtResigner:
         self.config = config
         self.where = f"credentials {name!r}" + (f" ({origin})" if origin else "")
         self.counts = JwtCounts()
+        RESIGNED.track(self, self.counts)
         self._clock = clock
         self._cache_size = cache_size
         #: Recorded header value → (the value with the token signed, the time shift used).
@@ -173,7 +172,6 @@ class JwtResigner:
         if cached is not None and abs(cached[1] - shift) <= TIME_SLACK_SECONDS:
             self._cache.move_to_end(value)
             self.counts.cached += 1
-            _CACHED.inc()
             return cached[0]
         stripped = value.strip()
         prefix_length = len(self._prefix)
@@ -200,7 +198,6 @@ class JwtResigner:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         self.counts.signed += 1
-        _SIGNED.inc()
         return new_value
 
     def _sign(self, token: str, key: Any, shift: float) -> str | None:
@@ -229,7 +226,6 @@ class JwtResigner:
 
     def _not_jwt(self, why: str) -> None:
         self.counts.not_jwt += 1
-        _NOT_JWT.inc()
         if not self._warned:
             self._warned = True
             logger.warning(
