@@ -25,20 +25,37 @@ _WORD_CHARS = r"A-Za-z0-9_.\-"
 class MappedValues:
     """(production, shadow) pairs known to name the same thing; see the module docstring."""
 
-    __slots__ = ("_by_production", "_pattern", "pairs")
+    __slots__ = ("_by_production", "_pairs", "_pattern", "_raw")
 
     def __init__(self, pairs: Collection[tuple[str, str]]) -> None:
-        self.pairs = frozenset((a, b) for a, b in pairs if a and a != b)
-        by_production: dict[str, str] = {}
-        for production, shadow in sorted(self.pairs):
-            by_production.setdefault(production, shadow)  # one translation per value
-        self._by_production = by_production
-        self._pattern: re.Pattern[str] | None = None  # compiled when first needed
+        # Built for every compared exchange of a connection with correlated IDs, and
+        # mostly not needed (equal bodies are equal): the work waits for the first use.
+        self._raw = pairs
+        self._pairs: frozenset[tuple[str, str]] | None = None
+        self._by_production: dict[str, str] | None = None
+        self._pattern: re.Pattern[str] | None = None
+
+    @property
+    def pairs(self) -> frozenset[tuple[str, str]]:
+        """The pairs that map something: a production value to a different shadow value."""
+        if self._pairs is None:
+            self._pairs = frozenset((a, b) for a, b in self._raw if a and a != b)
+        return self._pairs
+
+    @property
+    def by_production(self) -> dict[str, str]:
+        """Production value → the shadow's (one, if a value had several)."""
+        if self._by_production is None:
+            by_production: dict[str, str] = {}
+            for production, shadow in sorted(self.pairs):
+                by_production.setdefault(production, shadow)
+            self._by_production = by_production
+        return self._by_production
 
     def _compiled(self) -> re.Pattern[str]:
         if self._pattern is None:
             # Longest first, so `170` is not read as `17` and a `0`.
-            values = sorted(self._by_production, key=len, reverse=True)
+            values = sorted(self.by_production, key=len, reverse=True)
             alternatives = "|".join(re.escape(v) for v in values)
             self._pattern = re.compile(f"(?<![{_WORD_CHARS}])(?:{alternatives})(?![{_WORD_CHARS}])")
         return self._pattern
@@ -48,9 +65,10 @@ class MappedValues:
 
     def translate(self, text: str) -> str:
         """`text` with each production value standing in it as a whole token made the shadow's."""
-        if not self._by_production:
+        by_production = self.by_production
+        if not by_production:
             return text
-        return self._compiled().sub(lambda m: self._by_production[m.group()], text)
+        return self._compiled().sub(lambda m: by_production[m.group()], text)
 
     def same(self, production: Any, shadow: Any) -> bool:
         """True when two JSON scalars differ only by mapped values."""

@@ -155,7 +155,6 @@ def compare(
     JSON value or text that differs only by them is equal (`MappedValues`).
     """
     rules = rules or Rules()
-    mapped = mapped or None
     out: list[Difference] = []
     if production.status != shadow.status:
         out.append(Difference("status", "status", str(production.status), str(shadow.status)))

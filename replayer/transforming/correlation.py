@@ -22,26 +22,27 @@ import logging
 import re
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
-
-from prometheus_client import Counter
 
 from replayer.models import OutgoingRequest, Response
 from replayer.transforming.config import Correlate
 from replayer.transforming.step import Observer, Step, TransformContext
-from replayer.transforming.substitute import Learned, substitute
+from replayer.transforming.substitute import Finder, Learned, substitute
+from replayer.transforming.tally import Tally
 from trafficmirror.plumbing.jsonpath import DEEP, JsonPattern, Segment
 
 logger = logging.getLogger(__name__)
 
-VALUES = Counter(
+VALUES = Tally(
     "trafficmirror_replayer_correlation_values",
-    "Value correlation: production/shadow value pairs learned, request values replaced "
-    "by the shadow's (substituted), and pairs forgotten to stay within the memory "
-    "bounds (evicted).",
-    ["event"],
+    "Value correlation: production/shadow value pairs learned, requests in which values "
+    "were replaced by the shadow's (substituted), and pairs forgotten to stay within the "
+    "memory bounds (evicted).",
+    "event",
+    {"learned": "learned", "substituted": "substituted", "evicted": "evicted"},
 )
 
 #: A response body larger than this (decoded) is not searched.
@@ -74,15 +75,40 @@ class CorrelationCounts:
 class _KeyMap:
     """The pairs of one recorded connection, oldest first."""
 
-    __slots__ = ("bytes", "pairs")
+    __slots__ = ("_equal", "_finder", "bytes", "pairs")
 
     def __init__(self) -> None:
         self.pairs: OrderedDict[str, Learned] = OrderedDict()
         self.bytes = 0
+        self._finder: Finder | None = None
+        self._equal: frozenset[tuple[str, str]] | None = None
+
+    def finder(self) -> Finder:
+        """The `Finder` of the pairs now (built again after they changed)."""
+        if self._finder is None:
+            self._finder = Finder(self.pairs)
+        return self._finder
+
+    def equal(self) -> frozenset[tuple[str, str]]:
+        """The (production, shadow) pairs, for the comparison."""
+        if self._equal is None:
+            self._equal = frozenset((p, learned.value) for p, learned in self.pairs.items())
+        return self._equal
+
+    def changed(self) -> None:
+        self._finder = None
+        self._equal = None
 
 
 def _cost(production: str, learned: Learned) -> int:
-    return len(production) + len(learned.value) + len(learned.rule) + PAIR_OVERHEAD
+    return (
+        len(production)
+        + len(learned.value)
+        + len(learned.segment)
+        + len(learned.query)
+        + len(learned.rule)
+        + PAIR_OVERHEAD
+    )
 
 
 class Correlation:
@@ -94,6 +120,7 @@ class Correlation:
         self.rules = rules
         self.limits = limits or Limits()
         self.counts = CorrelationCounts()
+        VALUES.track(self, self.counts)
         self._keys: OrderedDict[bytes, _KeyMap] = OrderedDict()  # least recently used first
         self._values = 0
         self._bytes = 0
@@ -109,13 +136,11 @@ class Correlation:
         if entry is None or not entry.pairs:
             return request
         self._keys.move_to_end(key)
-        mapping = entry.pairs
-        context.equal_values.update((p, learned.value) for p, learned in mapping.items())
-        changed, used = substitute(request, mapping)
+        context.equal_values.update(entry.equal())
+        changed, used = substitute(request, entry.pairs, entry.finder())
         if changed is request:
             return request
         self.counts.substituted += 1
-        VALUES.labels("substituted").inc()
         for rule in used:
             if rule not in context.applied:
                 context.applied.append(rule)
@@ -132,23 +157,25 @@ class Correlation:
         if context.key is None or response is None or production is None:
             return
         message = production["message"]
-        flat = message["headers"]
-        prod = _Side(
-            list(zip(flat[0::2], flat[1::2], strict=True)),
-            None if message["body_truncated"] else message["body"],
-        )
-        shad = _Side(
-            [
-                (n.encode("latin-1", "replace"), v.encode("latin-1", "replace"))
-                for n, v in response.headers
-            ],
-            response.body,
-        )
+        # Equal bodies hold equal values: most exchanges, and nothing to parse.
+        same_body = not message["body_truncated"] and message["body"] == response.body
+        prod = shad = None
         for rule in self.rules:
+            if same_body and rule.response_header is None:
+                continue
+            if prod is None or shad is None:
+                prod = _Side(
+                    partial(_flat_header, message["headers"]),
+                    None if message["body_truncated"] else message["body"],
+                )
+                shad = _Side(
+                    partial(_text_header, response.headers),
+                    response.body,
+                )
             for a, b, number in _pairs(rule, prod, shad):
                 context.equal_values.add((a, b))
                 if a != b:
-                    self._learn(context.key, a, Learned(b, number, rule.name))
+                    self._learn(context.key, a, Learned.of(b, number, rule.name))
 
     def _learn(self, key: bytes, production: str, learned: Learned) -> None:
         entry = self._keys.get(key)
@@ -161,11 +188,11 @@ class Correlation:
             self._forget(entry, production, old)
         cost = _cost(production, learned)
         entry.pairs[production] = learned
+        entry.changed()
         entry.bytes += cost
         self._values += 1
         self._bytes += cost
         self.counts.learned += 1
-        VALUES.labels("learned").inc()
         limits = self.limits
         while len(entry.pairs) > limits.values_per_key or entry.bytes > limits.bytes_per_key:
             self._evict(entry, *entry.pairs.popitem(last=False))
@@ -178,6 +205,7 @@ class Correlation:
             self._keys.pop(key, None)
 
     def _forget(self, entry: _KeyMap, production: str, learned: Learned) -> None:
+        entry.changed()
         cost = _cost(production, learned)
         entry.bytes -= cost
         self._values -= 1
@@ -186,7 +214,6 @@ class Correlation:
     def _evict(self, entry: _KeyMap, production: str, learned: Learned) -> None:
         self._forget(entry, production, learned)
         self.counts.evicted += 1
-        VALUES.labels("evicted").inc()
 
     @property
     def size(self) -> tuple[int, int, int]:
@@ -206,24 +233,18 @@ def build_correlation(
 
 
 class _Side:
-    """One response as correlation reads it: raw header pairs, body decoded on demand."""
+    """One response as correlation reads it: a header lookup, the body decoded on demand."""
 
-    __slots__ = ("_body", "_json", "_text", "headers")
+    __slots__ = ("_body", "_json", "_text", "header")
 
     _UNSET: Any = object()
 
-    def __init__(self, headers: list[tuple[bytes, bytes]], body: bytes | None) -> None:
-        self.headers = headers
+    def __init__(self, header: Callable[[str], str | None], body: bytes | None) -> None:
+        #: The first value of a header (lower-case name), or None.
+        self.header = header
         self._body = body
         self._text: Any = self._UNSET
         self._json: Any = self._UNSET
-
-    def header(self, name: str) -> str | None:
-        wanted = name.encode("latin-1")
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value.decode("utf-8", "replace")
-        return None
 
     def text(self) -> str | None:
         if self._text is self._UNSET:
@@ -241,6 +262,21 @@ class _Side:
                 except (ValueError, RecursionError):
                     pass
         return self._json
+
+
+def _flat_header(flat: list[bytes], name: str) -> str | None:
+    wanted = name.encode("latin-1")
+    for i in range(0, len(flat) - 1, 2):
+        if flat[i].lower() == wanted:
+            return flat[i + 1].decode("utf-8", "replace")
+    return None
+
+
+def _text_header(pairs: tuple[tuple[str, str], ...], name: str) -> str | None:
+    for key, value in pairs:
+        if key.lower() == name:
+            return value
+    return None
 
 
 def _decode_text(body: bytes | None, encoding: str | None) -> str | None:

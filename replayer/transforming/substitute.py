@@ -14,8 +14,9 @@ Content-Length updated. Anything unchanged keeps its exact bytes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
@@ -38,26 +39,104 @@ class Learned:
     value: str
     number: bool  # the shadow's value was a JSON number
     rule: str
+    segment: str = ""  # `value` percent-encoded for a path segment
+    query: str = ""  # `value` percent-encoded for a query value
+    header_safe: bool = True  # no CR, LF or NUL: it may stand as a header value
+
+    @classmethod
+    def of(cls, value: str, number: bool, rule: str) -> Learned:
+        """With its encoded forms, computed once rather than at every replacement."""
+        safe = not any(c in value for c in "\r\n\x00")
+        return cls(
+            value, number, rule, quote(value, safe=_SEGMENT_SAFE), quote(value, safe=""), safe
+        )
+
+
+class Finder:
+    """Whether a request may hold any of a mapping's values: one regex search per part.
+
+    Most requests hold none; this says so without splitting the path, parsing
+    the query or the JSON body. It may say yes where nothing is replaced (a
+    value inside a longer segment, a percent-encoded path, a JSON body with
+    escapes), never no where something would be.
+    """
+
+    __slots__ = ("_bytes", "_text", "mapping", "slash_free")
+
+    def __init__(self, mapping: Mapping[str, Learned]) -> None:
+        self.mapping = mapping
+        values = sorted(mapping, key=len, reverse=True)  # the longest match first
+        # (?!) never matches: an empty mapping has nothing to find.
+        self._text = re.compile("|".join(re.escape(v) for v in values) or "(?!)")
+        encoded = (re.escape(v.encode("utf-8", "surrogatepass")) for v in values)
+        self._bytes = re.compile(b"|".join(encoded) or b"(?!)")
+        #: No value holds a `/`: a match never spans two path segments (see `segments`).
+        self.slash_free = not any("/" in v for v in values)
+
+    def search(self, text: str) -> bool:
+        return self._text.search(text) is not None
+
+    def segments(self, path: str, used: list[str]) -> str | None:
+        """`path` (no query, no `%`) with whole segments replaced; None if none was.
+
+        Needs `slash_free`: then every match lies inside one segment, and a
+        segment equal to a value is matched whole from its start (the longest
+        value that fits is tried first), so this finds exactly what splitting
+        the path at `/` and looking each segment up would.
+        """
+        out: list[str] | None = None
+        last, size = 0, len(path)
+        for match in self._text.finditer(path):
+            start, end = match.span()
+            if (start and path[start - 1] != "/") or (end < size and path[end] != "/"):
+                continue  # part of a longer segment
+            learned = self.mapping[match.group()]
+            if out is None:
+                out = []
+            out.append(path[last:start])
+            out.append(learned.segment)
+            last = end
+            _use(used, learned)
+        if out is None:
+            return None
+        out.append(path[last:])
+        return "".join(out)
+
+    def may_hit(self, request: OutgoingRequest) -> tuple[bool, bool, bool]:
+        """Whether the path, the headers, the body may hold a value."""
+        path = request.path
+        in_path = "%" in path or "+" in path or self._text.search(path) is not None
+        in_headers = not self.mapping.keys().isdisjoint([value for _, value in request.headers])
+        body = request.body
+        in_body = bool(body) and (b"\\" in body or self._bytes.search(body) is not None)
+        return in_path, in_headers, in_body
 
 
 def substitute(
-    request: OutgoingRequest, mapping: Mapping[str, Learned]
+    request: OutgoingRequest, mapping: Mapping[str, Learned], finder: Finder | None = None
 ) -> tuple[OutgoingRequest, list[str]]:
-    """The request with `mapping` applied (the same object if unchanged), and the rules used."""
+    """The request with `mapping` applied (the same object if unchanged), and the rules used.
+
+    `finder` (built for `mapping`) rules most requests out at once.
+    """
     used: list[str] = []
-    path = _path(request.path, mapping, used)
-    headers = _headers(request.headers, mapping, used)
-    body = _json_body(request, mapping, used)
+    in_path, in_headers, in_body = (True, True, True) if finder is None else finder.may_hit(request)
+    path = _path(request.path, mapping, used, finder) if in_path else None
+    headers = _headers(request.headers, mapping, used) if in_headers else None
+    body = _json_body(request, mapping, used) if in_body else None
     if not used:
         return request, used
     if body is not None:
         headers = _content_length(headers if headers is not None else request.headers, len(body))
+    # Built directly: dataclasses.replace costs several times as much, on every request.
     return (
-        replace(
-            request,
-            path=path if path is not None else request.path,
-            headers=headers if headers is not None else request.headers,
-            body=body if body is not None else request.body,
+        OutgoingRequest(
+            request.method,
+            request.target,
+            path if path is not None else request.path,
+            headers if headers is not None else request.headers,
+            body if body is not None else request.body,
+            request.exchange_id,
         ),
         used,
     )
@@ -68,27 +147,51 @@ def _use(used: list[str], learned: Learned) -> None:
         used.append(learned.rule)
 
 
-def _path(raw: str, mapping: Mapping[str, Learned], used: list[str]) -> str | None:
+def _path(
+    raw: str, mapping: Mapping[str, Learned], used: list[str], finder: Finder | None = None
+) -> str | None:
     path, mark, query = raw.partition("?")
+    if finder is not None and finder.slash_free and "%" not in path:
+        new_path = finder.segments(path, used)
+    else:
+        new_path = _segments(path, mapping, used)
+    new_query = None
+    if query and (finder is None or "%" in query or "+" in query or finder.search(query)):
+        new_query = _query(query, mapping, used)
+    if new_path is None and new_query is None:
+        return None
+    return (
+        (path if new_path is None else new_path)
+        + mark
+        + (query if new_query is None else new_query)
+    )
+
+
+def _segments(path: str, mapping: Mapping[str, Learned], used: list[str]) -> str | None:
     changed = False
     segments = path.split("/")
     for i, segment in enumerate(segments):
-        learned = mapping.get(unquote(segment)) if segment else None
+        learned = mapping.get(unquote(segment) if "%" in segment else segment)
         if learned is not None:
-            segments[i] = quote(learned.value, safe=_SEGMENT_SAFE)
+            segments[i] = learned.segment
             _use(used, learned)
             changed = True
-    if query:
-        params = query.split("&")
-        for i, param in enumerate(params):
-            name, eq, value = param.partition("=")
-            learned = mapping.get(unquote_plus(value)) if eq and value else None
-            if learned is not None:
-                params[i] = f"{name}={quote(learned.value, safe='')}"
-                _use(used, learned)
-                changed = True
-        query = "&".join(params)
-    return "/".join(segments) + mark + query if changed else None
+    return "/".join(segments) if changed else None
+
+
+def _query(query: str, mapping: Mapping[str, Learned], used: list[str]) -> str | None:
+    changed = False
+    params = query.split("&")
+    for i, param in enumerate(params):
+        name, _, value = param.partition("=")
+        if not value:
+            continue
+        learned = mapping.get(unquote_plus(value) if "%" in value or "+" in value else value)
+        if learned is not None:
+            params[i] = f"{name}={learned.query}"
+            _use(used, learned)
+            changed = True
+    return "&".join(params) if changed else None
 
 
 def _headers(
@@ -96,8 +199,8 @@ def _headers(
 ) -> tuple[tuple[str, str], ...] | None:
     out: list[tuple[str, str]] | None = None
     for i, (name, value) in enumerate(headers):
-        learned = mapping.get(value.strip())
-        if learned is None or name.lower() in _KEEP_HEADERS:
+        learned = mapping.get(value)
+        if learned is None or name.lower() in _KEEP_HEADERS or not learned.header_safe:
             continue
         if out is None:
             out = list(headers)

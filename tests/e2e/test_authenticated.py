@@ -144,6 +144,24 @@ def report(kafka: Kafka, topic: str, run_id: str) -> str:
     return result.stdout
 
 
+ENDPOINTS = {
+    "POST /orders",
+    "GET /orders/{id}",
+    "POST /payments",
+    "GET /receipts",
+}
+
+
+def endpoint_rows(report: str) -> dict[str, list[str]]:
+    """Endpoint → [requests, mismatch, status, headers, JSON, ...] from the report's table."""
+    rows = {}
+    for line in report.splitlines():
+        cells = line.split()
+        if len(cells) > 4 and cells[0] in ("GET", "POST") and cells[2].isdigit():
+            rows[f"{cells[0]} {cells[1]}"] = cells[2:]
+    return rows
+
+
 def shadow_shop() -> AuthShop:
     return AuthShop(
         jwt_key=SHADOW_KEY.public_key(),
@@ -164,7 +182,10 @@ def assert_the_problem(kafka: Kafka, topic: str) -> None:
     assert counts == {"match": 0, "mismatch": total, "errors": 0, "skipped": 0}
     out = report(kafka, topic, "plain")
     assert f"{total} results: 0 match (0 only in noise), {total} mismatch" in out
-    assert "status status" in out  # the 401s are what differs
+    # The 401s are what differs: every endpoint's status differs every time.
+    rows = endpoint_rows(out)
+    assert set(rows) == ENDPOINTS, out
+    assert all(cells[2] == "100.0%" for cells in rows.values()), out
 
 
 def assert_the_fix(
@@ -194,6 +215,15 @@ def assert_the_fix(
     assert counts == {"match": total, "mismatch": 0, "errors": 0, "skipped": 0}
     out = report(kafka, topic, "fixed")
     assert f"{total} results: {total} match (0 only in noise), 0 mismatch, 0 errors" in out
+    # The results name what changed each request (never a value): the credential on
+    # every request, the correlation rule on each follow-up naming an order.
+    per_endpoint = {line.split(": ")[0].strip(): line for line in out.splitlines() if " ×" in line}
+    credential = "shop-oauth" if "client:replayer" in users else "shop-jwt"
+    assert f"{credential} ×4" in per_endpoint["POST /orders"]
+    assert "order-id" not in per_endpoint["POST /orders"]
+    for endpoint, count in (("GET /orders/{id}", 6), ("POST /payments", 4), ("GET /receipts", 4)):
+        assert f"{credential} ×{count}" in per_endpoint[endpoint]
+        assert f"order-id ×{count}" in per_endpoint[endpoint]
     return shadow
 
 
@@ -238,9 +268,7 @@ def test_jwt_claims_replayed_with_resign_and_correlation(
     events = [json.loads(line) for line in inspect.stdout.splitlines()]
     assert len(events) == len(USERS) * PER_USER
     for event in events:
-        flat = event["request"]["headers"]
-        pairs = dict(zip(flat[::2], flat[1::2], strict=True))
-        value = pairs["Authorization"]
+        value = dict(event["request"]["headers"])["Authorization"]
         assert re.fullmatch(r"Bearer [\w-]+\.[\w-]+\.", value), value  # signature gone
         claims = json.loads(base64.urlsafe_b64decode(value.split(".")[1] + "=="))
         assert claims["sub"] in USERS

@@ -8,10 +8,14 @@ import json
 import re
 from typing import Any, cast
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from replayer.models import OutgoingRequest, Response, Target
 from replayer.transforming.config import Correlate
 from replayer.transforming.correlation import Correlation, Limits, build_correlation
 from replayer.transforming.step import TransformContext
+from replayer.transforming.substitute import Finder, Learned, _path
 from schemas.records import HttpExchange
 from tests.replayer.events import make_event
 from trafficmirror.plumbing.jsonpath import JsonPattern
@@ -113,7 +117,8 @@ def test_pairs_belong_to_their_recorded_connection() -> None:
 
 def test_equal_or_missing_values_teach_nothing() -> None:
     correlation = Correlation((ORDER_ID,))
-    assert learn(correlation, {"id": 17}, {"id": 17}).equal_values == {("17", "17")}
+    assert learn(correlation, {"id": 17}, {"id": 17}).equal_values == set()  # equal bodies: skipped
+    assert learn(correlation, {"id": 17, "a": 1}, {"id": 17, "a": 2}).equal_values == {("17", "17")}
     learn(correlation, {"id": 17}, {"other": 1})
     learn(correlation, {"id": 17}, {"id": None})
     learn(correlation, {"id": {"nested": 1}}, {"id": {"nested": 2}})
@@ -208,3 +213,44 @@ def test_memory_is_bounded_per_key_and_overall_and_evictions_counted() -> None:
 def test_build_correlation_returns_one_object_as_step_and_observer() -> None:
     step, observer = build_correlation((ORDER_ID,))
     assert step is observer and step.name == "correlate"
+
+
+def test_encoded_values_and_escaped_json_are_still_found() -> None:
+    correlation = Correlation((ORDER_ID,))
+    learn(correlation, {"id": "a b/c"}, {"id": "x y"})
+    changed, _ = apply(correlation, request("/o/a%20b%2Fc?ref=a+b%2Fc&n=1"))
+    assert changed.path == "/o/x%20y?ref=x%20y&n=1"
+    escaped = b'{"ref": "a b\\/c"}'  # JSON may escape the slash
+    changed, _ = apply(correlation, request("/", body=escaped))
+    assert json.loads(changed.body) == {"ref": "x y"}
+    plain = request("/o/other?ref=zzz", (("X-A", "1"),), b'{"ref": "a b"}')
+    assert apply(correlation, plain)[0] is plain
+
+
+_PIECES = st.sampled_from(["17", "170", "7", "1", "a-1", "x", "a", "b", "ab", "a/b", ""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.dictionaries(_PIECES.filter(bool), st.sampled_from(["S", "T", "9 9"]), max_size=4),
+    segments=st.lists(_PIECES, min_size=1, max_size=6),
+    query=st.lists(st.tuples(st.sampled_from(["q", "id", "17"]), _PIECES), max_size=3),
+)
+def test_the_quick_path_finds_exactly_what_splitting_finds(
+    values: dict[str, str], segments: list[str], query: list[tuple[str, str]]
+) -> None:
+    mapping = {k: Learned.of(v, False, "r") for k, v in values.items()}
+    raw = "/" + "/".join(segments)
+    if query:
+        raw += "?" + "&".join(f"{k}={v}" for k, v in query)
+    slow: list[str] = []
+    quick: list[str] = []
+    assert _path(raw, mapping, quick, Finder(mapping)) == _path(raw, mapping, slow)
+    assert quick == slow
+
+
+def test_a_value_with_a_line_break_is_never_put_in_a_header() -> None:
+    correlation = Correlation((ORDER_ID,))
+    learn(correlation, {"id": "o-17"}, {"id": "o-\r\n903"})
+    changed, _ = apply(correlation, request("/o/o-17", (("X-Order", "o-17"),)))
+    assert changed.path == "/o/o-%0D%0A903" and changed.headers == (("X-Order", "o-17"),)
