@@ -18,7 +18,7 @@ import fnmatch
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
 
@@ -39,12 +39,10 @@ from replayer.transforming.config import (
     SetHeader,
     TargetMapping,
     TransformOptions,
-    Value,
 )
 from replayer.transforming.targets import authority_key, mapping
-from replayer.transforming.values import parse_value
+from replayer.transforming.yamlnodes import Nodes, empty
 from trafficmirror.plumbing.errors import ConfigError
-from trafficmirror.plumbing.jsonpath import JsonPattern
 
 __all__ = ["MAX_FILE_BYTES", "check_header_name", "load_file", "parse_text"]
 
@@ -105,89 +103,8 @@ def parse_text(
     return _Reader(source, environ).read(text)
 
 
-class _Reader:
-    def __init__(self, source: str, environ: Mapping[str, str] | None) -> None:
-        self.source = source
-        self.environ = environ
-        self.loader: yaml.SafeLoader | None = None
-        self.names: dict[str, str] = {}
-
-    # -- nodes -----------------------------------------------------------------------
-
-    def where(self, node: yaml.Node) -> str:
-        return f"{self.source}:{node.start_mark.line + 1}"
-
-    def fail(self, node: yaml.Node, message: str) -> NoReturn:
-        raise ConfigError(f"{self.where(node)}: {message}")
-
-    def mapping(self, node: yaml.Node, what: str, keys: tuple[str, ...]) -> dict[str, yaml.Node]:
-        if not isinstance(node, yaml.MappingNode):
-            self.fail(node, f"{what} must be a mapping (key: value)")
-        out: dict[str, yaml.Node] = {}
-        for key_node, value_node in node.value:
-            key = self.scalar(key_node, f"a key of {what}")
-            if key in out:
-                self.fail(key_node, f"{key!r} is given twice in {what}")
-            if keys and key not in keys:
-                self.fail(key_node, f"unknown key {key!r} in {what} (known: {', '.join(keys)})")
-            out[key] = value_node
-        return out
-
-    def sequence(self, node: yaml.Node, what: str) -> list[yaml.Node]:
-        if not isinstance(node, yaml.SequenceNode):
-            self.fail(node, f"{what} must be a list")
-        return list(node.value)
-
-    def scalar(self, node: yaml.Node, what: str) -> str:
-        """A scalar as written (YAML's typing aside: `yes` stays the text yes)."""
-        if not isinstance(node, yaml.ScalarNode):
-            self.fail(node, f"{what} must be a single value, not a list or mapping")
-        if node.tag == "tag:yaml.org,2002:null" and node.style is None:
-            self.fail(node, f"{what} is empty")
-        return str(node.value)
-
-    def strings(self, node: yaml.Node, what: str) -> list[str]:
-        if isinstance(node, yaml.SequenceNode):
-            return [self.scalar(item, what) for item in node.value]
-        return [self.scalar(node, what)]
-
-    def flag(self, node: yaml.Node, what: str) -> bool:
-        value = self.construct(node)
-        if not isinstance(value, bool):
-            self.fail(node, f"{what} must be true or false")
-        return value
-
-    def construct(self, node: yaml.Node) -> Any:
-        assert self.loader is not None  # noqa: S101 (set by read)
-        return self.loader.construct_object(node, deep=True)
-
-    def value(self, node: yaml.Node, what: str) -> Value:
-        try:
-            return parse_value(self.scalar(node, what), self.where(node), self.environ)
-        except ConfigError:
-            raise
-        except Exception as exc:  # pragma: no cover - parse_value raises ConfigError
-            self.fail(node, str(exc))
-
-    def regex(self, node: yaml.Node, what: str) -> re.Pattern[str]:
-        text = self.scalar(node, what)
-        try:
-            return re.compile(text)
-        except re.error as exc:
-            self.fail(node, f"bad regular expression {text!r}: {exc}")
-
-    def named(self, node: yaml.Node, fields: dict[str, yaml.Node], what: str) -> str:
-        if "name" not in fields:
-            self.fail(node, f"{what} has no name")
-        name = self.scalar(fields["name"], "name")
-        if name in self.names:
-            self.fail(fields["name"], f"the name {name!r} is already used at {self.names[name]}")
-        if any(c in name for c in "\r\n\x00") or len(name) > 200:
-            self.fail(fields["name"], "a name is one line of at most 200 characters")
-        self.names[name] = self.where(fields["name"])
-        return name
-
-    # -- the file --------------------------------------------------------------------
+class _Reader(Nodes):
+    """Reads the sections of a rules file (the node helpers are in `Nodes`)."""
 
     def read(self, text: str) -> TransformOptions:
         self.loader = yaml.SafeLoader(text)
@@ -218,11 +135,6 @@ class _Reader:
         finally:
             self.loader.dispose()
         return options
-
-    def items(self, node: yaml.Node | None, what: str) -> list[yaml.Node]:
-        if node is None or (isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null")):
-            return []
-        return self.sequence(node, what)
 
     def target_map(self, node: yaml.Node | None) -> tuple[TargetMapping, ...]:
         if node is None:
@@ -310,7 +222,7 @@ class _Reader:
         f = self.mapping(node, kind, keys)
         self.need(node, f, kind, *keys)
         pattern = self.regex(f["pattern"], "pattern")
-        replacement = self.scalar(f["with"], "with") if not _empty(f["with"]) else ""
+        replacement = self.scalar(f["with"], "with") if not empty(f["with"]) else ""
         try:
             pattern.sub(replacement, "")
         except (re.error, IndexError) as exc:
@@ -321,21 +233,6 @@ class _Reader:
         if where == "header":
             header_name = check_header_name(self.scalar(f["name"], "name"), self.where(f["name"]))
         return Replace(where, pattern, replacement, header_name)  # type: ignore[arg-type]
-
-    def need(self, node: yaml.Node, fields: dict[str, yaml.Node], what: str, *keys: str) -> None:
-        for key in keys:
-            if key not in fields:
-                self.fail(node, f"{what} needs {key}")
-
-    def json_path(self, node: yaml.Node) -> JsonPattern:
-        text = self.scalar(node, "a JSON path")
-        try:
-            pattern = JsonPattern.parse(text)
-        except ConfigError as exc:
-            self.fail(node, str(exc))
-        if not pattern.tokens:
-            self.fail(node, f"{text!r} names the whole body (use a path below $)")
-        return pattern
 
     def credential(self, node: yaml.Node) -> Credential:
         fields = self.mapping(node, "a credential", _COMMON + ("oauth2", "jwt_resign"))
@@ -385,18 +282,13 @@ class _Reader:
             refresh_times=refresh,
         )
 
-    def optional(self, fields: dict[str, yaml.Node], key: str) -> str | None:
-        if key not in fields or _empty(fields[key]):
-            return None
-        return self.scalar(fields[key], key)
-
     def header(self, fields: dict[str, yaml.Node]) -> str:
         name = self.optional(fields, "header") or "Authorization"
         where = self.where(fields["header"]) if "header" in fields else self.source
         return check_header_name(name, where)
 
     def prefix(self, fields: dict[str, yaml.Node]) -> str:
-        if "prefix" not in fields or _empty(fields["prefix"]):
+        if "prefix" not in fields or empty(fields["prefix"]):
             return "Bearer " if "prefix" not in fields else ""
         prefix = self.scalar(fields["prefix"], "prefix")
         if any(c in prefix for c in "\r\n\x00"):
@@ -424,14 +316,6 @@ class _Reader:
         if pattern.groups != 1:
             self.fail(value, f"response_regex needs exactly one group, has {pattern.groups}")
         return Correlate(name, response_regex=pattern, origin=where)
-
-
-def _empty(node: yaml.Node) -> bool:
-    return (
-        isinstance(node, yaml.ScalarNode)
-        and node.tag == "tag:yaml.org,2002:null"
-        and node.style is None
-    )
 
 
 def _role(text: str) -> Role:
