@@ -29,8 +29,9 @@ from typing import Any
 
 from replayer.models import OutgoingRequest, Response
 from replayer.transforming.config import Correlate
+from replayer.transforming.rules import Draft
 from replayer.transforming.step import Observer, Step, TransformContext
-from replayer.transforming.substitute import Finder, Learned, substitute
+from replayer.transforming.substitute import Finder, Learned, substitute_draft
 from replayer.transforming.tally import Tally
 from trafficmirror.plumbing.jsonpath import DEEP, JsonPattern, Segment
 
@@ -129,22 +130,28 @@ class Correlation:
 
     async def apply(self, request: OutgoingRequest, context: TransformContext) -> OutgoingRequest:
         """Replace the production values known for this connection by the shadow's."""
+        draft = Draft(request)
+        return draft.build(request) if self.edit(draft, context) else request
+
+    def edit(self, draft: Draft, context: TransformContext) -> bool:
+        """`apply` on a request being rewritten (the chain shares one with the rules)."""
         key = context.key
         if key is None:
-            return request
+            return False
         entry = self._keys.get(key)
         if entry is None or not entry.pairs:
-            return request
+            return False
         self._keys.move_to_end(key)
         context.equal_values.update(entry.equal())
-        changed, used = substitute(request, entry.pairs, entry.finder())
-        if changed is request:
-            return request
+        used = substitute_draft(draft, entry.pairs, entry.finder())
+        if not used:
+            return False
         self.counts.substituted += 1
+        applied = context.applied
         for rule in used:
-            if rule not in context.applied:
-                context.applied.append(rule)
-        return changed
+            if rule not in applied:
+                applied.append(rule)
+        return True
 
     async def aclose(self) -> None:
         """Nothing to release (the interface the stage calls on every step)."""

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from replayer.models import OutgoingRequest
 from replayer.transforming.config import Credential, JwtResign
+from replayer.transforming.rules import Draft
 from replayer.transforming.step import TransformContext
 from replayer.transforming.tally import Tally
 from replayer.transforming.values import ValueReader
@@ -51,6 +52,8 @@ RESIGNED = Tally(
 CACHE_SIZE = 4096
 #: With moved times, a cached token is reused while the move differs by at most this much.
 TIME_SLACK_SECONDS = 30.0
+#: Seconds between two looks for a rotated key (the file is stat-ed at most that often).
+KEY_RECHECK_SECONDS = 1.0
 #: HS256 secrets shorter than this are weak (RFC 7518 3.2); used all the same, with a warning.
 MIN_HMAC_BYTES = 32
 #: Header fields that name production's key; the shadow's token must not carry them.
@@ -118,6 +121,7 @@ class JwtResigner:
         self._key_text = ""
         self._key: Any = None
         self._key_for(self._reader.get())  # a bad key fails at start, not mid-replay
+        self._key_checked = time.monotonic()
         self._warned = False
 
     def _key_for(self, text: str) -> Any:
@@ -136,34 +140,38 @@ class JwtResigner:
 
     async def apply(self, request: OutgoingRequest, context: TransformContext) -> OutgoingRequest:
         """The request with each JWT in the header signed with the shadow's key."""
-        headers: list[tuple[str, str]] | None = None
-        wanted, size = self._header, len(self._header)
-        for i, (name, value) in enumerate(request.headers):
-            if len(name) != size or name.lower() != wanted:
+        draft = Draft(request)
+        return draft.build(request) if self.edit(draft, context) else request
+
+    def edit(self, draft: Draft, context: TransformContext) -> bool:
+        """`apply` on a request being rewritten (the chain shares one with the rules)."""
+        wanted = self._header
+        names = draft.names
+        if wanted not in names:
+            return False
+        headers = draft.headers
+        changed = False
+        for i, name in enumerate(names):
+            if name != wanted:
                 continue
-            signed = self._resign(value, context)
-            if signed is None:
-                continue
-            if headers is None:
-                headers = list(request.headers)
-            headers[i] = (name, signed)
-        if headers is None:
-            return request
-        # Built directly: dataclasses.replace costs several times as much, on every request.
-        return OutgoingRequest(
-            request.method,
-            request.target,
-            request.path,
-            tuple(headers),
-            request.body,
-            request.exchange_id,
-        )
+            signed = self._resign(headers[i][1], context)
+            if signed is not None:
+                headers[i] = (headers[i][0], signed)
+                changed = True
+        if changed:
+            draft.changed = True
+        return changed
 
     async def aclose(self) -> None:
         """Nothing to release (the interface the stage calls on every step)."""
 
     def _resign(self, value: str, context: TransformContext) -> str | None:
-        key = self._key_for(self._reader.get())
+        now = time.monotonic()
+        if now - self._key_checked >= KEY_RECHECK_SECONDS:
+            # The key file is looked at (and a new key taken) at most this often anyway.
+            self._key_checked = now
+            self._key_for(self._reader.get())
+        key = self._key
         shift = 0.0
         if self.config.refresh_times:
             shift = self._clock() - context.event["request_start_us"] / 1_000_000

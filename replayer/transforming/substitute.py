@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
 from replayer.models import OutgoingRequest
+from replayer.transforming.rules import Draft
 
 #: A JSON request body larger than this is left alone.
 MAX_JSON_BYTES = 4 * 1024 * 1024
@@ -102,12 +103,12 @@ class Finder:
         out.append(path[last:])
         return "".join(out)
 
-    def may_hit(self, request: OutgoingRequest) -> tuple[bool, bool, bool]:
+    def may_hit(
+        self, path: str, headers: Sequence[tuple[str, str]], body: bytes
+    ) -> tuple[bool, bool, bool]:
         """Whether the path, the headers, the body may hold a value."""
-        path = request.path
         in_path = "%" in path or "+" in path or self._text.search(path) is not None
-        in_headers = not self.mapping.keys().isdisjoint([value for _, value in request.headers])
-        body = request.body
+        in_headers = not self.mapping.keys().isdisjoint([value for _, value in headers])
         in_body = bool(body) and (b"\\" in body or self._bytes.search(body) is not None)
         return in_path, in_headers, in_body
 
@@ -119,27 +120,41 @@ def substitute(
 
     `finder` (built for `mapping`) rules most requests out at once.
     """
+    draft = Draft(request)
+    used = substitute_draft(draft, mapping, finder)
+    return draft.build(request), used
+
+
+def substitute_draft(
+    draft: Draft, mapping: Mapping[str, Learned], finder: Finder | None = None
+) -> list[str]:
+    """Apply `mapping` to a request being rewritten; the rules whose values were replaced.
+
+    A changed body gets its Content-Length header right here.
+    """
     used: list[str] = []
-    in_path, in_headers, in_body = (True, True, True) if finder is None else finder.may_hit(request)
-    path = _path(request.path, mapping, used, finder) if in_path else None
-    headers = _headers(request.headers, mapping, used) if in_headers else None
-    body = _json_body(request, mapping, used) if in_body else None
-    if not used:
-        return request, used
-    if body is not None:
-        headers = _content_length(headers if headers is not None else request.headers, len(body))
-    # Built directly: dataclasses.replace costs several times as much, on every request.
-    return (
-        OutgoingRequest(
-            request.method,
-            request.target,
-            path if path is not None else request.path,
-            headers if headers is not None else request.headers,
-            body if body is not None else request.body,
-            request.exchange_id,
-        ),
-        used,
-    )
+    headers = draft.headers
+    if finder is None:
+        in_path = in_headers = in_body = True
+    else:
+        in_path, in_headers, in_body = finder.may_hit(draft.path, headers, draft.body)
+    if in_path:
+        path = _path(draft.path, mapping, used, finder)
+        if path is not None:
+            draft.path = path
+    if in_headers:
+        _headers(headers, draft.names, mapping, used)
+    if in_body:
+        body = _json_body(draft.body, draft.header("content-encoding"), mapping, used)
+        if body is not None:
+            draft.body = body
+            length = str(len(body))
+            for i, name in enumerate(draft.names):
+                if name == "content-length":
+                    headers[i] = (headers[i][0], length)
+    if used:
+        draft.changed = True
+    return used
 
 
 def _use(used: list[str], learned: Learned) -> None:
@@ -195,28 +210,25 @@ def _query(query: str, mapping: Mapping[str, Learned], used: list[str]) -> str |
 
 
 def _headers(
-    headers: tuple[tuple[str, str], ...], mapping: Mapping[str, Learned], used: list[str]
-) -> tuple[tuple[str, str], ...] | None:
-    out: list[tuple[str, str]] | None = None
+    headers: list[tuple[str, str]],
+    names: list[str],
+    mapping: Mapping[str, Learned],
+    used: list[str],
+) -> None:
     for i, (name, value) in enumerate(headers):
         learned = mapping.get(value)
-        if learned is None or name.lower() in _KEEP_HEADERS or not learned.header_safe:
+        if learned is None or names[i] in _KEEP_HEADERS or not learned.header_safe:
             continue
-        if out is None:
-            out = list(headers)
-        out[i] = (name, learned.value)
+        headers[i] = (name, learned.value)
         _use(used, learned)
-    return tuple(out) if out is not None else None
 
 
 def _json_body(
-    request: OutgoingRequest, mapping: Mapping[str, Learned], used: list[str]
+    body: bytes, encoding: str | None, mapping: Mapping[str, Learned], used: list[str]
 ) -> bytes | None:
-    body = request.body
     if not body or len(body) > MAX_JSON_BYTES or body.lstrip()[:1] not in (b"{", b"["):
         return None
-    encoding = (request.header("content-encoding") or "identity").strip().lower()
-    if encoding != "identity":
+    if (encoding or "identity").strip().lower() != "identity":
         return None
     try:
         document = json.loads(body)
@@ -259,12 +271,3 @@ def _replace_json(value: Any, mapping: Mapping[str, Learned], hits: list[Learned
                 return learned.value
         return learned.value
     return value
-
-
-def _content_length(
-    headers: tuple[tuple[str, str], ...], length: int
-) -> tuple[tuple[str, str], ...]:
-    return tuple(
-        (name, str(length)) if name.lower() == "content-length" else (name, value)
-        for name, value in headers
-    )

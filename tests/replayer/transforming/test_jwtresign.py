@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from replayer.models import OutgoingRequest, Target
-from replayer.transforming import values
+from replayer.transforming import jwtresign, values
 from replayer.transforming.config import Credential, JwtResign, OAuth2ClientCredentials
 from replayer.transforming.jwtresign import JwtResigner, build_jwt_resign
 from replayer.transforming.step import TransformContext
@@ -200,6 +200,7 @@ def test_a_rotated_key_file_is_used_and_the_cache_dropped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(values, "RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr(jwtresign, "KEY_RECHECK_SECONDS", 0.0)
     path = tmp_path / "secret"
     path.write_text(SHADOW_SECRET + "\n")
     step = resigner(key=f"@{path}")
