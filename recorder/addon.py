@@ -23,6 +23,7 @@ from mitmproxy import ctx, http
 from mitmproxy.proxy import mode_specs
 
 from recorder import fit, options
+from recorder.capture import BodyCapture, CaptureBudget
 from recorder.event import flow_to_event, recorder_info
 from recorder.lean import missing_hooks
 from recorder.options import options_error
@@ -65,6 +66,7 @@ class Recorder:
         self.sink: KafkaSink | None = None
         self.codec: Codec | None = None
         self.max_body_bytes = 1024 * 1024
+        self.budget = CaptureBudget()
         self.flush_timeout = 10.0
         self.convert_failed = 0
         self.filtered = 0
@@ -96,6 +98,13 @@ class Recorder:
                     f"not {opts.trafficmirror_max_body_bytes}"
                 )
             self.max_body_bytes = opts.trafficmirror_max_body_bytes
+        if "trafficmirror_max_buffered_bytes" in updated:
+            if opts.trafficmirror_max_buffered_bytes < 0:
+                raise options_error(
+                    "trafficmirror_max_buffered_bytes must be 0 or more, "
+                    f"not {opts.trafficmirror_max_buffered_bytes}"
+                )
+            self.budget.resize(opts.trafficmirror_max_buffered_bytes)
         if "trafficmirror_flush_timeout" in updated:
             self.flush_timeout = options.seconds(opts.trafficmirror_flush_timeout)
         if "trafficmirror_filter" in updated:
@@ -241,6 +250,7 @@ class Recorder:
             self._stats.clear()
             self.convert_failed = 0
             self.filtered = 0
+            self.budget.cut = 0
 
     def _close_sink(self) -> None:
         sink, self.sink = self.sink, None
@@ -248,6 +258,23 @@ class Recorder:
             self._stats.append(sink.close(self.flush_timeout))
 
     # -- hooks ----------------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # Bodies stream through, always (mitmproxy would buffer them whole);
+        # recorded exchanges keep their first bytes (recorder.capture). A flow
+        # another addon answered already must not stream (mitmproxy refuses).
+        if flow.response is None and not flow.is_replay:
+            flow.request.stream = self._capture()
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        response = flow.response
+        if response is not None and not flow.is_replay:
+            response.stream = self._capture()
+
+    def _capture(self) -> BodyCapture | bool:
+        if self.sink is None:
+            return True  # nothing is recorded: stream without keeping anything
+        return BodyCapture(self.max_body_bytes, self.budget)
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._record(flow)
@@ -295,6 +322,8 @@ class Recorder:
                     exc,
                     self.convert_failed,
                 )
+        finally:
+            _release(flow)
 
     def _shrink(
         self,
@@ -336,8 +365,15 @@ class Recorder:
             f"failed={t.failed + self.convert_failed} (queue_full={t.queue_full} "
             f"undelivered={t.undelivered} delivery_failed={t.delivery_failed} "
             f"produce_failed={t.produce_failed} convert_failed={self.convert_failed}) "
-            f"filtered={self.filtered}"
+            f"filtered={self.filtered} budget_cut={self.budget.cut}"
         )
+
+
+def _release(flow: http.HTTPFlow) -> None:
+    """Give the body bytes kept for `flow`'s event back to the budget."""
+    for message in (flow.request, flow.response):
+        if message is not None and isinstance(message.stream, BodyCapture):
+            message.stream.release()
 
 
 def default_recorder_id() -> str:

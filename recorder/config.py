@@ -48,6 +48,8 @@ class RecordConfig:
     confdir: str | None = None
     tls_certs: Sequence[str] = ()
     filter_expr: str | None = None
+    #: Body bytes kept for all exchanges in flight (`recorder.capture.CaptureBudget`).
+    max_buffered_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         # Callers hand in lists (click's tuples, validated copies): freeze them too.
@@ -86,4 +88,5 @@ class RecordConfig:
             "trafficmirror_redact_key_file": self.redact_key_file,
             "trafficmirror_redact_defaults": self.redact_defaults,
             "trafficmirror_filter": self.filter_expr,
+            "trafficmirror_max_buffered_bytes": self.max_buffered_bytes,
         }
