@@ -5,8 +5,9 @@ trafficmirror_bootstrap_servers=HOST:PORT --set trafficmirror_topic=NAME`; the
 `trafficmirror` package must be installed in mitmproxy's Python), or through
 `trafficmirror record`, which runs mitmproxy embedded with it. `Recorder`
 writes one event per exchange when it ends and never lets recording delay,
-alter or fail the live request. The rest has its own module: the options
-(`recorder.options`), the event (`recorder.event`), secrets
+alter or fail the live request; bodies stream through it. The rest has its
+own module: the options (`recorder.options`), the bodies' first bytes
+(`recorder.capture`), the event (`recorder.event`), secrets
 (`recorder.redact`), which exchanges (`recorder.selection`), fitting an event
 into a Kafka message (`recorder.fit`) and the producer (`recorder.sink`).
 """
