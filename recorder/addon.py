@@ -24,7 +24,7 @@ from mitmproxy import ctx, http
 from mitmproxy.proxy import mode_specs
 
 from recorder import fit, options
-from recorder.capture import BodyCapture, CaptureBudget
+from recorder.capture import BodyCapture, CaptureBudget, quiet_stream_logs
 from recorder.event import flow_to_event, recorder_info
 from recorder.lean import missing_hooks
 from recorder.options import options_error
@@ -89,6 +89,7 @@ class Recorder:
 
     def load(self, loader: Any) -> None:
         options.declare(loader)
+        quiet_stream_logs()
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options

@@ -138,3 +138,25 @@ class BodyCapture:
         # its share of the budget for ever.
         if self.kept:
             self.release()
+
+
+class QuietStreamLogs(logging.Filter):
+    """Leaves out mitmproxy's "Streaming request to …"/"Streaming response from …" lines.
+
+    mitmproxy logs one at INFO for every message it streams, and the recorder
+    streams them all: under `mitmdump -s` that is a line (and its formatting)
+    per body of every exchange, saying nothing the docs do not.
+    """
+
+    PREFIXES = ("Streaming request to ", "Streaming response from ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg
+        return not (isinstance(message, str) and message.startswith(self.PREFIXES))
+
+
+def quiet_stream_logs() -> None:
+    """Put `QuietStreamLogs` on mitmproxy's proxy server logger (once per process)."""
+    server_logger = logging.getLogger("mitmproxy.proxy.server")
+    if not any(isinstance(f, QuietStreamLogs) for f in server_logger.filters):
+        server_logger.addFilter(QuietStreamLogs())

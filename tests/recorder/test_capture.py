@@ -1,12 +1,29 @@
-"""BodyCapture and CaptureBudget: what passes, what is kept, and the shared bound."""
+"""BodyCapture and CaptureBudget: what passes, what is kept, the shared bound; the addon's hooks."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import gc
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow
 from prometheus_client import REGISTRY
 
-from recorder.capture import DEFAULT_MAX_BUFFERED_BYTES, BodyCapture, CaptureBudget
+from recorder.addon import Recorder
+from recorder.capture import (
+    DEFAULT_MAX_BUFFERED_BYTES,
+    BodyCapture,
+    CaptureBudget,
+    QuietStreamLogs,
+    quiet_stream_logs,
+)
+from tests.recorder.helpers import read_events
+from tests.support import Kafka
 
 
 def feed(capture: BodyCapture, chunks: list[bytes]) -> list[bytes]:
@@ -108,3 +125,83 @@ def test_resize_keeps_what_is_held() -> None:
     capture.release()
     assert budget.free == 50
     assert CaptureBudget().limit == DEFAULT_MAX_BUFFERED_BYTES == 64 * 1024 * 1024
+
+
+# -- the addon's hooks -----------------------------------------------------------------
+
+
+def in_loop(func: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on a fresh loop (taddons.context wants a running one)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(func(*args, **kwargs))
+
+    return wrapper
+
+
+def exchange(rec: Recorder) -> Any:
+    """A flow through the recorder's header hooks, as mitmproxy calls them (bodies not kept)."""
+    f = tflow.tflow()
+    f.request.content = None
+    rec.requestheaders(f)
+    f.response = tflow.tresp(content=None)
+    rec.responseheaders(f)
+    return f
+
+
+@in_loop
+async def test_the_hooks_stream_every_body_and_capture_only_when_recording(
+    kafka: Kafka, topic: str
+) -> None:
+    rec = Recorder()
+    with taddons.context(rec) as tctx:
+        idle = exchange(rec)
+        # Not recording: bodies still stream, nothing is kept.
+        assert idle.request.stream is True and idle.response.stream is True
+
+        tctx.configure(
+            rec,
+            trafficmirror_bootstrap_servers=kafka.bootstrap_servers,
+            trafficmirror_topic=topic,
+            trafficmirror_max_body_bytes=4,
+            trafficmirror_max_buffered_bytes=1000,
+        )
+        assert rec.budget.limit == 1000
+        f = exchange(rec)
+        assert isinstance(f.request.stream, BodyCapture)
+        assert isinstance(f.response.stream, BodyCapture)
+        f.request.stream(b"request body")
+        f.response.stream(b"response body")
+        assert rec.budget.held == 8
+        rec.response(f)
+        assert rec.budget.held == 0  # given back once the event is built
+
+        replayed = tflow.tflow(resp=True)
+        replayed.is_replay = "request"
+        answered = tflow.tflow(resp=True)  # another addon answered it already
+        rec.requestheaders(replayed)
+        rec.requestheaders(answered)
+        assert replayed.request.stream is False and answered.request.stream is False
+
+        with pytest.raises(exceptions.OptionsError, match="max_buffered_bytes"):
+            tctx.configure(rec, trafficmirror_max_buffered_bytes=-1)
+    [(_, event)] = read_events(kafka.bootstrap_servers, topic, 1)
+    assert (event["request"]["body"], event["request"]["body_length"]) == (b"requ", 12)
+    assert (event["response"]["message"]["body"], event["response"]["message"]["body_length"]) == (
+        b"resp",
+        13,
+    )
+    assert event["request"]["body_truncated"] and event["response"]["message"]["body_truncated"]
+
+
+def test_mitmproxys_per_stream_log_line_is_left_out(caplog: pytest.LogCaptureFixture) -> None:
+    quiet_stream_logs()
+    quiet_stream_logs()
+    server_logger = logging.getLogger("mitmproxy.proxy.server")
+    assert sum(isinstance(f, QuietStreamLogs) for f in server_logger.filters) == 1
+    with caplog.at_level(logging.INFO, logger="mitmproxy.proxy.server"):
+        server_logger.info("Streaming response from 127.0.0.1.")
+        server_logger.info("Streaming request to 127.0.0.1.")
+        server_logger.info("client connect")
+    assert [r.getMessage() for r in caplog.records] == ["client connect"]
