@@ -37,8 +37,7 @@ from aiohttp import web
 
 from tests.recorder.helpers import read_events
 from tests.recorder.test_odd_traffic import tls_request
-from tests.recorder.test_record_process import start_record
-from tests.support import Kafka, Proc, Procs, free_port
+from tests.support import Kafka, Proc, Procs, free_port, wait_port
 from trafficmirror.demo.apps import _Server
 
 pytestmark = pytest.mark.e2e
@@ -138,6 +137,21 @@ HOLD_FIRST = 256 * 1024
 def app() -> Iterator[StreamingApp]:
     with StreamingApp() as server:
         yield server
+
+
+def start_record(
+    procs: Procs, name: str, bootstrap: str, topic: str, upstream: str, *extra: str
+) -> tuple[Proc, int]:
+    """`record` in front of `upstream`; (process, port). Start-up may be slow on a busy machine."""
+    port = free_port()
+    args = ["record", "-b", bootstrap, "-t", topic, "--upstream", upstream]
+    proc = procs.start(name, [*args, "--listen", f"127.0.0.1:{port}", *extra])
+    try:
+        wait_port(port, timeout=60)
+    except TimeoutError:
+        proc.stop()
+        raise AssertionError(f"recorder did not start:\n{proc.stderr}") from None
+    return proc, port
 
 
 # -- the recorder's memory -------------------------------------------------------------
