@@ -48,6 +48,7 @@ class RecordConfig:
     confdir: str | None = None
     tls_certs: Sequence[str] = ()
     filter_expr: str | None = None
+    drain_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         # Callers hand in lists (click's tuples, validated copies): freeze them too.
@@ -78,6 +79,7 @@ class RecordConfig:
             "trafficmirror_recorder_id": self.recorder_id
             or f"{socket.gethostname()}:{self.listen_port}",
             "trafficmirror_flush_timeout": repr(float(self.flush_timeout)),
+            "trafficmirror_drain_timeout": repr(float(self.drain_timeout)),
             "trafficmirror_schema_registry_url": self.schema_registry_url,
             "trafficmirror_metrics_host": self.metrics_host,
             "trafficmirror_metrics_port": self.metrics_port,

@@ -27,6 +27,9 @@ UNKNOWN_LENGTH = -1
 #: `flow.metadata` key: the proxy appended a Content-Length the client did not
 #: send (see `recorder.run.Http1BodyFraming`); the event leaves it out.
 ADDED_CONTENT_LENGTH = "trafficmirror.added_content_length"
+#: `flow.metadata` key: a stopping recorder put `Connection: close` first in the
+#: response headers (see `recorder.drain.close_after`); the event leaves it out.
+ADDED_CONNECTION_CLOSE = "trafficmirror.added_connection_close"
 
 _HOST = b"host"
 
@@ -200,6 +203,9 @@ def flow_to_event(
             "http_version": text(sd.http_version),
             "message": message(resp, max_body_bytes, redactor, "response", notes),
         }
+        added = flow.metadata.get(ADDED_CONNECTION_CLOSE)
+        if added and response["message"]["headers"][:2] == [b"connection", b"close"]:
+            del response["message"]["headers"][:2]
         response_start = micros(sd.timestamp_start)
         response_end = micros(sd.timestamp_end)
     if notes:
