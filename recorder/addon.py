@@ -77,6 +77,8 @@ class Recorder:
         self.convert_failed = 0
         self.filtered = 0
         self.cut_off = 0
+        #: The counts of the summary `done()` logged last (it then starts again from 0).
+        self.last_counts: Counts | None = None
         self.inflight = InFlight()
         #: Child addons (mitmproxy calls their hooks after this one's).
         self.addons = [self.inflight]
@@ -249,7 +251,7 @@ class Recorder:
             self._health.close()
             self._health = None
         if had_sink:
-            counts = self.counts()
+            counts = self.last_counts = self.counts()
             level = logging.INFO if counts.dropped + counts.failed == 0 else logging.WARNING
             logger.log(level, "%s", counts.line())
             if not counts.balanced:  # a bug: every seen exchange must land in one bucket

@@ -189,16 +189,17 @@ class Drainer:
             closed_at_end=closed_at_end,
             forced=self._force.is_set(),
         )
+        cut = f", recorded with the error {STOPPED_ERROR!r}" if unfinished else ""
         logger.log(
             logging.WARNING if unfinished else logging.INFO,
-            "trafficmirror recorder: drained in %.2f s%s: %d exchanges were in flight, "
-            "%d cut off (recorded with the error %r); %d idle connections closed, "
-            "%d still open at the end",
+            "trafficmirror recorder: drained in %.2f s%s: %d exchanges were in flight at "
+            "the signal; %d unfinished at the end%s; %d idle connections closed, %d still "
+            "open at the end",
             self.report.seconds,
             " (cut short by a second signal)" if self.report.forced else "",
             in_flight,
             len(unfinished),
-            STOPPED_ERROR,
+            cut,
             idle_closed,
             closed_at_end,
         )

@@ -144,7 +144,8 @@ def check_listen(host: str, port: int) -> None:
 async def serve(values: dict[str, Any]) -> Recorder:
     """Run the embedded proxy until SIGINT/SIGTERM, drain, flush; return the recorder.
 
-    Its counters (`Recorder.counts()`) are final by then: the summary line was logged.
+    By then the summary line was logged; its counts are `Recorder.last_counts`
+    (`recorder.accounting.Counts`, which add up across processes).
     """
     # Typed as Any: mitmproxy's Master, AddonManager and OptManager are unannotated.
     opts: Any = options.Options()

@@ -152,7 +152,10 @@ def test_every_exchange_lands_in_one_bucket(kafka: Kafka, caplog: pytest.LogCapt
                 rec.done()
         return rec, ids
 
-    _, ids = run(scenario())
+    rec, ids = run(scenario())
+    assert rec.last_counts is not None and rec.last_counts.balanced
+    assert (rec.last_counts.seen, rec.last_counts.cut_off) == (5, 1)
+    assert rec.counts() == Counts()  # done() starts again from 0
     assert (
         "seen=5 recorded=4 dropped=0 failed=1 (queue_full=0 undelivered=0 delivery_failed=0 "
         "produce_failed=0 convert_failed=1) filtered=1 cut_off=1"
