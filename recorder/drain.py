@@ -86,6 +86,7 @@ class Drainer:
         self.report: DrainReport | None = None
         self._force: asyncio.Event | None = None
         self._forced = False
+        self._running: asyncio.Future[DrainReport] | None = None
 
     # -- hooks ----------------------------------------------------------------
 
@@ -134,9 +135,15 @@ class Drainer:
             self._force.set()
 
     async def drain(self, deadline: float) -> DrainReport:
-        """Drain until `deadline` (`time.monotonic()`), or less if nothing is left; once only."""
-        if self.report is not None:
-            return self.report
+        """Drain until `deadline` (`time.monotonic()`), or less if nothing is left.
+
+        Once only: a later or concurrent call waits for the first and gets its report.
+        """
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._drain(deadline))
+        return await asyncio.shield(self._running)
+
+    async def _drain(self, deadline: float) -> DrainReport:
         started = time.monotonic()
         self._force = asyncio.Event()
         if self._forced:

@@ -109,3 +109,16 @@ def test_done_drains_when_nothing_else_did_and_force_cuts_it_short() -> None:
             assert drainer.report.cut_off == 1
 
     asyncio.run(scenario())
+
+
+def test_concurrent_drains_share_one() -> None:
+    async def scenario() -> None:
+        rec = FakeRecorder()
+        drainer = Drainer(rec)
+        with taddons.context(drainer):
+            rec.inflight.requestheaders(tflow.tflow())
+            deadline = time.monotonic() + 5
+            first, second = await asyncio.gather(drainer.drain(deadline), drainer.drain(deadline))
+            assert first is second and len(rec.recorded) == 1
+
+    asyncio.run(scenario())

@@ -56,10 +56,13 @@ class SlowApp(SampleApp):
     def __init__(self) -> None:
         super().__init__()
         self.shutdown_timeout = 0.5
+        #: Paths of the /sleep/ requests that have arrived.
+        self.sleeping: set[str] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         if request.path.startswith("/sleep/"):
+            self.sleeping.add(request.path)
             await asyncio.sleep(float(request.path.rsplit("/", 1)[1]))
         return self.respond(request, body)
 
@@ -118,9 +121,12 @@ class Slow:
     error: str = ""
 
 
-def slow_request(port: int, slow: Slow) -> None:
+def slow_request(port: int, slow: Slow, go: threading.Event | None = None) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=40)
     try:
+        conn.connect()
+        if go is not None:
+            go.wait(30)
         conn.request("GET", slow.path)
         response = conn.getresponse()
         response.read()
@@ -152,21 +158,33 @@ def parse_summary(text: str) -> dict[str, int]:
 
 
 def load_then_signal(
-    port: int, signal_process: Any, wait_exit: Any, lead: float = 1.5
+    port: int, app: SlowApp, signal_process: Any, wait_exit: Any, lead: float = 1.0
 ) -> tuple[list[Client], Slow, Slow, float]:
-    """50 steady clients plus a 1 s and a 30 s request; SIGTERM after `lead` seconds."""
+    """50 steady clients plus a 1 s and a 30 s request; SIGTERM `lead` seconds into the load,
+    while both slow requests are at the app."""
     clients = [Client(i) for i in range(CLIENTS)]
     until = time.monotonic() + 30
     threads = [
         threading.Thread(target=steady_client, args=(port, c, until), daemon=True) for c in clients
     ]
     short, long = Slow("/sleep/1"), Slow("/sleep/30")
+    go = threading.Event()
     threads += [
-        threading.Thread(target=slow_request, args=(port, s), daemon=True) for s in (short, long)
+        threading.Thread(target=slow_request, args=(port, s, go), daemon=True)
+        for s in (short, long)
     ]
     for thread in threads:
         thread.start()
+    # Mid-load: every client is through at least once (the first connections of
+    # a freshly started proxy are slow on a loaded machine), then some more.
+    ramp_up = time.monotonic() + 15
+    while not all(c.answered for c in clients) and time.monotonic() < ramp_up:
+        time.sleep(0.05)
     time.sleep(lead)
+    go.set()
+    at_app = time.monotonic() + 10
+    while app.sleeping != {short.path, long.path} and time.monotonic() < at_app:
+        time.sleep(0.01)
     signalled = time.monotonic()
     signal_process()
     code = wait_exit()
@@ -250,7 +268,7 @@ def test_sigterm_under_load_records_every_answered_request(
     )
     wait_port(port, timeout=15)
     clients, short, long, stopped = load_then_signal(
-        port, lambda: recorder.signal(signal.SIGTERM), lambda: recorder.wait(30)
+        port, app, lambda: recorder.signal(signal.SIGTERM), lambda: recorder.wait(30)
     )
     # The drain ran to its deadline (the 30 s request), not longer.
     assert 3.0 <= stopped < 12, stopped
@@ -340,7 +358,7 @@ def test_mitmdump_with_the_addon_drains_too(kafka: Kafka, app: SlowApp, tmp_path
     try:
         wait_port(port, timeout=15)
         clients, short, long, stopped = load_then_signal(
-            port, lambda: proc.send_signal(signal.SIGTERM), lambda: proc.wait(30)
+            port, app, lambda: proc.send_signal(signal.SIGTERM), lambda: proc.wait(30)
         )
     finally:
         if proc.poll() is None:
