@@ -21,16 +21,20 @@ import socket
 from typing import Any
 
 from mitmproxy import ctx, http
+from mitmproxy import flow as mitmflow
 from mitmproxy.proxy import mode_specs
 
 from recorder import fit, options
+from recorder.accounting import Counts
 from recorder.capture import BodyCapture, CaptureBudget, quiet_stream_logs
+from recorder.drain import Drainer
 from recorder.event import flow_to_event, recorder_info
+from recorder.inflight import InFlight
 from recorder.lean import missing_hooks
 from recorder.options import options_error
 from recorder.redact import Redactor
 from recorder.selection import FILTERED, parse_flow_filter
-from recorder.sink import CONVERT_FAILED, KafkaSink, SinkStats
+from recorder.sink import CONVERT_FAILED, SEEN, KafkaSink, SinkStats
 from schemas.codec import Codec, Encoded
 from schemas.records import HttpExchange, Message, RecorderInfo
 from trafficmirror.plumbing.errors import TrafficMirrorError
@@ -59,8 +63,10 @@ class Recorder:
     a full producer queue drops the event (`recorder.sink`), an exchange that
     cannot be converted or encoded is `convert_failed` (logged, rate-limited).
     On shutdown the queue is flushed for at most `trafficmirror_flush_timeout`
-    seconds and one summary line is logged (`summary()`); the same counters
-    are Prometheus metrics.
+    seconds and one summary line is logged (`summary()`, `recorder.accounting`:
+    `seen = recorded + dropped + failed`); the same counters are Prometheus
+    metrics. `inflight` (a child addon) knows the exchanges under way, so that
+    a stop (`recorder.drain`) can wait for them or record them cut off.
     """
 
     def __init__(self) -> None:
@@ -69,8 +75,16 @@ class Recorder:
         self.max_body_bytes = 1024 * 1024
         self.budget = CaptureBudget()
         self.flush_timeout = 10.0
+        self.drain_timeout = 5.0
+        self.seen = 0
         self.convert_failed = 0
         self.filtered = 0
+        self.cut_off = 0
+        #: The counts of the summary `done()` logged last (it then starts again from 0).
+        self.last_counts: Counts | None = None
+        self.inflight = InFlight()
+        #: Child addons (mitmproxy calls their hooks after this one's).
+        self.addons = [self.inflight]
         self._filter: Any = None
         self.redactor: Redactor = Redactor.from_options()
         self._info: RecorderInfo = recorder_info("")
@@ -109,6 +123,10 @@ class Recorder:
             self.budget.resize(opts.trafficmirror_max_buffered_bytes)
         if "trafficmirror_flush_timeout" in updated:
             self.flush_timeout = options.seconds(opts.trafficmirror_flush_timeout)
+        if "trafficmirror_drain_timeout" in updated:
+            self.drain_timeout = options.seconds(
+                opts.trafficmirror_drain_timeout, "trafficmirror_drain_timeout"
+            )
         if "trafficmirror_filter" in updated:
             try:
                 self._filter = parse_flow_filter(opts.trafficmirror_filter)
@@ -244,14 +262,18 @@ class Recorder:
             self._health.close()
             self._health = None
         if had_sink:
-            line = self.summary()
-            stats = self.totals()
-            lost = stats.dropped + stats.failed + self.convert_failed
-            level = logging.INFO if lost == 0 else logging.WARNING
-            logger.log(level, "%s", line)
+            counts = self.last_counts = self.counts()
+            level = logging.INFO if counts.dropped + counts.failed == 0 else logging.WARNING
+            logger.log(level, "%s", counts.line())
+            if not counts.balanced:  # a bug: every seen exchange must land in one bucket
+                logger.error(
+                    "trafficmirror: accounting does not add up: seen=%d, but recorded + "
+                    "dropped + failed = %d",
+                    counts.seen,
+                    counts.seen - counts.pending,
+                )
             self._stats.clear()
-            self.convert_failed = 0
-            self.filtered = 0
+            self.seen = self.convert_failed = self.filtered = self.cut_off = 0
             self.budget.cut = 0
 
     def _close_sink(self) -> None:
@@ -284,13 +306,26 @@ class Recorder:
     def error(self, flow: http.HTTPFlow) -> None:
         # An error after the response (the client hung up while it was sent
         # back) belongs to an exchange whose event already left.
-        if RECORDED_MARK not in flow.metadata:
-            self._record(flow)
+        self._record(flow)
+
+    def record_unfinished(self, flow: http.HTTPFlow, error: str) -> None:
+        """Record an exchange a stop cut off, with `error` (unless it has one already)."""
+        if RECORDED_MARK in flow.metadata:
+            self.inflight.finish(flow)
+            return
+        if flow.error is None:
+            flow.error = mitmflow.Error(error)
+        seen = self.seen
+        self._record(flow)
+        if self.seen > seen:
+            self.cut_off += 1
 
     def _record(self, flow: http.HTTPFlow) -> None:
+        self.inflight.finish(flow)
         sink, codec = self.sink, self.codec
-        if sink is None or codec is None or flow.is_replay:
+        if sink is None or codec is None or flow.is_replay or RECORDED_MARK in flow.metadata:
             return
+        kept = False
         try:
             flow.metadata[RECORDED_MARK] = True
             if self._filter is not None and not self._filter(flow):
@@ -298,6 +333,11 @@ class Recorder:
                 self.filtered += 1
                 FILTERED.inc()
                 return
+            # From here on the exchange lands in exactly one bucket: recorded,
+            # dropped or failed (the sink's counters, or convert_failed below).
+            kept = True
+            self.seen += 1
+            SEEN.inc()
             info = self._info
             if not self._keep_host and isinstance(
                 flow.client_conn.proxy_mode, mode_specs.ReverseMode
@@ -314,6 +354,9 @@ class Recorder:
                 int(flow.request.timestamp_start * 1000),
             )
         except Exception as exc:  # policy: recording never breaks the live flow
+            if not kept:  # the filter itself failed: seen, and failed
+                self.seen += 1
+                SEEN.inc()
             self.convert_failed += 1
             CONVERT_FAILED.inc()
             if self._throttle.allow():
@@ -359,16 +402,20 @@ class Recorder:
                 setattr(total, name, getattr(total, name) + getattr(stats, name))
         return total
 
+    def counts(self) -> Counts:
+        """Every counter of this addon, sinks included (exact once the sinks are closed)."""
+        return Counts.of(
+            self.totals(),
+            seen=self.seen,
+            convert_failed=self.convert_failed,
+            filtered=self.filtered,
+            cut_off=self.cut_off,
+            budget_cut=self.budget.cut,
+        )
+
     def summary(self) -> str:
         """The one-line exit summary."""
-        t = self.totals()
-        return (
-            f"trafficmirror recorder summary: recorded={t.recorded} dropped={t.dropped} "
-            f"failed={t.failed + self.convert_failed} (queue_full={t.queue_full} "
-            f"undelivered={t.undelivered} delivery_failed={t.delivery_failed} "
-            f"produce_failed={t.produce_failed} convert_failed={self.convert_failed}) "
-            f"filtered={self.filtered} budget_cut={self.budget.cut}"
-        )
+        return self.counts().line()
 
 
 def _release(flow: http.HTTPFlow) -> None:
@@ -424,5 +471,7 @@ def _probe_event() -> HttpExchange:
 # (see recorder.lean.missing_hooks; bench/recorder.py --instructions measures it).
 globals().update(missing_hooks(globals()))
 
-#: What mitmproxy loads from this file as a script (`mitmdump -s`).
-addons = [Recorder()]
+#: What mitmproxy loads from this file as a script (`mitmdump -s`): the Drainer
+#: first, so that on shutdown it drains before the Recorder flushes.
+_recorder = Recorder()
+addons = [Drainer(_recorder), _recorder]

@@ -50,6 +50,7 @@ class RecordConfig:
     filter_expr: str | None = None
     #: Body bytes kept for all exchanges in flight (`recorder.capture.CaptureBudget`).
     max_buffered_bytes: int = 64 * 1024 * 1024
+    drain_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         # Callers hand in lists (click's tuples, validated copies): freeze them too.
@@ -80,6 +81,7 @@ class RecordConfig:
             "trafficmirror_recorder_id": self.recorder_id
             or f"{socket.gethostname()}:{self.listen_port}",
             "trafficmirror_flush_timeout": repr(float(self.flush_timeout)),
+            "trafficmirror_drain_timeout": repr(float(self.drain_timeout)),
             "trafficmirror_schema_registry_url": self.schema_registry_url,
             "trafficmirror_metrics_host": self.metrics_host,
             "trafficmirror_metrics_port": self.metrics_port,

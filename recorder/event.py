@@ -26,6 +26,9 @@ from schemas.records import Address, HttpExchange, Message, RecordedResponse, Re
 
 #: Recorded when a body's length is unknown (cut off by an error, or streamed uncaptured).
 UNKNOWN_LENGTH = -1
+#: `flow.metadata` key: a stopping recorder put `Connection: close` first in the
+#: response headers (see `recorder.drain.close_after`); the event leaves it out.
+ADDED_CONNECTION_CLOSE = "trafficmirror.added_connection_close"
 
 _HOST = b"host"
 
@@ -205,6 +208,9 @@ def flow_to_event(
             "http_version": text(sd.http_version),
             "message": message(resp, max_body_bytes, redactor, "response", notes),
         }
+        added = flow.metadata.get(ADDED_CONNECTION_CLOSE)
+        if added and response["message"]["headers"][:2] == [b"connection", b"close"]:
+            del response["message"]["headers"][:2]
         response_start = micros(sd.timestamp_start)
         response_end = micros(sd.timestamp_end)
     if notes:

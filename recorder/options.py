@@ -110,6 +110,16 @@ def declare(loader: Any) -> None:
         "Kafka; events still queued then are counted as undelivered.",
     )
     loader.add_option(
+        "trafficmirror_drain_timeout",
+        str,
+        "5",
+        "Seconds (may be fractional) a stopping recorder lets exchanges in flight finish: "
+        "it stops accepting connections, answers what arrives on open ones (HTTP/1 "
+        "responses marked Connection: close), closes idle connections, and records "
+        "exchanges still unfinished then with the error 'recorder stopped before the "
+        "exchange finished'. Under mitmdump this runs when mitmproxy shuts down.",
+    )
+    loader.add_option(
         "trafficmirror_redact_header",
         Sequence[str],
         [],
@@ -173,14 +183,12 @@ def options_error(message: str) -> exceptions.OptionsError:
     return exceptions.OptionsError(message)  # type: ignore[no-untyped-call]
 
 
-def seconds(value: str) -> float:
-    """`trafficmirror_flush_timeout` as seconds; `OptionsError` unless a number >= 0."""
+def seconds(value: str, name: str = "trafficmirror_flush_timeout") -> float:
+    """Option `name`'s value as seconds; `OptionsError` unless a number >= 0."""
     try:
         parsed = float(value)
     except ValueError:
         parsed = -1.0
     if not parsed >= 0:  # also rejects NaN
-        raise options_error(
-            f"trafficmirror_flush_timeout must be a number of seconds >= 0, not {value!r}"
-        )
+        raise options_error(f"{name} must be a number of seconds >= 0, not {value!r}")
     return parsed

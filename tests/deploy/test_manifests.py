@@ -107,6 +107,23 @@ def test_broken_scaledobject_and_dangling_port_fail(tools: None, tmp_path: Path)
     assert "names port 'metric'" in proc.stdout
 
 
+def test_recorder_sidecar_must_drain_and_flush_within_the_grace_period(
+    tools: None, tmp_path: Path
+) -> None:
+    k8s = _k8s_copy(tmp_path)
+    _replace(
+        k8s / "components" / "recorder-sidecar" / "deployment-patch.yaml",
+        '"--flush-timeout", "8"',
+        '"--flush-timeout", "10"',
+    )
+    proc = _validate("--only", "k8s", "--k8s-dir", str(k8s))
+    assert proc.returncode == 1, proc.stdout
+    assert (
+        "FAIL  k8s/overlays/example: deployment/app terminationGracePeriodSeconds (20) > "
+        "trafficmirror-recorder's preStop (5) + --drain-timeout (5) + --flush-timeout (10)"
+    ) in proc.stdout
+
+
 def test_broken_compose_file_fails(tools: None, tmp_path: Path) -> None:
     compose = tmp_path / "docker-compose.yml"
     shutil.copy(ROOT / "compose" / "docker-compose.yml", compose)

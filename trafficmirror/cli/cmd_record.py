@@ -62,6 +62,17 @@ from trafficmirror.cli.recording import recorder_extra_options
     show_default=True,
     help="Seconds to wait on shutdown for queued events to reach Kafka.",
 )
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(0),
+    default=5.0,
+    show_default=True,
+    help="On SIGTERM/SIGINT, seconds to let exchanges in flight finish after the recorder "
+    "stops accepting connections; requests arriving on open connections meanwhile are "
+    "answered (HTTP/1 with Connection: close), and exchanges unfinished at the end are "
+    "recorded with an error. A second signal stops at once. Give the pod a grace period "
+    "longer than this plus --flush-timeout.",
+)
 @recorder_extra_options
 def record(
     bootstrap_servers: str | None,
@@ -76,6 +87,7 @@ def record(
     max_body_bytes: int,
     recorder_id: str | None,
     flush_timeout: float,
+    drain_timeout: float,
     recorder_extras: dict[str, Any],
 ) -> None:
     """Run the recorder: a reverse proxy in front of UPSTREAM that records to Kafka.
@@ -84,10 +96,11 @@ def record(
     unchanged (the client's Host header included) and, in the background, written
     to TOPIC, one event per exchange, keyed by client connection. Kafka trouble
     never delays or fails a live request: when the local queue is full, events are
-    dropped and counted. On SIGTERM/SIGINT queued events are flushed for at most
-    --flush-timeout seconds and one summary line is logged: recorded, dropped,
-    failed. If UPSTREAM refuses connections, clients get a 502 and the error is
-    recorded.
+    dropped and counted. On SIGTERM/SIGINT the recorder stops accepting
+    connections, lets exchanges in flight finish (--drain-timeout), flushes queued
+    events for at most --flush-timeout seconds and logs one summary line in which
+    seen = recorded + dropped + failed. If UPSTREAM refuses connections, clients
+    get a 502 and the error is recorded.
 
     Clients may speak plain HTTP or TLS (HTTP/1.1 or HTTP/2) on the same port;
     see --confdir and --tls-cert. Secrets are redacted before an event leaves
@@ -111,6 +124,7 @@ def record(
             max_body_bytes=max_body_bytes,
             recorder_id=recorder_id,
             flush_timeout=flush_timeout,
+            drain_timeout=drain_timeout,
             schema_registry_url=schema_registry_url,
             metrics_host=metrics_host,
             metrics_port=metrics_port,
