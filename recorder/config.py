@@ -48,6 +48,8 @@ class RecordConfig:
     confdir: str | None = None
     tls_certs: Sequence[str] = ()
     filter_expr: str | None = None
+    #: Recorder processes sharing the listen port (`recorder.workers`); 1 runs in-process.
+    workers: int = 1
 
     def __post_init__(self) -> None:
         # Callers hand in lists (click's tuples, validated copies): freeze them too.
