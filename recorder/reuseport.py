@@ -14,6 +14,7 @@ non-listening SO_REUSEPORT socket so no other program takes the port meanwhile.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from typing import Any
 
@@ -27,6 +28,12 @@ def supported() -> bool:
 
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> TrafficMirrorError:
+    # create_server() adds "(while attempting to bind on ...)": the errno says enough.
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return TrafficMirrorError(f"cannot listen on {host}:{port}: {reason}")
 
 
 def reserve(host: str, port: int) -> socket.socket:
@@ -45,14 +52,14 @@ def reserve(host: str, port: int) -> socket.socket:
             socket.create_server((host, port), family=family).close()
         sock = socket.socket(family, socket.SOCK_STREAM)
     except OSError as exc:
-        raise TrafficMirrorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise _cannot_listen(host, port, exc) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise TrafficMirrorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise _cannot_listen(host, port, exc) from None
     return sock
 
 
