@@ -38,8 +38,10 @@ from trafficmirror.plumbing.errors import TrafficMirrorError
 
 logger = logging.getLogger(__name__)
 
-#: A worker silent for this long counts as stalled for /healthz.
+#: A worker silent for this long counts as stalled (its event loop sends a status each second).
 STALE_AFTER = 10.0
+#: /healthz fails this long after the last moment every worker was heard from in time.
+HEALTH_STALE_AFTER = 5.0
 
 
 @dataclass
@@ -261,7 +263,10 @@ class Supervisor:
         """None once every worker is ready, else the first worker's reason."""
         if self.stopping:
             return "stopping"
+        now = time.monotonic()
         for worker in self.workers:
+            if now - worker.heard > STALE_AFTER:
+                return f"worker {worker.name}: silent for {now - worker.heard:.0f}s"
             if worker.ready is not None:
                 return f"worker {worker.name}: {worker.ready}"
         return None
@@ -381,7 +386,7 @@ def _serve_metrics(config: RecordConfig, metrics_dir: str, supervisor: Superviso
 
     registry = CollectorRegistry()
     registry.register(_WorkerMetrics(metrics_dir))
-    state = HealthState(stale_after=STALE_AFTER)
+    state = HealthState(stale_after=HEALTH_STALE_AFTER)
     state.set_ready_check(supervisor.ready)
     try:
         return HealthServer(state, config.metrics_host, config.metrics_port or 0, registry).start()

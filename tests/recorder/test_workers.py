@@ -85,11 +85,12 @@ def children(pid: int) -> list[int]:
 
 
 def gone(pid: int) -> bool:
+    """True once `pid` has exited (a zombie waiting for its reaper counts)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
         return True
-    return False
 
 
 def send(port: int, conn: int, requests: int) -> list[int]:
@@ -188,6 +189,23 @@ def test_a_killed_worker_is_reported_and_stops_the_others(
     assert "Traceback" not in proc.stderr
     # The survivor's counts are still summed, and the summary says whose are missing.
     assert "not counted: worker w" in proc.stderr
+
+
+@pytest.mark.e2e
+def test_workers_stop_when_the_supervisor_is_killed(
+    kafka: Kafka, procs: Procs, app: RecordingShadow
+) -> None:
+    topic = kafka.new_topic(1)
+    proc, port = start_workers(procs, kafka, topic, app.url)
+    workers = children(proc.popen.pid)
+    assert send(port, 0, 2) == [200, 200]
+    proc.signal(signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not all(gone(pid) for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived their supervisor"
+        time.sleep(0.1)
+    # They stopped as on SIGTERM: what they had recorded reached Kafka.
+    assert len(read_events(kafka.bootstrap_servers, topic, 2)) == 2
 
 
 @pytest.mark.e2e

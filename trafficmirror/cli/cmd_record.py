@@ -2,8 +2,9 @@
 
 The command validates what it can before anything starts (Kafka settings, the
 --listen address, the --upstream URL, and that the proxy would neither loop to
-itself nor share its port with /metrics), then hands over to `recorder.run`,
-imported only now because it loads mitmproxy. The recorder's extra options
+itself nor share its port with /metrics), then hands over to `recorder.run`
+(with --workers N, to the supervisor in `recorder.workers`), imported only now
+because it loads mitmproxy. The recorder's extra options
 (TLS, redaction, ...) come from `cli.recording`.
 """
 
