@@ -263,6 +263,8 @@ class Supervisor:
         """None once every worker is ready, else the first worker's reason."""
         if self.stopping:
             return "stopping"
+        if len(self.workers) < self.config.workers:
+            return "starting the workers"
         now = time.monotonic()
         for worker in self.workers:
             if now - worker.heard > STALE_AFTER:

@@ -108,13 +108,18 @@ def send(port: int, conn: int, requests: int) -> list[int]:
     return statuses
 
 
-def metric(port: int, name: str) -> float:
+def get(port: int, path: str) -> tuple[int, str]:
     client = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        client.request("GET", "/metrics")
-        text = client.getresponse().read().decode()
+        client.request("GET", path)
+        response = client.getresponse()
+        return response.status, response.read().decode()
     finally:
         client.close()
+
+
+def metric(port: int, name: str) -> float:
+    _, text = get(port, "/metrics")
     values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
     return sum(values)
 
@@ -128,6 +133,12 @@ def test_two_workers_share_the_port_and_record_every_request(
     proc, port = start_workers(procs, kafka, topic, app.url, "--metrics-port", str(metrics_port))
     workers = children(proc.popen.pid)
     assert len(workers) == 2
+    # Ready once both workers are (listening, Kafka reached); alive meanwhile.
+    deadline = time.monotonic() + 15
+    while get(metrics_port, "/readyz")[0] != 200:
+        assert time.monotonic() < deadline, get(metrics_port, "/readyz")
+        time.sleep(0.1)
+    assert get(metrics_port, "/healthz") == (200, "ok\n")
 
     connections, per_connection = 40, 5
     with ThreadPoolExecutor(8) as pool:
@@ -142,6 +153,11 @@ def test_two_workers_share_the_port_and_record_every_request(
         assert time.monotonic() < deadline, "the metrics never showed every event"
         time.sleep(0.2)
     assert metric(metrics_port, "trafficmirror_recorder_recorded_total") == total
+    # Gauges are per worker, labelled with its pid.
+    _, text = get(metrics_port, "/metrics")
+    assert {f'trafficmirror_recorder_queue_messages{{pid="{pid}"}}' for pid in workers} <= {
+        line.split()[0] for line in text.splitlines()
+    }
 
     # SIGTERM to the supervisor stops both workers, with one summary for both.
     assert proc.stop(timeout=60) == 0, proc.stderr
