@@ -51,6 +51,8 @@ class RecordConfig:
     #: Body bytes kept for all exchanges in flight (`recorder.capture.CaptureBudget`).
     max_buffered_bytes: int = 64 * 1024 * 1024
     drain_timeout: float = 5.0
+    #: Recorder processes sharing the listen port (`recorder.workers`); 1 runs in-process.
+    workers: int = 1
 
     def __post_init__(self) -> None:
         # Callers hand in lists (click's tuples, validated copies): freeze them too.

@@ -2,8 +2,9 @@
 
 The command validates what it can before anything starts (Kafka settings, the
 --listen address, the --upstream URL, and that the proxy would neither loop to
-itself nor share its port with /metrics), then hands over to `recorder.run`,
-imported only now because it loads mitmproxy. The recorder's extra options
+itself nor share its port with /metrics), then hands over to `recorder.run`
+(with --workers N, to the supervisor in `recorder.workers`), imported only now
+because it loads mitmproxy. The recorder's extra options
 (TLS, redaction, ...) come from `cli.recording`.
 """
 
@@ -73,6 +74,19 @@ from trafficmirror.cli.recording import recorder_extra_options
     "recorded with an error. A second signal stops at once. Give the pod a grace period "
     "longer than this plus --flush-timeout.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    envvar="TRAFFICMIRROR_WORKERS",
+    help="Recorder processes sharing the --listen port (SO_REUSEPORT, Linux): the kernel "
+    "spreads new connections over them, so the sidecar can use N cores (give it a CPU limit "
+    "of N or more; each costs a recorder's memory). Each has its own Kafka producer and "
+    "recorder id (ID/w1, ID/w2, ...); one --metrics-port and one summary for all. A worker "
+    "that dies stops the others and the command fails. 1: no extra process "
+    "(env TRAFFICMIRROR_WORKERS).",
+)
 @recorder_extra_options
 def record(
     bootstrap_servers: str | None,
@@ -88,6 +102,7 @@ def record(
     recorder_id: str | None,
     flush_timeout: float,
     drain_timeout: float,
+    workers: int,
     recorder_extras: dict[str, Any],
 ) -> None:
     """Run the recorder: a reverse proxy in front of UPSTREAM that records to Kafka.
@@ -112,9 +127,9 @@ def record(
     check_url(upstream, "--upstream")
     check_record_addresses(upstream, host, port, metrics_host, metrics_port)
     from recorder.config import RecordConfig
-    from recorder.run import run_recorder
+    from recorder.workers import run_record
 
-    run_recorder(
+    run_record(
         RecordConfig(
             settings=settings,
             topic=topic,
@@ -128,6 +143,7 @@ def record(
             schema_registry_url=schema_registry_url,
             metrics_host=metrics_host,
             metrics_port=metrics_port,
+            workers=workers,
             **recorder_extras,
         )
     )
