@@ -6,9 +6,10 @@ and writes a pickled `WorkerSpec` to its stdin. The worker runs the same
 and shutdown), on `recorder.reuseport.ReusePortLoop` so its listening socket
 shares the port with its siblings. It talks to the supervisor through pipe FD,
 one JSON object per line: a status every `STATUS_INTERVAL` seconds (listening,
-the same readiness `/readyz` asks a single recorder), then its counters, or the
-one-line error it could not start with. Its own summary line is left to the
-supervisor, which logs one for all workers (shown per worker with -v).
+the same readiness `/readyz` asks a single recorder), then its final counters
+(`recorder.accounting.Counts`), or the one-line error it could not start with.
+Its own summary line is left to the supervisor, which logs one for all workers
+(a worker's own is shown with -v).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
+from recorder.accounting import SUMMARY_PREFIX
 from recorder.config import RecordConfig
 from recorder.reuseport import ReusePortLoop
 from trafficmirror.plumbing.errors import TrafficMirrorError
@@ -33,10 +35,6 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between two status messages of a worker.
 STATUS_INTERVAL = 1.0
-#: The start of the summary line `Recorder` logs when it stops.
-SUMMARY_PREFIX = "trafficmirror recorder summary"
-#: Counters of the addon itself, besides its sinks' `SinkStats` (read where present).
-ADDON_COUNTERS = ("convert_failed", "filtered", "seen")
 
 
 @dataclass(frozen=True)
@@ -76,13 +74,9 @@ class Channel:
 
 
 def counts_of(recorder: Any) -> dict[str, int]:
-    """The recorder's counters: every `SinkStats` field and the addon's own."""
-    counts: dict[str, int] = dataclasses.asdict(recorder.totals())
-    for name in ADDON_COUNTERS:
-        value = getattr(recorder, name, None)
-        if isinstance(value, int):
-            counts[name] = value
-    return counts
+    """The recorder's final counters (`Recorder.last_counts`, kept when it stopped)."""
+    counts = recorder.last_counts if recorder.last_counts is not None else recorder.counts()
+    return dataclasses.asdict(counts)
 
 
 def _status() -> Message:
@@ -118,31 +112,22 @@ async def _run(spec: WorkerSpec, channel: Channel) -> Any:
         reporter.cancel()
 
 
-class SummaryCapture(logging.Filter):
-    """Takes the recorder's counters at the moment it logs its summary line.
+class _WorkerSummary(logging.Filter):
+    """Shows a worker's own summary line as a DEBUG line, with -v only: the supervisor
+    logs the one summary of all workers."""
 
-    They are final then (the producer is flushed) and reset right after, when
-    the addon's `done` ends. The line itself is turned into a DEBUG line (shown
-    with -v): the supervisor logs the one summary of all workers.
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, show: bool) -> None:
         super().__init__()
-        self.counts: dict[str, int] | None = None
+        self.show = show
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage().startswith(SUMMARY_PREFIX):
-            from mitmproxy import ctx
-
-            master: Any = getattr(ctx, "master", None)
-            recorder = master.addons.get("recorder") if master is not None else None
-            if recorder is not None:
-                self.counts = counts_of(recorder)
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        return True
+        if not record.getMessage().startswith(SUMMARY_PREFIX):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return self.show
 
 
-def _setup_logging(spec: WorkerSpec) -> SummaryCapture:
+def _setup_logging(spec: WorkerSpec) -> None:
     from trafficmirror.plumbing import logs
 
     level = spec.log_level
@@ -152,13 +137,7 @@ def _setup_logging(spec: WorkerSpec) -> SummaryCapture:
     )
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter)
-        handler.setLevel(level)  # the summary is DEBUG by the time it gets here
-    capture = SummaryCapture()
-    addon_logger = logging.getLogger("recorder.addon")
-    addon_logger.addFilter(capture)
-    # The summary is an INFO line: made even with -q, so that it is captured.
-    addon_logger.setLevel(min(addon_logger.getEffectiveLevel(), logging.INFO))
-    return capture
+        handler.addFilter(_WorkerSummary(show=level <= logging.DEBUG))
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -177,7 +156,7 @@ def main(argv: list[str]) -> int:
     # The spec comes from the supervisor that started this process, over its own pipe.
     spec: WorkerSpec = pickle.load(sys.stdin.buffer)  # noqa: S301
     _die_with_parent(spec.parent_pid)
-    capture = _setup_logging(spec)
+    _setup_logging(spec)
     port = spec.config.listen_port
     try:
         with asyncio.Runner(loop_factory=lambda: ReusePortLoop(port)) as runner:
@@ -185,8 +164,7 @@ def main(argv: list[str]) -> int:
     except TrafficMirrorError as exc:
         channel.send({"kind": "error", "message": str(exc), "code": exc.exit_code})
         return exc.exit_code
-    counts = capture.counts if capture.counts is not None else counts_of(recorder)
-    channel.send({"kind": "counts", "counts": counts})
+    channel.send({"kind": "counts", "counts": counts_of(recorder)})
     return 0
 
 

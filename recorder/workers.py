@@ -15,6 +15,7 @@ command fails: the orchestrator restarts the whole sidecar, as it would one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
@@ -31,8 +32,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from recorder import reuseport
+from recorder.accounting import SUMMARY_PREFIX, Counts
 from recorder.config import RecordConfig
-from recorder.sink import SinkStats
 from recorder.worker_process import Message, WorkerSpec
 from trafficmirror.plumbing.errors import TrafficMirrorError
 
@@ -83,31 +84,17 @@ def exit_reason(code: int) -> str:
     return f"exit code {code}"
 
 
-def add_counts(workers: list[Worker]) -> dict[str, int]:
-    """Every counter summed over the workers that reported theirs."""
-    total: dict[str, int] = {}
-    for worker in workers:
-        for name, value in (worker.counts or {}).items():
-            total[name] = total.get(name, 0) + value
-    return total
+def add_counts(workers: list[Worker]) -> Counts:
+    """The counters of the workers that reported theirs, added up."""
+    return sum((Counts(**w.counts) for w in workers if w.counts is not None), Counts())
 
 
-def summary_line(counts: dict[str, int], workers: int, missing: list[str]) -> tuple[str, int]:
-    """The combined exit summary, in the words of `Recorder.summary()`, and the events lost."""
-    sink_fields = set(SinkStats.__dataclass_fields__)
-    stats = SinkStats(**{k: v for k, v in counts.items() if k in sink_fields})
-    convert_failed = counts.get("convert_failed", 0)
-    seen = f"seen={counts['seen']} " if "seen" in counts else ""
-    line = (
-        f"trafficmirror recorder summary: workers={workers} {seen}recorded={stats.recorded} "
-        f"dropped={stats.dropped} failed={stats.failed + convert_failed} "
-        f"(queue_full={stats.queue_full} undelivered={stats.undelivered} "
-        f"delivery_failed={stats.delivery_failed} produce_failed={stats.produce_failed} "
-        f"convert_failed={convert_failed}) filtered={counts.get('filtered', 0)}"
-    )
+def summary_line(counts: Counts, workers: int, missing: list[str]) -> str:
+    """The combined exit summary: `Recorder`'s line for the sum, with the number of workers."""
+    line = counts.line().replace(SUMMARY_PREFIX, f"{SUMMARY_PREFIX} workers={workers}", 1)
     if missing:
         line += f"; not counted: worker {', '.join(missing)} (died)"
-    return line, stats.dropped + stats.failed + convert_failed
+    return line
 
 
 class Supervisor:
@@ -241,7 +228,7 @@ class Supervisor:
         elif self.stopping and code == -signal.SIGTERM and not worker.listening:
             # Stopped while starting, before it had signal handlers: it never
             # listened (the handlers are installed first), so nothing is lost.
-            worker.counts = {}
+            worker.counts = dataclasses.asdict(Counts())
             return
         else:
             problem = f"worker {worker.name} (pid {worker.popen.pid}) {exit_reason(code)}"
@@ -353,7 +340,9 @@ def _finish(supervisor: Supervisor) -> None:
     workers = supervisor.workers
     missing = [w.name for w in workers if w.counts is None]
     if len(missing) < len(workers):
-        line, lost = summary_line(add_counts(workers), len(workers), missing)
+        counts = add_counts(workers)
+        lost = counts.dropped + counts.failed
+        line = summary_line(counts, len(workers), missing)
         logger.log(logging.WARNING if lost or missing else logging.INFO, "%s", line)
     if supervisor.failure is not None:
         error = TrafficMirrorError(supervisor.failure)

@@ -12,6 +12,7 @@ reservation and the adding up of counters.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import os
 import re
@@ -33,7 +34,7 @@ from trafficmirror.demo.apps import RecordingShadow
 from trafficmirror.plumbing.errors import TrafficMirrorError
 
 SUMMARY = re.compile(
-    r"recorder summary: workers=(\d+) .*?recorded=(\d+) dropped=(\d+) failed=(\d+)"
+    r"recorder summary: workers=(\d+) seen=(\d+) recorded=(\d+) dropped=(\d+) failed=(\d+)"
 )
 
 
@@ -164,7 +165,8 @@ def test_two_workers_share_the_port_and_record_every_request(
     assert all(gone(pid) for pid in workers)
     found = SUMMARY.findall(proc.stderr)
     assert len(found) == 1, proc.stderr
-    assert tuple(int(n) for n in found[0]) == (2, total, 0, 0)
+    # seen = recorded + dropped + failed, over both workers.
+    assert tuple(int(n) for n in found[0]) == (2, total, total, 0, 0)
     assert proc.stderr.count("recorder summary") == 1
     assert "Traceback" not in proc.stderr
 
@@ -234,7 +236,7 @@ def test_sigint_reaches_every_worker(kafka: Kafka, procs: Procs, app: RecordingS
     assert proc.wait(timeout=60) == 0, proc.stderr
     assert all(gone(pid) for pid in workers)
     [found] = SUMMARY.findall(proc.stderr)
-    assert tuple(int(n) for n in found) == (2, 2, 0, 0)
+    assert tuple(int(n) for n in found) == (2, 2, 2, 0, 0)
 
 
 @pytest.mark.parametrize("workers", ["0", "-1", "two"])
@@ -321,21 +323,22 @@ def test_reuse_port_loops_share_a_reserved_port() -> None:
 
 
 def test_counts_add_up_over_workers() -> None:
+    from recorder.accounting import Counts
     from recorder.workers import Worker
 
-    def worker(name: str, counts: dict[str, int] | None) -> Worker:
+    def worker(name: str, counts: Counts | None) -> Worker:
         item = Worker(name, popen=None, fd=-1)  # type: ignore[arg-type]
-        item.counts = counts
+        item.counts = dataclasses.asdict(counts) if counts is not None else None
         return item
 
-    one = {"delivered": 5, "queue_full": 1, "undelivered": 0, "produce_failed": 0}
-    two = {"delivered": 7, "queue_full": 0, "undelivered": 2, "delivery_failed": 1}
-    counts = add_counts(
-        [worker("w1", {**one, "filtered": 3}), worker("w2", two), worker("w3", None)]
-    )
-    assert counts["delivered"] == 12 and counts["filtered"] == 3
-    line, lost = summary_line(counts, 3, ["w3"])
-    assert line.startswith("trafficmirror recorder summary: workers=3 recorded=12 dropped=3 ")
-    assert "failed=1 " in line and line.endswith("not counted: worker w3 (died)")
-    assert lost == 4
+    one = Counts(seen=9, delivered=5, queue_full=1, convert_failed=3, filtered=3)
+    two = Counts(seen=10, delivered=7, undelivered=2, delivery_failed=1, cut_off=1)
+    counts = add_counts([worker("w1", one), worker("w2", two), worker("w3", None)])
+    assert counts == one + two
+    assert (counts.seen, counts.recorded, counts.dropped, counts.failed) == (19, 12, 3, 4)
+    assert counts.balanced
+    line = summary_line(counts, 3, ["w3"])
+    assert line.startswith("trafficmirror recorder summary: workers=3 seen=19 recorded=12 ")
+    assert "dropped=3 failed=4 " in line and "filtered=3 cut_off=1" in line
+    assert line.endswith("; not counted: worker w3 (died)")
     assert exit_reason(-9) == "killed by SIGKILL" and exit_reason(3) == "exit code 3"
