@@ -342,3 +342,21 @@ def test_counts_add_up_over_workers() -> None:
     assert "dropped=3 failed=4 " in line and "filtered=3 cut_off=1" in line
     assert line.endswith("; not counted: worker w3 (died)")
     assert exit_reason(-9) == "killed by SIGKILL" and exit_reason(3) == "exit code 3"
+
+
+@pytest.mark.e2e
+def test_sigterm_under_load_through_two_workers(kafka: Kafka, procs: Procs) -> None:
+    # The single recorder's test (tests/recorder/test_shutdown.py), through two
+    # workers: every answered request is recorded, one is cut off, and the one
+    # summary's seen = recorded + dropped + failed holds for the sum.
+    from tests.recorder.test_shutdown import SlowApp, check_topic_and_summary, load_then_signal
+
+    topic = kafka.new_topic(4)
+    with SlowApp() as app:
+        proc, port = start_workers(procs, kafka, topic, app.url, "--drain-timeout", "3")
+        clients, short, long, stopped = load_then_signal(
+            port, lambda: proc.signal(signal.SIGTERM), lambda: proc.wait(40)
+        )
+    assert 3.0 <= stopped < 15, stopped
+    check_topic_and_summary(kafka, topic, proc.stderr, clients, short, long, stopped)
+    assert proc.stderr.count("1 unfinished at the end") == 1
