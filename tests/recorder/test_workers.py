@@ -360,3 +360,33 @@ def test_sigterm_under_load_through_two_workers(kafka: Kafka, procs: Procs) -> N
     assert 3.0 <= stopped < 15, stopped
     check_topic_and_summary(kafka, topic, proc.stderr, clients, short, long, stopped)
     assert proc.stderr.count("1 unfinished at the end") == 1
+
+
+@pytest.mark.e2e
+def test_sse_streams_through_two_workers(kafka: Kafka, procs: Procs) -> None:
+    from tests.recorder.test_streaming import (
+        SSE_EVENTS,
+        SSE_EVERY,
+        StreamingApp,
+        in_thread,
+        sse_event,
+        sse_http1,
+    )
+
+    topic = kafka.new_topic(2)
+    with StreamingApp() as app:
+        proc, port = start_workers(procs, kafka, topic, app.url)
+        # Four streams at once, spread over the workers by the kernel.
+        threads = [in_thread(sse_http1, port) for _ in range(4)]
+        for thread, _ in threads:
+            thread.join(SSE_EVENTS * SSE_EVERY + 20)
+        for _, result in threads:
+            [reads] = result
+            # The app sends the first event at once; buffered, it would come after 10 s.
+            first = next(at for at, data in reads if b"data: tick 0" in data)
+            assert first < 0.5, reads[:3]
+            received = b"".join(data for _, data in reads)
+            assert all(sse_event(i) in received for i in range(SSE_EVENTS))
+        assert proc.stop(timeout=60) == 0, proc.stderr
+    [found] = SUMMARY.findall(proc.stderr)
+    assert tuple(int(n) for n in found) == (2, 4, 4, 0, 0)
