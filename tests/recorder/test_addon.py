@@ -335,8 +335,8 @@ async def test_loads_as_a_mitmproxy_script() -> None:
         }
         expected["done"] = [drainer.done, recorder.done]
         expected["response"] = [drainer.response, recorder.response]
-        expected["responseheaders"] = [drainer.responseheaders]
-        expected["requestheaders"] = [recorder.inflight.requestheaders]
+        expected["responseheaders"] = [drainer.responseheaders, recorder.responseheaders]
+        expected["requestheaders"] = [recorder.requestheaders, recorder.inflight.requestheaders]
         for name, handlers in expected.items():
             found = [getattr(a, name) for a in traverse([module]) if getattr(a, name, None)]
             assert found == handlers, name
