@@ -355,7 +355,7 @@ def test_sigterm_under_load_through_two_workers(kafka: Kafka, procs: Procs) -> N
     with SlowApp() as app:
         proc, port = start_workers(procs, kafka, topic, app.url, "--drain-timeout", "3")
         clients, short, long, stopped = load_then_signal(
-            port, lambda: proc.signal(signal.SIGTERM), lambda: proc.wait(40)
+            port, app, lambda: proc.signal(signal.SIGTERM), lambda: proc.wait(40)
         )
     assert 3.0 <= stopped < 15, stopped
     check_topic_and_summary(kafka, topic, proc.stderr, clients, short, long, stopped)
