@@ -33,6 +33,7 @@ from recorder.addon import Recorder
 from recorder.config import RecordConfig
 from recorder.event import ADDED_CONTENT_LENGTH
 from recorder.lean import HookTable, skip_debug_checks
+from recorder.mirror import Mirror
 from trafficmirror.plumbing.errors import ConfigError, TrafficMirrorError
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ async def serve(values: dict[str, Any]) -> Recorder:
     opts.changed.disconnect(proxy.addons._configure_all)
     proxy.addons = HookTable(proxy)
     recorder = Recorder()
+    # record --mirror: the addon that answers every request itself (recorder.mirror).
+    mirror = [Mirror()] if values.get("trafficmirror_mirror") else []
     startup = StartupCheck()
     # The addons, in mitmproxy's order: Core (base options and commands);
     # Proxyserver and NextLayer (listening, protocol detection); TlsConfig (TLS
@@ -136,6 +139,7 @@ async def serve(values: dict[str, Any]) -> Recorder:
         disable_h2c.DisableH2C(),
         update_alt_svc.UpdateAltSvc(),
         Http1BodyFraming(),
+        *mirror,
         recorder,
         startup,
     )
@@ -165,6 +169,9 @@ async def serve(values: dict[str, Any]) -> Recorder:
 def run_recorder(config: RecordConfig) -> None:
     """Record traffic to `config.upstream` until SIGINT/SIGTERM (the `record` command).
 
+    With `config.mirror` there is no upstream: every request is answered by
+    the recorder itself (`recorder.mirror`).
+
     Raises `TrafficMirrorError` (one line) when the recorder cannot start: the
     port is taken, an option or Kafka setting is invalid. On a signal it stops
     accepting, flushes queued events for at most `config.flush_timeout`
@@ -176,7 +183,7 @@ def run_recorder(config: RecordConfig) -> None:
         "trafficmirror recorder: %s:%d -> %s, topic %s on %s",
         config.listen_host,
         config.listen_port,
-        config.upstream,
+        config.upstream or "(mirror: answers itself, no upstream)",
         config.topic,
         config.settings.bootstrap_servers,
     )
