@@ -331,6 +331,53 @@ def test_nginx_mirror_to_record_mirror(kafka: Kafka, procs: Procs, tmp_path: Pat
         assert "Connection refused" in proxy.error_log
 
 
+def _rss_mb(pid: int, field: str) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
+    assert match, status
+    return int(match[1]) / 1024
+
+
+@pytest.mark.e2e
+def test_large_mirrored_body_streams_in_bounded_memory(kafka: Kafka, procs: Procs) -> None:
+    """200 MB mirrored: answered after it passed, never held; the event keeps the first cap."""
+    topic = kafka.new_topic(2)
+    cap = 256 * 1024  # the default 1 MiB would not fit librdkafka's default message size
+    proc, port = start_mirror(procs, kafka, topic, "--max-body-bytes", str(cap))
+    block = os.urandom(1 << 20)
+    size = 200 << 20
+
+    def upload(path: str, length: int) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.putrequest("POST", path)
+        conn.putheader("Content-Length", str(length))
+        conn.endheaders()
+        for offset in range(0, length, len(block)):
+            conn.send(block[: length - offset])
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        return response.status
+
+    # Warm up both paths (answered at once, streamed) before the idle reading.
+    assert upload("/warm", 1000) == 200
+    assert upload("/warm-large", 4 << 20) == 200
+    idle = _rss_mb(proc.popen.pid, "VmRSS")
+    assert upload("/large", size) == 200
+    growth = _rss_mb(proc.popen.pid, "VmHWM") - idle
+    # Bound: the kept prefix and its encoding, a few read buffers; far below the body.
+    assert growth < 48, f"RSS grew {growth:.0f} MB above idle for a 200 MB body"
+    assert proc.stop() == 0
+    assert recorded(proc.stderr) == (3, 0, 0)
+    events = by_path(read_events(kafka.bootstrap_servers, topic, 3))
+    large = events[b"/large"]["request"]
+    assert (large["body"], large["body_truncated"], large["body_length"]) == (
+        block[:cap],
+        True,
+        size,
+    )
+
+
 def test_record_mirror_refuses_upstream_in_one_line(kafka: Kafka) -> None:
     base = ["record", "-b", kafka.bootstrap_servers, "-t", "t", "--listen", "127.0.0.1:0"]
     both = run_cli([*base, "--mirror", "--upstream", "http://127.0.0.1:8080"], timeout=30)
