@@ -6,8 +6,9 @@ servers, on loopback ports it chose) wrapped in what an unprivileged,
 throw-away instance needs (prefix, pid file, error and access logs and every
 temporary folder under `tmp_path`, one worker). It returns once nginx listens
 and stops it on exit; a test without nginx on the machine is skipped.
-`mirror_site` writes the configuration the docs show: nginx in front of an
-app, mirroring every request to `trafficmirror record --mirror`.
+`mirror_site` gives the configuration the docs show and compose runs
+(compose/nginx-mirror.conf): nginx in front of an app, mirroring every request
+to `trafficmirror record --mirror`.
 """
 
 from __future__ import annotations
@@ -138,44 +139,28 @@ def nginx(
         stderr.close()
 
 
+#: The mirror configuration the docs show and the compose profile `mirror` runs.
+MIRROR_CONF = Path(__file__).resolve().parent.parent / "compose" / "nginx-mirror.conf"
+
+
 def mirror_site(listen_port: int, app_port: int, recorder_port: int) -> str:
     """An `http {}` body: nginx on `listen_port` proxies to the app and mirrors to the recorder.
 
-    The mirror location passes the client's Host and URI on (nginx's
-    defaults would send the upstream's name and the location's URI), speaks
-    HTTP/1.1 with keep-alive to the recorder, and gives up quickly when the
-    recorder is away: nginx holds a client's next request on a keep-alive
-    connection until the mirror subrequest of the previous one finished.
+    It is compose/nginx-mirror.conf with its compose host names and ports
+    replaced by loopback ports, so the tests run the configuration users get:
+    the mirror location passes the client's Host and URI on, speaks HTTP/1.1
+    with keep-alive to the recorder, and gives up quickly when the recorder
+    is slow or away.
     """
-    return f"""\
-    upstream app {{
-        server 127.0.0.1:{app_port};
-        keepalive 16;
-    }}
-    upstream recorder {{
-        server 127.0.0.1:{recorder_port};
-        keepalive 16;
-    }}
-    server {{
-        listen 127.0.0.1:{listen_port};
-        location / {{
-            mirror /_trafficmirror;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_pass http://app;
-        }}
-        location = /_trafficmirror {{
-            internal;
-            proxy_pass http://recorder$request_uri;
-            proxy_set_header Host $http_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_connect_timeout 1s;
-            proxy_read_timeout 5s;
-        }}
-    }}
-"""
+    text = MIRROR_CONF.read_text()
+    for old, new in (
+        ("server app:8080;", f"server 127.0.0.1:{app_port};"),
+        ("server mirror-recorder:8081;", f"server 127.0.0.1:{recorder_port};"),
+        ("listen 8080;", f"listen 127.0.0.1:{listen_port};"),
+    ):
+        assert text.count(old) == 1, f"{MIRROR_CONF} should contain {old!r} once"
+        text = text.replace(old, new)
+    return text
 
 
 def _read(path: Path) -> str:
