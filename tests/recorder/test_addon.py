@@ -324,12 +324,14 @@ async def test_loads_as_a_mitmproxy_script() -> None:
     with taddons.context() as tctx:
         module = tctx.script(str(ADDON_PATH))
         assert "trafficmirror_topic" in tctx.options
-        # mitmproxy's wiring: one Recorder in `addons`, whose hooks are the only handlers.
-        [recorder] = module.addons
-        assert type(recorder).__name__ == "Recorder"
+        # mitmproxy's wiring: a Mirror (idle unless trafficmirror_mirror) and a Recorder
+        # in `addons`, whose hooks are the only handlers.
+        [mirror, recorder] = module.addons
+        assert (type(mirror).__name__, type(recorder).__name__) == ("Mirror", "Recorder")
         for name in ("load", "configure", "running", "done", "response", "error"):
             found = [getattr(a, name) for a in traverse([module]) if getattr(a, name, None)]
-            assert found == [getattr(recorder, name)], name
+            mine = [getattr(a, name) for a in (mirror, recorder) if getattr(a, name, None)]
+            assert found == mine and getattr(recorder, name) in found, name
         # Every hook is there on the module as "no handler", so mitmproxy's lookup never misses.
         missing = [n for n in hooks.all_hooks if n != "add_log" and n not in vars(module)]
         assert missing == []
