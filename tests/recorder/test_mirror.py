@@ -35,6 +35,7 @@ from recorder.event import CAPTURE_MIRROR, flow_to_event, recorder_info
 from recorder.mirror import body_size, check_modes, strip_shadow
 from tests.nginx import mirror_site, nginx
 from tests.recorder.helpers import read_events
+from tests.recorder.test_odd_traffic import tls_request
 from tests.support import Kafka, Proc, Procs, free_port, run_cli, wait_port
 from trafficmirror.demo.apps import RecordingShadow, summary
 from trafficmirror.plumbing.kafka import KafkaSettings
@@ -329,6 +330,55 @@ def test_nginx_mirror_to_record_mirror(kafka: Kafka, procs: Procs, tmp_path: Pat
         assert max(elapsed for elapsed, _, _, _ in later) < 1.0, later
         assert len(app.wait_for(len(requests) + 12)) == len(requests) + 12
         assert "Connection refused" in proxy.error_log
+
+
+@pytest.mark.e2e
+def test_record_mirror_over_https_and_http2(kafka: Kafka, procs: Procs, tmp_path: Path) -> None:
+    """A mirror source may speak TLS, and HTTP/2 (an HTTP/2 body has no Content-Length here)."""
+    topic = kafka.new_topic(2)
+    confdir = tmp_path / "mitmproxy"
+    proc, port = start_mirror(
+        procs, kafka, topic, "--max-body-bytes", str(CAP), "--confdir", str(confdir)
+    )
+    ca = confdir / "mitmproxy-ca-cert.pem"
+    body = b"h2 body " * 1000
+    answers = [
+        tls_request(port, ca, "/h1-post", body),
+        tls_request(port, ca, "/h2-get?x=1", http2=True),
+        tls_request(port, ca, "/h2-post", body, http2=True),
+        tls_request(port, ca, "/h2-large", os.urandom(CAP * 3), http2=True),
+    ]
+    assert [(status, payload) for _, status, payload in answers] == [(200, b"")] * 4
+    assert [protocol for protocol, _, _ in answers] == ["HTTP/1.1", "HTTP/2", "HTTP/2", "HTTP/2"]
+    assert proc.stop() == 0
+    assert recorded(proc.stderr) == (4, 0, 0)
+    events = by_path(read_events(kafka.bootstrap_servers, topic, 4))
+    for path, version in (
+        (b"/h1-post", "HTTP/1.1"),
+        (b"/h2-get?x=1", "HTTP/2.0"),
+        (b"/h2-post", "HTTP/2.0"),
+        (b"/h2-large", "HTTP/2.0"),
+    ):
+        event = events[path]
+        assert (event["scheme"], event["http_version"]) == ("https", version)
+        assert event["response"] is None and event["error"] is None
+        assert event["authority"] == f"127.0.0.1:{port}"
+    for path in (b"/h1-post", b"/h2-post"):
+        request = events[path]["request"]
+        assert (request["body"], request["body_truncated"], request["body_length"]) == (
+            body,
+            False,
+            len(body),
+        )
+    large = events[b"/h2-large"]["request"]
+    assert (large["body_truncated"], large["body_length"], len(large["body"])) == (
+        True,
+        CAP * 3,
+        CAP,
+    )
+    # The event keeps the headers the client sent: no framing header added on the way.
+    names = [name.lower() for name in events[b"/h2-post"]["request"]["headers"][::2]]
+    assert b"transfer-encoding" not in names and b"content-length" not in names
 
 
 def _rss_mb(pid: int, field: str) -> float:
