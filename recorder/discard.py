@@ -38,8 +38,6 @@ class DiscardServer:
         self.address: tuple[str, int] = (str(address[0]), int(address[1]))
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
-        #: Requests answered so far.
-        self.answered = 0
 
     async def start(self) -> None:
         """Serve the bound socket on the running event loop (once)."""
@@ -68,7 +66,6 @@ class DiscardServer:
                         status_code=ANSWER_STATUS, headers=[("content-length", "0")]
                     )
                     writer.write((conn.send(head) or b"") + (conn.send(h11.EndOfMessage()) or b""))
-                    self.answered += 1
                     await writer.drain()
                     conn.start_next_cycle()
                 elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
