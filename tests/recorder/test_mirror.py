@@ -11,6 +11,7 @@ must never be contacted. The helpers at the top are plain unit tests.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -26,13 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mitmproxy import connection
 from mitmproxy import http as mitmhttp
-from mitmproxy.test import tflow
+from mitmproxy.proxy import server_hooks
+from mitmproxy.test import taddons, tflow
 
 from recorder import addon as addon_module
+from recorder import options
 from recorder.config import MIRROR_PLACEHOLDER, RecordConfig
 from recorder.event import CAPTURE_MIRROR, flow_to_event, recorder_info
-from recorder.mirror import body_size, check_modes, strip_shadow
+from recorder.mirror import Mirror, body_size, check_modes, strip_shadow
 from tests.nginx import mirror_site, nginx
 from tests.recorder.helpers import read_events
 from tests.recorder.test_odd_traffic import tls_request
@@ -90,6 +94,72 @@ def test_check_modes_wants_reverse_http() -> None:
     for bad in ("regular", "reverse:https://example.com", "transparent"):
         with pytest.raises(Exception, match="trafficmirror_mirror needs --mode reverse"):
             check_modes([bad])
+
+
+def _mirror_flow(headers: dict[str, str]) -> Any:
+    flow = tflow.tflow()
+    flow.request.headers.clear()
+    flow.request.headers.update({"Host": "shop.example.com", **headers})
+    flow.request.content = None  # headers only, as in the requestheaders hook
+    return flow
+
+
+def test_mirror_answers_what_it_can_hold_and_streams_the_rest() -> None:
+    async def scenario() -> None:
+        mirror = Mirror()
+        with taddons.context(mirror) as tctx:
+            options.declare(tctx.options)
+            # A proxyserver option, which taddons' bare master does not have.
+            tctx.options.add_option("keep_host_header", bool, False, "")
+            tctx.configure(
+                mirror,
+                mode=[f"reverse:{MIRROR_PLACEHOLDER}"],
+                keep_host_header=True,
+                trafficmirror_mirror=True,
+                trafficmirror_max_body_bytes=100,
+            )
+            mirror.held_limit = 150
+            discard = mirror._discard
+            assert discard is not None
+            small = [_mirror_flow({"Content-Length": "80"}) for _ in range(2)]
+            empty = _mirror_flow({})
+            over_cap = _mirror_flow({"Content-Length": "101"})
+            chunked = _mirror_flow({"Transfer-Encoding": "chunked"})
+            for flow in (*small, empty, over_cap, chunked):
+                mirror.requestheaders(flow)
+            # Answered at once: the first small one and the bodiless one; the
+            # second small one would pass the limit of bytes held together.
+            answered = [f for f in (*small, empty, over_cap, chunked) if f.response is not None]
+            assert answered == [small[0], empty]
+            assert small[0].response.status_code == 200 and small[0].response.content == b""
+            assert not small[0].request.stream
+            assert mirror.held == 80
+            for flow in (small[1], over_cap, chunked):
+                assert flow.request.stream
+                assert (flow.request.host, flow.request.port) == discard.address
+                assert flow.request.headers["host"] == "shop.example.com"
+            mirror.response(small[0])
+            mirror.error(empty)
+            assert mirror.held == 0
+            # Whatever address mitmproxy would connect to, it is the discard server.
+            data = server_hooks.ServerConnectionHookData(
+                server=connection.Server(address=("mirror.invalid", 80)),
+                client=small[0].client_conn,
+            )
+            mirror.server_connect(data)
+            assert data.server.address == discard.address
+            # Replays and a switched-off mirror are left alone.
+            replay = _mirror_flow({})
+            replay.is_replay = "request"
+            mirror.requestheaders(replay)
+            assert replay.response is None
+            tctx.configure(mirror, trafficmirror_mirror=False)
+            off = _mirror_flow({})
+            mirror.requestheaders(off)
+            assert off.response is None
+            mirror.done()
+
+    asyncio.run(scenario())
 
 
 def test_mirror_event_has_no_response_and_no_server() -> None:
