@@ -128,8 +128,12 @@ class Mirror:
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         # The only server a mirror ever talks to is its own discard server
         # (an eager connection_strategy opens one to the placeholder first).
-        if self.enabled and self._discard is not None:
+        if not self.enabled:
+            return
+        if self._discard is not None:
             data.server.address = self._discard.address
+        else:  # shutting down: refuse rather than reach the placeholder
+            data.server.error = "record --mirror contacts no upstream"
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._release(flow)

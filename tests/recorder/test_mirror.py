@@ -158,6 +158,15 @@ def test_mirror_answers_what_it_can_hold_and_streams_the_rest() -> None:
             mirror.requestheaders(off)
             assert off.response is None
             mirror.done()
+            # On after done(): a connection is refused rather than sent to the placeholder.
+            late = server_hooks.ServerConnectionHookData(
+                server=connection.Server(address=("mirror.invalid", 80)),
+                client=small[0].client_conn,
+            )
+            tctx.configure(mirror, trafficmirror_mirror=True)
+            mirror.done()
+            mirror.server_connect(late)
+            assert late.server.address == ("mirror.invalid", 80) and late.server.error
 
     asyncio.run(scenario())
 
