@@ -9,7 +9,9 @@ alter or fail the live request; bodies stream through it. The rest has its
 own module: the options (`recorder.options`), the bodies' first bytes
 (`recorder.capture`), the event (`recorder.event`), secrets
 (`recorder.redact`), which exchanges (`recorder.selection`), fitting an event
-into a Kafka message (`recorder.fit`) and the producer (`recorder.sink`).
+into a Kafka message (`recorder.fit`), the producer (`recorder.sink`), and
+answering as the target of a mirror rule (`recorder.mirror`, off unless
+`trafficmirror_mirror` is set).
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from recorder import fit, options
 from recorder.accounting import Counts
 from recorder.capture import BodyCapture, CaptureBudget, quiet_stream_logs
 from recorder.drain import Drainer
-from recorder.event import flow_to_event, recorder_info
+from recorder.event import CAPTURE_MIRROR, CAPTURE_PROXY, flow_to_event, recorder_info
 from recorder.inflight import InFlight
 from recorder.lean import missing_hooks
+from recorder.mirror import Mirror
 from recorder.options import options_error
 from recorder.redact import Redactor
 from recorder.selection import FILTERED, parse_flow_filter
@@ -148,8 +151,12 @@ class Recorder:
         opts = ctx.options
         recorder_id = opts.trafficmirror_recorder_id or default_recorder_id()
         self._keep_host = bool(getattr(opts, "keep_host_header", False))
-        self._info = recorder_info(recorder_id)
-        self._info_rewritten = recorder_info(recorder_id, redactions=[HOST_REWRITTEN])
+        # record --mirror (recorder.mirror): the events have no production response.
+        capture = CAPTURE_MIRROR if opts.trafficmirror_mirror else CAPTURE_PROXY
+        self._info = recorder_info(recorder_id, capture=capture)
+        self._info_rewritten = recorder_info(
+            recorder_id, redactions=[HOST_REWRITTEN], capture=capture
+        )
         reverse = any(str(m).startswith("reverse:") for m in getattr(opts, "mode", ()))
         if reverse and not self._keep_host and not self._warned_host:
             self._warned_host = True
@@ -472,6 +479,7 @@ def _probe_event() -> HttpExchange:
 globals().update(missing_hooks(globals()))
 
 #: What mitmproxy loads from this file as a script (`mitmdump -s`): the Drainer
-#: first, so that on shutdown it drains before the Recorder flushes.
+#: first, so that on shutdown it drains before the Recorder flushes; `Mirror`
+#: (idle unless trafficmirror_mirror is set) answers before the Recorder records.
 _recorder = Recorder()
-addons = [Drainer(_recorder), _recorder]
+addons = [Drainer(_recorder), Mirror(), _recorder]

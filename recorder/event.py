@@ -188,8 +188,9 @@ def flow_to_event(
 
     `recorder` is a `recorder_info()` dict shared by all events (it is not
     copied unless a redaction was applied: then the event gets its own, with
-    the redactions appended to `redactions`). The flow is only read, never
-    changed.
+    the redactions appended to `redactions`). With `capture` mirror the event
+    has no response and no server: the flow's response is the mirror's own
+    answer (`recorder.mirror`). The flow is only read, never changed.
     """
     notes: list[str] | None = [] if redactor is not None and redactor.active else None
     if notes is None:
@@ -197,7 +198,9 @@ def flow_to_event(
     req = flow.request
     rd = req.data
     request = message(req, max_body_bytes, redactor, "request", notes)
-    resp = flow.response
+    # A mirror's flow carries the recorder's own answer, not production's.
+    mirrored = recorder["capture"] == CAPTURE_MIRROR
+    resp = None if mirrored else flow.response
     response: RecordedResponse | None = None
     response_start = response_end = None
     if resp is not None:
@@ -224,7 +227,7 @@ def flow_to_event(
         "response_start_us": response_start,
         "response_end_us": response_end,
         "client": address(client.peername) or {"host": "", "port": 0},
-        "server": address(flow.server_conn.peername),
+        "server": None if mirrored else address(flow.server_conn.peername),
         "scheme": "https" if client.tls else "http",
         "method": text(rd.method),
         "authority": authority(req),

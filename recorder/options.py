@@ -27,7 +27,9 @@ SINK_OPTIONS = frozenset(
     }
 )
 #: Options that change what every event's RecorderInfo says.
-INFO_OPTIONS = frozenset({"trafficmirror_recorder_id", "keep_host_header", "mode", "listen_port"})
+INFO_OPTIONS = frozenset(
+    {"trafficmirror_recorder_id", "keep_host_header", "mode", "listen_port", "trafficmirror_mirror"}
+)
 #: Options of the redaction rules.
 REDACT_OPTIONS = frozenset(
     {
@@ -161,6 +163,16 @@ def declare(loader: Any) -> None:
         "'~u /api & !~m OPTIONS' or '~c 500' (matched when the exchange ends, so "
         "response operators work); the others are not recorded and are counted as "
         "filtered. Unset: record everything.",
+    )
+    loader.add_option(
+        "trafficmirror_mirror",
+        bool,
+        False,
+        "Be the target of a mirror rule (nginx mirror, Envoy/Istio request mirroring, "
+        "Gateway API RequestMirror): answer every request at once with 200 and an empty "
+        "body, contact no upstream, and record the request with no response (capture "
+        "mirror). Needs --mode reverse:http://mirror.invalid (never contacted) and "
+        "keep_host_header=true; Envoy's -shadow Host suffix is removed.",
     )
     loader.add_option(
         "trafficmirror_metrics_host",

@@ -38,6 +38,7 @@ from recorder.config import RecordConfig
 from recorder.drain import Drainer
 from recorder.framing import Http1BodyFraming
 from recorder.lean import HookTable, skip_debug_checks
+from recorder.mirror import Mirror
 from trafficmirror.plumbing.errors import ConfigError, TrafficMirrorError
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,8 @@ async def serve(values: dict[str, Any]) -> Recorder:
     proxy.addons = HookTable(proxy)
     recorder = Recorder()
     drainer = Drainer(recorder, install_signals=False)
+    # record --mirror: the addon that answers every request itself (recorder.mirror).
+    mirror = [Mirror()] if values.get("trafficmirror_mirror") else []
     startup = StartupCheck()
     # The addons, in mitmproxy's order: Core (base options and commands);
     # Proxyserver and NextLayer (listening, protocol detection); TlsConfig (TLS
@@ -153,6 +156,7 @@ async def serve(values: dict[str, Any]) -> Recorder:
         update_alt_svc.UpdateAltSvc(),
         Http1BodyFraming(),
         drainer,
+        *mirror,
         recorder,
         startup,
     )
@@ -185,6 +189,9 @@ async def serve(values: dict[str, Any]) -> Recorder:
 def run_recorder(config: RecordConfig) -> None:
     """Record traffic to `config.upstream` until SIGINT/SIGTERM (the `record` command).
 
+    With `config.mirror` there is no upstream: every request is answered by
+    the recorder itself (`recorder.mirror`).
+
     Raises `TrafficMirrorError` (one line) when the recorder cannot start: the
     port is taken, an option or Kafka setting is invalid. On a signal it stops
     accepting, drains for at most `config.drain_timeout` seconds, flushes
@@ -197,7 +204,7 @@ def run_recorder(config: RecordConfig) -> None:
         "trafficmirror recorder: %s:%d -> %s, topic %s on %s",
         config.listen_host,
         config.listen_port,
-        config.upstream,
+        config.upstream or "(mirror: answers itself, no upstream)",
         config.topic,
         config.settings.bootstrap_servers,
     )

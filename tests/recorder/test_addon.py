@@ -325,18 +325,25 @@ async def test_loads_as_a_mitmproxy_script() -> None:
     with taddons.context() as tctx:
         module = tctx.script(str(ADDON_PATH))
         assert "trafficmirror_topic" in tctx.options
-        # mitmproxy's wiring: the Drainer, then the Recorder (with its in-flight
-        # tracker as a child); their hooks are the only handlers, in that order.
-        [drainer, recorder] = module.addons
+        # mitmproxy's wiring: the Drainer, a Mirror (idle unless trafficmirror_mirror),
+        # then the Recorder (with its in-flight tracker as a child); their hooks are
+        # the only handlers, in that order.
+        [drainer, mirror, recorder] = module.addons
         assert type(drainer).__name__ == "Drainer"
+        assert type(mirror).__name__ == "Mirror"
         assert type(recorder).__name__ == "Recorder"
-        expected: dict[str, list[Any]] = {
-            name: [getattr(recorder, name)] for name in ("load", "configure", "running", "error")
-        }
-        expected["done"] = [drainer.done, recorder.done]
-        expected["response"] = [drainer.response, recorder.response]
+        expected: dict[str, list[Any]] = {"load": [recorder.load]}
+        for name in ("configure", "running", "error"):
+            expected[name] = [getattr(mirror, name), getattr(recorder, name)]
+        expected["done"] = [drainer.done, mirror.done, recorder.done]
+        expected["response"] = [drainer.response, mirror.response, recorder.response]
         expected["responseheaders"] = [drainer.responseheaders, recorder.responseheaders]
-        expected["requestheaders"] = [recorder.requestheaders, recorder.inflight.requestheaders]
+        expected["requestheaders"] = [
+            mirror.requestheaders,
+            recorder.requestheaders,
+            recorder.inflight.requestheaders,
+        ]
+        expected["server_connect"] = [mirror.server_connect]
         for name, handlers in expected.items():
             found = [getattr(a, name) for a in traverse([module]) if getattr(a, name, None)]
             assert found == handlers, name
