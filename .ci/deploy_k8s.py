@@ -1,7 +1,8 @@
 """Checks of kustomize build outputs that no Kubernetes schema expresses (`k8s`).
 
 kubernetes-validate checks each object against the API's schemas; this checks
-KEDA's objects against KEDA's CRD schema (unknown fields rejected), and the
+KEDA's objects against KEDA's CRD schema (unknown fields rejected), Istio's and
+Gateway API's against their vendored CRD schemas (deploy_crds), and the
 cross-references that only fail on a cluster: selectors that match their pod
 templates, probes and Service targetPorts naming existing ports, ConfigMaps and
 Secrets that resolve, one namespace per build, grace periods longer than the
@@ -23,6 +24,7 @@ from deploy_common import (
     drain_timeout,
     seconds_option,
 )
+from deploy_crds import check_crd_objects, check_mirror_targets
 
 # Kubernetes' default terminationGracePeriodSeconds.
 DEFAULT_GRACE_SECONDS = 30.0
@@ -287,5 +289,7 @@ def k8s(builds: Iterable[str]) -> int:
         name, _, path = item.partition("=")
         objs = [o for o in yaml.safe_load_all(Path(path).read_text()) if o]
         _check_keda(report, name, objs)
+        check_crd_objects(report, name, objs)
+        check_mirror_targets(report, name, objs)
         _check_objects(report, name, objs)
     return report.exit_code()
