@@ -5,8 +5,9 @@ trafficmirror_bootstrap_servers=HOST:PORT --set trafficmirror_topic=NAME`; the
 `trafficmirror` package must be installed in mitmproxy's Python), or through
 `trafficmirror record`, which runs mitmproxy embedded with it. `Recorder`
 writes one event per exchange when it ends and never lets recording delay,
-alter or fail the live request. The rest has its own module: the options
-(`recorder.options`), the event (`recorder.event`), secrets
+alter or fail the live request; bodies stream through it. The rest has its
+own module: the options (`recorder.options`), the bodies' first bytes
+(`recorder.capture`), the event (`recorder.event`), secrets
 (`recorder.redact`), which exchanges (`recorder.selection`), fitting an event
 into a Kafka message (`recorder.fit`), the producer (`recorder.sink`), and
 answering as the target of a mirror rule (`recorder.mirror`, off unless
@@ -25,6 +26,7 @@ from mitmproxy import ctx, http
 from mitmproxy.proxy import mode_specs
 
 from recorder import fit, options
+from recorder.capture import BodyCapture, CaptureBudget, quiet_stream_logs
 from recorder.event import CAPTURE_MIRROR, CAPTURE_PROXY, flow_to_event, recorder_info
 from recorder.lean import missing_hooks
 from recorder.mirror import Mirror
@@ -68,6 +70,7 @@ class Recorder:
         self.sink: KafkaSink | None = None
         self.codec: Codec | None = None
         self.max_body_bytes = 1024 * 1024
+        self.budget = CaptureBudget()
         self.flush_timeout = 10.0
         self.convert_failed = 0
         self.filtered = 0
@@ -89,6 +92,7 @@ class Recorder:
 
     def load(self, loader: Any) -> None:
         options.declare(loader)
+        quiet_stream_logs()
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
@@ -99,6 +103,13 @@ class Recorder:
                     f"not {opts.trafficmirror_max_body_bytes}"
                 )
             self.max_body_bytes = opts.trafficmirror_max_body_bytes
+        if "trafficmirror_max_buffered_bytes" in updated:
+            if opts.trafficmirror_max_buffered_bytes < 0:
+                raise options_error(
+                    "trafficmirror_max_buffered_bytes must be 0 or more, "
+                    f"not {opts.trafficmirror_max_buffered_bytes}"
+                )
+            self.budget.resize(opts.trafficmirror_max_buffered_bytes)
         if "trafficmirror_flush_timeout" in updated:
             self.flush_timeout = options.seconds(opts.trafficmirror_flush_timeout)
         if "trafficmirror_filter" in updated:
@@ -248,6 +259,7 @@ class Recorder:
             self._stats.clear()
             self.convert_failed = 0
             self.filtered = 0
+            self.budget.cut = 0
 
     def _close_sink(self) -> None:
         sink, self.sink = self.sink, None
@@ -255,6 +267,23 @@ class Recorder:
             self._stats.append(sink.close(self.flush_timeout))
 
     # -- hooks ----------------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # Bodies stream through, always (mitmproxy would buffer them whole);
+        # recorded exchanges keep their first bytes (recorder.capture). A flow
+        # another addon answered already must not stream (mitmproxy refuses).
+        if flow.response is None and not flow.is_replay:
+            flow.request.stream = self._capture()
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        response = flow.response
+        if response is not None and not flow.is_replay:
+            response.stream = self._capture()
+
+    def _capture(self) -> BodyCapture | bool:
+        if self.sink is None:
+            return True  # nothing is recorded: stream without keeping anything
+        return BodyCapture(self.max_body_bytes, self.budget)
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._record(flow)
@@ -302,6 +331,8 @@ class Recorder:
                     exc,
                     self.convert_failed,
                 )
+        finally:
+            _release(flow)
 
     def _shrink(
         self,
@@ -343,8 +374,15 @@ class Recorder:
             f"failed={t.failed + self.convert_failed} (queue_full={t.queue_full} "
             f"undelivered={t.undelivered} delivery_failed={t.delivery_failed} "
             f"produce_failed={t.produce_failed} convert_failed={self.convert_failed}) "
-            f"filtered={self.filtered}"
+            f"filtered={self.filtered} budget_cut={self.budget.cut}"
         )
+
+
+def _release(flow: http.HTTPFlow) -> None:
+    """Give the body bytes kept for `flow`'s event back to the budget."""
+    for message in (flow.request, flow.response):
+        if message is not None and isinstance(message.stream, BodyCapture):
+            message.stream.release()
 
 
 def default_recorder_id() -> str:

@@ -53,6 +53,8 @@ class RecordConfig:
     confdir: str | None = None
     tls_certs: Sequence[str] = ()
     filter_expr: str | None = None
+    #: Body bytes kept for all exchanges in flight (`recorder.capture.CaptureBudget`).
+    max_buffered_bytes: int = 64 * 1024 * 1024
     #: `record --mirror`: answer every request itself, contact no upstream (`recorder.mirror`).
     mirror: bool = False
 
@@ -99,4 +101,5 @@ class RecordConfig:
             "trafficmirror_redact_key_file": self.redact_key_file,
             "trafficmirror_redact_defaults": self.redact_defaults,
             "trafficmirror_filter": self.filter_expr,
+            "trafficmirror_max_buffered_bytes": self.max_buffered_bytes,
         }

@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 from mitmproxy import exceptions
 
+from recorder.capture import DEFAULT_MAX_BUFFERED_BYTES
+
 #: Options whose change means a new producer (and codec).
 SINK_OPTIONS = frozenset(
     {
@@ -77,6 +79,16 @@ def declare(loader: Any) -> None:
         1024 * 1024,
         "Record at most this many bytes of each request and response body; a longer "
         "body is cut and flagged body_truncated, with its original length kept.",
+    )
+    loader.add_option(
+        "trafficmirror_max_buffered_bytes",
+        int,
+        DEFAULT_MAX_BUFFERED_BYTES,
+        "Body bytes the recorder keeps at most for all exchanges in flight together "
+        "(bodies stream through; each keeps at most trafficmirror_max_body_bytes for its "
+        "event). When it is reached, further bodies are recorded cut, flagged "
+        "body_truncated with their full length, and counted as budget_cut; live traffic is "
+        "never slowed or failed. Default 64 MiB.",
     )
     loader.add_option(
         "trafficmirror_recorder_id",

@@ -19,7 +19,7 @@ import signal
 import socket
 from typing import Any
 
-from mitmproxy import ctx, exceptions, http, master, options
+from mitmproxy import ctx, exceptions, master, options
 from mitmproxy.addons import (
     core,
     disable_h2c,
@@ -31,7 +31,7 @@ from mitmproxy.addons import (
 
 from recorder.addon import Recorder
 from recorder.config import RecordConfig
-from recorder.event import ADDED_CONTENT_LENGTH
+from recorder.framing import Http1BodyFraming
 from recorder.lean import HookTable, skip_debug_checks
 from recorder.mirror import Mirror
 from trafficmirror.plumbing.errors import ConfigError, TrafficMirrorError
@@ -62,30 +62,6 @@ class StartupCheck:
                 pass
         else:
             master_.shutdown()
-
-
-class Http1BodyFraming:
-    """Gives HTTP/2 and HTTP/3 requests with a body a Content-Length.
-
-    It works around a live-path bug of mitmproxy 11: such a request without a
-    Content-Length, forwarded to an HTTP/1.1 upstream, is sent with no framing
-    at all, so the app reads a request without a body and then the body as the
-    start of the next request. The body is complete by then (the recorder does
-    not stream bodies); the event leaves the added header out, since the
-    client did not send it.
-    """
-
-    def request(self, flow: http.HTTPFlow) -> None:
-        request = flow.request
-        body = request.raw_content
-        if (
-            (request.is_http2 or request.is_http3)
-            and body
-            and "content-length" not in request.headers
-            and "transfer-encoding" not in request.headers
-        ):
-            request.headers["content-length"] = str(len(body))
-            flow.metadata[ADDED_CONTENT_LENGTH] = True
 
 
 def _ignore_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
