@@ -433,4 +433,5 @@ globals().update(missing_hooks(globals()))
 
 #: What mitmproxy loads from this file as a script (`mitmdump -s`); `Mirror` does
 #: nothing unless trafficmirror_mirror is set.
-addons = [Mirror(), Recorder()]
+_recorder = Recorder()
+addons = [Mirror(_recorder.budget), _recorder]

@@ -24,16 +24,14 @@ from mitmproxy.net.http.http1 import expected_http_body_size
 from mitmproxy.proxy import mode_specs, server_hooks
 from prometheus_client import Counter
 
+from recorder.capture import CaptureBudget
 from recorder.config import MIRROR_PLACEHOLDER
 from recorder.discard import ANSWER_STATUS, DiscardServer
 from recorder.options import options_error
 
 logger = logging.getLogger(__name__)
 
-#: Bytes of bodies held whole, for all answered-at-once requests in flight, before
-#: further ones stream instead (the cap of each still applies).
-DEFAULT_HELD_LIMIT = 64 * 1024 * 1024
-#: `flow.metadata` key: body bytes this flow holds against the limit.
+#: `flow.metadata` key: body bytes this flow holds against the budget.
 _HELD = "trafficmirror.mirror_held"
 # Envoy (and so Istio) appends -shadow to the mirrored host, before any port.
 _SHADOW = re.compile(r"^(?P<host>.+)-shadow(?P<port>:\d+)?$")
@@ -50,15 +48,16 @@ class Mirror:
 
     Off, it does nothing. It needs a `reverse:http://...` mode (any host: it
     is never contacted) and `keep_host_header`, so the event keeps the
-    client's Host; both are checked when the option is set.
+    client's Host; both are checked when the option is set. A body held
+    whole until the answer takes its bytes from `budget`, the `Recorder`'s
+    (`trafficmirror_max_buffered_bytes`), so held and captured bodies of all
+    requests in flight share one bound; when it is used up, requests stream.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, budget: CaptureBudget | None = None) -> None:
         self.enabled = False
         self.max_body_bytes = 1024 * 1024
-        self.held_limit = DEFAULT_HELD_LIMIT
-        #: Body bytes held by answered-at-once requests in flight.
-        self.held = 0
+        self.budget = budget if budget is not None else CaptureBudget()
         self._discard: DiscardServer | None = None
         self._running = False
 
@@ -109,9 +108,9 @@ class Mirror:
         request = flow.request
         strip_shadow(request)
         size = body_size(request)
-        if size is not None and size <= self.max_body_bytes and self.held + size <= self.held_limit:
+        if size is not None and size <= self.max_body_bytes and size <= self.budget.free:
             if size:
-                self.held += size
+                self.budget.free -= size
                 flow.metadata[_HELD] = size
             # A stream another addon set would make mitmproxy refuse the answer.
             request.stream = False
@@ -144,7 +143,7 @@ class Mirror:
     def _release(self, flow: http.HTTPFlow) -> None:
         size = flow.metadata.pop(_HELD, 0)
         if size:
-            self.held -= size
+            self.budget.free += size
 
 
 def answer() -> http.Response:
