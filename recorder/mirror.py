@@ -8,8 +8,9 @@ writes the request as an event with no response (`capture = "mirror"`). A
 request whose body fits `trafficmirror_max_body_bytes` is answered in the
 `requestheaders` hook (mitmproxy then reads that body, at most the cap); a
 larger body, or one of unknown length, streams to an in-process server that
-drops it (`recorder.discard`), so memory stays bounded. Envoy's `-shadow`
-Host suffix is removed.
+drops it (`recorder.discard`) while the Recorder keeps its first bytes
+(`recorder.capture`), so memory stays bounded. Envoy's `-shadow` Host suffix
+is removed.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class Mirror:
             flow.response = answer()
             return
         # Too large or of unknown length: mitmproxy streams it to the discard
-        # server (the Recorder keeps the first bytes when it captures streams).
+        # server (the Recorder's BodyCapture keeps the first bytes).
         if not request.stream:
             request.stream = True
         # Through .data: the properties would rewrite the Host header too.
