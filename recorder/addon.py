@@ -482,4 +482,4 @@ globals().update(missing_hooks(globals()))
 #: first, so that on shutdown it drains before the Recorder flushes; `Mirror`
 #: (idle unless trafficmirror_mirror is set) answers before the Recorder records.
 _recorder = Recorder()
-addons = [Drainer(_recorder), Mirror(), _recorder]
+addons = [Drainer(_recorder), Mirror(_recorder.budget), _recorder]

@@ -8,8 +8,9 @@ writes the request as an event with no response (`capture = "mirror"`). A
 request whose body fits `trafficmirror_max_body_bytes` is answered in the
 `requestheaders` hook (mitmproxy then reads that body, at most the cap); a
 larger body, or one of unknown length, streams to an in-process server that
-drops it (`recorder.discard`), so memory stays bounded. Envoy's `-shadow`
-Host suffix is removed.
+drops it (`recorder.discard`) while the Recorder keeps its first bytes
+(`recorder.capture`), so memory stays bounded. Envoy's `-shadow` Host suffix
+is removed.
 """
 
 from __future__ import annotations
@@ -24,16 +25,14 @@ from mitmproxy.net.http.http1 import expected_http_body_size
 from mitmproxy.proxy import mode_specs, server_hooks
 from prometheus_client import Counter
 
+from recorder.capture import CaptureBudget
 from recorder.config import MIRROR_PLACEHOLDER
 from recorder.discard import ANSWER_STATUS, DiscardServer
 from recorder.options import options_error
 
 logger = logging.getLogger(__name__)
 
-#: Bytes of bodies held whole, for all answered-at-once requests in flight, before
-#: further ones stream instead (the cap of each still applies).
-DEFAULT_HELD_LIMIT = 64 * 1024 * 1024
-#: `flow.metadata` key: body bytes this flow holds against the limit.
+#: `flow.metadata` key: body bytes this flow holds against the budget.
 _HELD = "trafficmirror.mirror_held"
 # Envoy (and so Istio) appends -shadow to the mirrored host, before any port.
 _SHADOW = re.compile(r"^(?P<host>.+)-shadow(?P<port>:\d+)?$")
@@ -50,15 +49,16 @@ class Mirror:
 
     Off, it does nothing. It needs a `reverse:http://...` mode (any host: it
     is never contacted) and `keep_host_header`, so the event keeps the
-    client's Host; both are checked when the option is set.
+    client's Host; both are checked when the option is set. A body held
+    whole until the answer takes its bytes from `budget`, the `Recorder`'s
+    (`trafficmirror_max_buffered_bytes`), so held and captured bodies of all
+    requests in flight share one bound; when it is used up, requests stream.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, budget: CaptureBudget | None = None) -> None:
         self.enabled = False
         self.max_body_bytes = 1024 * 1024
-        self.held_limit = DEFAULT_HELD_LIMIT
-        #: Body bytes held by answered-at-once requests in flight.
-        self.held = 0
+        self.budget = budget if budget is not None else CaptureBudget()
         self._discard: DiscardServer | None = None
         self._running = False
 
@@ -109,16 +109,16 @@ class Mirror:
         request = flow.request
         strip_shadow(request)
         size = body_size(request)
-        if size is not None and size <= self.max_body_bytes and self.held + size <= self.held_limit:
+        if size is not None and size <= self.max_body_bytes and size <= self.budget.free:
             if size:
-                self.held += size
+                self.budget.free -= size
                 flow.metadata[_HELD] = size
             # A stream another addon set would make mitmproxy refuse the answer.
             request.stream = False
             flow.response = answer()
             return
         # Too large or of unknown length: mitmproxy streams it to the discard
-        # server (the Recorder keeps the first bytes when it captures streams).
+        # server (the Recorder's BodyCapture keeps the first bytes).
         if not request.stream:
             request.stream = True
         # Through .data: the properties would rewrite the Host header too.
@@ -144,7 +144,7 @@ class Mirror:
     def _release(self, flow: http.HTTPFlow) -> None:
         size = flow.metadata.pop(_HELD, 0)
         if size:
-            self.held -= size
+            self.budget.free += size
 
 
 def answer() -> http.Response:

@@ -134,7 +134,7 @@ async def serve(values: dict[str, Any]) -> Recorder:
     recorder = Recorder()
     drainer = Drainer(recorder, install_signals=False)
     # record --mirror: the addon that answers every request itself (recorder.mirror).
-    mirror = [Mirror()] if values.get("trafficmirror_mirror") else []
+    mirror = [Mirror(recorder.budget)] if values.get("trafficmirror_mirror") else []
     startup = StartupCheck()
     # The addons, in mitmproxy's order: Core (base options and commands);
     # Proxyserver and NextLayer (listening, protocol detection); TlsConfig (TLS

@@ -34,6 +34,7 @@ from mitmproxy.test import taddons, tflow
 
 from recorder import addon as addon_module
 from recorder import options
+from recorder.capture import CaptureBudget
 from recorder.config import MIRROR_PLACEHOLDER, RecordConfig
 from recorder.event import CAPTURE_MIRROR, flow_to_event, recorder_info
 from recorder.mirror import Mirror, body_size, check_modes, strip_shadow
@@ -106,7 +107,7 @@ def _mirror_flow(headers: dict[str, str]) -> Any:
 
 def test_mirror_answers_what_it_can_hold_and_streams_the_rest() -> None:
     async def scenario() -> None:
-        mirror = Mirror()
+        mirror = Mirror(CaptureBudget(150))
         with taddons.context(mirror) as tctx:
             options.declare(tctx.options)
             # A proxyserver option, which taddons' bare master does not have.
@@ -118,7 +119,6 @@ def test_mirror_answers_what_it_can_hold_and_streams_the_rest() -> None:
                 trafficmirror_mirror=True,
                 trafficmirror_max_body_bytes=100,
             )
-            mirror.held_limit = 150
             discard = mirror._discard
             assert discard is not None
             small = [_mirror_flow({"Content-Length": "80"}) for _ in range(2)]
@@ -128,19 +128,19 @@ def test_mirror_answers_what_it_can_hold_and_streams_the_rest() -> None:
             for flow in (*small, empty, over_cap, chunked):
                 mirror.requestheaders(flow)
             # Answered at once: the first small one and the bodiless one; the
-            # second small one would pass the limit of bytes held together.
+            # second small one would pass the budget of bytes held together.
             answered = [f for f in (*small, empty, over_cap, chunked) if f.response is not None]
             assert answered == [small[0], empty]
             assert small[0].response.status_code == 200 and small[0].response.content == b""
             assert not small[0].request.stream
-            assert mirror.held == 80
+            assert mirror.budget.held == 80
             for flow in (small[1], over_cap, chunked):
                 assert flow.request.stream
                 assert (flow.request.host, flow.request.port) == discard.address
                 assert flow.request.headers["host"] == "shop.example.com"
             mirror.response(small[0])
             mirror.error(empty)
-            assert mirror.held == 0
+            assert mirror.budget.held == 0
             # Whatever address mitmproxy would connect to, it is the discard server.
             data = server_hooks.ServerConnectionHookData(
                 server=connection.Server(address=("mirror.invalid", 80)),
