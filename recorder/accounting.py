@@ -12,6 +12,7 @@ summary for all of them with the same line.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from recorder.sink import SinkStats
@@ -100,3 +101,12 @@ class Counts:
             f"produce_failed={self.produce_failed} convert_failed={self.convert_failed}) "
             f"filtered={self.filtered} cut_off={self.cut_off} budget_cut={self.budget_cut}"
         )
+
+
+def add_up(stats: Iterable[SinkStats]) -> SinkStats:
+    """The sum of several sinks' counters (a recorder makes a new sink on reconfiguration)."""
+    total = SinkStats()
+    for one in stats:
+        for name in SinkStats.__dataclass_fields__:
+            setattr(total, name, getattr(total, name) + getattr(one, name))
+    return total

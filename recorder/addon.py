@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from typing import Any
 
 from mitmproxy import ctx, http
@@ -27,10 +25,10 @@ from mitmproxy import flow as mitmflow
 from mitmproxy.proxy import mode_specs
 
 from recorder import fit, options
-from recorder.accounting import Counts
+from recorder.accounting import Counts, add_up
 from recorder.capture import BodyCapture, CaptureBudget, quiet_stream_logs
 from recorder.drain import Drainer
-from recorder.event import CAPTURE_MIRROR, CAPTURE_PROXY, flow_to_event, recorder_info
+from recorder.event import CAPTURE_MIRROR, CAPTURE_PROXY, flow_to_event, probe_event, recorder_info
 from recorder.inflight import InFlight
 from recorder.lean import missing_hooks
 from recorder.mirror import Mirror
@@ -39,7 +37,7 @@ from recorder.redact import Redactor
 from recorder.selection import FILTERED, parse_flow_filter
 from recorder.sink import CONVERT_FAILED, SEEN, KafkaSink, SinkStats
 from schemas.codec import Codec, Encoded
-from schemas.records import HttpExchange, Message, RecorderInfo
+from schemas.records import HttpExchange, RecorderInfo
 from trafficmirror.plumbing.errors import TrafficMirrorError
 from trafficmirror.plumbing.health import HealthServer, HealthState
 from trafficmirror.plumbing.kafka import KafkaSettings
@@ -149,7 +147,7 @@ class Recorder:
         # before any addon runs, unless keep_host_header is set: the client's Host
         # is then gone, so such events say so in their redactions (HOST_REWRITTEN).
         opts = ctx.options
-        recorder_id = opts.trafficmirror_recorder_id or default_recorder_id()
+        recorder_id = opts.trafficmirror_recorder_id or options.default_recorder_id()
         self._keep_host = bool(getattr(opts, "keep_host_header", False))
         # record --mirror (recorder.mirror): the events have no production response.
         capture = CAPTURE_MIRROR if opts.trafficmirror_mirror else CAPTURE_PROXY
@@ -200,7 +198,7 @@ class Recorder:
             codec = Codec(registry_url=registry, subject=f"{topic}-value" if registry else None)
             if registry:
                 # Register the schema now, not on the first live request.
-                codec.encode(_probe_event())
+                codec.encode(probe_event())
             sink = KafkaSink(settings, topic)
         except TrafficMirrorError as exc:
             raise options_error(f"trafficmirror: {exc}") from None
@@ -402,12 +400,7 @@ class Recorder:
 
     def totals(self) -> SinkStats:
         """Counters of every sink this addon used (it makes a new one on reconfiguration)."""
-        total = SinkStats()
-        sinks = [*self._stats, *([self.sink.stats] if self.sink is not None else [])]
-        for stats in sinks:
-            for name in SinkStats.__dataclass_fields__:
-                setattr(total, name, getattr(total, name) + getattr(stats, name))
-        return total
+        return add_up([*self._stats, *([self.sink.stats] if self.sink is not None else [])])
 
     def counts(self) -> Counts:
         """Every counter of this addon, sinks included (exact once the sinks are closed)."""
@@ -430,48 +423,6 @@ def _release(flow: http.HTTPFlow) -> None:
     for message in (flow.request, flow.response):
         if message is not None and isinstance(message.stream, BodyCapture):
             message.stream.release()
-
-
-def default_recorder_id() -> str:
-    """`hostname:port` of the first proxy mode that listens (hostname:pid if unknown)."""
-    host = socket.gethostname()
-    try:
-        for spec in ctx.options.mode:
-            port = mode_specs.ProxyMode.parse(spec).listen_port(ctx.options.listen_port)
-            if port:
-                return f"{host}:{port}"
-    except Exception:  # noqa: S110 (only a default name; fall through)
-        pass
-    return f"{host}:{os.getpid()}"
-
-
-def _probe_event() -> HttpExchange:
-    """A minimal valid event, encoded once at start to register the schema."""
-    empty: Message = {
-        "headers": [],
-        "body": b"",
-        "body_truncated": False,
-        "body_length": 0,
-        "trailers": None,
-    }
-    return {
-        "id": "probe",
-        "request_start_us": 0,
-        "request_end_us": None,
-        "response_start_us": None,
-        "response_end_us": None,
-        "client": {"host": "", "port": 0},
-        "server": None,
-        "scheme": "http",
-        "method": "GET",
-        "authority": "",
-        "path": b"/",
-        "http_version": "HTTP/1.1",
-        "request": empty,
-        "response": None,
-        "error": None,
-        "recorder": recorder_info("probe"),
-    }
 
 
 # Declared before `addons`: mitmproxy looks every hook up on this module first

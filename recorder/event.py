@@ -238,3 +238,32 @@ def flow_to_event(
         "error": error.msg if error is not None else None,
         "recorder": recorder,
     }
+
+
+def probe_event() -> HttpExchange:
+    """A minimal valid event, encoded once at start to register the schema."""
+    empty: Message = {
+        "headers": [],
+        "body": b"",
+        "body_truncated": False,
+        "body_length": 0,
+        "trailers": None,
+    }
+    return {
+        "id": "probe",
+        "request_start_us": 0,
+        "request_end_us": None,
+        "response_start_us": None,
+        "response_end_us": None,
+        "client": {"host": "", "port": 0},
+        "server": None,
+        "scheme": "http",
+        "method": "GET",
+        "authority": "",
+        "path": b"/",
+        "http_version": "HTTP/1.1",
+        "request": empty,
+        "response": None,
+        "error": None,
+        "recorder": recorder_info("probe"),
+    }

@@ -9,10 +9,13 @@ value is an `OptionsError`, mitmproxy's one-line refusal.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from mitmproxy import exceptions
+from mitmproxy import ctx, exceptions
+from mitmproxy.proxy import mode_specs
 
 from recorder.capture import DEFAULT_MAX_BUFFERED_BYTES
 
@@ -161,7 +164,8 @@ def declare(loader: Any) -> None:
         None,
         "Record only exchanges matching this mitmproxy filter expression, e.g. "
         "'~u /api & !~m OPTIONS' or '~c 500' (matched when the exchange ends, so "
-        "response operators work); the others are not recorded and are counted as "
+        "response operators work; body operators match nothing, since bodies stream "
+        "through unkept); the others are not recorded and are counted as "
         "filtered. Unset: record everything.",
     )
     loader.add_option(
@@ -204,3 +208,16 @@ def seconds(value: str, name: str = "trafficmirror_flush_timeout") -> float:
     if not parsed >= 0:  # also rejects NaN
         raise options_error(f"{name} must be a number of seconds >= 0, not {value!r}")
     return parsed
+
+
+def default_recorder_id() -> str:
+    """`hostname:port` of the first proxy mode that listens (hostname:pid if unknown)."""
+    host = socket.gethostname()
+    try:
+        for spec in ctx.options.mode:
+            port = mode_specs.ProxyMode.parse(spec).listen_port(ctx.options.listen_port)
+            if port:
+                return f"{host}:{port}"
+    except Exception:  # noqa: S110 (only a default name; fall through)
+        pass
+    return f"{host}:{os.getpid()}"

@@ -99,6 +99,7 @@ def recorder_extra_options(func: F) -> F:
             metavar="EXPR",
             help="Record only exchanges matching this mitmproxy filter expression, e.g. "
             "'~u /api & !~m OPTIONS'; matched when the exchange ends, so '~c 500' works. "
+            "Body operators (~b, ~bq, ~bs) match nothing: bodies stream through unkept. "
             "The others are proxied as usual, not recorded, and counted as filtered "
             "(env TRAFFICMIRROR_RECORD_FILTER).",
         ),
