@@ -1,0 +1,157 @@
+"""`trafficmirror record` with one or more changes made for a measurement: the variant rows.
+
+    python bench/livepath/variant.py VARIANTS record -b ... -t ... --upstream ... --listen ...
+
+runs the `record` command of this checkout after applying the changes named in
+VARIANTS (comma-separated), so a candidate cut can be measured side by side
+with `record` as it is, in the same run, before it is made in the code:
+
+  nohook   the recorder's per-exchange work does nothing (mitmproxy's own cost)
+  nosend   events are built and encoded but not handed to the producer
+  defer    the event is built and sent after the response went to the client
+           (the `response` hook schedules it with `loop.call_soon`)
+  uvloop   the event loop is uvloop's
+  gc       `settle_memory()` once the proxy runs (gc.freeze, young threshold)
+  timing   time the recorder's work per exchange and the garbage collector's
+           pauses; the figures are logged at exit (`variant timing:` lines)
+
+Only this process is changed; nothing here is part of the product.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import gc
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+_LINES: list[str] = []
+
+
+def _summary(name: str, values_ns: list[int], per: int) -> str:
+    if not values_ns:
+        return f"variant timing: {name}: none"
+    values = sorted(values_ns)
+    total = sum(values)
+    return (
+        f"variant timing: {name}: n={len(values)} per_exchange_us={total / max(per, 1) / 1000:.1f} "
+        f"p50_us={values[len(values) // 2] / 1000:.1f} "
+        f"p99_us={values[min(len(values) - 1, int(len(values) * 0.99))] / 1000:.1f} "
+        f"max_us={values[-1] / 1000:.1f}"
+    )
+
+
+def _timed(store: list[int], func: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter_ns()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            store.append(time.perf_counter_ns() - t0)
+
+    return wrapper
+
+
+def _timing() -> None:
+    import recorder.addon as addon
+    from recorder.sink import KafkaSink
+    from schemas.codec import Codec
+
+    phases: dict[str, list[int]] = {"record": [], "event": [], "encode": [], "send": []}
+    addon.Recorder._record = _timed(phases["record"], addon.Recorder._record)  # type: ignore[method-assign]
+    addon.flow_to_event = _timed(phases["event"], addon.flow_to_event)
+    Codec.encode = _timed(phases["encode"], Codec.encode)  # type: ignore[method-assign]
+    KafkaSink.send = _timed(phases["send"], KafkaSink.send)  # type: ignore[method-assign]
+    pauses: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    started: list[int] = [0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter_ns()
+        else:
+            pauses[info["generation"]].append(time.perf_counter_ns() - started[0])
+
+    gc.callbacks.append(on_gc)
+
+    def report() -> None:
+        n = len(phases["record"])
+        for name, values in phases.items():
+            _LINES.append(_summary(name, values, n))
+        for gen, values in pauses.items():
+            _LINES.append(_summary(f"gc gen{gen}", values, n))
+        for line in _LINES:
+            print(line, file=sys.stderr, flush=True)
+
+    atexit.register(report)
+
+
+def _defer() -> None:
+    import recorder.addon as addon
+
+    def response(self: Any, flow: Any) -> None:
+        asyncio.get_running_loop().call_soon(self._record, flow)
+
+    addon.Recorder.response = response  # type: ignore[method-assign]
+
+
+def _nohook() -> None:
+    import recorder.addon as addon
+
+    addon.Recorder._record = lambda self, flow: None  # type: ignore[method-assign]
+
+
+def _nosend() -> None:
+    from recorder.sink import KafkaSink
+
+    KafkaSink.send = lambda self, *a, **k: True  # type: ignore[method-assign]
+
+
+def _uvloop() -> None:
+    import uvloop
+
+    uvloop.install()
+
+
+def _gc() -> None:
+    import recorder.run as run
+    from trafficmirror.plumbing.runtime import settle_memory
+
+    original = run.StartupCheck.running
+
+    def running(self: Any) -> None:
+        original(self)
+        settle_memory()
+
+    run.StartupCheck.running = running  # type: ignore[method-assign]
+
+
+VARIANTS: dict[str, Callable[[], None]] = {
+    "nohook": _nohook,
+    "nosend": _nosend,
+    "defer": _defer,
+    "uvloop": _uvloop,
+    "gc": _gc,
+    "timing": _timing,
+}
+
+
+def main() -> None:
+    names = [n for n in sys.argv[1].split(",") if n]
+    for name in names:
+        if name not in VARIANTS:
+            sys.exit(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    # Applied after `timing` wraps, so e.g. defer schedules the timed _record.
+    for name in sorted(names, key=lambda n: n != "timing"):
+        VARIANTS[name]()
+    os.environ.setdefault("TRAFFICMIRROR_BENCH_VARIANT", ",".join(names))
+    from trafficmirror.cli.main import main as cli
+
+    cli(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()
