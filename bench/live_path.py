@@ -51,6 +51,7 @@ from livepath.report import (
     download_table,
     saturation_table,
     steady_table,
+    threads_table,
     verdicts,
 )
 from livepath.runs import Load, downloads, parse_load, saturation, steady_rounds, tree_pids
@@ -257,6 +258,9 @@ def main() -> int:
         base = cells.get(("direct", load.key))
         print()
         for line in steady_table(load.title, rows, base, rss):
+            print(line)
+        print()
+        for line in threads_table(load.title, [r for r in rows if r[0] != "direct"]):
             print(line)
         if base is not None:
             print()

@@ -1,16 +1,18 @@
 """Debian's nginx for the live-path benchmark: the app, the reverse proxy, the mirroring proxy.
 
 Each instance runs in the foreground (`nginx -p DIR -c FILE -g 'daemon off;'`)
-with a generated config in a temp prefix, one worker process, no access log,
-its temp paths and pid file inside the prefix (Debian's build points them at
-/var/lib/nginx otherwise). Keep-alive limits are raised so no connection is
-closed during a run (nginx closes one after 1,000 requests by default). The
+with a generated config in a temp prefix, one worker process (running as the
+user that started nginx), no access log, its temp paths and pid file inside
+the prefix (Debian's build points them at /var/lib/nginx otherwise). Keep-alive
+limits are raised so no connection is closed during a run (nginx closes one
+after 1,000 requests by default). The
 proxies keep connections to their upstream alive (`keepalive 16`, HTTP/1.1,
 `Connection: ""`) and pass the client's Host on, as `record` does.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,7 +26,7 @@ HELLO = '{"hello": "from the live-path app", "items": [1, 2, 3]}\n'
 BIG_PATH = "/big"
 
 _COMMON = """\
-worker_processes 1;
+{user}worker_processes 1;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 4096; }}
@@ -87,10 +89,16 @@ _MIRROR_LOCATION = """
         }}"""
 
 
+def _user() -> str:
+    # Started as root, nginx runs its worker as `nobody`, which cannot read a
+    # private temp folder: keep the worker as the user that started it.
+    return "user root;\n" if os.geteuid() == 0 else ""
+
+
 def app_config(prefix: Path, port: int, big_file: Path) -> str:
     """The app: `GET /hello` answers `HELLO`, `GET /big` serves `big_file`."""
     body = _APP.format(port=port, hello=HELLO.rstrip("\n"), big_path=BIG_PATH, big_file=big_file)
-    return _COMMON.format(prefix=prefix, body=body)
+    return _COMMON.format(prefix=prefix, body=body, user=_user())
 
 
 def proxy_config(prefix: Path, port: int, app_port: int, mirror_port: int | None = None) -> str:
@@ -104,7 +112,7 @@ def proxy_config(prefix: Path, port: int, app_port: int, mirror_port: int | None
     body += _PROXY.format(
         port=port, settings=_PROXY_SETTINGS, mirror=mirror, mirror_location=mirror_location
     )
-    return _COMMON.format(prefix=prefix, body=body)
+    return _COMMON.format(prefix=prefix, body=body, user=_user())
 
 
 def start_nginx(prefix: Path, config: str, port: int) -> subprocess.Popen[bytes]:

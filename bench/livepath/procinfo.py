@@ -76,3 +76,30 @@ def cpu_seconds(pids: list[int]) -> float:
             except (OSError, IndexError, ValueError):
                 continue
     return total / 1e9
+
+
+def thread_cpu(pids: list[int]) -> dict[str, float]:
+    """On-CPU seconds so far of `pids`' threads, by kind: each process's main thread
+    (`main`), librdkafka's (`librdkafka`, named rdk:*), and the rest (`other threads`;
+    Python 3.11 does not name its threads for the OS, so the producer's poll thread
+    is one of these)."""
+    out: dict[str, float] = {}
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                comm = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+                ns = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+            except (OSError, IndexError, ValueError):
+                continue
+            if tid == str(pid):
+                kind = "main"
+            elif comm.startswith("rdk:"):
+                kind = "librdkafka"
+            else:
+                kind = "other threads"
+            out[kind] = out.get(kind, 0.0) + ns / 1e9
+    return out

@@ -32,15 +32,19 @@ class Cell:
     reconnects: int = 0
     cpu_s: float = 0.0
     requests: int = 0
+    #: CPU seconds by kind of thread (`procinfo.thread_cpu`).
+    threads: dict[str, float] = field(default_factory=dict)
 
-    def add(self, run: dict, cpu_s: float) -> None:
+    def add(self, run: dict, threads: dict[str, float]) -> None:
         lat = sorted(run["latencies_us"])
         self.latencies_us.extend(lat)
         self.late_us.extend(run["late_us"])
         self.round_p50_us.append(percentile(lat, 50))
         self.errors += run["errors"]
         self.reconnects += run["reconnects"]
-        self.cpu_s += cpu_s
+        self.cpu_s += sum(threads.values())
+        for kind, seconds in threads.items():
+            self.threads[kind] = self.threads.get(kind, 0.0) + seconds
         self.requests += len(lat)
 
     def ms(self, q: float) -> float:
@@ -99,6 +103,24 @@ def steady_table(
         lines.append(
             f"| {label} | {_f(p50)} | {_f(p90)} | {_f(p99)} | {added[0]} | {added[1]} "
             f"| {rounds} | {cpu} | {mem} | {cell.errors + cell.reconnects} |"
+        )
+    return lines
+
+
+def threads_table(load: str, rows: list[tuple[str, str, Cell]]) -> list[str]:
+    """Markdown rows: each proxy's CPU per request by kind of thread, at one load."""
+    kinds = ["main", "other threads", "librdkafka"]
+    lines = [
+        f"| {load}: proxy CPU µs/req | main thread(s) | other Python threads "
+        "| librdkafka threads | total |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for _, label, cell in rows:
+        if not cell.threads or not cell.requests:
+            continue
+        per = [cell.threads.get(k, 0.0) / cell.requests * 1e6 for k in kinds]
+        lines.append(
+            f"| {label} | " + " | ".join(f"{x:.0f}" for x in per) + f" | {cell.cpu_us:.0f} |"
         )
     return lines
 

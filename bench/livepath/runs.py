@@ -57,8 +57,9 @@ def parse_load(text: str) -> Load:
 
 def _steady(
     port: int, load: Load, seconds: float, warmup: float, pids: list[int]
-) -> tuple[dict, float]:
-    """One load-generator run against `port`: its figures, and `pids`' CPU time while measured."""
+) -> tuple[dict, dict[str, float]]:
+    """One load-generator run against `port`: its figures, and `pids`' CPU time while
+    measured, by kind of thread (`procinfo.thread_cpu`)."""
     args = ["steady", port, load.connections, load.rate, seconds, warmup]
     proc = subprocess.Popen(
         [sys.executable, str(LOADGEN), *map(str, args)],
@@ -68,12 +69,12 @@ def _steady(
     )
     assert proc.stdout is not None
     first = proc.stdout.readline().strip()
-    before = procinfo.cpu_seconds(pids)
+    before = procinfo.thread_cpu(pids)
     out, err = proc.communicate()
-    cpu = procinfo.cpu_seconds(pids) - before
+    after = procinfo.thread_cpu(pids)
     if proc.returncode != 0 or first != MARK:
         raise RuntimeError(f"load generator failed: {(first + err).strip()[-500:]}")
-    return json.loads(out), cpu
+    return json.loads(out), {k: v - before.get(k, 0.0) for k, v in after.items()}
 
 
 def _loadgen(*args: object) -> dict:
