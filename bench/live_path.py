@@ -45,6 +45,9 @@ from pathlib import Path
 from livepath import procinfo
 from livepath.instructions import DEFAULT_ROWS, instruction_rows
 from livepath.nginx import NGINX, app_config, start_nginx
+from livepath.profile import available as profile_available
+from livepath.profile import breakdown
+from livepath.profile import table as profile_table
 from livepath.report import (
     Cell,
     Download,
@@ -133,6 +136,13 @@ def _args() -> argparse.Namespace:
         default=200,
         help="--instructions: requests before counting (default: 200)",
     )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="sample each Python row while it is measured with py-spy (pip install py-spy) "
+        "into DIR, and print where its time goes",
+    )
     parser.add_argument("--logs", type=Path, help="folder for the processes' logs (default: temp)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
@@ -153,6 +163,8 @@ def _args() -> argparse.Namespace:
             parser.error(problem)
     if not args.load_list:
         parser.error("--loads is empty")
+    if args.py_spy is not None and not profile_available():
+        parser.error("--py-spy needs py-spy on PATH (pip install py-spy)")
     if args.rounds < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--rounds must be 1 or more, --duration above 0, --warmup 0 or more")
     return args
@@ -228,7 +240,11 @@ def main() -> int:
         )
         for t in live:
             procinfo.reset_peak(tree_pids(t))
-        cells = steady_rounds(live, args.load_list, args.rounds, args.duration, args.warmup)
+        if args.py_spy is not None:
+            args.py_spy.mkdir(parents=True, exist_ok=True)
+        cells = steady_rounds(
+            live, args.load_list, args.rounds, args.duration, args.warmup, args.py_spy
+        )
         rss = {t.name: procinfo.peak_mb(tree_pids(t)) for t in live if t.procs}
         sat = {}
         if args.saturate > 0 and shutil.which("wrk"):
@@ -262,6 +278,17 @@ def main() -> int:
         print()
         for line in threads_table(load.title, [r for r in rows if r[0] != "direct"]):
             print(line)
+        if args.py_spy is not None:
+            spied = [
+                (
+                    f"{t.label}, {load.title}",
+                    breakdown(sorted(args.py_spy.glob(f"{t.name}@{load.key}-r*.txt"))),
+                )
+                for t in live
+                if t.python
+            ]
+            print()
+            print("\n".join(profile_table(spied)))
         if base is not None:
             print()
             print(

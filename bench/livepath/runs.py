@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from procs import run_wrk
 
-from livepath import procinfo
+from livepath import procinfo, profile
 from livepath.loadgen import MARK
 from livepath.nginx import BIG_PATH
 from livepath.report import Cell, Download
@@ -56,10 +58,16 @@ def parse_load(text: str) -> Load:
 
 
 def _steady(
-    port: int, load: Load, seconds: float, warmup: float, pids: list[int]
+    port: int,
+    load: Load,
+    seconds: float,
+    warmup: float,
+    pids: list[int],
+    sample: Callable[[], subprocess.Popen[bytes]] | None = None,
 ) -> tuple[dict, dict[str, float]]:
     """One load-generator run against `port`: its figures, and `pids`' CPU time while
-    measured, by kind of thread (`procinfo.thread_cpu`)."""
+    measured, by kind of thread (`procinfo.thread_cpu`); `sample` starts a sampler
+    when the measured window starts (it is waited for at the end)."""
     args = ["steady", port, load.connections, load.rate, seconds, warmup]
     proc = subprocess.Popen(
         [sys.executable, str(LOADGEN), *map(str, args)],
@@ -70,8 +78,11 @@ def _steady(
     assert proc.stdout is not None
     first = proc.stdout.readline().strip()
     before = procinfo.thread_cpu(pids)
+    sampler = sample() if sample is not None and first == MARK else None
     out, err = proc.communicate()
     after = procinfo.thread_cpu(pids)
+    if sampler is not None:
+        sampler.wait()
     if proc.returncode != 0 or first != MARK:
         raise RuntimeError(f"load generator failed: {(first + err).strip()[-500:]}")
     return json.loads(out), {k: v - before.get(k, 0.0) for k, v in after.items()}
@@ -90,9 +101,17 @@ def _loadgen(*args: object) -> dict:
 
 
 def steady_rounds(
-    targets: list[Target], loads: list[Load], rounds: int, seconds: float, warmup: float
+    targets: list[Target],
+    loads: list[Load],
+    rounds: int,
+    seconds: float,
+    warmup: float,
+    spy_dir: Path | None = None,
 ) -> dict[tuple[str, str], Cell]:
-    """Every running row at every load, `rounds` times, rotating the order; cells by (row, load)."""
+    """Every running row at every load, `rounds` times, rotating the order; cells by (row, load).
+
+    With `spy_dir`, py-spy samples each Python row's measured windows into
+    `spy_dir/ROW@LOAD-rROUND.txt` (`livepath.profile`)."""
     live = [t for t in targets if t.skipped is None]
     cells = {(t.name, load.key): Cell() for t in live for load in loads}
     for rnd in range(rounds):
@@ -102,7 +121,12 @@ def steady_rounds(
             parts = []
             for target in order:
                 pids = tree_pids(target)
-                run, cpu = _steady(target.port, load, seconds, warmup, pids)
+                sample = None
+                if spy_dir is not None and target.python:
+                    out = spy_dir / f"{target.name}@{load.key}-r{rnd + 1}.txt"
+                    pid = target.procs[0].pid
+                    sample = partial(profile.start, pid, seconds, out)
+                run, cpu = _steady(target.port, load, seconds, warmup, pids, sample)
                 cells[(target.name, load.key)].add(run, cpu)
                 lat = sorted(run["latencies_us"])
                 p50 = lat[len(lat) // 2] / 1000 if lat else float("nan")

@@ -39,8 +39,9 @@ class Target:
     skipped: str | None = None  # why the row was not run
 
     @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs]
+    def python(self) -> bool:
+        """True when the row's first process is Python (mitmproxy), which py-spy can sample."""
+        return bool(self.procs) and self.name not in ("direct", "nginx")
 
 
 @dataclass

@@ -12,6 +12,7 @@ with `record` as it is, in the same run, before it is made in the code:
            (the `response` hook schedules it with `loop.call_soon`)
   uvloop   the event loop is uvloop's
   gc       `settle_memory()` once the proxy runs (gc.freeze, young threshold)
+  lookups  `recorder.lean.cheaper_lookups()` (options, hook arguments, headers)
   timing   time the recorder's work per exchange and the garbage collector's
            pauses from the moment the proxy runs; the figures are logged at
            exit (`variant timing:` lines)
@@ -123,6 +124,12 @@ def _nosend() -> None:
     KafkaSink.send = lambda self, *a, **k: True  # type: ignore[method-assign]
 
 
+def _lookups() -> None:
+    from recorder.lean import cheaper_lookups
+
+    cheaper_lookups()
+
+
 def _uvloop() -> None:
     import uvloop
 
@@ -148,6 +155,7 @@ VARIANTS: dict[str, Callable[[], None]] = {
     "defer": _defer,
     "uvloop": _uvloop,
     "gc": _gc,
+    "lookups": _lookups,
     "timing": _timing,
 }
 
