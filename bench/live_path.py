@@ -146,6 +146,9 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--logs", type=Path, help="folder for the processes' logs (default: temp)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
+    for name in ("logs", "json", "py_spy"):  # before main() changes the working directory
+        if getattr(args, name) is not None:
+            setattr(args, name, getattr(args, name).resolve())
     if args.quick:
         args.rounds, args.duration, args.warmup = 1, 3.0, 1.0
         args.saturate = min(args.saturate, 2.0)
@@ -196,6 +199,9 @@ def main() -> int:
     if shutil.which(NGINX) is None and not Path(NGINX).exists():
         print("nginx not found (Debian: apt-get install nginx-light)", file=sys.stderr)
         return 2
+    # Every process of a row runs this checkout's code: `python -m trafficmirror`
+    # looks in the working directory first.
+    os.chdir(ROOT)
     logdir = args.logs or Path(tempfile.mkdtemp(prefix="tm-livepath-"))
     logdir.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now().astimezone()
