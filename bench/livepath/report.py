@@ -155,8 +155,9 @@ def verdicts(cells: dict[tuple[str, str], Cell], downloads: dict[str, list[Downl
         return a.ms(q) - b.ms(q) if a and b else math.nan
 
     def line(text: str, value: float, limit: float, unit: str = "ms") -> None:
-        if math.isnan(value):
-            out.append(f"- {text} ≤ {limit:g} {unit}: not measured")
+        if math.isnan(value) or math.isnan(limit):
+            bound = "" if math.isnan(limit) else f" ≤ {limit:g} {unit}"
+            out.append(f"- {text}{bound}: not measured")
         else:
             verdict = "met" if value <= limit else "NOT met"
             out.append(f"- {text} ≤ {limit:g} {unit}: {value:.2f} {unit}, **{verdict}**")
@@ -164,7 +165,7 @@ def verdicts(cells: dict[tuple[str, str], Cell], downloads: dict[str, list[Downl
     line("`record` added p50 at 1×50", added("record", "direct", "1x50", 50), 1.0)
     line("`record` added p99 at 1×50", added("record", "direct", "1x50", 99), 2.0)
     one, two = added("record", "direct", "8x50", 50), added("record-w2", "direct", "8x50", 50)
-    line("`record --workers 2` added p50 at 8×50, against half of one worker's", two - one / 2, 0.0)
+    line("`record --workers 2` added p50 at 8×50 (half of `record`'s)", two, one / 2)
     for load in ("1x50", "8x50"):
         line(
             f"nginx → `record --mirror` added p50 over nginx alone at {load}",

@@ -87,6 +87,9 @@ def test_added_latency_is_over_the_baseline_and_targets_are_judged() -> None:
     nginx = _cell([0.3] * 100)
     mirror = _cell([0.5] * 100)  # +0.2 over nginx
     cells = {
+        ("direct", "8x50"): direct,
+        ("record", "8x50"): _cell([5.2] * 100),  # +5.0
+        ("record-w2", "8x50"): _cell([2.6] * 100),  # +2.4, under half of 5.0
         ("direct", "1x50"): direct,
         ("record", "1x50"): record,
         ("nginx", "1x50"): nginx,
@@ -109,6 +112,10 @@ def test_added_latency_is_over_the_baseline_and_targets_are_judged() -> None:
     assert "added p99 at 1×50 ≤ 2 ms: 2.30 ms, **NOT met**" in text
     assert "over nginx alone at 1x50 ≤ 0.3 ms: 0.20 ms, **met**" in text
     assert "over nginx alone at 8x50 ≤ 0.3 ms: not measured" in text
+    assert (
+        "`record --workers 2` added p50 at 8×50 (half of `record`'s) ≤ 2.5 ms: 2.40 ms, **met**"
+        in text
+    )
     assert "RSS above idle, 1 × 200 MB ≤ 64 MB: 20.00 MB, **met**" in text
     assert "first byte over direct, 1 × 200 MB ≤ 5 ms: 3.00 ms, **met**" in text
 
