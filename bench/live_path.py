@@ -40,6 +40,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from livepath import procinfo
@@ -51,13 +52,21 @@ from livepath.profile import table as profile_table
 from livepath.report import (
     Cell,
     Download,
+    Saturated,
     download_table,
     saturation_table,
     steady_table,
     threads_table,
     verdicts,
 )
-from livepath.runs import Load, downloads, parse_load, saturation, steady_rounds, tree_pids
+from livepath.runs import (
+    Load,
+    downloads,
+    parse_load,
+    saturation,
+    steady_rounds,
+    tree_pids,
+)
 from livepath.targets import (
     CATALOGUE,
     ROOT,
@@ -194,6 +203,100 @@ def _commit() -> str:
     return f"{git('rev-parse', '--abbrev-ref', 'HEAD')} {git('log', '-1', '--format=%h %s')}{dirty}"
 
 
+@dataclass
+class Results:
+    """Everything one run measured."""
+
+    live: list[Target]
+    skipped: list[Target]
+    cells: dict[tuple[str, str], Cell]
+    rss: dict[str, float] = field(default_factory=dict)
+    sat: dict[str, Saturated] = field(default_factory=dict)
+    got: dict[str, list[Download]] = field(default_factory=dict)
+
+
+def _measure(args: argparse.Namespace, env: Env) -> Results:
+    """Start the rows, measure them (steady, saturated, downloads), stop them."""
+    targets = start_targets(env, args.row_list)
+    try:
+        for t in targets:
+            if t.skipped:
+                print(f"  skipped {t.name}: {t.skipped}", flush=True)
+        live = [t for t in targets if t.skipped is None]
+        print(
+            f"rows: {', '.join(t.name for t in live)}; loads: "
+            f"{', '.join(x.title for x in args.load_list)}; {args.rounds} round(s) of "
+            f"{args.duration:g} s after {args.warmup:g} s warm-up",
+            flush=True,
+        )
+        for t in live:
+            procinfo.reset_peak(tree_pids(t))
+        if args.py_spy is not None:
+            args.py_spy.mkdir(parents=True, exist_ok=True)
+        cells = steady_rounds(
+            live, args.load_list, args.rounds, args.duration, args.warmup, args.py_spy
+        )
+        results = Results(live, [t for t in targets if t.skipped], cells)
+        # Peak RSS of the steady runs, before the downloads raise it.
+        results.rss = {t.name: procinfo.peak_mb(tree_pids(t)) for t in live if t.procs}
+        if args.saturate > 0 and shutil.which("wrk"):
+            results.sat = saturation(live, args.rounds, args.saturate, args.saturate_connections)
+        elif args.saturate > 0:
+            print("  no wrk: saturation runs skipped (Debian: apt-get install wrk)", flush=True)
+        if args.counts:
+            print(f"downloads: {args.download_mb} MB, {args.counts} at once", flush=True)
+            for t in live:
+                results.got[t.name] = downloads(t, args.counts)
+        return results
+    finally:
+        stop_targets(targets)
+
+
+def _report(args: argparse.Namespace, r: Results, header: str) -> None:
+    """Print the run's tables (markdown) and the targets' verdicts."""
+    print()
+    print(header)
+    for load in args.load_list:
+        rows = [(t.name, t.label, r.cells[(t.name, load.key)]) for t in r.live]
+        base = r.cells.get(("direct", load.key))
+        print()
+        print("\n".join(steady_table(load.title, rows, base, r.rss)))
+        print()
+        print("\n".join(threads_table(load.title, [x for x in rows if x[0] != "direct"])))
+        if args.py_spy is not None:
+            spied = [
+                (
+                    f"{t.label}, {load.title}",
+                    breakdown(sorted(args.py_spy.glob(f"{t.name}@{load.key}-r*.txt"))),
+                )
+                for t in r.live
+                if t.python
+            ]
+            print()
+            print("\n".join(profile_table(spied)))
+        if base is not None:
+            print()
+            print(
+                f"Load generator at {load.title}: sent {base.late_ms(50) * 1000:.0f} µs "
+                f"(p50), {base.late_ms(99) * 1000:.0f} µs (p99) after the due time when free "
+                f"to send (direct row); the direct row's latency is the generator, the kernel "
+                f"and the app together."
+            )
+    if r.sat:
+        print()
+        rows3 = [(t.name, t.label, r.sat[t.name]) for t in r.live]
+        print("\n".join(saturation_table(args.saturate_connections, rows3)))
+    if r.got:
+        print()
+        rows4 = [(t.name, t.label, r.got[t.name]) for t in r.live]
+        print("\n".join(download_table(rows4, args.download_mb)))
+    print()
+    print("Targets (issue #13):")
+    print("\n".join(verdicts(r.cells, r.got, args.download_mb)))
+    for t in r.skipped:
+        print(f"- row `{t.name}` not run: {t.skipped}")
+
+
 def main() -> int:
     args = _args()
     if shutil.which(NGINX) is None and not Path(NGINX).exists():
@@ -217,12 +320,11 @@ def main() -> int:
     broker, bootstrap = start_broker(
         ["livepath:4", "livepath-mirror:4"], None, logdir / "broker.log"
     )
-    app_dir = logdir / "app"
-    app_dir.mkdir(exist_ok=True)
-    app_port = free_port()
     backends = [broker]
-    targets: list[Target] = []
     try:
+        app_dir = logdir / "app"
+        app_dir.mkdir(exist_ok=True)
+        app_port = free_port()
         backends.append(start_nginx(app_dir, app_config(app_dir, app_port, big), app_port))
         if args.instructions:
             counts = (args.warmup_requests, args.requests)
@@ -232,119 +334,42 @@ def main() -> int:
             print()
             print("\n".join(table))
             return 0 if table else 2
-        env = Env(app_port, bootstrap, logdir, record_help())
-        targets = start_targets(env, args.row_list)
-        for t in targets:
-            if t.skipped:
-                print(f"  skipped {t.name}: {t.skipped}", flush=True)
-        live = [t for t in targets if t.skipped is None]
-        print(
-            f"rows: {', '.join(t.name for t in live)}; loads: "
-            f"{', '.join(x.title for x in args.load_list)}; {args.rounds} round(s) of "
-            f"{args.duration:g} s after {args.warmup:g} s warm-up",
-            flush=True,
-        )
-        for t in live:
-            procinfo.reset_peak(tree_pids(t))
-        if args.py_spy is not None:
-            args.py_spy.mkdir(parents=True, exist_ok=True)
-        cells = steady_rounds(
-            live, args.load_list, args.rounds, args.duration, args.warmup, args.py_spy
-        )
-        rss = {t.name: procinfo.peak_mb(tree_pids(t)) for t in live if t.procs}
-        sat = {}
-        if args.saturate > 0 and shutil.which("wrk"):
-            sat = saturation(live, args.rounds, args.saturate, args.saturate_connections)
-        elif args.saturate > 0:
-            print("  no wrk: saturation runs skipped (Debian: apt-get install wrk)", flush=True)
-        got: dict[str, list[Download]] = {}
-        if args.counts:
-            print(f"downloads: {args.download_mb} MB, {args.counts} at once", flush=True)
-            for t in live:
-                got[t.name] = downloads(t, args.counts)
+        results = _measure(args, Env(app_port, bootstrap, logdir, record_help()))
     finally:
-        stop_targets(targets)
         for proc in reversed(backends):
             stop(proc)
     finished = datetime.datetime.now().astimezone()
-    load_end = os.getloadavg()
-
-    print()
-    print(
+    header = (
         f"Run {started:%Y-%m-%d %H:%M}..{finished:%H:%M %Z}, {_describe_machine()}, "
-        f"load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end; "
+        f"load average {load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; "
         f"checkout {_commit()}; {args.rounds} round(s) × {args.duration:g} s per row and load."
     )
-    for load in args.load_list:
-        rows = [(t.name, t.label, cells[(t.name, load.key)]) for t in live]
-        base = cells.get(("direct", load.key))
-        print()
-        for line in steady_table(load.title, rows, base, rss):
-            print(line)
-        print()
-        for line in threads_table(load.title, [r for r in rows if r[0] != "direct"]):
-            print(line)
-        if args.py_spy is not None:
-            spied = [
-                (
-                    f"{t.label}, {load.title}",
-                    breakdown(sorted(args.py_spy.glob(f"{t.name}@{load.key}-r*.txt"))),
-                )
-                for t in live
-                if t.python
-            ]
-            print()
-            print("\n".join(profile_table(spied)))
-        if base is not None:
-            print()
-            print(
-                f"Load generator at {load.title}: sent {base.late_ms(50) * 1000:.0f} µs "
-                f"(p50), {base.late_ms(99) * 1000:.0f} µs (p99) after the due time when free "
-                f"to send (direct row); the direct row's latency is the generator, the kernel "
-                f"and the app together."
-            )
-    if sat:
-        print()
-        rows3 = [(t.name, t.label, sat[t.name]) for t in live]
-        for line in saturation_table(args.saturate_connections, rows3):
-            print(line)
-    if got:
-        print()
-        for line in download_table([(t.name, t.label, got[t.name]) for t in live if t.name in got]):
-            print(line)
-    print()
-    print("Targets (issue #13):")
-    for line in verdicts(cells, got):
-        print(line)
-    for t in targets:
-        if t.skipped:
-            print(f"- row `{t.name}` not run: {t.skipped}")
+    _report(args, results, header)
     if args.json:
-        args.json.write_text(json.dumps(_figures(live, args.load_list, cells, rss, got), indent=1))
+        args.json.write_text(json.dumps(_figures(args.load_list, results), indent=1))
     return 0
 
 
-def _figures(
-    live: list[Target],
-    loads: list[Load],
-    cells: dict[tuple[str, str], Cell],
-    rss: dict[str, float],
-    got: dict[str, list[Download]],
-) -> dict:
-    out: dict = {"steady": {}, "downloads": {}, "peak_rss_mb": rss}
-    for t in live:
+def _figures(loads: list[Load], r: Results) -> dict[str, object]:
+    steady = {}
+    for t in r.live:
         for load in loads:
-            c = cells[(t.name, load.key)]
-            out["steady"][f"{t.name}@{load.key}"] = {
+            c = r.cells[(t.name, load.key)]
+            steady[f"{t.name}@{load.key}"] = {
                 "p50_ms": c.ms(50),
                 "p90_ms": c.ms(90),
                 "p99_ms": c.ms(99),
                 "cpu_us": c.cpu_us,
+                "threads_s": c.threads,
                 "requests": c.requests,
                 "errors": c.errors,
             }
-        out["downloads"][t.name] = [d.__dict__ for d in got.get(t.name, [])]
-    return out
+    return {
+        "steady": steady,
+        "peak_rss_mb": r.rss,
+        "saturated": {name: s.__dict__ for name, s in r.sat.items()},
+        "downloads": {name: [d.__dict__ for d in got] for name, got in r.got.items()},
+    }
 
 
 if __name__ == "__main__":

@@ -84,10 +84,13 @@ class HookTable(addonmanager.AddonManager):
         if handlers:
             await self._call(handlers, args)
         if isinstance(args[0], flow.Flow):
-            update = hooks.UpdateHook([args[0]])
-            updaters = self._table(update)
+            # Looked up by name: building an UpdateHook for every event only to
+            # find that nobody handles it costs more than the lookup.
+            updaters = self._handlers.get(hooks.UpdateHook.name)
+            if updaters is None:
+                updaters = self._table(hooks.UpdateHook([args[0]]))
             if updaters:
-                await self._call(updaters, update.args())
+                await self._call(updaters, [[args[0]]])
 
     @staticmethod
     async def _call(handlers: list[Callable[..., Any]], args: list[Any]) -> None:

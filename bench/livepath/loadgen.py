@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 #: What each steady request asks for (the app answers it with a small fixed body).
 PATH = "/hello"
@@ -110,7 +111,9 @@ class _Lane:
     reconnects: int = 0
 
 
-def steady(port: int, connections: int, rate: float, seconds: float, warmup: float) -> dict:
+def steady(
+    port: int, connections: int, rate: float, seconds: float, warmup: float
+) -> dict[str, Any]:
     """`connections` × `rate` req/s for `warmup` + `seconds`; the measured part's figures."""
     _tight_timers()
     request = request_bytes(PATH)
@@ -167,10 +170,10 @@ def steady(port: int, connections: int, rate: float, seconds: float, warmup: flo
     }
 
 
-def download(port: int, count: int, path: str) -> dict:
+def download(port: int, count: int, path: str) -> dict[str, Any]:
     """`count` GETs of `path` at once, each read to the end: time to first byte and total, s."""
     request = request_bytes(path)
-    results: list[dict] = [{} for _ in range(count)]
+    results: list[dict[str, Any]] = [{} for _ in range(count)]
     start = threading.Barrier(count)
 
     def one(i: int) -> None:

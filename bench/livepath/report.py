@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -35,7 +36,7 @@ class Cell:
     #: CPU seconds by kind of thread (`procinfo.thread_cpu`).
     threads: dict[str, float] = field(default_factory=dict)
 
-    def add(self, run: dict, threads: dict[str, float]) -> None:
+    def add(self, run: dict[str, Any], threads: dict[str, float]) -> None:
         lat = sorted(run["latencies_us"])
         self.latencies_us.extend(lat)
         self.late_us.extend(run["late_us"])
@@ -69,6 +70,17 @@ class Download:
     idle_mb: float
     peak_mb: float
     error: str = ""
+
+
+@dataclass
+class Saturated:
+    """One row driven as fast as it answers, per round: req/s, wrk's p50/p99, CPU per request."""
+
+    rps: list[float]
+    p50_ms: list[float]
+    p99_ms: list[float]
+    cpu_us: list[float]
+    errors: int = 0
 
 
 def _f(value: float, digits: int = 2) -> str:
@@ -125,10 +137,10 @@ def threads_table(load: str, rows: list[tuple[str, str, Cell]]) -> list[str]:
     return lines
 
 
-def download_table(rows: list[tuple[str, str, list[Download]]]) -> list[str]:
+def download_table(rows: list[tuple[str, str, list[Download]]], size_mb: int) -> list[str]:
     """Markdown rows of the download tests: per row, one body alone and several at once."""
     lines = [
-        "| 200 MB download | bodies at once | time to first byte ms (max) | total s (max) "
+        f"| {size_mb} MB download | bodies at once | time to first byte ms (max) | total s (max) "
         "| idle RSS MB | peak RSS above idle MB | intact |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
@@ -146,7 +158,9 @@ def download_table(rows: list[tuple[str, str, list[Download]]]) -> list[str]:
     return lines
 
 
-def verdicts(cells: dict[tuple[str, str], Cell], downloads: dict[str, list[Download]]) -> list[str]:
+def verdicts(
+    cells: dict[tuple[str, str], Cell], downloads: dict[str, list[Download]], size_mb: int = 200
+) -> list[str]:
     """The issue's targets, each met / NOT met / not measured, with the figure."""
     out: list[str] = []
 
@@ -175,15 +189,20 @@ def verdicts(cells: dict[tuple[str, str], Cell], downloads: dict[str, list[Downl
     direct = downloads.get("direct", [])
     for name in ("record", "record-w2"):
         for d in downloads.get(name, []):
-            line(f"`{name}` RSS above idle, {d.count} × 200 MB", d.peak_mb - d.idle_mb, 64, "MB")
+            line(
+                f"`{name}` RSS above idle, {d.count} × {size_mb} MB",
+                d.peak_mb - d.idle_mb,
+                64,
+                "MB",
+            )
             ref = next((x for x in direct if x.count == d.count), None)
             if ref and d.ttfb_s and ref.ttfb_s:
                 gap = (max(d.ttfb_s) - max(ref.ttfb_s)) * 1000
-                line(f"`{name}` time to first byte over direct, {d.count} × 200 MB", gap, 5.0)
+                line(f"`{name}` time to first byte over direct, {d.count} × {size_mb} MB", gap, 5.0)
     return out
 
 
-def saturation_table(connections: int, rows: list[tuple[str, str, object]]) -> list[str]:
+def saturation_table(connections: int, rows: list[tuple[str, str, Saturated]]) -> list[str]:
     """Markdown rows of the saturation runs: (name, label, `runs.Saturated`) per row."""
     lines = [
         f"| as fast as it answers, wrk {connections} connections | req/s (median) "
@@ -191,10 +210,10 @@ def saturation_table(connections: int, rows: list[tuple[str, str, object]]) -> l
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, label, sat in rows:
-        cpu = "" if name == "direct" else _f(median(sat.cpu_us), 0)  # type: ignore[attr-defined]
+        cpu = "" if name == "direct" else _f(median(sat.cpu_us), 0)
         lines.append(
-            f"| {label} | {median(sat.rps):.0f} | {_f(median(sat.p50_ms))} "  # type: ignore[attr-defined]
-            f"| {_f(median(sat.p99_ms))} | {cpu} | {sat.errors} |"  # type: ignore[attr-defined]
+            f"| {label} | {median(sat.rps):.0f} | {_f(median(sat.p50_ms))} "
+            f"| {_f(median(sat.p99_ms))} | {cpu} | {sat.errors} |"
         )
     return lines
 

@@ -17,13 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from procs import run_wrk
 
 from livepath import procinfo, profile
 from livepath.loadgen import MARK
 from livepath.nginx import BIG_PATH
-from livepath.report import Cell, Download
+from livepath.report import Cell, Download, Saturated
 from livepath.targets import Target
 
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
@@ -64,7 +65,7 @@ def _steady(
     warmup: float,
     pids: list[int],
     sample: Callable[[], subprocess.Popen[bytes]] | None = None,
-) -> tuple[dict, dict[str, float]]:
+) -> tuple[dict[str, Any], dict[str, float]]:
     """One load-generator run against `port`: its figures, and `pids`' CPU time while
     measured, by kind of thread (`procinfo.thread_cpu`); `sample` starts a sampler
     when the measured window starts (it is waited for at the end)."""
@@ -88,7 +89,7 @@ def _steady(
     return json.loads(out), {k: v - before.get(k, 0.0) for k, v in after.items()}
 
 
-def _loadgen(*args: object) -> dict:
+def _loadgen(*args: object) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, str(LOADGEN), *map(str, args)],
         capture_output=True,
@@ -177,17 +178,6 @@ def downloads(target: Target, counts: list[int]) -> list[Download]:
             flush=True,
         )
     return results
-
-
-@dataclass
-class Saturated:
-    """One row driven as fast as it answers, per round: req/s, wrk's p50/p99, CPU per request."""
-
-    rps: list[float]
-    p50_ms: list[float]
-    p99_ms: list[float]
-    cpu_us: list[float]
-    errors: int = 0
 
 
 def saturation(
