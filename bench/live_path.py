@@ -66,6 +66,7 @@ from livepath.runs import (
     saturation,
     steady_rounds,
     tree_pids,
+    warm_up_download,
 )
 from livepath.targets import (
     CATALOGUE,
@@ -245,6 +246,7 @@ def _measure(args: argparse.Namespace, env: Env) -> Results:
             print("  no wrk: saturation runs skipped (Debian: apt-get install wrk)", flush=True)
         if args.counts:
             print(f"downloads: {args.download_mb} MB, {args.counts} at once", flush=True)
+            warm_up_download(env.app_port)
             for t in live:
                 results.got[t.name] = downloads(t, args.counts)
         return results

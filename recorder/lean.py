@@ -1,13 +1,15 @@
 """What the recorder changes in mitmproxy's own machinery to cost less per request.
 
 Profiles of the recorder under load (py-spy, instruction counts with
-bench/recorder.py) showed per-request costs of mitmproxy itself that a
-recorder does not need. In the `record` process: hook dispatch
-(`HookTable`: each event goes straight to the addons that handle it) and two
-debug-only checks (`skip_debug_checks`, as `python -O` would). Under
-`mitmdump -s recorder/addon.py` mitmproxy runs as it is; the script module
-only answers mitmproxy's per-hook lookups on it cheaply (`missing_hooks`).
-Each change keeps the proxy's behaviour.
+bench/recorder.py and bench/live_path.py) showed per-request costs of
+mitmproxy itself that a recorder does not need. In the `record` process: hook
+dispatch (`HookTable`: each event goes straight to the addons that handle
+it), two debug-only checks (`skip_debug_checks`, as `python -O` would), and
+three helpers mitmproxy calls dozens of times per request, replaced by
+equivalents that do less (`cheaper_lookups`). Under `mitmdump -s
+recorder/addon.py` mitmproxy runs as it is; the script module only answers
+mitmproxy's per-hook lookups on it cheaply (`missing_hooks`). Each change
+keeps the proxy's behaviour.
 """
 
 from __future__ import annotations

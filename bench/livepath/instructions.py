@@ -12,6 +12,7 @@ threads); only the app (nginx, as in the wall-clock rows) and the rows differ.
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import sys
 from dataclasses import dataclass
@@ -47,6 +48,20 @@ class Row:
         return [sys.executable, str(VARIANT), variants, *record]
 
 
+def _count(
+    row: Row, app_url: str, bootstrap: str, logdir: Path, counts: tuple[int, int]
+) -> tuple[float, float]:
+    # Under valgrind a row takes a minute to listen; on a machine shared with
+    # other test runs, another process may take the free port meanwhile (the
+    # requests then get reset). Try again on a new port.
+    for attempt in range(1, 4):
+        try:
+            return instructions(row, app_url, bootstrap, "livepath", logdir, counts)  # type: ignore[arg-type]
+        except (OSError, RuntimeError, http.client.HTTPException) as exc:
+            print(f"  {row.name}: attempt {attempt} failed ({exc}); again", flush=True)
+    raise RuntimeError(f"{row.name}: no count after 3 attempts (logs in {logdir})")
+
+
 def instruction_rows(
     names: list[str], app_url: str, bootstrap: str, logdir: Path, counts: tuple[int, int]
 ) -> list[str]:
@@ -56,7 +71,7 @@ def instruction_rows(
         return []
     measured: list[tuple[str, float, float]] = []
     for name in names:
-        loop, others = instructions(Row(name), app_url, bootstrap, "livepath", logdir, counts)  # type: ignore[arg-type]
+        loop, others = _count(Row(name), app_url, bootstrap, logdir, counts)
         measured.append((name, loop, others))
         print(f"  {name:24} event loop {loop / 1e6:6.3f} M  other threads {others / 1e6:6.3f} M")
     base = next((m for m in measured if m[0] == "record"), None)

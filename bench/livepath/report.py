@@ -170,7 +170,7 @@ def verdicts(
 
     def line(text: str, value: float, limit: float, unit: str = "ms") -> None:
         if math.isnan(value) or math.isnan(limit):
-            bound = "" if math.isnan(limit) else f" ≤ {limit:g} {unit}"
+            bound = "" if math.isnan(limit) else f" ≤ {limit:.3g} {unit}"
             out.append(f"- {text}{bound}: not measured")
         else:
             verdict = "met" if value <= limit else "NOT met"

@@ -144,6 +144,11 @@ def tree_pids(target: Target) -> list[int]:
     return pids
 
 
+def warm_up_download(port: int) -> None:
+    """Fetch the big file once from the app, so no row's first download reads it cold."""
+    _loadgen("download", port, 1, BIG_PATH)
+
+
 def downloads(target: Target, counts: list[int]) -> list[Download]:
     """`count` 200 MB downloads at once through `target`, for each count; RSS from /proc."""
     results = []
