@@ -35,8 +35,14 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("producer poll thread", ("_poll_loop (", "_probe_loop (")),
     ("event loop machinery", ("asyncio/", "selectors.py")),
 ]
-#: Frames that are the event loop calling into the work, not the loop's own work.
-_LOOP_ENTRY = ("Handle._run (", "BaseEventLoop._run_once (", "BaseEventLoop.run_forever (")
+#: Frames that are the event loop calling into the work, not the loop's own work
+#: (`Runner.run` for uvloop, whose loop is C: its own work has no frame below it).
+_LOOP_ENTRY = (
+    "Handle._run (",
+    "BaseEventLoop._run_once (",
+    "BaseEventLoop.run_forever (",
+    "Runner.run (",
+)
 
 
 def _pyspy() -> str | None:
@@ -75,7 +81,7 @@ def start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
 
 def classify(stack: str) -> str:
     """The part one sampled stack (py-spy raw: frames joined by ';', outermost first) is in."""
-    frames = stack.split(";")
+    frames = [f.split("): ", 1)[-1] if f.startswith("thread (") else f for f in stack.split(";")]
     # What the loop called: the frames after the innermost loop entry point.
     inner = frames
     for i in range(len(frames) - 1, -1, -1):
