@@ -37,7 +37,7 @@ from recorder.addon import Recorder
 from recorder.config import RecordConfig
 from recorder.drain import Drainer
 from recorder.framing import Http1BodyFraming
-from recorder.lean import HookTable, skip_debug_checks
+from recorder.lean import HookTable, lighten
 from recorder.mirror import Mirror
 from trafficmirror.plumbing.errors import ConfigError, TrafficMirrorError
 
@@ -199,7 +199,7 @@ def run_recorder(config: RecordConfig) -> None:
     summary line, then returns.
     """
     check_listen(config.listen_host, config.listen_port)
-    logger.debug("trafficmirror recorder: turned off %s", ", ".join(skip_debug_checks()))
+    logger.debug("trafficmirror recorder: lighter mitmproxy: %s", ", ".join(lighten()))
     logger.info(
         "trafficmirror recorder: %s:%d -> %s, topic %s on %s",
         config.listen_host,

@@ -103,7 +103,11 @@ async def _report(channel: Channel) -> None:
 
 
 async def _run(spec: WorkerSpec, channel: Channel) -> Any:
+    from recorder.lean import lighten
     from recorder.run import serve
+
+    # As a single `record` does (recorder.run.run_recorder), in this worker's process.
+    lighten()
 
     reporter = asyncio.get_running_loop().create_task(_report(channel))
     try:
