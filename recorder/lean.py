@@ -1,25 +1,29 @@
 """What the recorder changes in mitmproxy's own machinery to cost less per request.
 
 Profiles of the recorder under load (py-spy, instruction counts with
-bench/recorder.py) showed per-request costs of mitmproxy itself that a
-recorder does not need. In the `record` process: hook dispatch
-(`HookTable`: each event goes straight to the addons that handle it) and two
-debug-only checks (`skip_debug_checks`, as `python -O` would). Under
-`mitmdump -s recorder/addon.py` mitmproxy runs as it is; the script module
-only answers mitmproxy's per-hook lookups on it cheaply (`missing_hooks`).
-Each change keeps the proxy's behaviour.
+bench/recorder.py and bench/live_path.py) showed per-request costs of
+mitmproxy itself that a recorder does not need. In the `record` process: hook
+dispatch (`HookTable`: each event goes straight to the addons that handle
+it), two debug-only checks (`skip_debug_checks`, as `python -O` would), and
+three helpers mitmproxy calls dozens of times per request, replaced by
+equivalents that do less (`cheaper_lookups`). Under `mitmdump -s
+recorder/addon.py` mitmproxy runs as it is; the script module only answers
+mitmproxy's per-hook lookups on it cheaply (`missing_hooks`). Each change
+keeps the proxy's behaviour.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mitmproxy import addonmanager, exceptions, flow, hooks, http
-from mitmproxy.utils import asyncio_utils
+from mitmproxy import addonmanager, exceptions, flow, hooks, http, optmanager
+from mitmproxy.utils import asyncio_utils, strutils
 
 logger = logging.getLogger("mitmproxy.addonmanager")  # where mitmproxy logs addon errors
 
@@ -82,10 +86,13 @@ class HookTable(addonmanager.AddonManager):
         if handlers:
             await self._call(handlers, args)
         if isinstance(args[0], flow.Flow):
-            update = hooks.UpdateHook([args[0]])
-            updaters = self._table(update)
+            # Looked up by name: building an UpdateHook for every event only to
+            # find that nobody handles it costs more than the lookup.
+            updaters = self._handlers.get(hooks.UpdateHook.name)
+            if updaters is None:
+                updaters = self._table(hooks.UpdateHook([args[0]]))
             if updaters:
-                await self._call(updaters, update.args())
+                await self._call(updaters, [[args[0]]])
 
     @staticmethod
     async def _call(handlers: list[Callable[..., Any]], args: list[Any]) -> None:
@@ -137,6 +144,83 @@ def skip_debug_checks() -> list[str]:
     return done
 
 
+#: Option values mitmproxy may hand out as they are: nothing can change them in place.
+_IMMUTABLE = frozenset({str, bytes, int, float, bool, type(None)})
+#: Each hook class's field names, in order (what `Hook.args()` returns the values of).
+_HOOK_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _option_current(self: Any) -> Any:
+    # mitmproxy deep-copies an option's value on every read (twice while it has
+    # its default), so that no caller can change it in place; a string, number
+    # or None cannot be changed in place anyway. Others are still copied.
+    value = self._default if self.value is optmanager.unset else self.value
+    return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
+
+
+def _hook_args(self: Any) -> list[Any]:
+    # mitmproxy asks `dataclasses.fields()` on every call; the fields of a
+    # hook class never change.
+    names = _HOOK_FIELDS.get(type(self))
+    if names is None:
+        names = _HOOK_FIELDS[type(self)] = tuple(f.name for f in dataclasses.fields(self))
+    return [getattr(self, name) for name in names]
+
+
+def _headers_get_all(self: Any, name: str | bytes) -> list[str]:
+    # mitmproxy's: the name made bytes, then each field's name lowered through
+    # two method lookups, then each value decoded; the same, inline.
+    if isinstance(name, str):
+        key = name.encode("utf-8", "surrogateescape").lower()
+    else:
+        key = strutils.always_bytes(name, "utf-8", "surrogateescape").lower()
+    return [
+        value.decode("utf-8", "surrogateescape")
+        for field, value in self.fields
+        if field.lower() == key
+    ]
+
+
+def _headers_get(self: Any, key: str | bytes, default: Any = None) -> Any:
+    # Mapping.get goes through __getitem__, which raises KeyError for every
+    # header a message lacks: most lookups, per request.
+    values = self.get_all(key)
+    return ", ".join(values) if values else default
+
+
+def _headers_contains(self: Any, key: object) -> bool:
+    return bool(self.get_all(key))
+
+
+def cheaper_lookups() -> list[str]:
+    """Faster equivalents of three mitmproxy helpers that run many times per request.
+
+    Reading an option (`ctx.options.x`: mitmproxy deep-copies the value, twice
+    while it has its default; about ten reads per request), a hook's arguments
+    (`Hook.args()`: `dataclasses.fields()` each time; twice per hook) and a
+    header (`Headers.get`, `in`, `get_all`: Mapping's generic versions raise and
+    catch KeyError for every header a message lacks; some twenty lookups per
+    request). Each returns what mitmproxy's own returns, for every input.
+    Returns what was replaced (a later mitmproxy that reshaped one is left alone).
+    """
+    done = []
+    option: Any = optmanager._Option
+    if callable(getattr(option, "current", None)) and hasattr(optmanager, "unset"):
+        option.current = _option_current
+        done.append("option reads")
+    hook: Any = hooks.Hook
+    if callable(getattr(hook, "args", None)):
+        hook.args = _hook_args
+        done.append("hook arguments")
+    headers: Any = http.Headers
+    if callable(getattr(headers, "get_all", None)):
+        headers.get_all = _headers_get_all
+        headers.get = _headers_get
+        headers.__contains__ = _headers_contains
+        done.append("header lookups")
+    return done
+
+
 def missing_hooks(namespace: Mapping[str, object]) -> dict[str, None]:
     """`{name: None}` for every mitmproxy hook a script module's `namespace` lacks.
 
@@ -154,3 +238,8 @@ def missing_hooks(namespace: Mapping[str, object]) -> dict[str, None]:
     import mitmproxy.proxy.server_hooks  # noqa: F401
 
     return {name: None for name in hooks.all_hooks if name != "add_log" and name not in namespace}
+
+
+def lighten() -> list[str]:
+    """`skip_debug_checks()` and `cheaper_lookups()` for a recorder process; what was done."""
+    return [*skip_debug_checks(), *cheaper_lookups()]

@@ -137,3 +137,61 @@ def _response() -> hooks.Hook:
     from mitmproxy.proxy.layers.http import HttpResponseHook
 
     return HttpResponseHook(tflow.tflow(resp=True))
+
+
+_LOOKUPS = """
+import typing
+from mitmproxy import http, optmanager
+from mitmproxy.proxy.layers.http import HttpResponseHook, HttpRequestHeadersHook
+from mitmproxy.test import tflow
+from recorder.lean import cheaper_lookups
+
+headers = http.Headers([
+    (b"Host", b"a.example"), (b"X-Dup", b"1"), (b"x-dup", b"2"),
+    (b"Content-Length", b"12"), (b"X-Odd", b"\\xff\\xfe"), (b"set-cookie", b"a=1"),
+])
+names = ["host", "HOST", b"host", "x-dup", b"X-DUP", "content-length", "missing", b"missing",
+         "x-odd", "Set-Cookie", ""]
+
+def lookups():
+    out = []
+    for name in names:
+        out.append(("get_all", name, headers.get_all(name)))
+        out.append(("get", name, headers.get(name), headers.get(name, "dflt")))
+        out.append(("in", name, name in headers))
+        try:
+            out.append(("getitem", name, headers[name]))
+        except KeyError as exc:
+            out.append(("getitem", name, "KeyError", exc.args))
+    for bad in (None, 3):
+        for op in (lambda: headers.get_all(bad), lambda: headers.get(bad), lambda: bad in headers):
+            try:
+                out.append(("odd", repr(bad), op()))
+            except Exception as exc:
+                out.append(("odd", repr(bad), type(exc).__name__))
+    opts = optmanager.OptManager()
+    opts.add_option("s", str, "x", "a string")
+    opts.add_option("n", typing.Optional[int], None, "a number")
+    opts.add_option("l", typing.Sequence[str], ["a"], "a list")
+    opts.update(n=3)
+    first = opts.l
+    first.append("changed in place")
+    out.append(("opts", opts.s, opts.n, opts.l, opts.l is opts.l))
+    flow = tflow.tflow(resp=True)
+    for hook in (HttpResponseHook(flow), HttpRequestHeadersHook(flow)):
+        out.append(("args", type(hook).__name__, [id(x) for x in hook.args()] == [id(flow)]))
+    return out
+
+before = lookups()
+print(cheaper_lookups())
+after = lookups()
+print("same" if before == after else f"DIFFERENT\\n{before}\\n{after}")
+"""
+
+
+def test_cheaper_lookups_answer_as_mitmproxy_does() -> None:
+    # It changes mitmproxy for the whole process, so not in the test process.
+    out = subprocess.run(
+        [sys.executable, "-c", _LOOKUPS], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+    assert out == ["['option reads', 'hook arguments', 'header lookups']", "same"]
