@@ -7,8 +7,10 @@ app directly, through Debian's nginx as a reverse proxy (the anchor: what a
 production proxy costs here), through plain mitmdump (reverse mode), through
 `trafficmirror record` (to the librdkafka mock cluster of `trafficmirror
 dev-kafka`), through `record --workers 2`, and through nginx mirroring every
-request to `record --mirror` (compared with nginx alone). Rows whose option
-this checkout lacks are skipped with a note. All rows run for the whole run
+request to `record --mirror` (compared with nginx alone, and with nginx
+mirroring to a stub that answers at once: what the `mirror` rule costs by
+itself, apart from the CPU its target takes). Rows whose option this checkout
+lacks are skipped with a note. All rows run for the whole run
 and take turns in rounds, the order rotating, so a drift of the shared machine
 hits them alike. Then one 200 MB download and four at once through each:
 time to first byte, and the proxy's peak RSS above idle (VmHWM of its
