@@ -129,6 +129,12 @@ def _args() -> argparse.Namespace:
         "--download-mb", type=int, default=200, help="size of each download, MB (default: 200)"
     )
     parser.add_argument(
+        "--download-repeats",
+        type=int,
+        default=3,
+        help="runs of each download test; the tables give the median (default: %(default)s)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="a short run: 1 round of 3 s after 1 s of warm-up, 2 s saturated (downloads as given)",
@@ -164,6 +170,7 @@ def _args() -> argparse.Namespace:
     if args.quick:
         args.rounds, args.duration, args.warmup = 1, 3.0, 1.0
         args.saturate = min(args.saturate, 2.0)
+        args.download_repeats = 1
     try:
         args.load_list = [parse_load(x.strip()) for x in args.loads.split(",") if x.strip()]
         args.counts = [int(x) for x in args.downloads.split(",") if x.strip()]
@@ -180,8 +187,11 @@ def _args() -> argparse.Namespace:
         parser.error("--loads is empty")
     if args.py_spy is not None and not profile_available():
         parser.error("--py-spy needs py-spy on PATH (pip install py-spy)")
-    if args.rounds < 1 or args.duration <= 0 or args.warmup < 0:
-        parser.error("--rounds must be 1 or more, --duration above 0, --warmup 0 or more")
+    if args.rounds < 1 or args.duration <= 0 or args.warmup < 0 or args.download_repeats < 1:
+        parser.error(
+            "--rounds and --download-repeats must be 1 or more, --duration above 0, "
+            "--warmup 0 or more"
+        )
     return args
 
 
@@ -250,7 +260,7 @@ def _measure(args: argparse.Namespace, env: Env) -> Results:
             print(f"downloads: {args.download_mb} MB, {args.counts} at once", flush=True)
             warm_up_download(env.app_port)
             for t in live:
-                results.got[t.name] = downloads(t, args.counts)
+                results.got[t.name] = downloads(t, args.counts, args.download_repeats)
         return results
     finally:
         stop_targets(targets)
