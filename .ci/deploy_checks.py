@@ -1,7 +1,7 @@
 """Checks of the deployment files that no schema expresses; run by .ci/validate-deploy.
 
-Runs with the validation tools' own Python (PyYAML, jsonschema and the KEDA
-models come from there), offline. Each subcommand prints one line per check,
+Runs with the validation tools' own Python (PyYAML, jsonschema, cel-python and
+the KEDA models come from there), offline. Each subcommand prints one line per check,
 `ok` or `FAIL`, and exits 1 if any failed:
 
 * `discover K8S_DIR`: the kustomizations to build (every one that is not a
@@ -13,11 +13,14 @@ models come from there), offline. Each subcommand prints one line per check,
   HEALTHCHECK and `trafficmirror` as its entrypoint.
 * `compose FILE`: worker services stop more slowly than they drain.
 * `k8s NAME=FILE...`: on each kustomize build output, KEDA objects against
-  KEDA's CRD schema, and the cross-references that only fail on a cluster
-  (selectors, named ports, generated ConfigMap names, grace periods).
+  KEDA's CRD schema, Istio and Gateway API objects against their vendored CRD
+  schemas and CEL rules, and the cross-references that only fail on a cluster
+  (selectors, named ports, generated ConfigMap names, grace periods, mirror
+  targets).
 
 Each subcommand lives in its own module beside this one (deploy_kustomize,
-deploy_image, deploy_compose, deploy_k8s; deploy_common has the report).
+deploy_image, deploy_compose, deploy_k8s with deploy_crds; deploy_common has
+the report).
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ from typing import TextIO
 
 # The worker's --drain-timeout when not given (see `trafficmirror worker --help`).
 DEFAULT_DRAIN_TIMEOUT = 20.0
+# The recorder's --drain-timeout and --flush-timeout when not given (`trafficmirror record --help`).
+RECORD_DRAIN_TIMEOUT = 5.0
+RECORD_FLUSH_TIMEOUT = 10.0
 
 
 class Report:
@@ -40,11 +43,16 @@ class Report:
         return 1 if self.failures else 0
 
 
-def drain_timeout(args: list[str]) -> float:
-    """The --drain-timeout in a worker's arguments, or the worker's default."""
+def drain_timeout(args: list[str], default: float = DEFAULT_DRAIN_TIMEOUT) -> float:
+    """The --drain-timeout in a command's arguments, or `default` (the worker's)."""
+    return seconds_option(args, "--drain-timeout", default)
+
+
+def seconds_option(args: list[str], name: str, default: float) -> float:
+    """The value of option `name` (`NAME N` or `NAME=N`) in `args`, or `default`."""
     for i, arg in enumerate(args):
-        if arg == "--drain-timeout" and i + 1 < len(args):
+        if arg == name and i + 1 < len(args):
             return float(args[i + 1])
-        if arg.startswith("--drain-timeout="):
+        if arg.startswith(f"{name}="):
             return float(arg.split("=", 1)[1])
-    return DEFAULT_DRAIN_TIMEOUT
+    return default

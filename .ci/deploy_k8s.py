@@ -1,11 +1,13 @@
 """Checks of kustomize build outputs that no Kubernetes schema expresses (`k8s`).
 
 kubernetes-validate checks each object against the API's schemas; this checks
-KEDA's objects against KEDA's CRD schema (unknown fields rejected), and the
+KEDA's objects against KEDA's CRD schema (unknown fields rejected), Istio's and
+Gateway API's against their vendored CRD schemas (deploy_crds), and the
 cross-references that only fail on a cluster: selectors that match their pod
 templates, probes and Service targetPorts naming existing ports, ConfigMaps and
 Secrets that resolve, one namespace per build, grace periods longer than the
-workers' drain, NetworkPolicies and ScaledObjects that select something.
+workers' drain and the recorder's preStop + drain + flush, NetworkPolicies and
+ScaledObjects that select something.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from deploy_common import Report, drain_timeout
+from deploy_common import (
+    RECORD_DRAIN_TIMEOUT,
+    RECORD_FLUSH_TIMEOUT,
+    Report,
+    drain_timeout,
+    seconds_option,
+)
+from deploy_crds import check_crd_objects, check_mirror_targets
 
 # Kubernetes' default terminationGracePeriodSeconds.
 DEFAULT_GRACE_SECONDS = 30.0
@@ -33,6 +42,18 @@ def _pod_templates(obj: dict[str, Any]) -> dict[str, Any] | None:
     if kind == "CronJob":
         return ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template")
     return None
+
+
+def _prestop_sleep(container: dict[str, Any]) -> float:
+    """Seconds of a `preStop: exec: [sleep, N]` hook (0 without one)."""
+    command = ((container.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}
+    argv = command.get("command") or []
+    if len(argv) == 2 and argv[0] in ("sleep", "/bin/sleep"):
+        try:
+            return float(argv[1])
+        except ValueError:
+            return 0.0
+    return 0.0
 
 
 def _labels(template: dict[str, Any]) -> dict[str, str]:
@@ -193,6 +214,23 @@ def _check_objects(report: Report, name: str, objs: list[dict[str, Any]]) -> Non
                 f"{label} terminationGracePeriodSeconds ({grace:g}) > --drain-timeout ({drain:g})",
                 "the kubelet would SIGKILL workers while they drain",
             )
+        recorders = [
+            c
+            for c in pod.get("containers") or []
+            if (c.get("args") or c.get("command") or [""])[0] == "record"
+        ]
+        for recorder in recorders:
+            grace = float(pod.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS))
+            args = recorder.get("args") or []
+            stop = _prestop_sleep(recorder)
+            drain = drain_timeout(args, RECORD_DRAIN_TIMEOUT)
+            flush = seconds_option(args, "--flush-timeout", RECORD_FLUSH_TIMEOUT)
+            report.check(
+                grace > stop + drain + flush,
+                f"{label} terminationGracePeriodSeconds ({grace:g}) > {recorder['name']}'s "
+                f"preStop ({stop:g}) + --drain-timeout ({drain:g}) + --flush-timeout ({flush:g})",
+                "the kubelet would SIGKILL the recorder before it has drained and flushed",
+            )
 
     for service in by_kind.get("Service", {}).values():
         label = f"{name}: service/{service['metadata']['name']}"
@@ -251,5 +289,7 @@ def k8s(builds: Iterable[str]) -> int:
         name, _, path = item.partition("=")
         objs = [o for o in yaml.safe_load_all(Path(path).read_text()) if o]
         _check_keda(report, name, objs)
+        check_crd_objects(report, name, objs)
+        check_mirror_targets(report, name, objs)
         _check_objects(report, name, objs)
     return report.exit_code()

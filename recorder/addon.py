@@ -5,32 +5,39 @@ trafficmirror_bootstrap_servers=HOST:PORT --set trafficmirror_topic=NAME`; the
 `trafficmirror` package must be installed in mitmproxy's Python), or through
 `trafficmirror record`, which runs mitmproxy embedded with it. `Recorder`
 writes one event per exchange when it ends and never lets recording delay,
-alter or fail the live request. The rest has its own module: the options
-(`recorder.options`), the event (`recorder.event`), secrets
+alter or fail the live request; bodies stream through it. The rest has its
+own module: the options (`recorder.options`), the bodies' first bytes
+(`recorder.capture`), the event (`recorder.event`), secrets
 (`recorder.redact`), which exchanges (`recorder.selection`), fitting an event
-into a Kafka message (`recorder.fit`) and the producer (`recorder.sink`).
+into a Kafka message (`recorder.fit`), the producer (`recorder.sink`), and
+answering as the target of a mirror rule (`recorder.mirror`, off unless
+`trafficmirror_mirror` is set).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from typing import Any
 
 from mitmproxy import ctx, http
+from mitmproxy import flow as mitmflow
 from mitmproxy.proxy import mode_specs
 
 from recorder import fit, options
-from recorder.event import flow_to_event, recorder_info
+from recorder.accounting import Counts, add_up
+from recorder.capture import BodyCapture, CaptureBudget, quiet_stream_logs
+from recorder.drain import Drainer
+from recorder.event import CAPTURE_MIRROR, CAPTURE_PROXY, flow_to_event, probe_event, recorder_info
+from recorder.inflight import InFlight
 from recorder.lean import missing_hooks
+from recorder.mirror import Mirror
 from recorder.options import options_error
 from recorder.redact import Redactor
 from recorder.selection import FILTERED, parse_flow_filter
-from recorder.sink import CONVERT_FAILED, KafkaSink, SinkStats
+from recorder.sink import CONVERT_FAILED, SEEN, KafkaSink, SinkStats
 from schemas.codec import Codec, Encoded
-from schemas.records import HttpExchange, Message, RecorderInfo
+from schemas.records import HttpExchange, RecorderInfo
 from trafficmirror.plumbing.errors import TrafficMirrorError
 from trafficmirror.plumbing.health import HealthServer, HealthState
 from trafficmirror.plumbing.kafka import KafkaSettings
@@ -57,17 +64,28 @@ class Recorder:
     a full producer queue drops the event (`recorder.sink`), an exchange that
     cannot be converted or encoded is `convert_failed` (logged, rate-limited).
     On shutdown the queue is flushed for at most `trafficmirror_flush_timeout`
-    seconds and one summary line is logged (`summary()`); the same counters
-    are Prometheus metrics.
+    seconds and one summary line is logged (`summary()`, `recorder.accounting`:
+    `seen = recorded + dropped + failed`); the same counters are Prometheus
+    metrics. `inflight` (a child addon) knows the exchanges under way, so that
+    a stop (`recorder.drain`) can wait for them or record them cut off.
     """
 
     def __init__(self) -> None:
         self.sink: KafkaSink | None = None
         self.codec: Codec | None = None
         self.max_body_bytes = 1024 * 1024
+        self.budget = CaptureBudget()
         self.flush_timeout = 10.0
+        self.drain_timeout = 5.0
+        self.seen = 0
         self.convert_failed = 0
         self.filtered = 0
+        self.cut_off = 0
+        #: The counts of the summary `done()` logged last (it then starts again from 0).
+        self.last_counts: Counts | None = None
+        self.inflight = InFlight()
+        #: Child addons (mitmproxy calls their hooks after this one's).
+        self.addons = [self.inflight]
         self._filter: Any = None
         self.redactor: Redactor = Redactor.from_options()
         self._info: RecorderInfo = recorder_info("")
@@ -86,6 +104,7 @@ class Recorder:
 
     def load(self, loader: Any) -> None:
         options.declare(loader)
+        quiet_stream_logs()
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
@@ -96,8 +115,19 @@ class Recorder:
                     f"not {opts.trafficmirror_max_body_bytes}"
                 )
             self.max_body_bytes = opts.trafficmirror_max_body_bytes
+        if "trafficmirror_max_buffered_bytes" in updated:
+            if opts.trafficmirror_max_buffered_bytes < 0:
+                raise options_error(
+                    "trafficmirror_max_buffered_bytes must be 0 or more, "
+                    f"not {opts.trafficmirror_max_buffered_bytes}"
+                )
+            self.budget.resize(opts.trafficmirror_max_buffered_bytes)
         if "trafficmirror_flush_timeout" in updated:
             self.flush_timeout = options.seconds(opts.trafficmirror_flush_timeout)
+        if "trafficmirror_drain_timeout" in updated:
+            self.drain_timeout = options.seconds(
+                opts.trafficmirror_drain_timeout, "trafficmirror_drain_timeout"
+            )
         if "trafficmirror_filter" in updated:
             try:
                 self._filter = parse_flow_filter(opts.trafficmirror_filter)
@@ -117,10 +147,14 @@ class Recorder:
         # before any addon runs, unless keep_host_header is set: the client's Host
         # is then gone, so such events say so in their redactions (HOST_REWRITTEN).
         opts = ctx.options
-        recorder_id = opts.trafficmirror_recorder_id or default_recorder_id()
+        recorder_id = opts.trafficmirror_recorder_id or options.default_recorder_id()
         self._keep_host = bool(getattr(opts, "keep_host_header", False))
-        self._info = recorder_info(recorder_id)
-        self._info_rewritten = recorder_info(recorder_id, redactions=[HOST_REWRITTEN])
+        # record --mirror (recorder.mirror): the events have no production response.
+        capture = CAPTURE_MIRROR if opts.trafficmirror_mirror else CAPTURE_PROXY
+        self._info = recorder_info(recorder_id, capture=capture)
+        self._info_rewritten = recorder_info(
+            recorder_id, redactions=[HOST_REWRITTEN], capture=capture
+        )
         reverse = any(str(m).startswith("reverse:") for m in getattr(opts, "mode", ()))
         if reverse and not self._keep_host and not self._warned_host:
             self._warned_host = True
@@ -164,7 +198,7 @@ class Recorder:
             codec = Codec(registry_url=registry, subject=f"{topic}-value" if registry else None)
             if registry:
                 # Register the schema now, not on the first live request.
-                codec.encode(_probe_event())
+                codec.encode(probe_event())
             sink = KafkaSink(settings, topic)
         except TrafficMirrorError as exc:
             raise options_error(f"trafficmirror: {exc}") from None
@@ -233,14 +267,19 @@ class Recorder:
             self._health.close()
             self._health = None
         if had_sink:
-            line = self.summary()
-            stats = self.totals()
-            lost = stats.dropped + stats.failed + self.convert_failed
-            level = logging.INFO if lost == 0 else logging.WARNING
-            logger.log(level, "%s", line)
+            counts = self.last_counts = self.counts()
+            level = logging.INFO if counts.dropped + counts.failed == 0 else logging.WARNING
+            logger.log(level, "%s", counts.line())
+            if not counts.balanced:  # a bug: every seen exchange must land in one bucket
+                logger.error(
+                    "trafficmirror: accounting does not add up: seen=%d, but recorded + "
+                    "dropped + failed = %d",
+                    counts.seen,
+                    counts.seen - counts.pending,
+                )
             self._stats.clear()
-            self.convert_failed = 0
-            self.filtered = 0
+            self.seen = self.convert_failed = self.filtered = self.cut_off = 0
+            self.budget.cut = 0
 
     def _close_sink(self) -> None:
         sink, self.sink = self.sink, None
@@ -249,19 +288,49 @@ class Recorder:
 
     # -- hooks ----------------------------------------------------------------
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # Bodies stream through, always (mitmproxy would buffer them whole);
+        # recorded exchanges keep their first bytes (recorder.capture). A flow
+        # another addon answered already must not stream (mitmproxy refuses).
+        if flow.response is None and not flow.is_replay:
+            flow.request.stream = self._capture()
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        response = flow.response
+        if response is not None and not flow.is_replay:
+            response.stream = self._capture()
+
+    def _capture(self) -> BodyCapture | bool:
+        if self.sink is None:
+            return True  # nothing is recorded: stream without keeping anything
+        return BodyCapture(self.max_body_bytes, self.budget)
+
     def response(self, flow: http.HTTPFlow) -> None:
         self._record(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         # An error after the response (the client hung up while it was sent
         # back) belongs to an exchange whose event already left.
-        if RECORDED_MARK not in flow.metadata:
-            self._record(flow)
+        self._record(flow)
+
+    def record_unfinished(self, flow: http.HTTPFlow, error: str) -> None:
+        """Record an exchange a stop cut off, with `error` (unless it has one already)."""
+        if RECORDED_MARK in flow.metadata:
+            self.inflight.finish(flow)
+            return
+        if flow.error is None:
+            flow.error = mitmflow.Error(error)
+        seen = self.seen
+        self._record(flow)
+        if self.seen > seen:
+            self.cut_off += 1
 
     def _record(self, flow: http.HTTPFlow) -> None:
+        self.inflight.finish(flow)
         sink, codec = self.sink, self.codec
-        if sink is None or codec is None or flow.is_replay:
+        if sink is None or codec is None or flow.is_replay or RECORDED_MARK in flow.metadata:
             return
+        kept = False
         try:
             flow.metadata[RECORDED_MARK] = True
             if self._filter is not None and not self._filter(flow):
@@ -269,6 +338,11 @@ class Recorder:
                 self.filtered += 1
                 FILTERED.inc()
                 return
+            # From here on the exchange lands in exactly one bucket: recorded,
+            # dropped or failed (the sink's counters, or convert_failed below).
+            kept = True
+            self.seen += 1
+            SEEN.inc()
             info = self._info
             if not self._keep_host and isinstance(
                 flow.client_conn.proxy_mode, mode_specs.ReverseMode
@@ -285,6 +359,9 @@ class Recorder:
                 int(flow.request.timestamp_start * 1000),
             )
         except Exception as exc:  # policy: recording never breaks the live flow
+            if not kept:  # the filter itself failed: seen, and failed
+                self.seen += 1
+                SEEN.inc()
             self.convert_failed += 1
             CONVERT_FAILED.inc()
             if self._throttle.allow():
@@ -295,6 +372,8 @@ class Recorder:
                     exc,
                     self.convert_failed,
                 )
+        finally:
+            _release(flow)
 
     def _shrink(
         self,
@@ -321,70 +400,37 @@ class Recorder:
 
     def totals(self) -> SinkStats:
         """Counters of every sink this addon used (it makes a new one on reconfiguration)."""
-        total = SinkStats()
-        sinks = [*self._stats, *([self.sink.stats] if self.sink is not None else [])]
-        for stats in sinks:
-            for name in SinkStats.__dataclass_fields__:
-                setattr(total, name, getattr(total, name) + getattr(stats, name))
-        return total
+        return add_up([*self._stats, *([self.sink.stats] if self.sink is not None else [])])
+
+    def counts(self) -> Counts:
+        """Every counter of this addon, sinks included (exact once the sinks are closed)."""
+        return Counts.of(
+            self.totals(),
+            seen=self.seen,
+            convert_failed=self.convert_failed,
+            filtered=self.filtered,
+            cut_off=self.cut_off,
+            budget_cut=self.budget.cut,
+        )
 
     def summary(self) -> str:
         """The one-line exit summary."""
-        t = self.totals()
-        return (
-            f"trafficmirror recorder summary: recorded={t.recorded} dropped={t.dropped} "
-            f"failed={t.failed + self.convert_failed} (queue_full={t.queue_full} "
-            f"undelivered={t.undelivered} delivery_failed={t.delivery_failed} "
-            f"produce_failed={t.produce_failed} convert_failed={self.convert_failed}) "
-            f"filtered={self.filtered}"
-        )
+        return self.counts().line()
 
 
-def default_recorder_id() -> str:
-    """`hostname:port` of the first proxy mode that listens (hostname:pid if unknown)."""
-    host = socket.gethostname()
-    try:
-        for spec in ctx.options.mode:
-            port = mode_specs.ProxyMode.parse(spec).listen_port(ctx.options.listen_port)
-            if port:
-                return f"{host}:{port}"
-    except Exception:  # noqa: S110 (only a default name; fall through)
-        pass
-    return f"{host}:{os.getpid()}"
-
-
-def _probe_event() -> HttpExchange:
-    """A minimal valid event, encoded once at start to register the schema."""
-    empty: Message = {
-        "headers": [],
-        "body": b"",
-        "body_truncated": False,
-        "body_length": 0,
-        "trailers": None,
-    }
-    return {
-        "id": "probe",
-        "request_start_us": 0,
-        "request_end_us": None,
-        "response_start_us": None,
-        "response_end_us": None,
-        "client": {"host": "", "port": 0},
-        "server": None,
-        "scheme": "http",
-        "method": "GET",
-        "authority": "",
-        "path": b"/",
-        "http_version": "HTTP/1.1",
-        "request": empty,
-        "response": None,
-        "error": None,
-        "recorder": recorder_info("probe"),
-    }
+def _release(flow: http.HTTPFlow) -> None:
+    """Give the body bytes kept for `flow`'s event back to the budget."""
+    for message in (flow.request, flow.response):
+        if message is not None and isinstance(message.stream, BodyCapture):
+            message.stream.release()
 
 
 # Declared before `addons`: mitmproxy looks every hook up on this module first
 # (see recorder.lean.missing_hooks; bench/recorder.py --instructions measures it).
 globals().update(missing_hooks(globals()))
 
-#: What mitmproxy loads from this file as a script (`mitmdump -s`).
-addons = [Recorder()]
+#: What mitmproxy loads from this file as a script (`mitmdump -s`): the Drainer
+#: first, so that on shutdown it drains before the Recorder flushes; `Mirror`
+#: (idle unless trafficmirror_mirror is set) answers before the Recorder records.
+_recorder = Recorder()
+addons = [Drainer(_recorder), Mirror(_recorder.budget), _recorder]

@@ -7,9 +7,10 @@ are. The event holds what was on the wire: raw header pairs flattened into
 `[name0, value0, ...]` in their order with duplicates and case kept, bodies
 after transfer decoding but before content decoding (a gzip body is replayed
 as the same gzip bytes), cut at `max_body_bytes` (see `message` for truncated
-and unknown lengths). Secrets are redacted here, on the event being built, when
-a `Redactor` is given (`recorder.redact`): before anything is encoded or leaves
-the process.
+and unknown lengths); a body the recorder streamed comes from the first bytes
+its `recorder.capture.BodyCapture` kept. Secrets are redacted here, on the
+event being built, when a `Redactor` is given (`recorder.redact`): before
+anything is encoded or leaves the process.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from typing import Any, overload
 
 from mitmproxy import http
 
+from recorder.capture import BodyCapture
 from recorder.redact import Redactor
 from schemas.records import Address, HttpExchange, Message, RecordedResponse, RecorderInfo
 
-#: Recorded when a body's length is unknown (streamed, or cut off by an error).
+#: Recorded when a body's length is unknown (cut off by an error, or streamed uncaptured).
 UNKNOWN_LENGTH = -1
-#: `flow.metadata` key: the proxy appended a Content-Length the client did not
-#: send (see `recorder.run.Http1BodyFraming`); the event leaves it out.
-ADDED_CONTENT_LENGTH = "trafficmirror.added_content_length"
+#: `flow.metadata` key: a stopping recorder put `Connection: close` first in the
+#: response headers (see `recorder.drain.close_after`); the event leaves it out.
+ADDED_CONNECTION_CLOSE = "trafficmirror.added_connection_close"
 
 _HOST = b"host"
 
@@ -86,18 +88,33 @@ def message(
 ) -> Message:
     """The `Message` record of a request or response.
 
-    A body longer than `max_body_bytes` is cut: `body_truncated` is true and
-    `body_length` is the original length. A body mitmproxy did not keep,
-    because it was streamed (`stream_large_bodies`, or an addon setting
-    `.stream`) or because the exchange broke off before the body was complete,
-    is recorded as empty with `body_truncated` true and `body_length` -1: its
-    length is not known, and a replayer must not send it as if it were complete.
+    The body comes from mitmproxy's content when it kept the body, else from
+    the recorder's `BodyCapture` (`recorder.capture`) when the body was
+    streamed through one. A body longer than `max_body_bytes`, or of which
+    the capture kept less than passed, is cut: `body_truncated` is true and
+    `body_length` is the original length. A body that broke off before its
+    end, or that was streamed with no capture, is flagged truncated with
+    `body_length` -1: its length is not known, and a replayer must not send
+    it as if it were complete (what was kept of it is recorded).
 
-    With a `redactor`, its rules are applied to the headers, trailers and (whole,
-    before it is cut) body, and what was redacted is appended to `notes`.
+    With a `redactor`, its rules are applied to the headers, trailers and body
+    (the whole body when it is known, before it is cut; a cut one falls under
+    the redactor's policy for bodies over the cap), and what was redacted is
+    appended to `notes`.
     """
     data = msg.data
     raw = data.content
+    cut = False
+    if raw is not None:
+        length = len(raw)
+    else:
+        capture = msg.stream
+        if not isinstance(capture, BodyCapture):
+            raw, length, cut = b"", UNKNOWN_LENGTH, True
+        else:
+            raw = capture.body()
+            length = capture.length if data.timestamp_end is not None else UNKNOWN_LENGTH
+            cut = len(raw) != length
     trailers = data.trailers
     if redactor is None or notes is None:
         headers = flat(data.headers.fields)
@@ -107,23 +124,23 @@ def message(
         trailer_list = (
             redactor.redact_headers(trailers.fields, where, notes) if trailers is not None else None
         )
-        if raw is not None:
-            redacted = redactor.redact_body(raw, headers, max_body_bytes, where, notes)
-            if redacted is None:  # dropped, fail closed: keep only its length
-                return {
-                    "headers": headers,
-                    "body": b"",
-                    "body_truncated": True,
-                    "body_length": len(raw),
-                    "trailers": trailer_list,
-                }
-            raw = redacted
-    if raw is None:
-        body, truncated, length = b"", True, UNKNOWN_LENGTH
-    else:
-        length = len(raw)
-        truncated = length > max_body_bytes
-        body = raw[:max_body_bytes] if truncated else raw
+        # A cut body is handed over as longer than its cap: it cannot be
+        # parsed, and the redactor's policy for such bodies applies.
+        limit = len(raw) - 1 if cut else max_body_bytes
+        redacted = redactor.redact_body(raw, headers, limit, where, notes)
+        if redacted is None:  # dropped, fail closed: keep only its length
+            return {
+                "headers": headers,
+                "body": b"",
+                "body_truncated": True,
+                "body_length": length,
+                "trailers": trailer_list,
+            }
+        if redacted is not raw and not cut:
+            length = len(redacted)
+        raw = redacted
+    truncated = cut or len(raw) > max_body_bytes
+    body = raw[:max_body_bytes] if truncated else raw
     return {
         "headers": headers,
         "body": body,
@@ -131,13 +148,6 @@ def message(
         "body_length": length,
         "trailers": trailer_list,
     }
-
-
-def _drop_last(flat_headers: list[bytes], name: bytes) -> None:
-    for i in range(len(flat_headers) - 2, -1, -2):
-        if flat_headers[i].lower() == name:
-            del flat_headers[i : i + 2]
-            return
 
 
 def address(peername: tuple[Any, ...] | None) -> Address | None:
@@ -178,8 +188,9 @@ def flow_to_event(
 
     `recorder` is a `recorder_info()` dict shared by all events (it is not
     copied unless a redaction was applied: then the event gets its own, with
-    the redactions appended to `redactions`). The flow is only read, never
-    changed.
+    the redactions appended to `redactions`). With `capture` mirror the event
+    has no response and no server: the flow's response is the mirror's own
+    answer (`recorder.mirror`). The flow is only read, never changed.
     """
     notes: list[str] | None = [] if redactor is not None and redactor.active else None
     if notes is None:
@@ -187,9 +198,9 @@ def flow_to_event(
     req = flow.request
     rd = req.data
     request = message(req, max_body_bytes, redactor, "request", notes)
-    if flow.metadata.get(ADDED_CONTENT_LENGTH):
-        _drop_last(request["headers"], b"content-length")
-    resp = flow.response
+    # A mirror's flow carries the recorder's own answer, not production's.
+    mirrored = recorder["capture"] == CAPTURE_MIRROR
+    resp = None if mirrored else flow.response
     response: RecordedResponse | None = None
     response_start = response_end = None
     if resp is not None:
@@ -200,6 +211,9 @@ def flow_to_event(
             "http_version": text(sd.http_version),
             "message": message(resp, max_body_bytes, redactor, "response", notes),
         }
+        added = flow.metadata.get(ADDED_CONNECTION_CLOSE)
+        if added and response["message"]["headers"][:2] == [b"connection", b"close"]:
+            del response["message"]["headers"][:2]
         response_start = micros(sd.timestamp_start)
         response_end = micros(sd.timestamp_end)
     if notes:
@@ -213,7 +227,7 @@ def flow_to_event(
         "response_start_us": response_start,
         "response_end_us": response_end,
         "client": address(client.peername) or {"host": "", "port": 0},
-        "server": address(flow.server_conn.peername),
+        "server": None if mirrored else address(flow.server_conn.peername),
         "scheme": "https" if client.tls else "http",
         "method": text(rd.method),
         "authority": authority(req),
@@ -223,4 +237,33 @@ def flow_to_event(
         "response": response,
         "error": error.msg if error is not None else None,
         "recorder": recorder,
+    }
+
+
+def probe_event() -> HttpExchange:
+    """A minimal valid event, encoded once at start to register the schema."""
+    empty: Message = {
+        "headers": [],
+        "body": b"",
+        "body_truncated": False,
+        "body_length": 0,
+        "trailers": None,
+    }
+    return {
+        "id": "probe",
+        "request_start_us": 0,
+        "request_end_us": None,
+        "response_start_us": None,
+        "response_end_us": None,
+        "client": {"host": "", "port": 0},
+        "server": None,
+        "scheme": "http",
+        "method": "GET",
+        "authority": "",
+        "path": b"/",
+        "http_version": "HTTP/1.1",
+        "request": empty,
+        "response": None,
+        "error": None,
+        "recorder": recorder_info("probe"),
     }

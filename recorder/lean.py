@@ -238,3 +238,8 @@ def missing_hooks(namespace: Mapping[str, object]) -> dict[str, None]:
     import mitmproxy.proxy.server_hooks  # noqa: F401
 
     return {name: None for name in hooks.all_hooks if name != "add_log" and name not in namespace}
+
+
+def lighten() -> list[str]:
+    """`skip_debug_checks()` and `cheaper_lookups()` for a recorder process; what was done."""
+    return [*skip_debug_checks(), *cheaper_lookups()]

@@ -9,10 +9,15 @@ value is an `OptionsError`, mitmproxy's one-line refusal.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from mitmproxy import exceptions
+from mitmproxy import ctx, exceptions
+from mitmproxy.proxy import mode_specs
+
+from recorder.capture import DEFAULT_MAX_BUFFERED_BYTES
 
 #: Options whose change means a new producer (and codec).
 SINK_OPTIONS = frozenset(
@@ -25,7 +30,9 @@ SINK_OPTIONS = frozenset(
     }
 )
 #: Options that change what every event's RecorderInfo says.
-INFO_OPTIONS = frozenset({"trafficmirror_recorder_id", "keep_host_header", "mode", "listen_port"})
+INFO_OPTIONS = frozenset(
+    {"trafficmirror_recorder_id", "keep_host_header", "mode", "listen_port", "trafficmirror_mirror"}
+)
 #: Options of the redaction rules.
 REDACT_OPTIONS = frozenset(
     {
@@ -77,6 +84,16 @@ def declare(loader: Any) -> None:
         "body is cut and flagged body_truncated, with its original length kept.",
     )
     loader.add_option(
+        "trafficmirror_max_buffered_bytes",
+        int,
+        DEFAULT_MAX_BUFFERED_BYTES,
+        "Body bytes the recorder keeps at most for all exchanges in flight together "
+        "(bodies stream through; each keeps at most trafficmirror_max_body_bytes for its "
+        "event). When it is reached, further bodies are recorded cut, flagged "
+        "body_truncated with their full length, and counted as budget_cut; live traffic is "
+        "never slowed or failed. Default 64 MiB.",
+    )
+    loader.add_option(
         "trafficmirror_recorder_id",
         str,
         "",
@@ -96,6 +113,16 @@ def declare(loader: Any) -> None:
         "10",
         "Seconds (may be fractional) to wait on shutdown for queued events to reach "
         "Kafka; events still queued then are counted as undelivered.",
+    )
+    loader.add_option(
+        "trafficmirror_drain_timeout",
+        str,
+        "5",
+        "Seconds (may be fractional) a stopping recorder lets exchanges in flight finish: "
+        "it stops accepting connections, answers what arrives on open ones (HTTP/1 "
+        "responses marked Connection: close), closes idle connections, and records "
+        "exchanges still unfinished then with the error 'recorder stopped before the "
+        "exchange finished'. Under mitmdump this runs when mitmproxy shuts down.",
     )
     loader.add_option(
         "trafficmirror_redact_header",
@@ -137,8 +164,19 @@ def declare(loader: Any) -> None:
         None,
         "Record only exchanges matching this mitmproxy filter expression, e.g. "
         "'~u /api & !~m OPTIONS' or '~c 500' (matched when the exchange ends, so "
-        "response operators work); the others are not recorded and are counted as "
+        "response operators work; body operators match nothing, since bodies stream "
+        "through unkept); the others are not recorded and are counted as "
         "filtered. Unset: record everything.",
+    )
+    loader.add_option(
+        "trafficmirror_mirror",
+        bool,
+        False,
+        "Be the target of a mirror rule (nginx mirror, Envoy/Istio request mirroring, "
+        "Gateway API RequestMirror): answer every request at once with 200 and an empty "
+        "body, contact no upstream, and record the request with no response (capture "
+        "mirror). Needs --mode reverse:http://mirror.invalid (never contacted) and "
+        "keep_host_header=true; Envoy's -shadow Host suffix is removed.",
     )
     loader.add_option(
         "trafficmirror_metrics_host",
@@ -161,14 +199,25 @@ def options_error(message: str) -> exceptions.OptionsError:
     return exceptions.OptionsError(message)  # type: ignore[no-untyped-call]
 
 
-def seconds(value: str) -> float:
-    """`trafficmirror_flush_timeout` as seconds; `OptionsError` unless a number >= 0."""
+def seconds(value: str, name: str = "trafficmirror_flush_timeout") -> float:
+    """Option `name`'s value as seconds; `OptionsError` unless a number >= 0."""
     try:
         parsed = float(value)
     except ValueError:
         parsed = -1.0
     if not parsed >= 0:  # also rejects NaN
-        raise options_error(
-            f"trafficmirror_flush_timeout must be a number of seconds >= 0, not {value!r}"
-        )
+        raise options_error(f"{name} must be a number of seconds >= 0, not {value!r}")
     return parsed
+
+
+def default_recorder_id() -> str:
+    """`hostname:port` of the first proxy mode that listens (hostname:pid if unknown)."""
+    host = socket.gethostname()
+    try:
+        for spec in ctx.options.mode:
+            port = mode_specs.ProxyMode.parse(spec).listen_port(ctx.options.listen_port)
+            if port:
+                return f"{host}:{port}"
+    except Exception:  # noqa: S110 (only a default name; fall through)
+        pass
+    return f"{host}:{os.getpid()}"

@@ -8,7 +8,10 @@ defaults so the live path behaves like a plain reverse proxy and the recording
 is complete (`RecordConfig.mitmproxy_options`): `keep_host_header` (the app and
 the event see the client's Host) and `connection_strategy=lazy` (an upstream
 that refuses connections gives the client a 502, and that error is recorded,
-instead of a closed connection and no exchange at all).
+instead of a closed connection and no exchange at all). On the first
+SIGTERM/SIGINT the proxy drains (`recorder.drain`: no new connections,
+exchanges in flight finish or are recorded cut off) before it shuts down and
+the recorder flushes; a second signal cuts the drain short.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import asyncio
 import logging
 import signal
 import socket
+import time
 from typing import Any
 
-from mitmproxy import ctx, exceptions, http, master, options
+from mitmproxy import ctx, exceptions, master, options
 from mitmproxy.addons import (
     core,
     disable_h2c,
@@ -31,8 +35,10 @@ from mitmproxy.addons import (
 
 from recorder.addon import Recorder
 from recorder.config import RecordConfig
-from recorder.event import ADDED_CONTENT_LENGTH
-from recorder.lean import HookTable, skip_debug_checks
+from recorder.drain import Drainer
+from recorder.framing import Http1BodyFraming
+from recorder.lean import HookTable, lighten
+from recorder.mirror import Mirror
 from trafficmirror.plumbing.errors import ConfigError, TrafficMirrorError
 
 logger = logging.getLogger(__name__)
@@ -63,28 +69,32 @@ class StartupCheck:
             master_.shutdown()
 
 
-class Http1BodyFraming:
-    """Gives HTTP/2 and HTTP/3 requests with a body a Content-Length.
+class SignalStop:
+    """The signal handler of `serve()`: the first signal drains, then shuts the proxy down;
+    the next one cuts the drain short (the flush and the summary still follow)."""
 
-    It works around a live-path bug of mitmproxy 11: such a request without a
-    Content-Length, forwarded to an HTTP/1.1 upstream, is sent with no framing
-    at all, so the app reads a request without a body and then the body as the
-    start of the next request. The body is complete by then (the recorder does
-    not stream bodies); the event leaves the added header out, since the
-    client did not send it.
-    """
+    def __init__(self, proxy: Any, drainer: Drainer, recorder: Recorder) -> None:
+        self._proxy = proxy
+        self._drainer = drainer
+        self._recorder = recorder
+        self.task: asyncio.Task[None] | None = None
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        request = flow.request
-        body = request.raw_content
-        if (
-            (request.is_http2 or request.is_http3)
-            and body
-            and "content-length" not in request.headers
-            and "transfer-encoding" not in request.headers
-        ):
-            request.headers["content-length"] = str(len(body))
-            flow.metadata[ADDED_CONTENT_LENGTH] = True
+    def __call__(self) -> None:
+        if self.task is None:
+            self._drainer.signals_cut_short = True
+            self.task = asyncio.get_running_loop().create_task(
+                self._stop(time.monotonic() + self._recorder.drain_timeout),
+                name="trafficmirror drain",
+            )
+        else:
+            logger.info("trafficmirror recorder: second signal: stopping at once")
+            self._drainer.force()
+
+    async def _stop(self, deadline: float) -> None:
+        try:
+            await self._drainer.drain(deadline)
+        finally:
+            self._proxy.shutdown()
 
 
 def _ignore_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -109,7 +119,11 @@ def check_listen(host: str, port: int) -> None:
 
 
 async def serve(values: dict[str, Any]) -> Recorder:
-    """Run the embedded proxy until SIGINT/SIGTERM; return the recorder for its counters."""
+    """Run the embedded proxy until SIGINT/SIGTERM, drain, flush; return the recorder.
+
+    By then the summary line was logged; its counts are `Recorder.last_counts`
+    (`recorder.accounting.Counts`, which add up across processes).
+    """
     # Typed as Any: mitmproxy's Master, AddonManager and OptManager are unannotated.
     opts: Any = options.Options()
     proxy: Any = master.Master(opts)
@@ -118,16 +132,21 @@ async def serve(values: dict[str, Any]) -> Recorder:
     opts.changed.disconnect(proxy.addons._configure_all)
     proxy.addons = HookTable(proxy)
     recorder = Recorder()
+    drainer = Drainer(recorder, install_signals=False)
+    # record --mirror: the addon that answers every request itself (recorder.mirror).
+    mirror = [Mirror(recorder.budget)] if values.get("trafficmirror_mirror") else []
     startup = StartupCheck()
     # The addons, in mitmproxy's order: Core (base options and commands);
     # Proxyserver and NextLayer (listening, protocol detection); TlsConfig (TLS
     # to clients and to an https:// upstream); DisableH2C (strips the h2c
     # upgrades mitmproxy cannot proxy, as mitmdump does); UpdateAltSvc (keeps
     # Alt-Svc pointing at the proxy, as mitmdump's reverse mode does); then
-    # ours. Left out on purpose: Dumper/TermLog (logging goes through
-    # `logging`), Block (it refuses clients with public addresses, wrong in
-    # front of an app), ErrorCheck (start-up errors become one
-    # TrafficMirrorError line, not sys.exit), and those off by default anyway.
+    # ours (the Drainer before the Recorder: it marks responses during a stop
+    # and drains before the Recorder flushes). Left out on purpose:
+    # Dumper/TermLog (logging goes through `logging`), Block (it refuses
+    # clients with public addresses, wrong in front of an app), ErrorCheck
+    # (start-up errors become one TrafficMirrorError line, not sys.exit), and
+    # those off by default anyway.
     proxy.addons.add(
         core.Core(),
         proxyserver.Proxyserver(),  # type: ignore[no-untyped-call]
@@ -136,6 +155,8 @@ async def serve(values: dict[str, Any]) -> Recorder:
         disable_h2c.DisableH2C(),
         update_alt_svc.UpdateAltSvc(),
         Http1BodyFraming(),
+        drainer,
+        *mirror,
         recorder,
         startup,
     )
@@ -145,8 +166,9 @@ async def serve(values: dict[str, Any]) -> Recorder:
         raise ConfigError(str(exc)) from None
 
     loop = asyncio.get_running_loop()
+    stop = SignalStop(proxy, drainer, recorder)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, proxy.shutdown)
+        loop.add_signal_handler(sig, stop)
     # A client that hangs up must not kill the process (mitmdump does the same).
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:
@@ -155,6 +177,8 @@ async def serve(values: dict[str, Any]) -> Recorder:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         loop.set_exception_handler(_ignore_cancelled)
+        if stop.task is not None and not stop.task.done():
+            stop.task.cancel()
     if startup.error is not None:
         host, port = values["listen_host"], values["listen_port"]
         reason = " ".join(startup.error.split())  # mitmproxy's has a second line
@@ -165,18 +189,22 @@ async def serve(values: dict[str, Any]) -> Recorder:
 def run_recorder(config: RecordConfig) -> None:
     """Record traffic to `config.upstream` until SIGINT/SIGTERM (the `record` command).
 
+    With `config.mirror` there is no upstream: every request is answered by
+    the recorder itself (`recorder.mirror`).
+
     Raises `TrafficMirrorError` (one line) when the recorder cannot start: the
     port is taken, an option or Kafka setting is invalid. On a signal it stops
-    accepting, flushes queued events for at most `config.flush_timeout`
-    seconds and logs the summary line, then returns.
+    accepting, drains for at most `config.drain_timeout` seconds, flushes
+    queued events for at most `config.flush_timeout` seconds and logs the
+    summary line, then returns.
     """
     check_listen(config.listen_host, config.listen_port)
-    logger.debug("trafficmirror recorder: turned off %s", ", ".join(skip_debug_checks()))
+    logger.debug("trafficmirror recorder: lighter mitmproxy: %s", ", ".join(lighten()))
     logger.info(
         "trafficmirror recorder: %s:%d -> %s, topic %s on %s",
         config.listen_host,
         config.listen_port,
-        config.upstream,
+        config.upstream or "(mirror: answers itself, no upstream)",
         config.topic,
         config.settings.bootstrap_servers,
     )

@@ -43,6 +43,12 @@ FAILED = Counter(
     "rejected it or it timed out), convert (the exchange could not be turned into an event).",
     ["reason"],
 )
+SEEN = Counter(
+    "trafficmirror_recorder_seen",
+    "Exchanges the recorder took for recording (ended, or cut off by a stop, and kept by "
+    "the filter). Once flushed, seen = recorded + dropped + failed; until then the "
+    "difference is still queued.",
+)
 QUEUE_LENGTH = Gauge(
     "trafficmirror_recorder_queue_messages",
     "Messages waiting in the producer's local queue or in flight to the broker.",

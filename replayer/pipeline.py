@@ -25,6 +25,7 @@ from collections import Counter as Tally
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from replayer.comparing.responses import is_mirror_capture
 from replayer.models import Outcome, Record, Result, Skipped, Target, Unsendable
 from replayer.pacing.clock import Scheduler
 from replayer.results.dlq import RETRY_SECONDS, DeadLetters
@@ -229,6 +230,8 @@ class Pipeline:
             if outcome.ok:
                 SENT.inc()
                 done = Result(record, "sent", None, outcome)
+                if event["response"] is None and is_mirror_capture(event):
+                    self.stats.no_production += 1
             else:
                 ERRORS.inc()
                 self._log("error", record, outcome.error or "no response", logging.WARNING)

@@ -131,6 +131,7 @@ class ReplayResult(TypedDict):
     noise_count: int
     differences: list[DifferenceRecord]
     baseline: BaselineReplay | None
+    capture: str
 
 
 # -- replay_session: the settings a consumer group replays with ----------------------

@@ -5,9 +5,10 @@
 decoded; JSON by structure, text by line, anything else by size and hash).
 `classify()` applies Diffy's idea to recorded traffic: a difference that also
 occurs between production and a second copy of production (the baseline) is
-noise, not a regression. Values in a `Difference` are short display strings
-(JSON text for JSON values, the line for text), cut at `VALUE_LIMIT`
-characters; None means absent.
+noise, not a regression. A mirror capture has no production response: the
+baseline's takes its place (`compare_exchange`). Values in a `Difference` are
+short display strings (JSON text for JSON values, the line for text), cut at
+`VALUE_LIMIT` characters; None means absent.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_BODY_DIFFERENCES",
     "MAX_DECODED_BYTES",
     "MAX_TEXT_HUNKS",
+    "MIRROR_CAPTURE",
     "VALUE_LIMIT",
     "Difference",
     "Kind",
@@ -52,8 +54,11 @@ __all__ = [
     "decode_content",
     "diff_json",
     "diff_text",
+    "is_mirror_capture",
 ]
 
+#: `recorder.capture` of an event recorded by `record --mirror` (no production response).
+MIRROR_CAPTURE = "mirror"
 #: Decoded bodies larger than this are compared as raw bytes (decompression bombs).
 MAX_DECODED_BYTES = 64 * 1024 * 1024
 
@@ -155,6 +160,11 @@ def compare(
     return out
 
 
+def is_mirror_capture(event: HttpExchange) -> bool:
+    """True for an event of `record --mirror`: the recorder answered, production is unknown."""
+    return event["recorder"]["capture"] == MIRROR_CAPTURE
+
+
 def compare_exchange(
     event: HttpExchange,
     shadow: ResponseView,
@@ -163,12 +173,17 @@ def compare_exchange(
 ) -> list[Difference]:
     """Compare the shadow with the event's production response, classified by the baseline.
 
-    Returns no differences when production has no response (the event records an
-    upstream error): there is nothing to compare with. With `baseline`, the
-    differences production also has with the baseline are marked noise.
+    With `baseline`, the differences production also has with the baseline are
+    marked noise. A mirror capture has no production response: with `baseline`
+    the baseline's response takes production's place (only the rules say what is
+    noise then: no second copy is left to tell a nondeterministic field), and
+    without one there are no differences. Neither are there when production
+    failed (the event records an upstream error): there is nothing to compare with.
     """
     production = ResponseView.from_event(event)
     if production is None:
+        if baseline is not None and is_mirror_capture(event):
+            return compare(baseline, shadow, rules)
         return []
     differences = compare(production, shadow, rules)
     if baseline is not None:

@@ -3,7 +3,9 @@
 `build_result()` turns one replay (the recorded event, where it came from, the
 shadow's response or error, the differences) into a `ReplayResult` record,
 ready for `Codec("replay_result").encode` and `<topic>.results` with
-`result_key()` as the message key.
+`result_key()` as the message key. A mirror capture (`record --mirror`: no
+production response) is compared with the baseline's response, or, without
+one, gets the outcome `unverified` ("no production response"), never a mismatch.
 
 `Aggregate` folds results into per-endpoint statistics. Delivery is at least
 once, so the same exchange can be replayed, and its result written, more than
@@ -25,12 +27,21 @@ from typing import cast
 from prometheus_client import Counter as Metric
 
 from replayer.comparing.endpoints import Router, route
-from replayer.comparing.responses import KINDS, Difference, Kind, ResponseView
+from replayer.comparing.responses import (
+    KINDS,
+    MIRROR_CAPTURE,
+    Difference,
+    Kind,
+    ResponseView,
+    is_mirror_capture,
+)
 from schemas.codec import Codec
 from schemas.records import BaselineReplay, HttpExchange, ReplayResult
 from trafficmirror.plumbing.kafka import results_topic
 
-OUTCOMES = ("match", "mismatch", "error", "skipped")
+OUTCOMES = ("match", "mismatch", "error", "skipped", "unverified")
+#: The detail of a result with nothing to compare with: a mirror capture without a baseline.
+NO_PRODUCTION_RESPONSE = "no production response"
 #: At most this many differences are stored in one result (the rest are counted).
 MAX_STORED_DIFFERENCES = 50
 
@@ -41,7 +52,8 @@ _INDEX = re.compile(r"\[\d+\]")
 # exchanges (see `Aggregate`).
 RESULTS = Metric(
     "trafficmirror_replayer_results",
-    "Compared replays by outcome: match (no difference but noise), mismatch, error, skipped.",
+    "Compared replays by outcome: match (no difference but noise), mismatch, error, skipped, "
+    "unverified (a mirror capture: no production response, and no baseline to compare with).",
     ["outcome"],
 )
 MISMATCHES = Metric(
@@ -100,21 +112,29 @@ def build_result(
     """The `ReplayResult` record of one replay.
 
     Outcome: `skipped` if `skipped` gives a reason (the request was not sent) or
-    production had no response to compare with; `error` if the shadow gave no
-    response (`error` says why); else `mismatch` if any difference is not noise,
-    `match` otherwise. `differences` are stored non-noise first, at most
-    `max_differences`; the counts and `mismatch_kinds` cover all of them.
+    production failed, so there is nothing to compare with; `error` if the shadow
+    gave no response (`error` says why); `unverified` for a mirror capture (no
+    production response) with no `baseline` response to compare with; else
+    `mismatch` if any difference is not noise, `match` otherwise (for a mirror
+    capture, `differences` are the shadow's with the baseline). `differences`
+    are stored non-noise first, at most `max_differences`; the counts and
+    `mismatch_kinds` cover all of them.
     """
     method = event["method"]
     path = event["path"].decode("utf-8", "backslashreplace")
     response = event["response"]
     production_error = event["error"]
+    mirror = response is None and is_mirror_capture(event)
     detail = error
     if skipped is not None:
         outcome, detail = "skipped", skipped
     elif shadow is None:
         outcome, detail = "error", error or "no response from the shadow"
-    elif response is None:
+    elif mirror and baseline is None:  # with a baseline, its response is the reference
+        outcome, detail = "unverified", NO_PRODUCTION_RESPONSE
+        if baseline_error is not None:
+            detail += f"; the baseline failed: {baseline_error}"
+    elif response is None and not mirror:
         outcome = "skipped"
         detail = f"production has no response to compare with: {production_error or 'unknown'}"
     elif any(not d.noise for d in differences):
@@ -155,6 +175,7 @@ def build_result(
         "noise_count": sum(1 for d in differences if d.noise),
         "differences": [d.to_record() for d in ordered[:max_differences]],
         "baseline": baseline_record,
+        "capture": event["recorder"]["capture"],
     }
 
 
@@ -235,6 +256,7 @@ class _Entry:
     outcome: str
     kinds: tuple[str, ...]
     noise_only: bool
+    vs_baseline: bool
     production_us: int | None
     shadow_us: int | None
     paths: tuple[tuple[str, str], ...]
@@ -250,6 +272,10 @@ class EndpointStats:
     mismatches: int = 0
     errors: int = 0
     skipped: int = 0
+    #: Sent and answered, nothing to compare with: mirror captures without a baseline.
+    unverified: int = 0
+    #: Compared results (match or mismatch) whose reference was the baseline: mirror captures.
+    vs_baseline: int = 0
     noise_only: int = 0
     mismatch_by_kind: Counter[str] = field(default_factory=Counter)
     paths: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -287,8 +313,11 @@ class EndpointStats:
             self.mismatches += 1
         elif entry.outcome == "error":
             self.errors += 1
+        elif entry.outcome == "unverified":
+            self.unverified += 1
         else:
             self.skipped += 1
+        self.vs_baseline += entry.vs_baseline
         self.mismatch_by_kind.update(entry.kinds)
         self.paths.update(entry.paths)
         if entry.production_us is not None:
@@ -332,6 +361,8 @@ class Aggregate:
             outcome=result["outcome"],
             kinds=tuple(result["mismatch_kinds"]),
             noise_only=result["outcome"] == "match" and result["noise_count"] > 0,
+            vs_baseline=result["capture"] == MIRROR_CAPTURE
+            and result["outcome"] in ("match", "mismatch"),
             production_us=result["production_latency_us"],
             shadow_us=result["shadow_latency_us"],
             paths=tuple(

@@ -16,7 +16,7 @@ from html import escape
 from typing import Any
 
 from replayer.comparing.endpoints import printable
-from replayer.comparing.responses import KINDS
+from replayer.comparing.responses import KINDS, MIRROR_CAPTURE
 from replayer.results.build import Aggregate, EndpointStats
 from schemas.records import ReplayResult
 
@@ -48,9 +48,10 @@ h3 { font-size: 15px; margin: 18px 0 6px; font-family: ui-monospace, monospace; 
 .card b { display: block; font-size: 22px; } .card span { color: #6b7280; font-size: 12px; }
 .card.bad b { color: #dc2626; } .card.ok b { color: #16a34a; }
 table { border-collapse: collapse; width: 100%; background: #fff; font-size: 13px; }
-th, td { border: 1px solid #e5e7eb; padding: 4px 8px; text-align: right; vertical-align: top; }
+th, td { border: 1px solid #e5e7eb; padding: 4px 6px; text-align: right; vertical-align: top; }
 th { background: #f3f4f6; font-weight: 600; }
-td.ep, th.ep { text-align: left; font-family: ui-monospace, monospace; overflow-wrap: anywhere; }
+td.ep, th.ep { text-align: left; font-family: ui-monospace, monospace; overflow-wrap: anywhere;
+  min-width: 8em; }
 td.bad { color: #b91c1c; font-weight: 600; } td.zero { color: #9ca3af; }
 .charts { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; }
 figure { background: #fff; border: 1px solid #e5e7eb; border-radius: 8px; margin: 0;
@@ -94,31 +95,43 @@ def _rate_cell(count: int, compared: int) -> str:
 
 
 def endpoint_table(rows: Sequence[EndpointStats], total: EndpointStats) -> str:
-    """The endpoint table as an HTML `<table>`, with a total row."""
+    """The endpoint table as an HTML `<table>`, with a total row.
+
+    With mirror captures (no production response), two more columns: compared
+    vs baseline, and no production response (sent, not compared).
+    """
+    mirror = bool(total.vs_baseline or total.unverified)
     head = (
         "<tr><th class='ep' rowspan='2'>endpoint</th><th rowspan='2'>requests</th>"
         "<th rowspan='2'>mismatch</th>"
         f"<th colspan='{len(KINDS)}'>mismatch by kind</th><th rowspan='2'>noise only</th>"
         "<th rowspan='2'>errors</th><th rowspan='2'>skipped</th>"
-        "<th colspan='3'>production ms</th><th colspan='3'>shadow ms</th></tr><tr>"
+        + ("<th rowspan='2'>vs baseline</th><th rowspan='2'>no production response</th>" * mirror)
+        + "<th colspan='3'>production ms</th><th colspan='3'>shadow ms</th></tr><tr>"
         + "".join(f"<th>{KIND_LABELS[k]}</th>" for k in KINDS)
         + "<th>p50</th><th>p95</th><th>p99</th>" * 2
         + "</tr>"
     )
-    body = [_table_row(s) for s in rows]
-    body.append(_table_row(total, css="total"))
+    body = [_table_row(s, mirror=mirror) for s in rows]
+    body.append(_table_row(total, css="total", mirror=mirror))
     return f"<table class='endpoints'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _table_row(s: EndpointStats, css: str = "") -> str:
+def _count_cell(count: int, css: str = "") -> str:
+    return f"<td{css}>{count}</td>" if count else "<td class='zero'>0</td>"
+
+
+def _table_row(s: EndpointStats, css: str = "", mirror: bool = False) -> str:
+    mirror_cells = [(s.vs_baseline, "vs-baseline"), (s.unverified, "unverified")] if mirror else []
     cells = [
         f"<td class='ep'>{_e(s.endpoint)}</td>",
         f"<td>{s.requests}</td>",
         _rate_cell(s.mismatches, s.compared),
         *(_rate_cell(s.mismatch_by_kind[k], s.compared) for k in KINDS),
-        f"<td>{s.noise_only}</td>" if s.noise_only else "<td class='zero'>0</td>",
-        f"<td class='bad'>{s.errors}</td>" if s.errors else "<td class='zero'>0</td>",
+        _count_cell(s.noise_only),
+        _count_cell(s.errors, " class='bad'"),
         f"<td>{s.skipped}</td>",
+        *(_count_cell(n, f" class='{c}'") for n, c in mirror_cells),
         *(f"<td>{_ms(s.latency_ms('production', q))}</td>" for q in (50, 95, 99)),
         *(f"<td>{_ms(s.latency_ms('shadow', q))}</td>" for q in (50, 95, 99)),
     ]
@@ -295,7 +308,16 @@ def _value(value: str | None) -> str:
 
 
 def example_html(result: ReplayResult) -> str:
-    """One mismatching result: what was requested, then its differences side by side."""
+    """One mismatching result: what was requested, then its differences side by side.
+
+    The reference column is production's recorded response, or for a mirror
+    capture (no production response) the baseline's.
+    """
+    reference, reference_status = "production", result["production_status"]
+    if result["capture"] == MIRROR_CAPTURE:
+        baseline = result["baseline"]
+        reference = "baseline"
+        reference_status = baseline["status"] if baseline is not None else None
     rows = []
     for diff in result["differences"]:
         css = "noise" if diff["noise"] else "real"
@@ -312,11 +334,11 @@ def example_html(result: ReplayResult) -> str:
     return (
         "<div class='example'>"
         f"<p><b>{_e(result['method'])} {_e(result['path'])}</b> · exchange "
-        f"<code>{_e(result['id'])}</code> · status {_e(result['production_status'])} → "
-        f"{_e(result['shadow_status'])} · offset {_e(result['source']['partition'])}:"
+        f"<code>{_e(result['id'])}</code> · status {reference} {_e(reference_status)} → "
+        f"shadow {_e(result['shadow_status'])} · offset {_e(result['source']['partition'])}:"
         f"{_e(result['source']['offset'])}</p>"
         "<table class='diff'><colgroup><col class='k'><col class='path'><col class='v'>"
-        "<col class='v'></colgroup><thead><tr><th>kind</th><th>path</th><th>production</th>"
+        f"<col class='v'></colgroup><thead><tr><th>kind</th><th>path</th><th>{reference}</th>"
         f"<th>shadow</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{note}</div>"
     )
 
@@ -351,6 +373,11 @@ def render_html(
         ("skipped", str(total.skipped), ""),
         ("duplicates ignored", str(aggregate.duplicates), ""),
     ]
+    if total.vs_baseline or total.unverified:  # mirror captures: no production response
+        cards[2:2] = [
+            ("compared vs baseline", str(total.vs_baseline), ""),
+            ("no production response", str(total.unverified), ""),
+        ]
     card_html = "".join(
         f"<div class='card {css}'><b>{_e(value)}</b><span>{_e(name)}</span></div>"
         for name, value, css in cards
@@ -364,10 +391,11 @@ def render_html(
             f"<li>{_e(KIND_LABELS.get(kind, kind))} <b>{_e(path)}</b> × {count}</li>"
             for kind, path, count in stats.top_paths()
         )
+        vs_baseline = f"; {stats.vs_baseline} compared vs baseline" if stats.vs_baseline else ""
         sections.append(
             f"<section class='endpoint-examples'><h3>{_e(stats.endpoint)}</h3>"
             f"<p class='meta'>{stats.mismatches} of {stats.compared} compared requests differ "
-            f"({_pct(stats.mismatch_rate())}); most frequent differences:</p>"
+            f"({_pct(stats.mismatch_rate())}{vs_baseline}); most frequent differences:</p>"
             f"<ul class='paths'>{paths}</ul>{''.join(example_html(r) for r in found)}</section>"
         )
     examples_html = "".join(sections) or "<p class='meta'>No endpoint differs.</p>"

@@ -63,14 +63,19 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _row(stats: EndpointStats) -> list[str]:
+def _count(n: int) -> str:
+    return str(n) if n else "-"
+
+
+def _row(stats: EndpointStats, mirror: bool = False) -> list[str]:
     return [
         _cut(stats.endpoint, ENDPOINT_WIDTH),
         str(stats.requests),
         _pct(stats.mismatches, stats.compared),
         *(_pct(stats.mismatch_by_kind[k], stats.compared) for k in KINDS),
-        str(stats.noise_only) if stats.noise_only else "-",
-        str(stats.errors) if stats.errors else "-",
+        _count(stats.noise_only),
+        _count(stats.errors),
+        *((_count(stats.vs_baseline), _count(stats.unverified)) if mirror else ()),
         _latencies(stats, "production"),
         _latencies(stats, "shadow"),
     ]
@@ -81,9 +86,14 @@ def format_table(aggregate: Aggregate, max_rows: int = MAX_ROWS) -> str:
 
     Columns: requests, mismatch rate (of compared requests) overall and by kind,
     requests that differ only in noise, errors, and production/shadow latency
-    p50/p95/p99 in milliseconds.
+    p50/p95/p99 in milliseconds. When there are mirror captures (no production
+    response), two more: `VS BASE`, how many of the compared requests were
+    compared with the baseline's response, and `NO PROD RESP`, how many were
+    sent but not compared (no baseline): neither counts as a mismatch.
     """
     rows = aggregate.endpoints()
+    total = aggregate.total()
+    mirror = bool(total.vs_baseline or total.unverified)
     header = [
         "ENDPOINT",
         "REQS",
@@ -91,12 +101,12 @@ def format_table(aggregate: Aggregate, max_rows: int = MAX_ROWS) -> str:
         *(KIND_LABELS[k].upper() for k in KINDS),
         "NOISE",
         "ERR",
+        *(("VS BASE", "NO PROD RESP") if mirror else ()),
         "PROD ms p50/95/99",
         "SHADOW ms p50/95/99",
     ]
-    table = [header, *(_row(s) for s in rows[:max_rows])]
-    total = aggregate.total()
-    table.append(_row(total))
+    table = [header, *(_row(s, mirror) for s in rows[:max_rows])]
+    table.append(_row(total, mirror))
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
@@ -123,11 +133,20 @@ def format_table(aggregate: Aggregate, max_rows: int = MAX_ROWS) -> str:
 
 
 def summary_line(aggregate: Aggregate) -> str:
-    """One line: how many results, how many differ, errors, duplicates ignored."""
+    """One line: how many results, how many differ, errors, duplicates ignored.
+
+    Mirror captures add how many had no production response (sent, not
+    compared) and how many were compared with the baseline instead.
+    """
     total = aggregate.total()
+    mirror = ""
+    if total.unverified:
+        mirror += f", {total.unverified} no production response (not compared)"
+    if total.vs_baseline:
+        mirror += f"; {total.vs_baseline} of match and mismatch compared vs baseline"
     return (
         f"{total.requests} results: {total.matches} match ({total.noise_only} only in noise), "
-        f"{total.mismatches} mismatch, {total.errors} errors, {total.skipped} skipped; "
+        f"{total.mismatches} mismatch, {total.errors} errors, {total.skipped} skipped{mirror}; "
         f"{aggregate.duplicates} duplicate deliveries ignored"
     )
 
@@ -256,7 +275,8 @@ def run_report(
     """The `report` command: read, aggregate, print, optionally write HTML.
 
     Returns the exit code: 0, or 1 with `fail_on_mismatch` when any compared
-    request differs (for CI gates). Errors raise `TrafficMirrorError`
+    request differs (for CI gates; a mirror capture compared vs baseline is
+    compared, one with no production response is not). Errors raise `TrafficMirrorError`
     subclasses for the CLI to print (`TopicNotFound` when the topic has no
     results topic).
     """

@@ -9,6 +9,8 @@ non-blocking producer (`replayer.results.sink`) before the pipeline marks the
 record handled: a crash re-sends and re-writes rather than losing a result,
 and readers keep one result per exchange. Records skipped on purpose (a
 truncated request body) get a `skipped` result too (`Comparison.skipped()`).
+A mirror capture has no production response: it is compared with the
+baseline's response, or counted `unverified` ("no production response").
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ from dataclasses import dataclass, field
 
 from replayer.comparing.endpoints import Router
 from replayer.comparing.noise import Rules
-from replayer.comparing.responses import Difference, ResponseView, compare_exchange
+from replayer.comparing.responses import (
+    MIRROR_CAPTURE,
+    Difference,
+    ResponseView,
+    compare_exchange,
+)
 from replayer.models import Outcome, Target
 from replayer.results.build import build_result, record_metrics, result_message
 from replayer.results.sink import Publisher, ResultSink
@@ -61,6 +68,8 @@ class ComparisonCounts:
     noise_only: int = 0
     error: int = 0
     skipped: int = 0
+    unverified: int = 0  # a mirror capture with nothing to compare with: no production response
+    vs_baseline: int = 0  # of match and mismatch: mirror captures compared with the baseline
     failed: int = 0  # the comparison itself raised (a bug): no result was written
 
     def add(self, result: ReplayResult) -> None:
@@ -72,8 +81,12 @@ class ComparisonCounts:
             self.mismatch += 1
         elif outcome == "error":
             self.error += 1
+        elif outcome == "unverified":
+            self.unverified += 1
         else:
             self.skipped += 1
+        if result["capture"] == MIRROR_CAPTURE and outcome in ("match", "mismatch"):
+            self.vs_baseline += 1
 
 
 def default_replayer_id() -> str:
@@ -207,12 +220,21 @@ class Comparison:
             )
 
     def line(self) -> str:
-        """`comparison: match N (noise only N), mismatch N, errors N, skipped N[; results ...]`."""
+        """`comparison: match N (noise only N), mismatch N, errors N, skipped N[; results ...]`.
+
+        Mirror captures add `, no production response N` (sent, not compared) and
+        `; vs baseline N` (how many of match and mismatch were compared with the
+        baseline's response).
+        """
         c = self.counts
         text = (
             f"comparison: match {c.match} (noise only {c.noise_only}), mismatch {c.mismatch}, "
             f"errors {c.error}, skipped {c.skipped}"
         )
+        if c.unverified:
+            text += f", no production response {c.unverified}"
+        if c.vs_baseline:
+            text += f"; vs baseline {c.vs_baseline} (mirror captures, in match and mismatch)"
         if c.failed:
             text += f", comparison failed {c.failed}"
         if isinstance(self.publisher, ResultSink):

@@ -40,6 +40,8 @@ class Stats:
 
     consumed: int = 0
     sent: int = 0
+    #: Of `sent`: mirror captures, which have no production response to compare with.
+    no_production: int = 0
     errors: int = 0
     undecodable: int = 0
     skipped: Tally[str] = field(default_factory=Tally)
@@ -78,8 +80,14 @@ class Stats:
             part.skipped += 1
 
     def line(self) -> str:
-        """`consumed N, sent N, errors N, skipped-truncated N, ..., undecodable N`."""
-        parts = [f"consumed {self.consumed}", f"sent {self.sent}", f"errors {self.errors}"]
+        """`consumed N, sent N, errors N, skipped-truncated N, ..., undecodable N`.
+
+        `sent N (no production response M)` when M of them were mirror captures.
+        """
+        sent = f"sent {self.sent}"
+        if self.no_production:
+            sent += f" (no production response {self.no_production})"
+        parts = [f"consumed {self.consumed}", sent, f"errors {self.errors}"]
         parts.append(f"skipped-truncated {self.skipped.get('truncated', 0)}")
         for reason, count in sorted(self.skipped.items()):
             if reason != "truncated":

@@ -63,10 +63,24 @@ def test_repository_deploy_files_pass(tools: None) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "validate-deploy: all checks passed" in proc.stdout
     # Every entry point was built and validated.
-    for entry in ("base", "jobs/replay-range", "overlays/example", "overlays/example-keda"):
+    for entry in (
+        "base",
+        "jobs/replay-range",
+        "overlays/example",
+        "overlays/example-keda",
+        "overlays/example-mirror",
+        "overlays/example-istio-mirror",
+        "overlays/example-gateway-mirror",
+    ):
         assert f"ok    k8s/{entry} builds" in proc.stdout
         assert f"ok    k8s/{entry}: every object valid" in proc.stdout
     assert "scaledobject/trafficmirror-replayer valid against KEDA's CRD schema" in proc.stdout
+    for entry, kind in (("istio", "virtualservice"), ("gateway", "httproute")):
+        label = f"k8s/overlays/example-{entry}-mirror: {kind}/app"
+        assert f"ok    {label} valid against its CRD schema and CEL rules" in proc.stdout
+        assert f"ok    {label} mirrors to a Service of this build (trafficmirror-mirror:80)" in (
+            proc.stdout
+        )
     assert "compose/docker-compose.yml matches the compose-spec schema" in proc.stdout
 
 
@@ -105,6 +119,49 @@ def test_broken_scaledobject_and_dangling_port_fail(tools: None, tmp_path: Path)
     assert proc.returncode == 1, proc.stdout
     assert "'minReplicaCont' was unexpected" in proc.stdout
     assert "names port 'metric'" in proc.stdout
+
+
+def test_recorder_sidecar_must_drain_and_flush_within_the_grace_period(
+    tools: None, tmp_path: Path
+) -> None:
+    k8s = _k8s_copy(tmp_path)
+    _replace(
+        k8s / "components" / "recorder-sidecar" / "deployment-patch.yaml",
+        '"--flush-timeout", "8"',
+        '"--flush-timeout", "10"',
+    )
+    proc = _validate("--only", "k8s", "--k8s-dir", str(k8s))
+    assert proc.returncode == 1, proc.stdout
+    assert (
+        "FAIL  k8s/overlays/example: deployment/app terminationGracePeriodSeconds (20) > "
+        "trafficmirror-recorder's preStop (5) + --drain-timeout (5) + --flush-timeout (10)"
+    ) in proc.stdout
+
+
+def test_broken_mesh_mirror_rules_fail(tools: None, tmp_path: Path) -> None:
+    k8s = _k8s_copy(tmp_path)
+    istio = k8s / "overlays" / "example-istio-mirror" / "virtualservice.yaml"
+    gateway = k8s / "overlays" / "example-gateway-mirror" / "httproute.yaml"
+    # A misspelt field: the API server would prune it and mirror everything.
+    _replace(istio, "mirrorPercentage:", "mirrorPercentag:")
+    # A mirror to a Service that does not exist: every copy would fail.
+    _replace(istio, "host: trafficmirror-mirror", "host: trafficmirror-miror")
+    # A structurally valid filter that the CRD's CEL rules refuse.
+    _replace(gateway, "- type: RequestMirror", "- type: RequestHeaderModifier")
+    # A port the recorder's Service does not have.
+    _replace(
+        gateway,
+        "name: trafficmirror-mirror\n              port: 80",
+        "name: trafficmirror-mirror\n              port: 8080",
+    )
+    proc = _validate("--only", "k8s", "--k8s-dir", str(k8s))
+    assert proc.returncode == 1, proc.stdout
+    assert "'mirrorPercentag' was unexpected" in proc.stdout
+    assert "filter.requestMirror must be nil if the filter.type is not RequestMirror" in proc.stdout
+    assert "FAIL  k8s/overlays/example-istio-mirror: virtualservice/app valid" in proc.stdout
+    assert "FAIL  k8s/overlays/example-gateway-mirror: httproute/app valid" in proc.stdout
+    assert "no Service 'trafficmirror-miror' in this build" in proc.stdout
+    assert "Service 'trafficmirror-mirror' has no port 8080 (it has [80])" in proc.stdout
 
 
 def test_broken_compose_file_fails(tools: None, tmp_path: Path) -> None:

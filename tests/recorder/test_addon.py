@@ -33,6 +33,7 @@ OPTIONS = [
     "trafficmirror_recorder_id",
     "trafficmirror_schema_registry_url",
     "trafficmirror_flush_timeout",
+    "trafficmirror_drain_timeout",
     "trafficmirror_metrics_host",
     "trafficmirror_metrics_port",
     "trafficmirror_redact_header",
@@ -324,12 +325,28 @@ async def test_loads_as_a_mitmproxy_script() -> None:
     with taddons.context() as tctx:
         module = tctx.script(str(ADDON_PATH))
         assert "trafficmirror_topic" in tctx.options
-        # mitmproxy's wiring: one Recorder in `addons`, whose hooks are the only handlers.
-        [recorder] = module.addons
+        # mitmproxy's wiring: the Drainer, a Mirror (idle unless trafficmirror_mirror),
+        # then the Recorder (with its in-flight tracker as a child); their hooks are
+        # the only handlers, in that order.
+        [drainer, mirror, recorder] = module.addons
+        assert type(drainer).__name__ == "Drainer"
+        assert type(mirror).__name__ == "Mirror"
         assert type(recorder).__name__ == "Recorder"
-        for name in ("load", "configure", "running", "done", "response", "error"):
+        expected: dict[str, list[Any]] = {"load": [recorder.load]}
+        for name in ("configure", "running", "error"):
+            expected[name] = [getattr(mirror, name), getattr(recorder, name)]
+        expected["done"] = [drainer.done, mirror.done, recorder.done]
+        expected["response"] = [drainer.response, mirror.response, recorder.response]
+        expected["responseheaders"] = [drainer.responseheaders, recorder.responseheaders]
+        expected["requestheaders"] = [
+            mirror.requestheaders,
+            recorder.requestheaders,
+            recorder.inflight.requestheaders,
+        ]
+        expected["server_connect"] = [mirror.server_connect]
+        for name, handlers in expected.items():
             found = [getattr(a, name) for a in traverse([module]) if getattr(a, name, None)]
-            assert found == [getattr(recorder, name)], name
+            assert found == handlers, name
         # Every hook is there on the module as "no handler", so mitmproxy's lookup never misses.
         missing = [n for n in hooks.all_hooks if n != "add_log" and n not in vars(module)]
         assert missing == []

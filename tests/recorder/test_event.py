@@ -9,7 +9,9 @@ from mitmproxy import connection, flow, http
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import tflow
 
+from recorder.capture import BodyCapture, CaptureBudget
 from recorder.event import UNKNOWN_LENGTH, flow_to_event, recorder_info
+from recorder.redact import Redactor
 from schemas.codec import Codec
 
 T0 = 1_700_000_000.123456
@@ -219,6 +221,79 @@ def test_streamed_body_is_truncated_with_unknown_length() -> None:
     assert message["body_truncated"] is True
     assert message["body_length"] == UNKNOWN_LENGTH == -1
     assert roundtrip(event) == event
+
+
+def streamed(message: http.Message, chunks: list[bytes], cap: int, budget: Any = None) -> None:
+    """Stream `chunks` through a capture the way the recorder's hooks do (no content kept)."""
+    message.data.content = None
+    capture = BodyCapture(cap, budget or CaptureBudget())
+    message.stream = capture
+    for chunk in [*chunks, b""]:
+        capture(chunk)
+
+
+def test_streamed_bodies_come_from_their_capture() -> None:
+    req = request(method=b"POST")
+    streamed(req, [b"abc", b"def"], 100)
+    resp = response(headers=[(b"Content-Type", b"text/event-stream")])
+    streamed(resp, [b"data: %d\n\n" % i for i in range(20)], 32)
+    resp.trailers = http.Headers([(b"grpc-status", b"0")])
+    event = flow_to_event(make_flow(req, resp), 100, INFO)
+    assert (event["request"]["body"], event["request"]["body_truncated"]) == (b"abcdef", False)
+    assert event["request"]["body_length"] == 6
+    message = event["response"]["message"]
+    whole = b"".join(b"data: %d\n\n" % i for i in range(20))
+    assert message["body"] == whole[:32]
+    assert (message["body_truncated"], message["body_length"]) == (True, len(whole))
+    assert message["trailers"] == [b"grpc-status", b"0"]
+    assert roundtrip(event) == event
+
+
+def test_a_streamed_body_that_broke_off_keeps_its_start_with_unknown_length() -> None:
+    req = request(method=b"PUT")
+    streamed(req, [b"0123456789"], 4)
+    req.timestamp_end = None  # mitmproxy sets it only when the body ended
+    event = flow_to_event(make_flow(req, err="client disconnected"), 100, INFO)
+    assert event["request"]["body"] == b"0123"
+    assert event["request"]["body_truncated"] is True
+    assert event["request"]["body_length"] == UNKNOWN_LENGTH
+
+
+def test_a_body_cut_by_the_budget_is_truncated_with_its_full_length() -> None:
+    req = request(method=b"PUT")
+    streamed(req, [b"x" * 10, b"y" * 10], 100, CaptureBudget(15))
+    event = flow_to_event(make_flow(req), 100, INFO)
+    assert event["request"]["body"] == b"x" * 10 + b"y" * 5
+    assert (event["request"]["body_truncated"], event["request"]["body_length"]) == (True, 20)
+
+
+def test_a_smaller_cap_than_the_capture_kept_cuts_further() -> None:
+    # As the addon does when an event must shrink to fit a Kafka message.
+    req = request(method=b"PUT")
+    streamed(req, [b"abcdefgh"], 100)
+    event = flow_to_event(make_flow(req), 3, INFO)
+    assert event["request"]["body"] == b"abc"
+    assert (event["request"]["body_truncated"], event["request"]["body_length"]) == (True, 8)
+
+
+def test_captured_json_is_redacted_and_a_cut_one_is_dropped() -> None:
+    redactor = Redactor.from_options(json_specs=["$.password"])
+    json_headers = [(b"Content-Type", b"application/json")]
+    body = b'{"user": "ann", "password": "hunter22"}'
+    req = request(headers=json_headers, method=b"POST")
+    streamed(req, [body[:10], body[10:]], 1024)
+    event = flow_to_event(make_flow(req), 1024, INFO, redactor)
+    assert event["request"]["body"] == b'{"user":"ann","password":"***"}'
+    assert event["request"]["body_length"] == len(event["request"]["body"])
+    assert event["recorder"]["redactions"] == ["request.body:$.password=mask"]
+    # Over the cap, or cut by the budget: it cannot be parsed, so it is left out.
+    for cap, budget in ((16, CaptureBudget()), (1024, CaptureBudget(16))):
+        req = request(headers=json_headers, method=b"POST")
+        streamed(req, [body], cap, budget)
+        event = flow_to_event(make_flow(req), 1024, INFO, redactor)
+        got = event["request"]
+        assert (got["body"], got["body_truncated"], got["body_length"]) == (b"", True, len(body))
+        assert event["recorder"]["redactions"] == ["request.body=drop"]
 
 
 def test_content_encoding_is_not_decoded() -> None:

@@ -139,7 +139,7 @@ def _response() -> hooks.Hook:
     return HttpResponseHook(tflow.tflow(resp=True))
 
 
-_LOOKUPS = '''
+_LOOKUPS = """
 import typing
 from mitmproxy import http, optmanager
 from mitmproxy.proxy.layers.http import HttpResponseHook, HttpRequestHeadersHook
@@ -186,7 +186,7 @@ before = lookups()
 print(cheaper_lookups())
 after = lookups()
 print("same" if before == after else f"DIFFERENT\\n{before}\\n{after}")
-'''
+"""
 
 
 def test_cheaper_lookups_answer_as_mitmproxy_does() -> None:

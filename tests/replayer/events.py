@@ -1,6 +1,6 @@
 """Build `HttpExchange` events directly, and put them into Kafka, for replayer tests.
 
-`make_event()` gives a complete, schema-valid v1 event with sensible defaults;
+`make_event()` gives a complete, schema-valid event with sensible defaults;
 every argument overrides one part. `produce_events()` encodes with the real
 codec and writes to a topic with the recorder's key and timestamp conventions
 (key = client connection, timestamp = request start), so the replayer sees
@@ -46,14 +46,18 @@ def make_event(
     response_body: bytes = b"{}",
     error: str | None = None,
     trailers: Sequence[tuple[str | bytes, str | bytes]] | None = None,
+    capture: str = "proxy",
 ) -> dict[str, Any]:
-    """A complete v1 HttpExchange event; arguments override the defaults."""
+    """A complete HttpExchange event; arguments override the defaults.
+
+    `capture="mirror"` makes a `record --mirror` event: no response, no error.
+    """
     number = next(_ids)
     start = request_start_us if request_start_us is not None else _BASE_US + number * 1000
     if headers is None:
         headers = [("Host", authority), ("User-Agent", "test/1"), ("Accept", "*/*")]
     response = None
-    if status is not None:
+    if status is not None and capture != "mirror":
         response = {
             "status": status,
             "reason": b"OK",
@@ -92,7 +96,7 @@ def make_event(
             "recorder_id": "test",
             "sampling_rate": 1.0,
             "redactions": [],
-            "capture": "proxy",
+            "capture": capture,
         },
     }
 

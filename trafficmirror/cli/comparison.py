@@ -113,8 +113,9 @@ def comparison_options(func: F) -> F:
             envvar="TRAFFICMIRROR_BASELINE",
             metavar="URL",
             help="A second copy of production: every request is also sent there, and "
-            "differences production also has with it count as noise, not regressions "
-            "(env TRAFFICMIRROR_BASELINE).",
+            "differences production also has with it count as noise, not regressions. "
+            "Events of record --mirror (no production response) are compared with its "
+            "answers instead (env TRAFFICMIRROR_BASELINE).",
         ),
         click.option(
             "--route",

@@ -1,4 +1,4 @@
-"""The redaction, client-TLS and filter options of `record`, as one click decorator.
+"""The redaction, client-TLS, filter and memory options of `record`, as one click decorator.
 
 The command gets them as a single `recorder_extras` argument, a dict of
 validated fields of `recorder.config.RecordConfig`; bad input is a
@@ -26,6 +26,7 @@ _PARAMS = (
     "confdir",
     "tls_certs",
     "filter_expr",
+    "max_buffered_bytes",
 )
 
 
@@ -98,8 +99,22 @@ def recorder_extra_options(func: F) -> F:
             metavar="EXPR",
             help="Record only exchanges matching this mitmproxy filter expression, e.g. "
             "'~u /api & !~m OPTIONS'; matched when the exchange ends, so '~c 500' works. "
+            "Body operators (~b, ~bq, ~bs) match nothing: bodies stream through unkept. "
             "The others are proxied as usual, not recorded, and counted as filtered "
             "(env TRAFFICMIRROR_RECORD_FILTER).",
+        ),
+        click.option(
+            "--max-buffered-bytes",
+            type=click.IntRange(0),
+            default=64 * 1024 * 1024,
+            show_default=True,
+            envvar="TRAFFICMIRROR_MAX_BUFFERED_BYTES",
+            metavar="BYTES",
+            help="Body bytes kept at most for all exchanges in flight together (64 MiB by "
+            "default). Bodies stream through the recorder; each keeps its first "
+            "--max-body-bytes for its event. Past this bound further bodies are recorded cut "
+            "(flagged truncated, full length kept) and counted (budget_cut); live traffic is "
+            "never slowed or failed (env TRAFFICMIRROR_MAX_BUFFERED_BYTES).",
         ),
     ]
     result: Any = wrapper
@@ -117,6 +132,7 @@ def build_extras(
     confdir: str | None,
     tls_certs: tuple[str, ...],
     filter_expr: str | None = None,
+    max_buffered_bytes: int = 64 * 1024 * 1024,
 ) -> dict[str, Any]:
     """Validated `RecordConfig` fields; bad input raises `click.BadParameter`."""
     from recorder.redact import Redactor
@@ -154,4 +170,5 @@ def build_extras(
         "confdir": os.path.abspath(confdir) if confdir else None,
         "tls_certs": certs,
         "filter_expr": filter_expr,
+        "max_buffered_bytes": max_buffered_bytes,
     }

@@ -184,14 +184,16 @@ def serve(partitions: int, topics: Sequence[str], brokers: int = 3) -> int:
         for spec in topics:
             name, count = parse_topic_spec(spec, partitions)
             cluster.create_topic(name, count)
-        print(f"bootstrap.servers={cluster.bootstrap_servers}", flush=True)
         stop = threading.Event()
 
         def _stop(signum: int, frame: FrameType | None) -> None:
             stop.set()
 
+        # Before the line callers wait for: a caller that stops the cluster as
+        # soon as it read the address must get a clean stop, not a kill.
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
+        print(f"bootstrap.servers={cluster.bootstrap_servers}", flush=True)
         print(
             "in-memory mock cluster (test-grade, nothing is persisted); Ctrl-C to stop",
             file=sys.stderr,

@@ -202,6 +202,26 @@ def test_compare_exchange_reads_the_event_and_uses_the_baseline() -> None:
     assert compare_exchange(event_with(None), shadow) == []
 
 
+def test_a_mirror_capture_is_compared_with_the_baseline_under_the_rules_only() -> None:
+    mirror = {"response": None, "error": None, "recorder": {"capture": "mirror"}}
+    shadow = resp({"id": 2, "ts": 2, "at": "x"})
+    baseline = resp({"id": 1, "ts": 3, "at": "x"})
+    # The baseline is the reference: nothing is left to classify noise against, so a
+    # field that differs on every call (ts) is a real difference until a rule names it.
+    diffs = compare_exchange(mirror, shadow, Rules(), baseline)
+    assert [(d.path, d.production, d.shadow, d.noise) for d in diffs] == [
+        ("$.id", "1", "2", False),
+        ("$.ts", "3", "2", False),
+    ]
+    ruled = compare_exchange(mirror, shadow, build_rules(ignore_paths=["$.ts"]), baseline)
+    assert [(d.path, d.noise) for d in ruled] == [("$.id", False), ("$.ts", True)]
+    # Without a baseline there is nothing to compare with; nor for a proxy event
+    # whose production failed, baseline or not.
+    assert compare_exchange(mirror, shadow, Rules()) == []
+    failed = {**event_with(None), "recorder": {"capture": "proxy"}}
+    assert compare_exchange(failed, shadow, Rules(), baseline) == []
+
+
 def test_response_of_client_parts() -> None:
     r = ResponseView.of(200, [("Content-Type", "application/json"), (b"X-Raw", b"\xff")], b"{}")
     assert r.headers == ((b"Content-Type", b"application/json"), (b"X-Raw", b"\xff"))

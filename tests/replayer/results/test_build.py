@@ -27,6 +27,7 @@ def event(
     path: bytes = b"/users/17?x=1",
     status: int | None = 200,
     start: int = 1_700_000_000_000_000,
+    capture: str = "proxy",
 ) -> dict[str, Any]:
     response = None
     if status is not None:
@@ -51,7 +52,8 @@ def event(
         "method": "GET",
         "path": path,
         "response": response,
-        "error": None if response else "upstream connect error",
+        "error": None if response or capture == "mirror" else "upstream connect error",
+        "recorder": {"capture": capture},
     }
 
 
@@ -87,7 +89,7 @@ DATE = Difference("header", "x-date", "a", "b", noise=True)
 
 
 def test_schema_is_shipped_and_round_trips_through_the_codec() -> None:
-    assert available_versions("replay_result") == (1,)
+    assert available_versions("replay_result") == (1, 2)
     codec = Codec("replay_result")
     assert codec.write_schema["name"] == "io.trafficmirror.ReplayResult"
     record = result(
@@ -146,6 +148,96 @@ def test_outcomes() -> None:
     assert no_prod["outcome"] == "skipped"
     assert no_prod["production_status"] is None
     assert "upstream connect error" in no_prod["error"]
+    assert no_prod["capture"] == "proxy"
+
+
+SHADOW_201 = ResponseView(201)
+
+
+def mirror_result(
+    exchange_id: str = "m-1", shadow: ResponseView | None = SHADOW_201, **kw: Any
+) -> dict[str, Any]:
+    """The result of replaying a mirror capture (no production response, no error)."""
+    return build_result(
+        event(exchange_id, status=None, capture="mirror"),
+        topic="t",
+        partition=0,
+        offset=7,
+        target="http://shadow",
+        sent_us=0,
+        shadow=shadow,
+        shadow_latency_s=0.004,
+        **kw,
+    )
+
+
+def test_a_mirror_capture_without_baseline_is_unverified_not_skipped() -> None:
+    r = mirror_result()
+    assert (r["outcome"], r["error"], r["capture"]) == (
+        "unverified",
+        "no production response",
+        "mirror",
+    )
+    # It was sent: the shadow's answer is kept, production's columns stay empty.
+    assert (r["shadow_status"], r["shadow_latency_us"]) == (201, 4_000)
+    assert (r["production_status"], r["production_latency_us"], r["production_error"]) == (
+        None,
+        None,
+        None,
+    )
+    assert r["mismatch_kinds"] == [] and r["differences"] == []
+    failed = mirror_result(baseline_target="http://base", baseline_error="connection refused")
+    assert failed["outcome"] == "unverified"
+    assert failed["error"] == "no production response; the baseline failed: connection refused"
+    assert failed["baseline"] == {
+        "target": "http://base",
+        "status": None,
+        "latency_us": None,
+        "error": "connection refused",
+    }
+
+
+def test_a_mirror_capture_with_baseline_is_compared_with_it() -> None:
+    same = mirror_result(baseline_target="http://base", baseline=ResponseView(201))
+    assert (same["outcome"], same["error"], same["capture"]) == ("match", None, "mirror")
+    differs = mirror_result(
+        baseline_target="http://base",
+        baseline=ResponseView(200),
+        differences=(Difference("status", "status", "200", "201"),),
+    )
+    assert differs["outcome"] == "mismatch" and differs["mismatch_kinds"] == ["status"]
+    assert differs["baseline"] is not None and differs["baseline"]["status"] == 200
+    # The shadow failing is an error, as for any event.
+    assert mirror_result(shadow=None, error="timeout")["outcome"] == "error"
+
+
+def test_aggregate_counts_mirror_captures_apart() -> None:
+    agg = Aggregate()
+    agg.add(mirror_result("m-1"))
+    agg.add(mirror_result("m-2", baseline_target="b", baseline=ResponseView(201)))
+    agg.add(
+        mirror_result(
+            "m-3",
+            baseline_target="b",
+            baseline=ResponseView(200),
+            differences=(Difference("status", "status", "200", "201"),),
+        )
+    )
+    agg.add(result("proxy-1"))
+    total = agg.total()
+    assert (total.requests, total.unverified, total.vs_baseline) == (4, 1, 2)
+    # Unverified is neither compared nor skipped; the two vs baseline are compared.
+    assert (total.matches, total.mismatches, total.skipped, total.compared) == (2, 1, 0, 3)
+    assert total.mismatch_rate() == pytest.approx(1 / 3)
+
+
+def test_results_written_by_v1_decode_as_proxy_captures() -> None:
+    record = result(differences=(NAME,))
+    del record["capture"]
+    old = Codec("replay_result", write_version=1).encode(record)
+    decoded = Codec("replay_result").decode(old.value)
+    assert decoded["capture"] == "proxy"
+    assert decoded == {**record, "capture": "proxy"}
 
 
 def test_stored_differences_are_capped_but_counted() -> None:

@@ -26,8 +26,21 @@ T0 = 1_700_000_000_000_000  # µs
 EVIL = "<img src=x onerror=alert(1)>"
 
 
-def _event(i: int, method: str, path: str, prod_ms: float) -> dict[str, Any]:
+def _event(i: int, method: str, path: str, prod_ms: float, mirror: bool = False) -> dict[str, Any]:
     start = T0 + i * 1000
+    if mirror:  # `record --mirror`: the recorder answered, no production response
+        return {
+            "id": f"ex-{i}",
+            "request_start_us": start,
+            "request_end_us": start + 100,
+            "response_start_us": None,
+            "response_end_us": None,
+            "method": method,
+            "path": path.encode(),
+            "response": None,
+            "error": None,
+            "recorder": {"capture": "mirror"},
+        }
     return {
         "id": f"ex-{i}",
         "request_start_us": start,
@@ -38,6 +51,7 @@ def _event(i: int, method: str, path: str, prod_ms: float) -> dict[str, Any]:
         "path": path.encode(),
         "response": {"status": 200},
         "error": None,
+        "recorder": {"capture": "proxy"},
     }
 
 
@@ -320,3 +334,103 @@ def test_issue_scenario_changed_field_noise_and_baseline() -> None:
         table = format_table(agg)
         assert "GET /users/{id}: body_json $.name ×10" in table
         assert "/clock/" not in table.split("Most frequent differences")[1]
+
+
+def mirror_results(with_baseline: bool) -> list[dict[str, Any]]:
+    """Results of replaying mirror captures (no production response): /items answers
+    the same on shadow and baseline, /prices differs in one field for every third id.
+    Without a baseline there is nothing to compare with."""
+    from replayer.comparing.responses import compare_exchange
+
+    def answer(doc: dict[str, Any], status: int = 200) -> ResponseView:
+        return ResponseView.of(
+            status, [("Content-Type", "application/json")], json.dumps(doc).encode()
+        )
+
+    out = []
+    for i in range(30):
+        path = f"/items/{i}" if i < 20 else f"/prices/{i}"
+        event = _event(1000 + i, "GET", path, 0.0, mirror=True)
+        price = i + 0.5 if path.startswith("/prices/") and i % 3 == 0 else i
+        shadow = answer({"id": i, "price": price})
+        baseline = answer({"id": i, "price": i}) if with_baseline else None
+        out.append(
+            build_result(
+                event,
+                topic="traffic",
+                partition=0,
+                offset=i,
+                target="http://shadow:8080",
+                sent_us=T0 + i,
+                shadow=shadow,
+                shadow_latency_s=0.002 + i / 10_000,
+                differences=compare_exchange(event, shadow, None, baseline),
+                baseline_target="http://baseline:8080" if with_baseline else None,
+                baseline=baseline,
+                baseline_latency_s=0.003 if with_baseline else None,
+            )
+        )
+    return out
+
+
+def test_mirror_captures_without_baseline_are_no_production_response_rows() -> None:
+    agg = Aggregate().add_all(mirror_results(with_baseline=False))
+    total = agg.total()
+    assert (total.requests, total.unverified, total.compared, total.mismatches) == (30, 30, 0, 0)
+    text = format_table(agg)
+    header = text.splitlines()[0]
+    assert "VS BASE" in header and "NO PROD RESP" in header
+    items = next(line for line in text.splitlines() if line.startswith("GET /items/{id}"))
+    cells = items.split()
+    # 20 requests; no mismatch rate, kinds, noise, errors or vs baseline (nothing compared);
+    # 20 with no production response; no production latency.
+    assert cells[2:13] == ["20", *["-"] * 9, "20"] and cells[13] == "-/-/-"
+    assert "Most frequent differences" not in text
+    assert summary_line(agg) == (
+        "30 results: 0 match (0 only in noise), 0 mismatch, 0 errors, 0 skipped, "
+        "30 no production response (not compared); 0 duplicate deliveries ignored"
+    )
+    page = render_html(agg)
+    assert "<span>no production response</span>" in page
+    assert page.count("<td class='unverified'>") == 3  # two endpoints and the total
+    assert "No endpoint differs." in page
+    # A proxy-only report has neither column.
+    assert "NO PROD RESP" not in format_table(aggregate())
+    assert "no production response" not in render_html(aggregate())
+
+
+def test_mirror_captures_vs_baseline_are_compared_with_the_baseline() -> None:
+    agg = Aggregate().add_all(mirror_results(with_baseline=True))
+    stats = {s.endpoint: s for s in agg.endpoints()}
+    prices, items = stats["GET /prices/{id}"], stats["GET /items/{id}"]
+    assert (prices.compared, prices.mismatches, prices.vs_baseline) == (10, 3, 10)
+    assert (items.compared, items.mismatches, items.vs_baseline) == (20, 0, 20)
+    assert agg.total().unverified == 0
+    text = format_table(agg)
+    assert text.splitlines()[1].startswith("GET /prices/{id}")  # the worst first
+    assert "GET /prices/{id}: body_json $.price ×3" in text
+    assert "30 of match and mismatch compared vs baseline" in summary_line(agg)
+    page = render_html(agg)
+    assert "<span>compared vs baseline</span>" in page
+    example = page.split("Example differences")[1]
+    # The reference column is the baseline's, not production's (there is none).
+    assert "<th>baseline</th><th>shadow</th>" in example and "<th>production</th>" not in example
+    assert "status baseline 200 → shadow 200" in example
+    assert "10 compared vs baseline" in example
+
+
+def test_fail_on_mismatch_ignores_rows_with_no_production_response(kafka: Kafka) -> None:
+    settings = KafkaSettings(kafka.bootstrap_servers)
+    unverified = kafka.new_topic(1)
+    kafka.create_topic(f"{unverified}.results", 1)
+    produce(kafka, unverified, mirror_results(with_baseline=False), [])
+    out = io.StringIO()
+    assert run_report(settings, unverified, out=out, fail_on_mismatch=True) == 0
+    assert "30 no production response (not compared)" in out.getvalue()
+    # Compared with the baseline, a difference is a mismatch like any other.
+    compared = kafka.new_topic(1)
+    kafka.create_topic(f"{compared}.results", 1)
+    produce(kafka, compared, mirror_results(with_baseline=True), [])
+    out = io.StringIO()
+    assert run_report(settings, compared, out=out, fail_on_mismatch=True) == 1
+    assert "3 mismatch" in out.getvalue()

@@ -1,13 +1,17 @@
 """The HTML report as a person sees it: rendered by headless Chromium (Debian's `chromium`).
 
-Three runs of the browser on the same synthetic report:
+Three runs of the browser on the same synthetic report, and one on a report of
+mirror captures (no production response):
 
 * `--screenshot`: the page renders to a non-trivial PNG (kept in the test's
   tmp dir, or in $TRAFFICMIRROR_SCREENSHOT_DIR, to look at);
 * `--dump-dom` of the report itself: the table rows and both charts are in the
   rendered DOM, and the page ran no script (it has none; its CSP forbids any);
 * `--dump-dom` of a copy with a measuring script added (and the CSP taken out
-  so it may run): the table and the charts have a real size on screen.
+  so it may run): the table and the charts have a real size on screen;
+* `--dump-dom` of the mirror report: its rows show "vs baseline" and "no
+  production response" counts, never mismatches, and its example compares
+  the shadow with the baseline.
 
 Skipped only when Chromium is not installed: `apt-get install -y chromium`.
 """
@@ -26,7 +30,7 @@ import pytest
 
 from replayer.results.build import Aggregate
 from replayer.results.html import render_html
-from tests.replayer.results.test_report import synthetic_results
+from tests.replayer.results.test_report import mirror_results, synthetic_results
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -138,3 +142,30 @@ def test_table_and_charts_have_a_size_on_screen(report: Path, tmp_path: Path) ->
         assert w > 50 and h > 50
     # Bars for every compared endpoint; the three that differ are visibly long.
     assert sum(1 for w, _ in sizes["bars"] if w > 5) == 3
+
+
+def test_mirror_captures_render_as_vs_baseline_and_no_production_response(
+    tmp_path: Path,
+) -> None:
+    # One run with a baseline (compared with it), one without (nothing to compare with).
+    results = mirror_results(with_baseline=True)
+    results += [dict(r, run_id="no-baseline") for r in mirror_results(with_baseline=False)]
+    path = tmp_path / "mirror.html"
+    path.write_text(render_html(Aggregate().add_all(results)), encoding="utf-8")
+    dom = chromium(tmp_path, "--dump-dom", path.as_uri()).stdout
+    assert "<script" not in dom
+    assert '<th rowspan="2">vs baseline</th><th rowspan="2">no production response</th>' in dom
+    rows = re.findall(r"<tr class=\"endpoint\">(.*?)</tr>", dom, re.S)
+    assert len(rows) == 2
+    cells = {
+        re.sub(r"<.*?>", "", row.split("</td>")[0]): re.findall(r"<td[^>]*>(.*?)</td>", row)
+        for row in rows
+    }
+    # endpoint, requests, mismatch, 5 kinds, noise only, errors, skipped, vs baseline, no prod
+    items, prices = cells["GET /items/{id}"], cells["GET /prices/{id}"]
+    assert items[1:3] == ["40", "0"] and items[11:13] == ["20", "20"]
+    assert prices[1:3] == ["20", "30.0%"] and prices[11:13] == ["10", "10"]
+    assert "<span>no production response</span>" in dom
+    example = dom.split("Example differences")[1]
+    assert "<th>baseline</th><th>shadow</th>" in example
+    assert "status baseline 200 → shadow 200" in example

@@ -17,6 +17,7 @@ from replayer.pipeline import Pipeline
 from replayer.results.build import ResultMessage
 from replayer.results.sink import ResultSink
 from replayer.results.stage import Comparison, ComparisonOptions
+from replayer.results.summary import Stats
 from replayer.sending.sender import MockTransport, OutgoingRequest, Sender
 from schemas.codec import Codec
 from tests.replayer.events import make_event
@@ -58,7 +59,10 @@ def answer(doc: bytes) -> Response:
 
 
 def replay(
-    events: list[dict[str, Any]], handler: Any, options: ComparisonOptions
+    events: list[dict[str, Any]],
+    handler: Any,
+    options: ComparisonOptions,
+    stats: Stats | None = None,
 ) -> tuple[list[Any], Collected, Comparison, list[OutgoingRequest]]:
     seen: list[OutgoingRequest] = []
 
@@ -70,7 +74,11 @@ def replay(
     async def main() -> list[Any]:
         sender = Sender(MockTransport(recording), concurrency=4)
         pipeline = Pipeline(
-            codec=CODEC, target=Target.parse("http://shadow:81"), sender=sender, comparison=cmp
+            codec=CODEC,
+            target=Target.parse("http://shadow:81"),
+            sender=sender,
+            comparison=cmp,
+            stats=stats,
         )
         futures = [
             pipeline.handle(Record("t", 0, n, b"c1", CODEC.encode(e).value))
@@ -176,6 +184,90 @@ def test_a_failing_baseline_leaves_differences_unclassified() -> None:
     _, collected, _, _ = replay(events, servers, ComparisonOptions(baseline="http://base:82"))
     (result,) = collected.results
     assert result["outcome"] == "mismatch"
+    assert "baseline down" in result["baseline"]["error"]
+
+
+def test_mirror_captures_without_baseline_are_sent_and_unverified() -> None:
+    events = [
+        make_event(path="/items/1", capture="mirror"),
+        make_event(method="POST", path="/orders", body=b"{}", capture="mirror"),
+        # A proxy event whose upstream failed: skipped, as before.
+        make_event(path="/failed", status=None, error="upstream reset"),
+    ]
+
+    async def shadow(req: OutgoingRequest) -> Response:
+        return Response(201 if req.method == "POST" else 200, (), b"{}")
+
+    stats = Stats()
+    done, collected, cmp, seen = replay(events, shadow, ComparisonOptions(), stats)
+    assert [r.kind for r in done] == ["sent"] * 3 and len(seen) == 3
+    by_path = {r["path"]: r for r in collected.results}
+    for path, status in (("/items/1", 200), ("/orders", 201)):
+        result = by_path[path]
+        assert (result["outcome"], result["error"], result["capture"]) == (
+            "unverified",
+            "no production response",
+            "mirror",
+        )
+        assert result["shadow_status"] == status and result["shadow_latency_us"] is not None
+        assert result["production_status"] is None and result["differences"] == []
+    assert by_path["/failed"]["outcome"] == "skipped"
+    assert by_path["/failed"]["capture"] == "proxy"
+    assert cmp.line() == (
+        "comparison: match 0 (noise only 0), mismatch 0, errors 0, skipped 1, "
+        "no production response 2"
+    )
+    assert "sent 3 (no production response 2)" in stats.line()
+
+
+def test_mirror_captures_with_baseline_are_compared_with_the_baseline() -> None:
+    events = [
+        make_event(path=f"/prices/{n}", capture="mirror", client=("10.0.0.1", n)) for n in range(3)
+    ]
+
+    async def servers(req: OutgoingRequest) -> Response:
+        n = int(req.path.rsplit("/", 1)[1])
+        side = "baseline" if req.target.host_port == "base:82" else "shadow"
+        price = n + 1 if side == "shadow" and n == 2 else n
+        # Date differs on every answer: the default rules never compare it.
+        return Response(
+            200,
+            (("Content-Type", "application/json"), ("Date", side)),
+            body(n=n, price=price),
+        )
+
+    stats = Stats()
+    options = ComparisonOptions(baseline="http://base:82", rules=build_rules())
+    done, collected, cmp, seen = replay(events, servers, options, stats)
+    assert [r.kind for r in done] == ["sent"] * 3
+    assert sorted(r.target.host_port for r in seen) == ["base:82"] * 3 + ["shadow:81"] * 3
+    by_path = {r["path"]: r for r in collected.results}
+    assert [by_path[f"/prices/{n}"]["outcome"] for n in range(3)] == ["match", "match", "mismatch"]
+    differs = by_path["/prices/2"]
+    # The baseline's value stands where production's would.
+    assert differs["differences"] == [
+        {"kind": "body_json", "path": "$.price", "production": "2", "shadow": "3", "noise": False}
+    ]
+    assert differs["baseline"]["status"] == 200 and differs["capture"] == "mirror"
+    assert differs["production_status"] is None
+    assert cmp.line().startswith(
+        "comparison: match 2 (noise only 0), mismatch 1, errors 0, skipped 0; "
+        "vs baseline 3 (mirror captures, in match and mismatch)"
+    )
+    assert "sent 3 (no production response 3)" in stats.line()
+
+
+def test_a_mirror_capture_whose_baseline_fails_is_unverified() -> None:
+    async def servers(req: OutgoingRequest) -> Response:
+        if req.target.host_port == "base:82":
+            raise ConnectionRefusedError("baseline down")
+        return answer(body(now="t-shadow"))
+
+    events = [make_event(path="/clock", capture="mirror")]
+    _, collected, _, _ = replay(events, servers, ComparisonOptions(baseline="http://base:82"))
+    (result,) = collected.results
+    assert result["outcome"] == "unverified"
+    assert result["error"].startswith("no production response; the baseline failed: ")
     assert "baseline down" in result["baseline"]["error"]
 
 
