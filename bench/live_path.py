@@ -25,8 +25,8 @@ measurement (one thread per connection, blocking sockets, pre-built requests,
 app's, and the line under the table says how late it sent the requests it was
 free to send on time. Prints markdown tables for docs/benchmarks.md.
 
-    python bench/live_path.py                # the full run (about 15 minutes)
-    python bench/live_path.py --quick        # a short one (about 3 minutes)
+    python bench/live_path.py                # the full run (about 20 minutes)
+    python bench/live_path.py --quick        # a short one (a few minutes)
     python bench/live_path.py --rows direct,nginx,record --loads 1x50 --downloads ''
 """
 
@@ -98,13 +98,22 @@ def _args() -> argparse.Namespace:
         "(see bench/livepath/variant.py: nohook, nosend, defer, uvloop, gc, timing)",
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds of every row at every load (default: 3)"
+        "--rounds",
+        type=int,
+        default=5,
+        help="rounds of every row at every load, the order rotating (default: %(default)s)",
     )
     parser.add_argument(
-        "--duration", type=float, default=10.0, help="measured seconds per row, load and round"
+        "--duration",
+        type=float,
+        default=10.0,
+        help="measured seconds per row, load and round (default: %(default)s)",
     )
     parser.add_argument(
-        "--warmup", type=float, default=2.0, help="seconds of load before each measured window"
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="seconds of load before each measured window (default: %(default)s)",
     )
     parser.add_argument(
         "--downloads",

@@ -174,7 +174,7 @@ def verdicts(
             out.append(f"- {text}{bound}: not measured")
         else:
             verdict = "met" if value <= limit else "NOT met"
-            out.append(f"- {text} ≤ {limit:g} {unit}: {value:.2f} {unit}, **{verdict}**")
+            out.append(f"- {text} ≤ {limit:.3g} {unit}: {value:.2f} {unit}, **{verdict}**")
 
     line("`record` added p50 at 1×50", added("record", "direct", "1x50", 50), 1.0)
     line("`record` added p99 at 1×50", added("record", "direct", "1x50", 99), 2.0)
