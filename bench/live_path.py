@@ -7,8 +7,10 @@ app directly, through Debian's nginx as a reverse proxy (the anchor: what a
 production proxy costs here), through plain mitmdump (reverse mode), through
 `trafficmirror record` (to the librdkafka mock cluster of `trafficmirror
 dev-kafka`), through `record --workers 2`, and through nginx mirroring every
-request to `record --mirror` (compared with nginx alone). Rows whose option
-this checkout lacks are skipped with a note. All rows run for the whole run
+request to `record --mirror` (compared with nginx alone, and with nginx
+mirroring to a stub that answers at once: what the `mirror` rule costs by
+itself, apart from the CPU its target takes). Rows whose option this checkout
+lacks are skipped with a note. All rows run for the whole run
 and take turns in rounds, the order rotating, so a drift of the shared machine
 hits them alike. Then one 200 MB download and four at once through each:
 time to first byte, and the proxy's peak RSS above idle (VmHWM of its
@@ -23,8 +25,8 @@ measurement (one thread per connection, blocking sockets, pre-built requests,
 app's, and the line under the table says how late it sent the requests it was
 free to send on time. Prints markdown tables for docs/benchmarks.md.
 
-    python bench/live_path.py                # the full run (about 15 minutes)
-    python bench/live_path.py --quick        # a short one (about 3 minutes)
+    python bench/live_path.py                # the full run (about 20 minutes)
+    python bench/live_path.py --quick        # a short one (a few minutes)
     python bench/live_path.py --rows direct,nginx,record --loads 1x50 --downloads ''
 """
 
@@ -96,13 +98,22 @@ def _args() -> argparse.Namespace:
         "(see bench/livepath/variant.py: nohook, nosend, defer, uvloop, gc, timing)",
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds of every row at every load (default: 3)"
+        "--rounds",
+        type=int,
+        default=5,
+        help="rounds of every row at every load, the order rotating (default: %(default)s)",
     )
     parser.add_argument(
-        "--duration", type=float, default=10.0, help="measured seconds per row, load and round"
+        "--duration",
+        type=float,
+        default=10.0,
+        help="measured seconds per row, load and round (default: %(default)s)",
     )
     parser.add_argument(
-        "--warmup", type=float, default=2.0, help="seconds of load before each measured window"
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="seconds of load before each measured window (default: %(default)s)",
     )
     parser.add_argument(
         "--downloads",
@@ -125,6 +136,12 @@ def _args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--download-mb", type=int, default=200, help="size of each download, MB (default: 200)"
+    )
+    parser.add_argument(
+        "--download-repeats",
+        type=int,
+        default=3,
+        help="runs of each download test; the tables give the median (default: %(default)s)",
     )
     parser.add_argument(
         "--quick",
@@ -162,6 +179,7 @@ def _args() -> argparse.Namespace:
     if args.quick:
         args.rounds, args.duration, args.warmup = 1, 3.0, 1.0
         args.saturate = min(args.saturate, 2.0)
+        args.download_repeats = 1
     try:
         args.load_list = [parse_load(x.strip()) for x in args.loads.split(",") if x.strip()]
         args.counts = [int(x) for x in args.downloads.split(",") if x.strip()]
@@ -178,8 +196,11 @@ def _args() -> argparse.Namespace:
         parser.error("--loads is empty")
     if args.py_spy is not None and not profile_available():
         parser.error("--py-spy needs py-spy on PATH (pip install py-spy)")
-    if args.rounds < 1 or args.duration <= 0 or args.warmup < 0:
-        parser.error("--rounds must be 1 or more, --duration above 0, --warmup 0 or more")
+    if args.rounds < 1 or args.duration <= 0 or args.warmup < 0 or args.download_repeats < 1:
+        parser.error(
+            "--rounds and --download-repeats must be 1 or more, --duration above 0, "
+            "--warmup 0 or more"
+        )
     return args
 
 
@@ -248,7 +269,7 @@ def _measure(args: argparse.Namespace, env: Env) -> Results:
             print(f"downloads: {args.download_mb} MB, {args.counts} at once", flush=True)
             warm_up_download(env.app_port)
             for t in live:
-                results.got[t.name] = downloads(t, args.counts)
+                results.got[t.name] = downloads(t, args.counts, args.download_repeats)
         return results
     finally:
         stop_targets(targets)

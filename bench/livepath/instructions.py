@@ -23,7 +23,9 @@ from recording.instructions import instructions
 from livepath.targets import VARIANT
 
 #: The rows `--instructions` counts unless --rows says otherwise.
-DEFAULT_ROWS = "mitmdump,record:nohook,record:nosend,record,record:gc,record:uvloop"
+DEFAULT_ROWS = (
+    "mitmdump,record:nohook,record:nosend,record,record:uvloop,record:gc,record:nohook+uvloop+gc"
+)
 
 
 @dataclass

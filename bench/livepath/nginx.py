@@ -57,6 +57,15 @@ _APP = """\
     }}
 """
 
+_STUB = """\
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            return 200;
+        }}
+    }}
+"""
+
 _UPSTREAM = """\
     upstream {name} {{
         server 127.0.0.1:{port};
@@ -99,6 +108,11 @@ def app_config(prefix: Path, port: int, big_file: Path) -> str:
     """The app: `GET /hello` answers `HELLO`, `GET /big` serves `big_file`."""
     body = _APP.format(port=port, hello=HELLO.rstrip("\n"), big_path=BIG_PATH, big_file=big_file)
     return _COMMON.format(prefix=prefix, body=body, user=_user())
+
+
+def stub_config(prefix: Path, port: int) -> str:
+    """A mirror target that answers at once, empty: what nginx's `mirror` costs by itself."""
+    return _COMMON.format(prefix=prefix, body=_STUB.format(port=port), user=_user())
 
 
 def proxy_config(prefix: Path, port: int, app_port: int, mirror_port: int | None = None) -> str:

@@ -149,37 +149,38 @@ def warm_up_download(port: int) -> None:
     _loadgen("download", port, 1, BIG_PATH)
 
 
-def downloads(target: Target, counts: list[int]) -> list[Download]:
-    """`count` 200 MB downloads at once through `target`, for each count; RSS from /proc."""
+def downloads(target: Target, counts: list[int], repeats: int) -> list[Download]:
+    """For each count, that many big downloads at once through `target`, `repeats` times.
+
+    Per repeat, the slowest body's time to first byte and total time; the peak
+    RSS over all repeats (reset before the first) against the RSS just before.
+    """
     results = []
     for count in counts:
         pids = tree_pids(target)
         procinfo.reset_peak(pids)
         idle = procinfo.rss_mb(pids)
-        try:
-            run = _loadgen("download", target.port, count, BIG_PATH)
-        except RuntimeError as exc:
-            results.append(Download(count, [], [], False, idle, procinfo.peak_mb(pids), str(exc)))
-            continue
+        ttfb: list[float] = []
+        total: list[float] = []
+        error = ""
+        for _ in range(repeats):
+            try:
+                items = _loadgen("download", target.port, count, BIG_PATH)["downloads"]
+            except RuntimeError as exc:
+                error = str(exc)
+                break
+            if not all(d.get("ok") for d in items):
+                error = next((d.get("error", "") for d in items if d.get("error")), "")
+                error = error or "short or not 200"
+                break
+            ttfb.append(max(d["ttfb_s"] for d in items))
+            total.append(max(d["total_s"] for d in items))
         peak = procinfo.peak_mb(tree_pids(target))
-        items = run["downloads"]
-        ok = all(d.get("ok") for d in items)
-        error = next((d.get("error", "") for d in items if not d.get("ok")), "")
-        results.append(
-            Download(
-                count,
-                [d["ttfb_s"] for d in items if "ttfb_s" in d],
-                [d["total_s"] for d in items if "total_s" in d],
-                ok,
-                idle,
-                peak,
-                error or ("" if ok else "short or not 200"),
-            )
-        )
+        results.append(Download(count, ttfb, total, not error, idle, peak, error))
         print(
-            f"  download {target.name} x{count}: ttfb max "
-            f"{max((d.get('ttfb_s', 0) for d in items), default=0) * 1000:.1f} ms, "
-            f"rss {idle:.0f} -> {peak:.0f} MB, {'ok' if ok else 'FAILED ' + error}",
+            f"  download {target.name} x{count}: ttfb "
+            + "/".join(f"{x * 1000:.1f}" for x in ttfb)
+            + f" ms, rss {idle:.0f} -> {peak:.0f} MB, {'ok' if not error else 'FAILED ' + error}",
             flush=True,
         )
     return results

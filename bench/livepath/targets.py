@@ -19,7 +19,7 @@ from pathlib import Path
 
 from procs import free_port, start, stop, wait_port
 
-from livepath.nginx import proxy_config, start_nginx
+from livepath.nginx import proxy_config, start_nginx, stub_config
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BIN = Path(sys.executable).parent
@@ -41,7 +41,7 @@ class Target:
     @property
     def python(self) -> bool:
         """True when the row's first process is Python (mitmproxy), which py-spy can sample."""
-        return bool(self.procs) and self.name not in ("direct", "nginx")
+        return bool(self.procs) and self.name not in ("direct", "nginx", "mirror-stub")
 
 
 @dataclass
@@ -163,6 +163,19 @@ def _mirror(env: Env, t: Target) -> None:
     t.procs.append(start_nginx(prefix, config, t.port))
 
 
+def _mirror_stub(env: Env, t: Target) -> None:
+    stub_port = free_port()
+    stub_dir = env.logdir / f"{t.name}-target"
+    stub_dir.mkdir()
+    t.procs.append(start_nginx(stub_dir, stub_config(stub_dir, stub_port), stub_port))
+    t.port = free_port()
+    prefix = env.logdir / t.name
+    prefix.mkdir()
+    t.procs.append(
+        start_nginx(prefix, proxy_config(prefix, t.port, env.app_port, stub_port), t.port)
+    )
+
+
 #: Every row, in table order: name -> (label, baseline, how to start it).
 CATALOGUE: dict[str, tuple[str, str | None, Callable[[Env, Target], None]]] = {
     "direct": ("direct to the app", None, _direct),
@@ -171,6 +184,7 @@ CATALOGUE: dict[str, tuple[str, str | None, Callable[[Env, Target], None]]] = {
     "record": ("trafficmirror record", "direct", _record),
     "record-w2": ("record --workers 2", "direct", _record_workers),
     "mirror": ("nginx mirroring to record --mirror", "nginx", _mirror),
+    "mirror-stub": ("nginx mirroring to a stub (nginx, return 200)", "nginx", _mirror_stub),
 }
 
 

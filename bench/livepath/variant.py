@@ -12,7 +12,8 @@ with `record` as it is, in the same run, before it is made in the code:
            (the `response` hook schedules it with `loop.call_soon`)
   uvloop   the event loop is uvloop's
   gc       `settle_memory()` once the proxy runs (gc.freeze, young threshold)
-  lookups  `recorder.lean.cheaper_lookups()` (options, hook arguments, headers)
+  lookups  `recorder.lean.cheaper_lookups()` (options, hook arguments, headers;
+           `record` itself does it since it was measured this way)
   timing   time the recorder's work per exchange and the garbage collector's
            pauses from the moment the proxy runs, wall clock and on-CPU (this
            thread's CPU time, which a busy machine does not inflate); the

@@ -104,8 +104,8 @@ def test_added_latency_is_over_the_baseline_and_targets_are_judged() -> None:
     assert rows[-1].startswith("| record | 0.90 | 0.90 | 2.50 | +0.70 | +2.30 |")
     assert "| 500 | 80 |" in rows[-1]  # CPU µs per request, peak RSS
     downloads = {
-        "direct": [Download(1, [0.001], [0.2], True, 0, 0)],
-        "record": [Download(1, [0.004], [0.5], True, 80, 100)],
+        "direct": [Download(1, [0.001, 0.009, 0.002], [0.2], True, 0, 0)],
+        "record": [Download(1, [0.005, 0.004, 0.090], [0.5], True, 80, 100)],  # medians
     }
     text = "\n".join(verdicts(cells, downloads))
     assert "added p50 at 1×50 ≤ 1 ms: 0.70 ms, **met**" in text
