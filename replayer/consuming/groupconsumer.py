@@ -19,7 +19,9 @@ from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import OFFSET_INVALID, KafkaException, TopicPartition
+
+from replayer.consuming.startfrom import StartPositions
 
 from trafficmirror.plumbing.errors import KafkaUnavailable
 
@@ -50,10 +52,18 @@ class Listener(Protocol):
 class GroupConsumer:
     """A `confluent_kafka.Consumer` on one topic: called from the loop, run on its own thread."""
 
-    def __init__(self, consumer: Any, topic: str, listener: Listener) -> None:
+    def __init__(
+        self,
+        consumer: Any,
+        topic: str,
+        listener: Listener,
+        starts: StartPositions | None = None,
+    ) -> None:
         self.consumer = consumer
         self.topic = topic
         self.listener = listener
+        #: Where partitions without a committed offset start (None: `auto.offset.reset`).
+        self.starts = starts
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-consumer")
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -188,7 +198,28 @@ class GroupConsumer:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self._on_loop(self.listener.assigned([tp.partition for tp in partitions]))
+        numbers = [tp.partition for tp in partitions]
+        self._on_loop(self.listener.assigned(numbers))
+        if self.starts is None or not numbers:
+            return  # librdkafka assigns them, at the committed offsets or auto.offset.reset
+        fresh = self.starts.uncommitted(consumer, numbers)
+        chosen = self.starts.positions(consumer, fresh)
+        assignment = [
+            TopicPartition(self.topic, p, chosen.get(p, OFFSET_INVALID)) for p in numbers
+        ]
+        try:
+            consumer.incremental_assign(assignment)
+        except KafkaException:  # an eager assignment strategy (-X partition.assignment.strategy)
+            consumer.assign(assignment)
+        if chosen:
+            # Committed at once: a restart, or the next owner, resumes here.
+            logger.info(
+                "no committed offset for partitions %s: starting from %s at %s",
+                sorted(chosen),
+                self.starts.start.describe(),
+                offsets_text(chosen),
+            )
+            self._commit([TopicPartition(self.topic, p, o) for p, o in chosen.items()])
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._commit(self._on_loop(self.listener.revoked([tp.partition for tp in partitions])))

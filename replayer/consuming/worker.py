@@ -30,6 +30,7 @@ from replayer.assembly import Assembly, Outputs, ReplayConfig, Senders
 from replayer.consuming.backpressure import Backpressure
 from replayer.consuming.book import Keep, PartitionBook
 from replayer.consuming.groupconsumer import GroupConsumer, offsets_text
+from replayer.consuming.startfrom import StartFrom, StartPositions
 from replayer.consuming.timeindex import since_offsets
 from replayer.eventloop import loop_factory
 from replayer.eventloop import run as run_loop
@@ -42,7 +43,7 @@ from replayer.sessions.session import Session
 from replayer.sessions.watch import SessionFollower
 from replayer.stopping import StopSignals
 from trafficmirror.plumbing.clients import Consumer
-from trafficmirror.plumbing.errors import KafkaUnavailable
+from trafficmirror.plumbing.errors import ConfigError, KafkaUnavailable
 from trafficmirror.plumbing.health import HealthServer, HealthState
 from trafficmirror.plumbing.kafka import topic_partitions
 from trafficmirror.plumbing.logs import Throttle
@@ -61,6 +62,7 @@ class WorkerConfig(ReplayConfig):
     `pace` defaults to as fast as records arrive, without a rate limit.
     `drain_timeout`: seconds in-flight requests may take after SIGTERM/SIGINT.
     `metrics_port`: serve `/metrics`, `/healthz` and `/readyz` there (None: not at all).
+    `start_from`: where partitions without a committed offset start (`startfrom`).
     """
 
     group: str
@@ -68,6 +70,7 @@ class WorkerConfig(ReplayConfig):
     drain_timeout: float = 20.0
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
+    start_from: StartFrom = field(default_factory=StartFrom)
     pace: Pace = field(default_factory=lambda: Pace(speed=None))
 
 
@@ -87,12 +90,17 @@ def run_worker(
     the HTTP client (tests).
     """
     loop_factory()  # a bad TRAFFICMIRROR_EVENT_LOOP is a usage error before anything starts
-    worker = Worker(config, transport=transport)
-    health = None
-    if config.metrics_port is not None:
-        health = HealthServer(
-            worker.health, host=config.metrics_host, port=config.metrics_port
-        ).start()
+    state = HealthState()
+    # Bound before anything else starts: a port in use is one line, not a half-started worker.
+    health = _health_server(config, state)
+    try:
+        worker = Worker(config, transport=transport, health=state)
+    except BaseException:
+        if health is not None:
+            health.close()
+        raise
+    if health is not None:
+        health.start()
         logger.info("health and metrics on http://%s:%d/metrics", config.metrics_host, health.port)
     try:
         with StopSignals(stop_event, "draining in-flight requests") as stop:
@@ -102,10 +110,29 @@ def run_worker(
             health.close()
 
 
+def _health_server(config: WorkerConfig, state: HealthState) -> HealthServer | None:
+    """The metrics server, bound but not serving yet; `ConfigError` when it cannot listen."""
+    if config.metrics_port is None:
+        return None
+    try:
+        return HealthServer(state, host=config.metrics_host, port=config.metrics_port)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve metrics on {config.metrics_host}:{config.metrics_port} "
+            f"(--metrics-port): {exc.strerror or exc}"
+        ) from None
+
+
 class Worker:
     """One group member: the loop, and the loop's side of rebalances (`groupconsumer.Listener`)."""
 
-    def __init__(self, config: WorkerConfig, *, transport: Transport | None = None) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        *,
+        transport: Transport | None = None,
+        health: HealthState | None = None,
+    ) -> None:
         self.config = config
         # Share 0 until the group assigns partitions: the rate is the group's.
         self.assembly = Assembly(config, share=0.0)
@@ -117,7 +144,7 @@ class Worker:
         self.book = PartitionBook(config.topic)
         self.backpressure = Backpressure(config.max_in_flight)
         self.stats = Stats()
-        self.health = HealthState()
+        self.health = health or HealthState()
         self.health.set_ready_check(self._readiness)
         self.stopping = False
         self.total_partitions = 0
@@ -150,7 +177,8 @@ class Worker:
     async def _main(self, consumer: Any, stop: StopSignals, outputs: Outputs) -> Stats:
         config = self.config
         loop = asyncio.get_running_loop()
-        kafka = GroupConsumer(consumer, config.topic, self)
+        starts = StartPositions(config.settings, config.topic, config.start_from)
+        kafka = GroupConsumer(consumer, config.topic, self, starts)
         senders, pipeline = self.assembly.start(outputs, self.transport, self.stats)
         self._pipeline = pipeline
         self.book.abandon = pipeline.abandon
@@ -163,12 +191,14 @@ class Worker:
             await sessions.start(loop)
             await kafka.subscribe()
             logger.info(
-                "worker joined group %r on topic %r, replaying to %s (concurrency %d; %s)",
+                "worker joined group %r on topic %r, replaying to %s (concurrency %d; %s; "
+                "uncommitted partitions start from %s)",
                 config.group,
                 config.topic,
                 self.assembly.destination,
                 config.concurrency,
                 config.selection.describe(),
+                config.start_from.describe(),
             )
             await self._replay(kafka, pipeline, senders, sessions, stop)
             abandoned = await self._drain(kafka, pipeline, senders, outputs, stop)

@@ -47,6 +47,16 @@ from trafficmirror.cli.transform import transform_options
     help="consumer = KIP-848 (Kafka 4.0+); classic for older clusters.",
 )
 @click.option(
+    "--start-from",
+    default="latest",
+    show_default=True,
+    envvar="TRAFFICMIRROR_START_FROM",
+    metavar="latest|earliest|TIME",
+    help="Where a partition the group has never committed starts: latest (what is recorded "
+    "from now on), earliest (all retained traffic) or a TIME as --since takes it (ISO 8601, "
+    "-2h, now). A group with committed offsets resumes from them. Env TRAFFICMIRROR_START_FROM.",
+)
+@click.option(
     "--drain-timeout",
     type=click.FloatRange(0),
     default=20.0,
@@ -72,6 +82,7 @@ def worker(
     timeout: float,
     group: str,
     group_protocol: str,
+    start_from: str,
     drain_timeout: float,
     comparison: Any,
     guardrails: Any,
@@ -83,7 +94,9 @@ def worker(
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
 
     Scale by running more workers with the same --group (at most one per
-    partition does work). Delivery is at least once: an offset is committed only
+    partition does work). A new group starts at the end of each partition
+    (--start-from latest: what is recorded from now on); a group resumes from
+    its committed offsets. Delivery is at least once: an offset is committed only
     when it and every earlier offset of its partition have been replayed.
     Requests of one recorded client connection (the message key) are sent in
     their original order, one at a time; Host becomes the target's host:port and
@@ -107,7 +120,14 @@ def worker(
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
     if target is not None:
         check_url(target, "--target")
+    from replayer.consuming.startfrom import StartFrom
     from replayer.consuming.worker import WorkerConfig, run_worker
+    from trafficmirror.plumbing.errors import ConfigError
+
+    try:
+        start = StartFrom.parse(start_from)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--start-from") from None
 
     run_worker(
         WorkerConfig(
@@ -119,6 +139,7 @@ def worker(
             concurrency=concurrency,
             timeout=timeout,
             drain_timeout=drain_timeout,
+            start_from=start,
             schema_registry_url=schema_registry_url,
             metrics_host=metrics_host,
             metrics_port=metrics_port,

@@ -76,7 +76,9 @@ class HealthServer:
         return self
 
     def close(self) -> None:
-        self._server.shutdown()
+        """Stop serving (if it started) and free the port."""
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
 
 
