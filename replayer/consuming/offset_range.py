@@ -25,12 +25,15 @@ from typing import IO, Any
 from confluent_kafka import KafkaException, TopicPartition
 
 from replayer.assembly import Assembly, Outputs, ReplayConfig, Senders
+from replayer.consuming.groupconsumer import offsets_text
 from replayer.consuming.merge import MERGE_LIMIT_BYTES, PartitionMerger
+from replayer.consuming.offsets import OffsetTracker, Ticket
+from replayer.consuming.resume import MASK, next_offsets, resume_commands
 from replayer.consuming.spans import Span, SpanReader, resolve_spans
 from replayer.consuming.window import window_spans
 from replayer.eventloop import loop_factory
 from replayer.eventloop import run as run_loop
-from replayer.models import Record
+from replayer.models import Record, Result
 from replayer.pacing.progress import ProgressBar
 from replayer.results.dlq import DeadLetters
 from replayer.results.stage import Comparison
@@ -39,7 +42,7 @@ from replayer.selecting.selector import SelectOptions
 from replayer.sending.sender import Transport
 from replayer.stopping import StopSignals
 from trafficmirror.plumbing.clients import Consumer
-from trafficmirror.plumbing.errors import KafkaUnavailable, UsageError
+from trafficmirror.plumbing.errors import KafkaUnavailable
 from trafficmirror.plumbing.runtime import settle_memory
 
 logger = logging.getLogger(__name__)
@@ -63,12 +66,15 @@ class RangeConfig(ReplayConfig):
     (both inclusive). With a time window in `selection` the spans come from
     it, and both offsets must be None. `pace` defaults to the recorded pace.
     `progress_bar`: draw a bar on stderr (default: when stderr is a terminal).
+    `command`: the words it was run with (after the program name), for the
+    command that continues it when it is interrupted (`resume`).
     """
 
     partitions: tuple[int, ...] = ()
     start_offset: int | None = None
     end_offset: int | None = None
     progress_bar: bool | None = None
+    command: tuple[str, ...] = ()
 
 
 def run_range(
@@ -98,8 +104,6 @@ def run_range(
     assembly = Assembly(config)
     select = config.selection
     topic, settings = config.topic, config.settings
-    if select.windowed and (config.start_offset is not None or config.end_offset is not None):
-        raise UsageError("a time window (since/until) and offsets cannot be combined")
     eof: dict[str, Any] = {"enable.partition.eof": True}
     consumer = Consumer(settings.consumer_config(None, **eof))
     try:
@@ -107,6 +111,7 @@ def run_range(
             spans, notes = window_spans(
                 settings, topic, config.partitions, select.since_ms, select.until_ms
             )
+            spans = clip_spans(spans, config.start_offset, config.end_offset)
         else:
             spans, notes = resolve_spans(
                 consumer,
@@ -127,14 +132,15 @@ def run_range(
         try:
             with StopSignals(stop_event, "letting in-flight requests finish") as stop:
                 settle_memory()
-                replay = _replay(consumer, assembly, outputs, spans, transport, stop, bar)
+                tracker = OffsetTracker()
+                replay = _replay(consumer, assembly, outputs, spans, transport, stop, bar, tracker)
                 stats = run_loop(replay)
         finally:
             outputs.comparison.close()  # flushes the results before the summary counts them
             outputs.dlq.close()
     finally:
         consumer.close()
-    return _summarize(
+    code = _summarize(
         topic,
         assembly.destination,
         spans,
@@ -145,6 +151,35 @@ def run_range(
         outputs.dlq,
         select,
     )
+    if stop.is_set():
+        _print_resume(config, spans, next_offsets(spans, tracker), out)
+    return code
+
+
+def clip_spans(spans: list[Span], start: int | None, end: int | None) -> list[Span]:
+    """A time window's spans narrowed to offsets `start..end` (a resumed window)."""
+    clipped = []
+    for span in spans:
+        first = span.first if start is None else max(span.first, start)
+        last = span.last if end is None else min(span.last, end)
+        if first <= last:
+            clipped.append(Span(span.partition, first, last))
+    return clipped
+
+
+def _print_resume(config: RangeConfig, spans: list[Span], left: dict[int, int], out: IO[str]) -> None:
+    """How far an interrupted range got, and the command(s) that replay the rest."""
+    if not left:
+        return
+    print(f"interrupted: continue from {offsets_text(left)} (partition@next offset)", file=out)
+    if config.command:
+        lines, masked = resume_commands(config.command, spans, left)
+        print("to continue, run:", file=out)
+        for line in lines:
+            print(f"  {line}", file=out)
+        if masked:
+            print(f"  (secret values are shown as {MASK}: put them back)", file=out)
+    out.flush()
 
 
 async def _replay(
@@ -155,6 +190,7 @@ async def _replay(
     transport: Transport | None,
     stop: StopSignals,
     bar: bool,
+    tracker: OffsetTracker,
 ) -> Stats:
     loop = asyncio.get_running_loop()
     config = assembly.config
@@ -171,6 +207,18 @@ async def _replay(
             drawing.draw(stats.handled, stats.lateness)
         else:
             progress.tick(pipeline.in_flight + merger.held)
+
+    tickets: dict[tuple[int, int], Ticket] = {}
+
+    def handle(record: Record) -> None:
+        """Send `record`; once it is handled for good, its offset counts as done."""
+        ticket = tickets.pop((record.partition, record.offset))
+
+        def done(future: asyncio.Future[Result]) -> None:
+            if not future.cancelled():  # cancelled: not handled, to be replayed
+                tracker.finish(ticket)
+
+        pipeline.handle(record).add_done_callback(done)
 
     reader = SpanReader(spans)
     # At the bound no more records are taken. Without a group nothing needs serving
@@ -197,7 +245,7 @@ async def _replay(
             if budget <= 0:
                 await pipeline.wait_for_room(high, 0.1)
                 for record in merger.ready(high - pipeline.in_flight):
-                    pipeline.handle(record)
+                    handle(record)
                 tick()
                 continue
             # A finished span stops fetching, so the consumer holds nothing it won't use.
@@ -218,15 +266,18 @@ async def _replay(
                     continue
                 if reader.admit(message.partition(), message.offset()):
                     record = Record.from_message(message)
+                    tickets[(record.partition, record.offset)] = tracker.start(
+                        record.partition, record.offset
+                    )
                     merger.add(record.partition, record.timestamp_ms or 0, record, record.size)
             for partition in set(reader.spans) - reader.open:
                 merger.end(partition)
             for record in merger.ready(high - pipeline.in_flight):
-                pipeline.handle(record)
+                handle(record)
             tick()
         while merger.held and not stop.is_set():
             for record in merger.flush(high - pipeline.in_flight):
-                pipeline.handle(record)
+                handle(record)
             if merger.held:
                 await pipeline.wait_for_room(high, 0.1)
                 tick()

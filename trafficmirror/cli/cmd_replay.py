@@ -88,7 +88,9 @@ def replay_range(
     (a request whose body the recorder truncated is skipped and counted, not
     sent), 1 if some could not be sent or decoded, and 2 on bad input (START >
     END, an offset outside the partition, an unknown topic or partition).
-    Nothing is committed: running it again replays the same records.
+    Nothing is committed: running it again replays the same records. Stopped
+    early (SIGINT/SIGTERM), the summary says where each partition got to and
+    prints the command that replays the rest (exit 130).
 
     Pace: at the recorded pace (--speed 1), partitions merged in recorded
     order; --speed max for as fast as possible. A progress bar on a terminal.
@@ -99,7 +101,7 @@ def replay_range(
     line: match (noise only), mismatch, errors, skipped.
 
     Instead of offsets, --since/--until replay the exchanges recorded in a time
-    window. Only GET, HEAD and OPTIONS are sent unless --methods says otherwise;
+    window (with offsets too: the window's exchanges within them). Only GET, HEAD and OPTIONS are sent unless --methods says otherwise;
     --sample and --filter narrow it further. Whatever selection drops is
     counted in the summary as skipped-<reason>.
 
@@ -112,7 +114,7 @@ def replay_range(
     if target is not None:
         check_url(target, "--target")
     end = parse_end_offset(end_offset)
-    check_window_or_offsets(selection, start_offset, end_offset, required=True)
+    check_window_or_offsets(selection, start_offset, end_offset, required=True, combine=True)
     if end is not None and start_offset is not None and start_offset > end:
         raise click.BadParameter(
             f"start offset {start_offset} is after end offset {end}", param_hint="--start-offset"
@@ -137,6 +139,7 @@ def replay_range(
                 safety=safety,
                 selection=selection,
                 transforms=transforms,
+                command=tuple(sys.argv[1:]),
             )
         )
     )

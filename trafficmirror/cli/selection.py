@@ -40,7 +40,8 @@ def selection_options(*, window: bool = True, choice: bool = True) -> Callable[[
                     metavar="TIME",
                     help="Only exchanges whose request started at or after TIME: ISO 8601 "
                     "(2024-05-01T10:00 is local time; add Z or +02:00 for another zone), "
-                    "relative (-15m, -2h, -1d) or now. Not with --start-offset/--end-offset.",
+                    "relative (-15m, -2h, -1d) or now. replay range: with --start-offset/--end-offset, "
+                    "the window's exchanges within those offsets.",
                 ),
                 click.option(
                     "--until",
@@ -138,11 +139,16 @@ def build_selection(
 
 
 def check_window_or_offsets(
-    selection: Any, start_offset: int | None, end_offset: str, required: bool
+    selection: Any,
+    start_offset: int | None,
+    end_offset: str,
+    required: bool,
+    combine: bool = False,
 ) -> None:
-    """A time window and offsets exclude each other; `required`: one of them must be given."""
+    """A time window and offsets exclude each other unless `combine` (the window within the
+    offsets); `required`: one of them must be given."""
     offsets = start_offset is not None or end_offset != "end"
-    if selection.windowed and offsets:
+    if selection.windowed and offsets and not combine:
         raise click.BadParameter(
             "--since/--until and --start-offset/--end-offset cannot be combined: give a time "
             "window or offsets",

@@ -92,8 +92,6 @@ CONTRADICTIONS: list[tuple[str, list[str]]] = [
     ("session start", ["--since", "now", "--until", "-1h"]),
     ("session set", []),  # nothing to change
     ("replay range", ["--since", "-1h", "--until", "-2h"]),
-    ("replay range", ["--since", "-1h"]),  # with the --start-offset of NEEDED
-    ("replay range", ["--until", "now", "--end-offset", "5"]),
     ("inspect", ["--since", "-1h", "--start-offset", "3"]),
     ("kafka-config", ["--sasl-mechanism", "PLAIN"]),
     ("kafka-config", ["--security-protocol", "SASL_SSL", "--sasl-mechanism", "PLAIN"]),
