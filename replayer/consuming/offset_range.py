@@ -14,6 +14,7 @@ recorded. Progress: a redrawn bar on a terminal's stderr, else a log line.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 import threading
@@ -26,10 +27,12 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from replayer.assembly import Assembly, Outputs, ReplayConfig, Senders
 from replayer.consuming.groupconsumer import offsets_text
+from replayer.consuming.keptnothing import nothing_kept, window_only
 from replayer.consuming.merge import MERGE_LIMIT_BYTES, PartitionMerger
 from replayer.consuming.offsets import OffsetTracker, Ticket
 from replayer.consuming.resume import MASK, next_offsets, resume_commands
 from replayer.consuming.spans import Span, SpanReader, resolve_spans
+from replayer.consuming.timeindex import record_times
 from replayer.consuming.window import window_spans
 from replayer.eventloop import loop_factory
 from replayer.eventloop import run as run_loop
@@ -89,7 +92,9 @@ def run_range(
     0 when every record in the range was sent or deliberately skipped (a
     truncated body, a record selection dropped: both count as handled), 1 when
     some could not be sent or decoded (those go to `<topic>.dlq`) or were
-    recorded from the target's own host (`replayer.selecting.safety`), 130 when
+    recorded from the target's own host (`replayer.selecting.safety`), 3 when
+    the selection kept none of the records (a warning says why; only the time
+    window dropping them all is 0, like an empty window), 130 when
     interrupted. Bad input raises a usage error (`UsageError`, `TopicNotFound`,
     `OffsetOutOfRange`; exit 2 in the CLI) before anything is sent.
 
@@ -199,12 +204,17 @@ async def _replay(
     scheduler = assembly.scheduler
     stats = pipeline.stats
     total = sum(s.count for s in spans)
-    progress = Progress(stats, config.progress_interval, total=total)
+    eta = None
+    if config.pace.timed:  # the ETA follows the schedule: the recorded time left
+        end_us = await loop.run_in_executor(None, _end_us, config, spans)
+        if end_us is not None:
+            eta = functools.partial(scheduler.remaining, end_us)
+    progress = Progress(stats, config.progress_interval, total=total, eta=eta)
     drawing = ProgressBar(sys.stderr, total).attach() if bar else None
 
     def tick() -> None:
         if drawing is not None:
-            drawing.draw(stats.handled, stats.lateness)
+            drawing.draw(stats.handled, stats.lateness, eta=eta() if eta is not None else None)
         else:
             progress.tick(pipeline.in_flight + merger.held)
 
@@ -300,6 +310,21 @@ async def _replay(
     return stats
 
 
+def _end_us(config: RangeConfig, spans: list[Span]) -> int | None:
+    """The recorded time (µs) of the range's last exchange: the latest last record, or the
+    window's end when that is earlier. None when it cannot be read."""
+    try:
+        stamps = record_times(config.settings, config.topic, {s.partition: s.last for s in spans})
+    except KafkaUnavailable as exc:
+        logger.debug("no ETA from the schedule: %s", exc)
+        return None
+    if not stamps:
+        return None
+    end_ms = max(stamps.values())
+    until = config.selection.until_ms
+    return (end_ms if until is None else min(end_ms, until)) * 1000
+
+
 async def _drain_until_forced(sender: Senders, stop: StopSignals, grace: float) -> None:
     deadline = time.monotonic() + grace
     while sender.in_flight and not stop.forced and time.monotonic() < deadline:
@@ -359,6 +384,9 @@ def _summarize(
     if dlq is not None and (dlq.counts.queued or dlq.counts.failed):
         print(dlq.line(), file=out)
     out.flush()
+    empty = nothing_kept(stats, selection) if selection is not None else None
+    if empty is not None:
+        print(f"trafficmirror: warning: {empty}", file=sys.stderr)
     unfinished = sum(s.count for s in spans) - handled
     if stop.is_set() and unfinished > 0:
         print(
@@ -383,4 +411,6 @@ def _summarize(
             file=sys.stderr,
         )
         return 1
+    if empty is not None and not window_only(stats):
+        return 3  # nothing was replayed: a CI job must not pass on it
     return 0

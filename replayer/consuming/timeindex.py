@@ -249,3 +249,20 @@ def since_offsets(
         )
     finally:
         probe.close()
+
+
+def record_times(
+    settings: KafkaSettings, topic: str, offsets: dict[int, int], timeout: float = 10.0
+) -> dict[int, int]:
+    """The timestamp (ms) of the record at (or first after) each partition's offset.
+
+    Partitions where no record is found there are left out.
+    """
+    consumer = probe_consumer(settings)
+    probe = _Probe(consumer, topic, timeout)
+    try:
+        found = {p: probe.read(p, offset, offset + 1) for p, offset in offsets.items()}
+    finally:
+        probe.release()
+        consumer.close()
+    return {p: stamp for p, hit in found.items() if hit is not None for stamp in (hit[1],)}

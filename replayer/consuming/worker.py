@@ -30,6 +30,7 @@ from replayer.assembly import Assembly, Outputs, ReplayConfig, Senders
 from replayer.consuming.backpressure import Backpressure
 from replayer.consuming.book import Keep, PartitionBook
 from replayer.consuming.groupconsumer import GroupConsumer, offsets_text
+from replayer.consuming.keptnothing import nothing_kept
 from replayer.consuming.startfrom import StartFrom, StartPositions
 from replayer.consuming.timeindex import since_offsets
 from replayer.eventloop import loop_factory
@@ -51,6 +52,9 @@ from trafficmirror.plumbing.runtime import settle_memory
 
 logger = logging.getLogger(__name__)
 
+#: Records handled before a selection that kept none of them is warned about.
+KEPT_NOTHING_AFTER = 50
+
 #: Seconds a revoked partition's in-flight requests may take before it is let go.
 REVOKE_GRACE = 5.0
 
@@ -62,7 +66,8 @@ class WorkerConfig(ReplayConfig):
     `pace` defaults to as fast as records arrive, without a rate limit.
     `drain_timeout`: seconds in-flight requests may take after SIGTERM/SIGINT.
     `metrics_port`: serve `/metrics`, `/healthz` and `/readyz` there (None: not at all).
-    `start_from`: where partitions without a committed offset start (`startfrom`).
+    `start_from`: where partitions without a committed offset start (`startfrom`;
+    default latest); None leaves it to Kafka (`auto.offset.reset`: earliest).
     """
 
     group: str
@@ -70,7 +75,7 @@ class WorkerConfig(ReplayConfig):
     drain_timeout: float = 20.0
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
-    start_from: StartFrom = field(default_factory=StartFrom)
+    start_from: StartFrom | None = field(default_factory=StartFrom)
     pace: Pace = field(default_factory=lambda: Pace(speed=None))
 
 
@@ -150,6 +155,7 @@ class Worker:
         self.total_partitions = 0
         self._pipeline: Pipeline | None = None
         self._kafka_errors = Throttle()
+        self._warned = False  # about a selection that keeps nothing
 
     def _readiness(self) -> str | None:
         if self.stopping:
@@ -177,7 +183,9 @@ class Worker:
     async def _main(self, consumer: Any, stop: StopSignals, outputs: Outputs) -> Stats:
         config = self.config
         loop = asyncio.get_running_loop()
-        starts = StartPositions(config.settings, config.topic, config.start_from)
+        starts = None
+        if config.start_from is not None:
+            starts = StartPositions(config.settings, config.topic, config.start_from)
         kafka = GroupConsumer(consumer, config.topic, self, starts)
         senders, pipeline = self.assembly.start(outputs, self.transport, self.stats)
         self._pipeline = pipeline
@@ -198,7 +206,7 @@ class Worker:
                 self.assembly.destination,
                 config.concurrency,
                 config.selection.describe(),
-                config.start_from.describe(),
+                "earliest" if config.start_from is None else config.start_from.describe(),
             )
             await self._replay(kafka, pipeline, senders, sessions, stop)
             abandoned = await self._drain(kafka, pipeline, senders, outputs, stop)
@@ -221,7 +229,18 @@ class Worker:
         )
         logger.info("%s", outputs.comparison.line())
         logger.info("%s", outputs.dlq.line())
+        if not self._warned:
+            self._warn_if_nothing_kept()
         return self.stats
+
+    def _warn_if_nothing_kept(self) -> None:
+        """Warn (once) when the selection has dropped every record so far."""
+        selector = self._pipeline.selector if self._pipeline is not None else None
+        selection = selector.options if selector is not None else self.config.selection
+        empty = nothing_kept(self.stats, selection)
+        if empty is not None:
+            logger.warning("%s", empty)
+            self._warned = True
 
     async def _replay(
         self,
@@ -263,6 +282,8 @@ class Worker:
             if lag is not None:
                 book.record_lag(lag)
             progress.tick(pipeline.in_flight, f", partitions {sorted(book.assigned)}")
+            if not self._warned and self.stats.handled >= KEPT_NOTHING_AFTER:
+                self._warn_if_nothing_kept()
 
     async def _drain(
         self,

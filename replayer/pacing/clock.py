@@ -127,6 +127,16 @@ class VirtualClock:
             return max(self._base_c, self._last_c) if speed is None else self._base_c
         return self._base_c + (now - self._base_wall) * speed * 1e6
 
+    def recorded_position(self, now: float) -> float | None:
+        """Recorded µs the replay has reached at `now` (idle stretches cut by `max_gap`
+        count as they were recorded), or None before the clock started."""
+        position = self.position(now)
+        if position is None:
+            return None
+        if self._last_us is None:
+            return position
+        return position + (self._last_us - self._last_c)
+
     def set_pace(self, pace: Pace, now: float) -> None:
         """Apply `pace` from `now` on (see the module docstring for anchors)."""
         if pace.anchor_us is not None:
@@ -243,6 +253,19 @@ class Scheduler:
             self._bucket = TokenBucket(rate, now)
         elif self._bucket.rate != rate:
             self._bucket.set_rate(rate, now)
+
+    def remaining(self, end_us: int, now: float | None = None) -> float | None:
+        """Seconds until the replay reaches recorded time `end_us` at the current speed.
+
+        From the virtual clock, so idle stretches of the recording count (an
+        upper bound when `max_gap` will cut some); None with speed "max" or
+        before the first exchange started the clock.
+        """
+        speed = self._pace.speed
+        position = self._clock.recorded_position(time.time() if now is None else now)
+        if speed is None or position is None:
+            return None
+        return max(end_us - position, 0.0) / 1e6 / speed
 
     # -- scheduling ---------------------------------------------------------------
 

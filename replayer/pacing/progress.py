@@ -9,6 +9,11 @@
 * `ProgressBar`: on a terminal, one line on stderr redrawn with `\\r` (sent of
   total, rate, lateness, ETA); otherwise the plain periodic log line of
   `replayer.results.summary.Progress`.
+
+The ETA at a recorded pace comes from the schedule (`Scheduler.remaining`: the
+recorded time left divided by the speed), since the records handled per second
+say nothing across the recording's idle stretches; as fast as possible it
+comes from the rate.
 """
 
 from __future__ import annotations
@@ -81,6 +86,12 @@ class RateMeter:
         return self.rate
 
 
+def eta_from_rate(left: int, rate: float) -> float | None:
+    """Seconds for `left` records at `rate` per second (as fast as possible: the rate is
+    the pace), or None without a rate yet."""
+    return left / rate if rate > 0 else None
+
+
 def _duration(seconds: float) -> str:
     seconds = max(0, round(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -123,7 +134,15 @@ class ProgressBar(logging.Filter):
             self._last = 0.0  # redraw at the next tick
         return True
 
-    def draw(self, handled: int, lateness: Lateness | None, force: bool = False) -> None:
+    def draw(
+        self,
+        handled: int,
+        lateness: Lateness | None,
+        force: bool = False,
+        eta: float | None = None,
+    ) -> None:
+        """Redraw (at most every `interval` unless `force`); `eta`: seconds left, when the
+        caller knows better than the rate does (the recorded pace: `Scheduler.remaining`)."""
         now = time.monotonic()
         rate = self.meter.update(handled, now)
         if not force and now - self._last < self.interval:
@@ -141,8 +160,10 @@ class ProgressBar(logging.Filter):
         late = lateness.text() if lateness is not None else ""
         if late:
             parts.append(late)
-        if rate > 0 and handled < self.total:
-            parts.append(f"ETA {_duration((self.total - handled) / rate)}")
+        if handled < self.total:
+            left = eta if eta is not None else eta_from_rate(self.total - handled, rate)
+            if left is not None:
+                parts.append(f"ETA {_duration(left)}")
         # Clear to the end of the line: a shorter line must not leave old characters.
         self.stream.write("\r" + " ".join(parts) + "\x1b[K")
         self.stream.flush()

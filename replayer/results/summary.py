@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter as Tally
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from replayer.models import Record, Result
-from replayer.pacing.progress import Lateness, RateMeter
+from replayer.pacing.progress import Lateness, RateMeter, eta_from_rate
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +105,18 @@ class Progress:
     the achieved-rate gauge (`replayer.pacing.progress.RateMeter`).
     """
 
-    def __init__(self, stats: Stats, interval: float = 10.0, total: int | None = None) -> None:
+    def __init__(
+        self,
+        stats: Stats,
+        interval: float = 10.0,
+        total: int | None = None,
+        eta: Callable[[], float | None] | None = None,
+    ) -> None:
         self.stats = stats
         self.interval = interval
         self.total = total
+        #: Seconds left by the schedule (a recorded pace), instead of from the rate.
+        self.eta = eta
         self._last_at = time.monotonic()
         self._last_handled = 0
         self.meter = RateMeter()
@@ -125,8 +134,12 @@ class Progress:
             return
         of = f"/{self.total}" if self.total is not None else ""
         late = self.stats.lateness.text()
-        if self.total is not None and rate > 0 and handled < self.total:
-            late += f"{', ' if late else ''}ETA {(self.total - handled) / rate:.0f}s"
+        if self.total is not None and handled < self.total:
+            left = self.eta() if self.eta is not None else None
+            if left is None:
+                left = eta_from_rate(self.total - handled, rate)
+            if left is not None:
+                late += f"{', ' if late else ''}ETA {left:.0f}s"
         logger.info(
             "progress: handled %d%s (%.0f/s), %s, in flight %d%s%s",
             handled,

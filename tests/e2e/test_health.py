@@ -73,6 +73,8 @@ def test_worker_health_endpoints_ready_only_with_partitions(kafka: Kafka, procs:
                 f"worker-{index}",
                 [
                     "worker",
+                    "--start-from",  # the records are produced first
+                    "earliest",
                     "-b",
                     kafka.bootstrap_servers,
                     "-t",

@@ -179,6 +179,8 @@ def test_rate_100_takes_5_seconds_for_500_exchanges(
                 f"worker-{index}",
                 [
                     "worker",
+                    "--start-from",  # the records are produced first
+                    "earliest",
                     "-b",
                     kafka.bootstrap_servers,
                     "-t",

@@ -138,6 +138,8 @@ def test_two_workers_in_a_group_mirror_live_traffic_once(kafka: Kafka, procs: Pr
                 f"worker-{index}",
                 [
                     "worker",
+                    "--start-from",  # the records are produced first
+                    "earliest",
                     "-b",
                     kafka.bootstrap_servers,
                     "-t",

@@ -251,6 +251,7 @@ def test_worker_applies_methods_and_filter_and_exports_the_counts(
         worker = procs.start(
             "worker",
             ["worker", "-b", kafka.bootstrap_servers, "-t", topic, "--group", f"g-{topic}",
+             "--start-from", "earliest",
              "--target", shadow.url, "--metrics-port", str(port), "--filter", "~u /api"],
         )  # fmt: skip
         shadow.wait_for(3, timeout=30)
@@ -312,6 +313,7 @@ def test_sample_picks_the_same_connections_every_run_and_in_a_worker(
         procs.start(
             "worker",
             ["worker", "-b", kafka.bootstrap_servers, "-t", topic, "--group", f"g-{topic}",
+             "--start-from", "earliest",
              "--target", shadow.url, "--sample", "25"],
         )  # fmt: skip
         in_worker = shadow.wait_for(seen + len(runs[0]), timeout=30)[seen:]

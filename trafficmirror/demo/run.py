@@ -137,6 +137,8 @@ def run_demo(requests: int = 200, workers: int = 2) -> int:
                     _spawn(
                         [
                             "worker",
+                            "--start-from",  # the traffic is recorded first
+                            "earliest",
                             "-b",
                             bootstrap,
                             "-t",

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from replayer.consuming.startfrom import EARLIEST, StartFrom
 from replayer.consuming.worker import WorkerConfig, run_worker
 from replayer.models import Response
 from replayer.selecting.selector import SelectOptions
@@ -80,6 +81,8 @@ def start_worker(
         name,
         [
             "worker",
+            "--start-from",  # the records are produced first
+            "earliest",
             "-b",
             kafka.bootstrap_servers,
             "-t",
@@ -239,6 +242,7 @@ def test_in_process_with_a_fake_transport_and_backpressure(
             settings=KafkaSettings(kafka.bootstrap_servers),
             topic=topic,
             group=f"g-{topic}",
+            start_from=StartFrom(EARLIEST),  # the records are produced first
             target="http://shadow.invalid",
             concurrency=2,
             drain_timeout=5,

@@ -89,6 +89,7 @@ def test_the_loop_replays_commits_what_it_gives_up_and_what_it_finished_at_the_s
         selection=SelectOptions(methods=None),
         comparison=ComparisonOptions(write_results=False),
         drain_timeout=5,
+        start_from=None,  # the fake consumer has no committed offsets to ask for
     )
     worker = Worker(config, transport=MockTransport(handler))
     worker.total_partitions = 2

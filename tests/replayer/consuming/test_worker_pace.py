@@ -9,6 +9,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
+from replayer.consuming.startfrom import EARLIEST, StartFrom
 from replayer.consuming.worker import WorkerConfig, run_worker
 from replayer.models import Response
 from replayer.pacing.clock import Pace
@@ -53,6 +54,7 @@ def test_worker_at_speed_1_merges_partitions_and_bounds_what_waits(kafka: Kafka)
             settings=KafkaSettings(kafka.bootstrap_servers),
             topic=topic,
             group=f"g-{topic}",
+            start_from=StartFrom(EARLIEST),  # the records are produced first
             target="http://shadow.invalid",
             concurrency=1,
             drain_timeout=5,

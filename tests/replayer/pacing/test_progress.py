@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 
 import pytest
 
 from replayer.consuming.offset_range import RangeConfig, run_range
 from replayer.models import Response
-from replayer.pacing.clock import Pace
+from replayer.pacing.clock import Pace, Scheduler
 from replayer.pacing.progress import Lateness, ProgressBar, RateMeter
+from replayer.results.summary import Progress, Stats
 from replayer.sending.sender import MockTransport
 from tests.replayer.events import make_event, produce_events
 from tests.support import Kafka
@@ -192,3 +194,92 @@ def test_replay_range_process_on_a_terminal_shows_the_bar(kafka: Kafka) -> None:
     last = err.split("\r")[-1]
     assert last.startswith("[" + "#" * ProgressBar.WIDTH + "] 30/30 100% "), err
     assert "lateness: p50" in proc.stdout
+
+
+# ---------------------------------------------------------------- ETA at a recorded pace
+
+
+def test_the_schedule_gives_the_time_left_from_recorded_time_and_speed() -> None:
+    anchor, start = BASE_US, 1000.0
+    end = anchor + 60_000_000  # the range's last exchange: 60 s of recording
+    at_speed_1 = Scheduler(Pace(speed=1.0, anchor_us=anchor, start_at=start))
+    assert at_speed_1.remaining(end, now=start) == pytest.approx(60.0)
+    assert at_speed_1.remaining(end, now=start + 10) == pytest.approx(50.0)
+    assert at_speed_1.remaining(end, now=start + 70) == 0.0
+    at_speed_2 = Scheduler(Pace(speed=2.0, anchor_us=anchor, start_at=start))
+    assert at_speed_2.remaining(end, now=start + 10) == pytest.approx(20.0)
+    assert Scheduler(Pace(speed=None)).remaining(end, now=start) is None
+    assert Scheduler(Pace(speed=1.0)).remaining(end, now=start) is None  # not started
+
+
+def test_bar_and_line_take_the_schedules_eta_over_the_rate(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A fast burst, then a long recorded silence: the rate says "0:00", the schedule 9:59."""
+    out = io.StringIO()
+    bar = ProgressBar(out, total=7, interval=0.0)
+    bar.meter.update(0, now=time.monotonic() - 1)
+    bar.draw(6, None, eta=599.0)
+    assert "6/7 85% " in out.getvalue() and out.getvalue().endswith("ETA 9:59\x1b[K")
+    bar.draw(6, None)
+    assert out.getvalue().endswith("ETA 0:00\x1b[K")  # from the rate: what was wrong
+
+    caplog.set_level(logging.INFO)
+    stats = Stats()
+    stats.sent = 6
+    progress = Progress(stats, interval=0.0, total=7, eta=lambda: 599.0)
+    progress.tick(1)
+    assert caplog.records[-1].getMessage().endswith(", ETA 599s")
+
+
+def test_a_real_process_on_a_terminal_counts_down_across_a_recorded_silence(
+    kafka: Kafka,
+) -> None:
+    """Six exchanges 0.2 s apart, then one 9 s later, at --speed 3: after the sixth the
+    bar's ETA counts the 8 s of silence left (2.7 s at that speed) down to 0."""
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+
+    topic = kafka.new_topic(1)
+    starts_ms = [0, 200, 400, 600, 800, 1000, 9000]
+    events = [make_event(path=f"/{n}", request_start_us=BASE_US + ms * 1000)
+              for n, ms in enumerate(starts_ms)]  # fmt: skip
+    produce_events(kafka.bootstrap_servers, topic, events, partition=0)
+    from trafficmirror.demo.apps import RecordingShadow
+
+    master, slave = pty.openpty()
+    shadow = RecordingShadow().__enter__()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trafficmirror", "replay", "range", "-b",
+             kafka.bootstrap_servers, "-t", topic, "--start-offset", "0",
+             "--target", shadow.url, "--speed", "3"],
+            stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the process ended and the terminal is drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert proc.wait(60) == 0
+    finally:
+        shadow.__exit__(None, None, None)
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    err = b"".join(chunks).decode(errors="replace")
+    waiting = [
+        int(m[1]) * 60 + int(m[2]) for m in re.finditer(r"\] 6/7 85% .*?ETA (\d+):(\d\d)", err)
+    ]
+    assert waiting, err
+    assert waiting[0] >= 2 and waiting[-1] <= 1, waiting
+    assert waiting == sorted(waiting, reverse=True), waiting

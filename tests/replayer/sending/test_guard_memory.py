@@ -62,6 +62,8 @@ class Scenario:
             self.name,
             [
                 "worker",
+                "--start-from",  # the records are produced first
+                "earliest",
                 "-b",
                 kafka.bootstrap_servers,
                 "-t",

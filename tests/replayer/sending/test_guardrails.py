@@ -203,6 +203,8 @@ def test_worker_pauses_while_backing_off_and_resumes_when_the_shadow_is_back(
         [
             "-v",
             "worker",
+            "--start-from",  # the records are produced first
+            "earliest",
             "-b",
             kafka.bootstrap_servers,
             "-t",
