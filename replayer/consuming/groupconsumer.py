@@ -22,7 +22,6 @@ from typing import Any, Protocol, TypeVar
 from confluent_kafka import OFFSET_INVALID, KafkaException, TopicPartition
 
 from replayer.consuming.startfrom import StartPositions
-
 from trafficmirror.plumbing.errors import KafkaUnavailable
 
 logger = logging.getLogger(__name__)
@@ -204,9 +203,7 @@ class GroupConsumer:
             return  # librdkafka assigns them, at the committed offsets or auto.offset.reset
         fresh = self.starts.uncommitted(consumer, numbers)
         chosen = self.starts.positions(consumer, fresh)
-        assignment = [
-            TopicPartition(self.topic, p, chosen.get(p, OFFSET_INVALID)) for p in numbers
-        ]
+        assignment = [TopicPartition(self.topic, p, chosen.get(p, OFFSET_INVALID)) for p in numbers]
         try:
             consumer.incremental_assign(assignment)
         except KafkaException:  # an eager assignment strategy (-X partition.assignment.strategy)

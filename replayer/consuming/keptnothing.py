@@ -40,9 +40,7 @@ def nothing_kept(stats: Stats, selection: SelectOptions) -> str | None:
             why.append(f"{count} outside the --sample of {selection.sample_pct:g}%")
         elif reason == METHOD:
             methods = ", ".join(sorted(selection.methods or ()))
-            why.append(
-                f"{count} by --methods (only {methods}; --methods ALL sends writes too)"
-            )
+            why.append(f"{count} by --methods (only {methods}; --methods ALL sends writes too)")
         elif reason == FILTER:
             why.append(f"{count} by --filter {selection.filter_expr!r}{_filter_hint(selection)}")
     return f"the selection kept none of the {dropped} records read: dropped " + "; ".join(why)
@@ -56,7 +54,5 @@ def window_only(stats: Stats) -> bool:
 def _filter_hint(selection: SelectOptions) -> str:
     expr = selection.filter_expr or ""
     if "~" not in expr:
-        return (
-            f" (it uses no ~ operator, so each word must match the URL; {_FILTER_SYNTAX})"
-        )
+        return f" (it uses no ~ operator, so each word must match the URL; {_FILTER_SYNTAX})"
     return f" (it matched none of them; {_FILTER_SYNTAX})"

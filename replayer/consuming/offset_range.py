@@ -26,11 +26,10 @@ from typing import IO, Any
 from confluent_kafka import KafkaException, TopicPartition
 
 from replayer.assembly import Assembly, Outputs, ReplayConfig, Senders
-from replayer.consuming.groupconsumer import offsets_text
-from replayer.consuming.keptnothing import nothing_kept, window_only
 from replayer.consuming.merge import MERGE_LIMIT_BYTES, PartitionMerger
 from replayer.consuming.offsets import OffsetTracker, Ticket
-from replayer.consuming.resume import MASK, next_offsets, resume_commands
+from replayer.consuming.range_summary import print_resume, summarize
+from replayer.consuming.resume import next_offsets
 from replayer.consuming.spans import Span, SpanReader, resolve_spans
 from replayer.consuming.timeindex import record_times
 from replayer.consuming.window import window_spans
@@ -38,10 +37,7 @@ from replayer.eventloop import loop_factory
 from replayer.eventloop import run as run_loop
 from replayer.models import Record, Result
 from replayer.pacing.progress import ProgressBar
-from replayer.results.dlq import DeadLetters
-from replayer.results.stage import Comparison
 from replayer.results.summary import Progress, Stats
-from replayer.selecting.selector import SelectOptions
 from replayer.sending.sender import Transport
 from replayer.stopping import StopSignals
 from trafficmirror.plumbing.clients import Consumer
@@ -145,7 +141,7 @@ def run_range(
             outputs.dlq.close()
     finally:
         consumer.close()
-    code = _summarize(
+    code = summarize(
         topic,
         assembly.destination,
         spans,
@@ -157,7 +153,7 @@ def run_range(
         select,
     )
     if stop.is_set():
-        _print_resume(config, spans, next_offsets(spans, tracker), out)
+        print_resume(config.command, spans, next_offsets(spans, tracker), out)
     return code
 
 
@@ -170,21 +166,6 @@ def clip_spans(spans: list[Span], start: int | None, end: int | None) -> list[Sp
         if first <= last:
             clipped.append(Span(span.partition, first, last))
     return clipped
-
-
-def _print_resume(config: RangeConfig, spans: list[Span], left: dict[int, int], out: IO[str]) -> None:
-    """How far an interrupted range got, and the command(s) that replay the rest."""
-    if not left:
-        return
-    print(f"interrupted: continue from {offsets_text(left)} (partition@next offset)", file=out)
-    if config.command:
-        lines, masked = resume_commands(config.command, spans, left)
-        print("to continue, run:", file=out)
-        for line in lines:
-            print(f"  {line}", file=out)
-        if masked:
-            print(f"  (secret values are shown as {MASK}: put them back)", file=out)
-    out.flush()
 
 
 async def _replay(
@@ -310,7 +291,7 @@ async def _replay(
     return stats
 
 
-def _end_us(config: RangeConfig, spans: list[Span]) -> int | None:
+def _end_us(config: ReplayConfig, spans: list[Span]) -> int | None:
     """The recorded time (µs) of the range's last exchange: the latest last record, or the
     window's end when that is earlier. None when it cannot be read."""
     try:
@@ -338,79 +319,3 @@ def _poll(consumer: Any, topic: str, pause: list[int], budget: int) -> list[Any]
         return list(consumer.consume(budget, _POLL_SECONDS))
     except KafkaException as exc:
         raise KafkaUnavailable(f"Kafka consumer failed: {exc}") from exc
-
-
-def _summarize(
-    topic: str,
-    shadow: str,
-    spans: list[Span],
-    stats: Stats,
-    stop: StopSignals,
-    out: IO[str],
-    comparison: Comparison | None = None,
-    dlq: DeadLetters | None = None,
-    selection: SelectOptions | None = None,
-) -> int:
-    elapsed = time.monotonic() - stats.started
-    handled = stats.handled
-    rate = handled / elapsed if elapsed > 0 else 0.0
-    print(
-        f"replayed topic {topic!r} to {shadow}: {handled} records in {elapsed:.2f}s ({rate:.0f}/s)",
-        file=out,
-    )
-    for span in spans:
-        part = stats.partitions.get(span.partition)
-        counts = (
-            f"sent {part.sent}, errors {part.errors}, skipped {part.skipped}, "
-            f"undecodable {part.undecodable}"
-            if part
-            else "no records"
-        )
-        where = f"partition {span.partition}: offsets {span.first}..{span.last}"
-        print(f"  {where}: {counts}", file=out)
-    if selection is not None:
-        print(f"selection: {selection.describe()}", file=out)
-    print(f"total: {stats.line()}", file=out)
-    late = stats.lateness
-    p50, p99 = late.quantile(0.5), late.quantile(0.99)
-    if p50 is not None and p99 is not None:
-        print(
-            f"lateness: p50 {p50 * 1000:.1f}ms, p99 {p99 * 1000:.1f}ms, "
-            f"max {late.max * 1000:.1f}ms over {late.count} timed requests",
-            file=out,
-        )
-    if comparison is not None:
-        print(comparison.line(), file=out)
-    if dlq is not None and (dlq.counts.queued or dlq.counts.failed):
-        print(dlq.line(), file=out)
-    out.flush()
-    empty = nothing_kept(stats, selection) if selection is not None else None
-    if empty is not None:
-        print(f"trafficmirror: warning: {empty}", file=sys.stderr)
-    unfinished = sum(s.count for s in spans) - handled
-    if stop.is_set() and unfinished > 0:
-        print(
-            f"trafficmirror: interrupted; about {unfinished} records of the range "
-            "were not replayed",
-            file=sys.stderr,
-        )
-        return 130
-    unsendable = stats.skipped.get("unsendable", 0)
-    original = stats.skipped.get("original-host", 0)
-    lost = dlq.counts.failed if dlq is not None else 0
-    failed = stats.errors + stats.undecodable + unsendable + original
-    if failed or lost:
-        more = f", unsendable {unsendable}" if unsendable else ""
-        if original:
-            more += f", refused as the original host {original} (see --allow-original-host)"
-        if lost:
-            more += f"; {lost} dead letters not written"
-        print(
-            f"trafficmirror: {failed} of {handled} records could not be sent "
-            f"(errors {stats.errors}, undecodable {stats.undecodable}{more})",
-            file=sys.stderr,
-        )
-        return 1
-    if empty is not None and not window_only(stats):
-        return 3  # nothing was replayed: a CI job must not pass on it
-    return 0

@@ -41,8 +41,8 @@ def test_a_range_whose_selection_keeps_nothing_warns_and_exits_3(kafka: Kafka) -
 
     code, warnings, _ = replay(kafka, topic, "--start-offset", "4")  # the two POSTs
     assert code == 3
-    assert len(warnings) == 1 and "dropped 2 by --methods (only GET, HEAD, OPTIONS; " in (
-        warnings[0]
+    assert (
+        len(warnings) == 1 and "dropped 2 by --methods (only GET, HEAD, OPTIONS; " in (warnings[0])
     )
 
 

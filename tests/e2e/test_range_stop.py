@@ -51,9 +51,7 @@ def test_an_interrupted_window_prints_the_command_that_replays_the_rest(
         out = first.stdout
         match = re.search(r"interrupted: continue from (.+) \(partition@next offset\)", out)
         assert match, out
-        left = dict(
-            (int(p), int(o)) for p, o in (pair.split("@") for pair in match[1].split(", "))
-        )
+        left = dict((int(p), int(o)) for p, o in (pair.split("@") for pair in match[1].split(", ")))
         commands = [ln.strip() for ln in out.splitlines() if ln.startswith("  trafficmirror ")]
         assert commands, out
         for line in commands:

@@ -113,7 +113,6 @@ def test_since_until_pick_the_middle_burst_of_a_recording(kafka: Kafka, procs: P
     assert paths == [f"/b/{n}" for n in range(6)]
 
 
-
 def test_a_window_reads_only_its_part_of_a_long_partition(kafka: Kafka) -> None:
     """100 exchanges 10 s apart: the spans found by time hold the window and the margin."""
     topic = kafka.new_topic(1)

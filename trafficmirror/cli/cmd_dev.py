@@ -22,7 +22,8 @@ from trafficmirror.cli.common import build_settings, kafka_cluster_options
     type=click.IntRange(1),
     default=4,
     show_default=True,
-    help="Partitions of every topic created here (and of auto-created ones).",
+    help="Partitions of each --topic given without :PARTITIONS. A topic a client creates by "
+    "using it gets the mock's own 4 (librdkafka has no setting for that): name it with --topic.",
 )
 @click.option(
     "--topic",
@@ -44,7 +45,8 @@ def dev_kafka(partitions: int, topics: tuple[str, ...], brokers: int) -> None:
     Prints `bootstrap.servers=<list>` as its first line on stdout, then runs until
     SIGINT/SIGTERM. It speaks the Kafka protocol on 127.0.0.1 but keeps nothing:
     all data is lost when it stops, it has no admin API (create topics with
-    --topic; producers auto-create) and no timestamp look-up. For trials and
+    --topic; a topic a producer or consumer auto-creates always gets 4
+    partitions) and no timestamp look-up. For trials and
     tests only; use a real Kafka cluster for anything else.
     """
     from trafficmirror.plumbing.devbroker import serve

@@ -4,7 +4,8 @@ The `replay` group holds the replays that need no consumer group. `range`
 takes the same option groups as the worker, checks the offsets or the window
 (start not after end, one of the two given) before anything connects, then
 runs `replayer.consuming.offset_range`, imported only when the command runs,
-and exits with its code (0 all handled, 1 some failed, 2 bad input).
+and exits with its code (0 all handled, 1 some failed, 2 bad input, 3 nothing
+selected, 130 interrupted).
 """
 
 from __future__ import annotations
@@ -86,8 +87,9 @@ def replay_range(
 
     Exits 0 after printing a summary when every record in the range was handled
     (a request whose body the recorder truncated is skipped and counted, not
-    sent), 1 if some could not be sent or decoded, and 2 on bad input (START >
-    END, an offset outside the partition, an unknown topic or partition).
+    sent), 1 if some could not be sent or decoded, 2 on bad input (START >
+    END, an offset outside the partition, an unknown topic or partition), 3
+    when the selection kept nothing, 130 when interrupted.
     Nothing is committed: running it again replays the same records. Stopped
     early (SIGINT/SIGTERM), the summary says where each partition got to and
     prints the command that replays the rest (exit 130).
@@ -101,9 +103,12 @@ def replay_range(
     line: match (noise only), mismatch, errors, skipped.
 
     Instead of offsets, --since/--until replay the exchanges recorded in a time
-    window (with offsets too: the window's exchanges within them). Only GET, HEAD and OPTIONS are sent unless --methods says otherwise;
-    --sample and --filter narrow it further. Whatever selection drops is
-    counted in the summary as skipped-<reason>.
+    window (with offsets too: the window's exchanges within them). Only GET,
+    HEAD and OPTIONS are sent unless --methods says otherwise; --sample and
+    --filter narrow it further. Whatever selection drops is counted in the
+    summary as skipped-<reason>; a selection that keeps none of the records
+    read warns why (with a filter syntax hint) and exits 3, unless only the
+    time window dropped them (exit 0, as for an empty window).
 
     Transforms change each request just before it goes out: --target-map sends
     each recorded authority to its own shadow; --set-header, --remove-header,

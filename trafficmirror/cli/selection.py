@@ -40,8 +40,8 @@ def selection_options(*, window: bool = True, choice: bool = True) -> Callable[[
                     metavar="TIME",
                     help="Only exchanges whose request started at or after TIME: ISO 8601 "
                     "(2024-05-01T10:00 is local time; add Z or +02:00 for another zone), "
-                    "relative (-15m, -2h, -1d) or now. replay range: with --start-offset/--end-offset, "
-                    "the window's exchanges within those offsets.",
+                    "relative (-15m, -2h, -1d) or now. replay range: with --start-offset/"
+                    "--end-offset, the window's exchanges within those offsets.",
                 ),
                 click.option(
                     "--until",

@@ -95,7 +95,12 @@ def parse_topic_spec(spec: str, default_partitions: int) -> tuple[str, int]:
 
 
 class MockCluster:
-    """A running librdkafka mock cluster; brokers have ids 1..`brokers`."""
+    """A running librdkafka mock cluster; brokers have ids 1..`brokers`.
+
+    `default_partitions` applies to `create_topic()` only: a topic a client
+    auto-creates gets the mock's own default (4), which librdkafka offers no
+    way to set.
+    """
 
     def __init__(self, brokers: int = 3, default_partitions: int = 4) -> None:
         if brokers < 1:

@@ -233,7 +233,7 @@ def test_in_process_with_a_fake_transport_and_backpressure(
         await asyncio.sleep(max(release_at - time.monotonic(), 0.001))
         return Response(200)
 
-    caplog.set_level(logging.DEBUG, logger="replayer.consuming.worker")
+    caplog.set_level(logging.DEBUG, logger="replayer.consuming.member")
     stop = threading.Event()
     result: dict[str, Any] = {}
 

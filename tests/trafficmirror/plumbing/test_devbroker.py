@@ -61,6 +61,37 @@ def test_dev_kafka_command_prints_bootstrap_first_and_stops_on_sigterm() -> None
     assert "in-memory" in err
 
 
+def test_dev_kafka_partitions_apply_to_named_topics_and_help_says_what_auto_creation_gets() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trafficmirror", "dev-kafka", "--partitions", "2", "--brokers",
+         "1", "--topic", "named", "--topic", "sized:3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        servers = proc.stdout.readline().strip().split("=", 1)[1]
+        producer = Producer({"bootstrap.servers": servers})
+        producer.produce("auto", value=b"x")  # auto-created by the mock
+        assert producer.flush(10) == 0
+        consumer = Consumer({"bootstrap.servers": servers, "group.id": "x"})
+        counts = {
+            name: len(consumer.list_topics(name, timeout=10).topics[name].partitions)
+            for name in ("named", "sized", "auto")
+        }
+        consumer.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert counts == {"named": 2, "sized": 3, "auto": 4}
+    shown = subprocess.run(
+        [sys.executable, "-m", "trafficmirror", "dev-kafka", "--help"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    help_text = " ".join(shown.split())
+    assert "auto-created ones" not in help_text
+    assert "A topic a client creates by using it gets the mock's own 4" in help_text
+
+
 def test_dev_kafka_bad_topic_is_one_line_exit_2() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "trafficmirror", "dev-kafka", "--topic", "x:zero"],
