@@ -29,6 +29,10 @@ class StopSignals:
         self.what = what
         self.count = 0
         self.signal_name: str | None = None
+        #: Why the code asked to stop (`request()`), None for a signal or the caller's event.
+        self.reason: str | None = None
+        #: The exit code the stop calls for, when the code asked for one (`request()`).
+        self.exit_code: int | None = None
         self._previous: dict[int, Any] = {}
 
     def is_set(self) -> bool:
@@ -40,8 +44,11 @@ class StopSignals:
         """True after a second signal: stop without waiting any longer."""
         return self.count >= 2
 
-    def request(self) -> None:
-        """Ask for a graceful stop from code."""
+    def request(self, reason: str | None = None, exit_code: int | None = None) -> None:
+        """Ask for a graceful stop from code; `reason` and `exit_code` are for the summary
+        (`replay range` says the reason, where to continue, and exits with the code)."""
+        if not self.event.is_set():
+            self.reason, self.exit_code = reason, exit_code
         self.event.set()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:

@@ -8,7 +8,9 @@ resume handed over first), lag, seek, commit, close. A poll waits up to
 100 ms while the loop keeps sending. Rebalance callbacks run inside a poll
 (or `close()`), on this thread; they hand their work to the loop
 (`run_coroutine_threadsafe`) and wait for it, which cannot deadlock because
-the loop is never waiting on anything but that poll at the moment.
+the loop is never waiting on anything but that poll at the moment. A
+partition assigned without a committed offset starts where `--start-from`
+says (`startfrom`), and that position is committed in the assignment callback.
 """
 
 from __future__ import annotations

@@ -74,12 +74,12 @@ def summarize(
         print(f"trafficmirror: warning: {empty}", file=sys.stderr)
     unfinished = sum(s.count for s in spans) - handled
     if stop.is_set() and unfinished > 0:
+        why = f"stopped: {stop.reason}" if stop.reason else "interrupted"
         print(
-            f"trafficmirror: interrupted; about {unfinished} records of the range "
-            "were not replayed",
+            f"trafficmirror: {why}; about {unfinished} records of the range were not replayed",
             file=sys.stderr,
         )
-        return 130
+        return 130 if stop.exit_code is None else stop.exit_code
     unsendable = stats.skipped.get("unsendable", 0)
     original = stats.skipped.get("original-host", 0)
     lost = dlq.counts.failed if dlq is not None else 0
@@ -107,7 +107,7 @@ def print_resume(
     """How far an interrupted range got, and the command(s) that replay the rest."""
     if not left:
         return
-    print(f"interrupted: continue from {offsets_text(left)} (partition@next offset)", file=out)
+    print(f"stopped early: continue from {offsets_text(left)} (partition@next offset)", file=out)
     if command:
         lines, masked = resume_commands(command, spans, left)
         print("to continue, run:", file=out)

@@ -24,7 +24,7 @@ from confluent_kafka import KafkaException, TopicPartition
 from replayer.consuming.spans import watermarks
 from replayer.consuming.timeindex import offsets_for_time, probe_consumer
 from replayer.consuming.timespec import parse_time
-from trafficmirror.plumbing.errors import KafkaUnavailable
+from trafficmirror.plumbing.errors import ConfigError, KafkaUnavailable
 from trafficmirror.plumbing.kafka import KafkaSettings
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,14 @@ class StartFrom:
         word = text.strip().lower()
         if word in (LATEST, EARLIEST):
             return cls(word)
-        return cls("time", round(parse_time(text).timestamp() * 1000))
+        try:
+            when = parse_time(text)
+        except ConfigError:
+            raise ConfigError(
+                f"{text!r} is not latest, earliest or a time (ISO 8601 such as "
+                "2024-05-01T10:00Z, relative such as -2h, or now)"
+            ) from None
+        return cls("time", round(when.timestamp() * 1000))
 
     def describe(self) -> str:
         """`latest`, `earliest` or `2024-05-01T10:00:00.000+00:00`."""

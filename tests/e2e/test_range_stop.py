@@ -49,7 +49,7 @@ def test_an_interrupted_window_prints_the_command_that_replays_the_rest(
         assert first.wait(30) == 130, first.stderr
         before = [int(r.header("X-Tag") or -1) for r in shadow.received]
         out = first.stdout
-        match = re.search(r"interrupted: continue from (.+) \(partition@next offset\)", out)
+        match = re.search(r"stopped early: continue from (.+) \(partition@next offset\)", out)
         assert match, out
         left = dict((int(p), int(o)) for p, o in (pair.split("@") for pair in match[1].split(", ")))
         commands = [ln.strip() for ln in out.splitlines() if ln.startswith("  trafficmirror ")]

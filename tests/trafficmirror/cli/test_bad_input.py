@@ -58,6 +58,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "--end-offset": ["soon", "-3"],
     "--since": ["yesterday-ish"],
     "--until": ["31/12/2024"],
+    "--start-from": ["latests", "yesterday-ish"],
     "--html": ["/nonexistent-folder/report.html"],
     "-X": ["no-equals-sign", "no.such.librdkafka.property=1"],
     "--kafka-config": ["/nonexistent/client.properties"],
