@@ -177,8 +177,11 @@ class GroupConsumer:
                 )
         self._commit(targets)
 
-    def _commit(self, offsets: list[TopicPartition]) -> None:
-        """Store and commit `offsets` (a background auto-commit may not come any more)."""
+    def _commit(self, offsets: list[TopicPartition], progress: bool = True) -> None:
+        """Store and commit `offsets` (a background auto-commit may not come any more).
+
+        `progress`: tell the listener (records done); not for a start position.
+        """
         if not offsets:
             return
         # Stored too: librdkafka's auto-commit on revoke must not commit an older one.
@@ -189,7 +192,8 @@ class GroupConsumer:
             committed = {tp.partition: tp.offset for tp in offsets}
             logger.warning("could not commit offsets %s: %s", offsets_text(committed), exc)
             return
-        self.listener.committed(offsets)
+        if progress:
+            self.listener.committed(offsets)
 
     def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the event loop and wait for it."""
@@ -201,10 +205,19 @@ class GroupConsumer:
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
         self._on_loop(self.listener.assigned(numbers))
-        if self.starts is None or not numbers:
+        starts = self.starts
+        if starts is None or not numbers:
             return  # librdkafka assigns them, at the committed offsets or auto.offset.reset
-        fresh = self.starts.uncommitted(consumer, numbers)
-        chosen = self.starts.positions(consumer, fresh)
+        try:
+            chosen = starts.positions(starts.uncommitted(numbers))
+        except KafkaUnavailable as exc:
+            logger.warning(
+                "partitions %s: %s; they start from the group's committed offsets, else "
+                "the earliest record",
+                sorted(numbers),
+                exc,
+            )
+            return
         assignment = [TopicPartition(self.topic, p, chosen.get(p, OFFSET_INVALID)) for p in numbers]
         try:
             consumer.incremental_assign(assignment)
@@ -215,10 +228,10 @@ class GroupConsumer:
             logger.info(
                 "no committed offset for partitions %s: starting from %s at %s",
                 sorted(chosen),
-                self.starts.start.describe(),
+                starts.start.describe(),
                 offsets_text(chosen),
             )
-            self._commit([TopicPartition(self.topic, p, o) for p, o in chosen.items()])
+            self._commit([TopicPartition(self.topic, p, o) for p, o in chosen.items()], False)
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._commit(self._on_loop(self.listener.revoked([tp.partition for tp in partitions])))

@@ -134,7 +134,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         starts = None
         if config.start_from is not None:
-            starts = StartPositions(config.settings, config.topic, config.start_from)
+            starts = StartPositions(config.settings, config.topic, config.group, config.start_from)
         kafka = GroupConsumer(consumer, config.topic, self, starts)
         senders, pipeline = self.assembly.start(outputs, self.transport, self.stats)
         self._pipeline = pipeline
@@ -166,6 +166,8 @@ class Worker:
             await senders.aclose()
             # close() leaves the group; it runs the revoke callback, which needs this loop.
             await kafka.close()
+            if starts is not None:
+                starts.close()
             self.book.close()
         left = ""
         if abandoned:
@@ -251,6 +253,7 @@ class Worker:
         Returns how many records were abandoned (the next owner replays them).
         """
         self.stopping = True
+        kafka.starts = None  # a partition assigned now is the next owner's to start
         drain_timeout = self.config.drain_timeout
         # Not sent yet (merge, due time, rate): left uncommitted for the next owner.
         await self.book.forget(self.book.assigned, Keep.POSITIONS)

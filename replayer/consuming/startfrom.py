@@ -66,31 +66,50 @@ class StartFrom:
 class StartPositions:
     """Finds the start of newly assigned partitions that have no committed offset.
 
-    Called on the consumer's thread inside the assignment callback, with the
-    group's consumer (for the committed offsets and the watermarks); a time
-    look-up uses a consumer of its own, because it reassigns the one it reads with.
+    Called on the group consumer's thread inside its assignment callback. It
+    asks through a consumer of its own (the group's id, never subscribed): a
+    member blocked in its own callback may not get an answer about its group
+    in time, and a time look-up reassigns the consumer it reads with.
+    `close()` when done.
     """
 
     def __init__(
-        self, settings: KafkaSettings, topic: str, start: StartFrom, timeout: float = 10.0
+        self,
+        settings: KafkaSettings,
+        topic: str,
+        group: str,
+        start: StartFrom,
+        timeout: float = 10.0,
     ) -> None:
         self.settings = settings
         self.topic = topic
+        self.group = group
         self.start = start
         self.timeout = timeout
+        self._consumer: Any = None
 
-    def uncommitted(self, consumer: Any, partitions: Sequence[int]) -> list[int]:
+    def _lookup(self) -> Any:
+        if self._consumer is None:
+            from confluent_kafka import Consumer
+
+            config = self.settings.consumer_config(
+                self.group, "classic", **{"enable.auto.commit": False}
+            )
+            self._consumer = Consumer(config)
+        return self._consumer
+
+    def uncommitted(self, partitions: Sequence[int]) -> list[int]:
         """The partitions of `partitions` for which the group has no committed offset."""
         if not partitions:
             return []
         asked = [TopicPartition(self.topic, p) for p in partitions]
         try:
-            answered = consumer.committed(asked, timeout=self.timeout)
+            answered = self._lookup().committed(asked, timeout=self.timeout)
         except KafkaException as exc:
             raise KafkaUnavailable(f"cannot read the group's committed offsets: {exc}") from exc
         return sorted(tp.partition for tp in answered if tp.offset < 0)
 
-    def positions(self, consumer: Any, partitions: Sequence[int]) -> dict[int, int]:
+    def positions(self, partitions: Sequence[int]) -> dict[int, int]:
         """Where each of `partitions` (none committed) starts: a real offset, to commit."""
         if not partitions:
             return {}
@@ -102,4 +121,11 @@ class StartPositions:
             finally:
                 probe.close()
         index = 0 if start.where == EARLIEST else 1
+        consumer = self._lookup()
         return {p: watermarks(consumer, self.topic, p, self.timeout)[index] for p in partitions}
+
+    def close(self) -> None:
+        """Close the look-up consumer, if one was made."""
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from replayer.consuming.startfrom import EARLIEST, LATEST, StartFrom, StartPositions
 from tests.replayer.events import make_event, produce_events
@@ -34,17 +34,23 @@ def test_positions_for_each_form_on_the_broker(kafka: Kafka) -> None:
     events = [make_event(request_start_us=BASE_US + n * 1_000_000) for n in range(10)]
     produce_events(kafka.bootstrap_servers, topic, events, spread=2)  # 5 per partition
     settings = KafkaSettings(kafka.bootstrap_servers)
-    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": "fresh"})
+
+    def positions(start: StartFrom, group: str = "fresh") -> dict[int, int]:
+        starts = StartPositions(settings, topic, group, start)
+        try:
+            return starts.positions(starts.uncommitted([0, 1]))
+        finally:
+            starts.close()
+
+    assert positions(StartFrom(LATEST)) == {0: 5, 1: 5}
+    assert positions(StartFrom(EARLIEST)) == {0: 0, 1: 0}
+    # 4.5 s after the first: partition 0 holds seconds 0,2,4,6,8; partition 1 1,3,5,7,9.
+    at = StartFrom("time", BASE_US // 1000 + 4_500)
+    assert positions(at) == {0: 3, 1: 2}
+    # A group that committed partition 0 resumes there: only partition 1 is looked up.
+    committer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": "old"})
     try:
-
-        def positions(start: StartFrom) -> dict[int, int]:
-            starts = StartPositions(settings, topic, start)
-            return starts.positions(consumer, starts.uncommitted(consumer, [0, 1]))
-
-        assert positions(StartFrom(LATEST)) == {0: 5, 1: 5}
-        assert positions(StartFrom(EARLIEST)) == {0: 0, 1: 0}
-        # 4.5 s after the first: partition 0 holds seconds 0,2,4,6,8; partition 1 1,3,5,7,9.
-        at = StartFrom("time", BASE_US // 1000 + 4_500)
-        assert positions(at) == {0: 3, 1: 2}
+        committer.commit(offsets=[TopicPartition(topic, 0, 2)], asynchronous=False)
     finally:
-        consumer.close()
+        committer.close()
+    assert positions(StartFrom(LATEST), group="old") == {1: 5}
