@@ -65,6 +65,7 @@ class GroupConsumer:
         self.listener = listener
         #: Where partitions without a committed offset start (None: `auto.offset.reset`).
         self.starts = starts
+        self._starts_made = starts  # closed with the consumer (`starts` is unset at a drain)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="trafficmirror-consumer")
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -107,10 +108,14 @@ class GroupConsumer:
             await self._call(self.consumer.close)
         finally:
             self._executor.shutdown(wait=True)
+            if self._starts_made is not None:
+                self._starts_made.close()
 
     # -- on the consumer thread -----------------------------------------------
 
     def _subscribe(self) -> None:
+        if self.starts is not None:
+            self.starts.warm_up([0])  # the look-up in the assignment callback: one round trip
         self.consumer.subscribe(
             [self.topic],
             on_assign=self._on_assign,

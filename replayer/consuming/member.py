@@ -166,8 +166,6 @@ class Worker:
             await senders.aclose()
             # close() leaves the group; it runs the revoke callback, which needs this loop.
             await kafka.close()
-            if starts is not None:
-                starts.close()
             self.book.close()
         left = ""
         if abandoned:

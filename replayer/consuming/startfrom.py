@@ -98,6 +98,14 @@ class StartPositions:
             self._consumer = Consumer(config)
         return self._consumer
 
+    def warm_up(self, partitions: Sequence[int]) -> None:
+        """Connect and find the group's coordinator now, before the group assigns anything,
+        so the look-up in the assignment callback is one round trip."""
+        try:
+            self.uncommitted(partitions[:1])
+        except KafkaUnavailable as exc:
+            logger.debug("start positions: %s", exc)
+
     def uncommitted(self, partitions: Sequence[int]) -> list[int]:
         """The partitions of `partitions` for which the group has no committed offset."""
         if not partitions:
