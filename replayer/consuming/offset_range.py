@@ -63,7 +63,7 @@ class RangeConfig(ReplayConfig):
     `partitions` empty = all; `start_offset` None = each partition's first
     offset; `end_offset` None = the last offset of each partition at start
     (both inclusive). With a time window in `selection` the spans come from
-    it, and both offsets must be None. `pace` defaults to the recorded pace.
+    it, narrowed by the offsets when they are given (`clip_spans`). `pace` defaults to the recorded pace.
     `progress_bar`: draw a bar on stderr (default: when stderr is a terminal).
     `command`: the words it was run with (after the program name), for the
     command that continues it when it is interrupted (`resume`).
