@@ -63,7 +63,8 @@ class RangeConfig(ReplayConfig):
     `partitions` empty = all; `start_offset` None = each partition's first
     offset; `end_offset` None = the last offset of each partition at start
     (both inclusive). With a time window in `selection` the spans come from
-    it, narrowed by the offsets when they are given (`clip_spans`). `pace` defaults to the recorded pace.
+    it, narrowed by the offsets when they are given (`clip_spans`). `pace`
+    defaults to the recorded pace.
     `progress_bar`: draw a bar on stderr (default: when stderr is a terminal).
     `command`: the words it was run with (after the program name), for the
     command that continues it when it is interrupted (`resume`).
@@ -153,7 +154,8 @@ def run_range(
         select,
     )
     if stop.is_set():
-        print_resume(config.command, spans, next_offsets(spans, tracker), out)
+        window = (select.since_ms, select.until_ms)
+        print_resume(config.command, spans, next_offsets(spans, tracker), out, window)
     return code
 
 

@@ -102,14 +102,18 @@ def summarize(
 
 
 def print_resume(
-    command: tuple[str, ...], spans: list[Span], left: dict[int, int], out: IO[str]
+    command: tuple[str, ...],
+    spans: list[Span],
+    left: dict[int, int],
+    out: IO[str],
+    window_ms: tuple[int | None, int | None] = (None, None),
 ) -> None:
     """How far an interrupted range got, and the command(s) that replay the rest."""
     if not left:
         return
     print(f"stopped early: continue from {offsets_text(left)} (partition@next offset)", file=out)
     if command:
-        lines, masked = resume_commands(command, spans, left)
+        lines, masked = resume_commands(command, spans, left, window_ms)
         print("to continue, run:", file=out)
         for line in lines:
             print(f"  {line}", file=out)

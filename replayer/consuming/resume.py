@@ -6,14 +6,16 @@ finished (`offsets.OffsetTracker`): everything before it was replayed,
 something at it was not. The command to continue is the one that was run
 (its words, as typed), with the partition and offset options replaced by the
 rest of each span: one command per group of partitions that continue at the
-same offsets. A time window stays in it (the window is then read within those
-offsets). Values that look like secrets (passwords, tokens, credentials in
-`-X` or `--set-header`) are shown as `***`, so the line can be pasted into a
-ticket; the caller says so when it happens.
+same offsets. A time window stays in it, its ends written out as absolute
+times (the window is then read within those offsets). Values that look like
+secrets (passwords, tokens, credentials in `-X` or `--set-header`) are shown
+as `***`, so the line can be pasted into a ticket; the caller says so when it
+happens.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,8 +23,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from replayer.consuming.offsets import OffsetTracker
 from replayer.consuming.spans import Span
 
-#: Options `resume_commands` replaces (they name the range).
-_RANGE_OPTIONS = {"-p", "--partition", "--start-offset", "--end-offset"}
+#: Options `resume_commands` replaces (they name the range; a window's ends are
+#: written out as absolute times, since `-1h` would mean another hour later).
+_RANGE_OPTIONS = {"-p", "--partition", "--start-offset", "--end-offset", "--since", "--until"}
 #: A secret-looking key of `-X key=value` or `--set-header Name: value`.
 _SECRET_WORDS = re.compile(r"pass|secret|token|credential|auth|cookie|api[-_.]?key", re.I)
 #: A secret-looking option (`--sasl-password`, `--sasl-oauthbearer-client-secret`).
@@ -44,13 +47,20 @@ def next_offsets(spans: Iterable[Span], tracker: OffsetTracker) -> dict[int, int
 
 
 def resume_commands(
-    argv: Sequence[str], spans: Iterable[Span], left: Mapping[int, int]
+    argv: Sequence[str],
+    spans: Iterable[Span],
+    left: Mapping[int, int],
+    window_ms: tuple[int | None, int | None] = (None, None),
 ) -> tuple[list[str], bool]:
     """Shell lines that replay what is `left` of `spans`, and whether a secret was masked.
 
-    `argv`: the words after the program name, as run (`replay range ...`).
+    `argv`: the words after the program name, as run (`replay range ...`);
+    `window_ms`: the time window it replayed (Unix ms, None = open).
     """
     words, masked = _without_range(argv)
+    for option, ms in zip(("--since", "--until"), window_ms, strict=True):
+        if ms is not None:
+            words += [option, _iso(ms)]
     groups: dict[tuple[int, int], list[int]] = {}
     for span in sorted(spans, key=lambda s: s.partition):
         if span.partition in left:
@@ -61,6 +71,10 @@ def resume_commands(
         offsets = ["--start-offset", str(first), "--end-offset", str(last)]
         lines.append(shlex.join(["trafficmirror", *words, *chosen, *offsets]))
     return lines, masked
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _without_range(argv: Sequence[str]) -> tuple[list[str], bool]:

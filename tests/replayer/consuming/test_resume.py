@@ -33,15 +33,17 @@ def test_the_command_replaces_the_range_options_and_groups_partitions() -> None:
             "--partition=2", "--start-offset", "0", "--end-offset=end", "--target",
             "http://s:8080", "--since", "-1h"]  # fmt: skip
     spans = [Span(0, 0, 99), Span(1, 0, 99), Span(2, 0, 50)]
-    lines, masked = resume_commands(argv, spans, {0: 40, 1: 40, 2: 7})
+    # "-1h" would be another hour by the time the command runs: the window is written out.
+    window = (1_760_000_000_000, None)
+    lines, masked = resume_commands(argv, spans, {0: 40, 1: 40, 2: 7}, window)
     assert not masked
+    since = ["--since", "2025-10-09T08:53:20.000+00:00"]
     assert [shlex.split(line) for line in lines] == [
         ["trafficmirror", "-v", "replay", "range", "-b", "k:9092", "-t", "shop", "--target",
-         "http://s:8080", "--since", "-1h", "-p", "0", "-p", "1", "--start-offset", "40",
+         "http://s:8080", *since, "-p", "0", "-p", "1", "--start-offset", "40",
          "--end-offset", "99"],
         ["trafficmirror", "-v", "replay", "range", "-b", "k:9092", "-t", "shop", "--target",
-         "http://s:8080", "--since", "-1h", "-p", "2", "--start-offset", "7",
-         "--end-offset", "50"],
+         "http://s:8080", *since, "-p", "2", "--start-offset", "7", "--end-offset", "50"],
     ]  # fmt: skip
 
 
