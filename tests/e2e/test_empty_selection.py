@@ -8,10 +8,20 @@ default `--methods` say how to send them. A worker logs the same warning.
 
 from __future__ import annotations
 
+import io
 import time
 
+import pytest
+
+from replayer.consuming.offset_range import RangeConfig, run_range
+from replayer.models import Response
+from replayer.pacing.clock import Pace
+from replayer.sending.sender import MockTransport
 from tests.replayer.events import make_event, produce_events
 from tests.support import Kafka, Procs, run_cli
+from trafficmirror.plumbing.kafka import KafkaSettings
+
+pytestmark = pytest.mark.e2e
 
 
 def replay(kafka: Kafka, topic: str, *args: str) -> tuple[int, list[str], str]:
@@ -24,7 +34,9 @@ def replay(kafka: Kafka, topic: str, *args: str) -> tuple[int, list[str], str]:
     return result.returncode, warnings, result.stdout
 
 
-def test_a_range_whose_selection_keeps_nothing_warns_and_exits_3(kafka: Kafka) -> None:
+def test_a_range_whose_selection_keeps_nothing_warns_and_exits_3(
+    kafka: Kafka, capsys: pytest.CaptureFixture[str]
+) -> None:
     topic = kafka.new_topic(1)
     gets = [make_event(path=f"/items/{n}") for n in range(4)]
     posts = [make_event(method="POST", path="/items", body=b"{}") for _ in range(2)]
@@ -39,11 +51,20 @@ def test_a_range_whose_selection_keeps_nothing_warns_and_exits_3(kafka: Kafka) -
     ]
     assert "sent 0" in out
 
-    code, warnings, _ = replay(kafka, topic, "--start-offset", "4")  # the two POSTs
-    assert code == 3
-    assert (
-        len(warnings) == 1 and "dropped 2 by --methods (only GET, HEAD, OPTIONS; " in (warnings[0])
+    # In-process (the same code, without another process start): the two POSTs.
+    config = RangeConfig(
+        settings=KafkaSettings(kafka.bootstrap_servers),
+        topic=topic,
+        start_offset=4,
+        target="http://shadow.invalid",
+        pace=Pace(speed=None),
     )
+    out_text = io.StringIO()
+    code = run_range(config, transport=MockTransport(lambda request: Response(200)), out=out_text)
+    assert code == 3
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "warning" in ln]
+    assert len(warned) == 1
+    assert "dropped 2 by --methods (only GET, HEAD, OPTIONS; --methods ALL sends" in warned[0]
 
 
 def test_a_worker_whose_selection_keeps_nothing_warns(kafka: Kafka, procs: Procs) -> None:

@@ -14,11 +14,15 @@ import re
 import shlex
 import signal
 
+import pytest
+
 from tests.replayer.events import make_event, produce_events
 from tests.support import Kafka, Procs, run_cli
 from trafficmirror.demo.apps import RecordingShadow
 
 BASE_US = 1_760_000_000_000_000
+
+pytestmark = pytest.mark.e2e
 
 
 def iso(seconds: float) -> str:

@@ -15,6 +15,7 @@ import datetime as dt
 import socket
 import time
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from tests.replayer.events import make_event, produce_events
@@ -22,6 +23,8 @@ from tests.support import Kafka, Proc, Procs, free_port, run_cli
 from trafficmirror.demo.apps import Received, RecordingShadow
 
 BASE_US = 1_760_000_000_000_000
+
+pytestmark = pytest.mark.e2e
 
 
 def events(tags: range | list[int], base_us: int = BASE_US) -> list[dict[str, object]]:

@@ -222,14 +222,16 @@ def test_in_process_with_a_fake_transport_and_backpressure(
     produce_events(kafka.bootstrap_servers, topic, traffic(300))
     seen: list[OutgoingRequest] = []
     peak = 0.0
-    release_at = time.monotonic() + 1.5
+    release_at: float | None = None  # set by the first request
 
     async def handler(request: OutgoingRequest) -> Response:
-        nonlocal peak
+        nonlocal peak, release_at
         seen.append(request)
         in_flight = REGISTRY.get_sample_value("trafficmirror_replayer_in_flight") or 0.0
         peak = max(peak, in_flight)
-        # A shadow that hangs for 1.5 s and then recovers.
+        # A shadow that hangs for 1.5 s from the first request on, and then recovers.
+        if release_at is None:
+            release_at = time.monotonic() + 1.5
         await asyncio.sleep(max(release_at - time.monotonic(), 0.001))
         return Response(200)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from replayer.assembly import Outputs
-from replayer.consuming import worker as worker_module
+from replayer.consuming import member as member_module
 from replayer.consuming.worker import Worker, WorkerConfig
 from replayer.models import Response
 from replayer.results.stage import Comparison, ComparisonOptions
@@ -67,7 +67,7 @@ def messages(partition: int, count: int) -> list[FakeMessage]:
 def test_the_loop_replays_commits_what_it_gives_up_and_what_it_finished_at_the_stop(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(worker_module, "SessionFollower", NoSessions)
+    monkeypatch.setattr(member_module, "SessionFollower", NoSessions)
     consumer = FakeConsumer()
     stop = StopSignals(threading.Event())
     seen: list[str] = []
