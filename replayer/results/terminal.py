@@ -101,7 +101,7 @@ def _row(stats: EndpointStats, mirror: bool = False) -> list[str]:
 
 
 def _value(value: str | None) -> str:
-    return "(absent)" if value is None else repr(_cut(value, VALUE_WIDTH))
+    return "(absent)" if value is None else _cut(value, VALUE_WIDTH)
 
 
 def example_values(kind: str, path: str, found: Sequence[ReplayResult]) -> str | None:

@@ -2,8 +2,8 @@
 
 A table per command (`[worker]`, `[record]`, `[replay.range]`, `[session.start]`)
 holds that command's options, keyed by the long flag without dashes
-(`bootstrap-servers`, `redact-header`) or by the parameter name
-(`kafka_properties` for `-X`); keys at the top level apply to every command
+(`bootstrap-servers`, `redact-header`), `X` for `-X`, or the parameter name
+(`kafka_properties`); keys at the top level apply to every command
 that has that option (the Kafka connection, the topic). The file becomes
 click's `default_map`, so a flag on the command line and an environment
 variable win over it, and it wins over the built-in defaults. The file is
@@ -41,9 +41,9 @@ def _keys(command: click.Command) -> dict[str, click.Parameter]:
             continue
         keys[param.name] = param
         keys[param.name.replace("_", "-")] = param
-        for opt in param.opts + param.secondary_opts:
-            if opt.startswith("--"):
-                keys[opt[2:]] = param
+        longs = [opt[2:] for opt in param.opts + param.secondary_opts if opt.startswith("--")]
+        for key in longs or [opt.lstrip("-") for opt in param.opts]:  # -X: key X
+            keys[key] = param
     return keys
 
 
@@ -78,9 +78,11 @@ def _section(
     subcommands = command.commands if isinstance(command, click.Group) else {}
     for key, value in table.items():
         where = f"[{name}] {key}" if name else key
+        inner = f"{name}.{key}" if name else key
         if key in subcommands and isinstance(value, dict):
-            inner = f"{name}.{key}" if name else key
             out[key] = _section(path, inner, subcommands[key], value, shared)
+        elif isinstance(value, dict) and key not in keys:
+            raise ConfigFileError(f"{path}: [{inner}] is not a command")
         elif key in keys:
             param = keys[key]
             out[param.name or key] = _check_value(path, where, param, value)

@@ -332,7 +332,7 @@ def test_issue_scenario_changed_field_noise_and_baseline() -> None:
         assert (static.requests, static.mismatches, static.noise_only) == (10, 0, 0)
         assert agg.duplicates == 30
         table = format_table(agg)
-        assert "GET /users/{id}: body_json $.name ×10" in table
+        assert '\n  GET /users/{id}\n    JSON $.name ×10: "user ' in table
         assert "/clock/" not in table.split("Most frequent differences")[1]
 
 
@@ -384,7 +384,7 @@ def test_mirror_captures_without_baseline_are_no_production_response_rows() -> N
     cells = items.split()
     # 20 requests; no mismatch rate, kinds, noise, errors or vs baseline (nothing compared);
     # 20 with no production response; no production latency.
-    assert cells[2:13] == ["20", *["-"] * 9, "20"] and cells[13] == "-/-/-"
+    assert cells[2:14] == ["20", *["-"] * 10, "20"] and cells[14] == "-/-/-"
     assert "Most frequent differences" not in text
     assert summary_line(agg) == (
         "30 results: 0 match (0 only in noise), 0 mismatch, 0 errors, 0 skipped, "
@@ -408,7 +408,7 @@ def test_mirror_captures_vs_baseline_are_compared_with_the_baseline() -> None:
     assert agg.total().unverified == 0
     text = format_table(agg)
     assert text.splitlines()[1].startswith("GET /prices/{id}")  # the worst first
-    assert "GET /prices/{id}: body_json $.price ×3" in text
+    assert "\n  GET /prices/{id}\n    JSON $.price ×3: " in text
     assert "30 of match and mismatch compared vs baseline" in summary_line(agg)
     page = render_html(agg)
     assert "<span>compared vs baseline</span>" in page
