@@ -176,7 +176,8 @@ def format_table(aggregate: Aggregate, max_rows: int = MAX_ROWS, color: bool = F
                 values = example_values(kind, path, examples.get(stats.endpoint, ()))
                 shown = f": {values}" if values else ""
                 label = KIND_LABELS.get(kind, kind)
-                out.append(f"    {label} {_cut(path, 60)} ×{count}{shown}")
+                where = label if path in (kind, label) else f"{label} {_cut(path, 60)}"
+                out.append(f"    {where} ×{count}{shown}")
     elif total.compared:
         out.append("")
         out.append(paint("No endpoint differs (beyond noise).", _GREEN))

@@ -1,4 +1,4 @@
-"""`--config FILE` / TRAFFICMIRROR_CONFIG: options from TOML, flags and env win, bad files exit 2."""
+"""`--config FILE` / TRAFFICMIRROR_CONFIG: TOML options; flags and env win; bad files exit 2."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from tests.trafficmirror.cli.test_bad_input import commands, flag, options
 from tests.support import run_cli
+from tests.trafficmirror.cli.test_bad_input import commands, flag, options
 from trafficmirror.cli import comparison, help_sections
 from trafficmirror.cli.main import cli
 
