@@ -45,7 +45,7 @@ def _decorators() -> list[tuple[str, list[Decorator]]]:
         ("Transforms", [transform_options]),
         ("Comparison", [comparison_options]),
         ("Guardrails", [guardrail_options]),
-        ("Recording: redaction, client TLS, filter, memory", [recorder_extra_options]),
+        ("Redaction, client TLS, filter, memory", [recorder_extra_options]),
         ("Health and metrics", [common.metrics_options]),
         ("Kafka connection", [common.kafka_options, common.kafka_connection_options]),
         ("Kafka security (TLS, SASL)", [kafka.kafka_security_options]),
