@@ -41,7 +41,8 @@ def _keys(command: click.Command) -> dict[str, click.Parameter]:
             continue
         keys[param.name] = param
         keys[param.name.replace("_", "-")] = param
-        longs = [opt[2:] for opt in param.opts + param.secondary_opts if opt.startswith("--")]
+        # Not the secondary flag of a --x/--no-x pair: `x = false` says it.
+        longs = [opt[2:] for opt in param.opts if opt.startswith("--")]
         for key in longs or [opt.lstrip("-") for opt in param.opts]:  # -X: key X
             keys[key] = param
     return keys

@@ -74,13 +74,15 @@ def test_inspect_runs_from_the_file_alone(kafka: Kafka, tmp_path: Path) -> None:
     config = write(
         tmp_path,
         f'bootstrap-servers = "{kafka.bootstrap_servers}"\ntopic = "{topic}"\n'
-        '[inspect]\nformat = "table"\nlimit = 2\n',
+        '[inspect]\nformat = "table"\nlimit = 2\nbodies = true\n',
     )
     result = run_cli(["inspect"], env=dict(ENV, TRAFFICMIRROR_CONFIG=str(config)), timeout=60)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("OFFSET") and lines[-1] == "2 events"
-    assert [line.split()[-1] for line in lines[1:3]] == ["/0", "/1"]
+    events = [line for line in lines[1:-1] if line[:1].isdigit()]
+    assert [line.split()[-1] for line in events] == ["/0", "/1"]
+    assert lines.count("    response body:") == 2  # bodies = true: --bodies
 
 
 BAD = [
@@ -94,12 +96,13 @@ BAD = [
     ("[worker]\ntarget = ['http://a', 'http://b']\n", "[worker] target takes one value"),
     ("[worker]\ntarget = {url = 'http://a'}\n", "[worker] target is a table"),
     ("[worker\n", "is not valid TOML"),
+    ("[inspect]\nno-bodies = true\n", "[inspect] no-bodies is not an option"),  # bodies = false
     ("[replay.range]\nspeed = 'fast'\n", None),  # checked by the command: named at run time
 ]
 
 
 #: Cases run as real processes; the others through `main()` in this process (same code, faster).
-IN_A_PROCESS = {0, 4, 10}
+IN_A_PROCESS = {0, 4, 11}
 
 
 @pytest.mark.parametrize(
