@@ -1,9 +1,13 @@
-"""`trafficmirror inspect`: print recorded events as JSON lines, like kcat for our events.
+"""`trafficmirror inspect`: print recorded events as a table or JSON lines, like kcat.
 
-Each line is one JSON object: `kafka` (topic, partition, offset, timestamp,
-key), a `dlq` object for a dead letter (`replayer.results.dlq.describe`), then
-every field of the event, with bytes as text or base64 (`to_jsonable` says
-how), or an `error` for a record that is not a valid event; reading goes on.
+The table (`table_line`, the default on a terminal) is one line per event:
+partition:offset, request time, method, authority, path, status, body sizes,
+latency; `bodies` adds the bodies under each line. The JSON form (the default
+when stdout is not a terminal, as before) is one object per line: `kafka`
+(topic, partition, offset, timestamp, key), a `dlq` object for a dead letter
+(`replayer.results.dlq.describe`), then every field of the event, with bytes
+as text or base64 (`to_jsonable` says how), bodies left out when not wanted,
+or an `error` for a record that is not a valid event; reading goes on.
 It reads a fixed range (the last offset present at start at most) and never
 waits for new records; it exits 0 after the range or `--limit` events. A time
 window (`--since`/`--until`) picks the spans through `replayer.consuming.window`
@@ -13,6 +17,7 @@ and prints only the records stamped inside it (until exclusive).
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import sys
@@ -82,7 +87,29 @@ def to_jsonable(event: Mapping[str, object]) -> dict[str, object]:
     return out
 
 
-def record_json(record: Record, event: HttpExchange | None, error: str | None) -> str:
+def _without_bodies(event: Mapping[str, object]) -> dict[str, object]:
+    """A JSON-ready event without `body`/`body_base64` (the lengths stay)."""
+    out = dict(event)
+    for outer, inner in (("request", None), ("response", "message")):
+        part = out.get(outer)
+        if not isinstance(part, dict):
+            continue
+        part = dict(part)
+        out[outer] = part
+        if inner is not None:
+            message = part.get(inner)
+            if not isinstance(message, dict):
+                continue
+            part[inner] = message = dict(message)
+            part = message
+        part.pop("body", None)
+        part.pop("body_base64", None)
+    return out
+
+
+def record_json(
+    record: Record, event: HttpExchange | None, error: str | None, bodies: bool = True
+) -> str:
     """One output line (without the newline) for a record and its event or error."""
     kafka: dict[str, object] = {
         "topic": record.topic,
@@ -99,10 +126,119 @@ def record_json(record: Record, event: HttpExchange | None, error: str | None) -
     if dead_letter is not None:
         line["dlq"] = dead_letter
     if event is not None:
-        line.update(to_jsonable(event))
+        fields = to_jsonable(event)
+        line.update(fields if bodies else _without_bodies(fields))
     else:
         line["error"] = error
     return json.dumps(line, ensure_ascii=False)
+
+
+# -- table --------------------------------------------------------------------------
+
+#: (title, width) of the table's columns; the path takes what is left.
+_COLUMNS = (
+    ("OFFSET", 10),
+    ("TIME (UTC)", 23),
+    ("METHOD", 7),
+    ("AUTHORITY", 24),
+    ("STATUS", 6),
+    ("REQ", 7),
+    ("RESP", 7),
+    ("ms", 7),
+)
+
+
+def table_header() -> str:
+    """The column titles of `table_line`."""
+    return " ".join(title.ljust(width) for title, width in _COLUMNS) + "  PATH"
+
+
+def _size(length: int, truncated: bool) -> str:
+    """`532`, `12.5K`, `1.0M`; `+` when the stored body was cut at the cap."""
+    if length < 10_000:
+        text = str(length)
+    elif length < 10_000_000:
+        text = f"{length / 1024:.1f}K"
+    else:
+        text = f"{length / 1048576:.1f}M"
+    return text + ("+" if truncated else "")
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _printable(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace")
+    return "".join(c if c.isprintable() else "\\x%02x" % ord(c) for c in text)
+
+
+def table_line(record: Record, event: HttpExchange | None, error: str | None) -> str:
+    """One table line: where, when, what, how big, how long; or the record's error."""
+    where = f"{record.partition}:{record.offset}"
+    if event is None:
+        return f"{where.ljust(10)} error: {error}"
+    when = dt.datetime.fromtimestamp(event["request_start_us"] / 1e6, dt.timezone.utc)
+    response = event["response"]
+    if response is not None:
+        status = str(response["status"])
+        resp = _size(response["message"]["body_length"], response["message"]["body_truncated"])
+    else:
+        status = "ERR" if event["error"] else "-"
+        resp = "-"
+    request = event["request"]
+    end = event["response_end_us"] or event["response_start_us"]
+    latency = "-" if end is None else f"{(end - event['request_start_us']) / 1000:.1f}"
+    cells = [
+        where,
+        when.strftime("%Y-%m-%d %H:%M:%S.%f")[:23],
+        event["method"],
+        _cut(_printable(event["authority"].encode()), 24),
+        status,
+        _size(request["body_length"], request["body_truncated"]),
+        resp,
+        latency,
+    ]
+    line = " ".join(c.ljust(w) for c, (_, w) in zip(cells, _COLUMNS, strict=True))
+    path = _printable(event["path"])
+    if describe(record.headers) is not None:
+        path += "  (dead letter)"
+    return f"{line}  {path}"
+
+
+def table_bodies(event: HttpExchange | None) -> list[str]:
+    """The request and response bodies under a table line (text; binary as a note)."""
+    if event is None:
+        return []
+    parts = [("request", event["request"]["body"])]
+    if event["response"] is not None:
+        parts.append(("response", event["response"]["message"]["body"]))
+    lines = []
+    for name, body in parts:
+        if not body:
+            continue
+        if _is_text(body):
+            text = body.decode("utf-8")
+            lines.append(f"    {name} body:")
+            lines.extend(f"      {line}" for line in text.splitlines() or [""])
+        else:
+            lines.append(f"    {name} body: {len(body)} bytes, not UTF-8 (--format json has it)")
+    return lines
+
+
+def _output(record: Record, codec: Codec, table: bool, bodies: bool) -> str:
+    """The output of one record: a table line (and bodies) or a JSON line, with its newline."""
+    event: HttpExchange | None = None
+    error: str | None = None
+    try:
+        event = codec.decode_exchange(record.value)
+    except DecodeError as exc:
+        error = str(exc)
+    if not table:
+        return record_json(record, event, error, bodies) + "\n"
+    lines = [table_line(record, event, error)]
+    lines += table_bodies(event) if bodies else []
+    return "\n".join(lines) + "\n"
 
 
 def run_inspect(
@@ -117,13 +253,18 @@ def run_inspect(
     out: IO[str] | None = None,
     since_ms: int | None = None,
     until_ms: int | None = None,
+    table: bool = False,
+    bodies: bool = True,
 ) -> int:
-    """Print events of `topic` as JSON lines to `out` (stdout); returns the exit code (0).
+    """Print events of `topic` to `out` (stdout); returns the exit code (0).
 
-    `partitions` empty = all; `start_offset` None = the earliest present;
-    `end_offset` None = the last present at start; `limit` caps the events
-    printed. `since_ms`/`until_ms` (Unix ms, until exclusive) is a time window
-    instead of offsets. Raises `TopicNotFound`/`OffsetOutOfRange` on bad input.
+    JSON lines, or with `table` one table line per event (a header first, a
+    count last); `bodies` False leaves the bodies out of the JSON, True adds
+    them under the table lines. `partitions` empty = all; `start_offset` None
+    = the earliest present; `end_offset` None = the last present at start;
+    `limit` caps the events printed. `since_ms`/`until_ms` (Unix ms, until
+    exclusive) is a time window instead of offsets. Raises
+    `TopicNotFound`/`OffsetOutOfRange` on bad input.
     """
     out = out or sys.stdout
     window = Selector(SelectOptions(since_ms=since_ms, until_ms=until_ms, methods=None))
@@ -144,6 +285,8 @@ def run_inspect(
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         reader = SpanReader(spans)
+        if table:
+            out.write(table_header() + "\n")
         if spans:
             consumer.assign(reader.assignment(topic))
         while not reader.done and (limit is None or printed < limit):
@@ -166,14 +309,12 @@ def run_inspect(
                 record = Record.from_message(message)
                 if windowed and window.before_decode(record.key, record.timestamp_ms):
                     continue
-                try:
-                    line = record_json(record, codec.decode_exchange(record.value), None)
-                except DecodeError as exc:
-                    line = record_json(record, None, str(exc))
-                out.write(line + "\n")
+                out.write(_output(record, codec, table, bodies))
                 printed += 1
                 if limit is not None and printed >= limit:
                     break
+        if table:
+            out.write(f"{printed} event{'s' if printed != 1 else ''}\n")
         out.flush()
     except BrokenPipeError:
         # `inspect | head`: the reader is gone, which is not an error. Point

@@ -43,6 +43,7 @@ body { margin: 0 auto; max-width: 1200px; padding: 24px; background: #fafafa; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 10px; }
 h3 { font-size: 15px; margin: 18px 0 6px; font-family: ui-monospace, monospace; }
 .meta { color: #6b7280; font-size: 13px; margin: 0; }
+.note { background: #fef3c7; border: 1px solid #f59e0b; padding: 4px 8px; margin: 8px 0 0; }
 .cards { display: flex; gap: 12px; flex-wrap: wrap; margin-top: 16px; }
 .card { background: #fff; border: 1px solid #e5e7eb; border-radius: 8px; padding: 10px 16px; }
 .card b { display: block; font-size: 22px; } .card span { color: #6b7280; font-size: 12px; }
@@ -374,11 +375,13 @@ def render_html(
     title: str = "trafficmirror report",
     subtitle: str = "",
     generated: dt.datetime | None = None,
+    note: str | None = None,
 ) -> str:
     """The whole report as one self-contained HTML document.
 
     `examples` maps endpoints to a few mismatching results (default: the ones the
-    aggregate kept).
+    aggregate kept); `note` is shown under the title (e.g. that the results of
+    several runs are combined).
     """
     rows = aggregate.endpoints()
     total = aggregate.total()
@@ -420,6 +423,7 @@ def render_html(
             f"<ul class='paths'>{paths}</ul>{''.join(example_html(r) for r in found)}</section>"
         )
     examples_html = "".join(sections) or "<p class='meta'>No endpoint differs.</p>"
+    note_html = f"<p class='note'>note: {_e(note)}</p>" if note else ""
     production_ms = [v / 1000 for v in total.production_us]
     shadow_ms = [v / 1000 for v in total.shadow_us]
     return (
@@ -430,7 +434,8 @@ def render_html(
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>{_e(title)}</h1><p class='meta'>{_e(subtitle)}"
         f"{' · ' if subtitle else ''}generated {_e(generated.isoformat(timespec='seconds'))}"
-        f"</p></header><div class='cards'>{card_html}</div>"
+        f"</p>{note_html}</header>"
+        f"<div class='cards'>{card_html}</div>"
         f"<h2>Endpoints</h2>{endpoint_table(rows, total)}"
         "<h2>Charts</h2><div class='charts'>"
         "<figure><figcaption>Latency distribution (cumulative), production vs shadow"

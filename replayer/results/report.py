@@ -4,8 +4,8 @@
 earliest offset to the high watermarks taken at start (no consumer group, no
 commits), decodes each record with `Codec("replay_result")`, folds it into an
 `Aggregate` (one result per exchange and run: replays delivered twice count
-once), prints a table per endpoint and, when asked, writes the HTML report
-(`replayer.results.html`).
+once), prints a table per endpoint (`replayer.results.terminal`) and, when
+asked, writes the HTML report (`replayer.results.html`).
 
 Time filters apply to the send time of each result. They are applied while
 reading rather than by seeking with `offsets_for_times`, which not every
@@ -19,150 +19,24 @@ import datetime as dt
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from replayer.comparing.endpoints import printable
-from replayer.comparing.responses import KINDS
-from replayer.results.build import Aggregate, EndpointStats
-from replayer.results.html import KIND_LABELS, render_html
+from replayer.results.build import Aggregate
+from replayer.results.html import render_html
+from replayer.results.terminal import (  # noqa: F401 (format_table, summary_line: public here too)
+    format_table,
+    runs_note,
+    summary_line,
+    transforms_text,
+    use_color,
+)
 from schemas.codec import Codec
 from trafficmirror.plumbing.errors import ConfigError, DecodeError, KafkaUnavailable
 from trafficmirror.plumbing.kafka import KafkaSettings, results_topic, topic_partitions
 
 logger = logging.getLogger(__name__)
-
-#: Endpoints listed in the terminal table; the rest are summarised in one line.
-MAX_ROWS = 50
-#: Endpoint names are cut to this width in the terminal table.
-ENDPOINT_WIDTH = 48
-
-
-# -- terminal table -----------------------------------------------------------------
-
-
-def _pct(count: int, compared: int) -> str:
-    if not count:
-        return "-"
-    return f"{count / compared * 100:.1f}%" if compared else str(count)
-
-
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
-
-
-def _latencies(stats: EndpointStats, side: str) -> str:
-    return "/".join(_ms(stats.latency_ms(side, q)) for q in (50, 95, 99))
-
-
-def _cut(text: str, width: int) -> str:
-    text = printable(text)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _count(n: int) -> str:
-    return str(n) if n else "-"
-
-
-def _row(stats: EndpointStats, mirror: bool = False) -> list[str]:
-    return [
-        _cut(stats.endpoint, ENDPOINT_WIDTH),
-        str(stats.requests),
-        _pct(stats.mismatches, stats.compared),
-        *(_pct(stats.mismatch_by_kind[k], stats.compared) for k in KINDS),
-        _count(stats.noise_only),
-        _count(stats.errors),
-        *((_count(stats.vs_baseline), _count(stats.unverified)) if mirror else ()),
-        _latencies(stats, "production"),
-        _latencies(stats, "shadow"),
-    ]
-
-
-def format_table(aggregate: Aggregate, max_rows: int = MAX_ROWS) -> str:
-    """The per-endpoint table for a terminal, worst endpoints first, plus top differences.
-
-    Columns: requests, mismatch rate (of compared requests) overall and by kind,
-    requests that differ only in noise, errors, and production/shadow latency
-    p50/p95/p99 in milliseconds. When there are mirror captures (no production
-    response), two more: `VS BASE`, how many of the compared requests were
-    compared with the baseline's response, and `NO PROD RESP`, how many were
-    sent but not compared (no baseline): neither counts as a mismatch.
-    """
-    rows = aggregate.endpoints()
-    total = aggregate.total()
-    mirror = bool(total.vs_baseline or total.unverified)
-    header = [
-        "ENDPOINT",
-        "REQS",
-        "MISMATCH",
-        *(KIND_LABELS[k].upper() for k in KINDS),
-        "NOISE",
-        "ERR",
-        *(("VS BASE", "NO PROD RESP") if mirror else ()),
-        "PROD ms p50/95/99",
-        "SHADOW ms p50/95/99",
-    ]
-    table = [header, *(_row(s, mirror) for s in rows[:max_rows])]
-    table.append(_row(total, mirror))
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
-        return "  ".join([first, *rest]).rstrip()
-
-    out = [line(header)]
-    out.extend(line(r) for r in table[1:-1])
-    if len(rows) > max_rows:
-        out.append(f"… {len(rows) - max_rows} more endpoints (see the HTML report)")
-    out.append("-" * len(out[0]))
-    out.append(line(table[-1]))
-    differing = [s for s in rows if s.mismatches]
-    if differing:
-        out.append("")
-        out.append("Most frequent differences (not noise):")
-        for stats in differing[:max_rows]:
-            found = ", ".join(
-                f"{kind} {_cut(path, 60)} ×{count}" for kind, path, count in stats.top_paths(3)
-            )
-            out.append(f"  {_cut(stats.endpoint, ENDPOINT_WIDTH)}: {found}")
-    transformed = [s for s in rows if s.transforms]
-    if transformed:
-        out.append("")
-        out.append("Transforms applied (requests changed, by rule name):")
-        for stats in transformed[:max_rows]:
-            out.append(f"  {_cut(stats.endpoint, ENDPOINT_WIDTH)}: {transforms_text(stats)}")
-    return "\n".join(out)
-
-
-def transforms_text(stats: EndpointStats) -> str:
-    """`auth ×120, order-id ×30`: how many requests each transform changed."""
-    return ", ".join(
-        f"{printable(name)} ×{count}" for name, count in stats.transforms.most_common()
-    )
-
-
-def summary_line(aggregate: Aggregate) -> str:
-    """One line: how many results, how many differ, errors, duplicates ignored.
-
-    Mirror captures add how many had no production response (sent, not
-    compared) and how many were compared with the baseline instead.
-    """
-    total = aggregate.total()
-    mirror = ""
-    if total.unverified:
-        mirror += f", {total.unverified} no production response (not compared)"
-    if total.vs_baseline:
-        mirror += f"; {total.vs_baseline} of match and mismatch compared vs baseline"
-    return (
-        f"{total.requests} results: {total.matches} match ({total.noise_only} only in noise), "
-        f"{total.mismatches} mismatch, {total.errors} errors, {total.skipped} skipped{mirror}; "
-        f"{aggregate.duplicates} duplicate deliveries ignored"
-    )
-
 
 # -- reading ------------------------------------------------------------------------
 
@@ -284,6 +158,7 @@ def run_report(
     run_id: str | None = None,
     fail_on_mismatch: bool = False,
     out: TextIO | None = None,
+    color: str = "auto",
 ) -> int:
     """The `report` command: read, aggregate, print, optionally write HTML.
 
@@ -291,19 +166,19 @@ def run_report(
     request differs (for CI gates; a mirror capture compared vs baseline is
     compared, one with no production response is not). Errors raise `TrafficMirrorError`
     subclasses for the CLI to print (`TopicNotFound` when the topic has no
-    results topic).
+    results topic). `color` is auto, always or never (`terminal.use_color`).
     """
     out = out or sys.stdout
     if since is not None and until is not None and since >= until:
         raise ConfigError("--since must be before --until")
     aggregate, bad = collect(read_results(settings, topic), since=since, until=until, run_id=run_id)
-    if len(aggregate.runs) > 1 and run_id is None:
-        runs = ", ".join(f"{printable(r) or '(unnamed)'} ({n})" for r, n in aggregate.runs.items())
-        print(f"note: results of several runs are combined: {runs}; pick one with --run", file=out)
+    note = runs_note(aggregate) if run_id is None else None
+    if note is not None:
+        print(f"note: {note}", file=out)
     if not len(aggregate):
         print(f"no results in {results_topic(topic)} for the given range", file=out)
     else:
-        print(format_table(aggregate), file=out)
+        print(format_table(aggregate, color=use_color(color, out)), file=out)
         print("", file=out)
         print(summary_line(aggregate), file=out)
     if bad:
@@ -322,6 +197,7 @@ def run_report(
             aggregate,
             title=f"trafficmirror report: {topic}",
             subtitle=f"{results_topic(topic)}{' · ' + window if window else ''}",
+            note=note,
         )
         try:
             Path(html_path).write_text(page, encoding="utf-8")

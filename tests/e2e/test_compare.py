@@ -34,6 +34,7 @@ from tests.e2e.test_pipeline import wait_until
 from tests.replayer.events import watermarks
 from tests.replayer.results.test_report_browser import CHROMIUM, HEIGHT, WIDTH, chromium
 from tests.support import Kafka, Procs, free_port, run_cli, wait_port
+from tests.terminal import run_in_terminal
 from trafficmirror.demo.apps import ShopApp
 from trafficmirror.plumbing.kafka import results_topic
 
@@ -145,8 +146,17 @@ def table_rows(report: str) -> dict[str, list[str]]:
 
 
 def differing_paths(report: str) -> list[str]:
-    _, _, section = report.partition("Most frequent differences (not noise):")
-    return [line.strip() for line in section.splitlines() if line.startswith("  ")]
+    """`ENDPOINT: KIND PATH ×N` of the top differences (without their example values)."""
+    _, _, section = report.partition("Most frequent differences (not noise), with example values:")
+    found, endpoint = [], ""
+    for line in section.splitlines()[1:]:
+        if not line.strip():
+            break
+        if line.startswith("    "):
+            found.append(f"{endpoint}: {line.strip().split(': ')[0]}")
+        else:
+            endpoint = line.strip()
+    return found
 
 
 def test_replay_summary_counts_the_comparison(compared: Compared) -> None:
@@ -164,7 +174,7 @@ def test_without_a_rule_the_timestamp_is_a_mismatch(compared: Compared) -> None:
     _, out = compared.report("--run", "plain")
     rows = table_rows(out)
     assert rows["GET /clock"][:2] == ["10", "100.0%"]
-    assert "GET /clock: body_json $.timestamp ×10" in differing_paths(out)
+    assert "GET /clock: JSON $.timestamp ×10" in differing_paths(out)
 
 
 @pytest.mark.parametrize("run_id", ["rule", "baseline"])
@@ -175,7 +185,7 @@ def test_only_the_changed_endpoint_is_flagged(compared: Compared, run_id: str) -
     assert rows["GET /users/{id}"] == ["10", "100.0%", "-", "-", "100.0%", "-", "-", "-", "-"]
     assert rows["GET /clock"] == ["10", "-", "-", "-", "-", "-", "-", "10", "-"]
     assert rows["GET /items/{id}"] == ["10", "-", "-", "-", "-", "-", "-", "-", "-"]
-    assert differing_paths(out) == ["GET /users/{id}: body_json $.name ×10"]
+    assert differing_paths(out) == ["GET /users/{id}: JSON $.name ×10"]
     duplicates = 30 if run_id == "rule" else 0
     assert (
         f"30 results: 20 match (10 only in noise), 10 mismatch, 0 errors, 0 skipped; "
@@ -189,6 +199,28 @@ def test_runs_combined_and_time_window(compared: Compared) -> None:
     assert "90 results" in out and "30 duplicate deliveries ignored" in out
     _, out = compared.report("--until", "-1h")
     assert "no results" in out
+
+
+def test_terminal_report_shows_values_skipped_and_colour(
+    compared: Compared, tmp_path: Path
+) -> None:
+    _, out = compared.report("--run", "rule")
+    # The values of the top difference, production → shadow, as the HTML shows them.
+    assert re.search(r'^    JSON \$\.name ×10: "user (\d+)" → "USER \1"$', out, re.M), out
+    header = out.splitlines()[0].split()
+    assert header[header.index("ERR") + 1] == "SKIP"
+    assert "\x1b[" not in out  # a pipe: no colour
+    args = ["report", "-b", compared.bootstrap_servers, "-t", compared.topic, "--run", "rule"]
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TRAFFICMIRROR_COLOR")}
+    code, shown, err = run_in_terminal(args, env=env)
+    assert code == 0 and "\x1b[31m" in shown, err
+    code, shown, err = run_in_terminal(args, env=dict(env, NO_COLOR="1"))
+    assert code == 0 and "\x1b[" not in shown and "JSON $.name ×10" in shown, err
+    # Every run combined: the HTML says so as the terminal does.
+    html = tmp_path / "combined.html"
+    _, out = compared.report("--html", str(html), "--color", "always")  # colour into a pipe
+    assert "note: results of several runs are combined" in out and "\x1b[31m" in out
+    assert "<p class='note'>note: results of several runs are combined: " in html.read_text()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")

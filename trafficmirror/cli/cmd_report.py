@@ -43,6 +43,15 @@ from trafficmirror.cli.common import build_settings, kafka_connection_options
     is_flag=True,
     help="Exit 1 when any compared request differs (beyond noise), for CI gates.",
 )
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    envvar="TRAFFICMIRROR_COLOR",
+    help="Colour the table: auto = when stdout is a terminal and NO_COLOR is not set "
+    "(env TRAFFICMIRROR_COLOR).",
+)
 def report(
     bootstrap_servers: str | None,
     topic: str,
@@ -53,13 +62,15 @@ def report(
     html_path: str | None,
     run_id: str | None,
     fail_on_mismatch: bool,
+    color: str,
 ) -> None:
     """Summarise the replay results of TOPIC per endpoint (reads TOPIC.results).
 
     Prints a table, worst endpoints first: requests, mismatch rate overall and
     by kind (status, header, JSON body, text body, binary body), requests that
-    differ only in noise, errors, and production vs shadow latency
-    p50/p95/p99, then the most frequent differing paths. An exchange replayed
+    differ only in noise, errors, skipped requests, and production vs shadow
+    latency p50/p95/p99, then the most frequent differing paths with example
+    values (production → shadow). An exchange replayed
     more than once (at-least-once delivery, a range replayed again) counts
     once: its last result wins. Reads up to the end present at start, then
     exits 0 (1 with --fail-on-mismatch when something differs, 2 on bad input).
@@ -95,5 +106,6 @@ def report(
             end,
             run_id=run_id,
             fail_on_mismatch=fail_on_mismatch,
+            color=color,
         )
     )

@@ -55,8 +55,9 @@ def _kafka_options(func: F, with_topic: bool) -> F:
             "-b",
             envvar=["TRAFFICMIRROR_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"],
             metavar="HOST:PORT[,…]",
-            help="Kafka bootstrap servers "
-            "(env TRAFFICMIRROR_BOOTSTRAP_SERVERS or KAFKA_BOOTSTRAP_SERVERS).",
+            help="Kafka bootstrap servers; required: this flag, env "
+            "TRAFFICMIRROR_BOOTSTRAP_SERVERS or KAFKA_BOOTSTRAP_SERVERS, bootstrap.servers in "
+            "--kafka-config, or bootstrap-servers in the --config file.  [required]",
         ),
         click.option(
             "--topic",
@@ -77,8 +78,8 @@ def _kafka_options(func: F, with_topic: bool) -> F:
             "--kafka-config",
             envvar="TRAFFICMIRROR_KAFKA_CONFIG",
             type=click.Path(dir_okay=False),
-            help="Properties file of librdkafka settings (key=value lines); the flags below "
-            "and -X win over it.",
+            help="Properties file of librdkafka settings (key=value lines); the security "
+            "flags (TLS, SASL) and -X win over it (env TRAFFICMIRROR_KAFKA_CONFIG).",
         ),
     ]
     if not with_topic:

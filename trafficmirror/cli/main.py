@@ -7,7 +7,8 @@ input is a `click.BadParameter`, one line, exit code 2), then import the
 library code they run, lazily, so `--help` stays fast and never loads
 mitmproxy or the replayer. Errors the package raises on purpose
 (`TrafficMirrorError`) become one line on stderr; nothing the user can cause
-prints a traceback.
+prints a traceback. `--config` (`config_file`) fills every command's defaults
+from a TOML file, and `help_sections` lays out every command's `--help`.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from trafficmirror.cli.cmd_record import record
 from trafficmirror.cli.cmd_replay import replay
 from trafficmirror.cli.cmd_report import report
 from trafficmirror.cli.cmd_worker import worker
+from trafficmirror.cli.config_file import config_option, describe_source, param_named
+from trafficmirror.cli.help_sections import install
 from trafficmirror.cli.session import session
 from trafficmirror.plumbing.errors import TrafficMirrorError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="trafficmirror")
+@config_option
 @click.option("-v", "--verbose", count=True, help="Show debug logs.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 def cli(verbose: int, quiet: bool) -> None:
@@ -48,6 +52,7 @@ def cli(verbose: int, quiet: bool) -> None:
 
 for command in (record, worker, replay, report, inspect, dev_kafka, kafka_config, demo, session):
     cli.add_command(command)
+install(cli)
 
 
 # -- entry point --------------------------------------------------------------
@@ -69,6 +74,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         message = exc.format_message().replace("\n", " ")
+        if isinstance(exc, click.BadParameter):
+            param = exc.param or param_named(exc.ctx, exc.param_hint)  # type: ignore[arg-type]
+            source = describe_source(exc.ctx, param)
+            if source is not None:
+                message = f"{source}: {message}"
         if type(exc).__name__ == "NoArgsIsHelpError":  # click 8.2+: the whole help
             message = "missing command"
         _fail(message + hint, exc.exit_code)

@@ -13,6 +13,7 @@ from replayer.models import Record
 from schemas.codec import Codec
 from tests.replayer.events import make_event, produce_events
 from tests.support import Kafka, run_cli
+from tests.terminal import run_in_terminal
 
 
 def test_bytes_become_text_or_base64_and_the_key_says_which() -> None:
@@ -131,3 +132,81 @@ def test_codec_round_trip_of_the_factory_event() -> None:
         b"X-Checksum",
         b"1",
     ]
+
+
+# -- the table view, and the JSON kept for pipes -------------------------------------
+
+UPLOAD = b"u" * 300_000
+
+
+def _table_events() -> list[dict[str, Any]]:
+    start = 1_767_225_600_000_000  # 2026-01-01 00:00:00 UTC
+    return [
+        make_event(path="/items/1?q=a", request_start_us=start, response_body=b'{"id": 1}'),
+        make_event(
+            method="POST",
+            path="/upload",
+            body=UPLOAD,
+            body_length=2_000_000,
+            body_truncated=True,
+            request_start_us=start + 1_500_000,
+        ),
+        make_event(path="/down", status=None, error="connection refused", request_start_us=start),
+    ]
+
+
+@pytest.fixture(scope="module")
+def table_topic(kafka: Kafka) -> str:
+    topic = kafka.new_topic(1)
+    produce_events(kafka.bootstrap_servers, topic, _table_events(), raw=[(0, b"junk")])
+    return topic
+
+
+@pytest.mark.e2e
+def test_inspect_on_a_terminal_is_a_table_without_bodies(kafka: Kafka, table_topic: str) -> None:
+    code, out, err = run_in_terminal(["inspect", "-b", kafka.bootstrap_servers, "-t", table_topic])
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "OFFSET", "TIME", "(UTC)", "METHOD", "AUTHORITY", "STATUS", "REQ", "RESP", "ms", "PATH"
+    ]  # fmt: skip
+    assert lines[1].split() == [
+        "0:0", "2026-01-01", "00:00:00.000", "GET", "shop.example.com", "200", "0", "9", "0.6",
+        "/items/1?q=a",
+    ]  # fmt: skip
+    # The upload: 2,000,000 bytes sent, the first 300,000 kept (+ = cut at the cap).
+    assert lines[2].split() == [
+        "0:1", "2026-01-01", "00:00:01.500", "POST", "shop.example.com", "200", "1953.1K+", "2",
+        "0.6", "/upload",
+    ]  # fmt: skip
+    assert lines[3].split()[4:9] == ["shop.example.com", "ERR", "0", "-", "-"]
+    assert lines[4].startswith("0:3") and "error:" in lines[4]
+    assert lines[5] == "4 events"
+    assert len(out) < 1000  # no body, no base64
+    # The bodies when asked for, under their lines.
+    code, out, err = run_in_terminal(
+        ["inspect", "-b", kafka.bootstrap_servers, "-t", table_topic, "--bodies", "-n", "2"]
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[2:4] == ["    response body:", '      {"id": 1}']
+    assert lines[5] == "    request body:" and lines[6] == "      " + UPLOAD.decode()
+    assert lines[-1] == "2 events"
+
+
+@pytest.mark.e2e
+def test_inspect_in_a_pipe_stays_json_and_can_leave_bodies_out(
+    kafka: Kafka, table_topic: str
+) -> None:
+    code, lines, _ = inspect(kafka, table_topic)  # stdout is a pipe: JSON, as before
+    assert code == 0 and len(lines) == 4
+    assert lines[1]["request"]["body"] == UPLOAD.decode()
+    code, lines, _ = inspect(kafka, table_topic, "--format", "json", "--no-bodies")
+    request, message = lines[0]["request"], lines[0]["response"]["message"]
+    assert "body" not in request and "body" not in message and "body_base64" not in request
+    assert (request["body_length"], message["body_length"]) == (0, 9)
+    assert lines[1]["request"]["body_length"] == 2_000_000 and "body" not in lines[1]["request"]
+    result = run_cli(
+        ["inspect", "-b", kafka.bootstrap_servers, "-t", table_topic, "--format", "table"]
+    )
+    assert result.stdout.splitlines()[0].startswith("OFFSET") and "uuuu" not in result.stdout

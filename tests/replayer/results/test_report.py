@@ -17,6 +17,7 @@ from replayer.comparing.responses import Difference, ResponseView
 from replayer.results.build import Aggregate, build_result, result_key
 from replayer.results.html import latency_cdf_svg, mismatch_chart_svg, render_html
 from replayer.results.report import collect, format_table, run_report, summary_line
+from replayer.results.terminal import runs_note, use_color
 from schemas.codec import Codec
 from tests.support import Kafka
 from trafficmirror.plumbing.errors import ConfigError, TopicNotFound
@@ -332,7 +333,7 @@ def test_issue_scenario_changed_field_noise_and_baseline() -> None:
         assert (static.requests, static.mismatches, static.noise_only) == (10, 0, 0)
         assert agg.duplicates == 30
         table = format_table(agg)
-        assert "GET /users/{id}: body_json $.name ×10" in table
+        assert '\n  GET /users/{id}\n    JSON $.name ×10: "user ' in table
         assert "/clock/" not in table.split("Most frequent differences")[1]
 
 
@@ -384,7 +385,7 @@ def test_mirror_captures_without_baseline_are_no_production_response_rows() -> N
     cells = items.split()
     # 20 requests; no mismatch rate, kinds, noise, errors or vs baseline (nothing compared);
     # 20 with no production response; no production latency.
-    assert cells[2:13] == ["20", *["-"] * 9, "20"] and cells[13] == "-/-/-"
+    assert cells[2:14] == ["20", *["-"] * 10, "20"] and cells[14] == "-/-/-"
     assert "Most frequent differences" not in text
     assert summary_line(agg) == (
         "30 results: 0 match (0 only in noise), 0 mismatch, 0 errors, 0 skipped, "
@@ -408,7 +409,7 @@ def test_mirror_captures_vs_baseline_are_compared_with_the_baseline() -> None:
     assert agg.total().unverified == 0
     text = format_table(agg)
     assert text.splitlines()[1].startswith("GET /prices/{id}")  # the worst first
-    assert "GET /prices/{id}: body_json $.price ×3" in text
+    assert "\n  GET /prices/{id}\n    JSON $.price ×3: " in text
     assert "30 of match and mismatch compared vs baseline" in summary_line(agg)
     page = render_html(agg)
     assert "<span>compared vs baseline</span>" in page
@@ -434,3 +435,54 @@ def test_fail_on_mismatch_ignores_rows_with_no_production_response(kafka: Kafka)
     out = io.StringIO()
     assert run_report(settings, compared, out=out, fail_on_mismatch=True) == 1
     assert "3 mismatch" in out.getvalue()
+
+
+def test_terminal_table_has_a_skipped_column_and_example_values() -> None:
+    results = synthetic_results()
+    skipped = [
+        dict(r, id=f"skip-{n}", outcome="skipped", differences=[], mismatch_kinds=[])
+        for n, r in enumerate(x for x in results if x["endpoint"] == "POST /api/v2/items")
+    ][:7]
+    agg = Aggregate().add_all([*results, *skipped])
+    lines = format_table(agg).splitlines()
+    header = lines[0].split()
+    column = header.index("SKIP") + 1  # the endpoint takes two words
+    items = next(line.split() for line in lines if line.startswith("POST /api/v2/items"))
+    assert items[column] == "7"
+    assert next(ln.split() for ln in lines if ln.startswith("all endpoints"))[column] == "7"
+    text = "\n".join(lines)
+    # The value of a kept example at the top path, production → shadow, escaped.
+    assert re.search(r'^    JSON \$\.user\.name ×29: "user (\d+)" → "User \1"$', text, re.M)
+    assert "    status ×8: 200 → 500" in text
+    assert "\x1b" not in text
+
+
+def test_colour_is_added_after_the_layout_and_only_when_wanted() -> None:
+    agg = aggregate()
+    plain, coloured = format_table(agg), format_table(agg, color=True)
+    assert "\x1b[31m" in coloured and "\x1b[1m" in coloured
+    assert re.sub(r"\x1b\[\d+m", "", coloured) == plain
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert use_color("auto", Terminal(), {}) is True
+    assert use_color("auto", Terminal(), {"NO_COLOR": "1"}) is False
+    assert use_color("auto", Terminal(), {"NO_COLOR": ""}) is True  # set but empty: no effect
+    assert use_color("auto", Terminal(), {"TERM": "dumb"}) is False
+    assert use_color("auto", io.StringIO(), {}) is False
+    assert use_color("always", io.StringIO(), {"NO_COLOR": "1"}) is True
+    assert use_color("never", Terminal(), {}) is False
+
+
+def test_html_carries_the_several_runs_note() -> None:
+    agg = Aggregate().add_all(
+        [dict(r, run_id="a") for r in synthetic_results()[:5]]
+        + [dict(r, run_id="b") for r in synthetic_results()[5:9]]
+    )
+    note = runs_note(agg)
+    assert note == "results of several runs are combined: a (5), b (4); pick one with --run"
+    assert f"<p class='note'>note: {note}</p>" in render_html(agg, note=note)
+    assert "class='note'" not in render_html(agg)
+    assert runs_note(aggregate()) is None

@@ -166,6 +166,13 @@ def cases() -> Iterator[object]:
     yield pytest.param([], id="no-command")
     yield pytest.param(["no-such-command"], id="unknown-command")
     yield pytest.param(["--no-such-option"], id="unknown-global-option")
+    # The group's --config (bad contents: tests/trafficmirror/cli/test_config_file.py).
+    yield pytest.param(["--config"], id="--config without a value")
+    yield pytest.param(
+        ["--config", "/nonexistent/trafficmirror.toml", "worker"], id="--config missing"
+    )
+    yield pytest.param(["--config", "/etc/hostname", "report"], id="--config not TOML")
+    yield pytest.param(["--config", "/", "report"], id="--config a folder")
     parsed_by_click: set[tuple[str, str]] = set()  # (option, case) tried once
     for path, command in commands(cli):
         words = list(path)
