@@ -23,6 +23,7 @@ Counts go to `Stats` and the Prometheus metrics.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter as Tally
@@ -31,6 +32,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from replayer.comparing.responses import is_mirror_capture
 from replayer.models import Outcome, OutgoingRequest, Record, Result, Skipped, Target, Unsendable
+from replayer.pacing.amplify import Amplifier, Amplify
 from replayer.pacing.clock import Scheduler
 from replayer.results.dlq import RETRY_SECONDS, DeadLetters
 from replayer.results.stage import Comparison
@@ -43,6 +45,7 @@ from replayer.transforming.chain import Prepared
 from replayer.transforming.stage import Transformer
 from replayer.transforming.targets import Routes
 from schemas.codec import Codec
+from schemas.records import HttpExchange
 from trafficmirror.plumbing.errors import DecodeError
 
 # `Stats` and `Progress` moved to `replayer.results.summary`; named here too for
@@ -104,6 +107,7 @@ class Pipeline:
         safety: SafetyOptions | None = None,
         selector: Selector | None = None,
         transformer: Transformer | None = None,
+        amplify: Amplify | None = None,
     ) -> None:
         self.codec = codec
         self.selector = selector
@@ -120,6 +124,12 @@ class Pipeline:
         self.transformer = transformer
         #: The target of each record: `target`, or per recorded authority (a target map).
         self.routes = transformer.routes if transformer is not None else Routes(target)
+        #: Extra copies of each record for capacity tests (`--amplify`), or None.
+        self.amplifier = (
+            Amplifier(amplify, scheduler, self.stats.copies)
+            if amplify is not None and amplify.enabled
+            else None
+        )
         #: Poison records whose dead letter waits for room in the producer's queue.
         self.waiting_dead_letters = 0
         self._logged: Tally[str] = Tally()
@@ -307,7 +317,37 @@ class Pipeline:
             release(None)
         else:
             self.scheduler.schedule(event["request_start_us"], release, record.partition, cancelled)
+        if self.amplifier is not None:
+            self._hold(self._amplify(self.amplifier, record, event, request))
         return result
+
+    def _amplify(
+        self, amplifier: Amplifier, record: Record, event: HttpExchange, request: OutgoingRequest
+    ) -> asyncio.Future[None] | None:
+        """Schedule the copies of `record` (`--amplify`): shadow only, transformed, not compared."""
+        transformer = self.transformer
+        prepare = None
+        if transformer is not None and transformer.shadow is not None:
+            # Each copy gets its own context (its own key): a copy is another client.
+            prepare = functools.partial(
+                transformer.prepare, transformer.shadow, event=event, role="shadow"
+            )
+        return amplifier.spawn(
+            key=record.key,
+            partition=record.partition,
+            recorded_us=event["request_start_us"],
+            request=request,
+            submit=self.sender.submit,
+            prepare=prepare,
+        )
+
+    def _hold(self, copies: asyncio.Future[None] | None) -> None:
+        """Count a record's copies as in flight until each has an outcome (drain waits)."""
+        if copies is None:
+            return
+        IN_FLIGHT.inc()
+        self._in_flight += 1
+        copies.add_done_callback(lambda _: self._settle())
 
     def _settle(self) -> None:
         IN_FLIGHT.dec()

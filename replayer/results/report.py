@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -284,6 +284,7 @@ def run_report(
     run_id: str | None = None,
     fail_on_mismatch: bool = False,
     out: TextIO | None = None,
+    gate: Callable[[Aggregate, TextIO], int] | None = None,
 ) -> int:
     """The `report` command: read, aggregate, print, optionally write HTML.
 
@@ -291,7 +292,8 @@ def run_report(
     request differs (for CI gates; a mirror capture compared vs baseline is
     compared, one with no production response is not). Errors raise `TrafficMirrorError`
     subclasses for the CLI to print (`TopicNotFound` when the topic has no
-    results topic).
+    results topic). `gate` (`results.budgets.BudgetCheck`, CI budgets) checks the
+    aggregate last; its exit code counts too.
     """
     out = out or sys.stdout
     if since is not None and until is not None and since >= until:
@@ -328,6 +330,7 @@ def run_report(
         except OSError as exc:
             raise ConfigError(f"cannot write {html_path}: {exc.strerror}") from None
         print(f"HTML report written to {html_path}", file=out)
-    if fail_on_mismatch and aggregate.total().mismatches:
-        return 1
-    return 0
+    code = 1 if fail_on_mismatch and aggregate.total().mismatches else 0
+    if gate is not None:
+        code = max(code, gate(aggregate, out))
+    return code

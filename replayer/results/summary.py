@@ -16,6 +16,7 @@ from collections import Counter as Tally
 from dataclasses import dataclass, field
 
 from replayer.models import Record, Result
+from replayer.pacing.amplify import CopyCounts
 from replayer.pacing.progress import Lateness, RateMeter
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class Stats:
     partitions: dict[int, PartitionCounts] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     lateness: Lateness = field(default_factory=Lateness)
+    #: Extra copies sent by --amplify (not in `sent`: they are not records).
+    copies: CopyCounts = field(default_factory=CopyCounts)
 
     @property
     def handled(self) -> int:
@@ -93,6 +96,8 @@ class Stats:
             if reason != "truncated":
                 parts.append(f"skipped-{reason} {count}")
         parts.append(f"undecodable {self.undecodable}")
+        if self.copies.sent or self.copies.errors or self.copies.skipped:
+            parts.append(self.copies.text())
         return ", ".join(parts)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from trafficmirror.cli.amplify import amplify_options
 from trafficmirror.cli.common import (
     build_settings,
     check_url,
@@ -62,6 +63,7 @@ def replay() -> None:
 @pace_options(default_speed="1")
 @safety_options
 @selection_options()
+@amplify_options
 @transform_options
 def replay_range(
     bootstrap_servers: str | None,
@@ -81,6 +83,7 @@ def replay_range(
     safety: Any,
     selection: Any,
     transforms: Any,
+    amplify: Any,
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
 
@@ -137,6 +140,7 @@ def replay_range(
                 safety=safety,
                 selection=selection,
                 transforms=transforms,
+                amplify=amplify,
             )
         )
     )

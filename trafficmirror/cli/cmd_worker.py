@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from trafficmirror.cli.amplify import amplify_options
 from trafficmirror.cli.common import (
     build_settings,
     check_url,
@@ -58,6 +59,7 @@ from trafficmirror.cli.transform import transform_options
 @pace_options(default_speed="max")
 @safety_options
 @selection_options(window=False)
+@amplify_options
 @transform_options
 def worker(
     bootstrap_servers: str | None,
@@ -79,6 +81,7 @@ def worker(
     safety: Any,
     selection: Any,
     transforms: Any,
+    amplify: Any,
 ) -> None:
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
 
@@ -128,5 +131,6 @@ def worker(
             safety=safety,
             selection=selection,
             transforms=transforms,
+            amplify=amplify,
         )
     )
