@@ -80,6 +80,7 @@ def budget_options(func: F) -> F:
             "--junit",
             "junit_path",
             type=click.Path(dir_okay=False),
+            callback=_junit,
             metavar="FILE",
             help="Also write JUnit XML to FILE for CI systems: a test case 'all endpoints' "
             "and one per endpoint, failed when a --fail-on budget on it is exceeded "
