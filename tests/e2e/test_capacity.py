@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import junitparser
 import pytest
 
 from tests.e2e.test_pipeline import PARTITIONS
@@ -195,7 +196,6 @@ def test_copies_are_not_compared_and_kept_budgets_exit_0(
 def test_exceeded_budgets_exit_1_with_a_line_each_and_junit_says_where(
     kafka: Kafka, replayed: Replayed, tmp_path: Path
 ) -> None:
-    junitparser = pytest.importorskip("junitparser")
     junit = tmp_path / "gate.xml"
     code, out = _report(
         kafka,
