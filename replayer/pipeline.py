@@ -9,7 +9,8 @@ its due time (`pacing.clock`, when paced), send it keyed by the recorded
 connection so each connection stays in order (`sending.sender`, and the
 baseline's sender with `--baseline`), transformed just before it goes out
 (`transforming`: the sender runs the chain when the request's turn comes),
-then compare and write the result (`results.stage`).
+then compare and write the result (`results.stage`). With `--amplify`,
+`pacing.amplify` schedules copies of it (shadow only, counted, not compared).
 It returns a future that is done when the record is handled for good, which
 callers use to finish offsets; a record waiting for its due time is in flight.
 No record holds its partition back: one selection drops is handled at once
@@ -45,7 +46,6 @@ from replayer.transforming.chain import Prepared
 from replayer.transforming.stage import Transformer
 from replayer.transforming.targets import Routes
 from schemas.codec import Codec
-from schemas.records import HttpExchange
 from trafficmirror.plumbing.errors import DecodeError
 
 # `Stats` and `Progress` moved to `replayer.results.summary`; named here too for
@@ -317,37 +317,24 @@ class Pipeline:
             release(None)
         else:
             self.scheduler.schedule(event["request_start_us"], release, record.partition, cancelled)
-        if self.amplifier is not None:
-            self._hold(self._amplify(self.amplifier, record, event, request))
-        return result
-
-    def _amplify(
-        self, amplifier: Amplifier, record: Record, event: HttpExchange, request: OutgoingRequest
-    ) -> asyncio.Future[None] | None:
-        """Schedule the copies of `record` (`--amplify`): shadow only, transformed, not compared."""
-        transformer = self.transformer
-        prepare = None
-        if transformer is not None and transformer.shadow is not None:
-            # Each copy gets its own context (its own key): a copy is another client.
-            prepare = functools.partial(
-                transformer.prepare, transformer.shadow, event=event, role="shadow"
+        if self.amplifier is not None:  # capacity tests: copies to the shadow, not compared
+            chain = transformer.shadow if transformer is not None else None
+            copies = self.amplifier.spawn(
+                key=record.key,
+                partition=record.partition,
+                recorded_us=event["request_start_us"],
+                request=request,
+                submit=self.sender.submit,
+                # Each copy has a context of its own (another key): it is another client.
+                prepare=None
+                if transformer is None or chain is None
+                else functools.partial(transformer.prepare, chain, event=event, role="shadow"),
             )
-        return amplifier.spawn(
-            key=record.key,
-            partition=record.partition,
-            recorded_us=event["request_start_us"],
-            request=request,
-            submit=self.sender.submit,
-            prepare=prepare,
-        )
-
-    def _hold(self, copies: asyncio.Future[None] | None) -> None:
-        """Count a record's copies as in flight until each has an outcome (drain waits)."""
-        if copies is None:
-            return
-        IN_FLIGHT.inc()
-        self._in_flight += 1
-        copies.add_done_callback(lambda _: self._settle())
+            if copies is not None:  # held in flight until each copy has an outcome
+                IN_FLIGHT.inc()
+                self._in_flight += 1
+                copies.add_done_callback(lambda _: self._settle())
+        return result
 
     def _settle(self) -> None:
         IN_FLIGHT.dec()

@@ -24,10 +24,14 @@ from replayer.pacing.amplify import (
 )
 from replayer.pacing.clock import Pace, Scheduler
 from replayer.pipeline import Pipeline
+from replayer.results.stage import Comparison, ComparisonOptions
+from replayer.transforming.loader import parse_text
+from replayer.transforming.stage import Transformer
 from replayer.sending import request as request_module
 from replayer.sending.sender import MockTransport, Sender
 from schemas.codec import Codec
 from tests.replayer.events import make_event
+from tests.replayer.transforming.test_stage import Collected
 from trafficmirror.cli import amplify as cli_amplify
 
 CODEC = Codec()
@@ -196,3 +200,47 @@ def test_copies_not_yet_due_are_cancelled_with_the_scheduler() -> None:
 
     pipeline = asyncio.run(main())
     assert pipeline.stats.copies.sent < 6
+
+
+def test_copies_are_transformed_go_to_the_shadow_only_and_only_the_original_is_compared() -> None:
+    rules = "rules:\n  - name: auth\n    set_header: {name: Authorization, value: Bearer t}\n"
+    options = parse_text(rules, "t.yaml", {})
+    shadow, baseline = Target.parse("http://shadow:81"), "http://baseline:82"
+    seen: list[OutgoingRequest] = []
+    collected = Collected()
+
+    async def main() -> None:
+        def handler(request: OutgoingRequest) -> Response:
+            seen.append(request)
+            return Response(200, (("Content-Type", "application/json"),), b"{}")
+
+        sender = Sender(MockTransport(handler), concurrency=4)
+        transformer = Transformer(options, shadow, baseline=True)
+        comparison = Comparison(
+            ComparisonOptions(baseline=baseline),
+            topic="t",
+            target=shadow,
+            publisher=collected,
+            replayer_id="r",
+        )
+        pipeline = Pipeline(
+            codec=CODEC,
+            target=shadow,
+            sender=sender,
+            comparison=comparison,
+            transformer=transformer,
+            amplify=Amplify(factor=3),
+        )
+        records = _records([1_700_000_000_000_000 + n * 1000 for n in range(4)], ["GET"] * 4)
+        await asyncio.gather(*(pipeline.handle(r) for r in records))
+        assert await pipeline.wait_for_room(1, 5.0)
+        await sender.aclose()
+        await transformer.aclose()
+
+    asyncio.run(main())
+    copies = [r for r in seen if "/" in (r.header(REPLAY_HEADER) or "")]
+    assert len(copies) == 8
+    assert {r.target.origin for r in copies} == {"http://shadow:81"}  # never the baseline
+    assert {r.header("Authorization") for r in copies} == {"Bearer t"}
+    assert sum(r.target.origin == "http://baseline:82" for r in seen) == 4
+    assert len(collected.results) == 4  # one result per record: copies are not compared
