@@ -25,10 +25,10 @@ from replayer.pacing.amplify import (
 from replayer.pacing.clock import Pace, Scheduler
 from replayer.pipeline import Pipeline
 from replayer.results.stage import Comparison, ComparisonOptions
-from replayer.transforming.loader import parse_text
-from replayer.transforming.stage import Transformer
 from replayer.sending import request as request_module
 from replayer.sending.sender import MockTransport, Sender
+from replayer.transforming.loader import parse_text
+from replayer.transforming.stage import Transformer
 from schemas.codec import Codec
 from tests.replayer.events import make_event
 from tests.replayer.transforming.test_stage import Collected
