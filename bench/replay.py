@@ -6,6 +6,7 @@ notes when each replayed request arrives (replaying/shadow.py), and measures
 there: what wrk pushes through the shadow (the ceiling); `replay range --speed
 max` with one process, with --no-results and with two processes on disjoint
 partitions; the floor, the least a Python replay does (replaying/floor.py);
+--amplify 3 (three requests per record: what a copy costs next to a record);
 the rate achieved with --rate 100 and 1000; the lateness of `--speed 1` at
 500/s; a topic of authenticated, stateful traffic replayed with and without a
 transforms file (five rewrite rules, value correlation, JWT re-sign:
@@ -53,7 +54,8 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset of: ceiling,max1,nores,floor,max2,rate,lateness,transforms",
+        help="comma-separated subset of: "
+        "ceiling,max1,nores,floor,max2,amp3,rate,lateness,transforms",
     )
     parser.add_argument(
         "--profile",
@@ -75,6 +77,7 @@ def main() -> int:
     has_speed = supports("--speed")
     has_rate = supports("--rate")
     has_transforms = supports("--transforms")
+    has_amplify = supports("--amplify")
 
     logdir = Path(tempfile.mkdtemp(prefix="tm-bench-replay-"))
     paced_count = int(args.paced_seconds * 1000)  # enough for --rate 1000 for that long
@@ -153,6 +156,8 @@ def main() -> int:
                 ],
                 False,
             )
+        if want("amp3") and has_amplify:
+            configs["amp3"] = (one("bench-max", "end", [*speed_max, "--amplify", "3"]), False)
         if want("rate") and has_rate:
             for rate in (100, 1000):
                 end = str(max(1, int(rate * args.paced_seconds) // PARTITIONS - 1))

@@ -18,6 +18,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from replayer.models import Target
+from replayer.pacing.amplify import Amplify
 from replayer.pacing.clock import Pace, Scheduler
 from replayer.pipeline import Pipeline
 from replayer.results.dlq import DeadLetters
@@ -69,6 +70,8 @@ class ReplayConfig:
     selection: SelectOptions = field(default_factory=SelectOptions)
     pace: Pace = field(default_factory=Pace)
     transforms: TransformOptions = field(default_factory=TransformOptions)
+    #: Copies of each record for capacity tests (`--amplify`); default: none.
+    amplify: Amplify = field(default_factory=Amplify)
 
     @property
     def max_in_flight(self) -> int:
@@ -153,6 +156,7 @@ class Assembly:
             scheduler=self.scheduler,
             selector=self.selector,
             transformer=self.transformer,
+            amplify=config.amplify,
         )
         senders.transformer = self.transformer
         return senders, pipeline

@@ -9,7 +9,8 @@ its due time (`pacing.clock`, when paced), send it keyed by the recorded
 connection so each connection stays in order (`sending.sender`, and the
 baseline's sender with `--baseline`), transformed just before it goes out
 (`transforming`: the sender runs the chain when the request's turn comes),
-then compare and write the result (`results.stage`).
+then compare and write the result (`results.stage`). With `--amplify`,
+`pacing.amplify` schedules copies of it (shadow only, counted, not compared).
 It returns a future that is done when the record is handled for good, which
 callers use to finish offsets; a record waiting for its due time is in flight.
 No record holds its partition back: one selection drops is handled at once
@@ -23,6 +24,7 @@ Counts go to `Stats` and the Prometheus metrics.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter as Tally
@@ -31,6 +33,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from replayer.comparing.responses import is_mirror_capture
 from replayer.models import Outcome, OutgoingRequest, Record, Result, Skipped, Target, Unsendable
+from replayer.pacing.amplify import Amplifier, Amplify
 from replayer.pacing.clock import Scheduler
 from replayer.results.dlq import RETRY_SECONDS, DeadLetters
 from replayer.results.stage import Comparison
@@ -104,6 +107,7 @@ class Pipeline:
         safety: SafetyOptions | None = None,
         selector: Selector | None = None,
         transformer: Transformer | None = None,
+        amplify: Amplify | None = None,
     ) -> None:
         self.codec = codec
         self.selector = selector
@@ -120,6 +124,12 @@ class Pipeline:
         self.transformer = transformer
         #: The target of each record: `target`, or per recorded authority (a target map).
         self.routes = transformer.routes if transformer is not None else Routes(target)
+        #: Extra copies of each record for capacity tests (`--amplify`), or None.
+        self.amplifier = (
+            Amplifier(amplify, scheduler, self.stats.copies)
+            if amplify is not None and amplify.enabled
+            else None
+        )
         #: Poison records whose dead letter waits for room in the producer's queue.
         self.waiting_dead_letters = 0
         self._logged: Tally[str] = Tally()
@@ -307,6 +317,23 @@ class Pipeline:
             release(None)
         else:
             self.scheduler.schedule(event["request_start_us"], release, record.partition, cancelled)
+        if self.amplifier is not None:  # capacity tests: copies to the shadow, not compared
+            chain = transformer.shadow if transformer is not None else None
+            copies = self.amplifier.spawn(
+                key=record.key,
+                partition=record.partition,
+                recorded_us=event["request_start_us"],
+                request=request,
+                submit=self.sender.submit,
+                # Each copy has a context of its own (another key): it is another client.
+                prepare=None
+                if transformer is None or chain is None
+                else functools.partial(transformer.prepare, chain, event=event, role="shadow"),
+            )
+            if copies is not None:  # held in flight until each copy has an outcome
+                IN_FLIGHT.inc()
+                self._in_flight += 1
+                copies.add_done_callback(lambda _: self._settle())
         return result
 
     def _settle(self) -> None:

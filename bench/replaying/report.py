@@ -40,6 +40,7 @@ def report(ceiling: list[float], runs: dict[str, list[Run]], args: argparse.Name
         "floor": "the least a Python replay does: consume, decode, build, send (no compare, "
         "results, offsets, metrics)",
         "max2": "replay range --speed max, 2 processes (partitions 0-1, 2-3)",
+        "amp3": "replay range --speed max --amplify 3, 1 process (requests: records and copies)",
     }
     for name, label in labels.items():
         if not runs.get(name):

@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -159,6 +159,7 @@ def run_report(
     fail_on_mismatch: bool = False,
     out: TextIO | None = None,
     color: str = "auto",
+    gate: Callable[[Aggregate, TextIO], int] | None = None,
 ) -> int:
     """The `report` command: read, aggregate, print, optionally write HTML.
 
@@ -167,6 +168,8 @@ def run_report(
     compared, one with no production response is not). Errors raise `TrafficMirrorError`
     subclasses for the CLI to print (`TopicNotFound` when the topic has no
     results topic). `color` is auto, always or never (`terminal.use_color`).
+    results topic). `gate` (`results.budgets.BudgetCheck`, CI budgets) checks the
+    aggregate last; its exit code counts too.
     """
     out = out or sys.stdout
     if since is not None and until is not None and since >= until:
@@ -204,6 +207,7 @@ def run_report(
         except OSError as exc:
             raise ConfigError(f"cannot write {html_path}: {exc.strerror}") from None
         print(f"HTML report written to {html_path}", file=out)
-    if fail_on_mismatch and aggregate.total().mismatches:
-        return 1
-    return 0
+    code = 1 if fail_on_mismatch and aggregate.total().mismatches else 0
+    if gate is not None:
+        code = max(code, gate(aggregate, out))
+    return code

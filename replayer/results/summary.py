@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from replayer.models import Record, Result
+from replayer.pacing.amplify import CopyCounts
 from replayer.pacing.progress import Lateness, RateMeter, eta_from_rate
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class Stats:
     partitions: dict[int, PartitionCounts] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     lateness: Lateness = field(default_factory=Lateness)
+    #: Extra copies sent by --amplify (not in `sent`: they are not records).
+    copies: CopyCounts = field(default_factory=CopyCounts)
 
     @property
     def handled(self) -> int:
@@ -94,6 +97,8 @@ class Stats:
             if reason != "truncated":
                 parts.append(f"skipped-{reason} {count}")
         parts.append(f"undecodable {self.undecodable}")
+        if self.copies.sent or self.copies.errors or self.copies.skipped:
+            parts.append(self.copies.text())
         return ", ".join(parts)
 
 

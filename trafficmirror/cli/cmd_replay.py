@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from trafficmirror.cli.amplify import amplify_options
 from trafficmirror.cli.common import (
     build_settings,
     check_url,
@@ -63,6 +64,7 @@ def replay() -> None:
 @pace_options(default_speed="1")
 @safety_options
 @selection_options()
+@amplify_options
 @transform_options
 def replay_range(
     bootstrap_servers: str | None,
@@ -82,6 +84,7 @@ def replay_range(
     safety: Any,
     selection: Any,
     transforms: Any,
+    amplify: Any,
 ) -> None:
     """Replay offsets START..END (inclusive) of TOPIC to TARGET, then exit.
 
@@ -145,6 +148,7 @@ def replay_range(
                 selection=selection,
                 transforms=transforms,
                 command=tuple(sys.argv[1:]),
+                amplify=amplify,
             )
         )
     )

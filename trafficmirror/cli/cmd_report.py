@@ -9,9 +9,11 @@ only when the command runs, and exits with its code (1 with
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
+from trafficmirror.cli.budgets import budget_options
 from trafficmirror.cli.common import build_settings, kafka_connection_options
 
 
@@ -52,6 +54,7 @@ from trafficmirror.cli.common import build_settings, kafka_connection_options
     help="Colour the table: auto = when stdout is a terminal and NO_COLOR is not set "
     "(env TRAFFICMIRROR_COLOR).",
 )
+@budget_options
 def report(
     bootstrap_servers: str | None,
     topic: str,
@@ -63,6 +66,7 @@ def report(
     run_id: str | None,
     fail_on_mismatch: bool,
     color: str,
+    gate: Any,
 ) -> None:
     """Summarise the replay results of TOPIC per endpoint (reads TOPIC.results).
 
@@ -74,6 +78,10 @@ def report(
     more than once (at-least-once delivery, a range replayed again) counts
     once: its last result wins. Reads up to the end present at start, then
     exits 0 (1 with --fail-on-mismatch when something differs, 2 on bad input).
+
+    CI gates: --fail-on 'mismatch_rate>1%' --fail-on 'p99_ratio>1.3' exits 1
+    with one line per budget exceeded; --junit FILE writes a JUnit test case
+    per endpoint for the CI server.
     """
     import os
 
@@ -107,5 +115,6 @@ def report(
             run_id=run_id,
             fail_on_mismatch=fail_on_mismatch,
             color=color,
+            gate=gate,
         )
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from trafficmirror.cli.amplify import amplify_options
 from trafficmirror.cli.common import (
     build_settings,
     check_url,
@@ -68,6 +69,7 @@ from trafficmirror.cli.transform import transform_options
 @pace_options(default_speed="max")
 @safety_options
 @selection_options(window=False)
+@amplify_options
 @transform_options
 def worker(
     bootstrap_servers: str | None,
@@ -90,6 +92,7 @@ def worker(
     safety: Any,
     selection: Any,
     transforms: Any,
+    amplify: Any,
 ) -> None:
     """Run a replayer worker: consume TOPIC in a group and re-send it to TARGET.
 
@@ -149,5 +152,6 @@ def worker(
             safety=safety,
             selection=selection,
             transforms=transforms,
+            amplify=amplify,
         )
     )

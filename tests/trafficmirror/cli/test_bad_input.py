@@ -83,6 +83,17 @@ BAD_VALUES: dict[str, list[str]] = {
     "--remove-header": ["Content-Length", "bad name"],
     "--target-map": ["no-equals-sign", "shop=ftp://x", "shop=http://x/path"],
     "--transform-module": ["no_such_module_anywhere:f", "no-colon"],
+    "--amplify": ["0.5", "0", "101", "nan", "inf"],
+    "--fail-on": [
+        "mismatch_rate<1%",
+        "latency>3",
+        "mismatch_rate>5",
+        "error_rate>101%",
+        "p99_ratio[]>1",
+        "p99_ratio>1.3%",
+        "p0_ms>1",
+    ],
+    "--junit": ["/nonexistent-folder/report.xml"],
 }
 
 #: (command path, arguments) that are each valid alone but not together.
