@@ -2,43 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from interchange import pcap
+from interchange.exchange import pairs
 from tests.interchange.events import event, sample
-
-TSHARK = shutil.which("tshark")
-needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
-
-
-def tshark_http(path: Path, *extra: str) -> list[dict[str, Any]]:
-    """The `http` layer of every HTTP packet tshark decodes in `path`, plus tcp fields."""
-    out = subprocess.run(
-        [
-            str(TSHARK),
-            "-r",
-            str(path),
-            "-o",
-            "tcp.check_checksum:TRUE",
-            *extra,
-            "-Y",
-            "http",
-            "-T",
-            "json",
-        ],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    packets = json.loads(out.stdout)
-    return [p["_source"]["layers"] for p in packets]
+from tests.interchange.tshark import decode, needs_tshark
 
 
 def write(tmp_path: Path, events: list[Any]) -> Path:
@@ -49,10 +20,10 @@ def write(tmp_path: Path, events: list[Any]) -> Path:
 
 
 @needs_tshark
-def test_tshark_decodes_every_exchange(tmp_path: Path) -> None:
+def test_tshark_decodes_every_exchange_with_headers_and_body(tmp_path: Path) -> None:
     events = sample()
     events.append(event(7, client=("::1", 40100), server=("::1", 8080)))
-    big = bytes(range(256)) * 400  # many segments
+    big = bytes(range(256)) * 400  # 70 segments
     events.append(
         event(
             8,
@@ -62,41 +33,35 @@ def test_tshark_decodes_every_exchange(tmp_path: Path) -> None:
             headers=[b"Host", b"h", b"Content-Length", str(len(big)).encode()],
         )
     )
-    layers = tshark_http(write(tmp_path, events))
-    requests = [ly for ly in layers if "http.request.method" in json.dumps(ly.get("http", {}))]
-    responses = [ly for ly in layers if "http.response.code" in json.dumps(ly.get("http", {}))]
+    decoded = decode(write(tmp_path, events))
+    requests = [d for d in decoded if d.method is not None]
+    responses = [d for d in decoded if d.status is not None]
     assert len(requests) == len(events)
     assert len(responses) == len([e for e in events if e["response"] is not None])
-    for ly in layers:
-        assert ly["tcp"]["tcp.checksum.status"] == "1", ly["tcp"]  # good
-    bodies = {ly["http"].get("http.file_data") for ly in requests}
-    assert '{"sku": "A-1", "qty": 2}' in bodies
-    by_uri = {
-        ly["http"]["http.request.uri"]
-        if "http.request.uri" in ly["http"]
-        else next(
-            v["http.request.uri"]
-            for k, v in ly["http"].items()
-            if isinstance(v, dict) and "http.request.uri" in v
-        ): ly
-        for ly in requests
-    }
-    assert "/big" in by_uri and "/orders" in by_uri
+    assert all(d.checksum_ok for d in decoded)
+    by_stream = {d.stream: d for d in responses}
+    for ev, req in zip(events, requests, strict=True):
+        assert req.method == ev["method"]
+        assert req.uri == ev["path"]
+        assert req.body == ev["request"]["body"]
+        flat = ev["request"]["headers"]
+        assert req.headers == [n + b": " + v for n, v in pairs(flat)]
+        if ev["response"] is not None:
+            resp = by_stream[req.stream]
+            assert resp.status == ev["response"]["status"]
+            assert resp.body == ev["response"]["message"]["body"]
 
 
 @needs_tshark
 def test_overlapping_exchanges_on_one_client_port_get_separate_streams(tmp_path: Path) -> None:
     events = [event(0), event(0, id="ex-0b", path=b"/second")]  # same start, same client port
-    layers = tshark_http(write(tmp_path, events))
-    streams = {ly["tcp"]["tcp.stream"] for ly in layers}
-    assert len(layers) == 4 and len(streams) == 2
+    decoded = decode(write(tmp_path, events))
+    assert len(decoded) == 4 and len({d.stream for d in decoded}) == 2
 
 
-def test_header_and_checksums(tmp_path: Path) -> None:
+def test_file_header_and_ip_checksum(tmp_path: Path) -> None:
     data = write(tmp_path, [event(0)]).read_bytes()
-    magic, major, minor, _, _, snaplen, link = struct.unpack("<IHHiIII", data[:24])
+    magic, major, minor, _, _, _, link = struct.unpack("<IHHiIII", data[:24])
     assert (magic, major, minor, link) == (0xA1B2C3D4, 2, 4, 1)
-    first_len = struct.unpack("<IIII", data[24:40])[2]
-    frame = data[40 : 40 + first_len]
-    ip = frame[14:34]
+    ip = data[40 + 14 : 40 + 34]
     assert pcap._checksum(ip) == 0  # a valid header sums to zero
