@@ -256,7 +256,7 @@ class _Entry:
         return flat
 
     def body(self, path: str) -> bytes:
-        text = self.get(f"{path}.text", str, None)
+        text: str | None = self.get(f"{path}.text", str, None)
         if text is None:
             return b""
         if self.get(f"{path}.encoding", str, None) == "base64":

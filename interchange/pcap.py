@@ -41,14 +41,14 @@ IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
 
 
 def _synthetic(text: str, network: str) -> ipaddress.IPv4Address:
-    base = ipaddress.ip_network(network)
+    base = ipaddress.IPv4Network(network)
     digest = hashlib.blake2b(text.encode(), digest_size=2).digest()
     return base[1 + digest[0] % 254]
 

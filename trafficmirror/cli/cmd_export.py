@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import click
 
@@ -156,7 +156,7 @@ def _write(fmt: str, events: list[HttpExchange], output: str) -> int:
             return pcap.write(events, stream)
         if output.lower().endswith(".gz"):
             with gzip.GzipFile(fileobj=stream, mode="wb") as packed:
-                return gor.write(events, packed)
+                return gor.write(events, cast(IO[bytes], packed))
         return gor.write(events, stream)
 
     if output == "-":
@@ -197,7 +197,8 @@ def read_events(
 
     windowed = since_ms is not None or until_ms is not None
     codec = Codec(registry_url=registry_url)
-    consumer = Consumer(settings.consumer_config(None, **{"enable.partition.eof": True}))
+    eof: dict[str, Any] = {"enable.partition.eof": True}
+    consumer = Consumer(settings.consumer_config(None, **eof))
     events: list[HttpExchange] = []
     skipped = 0
     try:

@@ -15,7 +15,7 @@ fail it says how many of how many were written.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -177,8 +177,10 @@ def _produce(
     from confluent_kafka import KafkaError, Producer
 
     from schemas.codec import Codec
+    from trafficmirror.plumbing.clients import Consumer
     from trafficmirror.plumbing.errors import TrafficMirrorError
     from trafficmirror.plumbing.kafka import topic_partitions
+    from trafficmirror.plumbing.logs import DebugLog
 
     codec = Codec(registry_url=registry_url, subject=f"{topic}-value" if registry_url else None)
     failures: list[str] = []
@@ -191,8 +193,15 @@ def _produce(
         else:
             failures.append(err.str())
 
-    producer = Producer(settings.producer_config())
-    topic_partitions(producer, topic, settings.bootstrap_servers)
+    probe = Consumer(settings.consumer_config(None))
+    try:  # fails at once, with librdkafka's reason, when the cluster refuses us
+        topic_partitions(probe, topic, settings.bootstrap_servers)
+    finally:
+        probe.close()
+    config = settings.producer_config()
+    # librdkafka's own log lines go to `logging` at debug level, not straight to stderr.
+    config["logger"] = DebugLog(logging.getLogger(f"{__name__}.librdkafka"))
+    producer = Producer(config)
     for event in events:
         encoded = codec.encode(event)
         while True:
@@ -201,7 +210,7 @@ def _produce(
                     topic,
                     encoded.value,
                     _key(event),
-                    headers=encoded.headers,
+                    headers=cast(Any, encoded.headers),
                     timestamp=event["request_start_us"] // 1000,
                     on_delivery=report,
                 )
