@@ -91,13 +91,19 @@ def _mime(msg: Message) -> str:
     return _text(value) if value is not None else ""
 
 
+def _host_port(address: Address | None) -> str:
+    """`host:port` (`[v6]:port`) of the server, or a name that says it is not known."""
+    if address is None or not address["host"]:
+        return "unknown.invalid"
+    host = address["host"]
+    return f"[{host}]:{address['port']}" if ":" in host else f"{host}:{address['port']}"
+
+
 def entry(event: HttpExchange) -> dict[str, Any]:
     """The HAR entry of one event."""
     req = event["request"]
     path = _text(event["path"])
-    authority = event["authority"]
-    if not authority and event["server"] is not None:
-        authority = f"{event['server']['host']}:{event['server']['port']}"
+    authority = event["authority"] or _host_port(event["server"])
     request: dict[str, Any] = {
         "method": event["method"],
         "url": f"{event['scheme']}://{authority}{path}",
@@ -238,7 +244,7 @@ class _Entry:
                     return default
                 raise self.fail(f"{path} is missing")
             value = value[key]
-        if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+        if not isinstance(value, kind) or isinstance(value, bool):  # JSON true is no number
             raise self.fail(f"{path} is not {_kind(kind)}")
         return value
 

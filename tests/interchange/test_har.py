@@ -197,3 +197,22 @@ def test_times_are_exact_to_the_microsecond() -> None:
         har.read("x.har", json.dumps({"log": {"entries": [entry]}}).encode())[0]["request_start_us"]
         == BASE_US
     )
+
+
+def test_without_an_authority_the_url_names_the_server() -> None:
+    v6 = event(0, authority="", server=("::1", 8080))
+    nowhere = event(1, authority="", server=None)
+    entries = json.loads(export([v6, nowhere]))["log"]["entries"]
+    assert entries[0]["request"]["url"] == "http://[::1]:8080/items?id=1&q="
+    assert entries[1]["request"]["url"].startswith("http://unknown.invalid/")
+    back = har.read("x.har", json.dumps({"log": {"entries": entries}}).encode())
+    assert back[0]["authority"] == "[::1]:8080" and back[0]["server"] == {
+        "host": "::1",
+        "port": 8080,
+    }
+
+
+def test_a_boolean_is_not_a_status() -> None:
+    document = {"log": {"entries": [browser_entry(response={"status": True})]}}
+    with pytest.raises(MalformedFile, match="entry 0: response.status is not an integer"):
+        har.read("x.har", json.dumps(document).encode())

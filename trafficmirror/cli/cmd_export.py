@@ -72,7 +72,11 @@ _SUFFIXES = {".har": "har", ".pcap": "pcap", ".gor": "gor", ".gz": "gor"}
     help="Last offset to export (inclusive), or 'end' (the last present at start).",
 )
 @click.option(
-    "--limit", "-n", type=click.IntRange(1), default=None, help="Export at most this many events."
+    "--limit",
+    "-n",
+    type=click.IntRange(1),
+    default=None,
+    help="Export at most this many events (the first read, in partition order).",
 )
 @selection_options(choice=False)
 def export(
