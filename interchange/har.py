@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from http.cookies import CookieError, SimpleCookie
@@ -35,6 +36,8 @@ from interchange.exchange import (
 )
 from schemas.records import Address, HttpExchange, Message, RecordedResponse
 
+#: An HTTP header name (RFC 9110 token).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Content-Encoding values `content.text` is decoded from and encoded back to.
 _CODINGS = frozenset({"gzip", "deflate", "br", "zstd"})
 
@@ -258,6 +261,10 @@ class _Entry:
                 raise self.fail(f"{path}[{i}]: name and value must be strings")
             if name.startswith(":"):
                 continue  # an HTTP/2 pseudo-header, not a header to send
+            if not _TOKEN.fullmatch(name):
+                raise self.fail(f"{path}[{i}]: {name[:40]!r} is not a header name")
+            if "\r" in value or "\n" in value:
+                raise self.fail(f"{path}[{i}]: the value of {name[:40]!r} holds a line break")
             flat += [name.encode("utf-8"), value.encode("utf-8")]
         return flat
 
@@ -342,8 +349,11 @@ def _event(path: str, index: int, e: _Entry) -> HttpExchange:
         if coding is not None and body:
             try:
                 _decode(body, coding)
-            except ValueError:
-                body = _encode(body, coding)  # devtools store the decoded text
+            except ValueError:  # devtools store the decoded text
+                try:
+                    body = _encode(body, coding)
+                except ValueError as exc:
+                    raise e.fail(f"response.content: cannot {coding}-encode it: {exc}") from None
         length = e.get("response.bodySize", (int, float), -1)
         resp = response(
             status,

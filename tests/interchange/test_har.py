@@ -178,6 +178,19 @@ def test_import_reads_a_browser_har() -> None:
             {"request": {**browser_entry()["request"], "headers": [{"name": "a", "value": 1}]}},
             "entry 1: request.headers[0]: name and value must be strings",
         ),
+        (
+            {"request": {**browser_entry()["request"], "headers": [{"name": "a b", "value": ""}]}},
+            "entry 1: request.headers[0]: 'a b' is not a header name",
+        ),
+        (
+            {
+                "request": {
+                    **browser_entry()["request"],
+                    "headers": [{"name": "a", "value": "x\r\nb: 1"}],
+                }
+            },
+            "entry 1: request.headers[0]: the value of 'a' holds a line break",
+        ),
     ],
 )
 def test_malformed_files_name_the_entry(document: Any, message: str) -> None:
