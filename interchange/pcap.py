@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import struct
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO
@@ -35,16 +36,21 @@ _SYN, _FIN, _PSH, _ACK = 0x02, 0x01, 0x08, 0x10
 _CLIENT_MAC = bytes.fromhex("020000000001")
 _SERVER_MAC = bytes.fromhex("020000000002")
 _EPHEMERAL = 49152
+_LITTLE = sys.byteorder == "little"
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of `data`, as a number to pack big-endian."""
     if len(data) % 2:
         data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    # The ones' complement sum does not depend on byte order (RFC 1071 2.B): sum the
+    # 16-bit words in the machine's order (fast), and swap the result back if needed.
+    total = sum(memoryview(data).cast("H"))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    result = ~total & 0xFFFF
+    return ((result & 0xFF) << 8 | result >> 8) if _LITTLE else result
 
 
 def _synthetic(text: str, network: str) -> ipaddress.IPv4Address:
@@ -74,10 +80,16 @@ class _Flow:
     client_seq: int
     server_seq: int
 
+    def __post_init__(self) -> None:
+        # ipaddress packs on every access: once per connection is enough.
+        self._client = self.client.packed
+        self._server = self.server.packed
+        self._v4 = self.client.version == 4
+
     def packet(
         self, from_client: bool, flags: int, payload: bytes = b"", mss: bool = False
     ) -> bytes:
-        src, dst = (self.client, self.server) if from_client else (self.server, self.client)
+        src, dst = (self._client, self._server) if from_client else (self._server, self._client)
         sport, dport = (
             (self.client_port, self.server_port)
             if from_client
@@ -85,26 +97,24 @@ class _Flow:
         )
         seq = self.client_seq if from_client else self.server_seq
         ack = self.server_seq if from_client else self.client_seq
-        options = struct.pack("!BBH", 2, 4, 1460 if src.version == 4 else 1440) if mss else b""
+        options = struct.pack("!BBH", 2, 4, 1460 if self._v4 else 1440) if mss else b""
         offset = (20 + len(options)) // 4 << 4
         ack_value = ack if flags & _ACK else 0
         head = struct.pack("!HHIIBBHHH", sport, dport, seq, ack_value, offset, flags, 65535, 0, 0)
         segment = head + options + payload
         length = len(segment)
-        if src.version == 4:
-            pseudo = src.packed + dst.packed + struct.pack("!BBH", 0, 6, length)
+        if self._v4:
+            pseudo = src + dst + struct.pack("!BBH", 0, 6, length)
         else:
-            pseudo = src.packed + dst.packed + struct.pack("!I3xB", length, 6)
+            pseudo = src + dst + struct.pack("!I3xB", length, 6)
         check = _checksum(pseudo + segment)
         segment = segment[:16] + struct.pack("!H", check) + segment[18:]
-        if src.version == 4:
-            ip = struct.pack(
-                "!BBHHHBBH4s4s", 0x45, 0, 20 + length, 0, 0x4000, 64, 6, 0, src.packed, dst.packed
-            )
+        if self._v4:
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + length, 0, 0x4000, 64, 6, 0, src, dst)
             ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
             ethertype = 0x0800
         else:
-            ip = struct.pack("!IHBB16s16s", 6 << 28, length, 6, 64, src.packed, dst.packed)
+            ip = struct.pack("!IHBB16s16s", 6 << 28, length, 6, 64, src, dst)
             ethertype = 0x86DD
         macs = _SERVER_MAC + _CLIENT_MAC if from_client else _CLIENT_MAC + _SERVER_MAC
         # Sequence space: SYN and FIN count as one byte each.
