@@ -31,6 +31,7 @@ COPY pyproject.toml README.md ./
 COPY trafficmirror ./trafficmirror
 COPY recorder ./recorder
 COPY replayer ./replayer
+COPY interchange ./interchange
 COPY schemas ./schemas
 
 # The README's install step (.ci/validate-deploy checks the two stay the same).

@@ -21,6 +21,8 @@ import click
 from trafficmirror import __version__
 from trafficmirror.cli.cmd_demo import demo
 from trafficmirror.cli.cmd_dev import dev_kafka, kafka_config
+from trafficmirror.cli.cmd_export import export
+from trafficmirror.cli.cmd_import import import_
 from trafficmirror.cli.cmd_inspect import inspect
 from trafficmirror.cli.cmd_record import record
 from trafficmirror.cli.cmd_replay import replay
@@ -51,6 +53,8 @@ def cli(verbose: int, quiet: bool) -> None:
 
 
 for command in (record, worker, replay, report, inspect, dev_kafka, kafka_config, demo, session):
+    cli.add_command(command)
+for command in (export, import_):
     cli.add_command(command)
 install(cli)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 import pytest
@@ -39,13 +40,18 @@ VALID = {
     "--group": "g",
     "--start-offset": "0",
     "--bootstrap-servers": "127.0.0.1:9",
+    "--output": "out.har",
 }
+
+#: A valid file for `import` (its FILE argument), so a wrongly accepted option gets as far as Kafka.
+HAR_FILE = str(Path(__file__).parents[2] / "interchange" / "data" / "one.har")
 
 #: Options a command needs although none of them is required on its own
 #: (`replay range` takes offsets or a time window; a replay --target or --target-map).
 NEEDED = {
     "range": ["--start-offset", "0", "--target", "http://127.0.0.1:9"],
     "worker": ["--target", "http://127.0.0.1:9"],
+    "import": ["--format", "har", HAR_FILE],
 }
 
 #: Wrong values for options whose type alone does not say what is wrong.
@@ -94,6 +100,7 @@ BAD_VALUES: dict[str, list[str]] = {
         "p0_ms>1",
     ],
     "--junit": ["/nonexistent-folder/report.xml"],
+    "--output": ["/nonexistent-folder/traffic.har", "traffic.unknown"],
 }
 
 #: (command path, arguments) that are each valid alone but not together.
@@ -117,6 +124,11 @@ CONTRADICTIONS: list[tuple[str, list[str]]] = [
     ("record", ["--listen", "127.0.0.1:80", "--upstream", "http://127.0.0.1/app"]),
     ("worker", ["--baseline-concurrency", "4"]),  # a baseline's cap without a baseline
     ("replay range", ["--baseline-timeout", "2"]),
+    ("export", ["--start-offset", "5", "--end-offset", "2"]),
+    ("export", ["--since", "-1h", "--start-offset", "3"]),
+    ("import", ["--no-redaction", "--redact-header", "X-Secret"]),
+    ("import", ["/etc/hostname"]),  # not JSON: a malformed file
+    ("import", ["--format", "gor", HAR_FILE]),  # a HAR is not a .gor file
 ]  # fmt: skip
 
 
