@@ -16,7 +16,8 @@ Secrets given for replay get the same search (`test_replay_secrets_appear_nowher
 static `--set-header` values (from `${ENV}` and from a file), an OAuth2 client
 secret (from the environment), a JWT signing key (from a file), the token the
 shadow's endpoint issues and the JWT re-signed with that key reach the shadow
-and nothing else: no log at `-v`, no result, no report, no dead letter; the recorded JWT's production signature not even the topic.
+and nothing else: no log at `-v`, no result, no report, no dead letter; the
+recorded JWT's production signature not even the topic.
 """
 
 from __future__ import annotations
