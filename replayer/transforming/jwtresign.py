@@ -9,8 +9,10 @@ changes) with PyJWT, and optionally moves `iat`/`nbf`/`exp` to replay time,
 keeping their distance to the recorded request. The recorded header's `typ`
 and other fields stay; `alg` becomes the shadow's and the fields that name
 production's key (`kid`, `jku`, `jwk`, `x5*`) go. Signed tokens are kept in an
-LRU bounded by count, so the same claims are signed once (with moved times:
-once per `TIME_SLACK_SECONDS` of drift). A value that is not a JWT (a masked
+LRU bounded by count, so the same claims are signed once; with moved times a
+cached token is reused only while its moved `nbf`/`exp` hold with a margin and
+the move drifted little, both bounded by a fraction of the token's lifetime (a
+3 s token is not reused once expired). A value that is not a JWT (a masked
 `***`, an API key) is left as it is, counted and logged once: the shadow
 answers it as it would, and the comparison shows it.
 """
@@ -18,6 +20,7 @@ answers it as it would, and the comparison shows it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from collections import OrderedDict
@@ -50,8 +53,11 @@ RESIGNED = Tally(
 
 #: Signed tokens kept (the same claims are signed once).
 CACHE_SIZE = 4096
-#: With moved times, a cached token is reused while the move differs by at most this much.
+#: With moved times, a cached token is reused while the move differs by at most this much,
+#: and while its moved `exp` is at least this far ahead (both capped by `TIME_SLACK_FRACTION`).
 TIME_SLACK_SECONDS = 30.0
+#: ... and by this fraction of the token's lifetime (`exp - iat`, else `exp - nbf`).
+TIME_SLACK_FRACTION = 0.1
 #: Seconds between two looks for a rotated key (the file is stat-ed at most that often).
 KEY_RECHECK_SECONDS = 1.0
 #: HS256 secrets shorter than this are weak (RFC 7518 3.2); used all the same, with a warning.
@@ -59,6 +65,26 @@ MIN_HMAC_BYTES = 32
 #: Header fields that name production's key; the shadow's token must not carry them.
 _KEY_FIELDS = frozenset(("alg", "kid", "jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256"))
 _TIME_CLAIMS = ("iat", "nbf", "exp")
+
+
+@dataclass(frozen=True, slots=True)
+class _Signed:
+    """A cached re-signed header value and when it may be sent again (`clock` seconds)."""
+
+    value: str
+    #: The time shift the token was signed with, and how far a later shift may differ.
+    shift: float
+    slack: float
+    #: The moved `nbf` (or -inf), and the moved `exp` less the margin (or +inf).
+    valid_from: float
+    reuse_until: float
+
+    def usable(self, shift: float, now: float) -> bool:
+        """Whether the token may go out at `now` for a request moved by `shift`."""
+        return abs(self.shift - shift) <= self.slack and self.valid_from <= now < self.reuse_until
+
+
+_FOREVER = _Signed("", 0.0, math.inf, -math.inf, math.inf)
 
 
 @dataclass
@@ -113,8 +139,8 @@ class JwtResigner:
         RESIGNED.track(self, self.counts)
         self._clock = clock
         self._cache_size = cache_size
-        #: Recorded header value → (the value with the token signed, the time shift used).
-        self._cache: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        #: Recorded header value → the value with the token signed, and when it may be reused.
+        self._cache: OrderedDict[str, _Signed] = OrderedDict()
         self._reader = ValueReader(config.key)
         self._header = config.header.lower()
         self._prefix = config.prefix.lower()
@@ -172,15 +198,16 @@ class JwtResigner:
             self._key_checked = now
             self._key_for(self._reader.get())
         key = self._key
-        shift = 0.0
+        shift = wall = 0.0
         if self.config.refresh_times:
-            shift = self._clock() - context.event["request_start_us"] / 1_000_000
+            wall = self._clock()
+            shift = wall - context.event["request_start_us"] / 1_000_000
         # Keyed by the recorded value: the same claims (and prefix) are signed once.
         cached = self._cache.get(value)
-        if cached is not None and abs(cached[1] - shift) <= TIME_SLACK_SECONDS:
+        if cached is not None and cached.usable(shift, wall):
             self._cache.move_to_end(value)
             self.counts.cached += 1
-            return cached[0]
+            return cached.value
         stripped = value.strip()
         prefix_length = len(self._prefix)
         if stripped[:prefix_length].lower() != self._prefix:
@@ -201,14 +228,18 @@ class JwtResigner:
         if signed is None:
             self._not_jwt("the header or claims of the JWT are not JSON objects")
             return None
-        new_value = stripped[:prefix_length] + signed
-        self._cache[value] = (new_value, shift)
+        token, reuse = signed
+        new_value = stripped[:prefix_length] + token
+        self._cache[value] = _Signed(
+            new_value, shift, reuse.slack, reuse.valid_from, reuse.reuse_until
+        )
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         self.counts.signed += 1
         return new_value
 
-    def _sign(self, token: str, key: Any, shift: float) -> str | None:
+    def _sign(self, token: str, key: Any, shift: float) -> tuple[str, _Signed] | None:
+        """The token signed with `key` (times moved by `shift`), and its reuse bounds."""
         try:
             header = jwt.get_unverified_header(token)
             claims = jwt.decode(token, options={"verify_signature": False})
@@ -216,21 +247,15 @@ class JwtResigner:
             return None
         if not isinstance(claims, dict):
             return None
-        if shift:
-            for claim in _TIME_CLAIMS:
-                stamp = claims.get(claim)
-                if isinstance(stamp, int | float) and not isinstance(stamp, bool):
-                    claims[claim] = int(round(stamp + shift))
+        reuse = _FOREVER
+        if self.config.refresh_times:
+            reuse = _moved(claims, shift)
         fields = {k: v for k, v in header.items() if k not in _KEY_FIELDS}
         with warnings.catch_warnings():
             # A short HS256 key was warned about once, when it was loaded.
             warnings.simplefilter("ignore")
-            return jwt.encode(
-                claims,
-                key,
-                algorithm=self.config.algorithm,
-                headers=fields,
-            )
+            signed = jwt.encode(claims, key, algorithm=self.config.algorithm, headers=fields)
+        return signed, reuse
 
     def _not_jwt(self, why: str) -> None:
         self.counts.not_jwt += 1
@@ -241,6 +266,42 @@ class JwtResigner:
                 self.where,
                 why,
             )
+
+
+def _stamp(claims: dict[str, Any], claim: str) -> float | None:
+    stamp = claims.get(claim)
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+        return float(stamp)
+    return None
+
+
+def _moved(claims: dict[str, Any], shift: float) -> _Signed:
+    """Move `claims`' times by `shift` (in place); the bounds of reusing the token.
+
+    `iat`/`nbf` are rounded down and `exp` up, so the moved token is valid at
+    least over the recorded window (never issued in the future). A reused token
+    must still be valid when sent: after its moved `nbf`, and before its moved
+    `exp` less a margin; the margin and the drift of the move allowed are both
+    `TIME_SLACK_SECONDS`, at most `TIME_SLACK_FRACTION` of the token's lifetime.
+    """
+    iat, nbf, exp = (_stamp(claims, claim) for claim in _TIME_CLAIMS)
+    if iat is not None:
+        claims["iat"] = math.floor(iat + shift)
+    if nbf is not None:
+        claims["nbf"] = math.floor(nbf + shift)
+    if exp is not None:
+        claims["exp"] = math.ceil(exp + shift)
+    start = iat if iat is not None else nbf
+    slack = TIME_SLACK_SECONDS
+    if exp is not None and start is not None:
+        slack = min(slack, max(0.0, exp - start) * TIME_SLACK_FRACTION)
+    return _Signed(
+        "",
+        shift,
+        slack,
+        claims["nbf"] if nbf is not None else -math.inf,
+        claims["exp"] - slack if exp is not None else math.inf,
+    )
 
 
 def build_jwt_resign(credential: Credential) -> JwtResigner:

@@ -13,10 +13,11 @@ headers) of every topic of the (private) cluster, the stdout and stderr of
 each process, the HTML report, and what the shadow received.
 
 Secrets given for replay get the same search (`test_replay_secrets_appear_nowhere`):
-an OAuth2 client secret (from the environment), a JWT signing key (from a
-file), the token the shadow's endpoint issues and the JWT re-signed with that
-key reach the shadow and nothing else: no log at `-v`, no result, no report,
-no dead letter; the recorded JWT's production signature not even the topic.
+static `--set-header` values (from `${ENV}` and from a file), an OAuth2 client
+secret (from the environment), a JWT signing key (from a file), the token the
+shadow's endpoint issues and the JWT re-signed with that key reach the shadow
+and nothing else: no log at `-v`, no result, no report, no dead letter; the
+recorded JWT's production signature not even the topic.
 """
 
 from __future__ import annotations
@@ -253,6 +254,8 @@ REPLAY_SECRETS = {
     "client secret": "CLIENT-SECRET-for-replay-41c9",
     "jwt key": "JWT-KEY-shadow-hs256-0123456789abcdef",
     "issued token": "ISSUED-SHADOW-TOKEN-6a2f",
+    "static header from env": "STATIC-ENV-VALUE-93ab",
+    "static header from file": "STATIC-FILE-VALUE-1f07",
 }
 PRODUCTION_JWT_KEY = "production-jwt-key-0123456789abcdef!"
 
@@ -260,9 +263,10 @@ PRODUCTION_JWT_KEY = "production-jwt-key-0123456789abcdef!"
 class TokenShadow(BaseHTTPRequestHandler):
     """The shadow with an OAuth2 token endpoint: it issues REPLAY_SECRETS['issued token'].
 
-    Keeps the Authorization and X-Id-Token of each request it received."""
+    Keeps the Authorization, X-Id-Token, X-Shadow-Key and X-Shadow-Session of each
+    request it received."""
 
-    received: list[tuple[str, str]]
+    received: list[tuple[str, ...]]
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -274,7 +278,10 @@ class TokenShadow(BaseHTTPRequestHandler):
             answer = {"access_token": REPLAY_SECRETS["issued token"], "expires_in": 300}
         else:
             self.received.append(
-                (self.headers.get("Authorization", ""), self.headers.get("X-Id-Token", ""))
+                tuple(
+                    self.headers.get(name, "")
+                    for name in ("Authorization", "X-Id-Token", "X-Shadow-Key", "X-Shadow-Session")
+                )
             )
             answer = {"ok": True}
         payload = json.dumps(answer).encode()
@@ -294,7 +301,7 @@ def test_replay_secrets_appear_nowhere(
     """Tokens, keys and client secrets given for replay: in no log at -v, result, report
     or dead letter; the JWT's production signature not even in the recording."""
     production, _, _ = apps
-    received: list[tuple[str, str]] = []
+    received: list[tuple[str, ...]] = []
     shadow = ThreadingHTTPServer(
         ("127.0.0.1", 0), type("Handler", (TokenShadow,), {"received": received})
     )
@@ -343,11 +350,18 @@ def test_replay_secrets_appear_nowhere(
         "      prefix: ''\n",
         encoding="utf-8",
     )
-    env = {**os.environ, "SHOP_CLIENT_SECRET": REPLAY_SECRETS["client secret"]}
+    static_file = tmp_path / "session"
+    static_file.write_text(REPLAY_SECRETS["static header from file"] + "\n")
+    env = {
+        **os.environ,
+        "SHOP_CLIENT_SECRET": REPLAY_SECRETS["client secret"],
+        "SHADOW_STATIC": REPLAY_SECRETS["static header from env"],
+    }
     replay = run_cli(
         ["-v", "replay", "range", "-b", bootstrap, "-t", topic, "--start-offset", "0",
          "--target", shadow_url, "--run-id", "secrets", "--methods", "ALL",
-         "--transforms", str(transforms)],
+         "--transforms", str(transforms), "--set-header", "X-Shadow-Key: ${SHADOW_STATIC}",
+         "--set-header", f"X-Shadow-Session: @{static_file}"],
         env=env,
     )  # fmt: skip
     shadow.shutdown()
@@ -359,12 +373,14 @@ def test_replay_secrets_appear_nowhere(
     report = run_cli(["-v", "report", "-b", bootstrap, "-t", topic, "--html", str(html)])
     assert report.returncode == 0, report.stderr
 
-    # The shadow got what it needs: the issued token, and the recorded user's claims
-    # signed with its key.
+    # The shadow got what it needs: the issued token, the recorded user's claims
+    # signed with its key, and the static values from the environment and the file.
     assert len(received) == 3
     resigned = set()
-    for authorization, token in received:
+    for authorization, token, static_env, static_file_value in received:
         assert authorization == f"Bearer {REPLAY_SECRETS['issued token']}"
+        assert static_env == REPLAY_SECRETS["static header from env"]
+        assert static_file_value == REPLAY_SECRETS["static header from file"]
         claims = jwt.decode(token, REPLAY_SECRETS["jwt key"], algorithms=["HS256"])
         assert claims["sub"] == "alice"
         resigned.add(token)
@@ -397,3 +413,4 @@ def test_replay_secrets_appear_nowhere(
     finally:
         probe.close()
     assert "DEBUG" in replay.stderr
+    assert "secrets" in report.stdout  # the terminal report was searched too (run id)

@@ -26,6 +26,8 @@ from trafficmirror.plumbing.errors import ConfigError
 T0 = 1_760_000_000  # the recorded request's time, in seconds
 PROD_SECRET = "production-secret-0123456789abcdef"
 SHADOW_SECRET = "shadow-secret-0123456789abcdefgh"
+#: The claims' times are checked against the test's clock, not this machine's.
+NO_TIMES = {"verify_exp": False, "verify_nbf": False, "verify_iat": False}
 CLAIMS = {"sub": "alice", "scope": "orders", "iat": T0 - 10, "nbf": T0 - 10, "exp": T0 + 290}
 
 
@@ -50,10 +52,14 @@ def resigner(
     return JwtResigner("shop-jwt", config, clock=lambda: now)
 
 
-def run(step: JwtResigner, headers: tuple[tuple[str, str], ...]) -> OutgoingRequest:
+def run(
+    step: JwtResigner, headers: tuple[tuple[str, str], ...], start: float = T0
+) -> OutgoingRequest:
+    """`step` on a request with `headers` recorded at `start` (seconds)."""
     req = OutgoingRequest("GET", Target("http", "127.0.0.1:9"), "/", headers, b"", "ex")
+    start_us = round(start * 1_000_000)
     context = TransformContext(
-        key=b"k", event=cast(HttpExchange, make_event(request_start_us=T0 * 1_000_000))
+        key=b"k", event=cast(HttpExchange, make_event(request_start_us=start_us))
     )
     return asyncio.run(step.apply(req, context))
 
@@ -141,6 +147,35 @@ def test_the_same_claims_are_signed_once_and_the_cache_is_bounded() -> None:
         run(step, (("Authorization", "Bearer " + recorded({**CLAIMS, "sub": user})),))
     run(step, (alice,))
     assert step.counts.signed == 5
+
+
+def test_a_short_lived_token_is_not_reused_after_its_moved_exp() -> None:
+    # A 3 s token on two requests recorded 0.1 s apart, replayed 4 s apart (a slow
+    # shadow): the token cached for the first would have expired for the second.
+    claims = {"sub": "alice", "iat": T0, "nbf": T0, "exp": T0 + 3}
+    alice = ("Authorization", "Bearer " + recorded(claims))
+    now = [T0 + 3600.7]
+    config = JwtResign("HS256", parse_value(SHADOW_SECRET, "t"), refresh_times=True)
+    step = JwtResigner("shop-jwt", config, clock=lambda: now[0])
+    for start, later in ((T0 + 0.05, 0.0), (T0 + 0.1, 4.0), (T0 + 0.15, 0.2), (T0 + 0.2, 0.1)):
+        now[0] += later
+        token = sent_token(run(step, (alice,), start))
+        # Valid when sent, as the shadow checks it (no leeway): iat/nbf not ahead, exp ahead.
+        moved = jwt.decode(token, SHADOW_SECRET, algorithms=["HS256"], options=NO_TIMES)
+        assert moved["iat"] <= now[0] and moved["nbf"] <= now[0] < moved["exp"] - 0.25
+        assert moved["exp"] - moved["iat"] in (3, 4)  # the lifetime, rounded outwards
+    # Re-signed after the 4 s gap; the next two drifted less than 0.3 s from it: reused.
+    assert (step.counts.signed, step.counts.cached) == (2, 2)
+
+
+def test_moved_times_never_round_into_the_future() -> None:
+    # iat + shift = now - 0.15 with a fraction above .5: rounding to nearest made it
+    # (and nbf) lie in the future, which a shadow without leeway refuses.
+    step = resigner(now=T0 + 100.7, refresh_times=True)
+    claims = {"sub": "alice", "iat": T0, "nbf": T0, "exp": T0 + 60}
+    token = sent_token(run(step, (("Authorization", "Bearer " + recorded(claims)),), T0 + 0.15))
+    moved = jwt.decode(token, SHADOW_SECRET, algorithms=["HS256"], options=NO_TIMES)
+    assert (moved["iat"], moved["nbf"], moved["exp"]) == (T0 + 100, T0 + 100, T0 + 161)
 
 
 def test_values_that_are_not_jwts_go_as_recorded(caplog: pytest.LogCaptureFixture) -> None:
