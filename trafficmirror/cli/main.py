@@ -21,6 +21,7 @@ from trafficmirror import __version__
 from trafficmirror.cli.cmd_demo import demo
 from trafficmirror.cli.cmd_dev import dev_kafka, kafka_config
 from trafficmirror.cli.cmd_inspect import inspect
+from trafficmirror.cli.cmd_monitor import monitor
 from trafficmirror.cli.cmd_record import record
 from trafficmirror.cli.cmd_replay import replay
 from trafficmirror.cli.cmd_report import report
@@ -48,6 +49,7 @@ def cli(verbose: int, quiet: bool) -> None:
 
 for command in (record, worker, replay, report, inspect, dev_kafka, kafka_config, demo, session):
     cli.add_command(command)
+cli.add_command(monitor)
 
 
 # -- entry point --------------------------------------------------------------
