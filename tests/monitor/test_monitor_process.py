@@ -130,12 +130,14 @@ def stack(kafka: Kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
             )  # fmt: skip
             wait_port(listen)
             ready(metrics)
-            yield Stack(
-                listen, metrics, monitor, Alerts(kafka.bootstrap_servers, f"{topic}.alerts", 2)
-            )
+            alerts = Alerts(kafka.bootstrap_servers, f"{topic}.alerts", 2)
+            try:
+                yield Stack(listen, metrics, monitor, alerts)
+            finally:
+                alerts.consumer.close()
     finally:
-        print(procs.dump())
         procs.close()
+        print(procs.dump())  # shown when a test failed
 
 
 def get(port: int, path: str, headers: dict[str, str]) -> int:
