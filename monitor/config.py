@@ -1,8 +1,8 @@
-"""The monitor's settings: thresholds (flags or a rules file) and the run's wiring.
+"""The monitor's settings: thresholds (a rules file, `--threshold`) and the run's wiring.
 
 `Thresholds` holds every number a rule compares with, each with its default
-and what it means; the CLI's flags and the `--rules FILE` (YAML, the same
-names with dashes or underscores) both fill it, flags winning. The defaults
+and what it means; the `--rules FILE` (YAML) and `--threshold NAME=VALUE`
+items (the same names, dashes or underscores) both fill it, the items winning. The defaults
 aim at "quiet on ordinary traffic": a rate rule needs a learned baseline
 (`warmup_seconds` of history) and both a factor and an absolute floor, so a
 client going from 1 to 3 requests a minute is not an alert. `MonitorConfig`
@@ -11,7 +11,7 @@ is the frozen whole a run takes. Bad values are `ConfigError`s (one line).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -85,9 +85,9 @@ class Thresholds:
                     f"{_flag(name)} must not be negative, got {getattr(self, name)!r}"
                 )
         if not 0 < self.hammer_share <= 1:
-            raise ConfigError(f"--hammer-share must be in (0, 1], got {self.hammer_share!r}")
+            raise ConfigError(f"hammer-share must be in (0, 1], got {self.hammer_share!r}")
         if self.window_seconds < 1:
-            raise ConfigError(f"--window-seconds must be at least 1, got {self.window_seconds!r}")
+            raise ConfigError(f"window-seconds must be at least 1, got {self.window_seconds!r}")
         unknown = sorted(set(self.signatures) - set(SIGNATURES))
         if unknown:
             raise ConfigError(
@@ -101,7 +101,32 @@ class Thresholds:
 
 
 def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return name.replace("_", "-")
+
+
+def threshold_names() -> list[tuple[str, object]]:
+    """(name as written, default) of every numeric threshold, for help texts."""
+    return [(_flag(f.name), f.default) for f in fields(Thresholds) if f.name != "signatures"]
+
+
+def apply_items(items: Iterable[str], base: Thresholds) -> Thresholds:
+    """`base` with `NAME=VALUE` items applied (`--threshold`); `ConfigError` if bad."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        name = key.strip().replace("-", "_")
+        if not sep or not name:
+            raise ConfigError(f"{item!r}: expected NAME=VALUE")
+        if name not in _TYPES:
+            raise ConfigError(f"unknown threshold {key.strip()!r} (see `trafficmirror monitor -h`)")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        values[name] = _coerce("--threshold", key.strip(), name, value)
+    return base.with_overrides(values)
 
 
 #: Field name -> its annotation (a string: annotations are postponed in this module).

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from monitor.config import Thresholds, load_rules
+from monitor.config import Thresholds, apply_items, load_rules
 from trafficmirror.plumbing.errors import ConfigError
 
 
@@ -26,11 +27,11 @@ def test_rules_file_sets_thresholds_with_dashes_or_underscores(tmp_path: Path) -
         ("rate-factr: 2\n", "unknown threshold 'rate-factr'"),
         ("rate-factor: lots\n", "rate-factor must be a number"),
         ("rate-min-requests: 2.5\n", "must be a whole number"),
-        ("hammer-share: 2\n", "--hammer-share must be in (0, 1]"),
+        ("hammer-share: 2\n", "hammer-share must be in (0, 1]"),
         ("signatures: [sqli]\n", "unknown signature detector 'sqli'"),
         ("- a\n- b\n", "expected a mapping"),
         ("a: [\n", "not valid YAML"),
-        ("window-seconds: 0.5\n", "--window-seconds must be at least 1"),
+        ("window-seconds: 0.5\n", "window-seconds must be at least 1"),
     ],
 )
 def test_bad_rules_are_one_line_config_errors(tmp_path: Path, text: str, error: str) -> None:
@@ -39,3 +40,23 @@ def test_bad_rules_are_one_line_config_errors(tmp_path: Path, text: str, error: 
     with pytest.raises(ConfigError) as info:
         load_rules(str(rules))
     assert error in str(info.value) and "\n" not in str(info.value)
+
+
+def test_threshold_items_override_the_rules() -> None:
+    base = Thresholds(rate_factor=20.0)
+    limits = apply_items(["rate-factor=5", "max_keys=1000", "signatures=[xss]"], base)
+    assert (limits.rate_factor, limits.max_keys, limits.signatures) == (5.0, 1000, ("xss",))
+
+
+@pytest.mark.parametrize(
+    ("item", "error"),
+    [
+        ("rate-factor", "expected NAME=VALUE"),
+        ("speed=3", "unknown threshold 'speed'"),
+        ("max-keys=many", "max-keys must be a whole number"),
+        ("rate-factor=0", "rate-factor must be above 0"),
+    ],
+)
+def test_bad_threshold_items(item: str, error: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        apply_items([item], Thresholds())

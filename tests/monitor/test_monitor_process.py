@@ -125,8 +125,8 @@ def stack(kafka: Kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
                 "monitor",
                 ["monitor", "-b", kafka.bootstrap_servers, "-t", topic, "--group", f"{topic}-mon",
                  "--metrics-port", str(metrics), "--client-header", "X-Client-Id",
-                 "--client-key-file", str(key_file), "--window-seconds", "4",
-                 "--warmup-seconds", "3", "--monitor-id", "monitor-under-test"],
+                 "--client-key-file", str(key_file), "--threshold", "window-seconds=4",
+                 "--threshold", "warmup-seconds=3", "--monitor-id", "monitor-under-test"],
             )  # fmt: skip
             wait_port(listen)
             ready(metrics)

@@ -2,8 +2,9 @@
 
 Options: the Kafka and metrics ones every command has, the consumer group,
 how clients are named (`--client-header`, `--client-key-file`), endpoint
-patterns, and one flag per threshold of `monitor.config.Thresholds`, each
-also settable in a `--rules FILE` (flags win). Everything is checked here,
+patterns, and the thresholds of `monitor.config.Thresholds`: a `--rules FILE`
+and `--threshold NAME=VALUE` items (one option, not one per threshold: the
+help stays readable and every name is checked in one place). Everything is checked here,
 before anything connects (one line, exit code 2); `monitor.run` is imported
 only when the command runs.
 """
@@ -12,93 +13,23 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import fields
-from typing import Any
 
 import click
 
 from trafficmirror.cli.common import build_settings, kafka_options, metrics_options
 
-#: Help of each threshold flag (the default is appended from `Thresholds`).
-_THRESHOLDS: dict[str, tuple[Any, str]] = {
-    "window_seconds": (
-        click.FloatRange(1),
-        "Sliding window the rates are measured over, in seconds of recorded time.",
-    ),
-    "baseline_half_life_seconds": (
-        click.FloatRange(0, min_open=True),
-        "Half-life of the learned usual rate (an exponentially weighted mean of the "
-        "per-second counts before the window).",
-    ),
-    "warmup_seconds": (
-        click.FloatRange(0),
-        "History a client or endpoint needs before its rate is judged against its usual rate.",
-    ),
-    "rate_factor": (
-        click.FloatRange(0, min_open=True),
-        "client_rate / endpoint_rate: window rate at least this many times the usual rate ...",
-    ),
-    "rate_min_requests": (
-        click.IntRange(1),
-        "... and at least this many requests in the window.",
-    ),
-    "status_burst_min": (
-        click.IntRange(1),
-        "status_burst: this many 401/403/404 responses to one client in the window ...",
-    ),
-    "status_burst_factor": (
-        click.FloatRange(0, min_open=True),
-        "... and this many times its usual rate of them (a client without history: the "
-        "minimum alone).",
-    ),
-    "new_client_seconds": (
-        click.FloatRange(0),
-        "new_client_hammering: a client first seen less than this many seconds ago ...",
-    ),
-    "hammer_min_requests": (
-        click.IntRange(1),
-        "... sending at least this many requests to one endpoint in the window ...",
-    ),
-    "hammer_share": (
-        click.FloatRange(0, 1, min_open=True),
-        "... that are at least this share of its requests.",
-    ),
-    "cooldown_seconds": (
-        click.FloatRange(0),
-        "The same alert (kind, client, endpoint) is not raised again within this many seconds.",
-    ),
-    "lateness_seconds": (
-        click.FloatRange(0),
-        "How late (seconds of recorded time) a record may arrive before its second is judged.",
-    ),
-    "max_keys": (
-        click.IntRange(1),
-        "Clients, endpoints and client-endpoint pairs tracked at most (least recently seen "
-        "dropped first).",
-    ),
-    "max_body_bytes": (
-        click.IntRange(0),
-        "Bytes of a request body the signature detectors read at most.",
-    ),
-}
-
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 MIN_KEY_BYTES = 16
 
 
-def _threshold_options(func: Any) -> Any:
-    from monitor.config import Thresholds
+def _threshold_help() -> str:
+    from monitor.config import threshold_names
 
-    defaults = {f.name: f.default for f in fields(Thresholds)}
-    for name, (kind, text) in reversed(_THRESHOLDS.items()):
-        func = click.option(
-            "--" + name.replace("_", "-"),
-            name,
-            type=kind,
-            default=None,
-            help=f"{text} [default: {defaults[name]:g}]",
-        )(func)
-    return func
+    names = ", ".join(f"{name} ({default:g})" for name, default in threshold_names())
+    return (
+        "Set a threshold, NAME=VALUE; repeatable, wins over --rules. The names and their "
+        f"defaults: {names}. docs/monitoring.md says what each means."
+    )
 
 
 def _read_key(path: str | None) -> bytes | None:
@@ -179,8 +110,8 @@ def _read_key(path: str | None) -> bytes | None:
     "rules_file",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help="YAML file of thresholds (the names of the flags below, e.g. 'rate-factor: 20'); "
-    "flags win over it.",
+    help="YAML file of thresholds: a mapping of the --threshold names to values, e.g. "
+    "'rate-factor: 20'.",
 )
 @click.option(
     "--signatures",
@@ -188,7 +119,13 @@ def _read_key(path: str | None) -> bytes | None:
     help="Signature detectors to run, comma-separated: sql_injection, xss, path_traversal, "
     "scanner, or none [default: all].",
 )
-@_threshold_options
+@click.option(
+    "--threshold",
+    "threshold_items",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help=_threshold_help(),
+)
 @click.option(
     "--monitor-id",
     metavar="NAME",
@@ -210,8 +147,8 @@ def monitor(
     routes: tuple[str, ...],
     rules_file: str | None,
     signatures: str | None,
+    threshold_items: tuple[str, ...],
     monitor_id: str | None,
-    **thresholds: Any,
 ) -> None:
     """Watch TOPIC for attacks and anomalies; alerts go to TOPIC.alerts, the log and metrics.
 
@@ -227,7 +164,7 @@ def monitor(
     cookie or body. Scale by running more monitors with the same --group.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
-    from monitor.config import SIGNATURES, MonitorConfig, Thresholds, load_rules
+    from monitor.config import SIGNATURES, MonitorConfig, Thresholds, apply_items, load_rules
     from replayer.comparing.endpoints import Router
     from trafficmirror.plumbing.errors import ConfigError
 
@@ -253,11 +190,11 @@ def monitor(
                 f"{signatures!r}: use a comma-separated list of {', '.join(SIGNATURES)}, or none",
                 param_hint="--signatures",
             )
-        thresholds["signatures"] = names
+        base = base.with_overrides({"signatures": names})
     try:
-        limits = base.with_overrides(thresholds)
+        limits = apply_items(threshold_items, base)
     except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="thresholds") from None
+        raise click.BadParameter(str(exc), param_hint="--threshold") from None
     from monitor.run import run_monitor
 
     run_monitor(

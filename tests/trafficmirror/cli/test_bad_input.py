@@ -82,6 +82,10 @@ BAD_VALUES: dict[str, list[str]] = {
     "--remove-header": ["Content-Length", "bad name"],
     "--target-map": ["no-equals-sign", "shop=ftp://x", "shop=http://x/path"],
     "--transform-module": ["no_such_module_anywhere:f", "no-colon"],
+    "--client-header": ["bad header", ""],
+    "--client-key-file": ["/nonexistent/key"],
+    "--signatures": ["sqli", "", "none,xss"],
+    "--threshold": ["rate-factor", "speed=3", "hammer-share=0", "max-keys=many"],
 }
 
 #: (command path, arguments) that are each valid alone but not together.
