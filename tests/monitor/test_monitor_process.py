@@ -176,30 +176,64 @@ def test_a_planted_sql_injection_is_an_alert_without_the_secret(stack: Stack) ->
     assert "sk_live" not in stack.monitor.stderr
 
 
+def paced(
+    port: int,
+    headers: dict[str, str],
+    rate: float,
+    started: float,
+    until: float,
+    stop: threading.Event,
+    sent: list[float],
+    errors: list[BaseException],
+) -> None:
+    """GETs on one keep-alive connection at `rate` per second from `started`, until `until`."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        n = 0
+        while not stop.is_set() and time.monotonic() < until:
+            time.sleep(max(0.0, started + n / rate - time.monotonic()))
+            conn.request("GET", f"/catalog/{n % 50}", headers=headers)
+            conn.getresponse().read()
+            sent.append(time.monotonic())
+            n += 1
+    except BaseException as exc:  # reported by the test
+        errors.append(exc)
+    finally:
+        conn.close()
+
+
 def test_a_planted_burst_is_an_alert_within_10s(stack: Stack) -> None:
     client = "burst-client-7"
     expected = "hmac:" + hmac.new(KEY, client.encode(), hashlib.sha256).hexdigest()[:HMAC_DIGITS]
     headers = {"X-Client-Id": client}
-    # Its usual rate: 2 requests/s for 8 s (warm-up 3 s + the 4 s window + 1).
-    for i in range(16):
-        get(stack.recorder_port, f"/catalog/{i}", headers)
-        time.sleep(0.5)
-    burst_started = time.monotonic()
     stop = threading.Event()
     errors: list[BaseException] = []
-
-    def burst() -> None:  # 20x: 40 requests/s, until the alert (at most 12 s)
-        try:
-            n = 0
-            while not stop.is_set() and time.monotonic() - burst_started < 12:
-                get(stack.recorder_port, f"/catalog/{n % 50}", headers)
-                n += 1
-                time.sleep(max(0.0, burst_started + n / 40 - time.monotonic()))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=burst)
-    thread.start()
+    usual: list[float] = []
+    # Its usual rate: 2 requests/s for 8 s (warm-up 3 s + the 4 s window + 1).
+    began = time.monotonic()
+    paced(stack.recorder_port, headers, 2, began, began + 8, stop, usual, errors)
+    # Then 20x: 40 requests/s, over 4 connections (a loaded machine still keeps up),
+    # until the alert (at most 12 s).
+    burst_started = time.monotonic()
+    burst: list[float] = []
+    threads = [
+        threading.Thread(
+            target=paced,
+            args=(
+                stack.recorder_port,
+                headers,
+                10,
+                burst_started + i / 40,
+                burst_started + 12,
+                stop,
+                burst,
+                errors,
+            ),
+        )  # fmt: skip
+        for i in range(4)
+    ]
+    for thread in threads:
+        thread.start()
     try:
         alert = stack.alerts.wait_for(
             lambda a: a["kind"] == "client_rate" and a["client"] == expected, timeout=12
@@ -207,9 +241,14 @@ def test_a_planted_burst_is_an_alert_within_10s(stack: Stack) -> None:
         delay = time.monotonic() - burst_started
     finally:
         stop.set()
-        thread.join()
+        for thread in threads:
+            thread.join()
+    # What was planted: the usual rate and the burst's rate up to the alert, as sent.
+    usual_rate = len(usual) / 8
+    burst_rate = sum(1 for at in burst if at <= burst_started + delay) / delay
+    print(f"usual {usual_rate:.1f}/s, burst {burst_rate:.1f}/s; alert {delay:.1f}s into the burst")
+    assert burst_rate >= 15 * usual_rate, "the test could not send the burst fast enough"
     assert not errors, errors
-    print(f"burst alert {delay:.1f}s after the burst began")
     assert delay < 10, f"the alert came {delay:.1f}s after the burst began"
     assert alert["baseline_rate"] is not None and 1.0 < alert["baseline_rate"] < 3.0
     assert (
@@ -229,3 +268,13 @@ def test_a_planted_burst_is_an_alert_within_10s(stack: Stack) -> None:
         "endpoint_rate",
         "new_client_hammering",
     }
+
+
+def test_the_monitor_stops_cleanly_and_says_what_it_did(stack: Stack) -> None:
+    judged = int(stack.metric("trafficmirror_monitor_exchanges_total"))
+    assert stack.monitor.stop() == 0
+    line = next(li for li in stack.monitor.stderr.splitlines() if "monitor stopped:" in li)
+    match = re.search(r"monitor stopped: (\d+) exchanges judged, (\d+) alerts raised", line)
+    assert match is not None, line
+    assert int(match[1]) >= judged > 200 and int(match[2]) >= 4, line
+    assert "(0 not delivered), 0 records undecodable" in line, line
