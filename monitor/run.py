@@ -48,6 +48,12 @@ EXCHANGES = Counter("trafficmirror_monitor_exchanges", "Exchanges the monitor ju
 UNDECODABLE = Counter(
     "trafficmirror_monitor_undecodable", "Records of the traffic topic that could not be decoded."
 )
+MATCHES = Counter(
+    "trafficmirror_monitor_signature_matches",
+    "Requests a signature detector matched, by kind; alerts are fewer (one per kind, client "
+    "and endpoint per cooldown).",
+    ["kind"],
+)
 TRACKED = Gauge(
     "trafficmirror_monitor_tracked_keys",
     "Clients, endpoints and client-endpoint pairs whose rates are tracked.",
@@ -94,6 +100,8 @@ class Monitor:
         self._lock = threading.Lock()
         self._throttle = Throttle()
         self._writer: AlertWriter | None = None
+        #: (kind, client, endpoint) -> recorded second of its last signature alert.
+        self._cooldown: dict[tuple[str, str | None, str | None], int] = {}
 
     def _readiness(self) -> str | None:
         if self.stopping:
@@ -191,8 +199,28 @@ class Monitor:
         source = Source(message.topic(), message.partition(), message.offset())
         start = event["request_start_us"]
         BEHIND.set(max(0.0, time.time() - start / 1_000_000))
-        self._emit(self.signatures.scan(event, client, endpoint, source))
+        self._emit(self._fresh(self.signatures.scan(event, client, endpoint, source)))
         self._emit(self.rules.observe(client, endpoint, start, status, event["id"], source))
+
+    def _fresh(self, findings: list[Finding]) -> list[Finding]:
+        """The signature findings not raised for their kind, client and endpoint lately."""
+        if not findings:
+            return findings
+        limits = self.config.thresholds
+        fresh = []
+        for finding in findings:
+            MATCHES.labels(finding.kind).inc()
+            key = (finding.kind, finding.client, finding.endpoint)
+            second = finding.window_start_us // 1_000_000
+            last = self._cooldown.get(key)
+            if last is not None and 0 <= second - last < limits.cooldown_seconds:
+                continue
+            self._cooldown[key] = second
+            fresh.append(finding)
+        if len(self._cooldown) > limits.max_keys:
+            horizon = max(self._cooldown.values()) - limits.cooldown_seconds
+            self._cooldown = {k: v for k, v in self._cooldown.items() if v >= horizon}
+        return fresh
 
     def _emit(self, findings: list[Finding]) -> None:
         writer = self._writer
