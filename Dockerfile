@@ -32,7 +32,14 @@ COPY trafficmirror ./trafficmirror
 COPY recorder ./recorder
 COPY replayer ./replayer
 COPY interchange ./interchange
+COPY monitor ./monitor
 COPY schemas ./schemas
+
+# libinjection-python (the monitor's SQL injection / XSS detector) is published as source
+# only: a C compiler builds it during the install below.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 
 # The README's install step (.ci/validate-deploy checks the two stay the same).
 RUN pip install .

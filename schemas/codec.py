@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from schemas.records import HttpExchange, ReplayResult, ReplaySession
+from schemas.records import Alert, HttpExchange, ReplayResult, ReplaySession
 from schemas.writer import Unsupported, Write, compile_writer
 from trafficmirror.plumbing.errors import ConfigError, DecodeError
 
@@ -225,8 +225,12 @@ class Codec:
             """`decode()` of a `Codec("replay_session")`: one session revision."""
             ...
 
+        def decode_alert(self, data: bytes | None) -> Alert:
+            """`decode()` of a `Codec("alert")`: one finding of the monitor."""
+            ...
+
     else:
-        decode_exchange = decode_result = decode_session = decode
+        decode_exchange = decode_result = decode_session = decode_alert = decode
 
     def _read(self, data: bytes, offset: int, writer: dict[str, Any]) -> dict[str, Any]:
         stream = io.BytesIO(data)

@@ -1,4 +1,4 @@
-"""The Avro records as Python types: `HttpExchange`, `ReplayResult`, `ReplaySession`.
+"""The Avro records as Python types: `HttpExchange`, `ReplayResult`, `ReplaySession`, `Alert`.
 
 TypedDicts, one per record of the newest `*.avsc` of each schema, field for
 field (tests/schemas/test_records.py fails when they drift apart). fastavro
@@ -152,3 +152,44 @@ class ReplaySession(TypedDict):
     until_us: int | None
     created_at_us: int
     created_by: str
+
+
+# -- alert: a finding of the security monitor -----------------------------------------
+
+
+class StatusCount(TypedDict):
+    """Responses with one status code in an alert's window."""
+
+    status: int
+    count: int
+
+
+class AlertSource(TypedDict):
+    """Where the exchange behind an alert is stored in Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class Alert(TypedDict):
+    """One finding of `trafficmirror monitor` (`alert.v*.avsc`)."""
+
+    id: str
+    kind: str
+    severity: str
+    message: str
+    monitor_id: str
+    detected_at_us: int
+    window_start_us: int
+    window_end_us: int
+    client: str | None
+    endpoint: str | None
+    count: int
+    observed_rate: float | None
+    baseline_rate: float | None
+    statuses: list[StatusCount]
+    location: str | None
+    detector: str | None
+    exchange_ids: list[str]
+    source: AlertSource | None

@@ -11,7 +11,7 @@ from pathlib import Path
 from setuptools import find_packages
 
 ROOT = Path(__file__).resolve().parent.parent
-TOP = ("trafficmirror", "recorder", "replayer", "interchange", "schemas")
+TOP = ("trafficmirror", "recorder", "replayer", "interchange", "monitor", "schemas")
 
 
 def test_every_folder_with_python_code_is_a_package_in_the_distribution() -> None:

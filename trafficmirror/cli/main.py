@@ -24,6 +24,7 @@ from trafficmirror.cli.cmd_dev import dev_kafka, kafka_config
 from trafficmirror.cli.cmd_export import export
 from trafficmirror.cli.cmd_import import import_
 from trafficmirror.cli.cmd_inspect import inspect
+from trafficmirror.cli.cmd_monitor import monitor
 from trafficmirror.cli.cmd_record import record
 from trafficmirror.cli.cmd_replay import replay
 from trafficmirror.cli.cmd_report import report
@@ -56,6 +57,7 @@ for command in (record, worker, replay, report, inspect, dev_kafka, kafka_config
     cli.add_command(command)
 for command in (export, import_):
     cli.add_command(command)
+cli.add_command(monitor)
 install(cli)
 
 

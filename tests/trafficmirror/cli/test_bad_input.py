@@ -101,6 +101,10 @@ BAD_VALUES: dict[str, list[str]] = {
     ],
     "--junit": ["/nonexistent-folder/report.xml"],
     "--output": ["/nonexistent-folder/traffic.har", "traffic.unknown"],
+    "--client-header": ["bad header", ""],
+    "--client-key-file": ["/nonexistent/key"],
+    "--signatures": ["sqli", "", "none,xss"],
+    "--threshold": ["rate-factor", "speed=3", "hammer-share=0", "max-keys=many"],
 }
 
 #: (command path, arguments) that are each valid alone but not together.
