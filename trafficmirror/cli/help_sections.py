@@ -29,6 +29,7 @@ OWN = "Options"
 def _decorators() -> list[tuple[str, list[Decorator]]]:
     """(section title, the decorators whose options it lists), in the order shown."""
     from trafficmirror.cli import common, kafka
+    from trafficmirror.cli.amplify import amplify_options
     from trafficmirror.cli.comparison import comparison_options
     from trafficmirror.cli.guard import guardrail_options
     from trafficmirror.cli.pace import pace_options
@@ -41,6 +42,7 @@ def _decorators() -> list[tuple[str, list[Decorator]]]:
         ("Sending to the shadow", [common.sender_options]),
         ("Selection", [selection_options()]),
         ("Pace", [pace_options(default_speed="max")]),
+        ("Capacity tests (amplification)", [amplify_options]),
         ("Safety", [safety_options]),
         ("Transforms", [transform_options]),
         ("Comparison", [comparison_options]),
