@@ -4,7 +4,9 @@ Runs inside `flow_to_event`, on the copy of the exchange that becomes the event,
 before it is encoded or handed to Kafka: a secret that is redacted here is
 never in the producer's queue, the topic, a replay, a result or a report. The
 live request and response are never altered. Headers are redacted by name,
-values in JSON bodies by JSON path (`trafficmirror.plumbing.jsonpath`); each
+query parameters and form fields (urlencoded and multipart) by name
+(`recorder.params`), values in JSON bodies by JSON path
+(`trafficmirror.plumbing.jsonpath`); each
 rule drops, masks or HMACs what it matches (`Redactor`), and every event lists
 what was applied to it in its `recorder.redactions`. A header may instead keep
 a JWT's header and claims with its signature destroyed (`jwt-claims`), so the
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recorder import params
 from trafficmirror.plumbing.errors import ConfigError
 from trafficmirror.plumbing.jsonpath import JsonPattern, Segment
 
@@ -33,6 +36,32 @@ MODES = ("drop", "mask", "hmac", "jwt-claims")
 HEADER_ONLY_MODES = ("jwt-claims",)
 #: Headers redacted unless the user turns the default list off.
 DEFAULT_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key")
+#: Query parameters and form fields redacted unless the user turns the default list off
+#: (compared percent-decoded and without case; docs/security.md lists them).
+DEFAULT_PARAMS = (
+    "access_token",
+    "api-key",
+    "api_key",
+    "apikey",
+    "auth_token",
+    "client_secret",
+    "id_token",
+    "passwd",
+    "password",
+    "private_token",
+    "pwd",
+    "refresh_token",
+    "secret",
+    "session_token",
+    "sig",
+    "signature",
+    "token",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "x-amz-signature",
+    "x-goog-credential",
+    "x-goog-signature",
+)
 DEFAULT_MODE = "mask"
 MASK = "***"
 HMAC_PREFIX = "hmac-sha256:"
@@ -137,13 +166,17 @@ class Redactor:
         headers: Mapping[str, str] | None = None,
         json_rules: Sequence[JsonRule] = (),
         key: bytes | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> None:
         self.headers = {
             name.lower().encode("latin-1"): mode for name, mode in (headers or {}).items()
         }
         self.json_rules = tuple(json_rules)
+        #: Query parameter and form field rules: lower-case name -> mode.
+        self.params = {name.lower(): mode for name, mode in (params or {}).items()}
         self._key = key
         needs_key = [n.decode() for n, m in self.headers.items() if m == "hmac"]
+        needs_key += [n for n, m in self.params.items() if m == "hmac"]
         needs_key += [r.text for r in self.json_rules if r.mode == "hmac"]
         if needs_key and key is None:
             raise ConfigError(
@@ -159,9 +192,16 @@ class Redactor:
         key_file: str | None = None,
         defaults: bool = True,
         environ: Mapping[str, str] | None = None,
+        param_specs: Iterable[str] = (),
     ) -> Redactor:
         """Rules from CLI-style specs (`NAME[=MODE]`, `PATH[=MODE]`); raises `ConfigError`."""
         headers = dict.fromkeys(DEFAULT_HEADERS, DEFAULT_MODE) if defaults else {}
+        fields = dict.fromkeys(DEFAULT_PARAMS, DEFAULT_MODE) if defaults else {}
+        for spec in param_specs:
+            name, mode = parse_spec(spec, "parameter")
+            if not name or "&" in name:
+                raise ConfigError(f"bad parameter redaction {spec!r}: {name!r} is not a field name")
+            fields[name.lower()] = mode
         for spec in header_specs:
             name, mode = parse_spec(spec, "header")
             if not _HEADER_RE.fullmatch(name):
@@ -171,17 +211,19 @@ class Redactor:
         for spec in json_specs:
             rule = parse_json_rule(spec)
             rules[rule.text] = rule  # a later rule for the same path wins
-        return cls(headers, list(rules.values()), read_key(key_file, environ))
+        return cls(headers, list(rules.values()), read_key(key_file, environ), fields)
 
     @property
     def active(self) -> bool:
-        return bool(self.headers or self.json_rules)
+        return bool(self.headers or self.json_rules or self.params)
 
     def describe(self) -> list[str]:
-        """The rules as `header:NAME=MODE` / `json:PATH=MODE`, for the start-up log line."""
-        return [f"header:{n.decode()}={m}" for n, m in self.headers.items()] + [
-            f"json:{r.text}={r.mode}" for r in self.json_rules
-        ]
+        """The rules as `header:NAME=MODE` / `param:NAME=MODE` / `json:PATH=MODE`, for the log."""
+        return (
+            [f"header:{n.decode()}={m}" for n, m in self.headers.items()]
+            + [f"param:{n}={m}" for n, m in self.params.items()]
+            + [f"json:{r.text}={r.mode}" for r in self.json_rules]
+        )
 
     # -- values ---------------------------------------------------------------
 
@@ -194,6 +236,24 @@ class Redactor:
 
     def _header_value(self, mode: str, value: bytes) -> bytes:
         return MASK.encode() if mode == "mask" else self.digest(value).encode()
+
+    def _field_value(self, mode: str, value: bytes) -> bytes:
+        # A query or urlencoded value is keyed decoded, as the app reads it.
+        return self._header_value(mode, params.unquote_to_bytes(value.replace(b"+", b" ")))
+
+    def _part_value(self, mode: str, value: bytes) -> bytes:
+        return self._header_value(mode, value)
+
+    # -- query ----------------------------------------------------------------
+
+    def redact_path(self, path: bytes, notes: list[str]) -> bytes:
+        """The request target with the parameter rules applied to its query (`path` if none)."""
+        if not self.params:
+            return path
+        applied: list[tuple[str, str]] = []
+        redacted = params.redact_query(path, self.params, self._field_value, applied)
+        notes.extend(f"request.query:{name}={mode}" for name, mode in applied)
+        return redacted
 
     @staticmethod
     def jwt_claims(value: bytes) -> bytes | None:
@@ -278,12 +338,18 @@ class Redactor:
         body that says it is JSON but cannot be decoded or parsed, or looks like
         JSON but is over `max_body_bytes` (recorded cut, unparsed), is dropped.
         """
-        if not self.json_rules or not raw:
+        if not raw:
             return raw
         content_type = _header(flat_headers, _CONTENT_TYPE)
-        declared_json = _is_json_type(content_type)
         encoding = (_header(flat_headers, _CONTENT_ENCODING) or b"").strip().lower()
         encoded = encoding not in (b"", b"identity")
+        if self.params and _media(content_type) in (params.FORM, params.MULTIPART):
+            return self._redact_form(
+                raw, flat_headers, content_type or b"", encoding, max_body_bytes, where, notes
+            )
+        if not self.json_rules:
+            return raw
+        declared_json = _is_json_type(content_type)
         if not declared_json and not encoded and not _looks_json(raw):
             return raw
         if len(raw) > max_body_bytes:
@@ -325,9 +391,52 @@ class Redactor:
         )
         if encoded:
             body = _encode(body, encoding.decode("latin-1"))
-        for i in range(0, len(flat_headers) - 1, 2):
-            if flat_headers[i].lower() == _CONTENT_LENGTH:
-                flat_headers[i + 1] = str(len(body)).encode()
+        _set_length(flat_headers, len(body))
+        return body
+
+    def _redact_form(
+        self,
+        raw: bytes,
+        flat_headers: list[bytes],
+        content_type: bytes,
+        encoding: bytes,
+        max_body_bytes: int,
+        where: str,
+        notes: list[str],
+    ) -> bytes | None:
+        """An urlencoded or multipart body with the parameter rules applied (None: dropped).
+
+        A body cut at the cap is redacted as far as it was kept; one that
+        cannot be read (an encoding that does not decode, a multipart type
+        without a boundary) is dropped, since it may hold a secret.
+        """
+        cut = len(raw) > max_body_bytes
+        encoded = encoding not in (b"", b"identity")
+        plain = raw
+        if encoded:
+            try:
+                if cut:
+                    raise ValueError("cut")
+                plain = _decode(raw, encoding.decode("latin-1"))
+            except Exception:
+                notes.append(f"{where}.body=drop")
+                return None
+        applied: list[tuple[str, str]] = []
+        if _media(content_type) == params.FORM:
+            body = params.redact_pairs(plain, self.params, self._field_value, applied)
+        else:
+            token = params.boundary(content_type)
+            if token is None:
+                notes.append(f"{where}.body=drop")
+                return None
+            body = params.redact_multipart(plain, token, self.params, self._part_value, applied)
+        if body is plain:
+            return raw
+        notes.extend(f"{where}.form:{name}={mode}" for name, mode in applied)
+        if encoded:
+            body = _encode(body, encoding.decode("latin-1"))
+        if not cut:
+            _set_length(flat_headers, len(body))
         return body
 
     def _walk(self, value: Any, path: list[Segment], applied: list[str]) -> Any:
@@ -386,6 +495,18 @@ def _header(flat: Sequence[bytes], name: bytes) -> bytes | None:
         if flat[i].lower() == name:
             return flat[i + 1]
     return None
+
+
+def _set_length(flat_headers: list[bytes], length: int) -> None:
+    """Content-Length in `flat_headers` says `length` (the event stays self-consistent)."""
+    for i in range(0, len(flat_headers) - 1, 2):
+        if flat_headers[i].lower() == _CONTENT_LENGTH:
+            flat_headers[i + 1] = str(length).encode()
+
+
+def _media(content_type: bytes | None) -> bytes:
+    """The media type of a Content-Type value, lower case, without parameters."""
+    return (content_type or b"").split(b";", 1)[0].strip().lower()
 
 
 def _is_json_type(content_type: bytes | None) -> bool:

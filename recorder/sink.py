@@ -49,6 +49,13 @@ SEEN = Counter(
     "the filter). Once flushed, seen = recorded + dropped + failed; until then the "
     "difference is still queued.",
 )
+TRUNCATED = Counter(
+    "trafficmirror_recorder_truncated",
+    "Bodies recorded cut, flagged body_truncated (longer than --max-body-bytes, cut to fit "
+    "a Kafka message, cut for want of --max-buffered-bytes, or broken off), by part "
+    "(request or response).",
+    ["part"],
+)
 QUEUE_LENGTH = Gauge(
     "trafficmirror_recorder_queue_messages",
     "Messages waiting in the producer's local queue or in flight to the broker.",
