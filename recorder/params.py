@@ -18,6 +18,32 @@ import re
 from collections.abc import Callable, Mapping
 from urllib.parse import unquote_to_bytes
 
+#: The usual secret names, redacted unless the user turns the default list off
+#: (compared percent-decoded and without case; docs/security.md lists them).
+DEFAULT_PARAMS = (
+    "access_token",
+    "api-key",
+    "api_key",
+    "apikey",
+    "auth_token",
+    "client_secret",
+    "id_token",
+    "passwd",
+    "password",
+    "private_token",
+    "pwd",
+    "refresh_token",
+    "secret",
+    "session_token",
+    "sig",
+    "signature",
+    "token",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "x-amz-signature",
+    "x-goog-credential",
+    "x-goog-signature",
+)
 #: Replaces one matched value: (mode, the value as sent) -> the bytes to record.
 Replace = Callable[[str, bytes], bytes]
 
@@ -35,6 +61,11 @@ _NAME_RE = re.compile(
 def field_name(raw: bytes) -> str:
     """A form or query field name as rules compare it: percent-decoded, `+` a space, lower case."""
     return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8", "replace").lower()
+
+
+def field_value(raw: bytes) -> bytes:
+    """A query or urlencoded value as the app reads it: percent-decoded, `+` a space."""
+    return unquote_to_bytes(raw.replace(b"+", b" "))
 
 
 def redact_pairs(

@@ -15,8 +15,6 @@ replayer can re-sign the same claims with the shadow's key.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -27,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recorder import params
+from recorder import content, jwtclaims, params
 from trafficmirror.plumbing.errors import ConfigError
 from trafficmirror.plumbing.jsonpath import JsonPattern, Segment
 
@@ -36,52 +34,18 @@ MODES = ("drop", "mask", "hmac", "jwt-claims")
 HEADER_ONLY_MODES = ("jwt-claims",)
 #: Headers redacted unless the user turns the default list off.
 DEFAULT_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key")
-#: Query parameters and form fields redacted unless the user turns the default list off
-#: (compared percent-decoded and without case; docs/security.md lists them).
-DEFAULT_PARAMS = (
-    "access_token",
-    "api-key",
-    "api_key",
-    "apikey",
-    "auth_token",
-    "client_secret",
-    "id_token",
-    "passwd",
-    "password",
-    "private_token",
-    "pwd",
-    "refresh_token",
-    "secret",
-    "session_token",
-    "sig",
-    "signature",
-    "token",
-    "x-amz-credential",
-    "x-amz-security-token",
-    "x-amz-signature",
-    "x-goog-credential",
-    "x-goog-signature",
-)
+#: Query parameters and form fields redacted unless the user turns the defaults off.
+DEFAULT_PARAMS = params.DEFAULT_PARAMS
 DEFAULT_MODE = "mask"
 MASK = "***"
 HMAC_PREFIX = "hmac-sha256:"
 #: Hex digits of the HMAC kept: 128 bits, plenty to keep distinct values distinct.
 HMAC_DIGITS = 32
 MIN_KEY_BYTES = 16
-#: A JWT longer than this is not parsed (masked instead): no real token comes close.
-MAX_JWT_BYTES = 16 * 1024
 #: Environment variable holding the HMAC key itself (the key file wins).
 KEY_ENV = "TRAFFICMIRROR_REDACT_KEY"
 
 _HEADER_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: `[scheme SP] header.claims.signature`, each segment base64url without padding.
-_JWT_RE = re.compile(
-    rb"(?:(?P<scheme>[A-Za-z][A-Za-z0-9._~+-]*) +)?"
-    rb"(?P<header>[A-Za-z0-9_-]+)\.(?P<claims>[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]*"
-)
-_CONTENT_TYPE = b"content-type"
-_CONTENT_ENCODING = b"content-encoding"
-_CONTENT_LENGTH = b"content-length"
 
 
 @dataclass(frozen=True)
@@ -157,7 +121,12 @@ class Redactor:
     its UTF-8 text, any other value by its compact JSON), and for headers only
     `jwt-claims` (`Bearer <header>.<claims>.`: a JWT without its signature, see
     `jwt_claims`; a value that is not a JWT is masked and noted as mask).
-    Notes, once per rule and event: `request.header:authorization=mask`,
+    Query parameters and form fields (urlencoded and multipart bodies of
+    requests and responses) match by name (`recorder.params`); the usual
+    secret names (`DEFAULT_PARAMS`) are masked by default, and a
+    parameter rule `NAME=MODE` (mask, drop, hmac) adds a name or changes its
+    mode. Notes, once per rule and event: `request.header:authorization=mask`,
+    `request.query:api_key=mask`, `request.form:password=mask`,
     `request.body:$.password=drop`, `request.body=drop` (the whole body).
     """
 
@@ -239,7 +208,7 @@ class Redactor:
 
     def _field_value(self, mode: str, value: bytes) -> bytes:
         # A query or urlencoded value is keyed decoded, as the app reads it.
-        return self._header_value(mode, params.unquote_to_bytes(value.replace(b"+", b" ")))
+        return self._header_value(mode, params.field_value(value))
 
     def _part_value(self, mode: str, value: bytes) -> bytes:
         return self._header_value(mode, value)
@@ -255,31 +224,8 @@ class Redactor:
         notes.extend(f"request.query:{name}={mode}" for name, mode in applied)
         return redacted
 
-    @staticmethod
-    def jwt_claims(value: bytes) -> bytes | None:
-        """`[scheme ]header.claims.` of a JWT-bearing value (signature gone), or None.
-
-        The value must be a JWS in compact form, optionally after an auth scheme
-        (`Bearer `): three base64url segments whose first decodes to a JSON
-        object naming an `alg` and whose second decodes to a JSON object (the
-        claims). The signature segment is emptied, so what is stored cannot be
-        presented to any service that checks signatures; header and claims stay
-        byte for byte. Anything else (an opaque token, a JWE, a masked value)
-        returns None and is masked by the caller.
-        """
-        if len(value) > MAX_JWT_BYTES:
-            return None
-        match = _JWT_RE.fullmatch(value.strip())
-        if match is None:
-            return None
-        scheme, header, claims = match.group("scheme", "header", "claims")
-        parsed_header = _b64json(header)
-        if not isinstance(parsed_header, dict) or not isinstance(parsed_header.get("alg"), str):
-            return None
-        if not isinstance(_b64json(claims), dict):
-            return None
-        prefix = scheme + b" " if scheme else b""
-        return prefix + header + b"." + claims + b"."
+    #: The JWT of a header value with its signature emptied, or None (`recorder.jwtclaims`).
+    jwt_claims = staticmethod(jwtclaims.jwt_claims)
 
     def _json_value(self, mode: str, value: Any) -> Any:
         if mode == "mask":
@@ -340,34 +286,34 @@ class Redactor:
         """
         if not raw:
             return raw
-        content_type = _header(flat_headers, _CONTENT_TYPE)
-        encoding = (_header(flat_headers, _CONTENT_ENCODING) or b"").strip().lower()
+        content_type = content.header(flat_headers, content.CONTENT_TYPE)
+        encoding = (content.header(flat_headers, content.CONTENT_ENCODING) or b"").strip().lower()
         encoded = encoding not in (b"", b"identity")
-        if self.params and _media(content_type) in (params.FORM, params.MULTIPART):
+        if self.params and content.media(content_type) in (params.FORM, params.MULTIPART):
             return self._redact_form(
                 raw, flat_headers, content_type or b"", encoding, max_body_bytes, where, notes
             )
         if not self.json_rules:
             return raw
-        declared_json = _is_json_type(content_type)
-        if not declared_json and not encoded and not _looks_json(raw):
+        declared_json = content.is_json_type(content_type)
+        if not declared_json and not encoded and not content.looks_json(raw):
             return raw
         if len(raw) > max_body_bytes:
             # Cut, it could not be parsed, and the part kept may hold a secret.
-            if declared_json or _looks_json(raw):
+            if declared_json or content.looks_json(raw):
                 notes.append(f"{where}.body=drop")
                 return None
             return raw
         plain = raw
         if encoded:
             try:
-                plain = _decode(raw, encoding.decode("latin-1"))
+                plain = content.decode(raw, encoding.decode("latin-1"))
             except Exception:
                 if declared_json:
                     notes.append(f"{where}.body=drop")
                     return None
                 return raw
-            if not declared_json and not _looks_json(plain):
+            if not declared_json and not content.looks_json(plain):
                 return raw
         try:
             document = json.loads(plain)
@@ -390,8 +336,8 @@ class Redactor:
             "utf-8", "surrogatepass"
         )
         if encoded:
-            body = _encode(body, encoding.decode("latin-1"))
-        _set_length(flat_headers, len(body))
+            body = content.encode(body, encoding.decode("latin-1"))
+        content.set_length(flat_headers, len(body))
         return body
 
     def _redact_form(
@@ -417,12 +363,12 @@ class Redactor:
             try:
                 if cut:
                     raise ValueError("cut")
-                plain = _decode(raw, encoding.decode("latin-1"))
+                plain = content.decode(raw, encoding.decode("latin-1"))
             except Exception:
                 notes.append(f"{where}.body=drop")
                 return None
         applied: list[tuple[str, str]] = []
-        if _media(content_type) == params.FORM:
+        if content.media(content_type) == params.FORM:
             body = params.redact_pairs(plain, self.params, self._field_value, applied)
         else:
             token = params.boundary(content_type)
@@ -434,9 +380,9 @@ class Redactor:
             return raw
         notes.extend(f"{where}.form:{name}={mode}" for name, mode in applied)
         if encoded:
-            body = _encode(body, encoding.decode("latin-1"))
+            body = content.encode(body, encoding.decode("latin-1"))
         if not cut:
-            _set_length(flat_headers, len(body))
+            content.set_length(flat_headers, len(body))
         return body
 
     def _walk(self, value: Any, path: list[Segment], applied: list[str]) -> Any:
@@ -475,65 +421,7 @@ class Redactor:
         return None
 
 
-def _b64json(segment: bytes) -> Any:
-    """The JSON value of one base64url JWT segment, or None."""
-    try:
-        raw = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
-        return json.loads(raw)
-    except (binascii.Error, ValueError, RecursionError):
-        return None
-
-
 def _note(applied: list[str], rule: JsonRule) -> None:
     text = f"{rule.text}={rule.mode}"
     if text not in applied:
         applied.append(text)
-
-
-def _header(flat: Sequence[bytes], name: bytes) -> bytes | None:
-    for i in range(0, len(flat) - 1, 2):
-        if flat[i].lower() == name:
-            return flat[i + 1]
-    return None
-
-
-def _set_length(flat_headers: list[bytes], length: int) -> None:
-    """Content-Length in `flat_headers` says `length` (the event stays self-consistent)."""
-    for i in range(0, len(flat_headers) - 1, 2):
-        if flat_headers[i].lower() == _CONTENT_LENGTH:
-            flat_headers[i + 1] = str(length).encode()
-
-
-def _media(content_type: bytes | None) -> bytes:
-    """The media type of a Content-Type value, lower case, without parameters."""
-    return (content_type or b"").split(b";", 1)[0].strip().lower()
-
-
-def _is_json_type(content_type: bytes | None) -> bool:
-    if not content_type:
-        return False
-    media = content_type.split(b";", 1)[0].strip().lower()
-    return media == b"application/json" or media.endswith(b"+json")
-
-
-def _looks_json(raw: bytes) -> bool:
-    start = raw[:64].lstrip()
-    return start[:1] in (b"{", b"[")
-
-
-def _decode(raw: bytes, encoding: str) -> bytes:
-    from mitmproxy.net import encoding as codecs
-
-    decoded = codecs.decode(raw, encoding)
-    if not isinstance(decoded, bytes):
-        raise ValueError(f"cannot decode {encoding}")
-    return decoded
-
-
-def _encode(raw: bytes, encoding: str) -> bytes:
-    from mitmproxy.net import encoding as codecs
-
-    encoded = codecs.encode(raw, encoding)
-    if not isinstance(encoded, bytes):
-        raise ValueError(f"cannot encode {encoding}")
-    return encoded

@@ -137,7 +137,11 @@ def test_defaults_off_and_user_rules() -> None:
     event = flow_to_event(f, 1 << 20, recorder_info("t"), mine)
     assert event["path"] == b"/p?password=" + SECRET
     assert event["recorder"]["redactions"] == ["request.query:code=drop"]
-    both = Redactor.from_options(param_specs=["code=drop", "password=hmac"], key_file=None, environ={"TRAFFICMIRROR_REDACT_KEY": KEY.decode()})
+    both = Redactor.from_options(
+        param_specs=["code=drop", "password=hmac"],
+        key_file=None,
+        environ={"TRAFFICMIRROR_REDACT_KEY": KEY.decode()},
+    )
     event = event_of(f, both)
     digest = both.digest(SECRET).encode()
     assert event["path"] == b"/p?password=" + digest
@@ -177,19 +181,24 @@ def test_form_bodies_cut_encoded_or_unreadable() -> None:
     f = flow(b"/", body, FORM)
     f.request.headers["Content-Encoding"] = "gzip"
     event = event_of(f, redactor)
-    assert event["request"]["body"] == b"" and "request.body=drop" in event["recorder"]["redactions"]
+    assert (
+        event["request"]["body"] == b"" and "request.body=drop" in event["recorder"]["redactions"]
+    )
     # Multipart without a boundary: dropped too.
     event = event_of(flow(b"/", body, b"multipart/form-data"), redactor)
     assert event["request"]["body"] == b""
     # Not a form: left alone (JSON has its own rules).
     json_body = b'{"password": "x"}'
-    assert event_of(flow(b"/", json_body, b"application/json"), redactor)["request"]["body"] == json_body
+    assert (
+        event_of(flow(b"/", json_body, b"application/json"), redactor)["request"]["body"]
+        == json_body
+    )
 
 
 def test_multipart_through_the_redactor() -> None:
     body = (
-        b"--b1\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\n" + SECRET + b"\r\n"
-        b"--b1\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nann\r\n--b1--\r\n"
+        b'--b1\r\nContent-Disposition: form-data; name="password"\r\n\r\n' + SECRET + b"\r\n"
+        b'--b1\r\nContent-Disposition: form-data; name="user"\r\n\r\nann\r\n--b1--\r\n'
     )
     event = event_of(flow(b"/", body, b"multipart/form-data; boundary=b1"), Redactor.from_options())
     assert event["request"]["body"] == body.replace(SECRET, MASK.encode())

@@ -163,9 +163,7 @@ def test_query_and_form_secrets_never_reach_kafka(recorder: Recorder) -> None:
         assert secret in received
 
 
-def test_a_body_at_the_cap_is_recorded_whole_and_replayed(
-    recorder: Recorder, kafka: Kafka
-) -> None:
+def test_a_body_at_the_cap_is_recorded_whole_and_replayed(recorder: Recorder, kafka: Kafka) -> None:
     whole = os.urandom(CAP)  # incompressible, exactly --max-body-bytes
     over = os.urandom(CAP + 1)
     octets = {"Content-Type": "application/octet-stream"}
@@ -211,8 +209,12 @@ def test_a_body_at_the_cap_is_recorded_whole_and_replayed(
     assert (got.method, got.path, got.body == whole) == ("POST", "/cap/at", True)
 
 
-def h2c_exchange(port: int, path: str, body: bytes) -> tuple[int, bytes]:
-    """One POST over HTTP/2 with prior knowledge (no TLS, no upgrade): (status, body)."""
+def h2c_exchange(port: int, path: str, body: bytes, split: int = 0) -> tuple[int, bytes]:
+    """One POST over HTTP/2 with prior knowledge (no TLS, no upgrade): (status, body).
+
+    With `split`, the first `split` bytes of the preface go out alone, a moment before
+    the rest.
+    """
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         conn.initiate_connection()
@@ -225,7 +227,12 @@ def h2c_exchange(port: int, path: str, body: bytes) -> tuple[int, bytes]:
         ]
         conn.send_headers(1, headers)
         conn.send_data(1, body, end_stream=True)
-        sock.sendall(conn.data_to_send())
+        data = conn.data_to_send()
+        if split:
+            sock.sendall(data[:split])
+            time.sleep(0.1)
+            data = data[split:]
+        sock.sendall(data)
         status, received, ended = 0, b"", False
         while not ended:
             data = sock.recv(65536)
@@ -256,5 +263,9 @@ def test_an_h2c_prior_knowledge_client_is_served_and_recorded(recorder: Recorder
     )
     assert event["request"]["body"] == b'{"item": 7}' and event["error"] is None
     assert event["response"] is not None and event["response"]["status"] == 200
+    # A preface that arrives in pieces ("PRI *" first: it could still be HTTP/1) too.
+    status, body = h2c_exchange(recorder.port, "/h2c/split", b"", split=5)
+    assert status == 200 and b"/h2c/split" in body
+    recorder.find(lambda e: e["path"] == b"/h2c/split" and e["http_version"] == "HTTP/2.0")
     # No `PRI *` pseudo-exchange was recorded for the preface.
     assert [e["path"] for _, e in recorder.scan() if e["method"] == "PRI"] == []

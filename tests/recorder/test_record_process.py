@@ -404,9 +404,7 @@ def test_bad_kafka_property_is_one_line(kafka: Kafka) -> None:
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_metrics_port_in_use_is_one_line_before_anything_starts(
-    kafka: Kafka, workers: str
-) -> None:
+def test_metrics_port_in_use_is_one_line_before_anything_starts(kafka: Kafka, workers: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -431,4 +429,6 @@ def test_metrics_port_in_use_is_one_line_before_anything_starts(
         )
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert lines == [f"trafficmirror: error: cannot serve metrics on 127.0.0.1:{port}: {os.strerror(98)}"]
+    assert lines == [
+        f"trafficmirror: error: cannot serve metrics on 127.0.0.1:{port}: {os.strerror(98)}"
+    ]

@@ -64,7 +64,7 @@ from trafficmirror.cli.recording import recorder_extra_options
     help="Record at most this many bytes of each body: a body up to it is kept whole, a "
     "longer one is cut, flagged truncated and counted (truncated= in the summary, a "
     "warning now and then). The Kafka producer's message.max.bytes is raised to hold two "
-    "bodies at the cap plus 272 KiB (2,376,704 bytes for the default); the topic must accept "
+    "bodies at the cap plus 272 KiB (2,375,680 bytes for the default); the topic must accept "
     "messages that large, and a smaller -X message.max.bytes is refused.",
 )
 @click.option(
