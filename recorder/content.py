@@ -16,12 +16,17 @@ CONTENT_ENCODING = b"content-encoding"
 CONTENT_LENGTH = b"content-length"
 
 
-def header(flat: Sequence[bytes], name: bytes) -> bytes | None:
-    """The first value of header `name` (lower case) in a flat `[name, value, ...]` list."""
+def type_and_encoding(flat: Sequence[bytes]) -> tuple[bytes | None, bytes]:
+    """(Content-Type or None, Content-Encoding lower case or b"") in one pass over the headers."""
+    content_type: bytes | None = None
+    encoding: bytes | None = None
     for i in range(0, len(flat) - 1, 2):
-        if flat[i].lower() == name:
-            return flat[i + 1]
-    return None
+        name = flat[i].lower()
+        if name == CONTENT_TYPE and content_type is None:
+            content_type = flat[i + 1]
+        elif name == CONTENT_ENCODING and encoding is None:
+            encoding = flat[i + 1]
+    return content_type, (encoding or b"").strip().lower()
 
 
 def set_length(flat_headers: list[bytes], length: int) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder import content, jwtclaims, params
+from recorder.params import quick_filter
 from trafficmirror.plumbing.errors import ConfigError
 from trafficmirror.plumbing.jsonpath import JsonPattern, Segment
 
@@ -143,6 +144,7 @@ class Redactor:
         self.json_rules = tuple(json_rules)
         #: Query parameter and form field rules: lower-case name -> mode.
         self.params = {name.lower(): mode for name, mode in (params or {}).items()}
+        self._quick_params = quick_filter(self.params)
         self._key = key
         needs_key = [n.decode() for n, m in self.headers.items() if m == "hmac"]
         needs_key += [n for n, m in self.params.items() if m == "hmac"]
@@ -217,11 +219,14 @@ class Redactor:
 
     def redact_path(self, path: bytes, notes: list[str]) -> bytes:
         """The request target with the parameter rules applied to its query (`path` if none)."""
-        if not self.params:
+        if not self.params or b"?" not in path:
             return path
         applied: list[tuple[str, str]] = []
-        redacted = params.redact_query(path, self.params, self._field_value, applied)
-        notes.extend(f"request.query:{name}={mode}" for name, mode in applied)
+        redacted = params.redact_query(
+            path, self.params, self._field_value, applied, self._quick_params
+        )
+        if applied:
+            notes.extend(f"request.query:{name}={mode}" for name, mode in applied)
         return redacted
 
     #: The JWT of a header value with its signature emptied, or None (`recorder.jwtclaims`).
@@ -286,8 +291,7 @@ class Redactor:
         """
         if not raw:
             return raw
-        content_type = content.header(flat_headers, content.CONTENT_TYPE)
-        encoding = (content.header(flat_headers, content.CONTENT_ENCODING) or b"").strip().lower()
+        content_type, encoding = content.type_and_encoding(flat_headers)
         encoded = encoding not in (b"", b"identity")
         if self.params and content.media(content_type) in (params.FORM, params.MULTIPART):
             return self._redact_form(

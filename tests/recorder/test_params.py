@@ -223,3 +223,33 @@ def test_the_default_list() -> None:
 
 
 FORM = b"application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        b"/p?x=1&y=2",
+        b"/p?API_KEY=v&x=1",
+        b"/p?x=1&Token=t",
+        b"/p?api%5Fkey=v",
+        b"/p?a+b=1&sig=s",
+        b"/p?api_key",
+        b"/p?xapi_key=1",
+    ],
+)
+def test_the_quick_test_of_a_query_gives_the_same_answer(path: bytes) -> None:
+    quick = params.quick_filter(RULES)
+    assert quick is not None
+    slow: list[tuple[str, str]] = []
+    fast: list[tuple[str, str]] = []
+    expected = params.redact_query(path, RULES, replace, slow)
+    assert params.redact_query(path, RULES, replace, fast, quick) == expected
+    assert fast == slow
+
+
+def test_no_quick_test_for_names_beyond_ascii() -> None:
+    assert params.quick_filter({"pässword": "mask"}) is None
+    redactor = Redactor(params={"pässword": "mask"})
+    notes: list[str] = []
+    assert redactor.redact_path("/p?PÄSSWORD=x".encode(), notes) == "/p?PÄSSWORD=***".encode()
+    assert notes == ["request.query:pässword=mask"]
