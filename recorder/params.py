@@ -98,8 +98,8 @@ def quick_filter(names: Iterable[str]) -> frozenset[bytes] | None:
     """The names as bytes, for a fast test of a plain query (None: no such test, always look).
 
     Made only when every name is ASCII (bytes compare case-insensitively only
-    there); a query with `%` or `+` (a name that may be encoded) is always
-    looked at in full (`redact_query`).
+    there); a query with `%`, `+` or a byte beyond ASCII (a name that may be
+    encoded, or lower-case to a rule's) is always looked at in full (`redact_query`).
     """
     encoded = frozenset(name.encode() for name in names)
     if not encoded or not all(name.isascii() for name in encoded):
@@ -122,7 +122,7 @@ def redact_query(
     base, question, query = path.partition(b"?")
     if not question or not query:
         return path
-    if quick is not None and b"%" not in query and b"+" not in query:
+    if quick is not None and b"%" not in query and b"+" not in query and query.isascii():
         for piece in query.split(b"&"):
             if piece.partition(b"=")[0].lower() in quick:
                 break

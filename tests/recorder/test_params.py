@@ -235,6 +235,7 @@ FORM = b"application/x-www-form-urlencoded"
         b"/p?a+b=1&sig=s",
         b"/p?api_key",
         b"/p?xapi_key=1",
+        "/p?TO\u212aEN=t".encode(),  # KELVIN SIGN lower-cases to k
     ],
 )
 def test_the_quick_test_of_a_query_gives_the_same_answer(path: bytes) -> None:
