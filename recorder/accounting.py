@@ -36,6 +36,8 @@ class Counts:
     cut_off: int = 0
     #: Bodies recorded cut because the in-flight body budget was spent (`recorder.capture`).
     budget_cut: int = 0
+    #: Bodies recorded cut, flagged body_truncated (over the cap, or any reason above).
+    truncated: int = 0
 
     @classmethod
     def of(
@@ -47,6 +49,7 @@ class Counts:
         filtered: int,
         cut_off: int,
         budget_cut: int = 0,
+        truncated: int = 0,
     ) -> Counts:
         """The counts of a recorder whose sinks add up to `stats`."""
         return cls(
@@ -60,6 +63,7 @@ class Counts:
             filtered=filtered,
             cut_off=cut_off,
             budget_cut=budget_cut,
+            truncated=truncated,
         )
 
     @property
@@ -99,7 +103,8 @@ class Counts:
             f"dropped={self.dropped} failed={self.failed} (queue_full={self.queue_full} "
             f"undelivered={self.undelivered} delivery_failed={self.delivery_failed} "
             f"produce_failed={self.produce_failed} convert_failed={self.convert_failed}) "
-            f"filtered={self.filtered} cut_off={self.cut_off} budget_cut={self.budget_cut}"
+            f"filtered={self.filtered} cut_off={self.cut_off} budget_cut={self.budget_cut} "
+            f"truncated={self.truncated}"
         )
 
 

@@ -29,13 +29,14 @@ from recorder.accounting import Counts, add_up
 from recorder.capture import BodyCapture, CaptureBudget, quiet_stream_logs
 from recorder.drain import Drainer
 from recorder.event import CAPTURE_MIRROR, CAPTURE_PROXY, flow_to_event, probe_event, recorder_info
+from recorder.h2c import PriorKnowledge
 from recorder.inflight import InFlight
 from recorder.lean import missing_hooks
 from recorder.mirror import Mirror
 from recorder.options import options_error
 from recorder.redact import Redactor
 from recorder.selection import FILTERED, parse_flow_filter
-from recorder.sink import CONVERT_FAILED, SEEN, KafkaSink, SinkStats
+from recorder.sink import CONVERT_FAILED, SEEN, TRUNCATED, KafkaSink, SinkStats
 from schemas.codec import Codec, Encoded
 from schemas.records import HttpExchange, RecorderInfo
 from trafficmirror.plumbing.errors import TrafficMirrorError
@@ -81,6 +82,9 @@ class Recorder:
         self.convert_failed = 0
         self.filtered = 0
         self.cut_off = 0
+        #: Bodies recorded cut (over the cap, the message size, the budget, or broken off).
+        self.truncated = 0
+        self._truncation_log = Throttle()
         #: The counts of the summary `done()` logged last (it then starts again from 0).
         self.last_counts: Counts | None = None
         self.inflight = InFlight()
@@ -137,10 +141,11 @@ class Recorder:
             self._configure_redaction()
         if updated & (options.INFO_OPTIONS | options.SINK_OPTIONS):
             self._configure_info()
-        if updated & options.SINK_OPTIONS:
-            self._configure_sink()
+        # The endpoint before the sink: a port in use fails before "recording to topic".
         if updated & options.HEALTH_OPTIONS:
             self._configure_health()
+        if updated & options.SINK_OPTIONS:
+            self._configure_sink()
 
     def _configure_info(self) -> None:
         # In reverse mode mitmproxy rewrites Host (or :authority) to the upstream
@@ -172,6 +177,7 @@ class Recorder:
                 opts.trafficmirror_redact_json,
                 opts.trafficmirror_redact_key_file,
                 opts.trafficmirror_redact_defaults,
+                param_specs=opts.trafficmirror_redact_param,
             )
         except TrafficMirrorError as exc:
             raise options_error(f"trafficmirror: {exc}") from None
@@ -199,13 +205,20 @@ class Recorder:
             if registry:
                 # Register the schema now, not on the first live request.
                 codec.encode(probe_event())
-            sink = KafkaSink(settings, topic)
+            # Sized from the cap, so a body up to it is recorded whole (recorder.fit).
+            limit = fit.message_limit(self.max_body_bytes, settings.properties)
+            sink = KafkaSink(settings, topic, **{"message.max.bytes": limit})
         except TrafficMirrorError as exc:
             raise options_error(f"trafficmirror: {exc}") from None
         except Exception as exc:  # the registry client raises many kinds
             raise options_error(f"trafficmirror: cannot set up the recorder: {exc}") from None
         self.codec, self.sink = codec, sink
-        logger.info("trafficmirror: recording to topic %s on %s", topic, servers)
+        logger.info(
+            "trafficmirror: recording to topic %s on %s (messages up to %d bytes)",
+            topic,
+            servers,
+            limit,
+        )
 
     def _configure_health(self) -> None:
         opts = ctx.options
@@ -278,7 +291,7 @@ class Recorder:
                     counts.seen - counts.pending,
                 )
             self._stats.clear()
-            self.seen = self.convert_failed = self.filtered = self.cut_off = 0
+            self.seen = self.convert_failed = self.filtered = self.cut_off = self.truncated = 0
             self.budget.cut = 0
 
     def _close_sink(self) -> None:
@@ -351,7 +364,8 @@ class Recorder:
             event = flow_to_event(flow, self.max_body_bytes, info, self.redactor)
             encoded = codec.encode(event)
             if not fit.fits(len(encoded.value), sink.max_message_bytes):
-                encoded = self._shrink(flow, info, event, len(encoded.value), sink, codec)
+                event, encoded = self._shrink(flow, info, event, len(encoded.value), sink, codec)
+            self._count_truncated(flow, event)
             sink.send(
                 flow.client_conn.id.encode(),
                 encoded.value,
@@ -383,7 +397,7 @@ class Recorder:
         encoded_size: int,
         sink: KafkaSink,
         codec: Codec,
-    ) -> Encoded:
+    ) -> tuple[HttpExchange, Encoded]:
         """Encode `flow` again with bodies cut so the event fits in a Kafka message."""
         cap = fit.body_cap(event, encoded_size, sink.max_message_bytes)
         logger.debug(
@@ -394,7 +408,34 @@ class Recorder:
             sink.max_message_bytes,
             cap,
         )
-        return codec.encode(flow_to_event(flow, cap, info, self.redactor))
+        event = flow_to_event(flow, cap, info, self.redactor)
+        return event, codec.encode(event)
+
+    def _count_truncated(self, flow: http.HTTPFlow, event: HttpExchange) -> None:
+        """Count (and now and then log) the bodies `event` records cut."""
+        response = event["response"]
+        parts = [("request", event["request"])]
+        if response is not None:
+            parts.append(("response", response["message"]))
+        for part, message in parts:
+            if not message["body_truncated"]:
+                continue
+            self.truncated += 1
+            TRUNCATED.labels(part).inc()
+            if self._truncation_log.allow():
+                length = message["body_length"]
+                logger.warning(
+                    "trafficmirror: the %s body of exchange %s (%s %s) was recorded cut: "
+                    "%d of %s bytes kept (--max-body-bytes %d); %d bodies cut so far",
+                    part,
+                    flow.id,
+                    event["method"],
+                    event["path"][:80].decode("latin-1"),
+                    len(message["body"]),
+                    "unknown" if length < 0 else length,
+                    self.max_body_bytes,
+                    self.truncated,
+                )
 
     # -- reporting ------------------------------------------------------------
 
@@ -411,6 +452,7 @@ class Recorder:
             filtered=self.filtered,
             cut_off=self.cut_off,
             budget_cut=self.budget.cut,
+            truncated=self.truncated,
         )
 
     def summary(self) -> str:
@@ -429,8 +471,9 @@ def _release(flow: http.HTTPFlow) -> None:
 # (see recorder.lean.missing_hooks; bench/recorder.py --instructions measures it).
 globals().update(missing_hooks(globals()))
 
-#: What mitmproxy loads from this file as a script (`mitmdump -s`): the Drainer
-#: first, so that on shutdown it drains before the Recorder flushes; `Mirror`
+#: What mitmproxy loads from this file as a script (`mitmdump -s`): PriorKnowledge
+#: (h2c clients, `recorder.h2c`; after mitmproxy's own NextLayer), then the Drainer
+#: before the Recorder, so that on shutdown it drains before the Recorder flushes; `Mirror`
 #: (idle unless trafficmirror_mirror is set) answers before the Recorder records.
 _recorder = Recorder()
-addons = [Drainer(_recorder), Mirror(_recorder.budget), _recorder]
+addons = [PriorKnowledge(), Drainer(_recorder), Mirror(_recorder.budget), _recorder]

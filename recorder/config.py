@@ -48,6 +48,8 @@ class RecordConfig:
     metrics_port: int | None
     redact_headers: Sequence[str] = ()
     redact_json: Sequence[str] = ()
+    #: Query parameter and form field rules, `NAME[=MODE]` (`recorder.redact`).
+    redact_params: Sequence[str] = ()
     redact_key_file: str | None = None
     redact_defaults: bool = True
     confdir: str | None = None
@@ -102,6 +104,7 @@ class RecordConfig:
             "trafficmirror_metrics_port": self.metrics_port,
             "trafficmirror_redact_header": list(self.redact_headers),
             "trafficmirror_redact_json": list(self.redact_json),
+            "trafficmirror_redact_param": list(self.redact_params),
             "trafficmirror_redact_key_file": self.redact_key_file,
             "trafficmirror_redact_defaults": self.redact_defaults,
             "trafficmirror_filter": self.filter_expr,

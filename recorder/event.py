@@ -9,8 +9,9 @@ after transfer decoding but before content decoding (a gzip body is replayed
 as the same gzip bytes), cut at `max_body_bytes` (see `message` for truncated
 and unknown lengths); a body the recorder streamed comes from the first bytes
 its `recorder.capture.BodyCapture` kept. Secrets are redacted here, on the
-event being built, when a `Redactor` is given (`recorder.redact`): before
-anything is encoded or leaves the process.
+event being built, when a `Redactor` is given (`recorder.redact`): headers,
+query parameters, form fields and JSON values, before anything is encoded or
+leaves the process.
 """
 
 from __future__ import annotations
@@ -197,6 +198,9 @@ def flow_to_event(
         redactor = None
     req = flow.request
     rd = req.data
+    path = rd.path
+    if redactor is not None and notes is not None:
+        path = redactor.redact_path(path, notes)  # the same bytes unless a rule matched
     request = message(req, max_body_bytes, redactor, "request", notes)
     # A mirror's flow carries the recorder's own answer, not production's.
     mirrored = recorder["capture"] == CAPTURE_MIRROR
@@ -231,7 +235,7 @@ def flow_to_event(
         "scheme": "https" if client.tls else "http",
         "method": text(rd.method),
         "authority": authority(req),
-        "path": rd.path,
+        "path": path,
         "http_version": text(rd.http_version),
         "request": request,
         "response": response,

@@ -1,21 +1,66 @@
-"""Bodies cut so that an event fits in one Kafka message.
+"""The Kafka message size an event needs, and bodies cut so that an event fits in one.
 
-A body longer than `trafficmirror_max_body_bytes` is already cut (and flagged)
-when the event is built, but two bodies under that cap can still make an event
-over the producer's `message.max.bytes` (librdkafka's default is 1,000,000
-bytes, under a broker's default limit). Kafka would refuse such an event
-whole; the addon encodes it again with both bodies cut to `body_cap()`, so it
-is recorded, flagged truncated with the original lengths, rather than lost.
+The cap (`trafficmirror_max_body_bytes`) means the body: a body up to it is
+recorded whole. So the producer's `message.max.bytes` is sized from the cap
+(`message_limit`): two bodies at the cap, plus `HEADROOM` for headers,
+trailers and the rest of the event, plus the margin for Kafka's framing. A
+`message.max.bytes` the user set that cannot hold that is refused at start, in
+one line (`ConfigError`). An event that is still too large (headers beyond the
+headroom) is encoded again with both bodies cut to `body_cap()`, so it is
+recorded, flagged truncated with the original lengths, rather than lost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from schemas.records import HttpExchange
+from trafficmirror.plumbing.errors import ConfigError
 
 #: Room left in a Kafka message for the key, headers and record framing.
 MESSAGE_MARGIN = 16 * 1024
+#: Room in an event for everything but its two bodies: headers, trailers, path, metadata.
+HEADROOM = 256 * 1024
+#: librdkafka's default `message.max.bytes`, kept when the caps need less.
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+#: The largest `message.max.bytes` librdkafka accepts.
+CLIENT_MESSAGE_MAX_BYTES = 1_000_000_000
+_PROPERTY = "message.max.bytes"
+
+
+def needed_message_bytes(max_body_bytes: int) -> int:
+    """The Kafka message size that holds an event whose two bodies are at the cap."""
+    return 2 * max_body_bytes + HEADROOM + MESSAGE_MARGIN
+
+
+def message_limit(max_body_bytes: int, properties: Mapping[str, str]) -> int:
+    """The producer's `message.max.bytes` for `max_body_bytes`; `ConfigError` if it cannot be.
+
+    Unset, it is librdkafka's default or `needed_message_bytes`, whichever is
+    larger. Set by the user (`-X message.max.bytes=N`), it is kept, and refused
+    when it cannot hold two bodies at the cap.
+    """
+    needed = needed_message_bytes(max_body_bytes)
+    if needed > CLIENT_MESSAGE_MAX_BYTES:
+        raise ConfigError(
+            f"--max-body-bytes {max_body_bytes} cannot be honoured: an event with two such "
+            f"bodies needs {needed} bytes, over the Kafka client's limit of "
+            f"{CLIENT_MESSAGE_MAX_BYTES} (message.max.bytes); lower --max-body-bytes"
+        )
+    given = properties.get(_PROPERTY)
+    if given is None:
+        return max(DEFAULT_MESSAGE_MAX_BYTES, needed)
+    try:
+        limit = int(given)
+    except ValueError:
+        raise ConfigError(f"{_PROPERTY} must be a number of bytes, not {given!r}") from None
+    if limit < needed:
+        raise ConfigError(
+            f"--max-body-bytes {max_body_bytes} cannot be honoured with {_PROPERTY}={limit}: "
+            f"an event with two bodies at the cap needs {needed} bytes; raise "
+            f"{_PROPERTY} (and the topic's max.message.bytes) or lower --max-body-bytes"
+        )
+    return limit
 
 
 def fits(encoded_size: int, max_message_bytes: int) -> bool:

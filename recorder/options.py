@@ -27,6 +27,8 @@ SINK_OPTIONS = frozenset(
         "trafficmirror_kafka_property",
         "trafficmirror_kafka_config",
         "trafficmirror_schema_registry_url",
+        # The producer's message.max.bytes is sized from the cap (recorder.fit).
+        "trafficmirror_max_body_bytes",
     }
 )
 #: Options that change what every event's RecorderInfo says.
@@ -38,6 +40,7 @@ REDACT_OPTIONS = frozenset(
     {
         "trafficmirror_redact_header",
         "trafficmirror_redact_json",
+        "trafficmirror_redact_param",
         "trafficmirror_redact_key_file",
         "trafficmirror_redact_defaults",
     }
@@ -80,8 +83,12 @@ def declare(loader: Any) -> None:
         "trafficmirror_max_body_bytes",
         int,
         1024 * 1024,
-        "Record at most this many bytes of each request and response body; a longer "
-        "body is cut and flagged body_truncated, with its original length kept.",
+        "Record at most this many bytes of each request and response body; a body up to "
+        "it is kept whole, a longer one is cut, flagged body_truncated with its original "
+        "length kept, and counted (truncated). The Kafka producer's message.max.bytes is "
+        "sized to hold two bodies at the cap plus 272 KiB (a smaller message.max.bytes "
+        "set in trafficmirror_kafka_property is refused); the topic must accept messages "
+        "that large.",
     )
     loader.add_option(
         "trafficmirror_max_buffered_bytes",
@@ -147,6 +154,17 @@ def declare(loader: Any) -> None:
         "is left out of the event. Repeat for several.",
     )
     loader.add_option(
+        "trafficmirror_redact_param",
+        Sequence[str],
+        [],
+        "Query parameter and form field (application/x-www-form-urlencoded and "
+        "multipart/form-data, requests and responses) to redact by name, as NAME or "
+        "NAME=MODE; MODE is mask (value becomes ***, the default), drop (the field is "
+        "removed) or hmac (as for trafficmirror_redact_header). Names are compared "
+        "percent-decoded and without case; the path stays byte for byte where nothing "
+        "matched. Repeat for several; also changes the mode of a default name.",
+    )
+    loader.add_option(
         "trafficmirror_redact_key_file",
         Optional[str],  # mitmproxy matches typespecs against typing.Optional
         None,
@@ -157,8 +175,11 @@ def declare(loader: Any) -> None:
         "trafficmirror_redact_defaults",
         bool,
         True,
-        "Mask Authorization, Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key "
-        "unless trafficmirror_redact_header says otherwise; false records them as sent.",
+        "Mask Authorization, Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key, and "
+        "the usual secret query parameters and form fields (access_token, api_key, "
+        "apikey, password, secret, signature, token, X-Amz-Signature, ...: "
+        "recorder.redact.DEFAULT_PARAMS) unless trafficmirror_redact_header or "
+        "trafficmirror_redact_param says otherwise; false records them as sent.",
     )
     loader.add_option(
         "trafficmirror_filter",

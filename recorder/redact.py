@@ -4,7 +4,9 @@ Runs inside `flow_to_event`, on the copy of the exchange that becomes the event,
 before it is encoded or handed to Kafka: a secret that is redacted here is
 never in the producer's queue, the topic, a replay, a result or a report. The
 live request and response are never altered. Headers are redacted by name,
-values in JSON bodies by JSON path (`trafficmirror.plumbing.jsonpath`); each
+query parameters and form fields (urlencoded and multipart) by name
+(`recorder.params`), values in JSON bodies by JSON path
+(`trafficmirror.plumbing.jsonpath`); each
 rule drops, masks or HMACs what it matches (`Redactor`), and every event lists
 what was applied to it in its `recorder.redactions`. A header may instead keep
 a JWT's header and claims with its signature destroyed (`jwt-claims`), so the
@@ -13,8 +15,6 @@ replayer can re-sign the same claims with the shadow's key.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recorder import content, jwtclaims, params
+from recorder.params import quick_filter
 from trafficmirror.plumbing.errors import ConfigError
 from trafficmirror.plumbing.jsonpath import JsonPattern, Segment
 
@@ -33,26 +35,18 @@ MODES = ("drop", "mask", "hmac", "jwt-claims")
 HEADER_ONLY_MODES = ("jwt-claims",)
 #: Headers redacted unless the user turns the default list off.
 DEFAULT_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key")
+#: Query parameters and form fields redacted unless the user turns the defaults off.
+DEFAULT_PARAMS = params.DEFAULT_PARAMS
 DEFAULT_MODE = "mask"
 MASK = "***"
 HMAC_PREFIX = "hmac-sha256:"
 #: Hex digits of the HMAC kept: 128 bits, plenty to keep distinct values distinct.
 HMAC_DIGITS = 32
 MIN_KEY_BYTES = 16
-#: A JWT longer than this is not parsed (masked instead): no real token comes close.
-MAX_JWT_BYTES = 16 * 1024
 #: Environment variable holding the HMAC key itself (the key file wins).
 KEY_ENV = "TRAFFICMIRROR_REDACT_KEY"
 
 _HEADER_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: `[scheme SP] header.claims.signature`, each segment base64url without padding.
-_JWT_RE = re.compile(
-    rb"(?:(?P<scheme>[A-Za-z][A-Za-z0-9._~+-]*) +)?"
-    rb"(?P<header>[A-Za-z0-9_-]+)\.(?P<claims>[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]*"
-)
-_CONTENT_TYPE = b"content-type"
-_CONTENT_ENCODING = b"content-encoding"
-_CONTENT_LENGTH = b"content-length"
 
 
 @dataclass(frozen=True)
@@ -128,7 +122,12 @@ class Redactor:
     its UTF-8 text, any other value by its compact JSON), and for headers only
     `jwt-claims` (`Bearer <header>.<claims>.`: a JWT without its signature, see
     `jwt_claims`; a value that is not a JWT is masked and noted as mask).
-    Notes, once per rule and event: `request.header:authorization=mask`,
+    Query parameters and form fields (urlencoded and multipart bodies of
+    requests and responses) match by name (`recorder.params`); the usual
+    secret names (`DEFAULT_PARAMS`) are masked by default, and a
+    parameter rule `NAME=MODE` (mask, drop, hmac) adds a name or changes its
+    mode. Notes, once per rule and event: `request.header:authorization=mask`,
+    `request.query:api_key=mask`, `request.form:password=mask`,
     `request.body:$.password=drop`, `request.body=drop` (the whole body).
     """
 
@@ -137,13 +136,18 @@ class Redactor:
         headers: Mapping[str, str] | None = None,
         json_rules: Sequence[JsonRule] = (),
         key: bytes | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> None:
         self.headers = {
             name.lower().encode("latin-1"): mode for name, mode in (headers or {}).items()
         }
         self.json_rules = tuple(json_rules)
+        #: Query parameter and form field rules: lower-case name -> mode.
+        self.params = {name.lower(): mode for name, mode in (params or {}).items()}
+        self._quick_params = quick_filter(self.params)
         self._key = key
         needs_key = [n.decode() for n, m in self.headers.items() if m == "hmac"]
+        needs_key += [n for n, m in self.params.items() if m == "hmac"]
         needs_key += [r.text for r in self.json_rules if r.mode == "hmac"]
         if needs_key and key is None:
             raise ConfigError(
@@ -159,9 +163,16 @@ class Redactor:
         key_file: str | None = None,
         defaults: bool = True,
         environ: Mapping[str, str] | None = None,
+        param_specs: Iterable[str] = (),
     ) -> Redactor:
         """Rules from CLI-style specs (`NAME[=MODE]`, `PATH[=MODE]`); raises `ConfigError`."""
         headers = dict.fromkeys(DEFAULT_HEADERS, DEFAULT_MODE) if defaults else {}
+        fields = dict.fromkeys(DEFAULT_PARAMS, DEFAULT_MODE) if defaults else {}
+        for spec in param_specs:
+            name, mode = parse_spec(spec, "parameter")
+            if not name or "&" in name:
+                raise ConfigError(f"bad parameter redaction {spec!r}: {name!r} is not a field name")
+            fields[name.lower()] = mode
         for spec in header_specs:
             name, mode = parse_spec(spec, "header")
             if not _HEADER_RE.fullmatch(name):
@@ -171,17 +182,19 @@ class Redactor:
         for spec in json_specs:
             rule = parse_json_rule(spec)
             rules[rule.text] = rule  # a later rule for the same path wins
-        return cls(headers, list(rules.values()), read_key(key_file, environ))
+        return cls(headers, list(rules.values()), read_key(key_file, environ), fields)
 
     @property
     def active(self) -> bool:
-        return bool(self.headers or self.json_rules)
+        return bool(self.headers or self.json_rules or self.params)
 
     def describe(self) -> list[str]:
-        """The rules as `header:NAME=MODE` / `json:PATH=MODE`, for the start-up log line."""
-        return [f"header:{n.decode()}={m}" for n, m in self.headers.items()] + [
-            f"json:{r.text}={r.mode}" for r in self.json_rules
-        ]
+        """The rules as `header:NAME=MODE` / `param:NAME=MODE` / `json:PATH=MODE`, for the log."""
+        return (
+            [f"header:{n.decode()}={m}" for n, m in self.headers.items()]
+            + [f"param:{n}={m}" for n, m in self.params.items()]
+            + [f"json:{r.text}={r.mode}" for r in self.json_rules]
+        )
 
     # -- values ---------------------------------------------------------------
 
@@ -195,31 +208,29 @@ class Redactor:
     def _header_value(self, mode: str, value: bytes) -> bytes:
         return MASK.encode() if mode == "mask" else self.digest(value).encode()
 
-    @staticmethod
-    def jwt_claims(value: bytes) -> bytes | None:
-        """`[scheme ]header.claims.` of a JWT-bearing value (signature gone), or None.
+    def _field_value(self, mode: str, value: bytes) -> bytes:
+        # A query or urlencoded value is keyed decoded, as the app reads it.
+        return self._header_value(mode, params.field_value(value))
 
-        The value must be a JWS in compact form, optionally after an auth scheme
-        (`Bearer `): three base64url segments whose first decodes to a JSON
-        object naming an `alg` and whose second decodes to a JSON object (the
-        claims). The signature segment is emptied, so what is stored cannot be
-        presented to any service that checks signatures; header and claims stay
-        byte for byte. Anything else (an opaque token, a JWE, a masked value)
-        returns None and is masked by the caller.
-        """
-        if len(value) > MAX_JWT_BYTES:
-            return None
-        match = _JWT_RE.fullmatch(value.strip())
-        if match is None:
-            return None
-        scheme, header, claims = match.group("scheme", "header", "claims")
-        parsed_header = _b64json(header)
-        if not isinstance(parsed_header, dict) or not isinstance(parsed_header.get("alg"), str):
-            return None
-        if not isinstance(_b64json(claims), dict):
-            return None
-        prefix = scheme + b" " if scheme else b""
-        return prefix + header + b"." + claims + b"."
+    def _part_value(self, mode: str, value: bytes) -> bytes:
+        return self._header_value(mode, value)
+
+    # -- query ----------------------------------------------------------------
+
+    def redact_path(self, path: bytes, notes: list[str]) -> bytes:
+        """The request target with the parameter rules applied to its query (`path` if none)."""
+        if not self.params or b"?" not in path:
+            return path
+        applied: list[tuple[str, str]] = []
+        redacted = params.redact_query(
+            path, self.params, self._field_value, applied, self._quick_params
+        )
+        if applied:
+            notes.extend(f"request.query:{name}={mode}" for name, mode in applied)
+        return redacted
+
+    #: The JWT of a header value with its signature emptied, or None (`recorder.jwtclaims`).
+    jwt_claims = staticmethod(jwtclaims.jwt_claims)
 
     def _json_value(self, mode: str, value: Any) -> Any:
         if mode == "mask":
@@ -278,30 +289,35 @@ class Redactor:
         body that says it is JSON but cannot be decoded or parsed, or looks like
         JSON but is over `max_body_bytes` (recorded cut, unparsed), is dropped.
         """
-        if not self.json_rules or not raw:
+        if not raw:
             return raw
-        content_type = _header(flat_headers, _CONTENT_TYPE)
-        declared_json = _is_json_type(content_type)
-        encoding = (_header(flat_headers, _CONTENT_ENCODING) or b"").strip().lower()
+        content_type, encoding = content.type_and_encoding(flat_headers)
         encoded = encoding not in (b"", b"identity")
-        if not declared_json and not encoded and not _looks_json(raw):
+        if self.params and content.media(content_type) in (params.FORM, params.MULTIPART):
+            return self._redact_form(
+                raw, flat_headers, content_type or b"", encoding, max_body_bytes, where, notes
+            )
+        if not self.json_rules:
+            return raw
+        declared_json = content.is_json_type(content_type)
+        if not declared_json and not encoded and not content.looks_json(raw):
             return raw
         if len(raw) > max_body_bytes:
             # Cut, it could not be parsed, and the part kept may hold a secret.
-            if declared_json or _looks_json(raw):
+            if declared_json or content.looks_json(raw):
                 notes.append(f"{where}.body=drop")
                 return None
             return raw
         plain = raw
         if encoded:
             try:
-                plain = _decode(raw, encoding.decode("latin-1"))
+                plain = content.decode(raw, encoding.decode("latin-1"))
             except Exception:
                 if declared_json:
                     notes.append(f"{where}.body=drop")
                     return None
                 return raw
-            if not declared_json and not _looks_json(plain):
+            if not declared_json and not content.looks_json(plain):
                 return raw
         try:
             document = json.loads(plain)
@@ -324,10 +340,53 @@ class Redactor:
             "utf-8", "surrogatepass"
         )
         if encoded:
-            body = _encode(body, encoding.decode("latin-1"))
-        for i in range(0, len(flat_headers) - 1, 2):
-            if flat_headers[i].lower() == _CONTENT_LENGTH:
-                flat_headers[i + 1] = str(len(body)).encode()
+            body = content.encode(body, encoding.decode("latin-1"))
+        content.set_length(flat_headers, len(body))
+        return body
+
+    def _redact_form(
+        self,
+        raw: bytes,
+        flat_headers: list[bytes],
+        content_type: bytes,
+        encoding: bytes,
+        max_body_bytes: int,
+        where: str,
+        notes: list[str],
+    ) -> bytes | None:
+        """An urlencoded or multipart body with the parameter rules applied (None: dropped).
+
+        A body cut at the cap is redacted as far as it was kept; one that
+        cannot be read (an encoding that does not decode, a multipart type
+        without a boundary) is dropped, since it may hold a secret.
+        """
+        cut = len(raw) > max_body_bytes
+        encoded = encoding not in (b"", b"identity")
+        plain = raw
+        if encoded:
+            try:
+                if cut:
+                    raise ValueError("cut")
+                plain = content.decode(raw, encoding.decode("latin-1"))
+            except Exception:
+                notes.append(f"{where}.body=drop")
+                return None
+        applied: list[tuple[str, str]] = []
+        if content.media(content_type) == params.FORM:
+            body = params.redact_pairs(plain, self.params, self._field_value, applied)
+        else:
+            token = params.boundary(content_type)
+            if token is None:
+                notes.append(f"{where}.body=drop")
+                return None
+            body = params.redact_multipart(plain, token, self.params, self._part_value, applied)
+        if body is plain:
+            return raw
+        notes.extend(f"{where}.form:{name}={mode}" for name, mode in applied)
+        if encoded:
+            body = content.encode(body, encoding.decode("latin-1"))
+        if not cut:
+            content.set_length(flat_headers, len(body))
         return body
 
     def _walk(self, value: Any, path: list[Segment], applied: list[str]) -> Any:
@@ -366,53 +425,7 @@ class Redactor:
         return None
 
 
-def _b64json(segment: bytes) -> Any:
-    """The JSON value of one base64url JWT segment, or None."""
-    try:
-        raw = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
-        return json.loads(raw)
-    except (binascii.Error, ValueError, RecursionError):
-        return None
-
-
 def _note(applied: list[str], rule: JsonRule) -> None:
     text = f"{rule.text}={rule.mode}"
     if text not in applied:
         applied.append(text)
-
-
-def _header(flat: Sequence[bytes], name: bytes) -> bytes | None:
-    for i in range(0, len(flat) - 1, 2):
-        if flat[i].lower() == name:
-            return flat[i + 1]
-    return None
-
-
-def _is_json_type(content_type: bytes | None) -> bool:
-    if not content_type:
-        return False
-    media = content_type.split(b";", 1)[0].strip().lower()
-    return media == b"application/json" or media.endswith(b"+json")
-
-
-def _looks_json(raw: bytes) -> bool:
-    start = raw[:64].lstrip()
-    return start[:1] in (b"{", b"[")
-
-
-def _decode(raw: bytes, encoding: str) -> bytes:
-    from mitmproxy.net import encoding as codecs
-
-    decoded = codecs.decode(raw, encoding)
-    if not isinstance(decoded, bytes):
-        raise ValueError(f"cannot decode {encoding}")
-    return decoded
-
-
-def _encode(raw: bytes, encoding: str) -> bytes:
-    from mitmproxy.net import encoding as codecs
-
-    encoded = codecs.encode(raw, encoding)
-    if not isinstance(encoded, bytes):
-        raise ValueError(f"cannot encode {encoding}")
-    return encoded

@@ -30,10 +30,23 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _cannot_listen(host: str, port: int, exc: OSError) -> TrafficMirrorError:
+def _cannot_listen(
+    host: str, port: int, exc: OSError, what: str = "listen on"
+) -> TrafficMirrorError:
     # create_server() adds "(while attempting to bind on ...)": the errno says enough.
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
-    return TrafficMirrorError(f"cannot listen on {host}:{port}: {reason}")
+    return TrafficMirrorError(f"cannot {what} {host}:{port}: {reason}")
+
+
+def check_free(host: str, port: int, what: str = "listen on") -> None:
+    """Fail with one line (`cannot WHAT host:port: reason`), before anything starts,
+    if host:port cannot be bound now (port 0 always can)."""
+    if port == 0:
+        return
+    try:
+        socket.create_server((host, port), family=_family(host)).close()
+    except OSError as exc:
+        raise _cannot_listen(host, port, exc, what) from None
 
 
 def reserve(host: str, port: int) -> socket.socket:

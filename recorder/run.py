@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import time
 from typing import Any
 
@@ -33,10 +32,12 @@ from mitmproxy.addons import (
     update_alt_svc,
 )
 
+from recorder import reuseport
 from recorder.addon import Recorder
 from recorder.config import RecordConfig
 from recorder.drain import Drainer
 from recorder.framing import Http1BodyFraming
+from recorder.h2c import PriorKnowledge
 from recorder.lean import HookTable, lighten
 from recorder.mirror import Mirror
 from trafficmirror.plumbing.errors import ConfigError, TrafficMirrorError
@@ -106,18 +107,6 @@ def _ignore_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) 
     loop.default_exception_handler(context)
 
 
-def check_listen(host: str, port: int) -> None:
-    """Fail with one line, before anything starts, if host:port cannot be bound."""
-    if port == 0:
-        return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        probe = socket.create_server((host, port), family=family)
-    except OSError as exc:
-        raise TrafficMirrorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    probe.close()
-
-
 async def serve(values: dict[str, Any]) -> Recorder:
     """Run the embedded proxy until SIGINT/SIGTERM, drain, flush; return the recorder.
 
@@ -137,7 +126,8 @@ async def serve(values: dict[str, Any]) -> Recorder:
     mirror = [Mirror(recorder.budget)] if values.get("trafficmirror_mirror") else []
     startup = StartupCheck()
     # The addons, in mitmproxy's order: Core (base options and commands);
-    # Proxyserver and NextLayer (listening, protocol detection); TlsConfig (TLS
+    # Proxyserver and NextLayer (listening, protocol detection); PriorKnowledge
+    # (HTTP/2 to clear-text clients that start with its preface); TlsConfig (TLS
     # to clients and to an https:// upstream); DisableH2C (strips the h2c
     # upgrades mitmproxy cannot proxy, as mitmdump does); UpdateAltSvc (keeps
     # Alt-Svc pointing at the proxy, as mitmdump's reverse mode does); then
@@ -151,6 +141,7 @@ async def serve(values: dict[str, Any]) -> Recorder:
         core.Core(),
         proxyserver.Proxyserver(),  # type: ignore[no-untyped-call]
         next_layer.NextLayer(),
+        PriorKnowledge(),
         tlsconfig.TlsConfig(),
         disable_h2c.DisableH2C(),
         update_alt_svc.UpdateAltSvc(),
@@ -163,7 +154,8 @@ async def serve(values: dict[str, Any]) -> Recorder:
     try:
         opts.update(**values)
     except exceptions.OptionsError as exc:
-        raise ConfigError(str(exc)) from None
+        # The addon's refusals start with "trafficmirror: "; the CLI adds its own prefix.
+        raise ConfigError(str(exc).removeprefix("trafficmirror: ")) from None
 
     loop = asyncio.get_running_loop()
     stop = SignalStop(proxy, drainer, recorder)
@@ -198,7 +190,7 @@ def run_recorder(config: RecordConfig) -> None:
     queued events for at most `config.flush_timeout` seconds and logs the
     summary line, then returns.
     """
-    check_listen(config.listen_host, config.listen_port)
+    reuseport.check_free(config.listen_host, config.listen_port)
     logger.debug("trafficmirror recorder: lighter mitmproxy: %s", ", ".join(lighten()))
     logger.info(
         "trafficmirror recorder: %s:%d -> %s, topic %s on %s",

@@ -49,6 +49,13 @@ SEEN = Counter(
     "the filter). Once flushed, seen = recorded + dropped + failed; until then the "
     "difference is still queued.",
 )
+TRUNCATED = Counter(
+    "trafficmirror_recorder_truncated",
+    "Bodies recorded cut, flagged body_truncated (longer than --max-body-bytes, cut to fit "
+    "a Kafka message, cut for want of --max-buffered-bytes, or broken off), by part "
+    "(request or response).",
+    ["part"],
+)
 QUEUE_LENGTH = Gauge(
     "trafficmirror_recorder_queue_messages",
     "Messages waiting in the producer's local queue or in flight to the broker.",
@@ -110,6 +117,30 @@ class SinkStats:
         return self.produce_failed + self.delivery_failed
 
 
+def topic_message_limit(
+    admin_config: dict[str, Any], topic: str, timeout: float = 3.0
+) -> int | None:
+    """The topic's effective `max.message.bytes`, or None when the cluster does not say.
+
+    Kafka-compatible services and librdkafka's mock cluster may not answer
+    DescribeConfigs (or not in time): then nothing is known, and nothing changes.
+    """
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        ConfigResource,
+        ResourceType,
+    )
+
+    try:
+        resource = ConfigResource(ResourceType.TOPIC, topic)
+        futures = AdminClient(admin_config).describe_configs([resource], request_timeout=timeout)
+        entry = futures[resource].result(timeout=timeout + 1).get("max.message.bytes")
+        return int(entry.value) if entry is not None and entry.value else None
+    except Exception as exc:  # not supported, not allowed, not in time
+        logger.debug("trafficmirror: max.message.bytes of topic %s unknown: %s", topic, exc)
+        return None
+
+
 class KafkaSink:
     """A non-blocking Kafka producer for recorded events.
 
@@ -125,8 +156,10 @@ class KafkaSink:
         self._kafka_reached = False
         self._throttle = Throttle()
         config = settings.producer_config(**{**RECORDER_PRODUCER_DEFAULTS, **overrides})
-        #: produce() refuses a message larger than this (librdkafka's default).
+        #: produce() refuses a message larger than this (librdkafka's default); lowered
+        #: to the topic's max.message.bytes once that is known to be smaller.
         self.max_message_bytes = int(config.get("message.max.bytes", 1_000_000))
+        self._admin_config = settings.admin_client_config()
         self._producer = BackgroundProducer(
             config,
             name="sink",
@@ -209,6 +242,24 @@ class KafkaSink:
                 continue
             if metadata.brokers:
                 self._kafka_reached = True
+        if self._kafka_reached and not self._stop.is_set():
+            self._check_topic_limit()
+
+    def _check_topic_limit(self) -> None:
+        """Say once, and cut events to it, when the topic accepts smaller messages than sized."""
+        limit = topic_message_limit(self._admin_config, self.topic)
+        if limit is None or limit >= self.max_message_bytes:
+            return
+        logger.warning(
+            "trafficmirror: topic %s accepts messages up to %d bytes (max.message.bytes), "
+            "fewer than the %d an event with two bodies at --max-body-bytes needs: larger "
+            "events are recorded with their bodies cut to fit (counted truncated); raise "
+            "the topic's max.message.bytes or lower --max-body-bytes",
+            self.topic,
+            limit,
+            self.max_message_bytes,
+        )
+        self.max_message_bytes = limit
 
     @property
     def kafka_reached(self) -> bool:

@@ -278,7 +278,13 @@ def _decode(line: bytes) -> Message:
 
 
 def run_record(config: RecordConfig) -> None:
-    """`record`: in this process (`recorder.run`) or, with `config.workers` > 1, supervised."""
+    """`record`: in this process (`recorder.run`) or, with `config.workers` > 1, supervised.
+
+    A --metrics-port that cannot be bound fails first, in one line, before
+    anything is started or logged.
+    """
+    if config.metrics_port is not None:
+        reuseport.check_free(config.metrics_host, config.metrics_port, "serve metrics on")
     if config.workers > 1:
         run_workers(config)
     else:

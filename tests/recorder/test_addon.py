@@ -135,6 +135,23 @@ async def test_inactive_until_servers_and_topic_are_set(caplog: pytest.LogCaptur
             },
             "cannot read Kafka config file",
         ),
+        (
+            {
+                "trafficmirror_bootstrap_servers": "127.0.0.1:1",
+                "trafficmirror_topic": "t",
+                "trafficmirror_kafka_property": ["message.max.bytes=1000000"],
+            },
+            "--max-body-bytes 1048576 cannot be honoured with message.max.bytes=1000000: "
+            "an event with two bodies at the cap needs 2375680 bytes",
+        ),
+        (
+            {
+                "trafficmirror_bootstrap_servers": "127.0.0.1:1",
+                "trafficmirror_topic": "t",
+                "trafficmirror_max_body_bytes": 600_000_000,
+            },
+            "over the Kafka client's limit",
+        ),
     ],
 )
 @in_loop
@@ -328,7 +345,8 @@ async def test_loads_as_a_mitmproxy_script() -> None:
         # mitmproxy's wiring: the Drainer, a Mirror (idle unless trafficmirror_mirror),
         # then the Recorder (with its in-flight tracker as a child); their hooks are
         # the only handlers, in that order.
-        [drainer, mirror, recorder] = module.addons
+        [h2c, drainer, mirror, recorder] = module.addons
+        assert type(h2c).__name__ == "PriorKnowledge"
         assert type(drainer).__name__ == "Drainer"
         assert type(mirror).__name__ == "Mirror"
         assert type(recorder).__name__ == "Recorder"
@@ -344,6 +362,7 @@ async def test_loads_as_a_mitmproxy_script() -> None:
             recorder.inflight.requestheaders,
         ]
         expected["server_connect"] = [mirror.server_connect]
+        expected["next_layer"] = [h2c.next_layer]
         for name, handlers in expected.items():
             found = [getattr(a, name) for a in traverse([module]) if getattr(a, name, None)]
             assert found == handlers, name
@@ -354,16 +373,46 @@ async def test_loads_as_a_mitmproxy_script() -> None:
 
 
 @in_loop
+async def test_bodies_up_to_the_cap_are_kept_whole_past_the_default_message_size(
+    kafka: Kafka, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two bodies at the 1 MiB cap make an event over librdkafka's default
+    # message.max.bytes (1,000,000): the producer's limit is sized from the cap.
+    rec = Recorder()
+    at_cap = bytes(range(256)) * 4096  # 1,048,576 bytes
+    with taddons.context(rec) as tctx:
+        configured(tctx, rec, kafka, topic)
+        assert rec.sink is not None and rec.sink.max_message_bytes == 2 * len(at_cap) + 272 * 1024
+        f = tflow.tflow(resp=True)
+        f.request.content = at_cap
+        f.response.content = at_cap[::-1]
+        rec.response(f)
+        with caplog.at_level(logging.INFO, "recorder"):
+            rec.done()
+    assert "recorded=1 dropped=0 failed=0" in caplog.text and "truncated=0" in caplog.text
+    [(msg, event)] = events(kafka, topic, 1)
+    assert len(msg.value()) > 2 * len(at_cap)
+    for message, original in (
+        (event["request"], at_cap),
+        (event["response"]["message"], at_cap[::-1]),
+    ):
+        assert (message["body_truncated"], message["body"]) == (False, original)
+
+
+@in_loop
 async def test_an_event_over_kafkas_message_size_is_cut_to_fit(
     kafka: Kafka, topic: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Two bodies under the 1 MiB cap make an event over librdkafka's default
-    # message.max.bytes (1,000,000): Kafka would refuse it whole.
+    # Headers beyond the room sized for them push an event with two bodies at
+    # the cap over message.max.bytes: Kafka would refuse it whole.
     rec = Recorder()
-    big = bytes(range(256)) * 3000  # 768,000 bytes
+    cap = 300_000
+    big = bytes(range(256)) * 1200  # 307,200 bytes, cut to the cap when the event is built
     with taddons.context(rec) as tctx:
-        configured(tctx, rec, kafka, topic)
+        configured(tctx, rec, kafka, topic, trafficmirror_max_body_bytes=cap)
+        assert rec.sink is not None and rec.sink.max_message_bytes == 1_000_000
         f = tflow.tflow(resp=True)
+        f.request.headers["X-Huge"] = "h" * 450_000
         f.request.content = big
         f.response.content = big[::-1]
         small = tflow.tflow(resp=True)
@@ -371,14 +420,14 @@ async def test_an_event_over_kafkas_message_size_is_cut_to_fit(
         rec.response(small)
         with caplog.at_level(logging.INFO, "recorder"):
             rec.done()
-    assert "recorded=2 dropped=0 failed=0" in caplog.text
+    assert "recorded=2 dropped=0 failed=0" in caplog.text and "truncated=2" in caplog.text
     got = {event["id"]: (msg, event) for msg, event in events(kafka, topic, 2)}
     msg, event = got[f.id]
     assert len(msg.value()) < 1_000_000
     for message, original in ((event["request"], big), (event["response"]["message"], big[::-1])):
         assert message["body_truncated"] is True
         assert message["body_length"] == len(original)
-        assert 400_000 < len(message["body"]) < len(original)
+        assert 200_000 < len(message["body"]) < cap
         assert message["body"] == original[: len(message["body"])]
     assert got[small.id][1]["request"]["body_truncated"] is False
 

@@ -89,7 +89,7 @@ def test_counts_add_up_and_say_when_they_balance() -> None:
     assert total.balanced
     line = total.line()
     assert "seen=12 recorded=7 dropped=2 failed=3 (" in line
-    assert line.endswith("filtered=3 cut_off=1 budget_cut=0")
+    assert line.endswith("filtered=3 cut_off=1 budget_cut=0 truncated=0")
     assert not Counts(seen=2, delivered=1).balanced
 
 

@@ -401,3 +401,34 @@ def test_bad_kafka_property_is_one_line(kafka: Kafka) -> None:
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("trafficmirror: error:") and "no.such.property" in last
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_metrics_port_in_use_is_one_line_before_anything_starts(kafka: Kafka, workers: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(
+            [
+                "record",
+                "-b",
+                kafka.bootstrap_servers,
+                "-t",
+                "t",
+                "--upstream",
+                "http://127.0.0.1:9",
+                "--listen",
+                f"127.0.0.1:{free_port()}",
+                "--metrics-port",
+                str(port),
+                "--workers",
+                workers,
+            ],
+            timeout=30,
+        )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"trafficmirror: error: cannot serve metrics on 127.0.0.1:{port}: {os.strerror(98)}"
+    ]

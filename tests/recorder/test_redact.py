@@ -179,10 +179,11 @@ def test_json_detected_without_content_type_and_other_bodies_left_alone() -> Non
     event = event_of(flow([], b' {"password": "x", "k": 1}'), redactor)
     assert json.loads(event["request"]["body"]) == {"k": 1}
     form = b"password=" + SECRET.encode()
-    event = event_of(
-        flow([(b"Content-Type", b"application/x-www-form-urlencoded")], form), redactor
-    )
-    assert event["request"]["body"] == form  # not JSON: JSON rules do not apply
+    # Not JSON: JSON rules do not apply (the default form field rules do, see test_params).
+    json_only = Redactor.from_options(json_specs=["$.password=drop"], defaults=False)
+    form_type = [(b"Content-Type", b"application/x-www-form-urlencoded")]
+    assert event_of(flow(form_type, form), json_only)["request"]["body"] == form
+    assert event_of(flow(form_type, form), redactor)["request"]["body"] == b"password=***"
 
 
 @pytest.mark.parametrize(

@@ -168,3 +168,44 @@ def test_a_poll_before_the_sink_is_built_is_harmless(
     sink = KafkaSink(unreachable(), "t")
     sinks.append(sink)
     assert sink.send(b"k", b"v", HEADERS) is True
+
+
+def test_a_topic_that_accepts_less_lowers_the_event_size_once_known(
+    kafka: Kafka,
+    topic: str,
+    sinks: list[KafkaSink],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # librdkafka's mock cluster does not answer DescribeConfigs, so the topic's
+    # answer is stood in for; the sink, its prober and the broker are real.
+    from recorder import sink as sink_module
+
+    asked: list[str] = []
+
+    def limit(admin_config: dict[str, Any], name: str, timeout: float = 3.0) -> int:
+        asked.append(name)
+        return 1_048_588  # Kafka's broker default
+
+    monkeypatch.setattr(sink_module, "topic_message_limit", limit)
+    with caplog.at_level("WARNING", "recorder.sink"):
+        sink = KafkaSink(
+            KafkaSettings(kafka.bootstrap_servers), topic, **{"message.max.bytes": 2_375_680}
+        )
+        sinks.append(sink)
+        deadline = time.monotonic() + 10
+        while sink.max_message_bytes != 1_048_588 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert asked == [topic] and sink.max_message_bytes == 1_048_588
+    assert f"topic {topic} accepts messages up to 1048588 bytes" in caplog.text
+
+
+def test_the_topic_limit_is_asked_of_the_cluster(kafka: Kafka, topic: str) -> None:
+    from recorder.sink import topic_message_limit
+
+    config = KafkaSettings(kafka.bootstrap_servers).admin_client_config()
+    limit = topic_message_limit(config, topic, timeout=0.5 if kafka.mock else 5.0)
+    if kafka.mock is not None:
+        assert limit is None  # the mock has no DescribeConfigs: unknown, nothing changes
+    else:
+        assert limit is not None and limit > 0

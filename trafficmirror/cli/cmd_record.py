@@ -10,6 +10,7 @@ recorder's extra options (TLS, redaction, ...) come from `cli.recording`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -60,7 +61,11 @@ from trafficmirror.cli.recording import recorder_extra_options
     type=click.IntRange(0),
     default=1024 * 1024,
     show_default=True,
-    help="Record at most this many bytes of each body; longer ones are flagged truncated.",
+    help="Record at most this many bytes of each body: a body up to it is kept whole, a "
+    "longer one is cut, flagged truncated and counted (truncated= in the summary, a "
+    "warning now and then). The Kafka producer's message.max.bytes is raised to hold two "
+    "bodies at the cap plus 272 KiB (2,375,680 bytes for the default); the topic must accept "
+    "messages that large, and a smaller -X message.max.bytes is refused.",
 )
 @click.option(
     "--recorder-id",
@@ -139,6 +144,7 @@ def record(
     response to record.
     """
     settings = build_settings(bootstrap_servers, kafka_properties, kafka_config)
+    check_message_size(max_body_bytes, settings.properties)
     host, port = parse_listen(listen)
     if mirror and upstream is not None:
         raise click.BadParameter(
@@ -176,6 +182,17 @@ def record(
             **recorder_extras,
         )
     )
+
+
+def check_message_size(max_body_bytes: int, properties: Mapping[str, str]) -> None:
+    """Refuse a --max-body-bytes that the Kafka message size cannot hold (`recorder.fit`)."""
+    from recorder.fit import message_limit
+    from trafficmirror.plumbing.errors import ConfigError
+
+    try:
+        message_limit(max_body_bytes, properties)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max-body-bytes") from None
 
 
 def _same_address(host_a: str, port_a: int, host_b: str, port_b: int) -> bool:

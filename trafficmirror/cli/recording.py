@@ -21,6 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _PARAMS = (
     "redact_headers",
     "redact_json",
+    "redact_params",
     "redact_key_file",
     "no_default_redaction",
     "confdir",
@@ -64,6 +65,18 @@ def recorder_extra_options(func: F) -> F:
             "cannot be parsed is left out of the event. Repeatable.",
         ),
         click.option(
+            "--redact-param",
+            "redact_params",
+            multiple=True,
+            metavar="NAME[=MODE]",
+            help="Redact this query parameter and form field (urlencoded and multipart "
+            "bodies of requests and responses) by name, compared percent-decoded and without "
+            "case. MODE: mask (the default), drop (the field is removed) or hmac. The usual "
+            "secret names (access_token, api_key, apikey, password, secret, signature, token, "
+            "X-Amz-Signature, ...: see the security docs) are masked by default; name one to "
+            "change its mode. Paths where nothing matched stay byte for byte. Repeatable.",
+        ),
+        click.option(
             "--redact-key-file",
             envvar="TRAFFICMIRROR_REDACT_KEY_FILE",
             type=click.Path(dir_okay=False),
@@ -74,7 +87,8 @@ def recorder_extra_options(func: F) -> F:
         click.option(
             "--no-default-redaction",
             is_flag=True,
-            help="Do not mask the default headers; only the --redact-* options apply.",
+            help="Do not mask the default headers, query parameters and form fields; "
+            "only the --redact-* options apply.",
         ),
         click.option(
             "--confdir",
@@ -130,6 +144,7 @@ def build_extras(
     redact_headers: tuple[str, ...],
     redact_json: tuple[str, ...],
     redact_key_file: str | None,
+    redact_params: tuple[str, ...] = (),
     no_default_redaction: bool,
     confdir: str | None,
     tls_certs: tuple[str, ...],
@@ -142,7 +157,11 @@ def build_extras(
 
     try:
         Redactor.from_options(
-            redact_headers, redact_json, redact_key_file, not no_default_redaction
+            redact_headers,
+            redact_json,
+            redact_key_file,
+            not no_default_redaction,
+            param_specs=redact_params,
         )
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="redaction") from None
@@ -167,6 +186,7 @@ def build_extras(
     return {
         "redact_headers": list(redact_headers),
         "redact_json": list(redact_json),
+        "redact_params": list(redact_params),
         "redact_key_file": redact_key_file,
         "redact_defaults": not no_default_redaction,
         "confdir": os.path.abspath(confdir) if confdir else None,

@@ -70,6 +70,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "--kafka-config": ["/nonexistent/client.properties"],
     "--redact-header": ["Authorization=scramble", "bad header name"],
     "--redact-json": ["password", "$.a[x]", "$.card=hmac"],
+    "--redact-param": ["token=scramble", "=mask", "a&b", "token=jwt-claims", "token=hmac"],
     "--redact-key-file": ["/nonexistent/key"],
     "--tls-cert": ["/nonexistent/cert.pem", "=cert.pem"],
     "--rules": ["/nonexistent/rules.toml"],
@@ -123,6 +124,9 @@ CONTRADICTIONS: list[tuple[str, list[str]]] = [
                       "-X", "sasl.username=v"]),
     ("kafka-config", ["--security-protocol", "PLAINTEXT", "--ssl-ca-location", "/etc/hostname"]),
     ("record", ["--redact-header", "Cookie=hmac"]),  # hmac without a key
+    # A Kafka message size that cannot hold two bodies at the cap.
+    ("record", ["-X", "message.max.bytes=1000000"]),
+    ("record", ["--max-body-bytes", "600000000"]),
     ("record", ["--listen", "127.0.0.1:18555", "--metrics-port", "18555"]),
     ("record", ["--listen", "0.0.0.0:18556", "--upstream", "http://localhost:18556"]),
     ("record", ["--listen", "127.0.0.1:80", "--upstream", "http://127.0.0.1/app"]),

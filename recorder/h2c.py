@@ -1,0 +1,49 @@
+"""HTTP/2 over clear text with prior knowledge (h2c), accepted and recorded.
+
+A client that knows the app speaks HTTP/2 without TLS (gRPC in a cluster,
+`curl --http2-prior-knowledge`, h2 libraries) opens the connection with the
+HTTP/2 preface, `PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n`. mitmproxy (11 and 12)
+serves every clear-text connection as HTTP/1: it reads the preface as a request
+`PRI *`, its DisableH2C addon kills that, and the client gets a closed
+connection (and the recorder an event for a `PRI *` "exchange"). mitmproxy's
+HTTP layer serves HTTP/2 to a client whose connection says ALPN `h2`, so
+`PriorKnowledge` says so for a clear-text connection whose first bytes are the
+preface; everything else about the connection is untouched. The upstream side
+is chosen as for any client (HTTP/1.1 to an http:// upstream, mitmproxy
+translates), and the event records the request as the client sent it, HTTP/2.0.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mitmproxy.proxy.layers.http import HttpLayer
+
+logger = logging.getLogger(__name__)
+
+#: The first bytes of every HTTP/2 connection (RFC 9113, section 3.4).
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class PriorKnowledge:
+    """Serves HTTP/2 to clear-text clients that start with the HTTP/2 preface.
+
+    Runs after mitmproxy's NextLayer has chosen the layer: when that is the
+    HTTP layer of a connection without TLS, and the client's first bytes are
+    the preface, the connection's ALPN is set to `h2` (mitmproxy then speaks
+    HTTP/2 to it). While the bytes so far are only the start of the preface,
+    the decision waits for more.
+    """
+
+    def next_layer(self, nextlayer: Any) -> None:
+        context = nextlayer.context
+        client = context.client
+        if client.tls or client.alpn or not isinstance(nextlayer.layer, HttpLayer):
+            return
+        data = nextlayer.data_client()
+        if data.startswith(PREFACE):
+            client.alpn = b"h2"
+            logger.debug("trafficmirror: client %s speaks h2c (prior knowledge)", client.peername)
+        elif data and PREFACE.startswith(data):
+            nextlayer.layer = None  # only part of the preface so far: ask again with more
