@@ -129,6 +129,7 @@ def run_range(
                 settle_memory()
                 replay = _replay(consumer, assembly, outputs, spans, transport, stop, bar)
                 stats = run_loop(replay)
+                gave_up = config.guardrails.give_up_after if assembly.guardrails_gave_up else None
         finally:
             outputs.comparison.close()  # flushes the results before the summary counts them
             outputs.dlq.close()
@@ -144,6 +145,7 @@ def run_range(
         outputs.comparison,
         outputs.dlq,
         select,
+        gave_up=gave_up,
     )
 
 
@@ -160,6 +162,7 @@ async def _replay(
     config = assembly.config
     topic = config.topic
     sender, pipeline = assembly.start(outputs, transport)
+    sender.on_give_up(stop.request)  # --give-up-after: a shadow that stays down ends the range
     scheduler = assembly.scheduler
     stats = pipeline.stats
     total = sum(s.count for s in spans)
@@ -238,7 +241,9 @@ async def _replay(
             await asyncio.sleep(0.1)  # dead letters waiting for room in the producer's queue
         if stop.is_set():
             await scheduler.aclose()
-            await _drain_until_forced(sender, stop, grace=INTERRUPT_GRACE)
+            # Given up on the shadow: what is held at its guard will not go; no grace.
+            grace = 0.0 if sender.gave_up else INTERRUPT_GRACE
+            await _drain_until_forced(sender, stop, grace=grace)
     finally:
         await scheduler.aclose()
         await sender.aclose()
@@ -274,6 +279,8 @@ def _summarize(
     comparison: Comparison | None = None,
     dlq: DeadLetters | None = None,
     selection: SelectOptions | None = None,
+    *,
+    gave_up: float | None = None,
 ) -> int:
     elapsed = time.monotonic() - stats.started
     handled = stats.handled
@@ -309,6 +316,13 @@ def _summarize(
         print(dlq.line(), file=out)
     out.flush()
     unfinished = sum(s.count for s in spans) - handled
+    if gave_up is not None:
+        print(
+            f"trafficmirror: gave up: the shadow did not answer for {gave_up:g}s "
+            f"(--give-up-after); about {unfinished} records of the range were not replayed",
+            file=sys.stderr,
+        )
+        return 1
     if stop.is_set() and unfinished > 0:
         print(
             f"trafficmirror: interrupted; about {unfinished} records of the range "

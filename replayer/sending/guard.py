@@ -6,9 +6,13 @@ answer at all (a timeout, a refused or reset connection; any HTTP status is an
 answer), the guard backs off: requests wait at the gate, the worker pauses its
 partitions, and after a growing delay one waiting request goes out as a probe.
 When the shadow answers, every held request goes out in order; no record is
-lost or skipped (`ErrorRateGuard` says how). `ErrorRateGuard` is the decision
-logic on an injected clock (unit-tested with a fake one); `Gate` puts it on the
-event loop. Each trip, failed probe and resume is one log line and a metric.
+lost or skipped (`ErrorRateGuard` says how). A request that never reached the
+shadow (the connection could not be opened) trips the guard at once and waits
+to be sent again: it is not a result. With `give_up_after` (`replay range`),
+a guard that has backed off that long without an answer gives up, and the
+replay stops. `ErrorRateGuard` is the decision logic on an injected clock
+(unit-tested with a fake one); `Gate` puts it on the event loop. Each trip,
+failed probe, resume and giving up is one log line and a metric.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from prometheus_client import Counter, Gauge
+
+from replayer.sending.bodies import DEFAULT_MAX_RESPONSE_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,11 @@ GUARD_PROBES = Counter(
 GUARD_HELD = Gauge(
     "trafficmirror_replayer_guard_held", "Requests waiting at the guard while it backs off."
 )
+GUARD_UNREACHED = Counter(
+    "trafficmirror_replayer_guard_unreached",
+    "Requests that never reached the shadow (connection refused, connect timeout, TLS "
+    "handshake failed): held by the guard and sent again, not results.",
+)
 
 #: First back-off delay in seconds; each failed probe doubles it, up to `max_backoff`.
 FIRST_BACKOFF = 1.0
@@ -59,6 +70,14 @@ class GuardOptions:
     `max_error_rate` (a fraction, 0.5 = 50 %; 1 turns the guard off),
     `error_window` (seconds) and `min_requests` decide when the guard trips;
     `max_backoff` caps the delay between probes (see `ErrorRateGuard`).
+    `give_up_after`: seconds the guard may back off without the shadow
+    answering before it gives up (`Gate.gave_up`; None: never, the worker's
+    default: it waits for the shadow however long it takes).
+
+    `max_response_bytes`: the most of each response body kept for comparison
+    (the rest is counted and hashed as it streams past, and the response is
+    flagged truncated); at most `RESPONSE_BUDGET_CAPS` times that is held at
+    once across all the responses being read (`replayer.sending.bodies`).
     """
 
     baseline_concurrency: int | None = None
@@ -67,6 +86,8 @@ class GuardOptions:
     error_window: float = 10.0
     min_requests: int = 20
     max_backoff: float = 30.0
+    give_up_after: float | None = None
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_error_rate <= 1:
@@ -77,6 +98,10 @@ class GuardOptions:
             raise ValueError("baseline_concurrency must be at least 1")
         if self.baseline_timeout is not None and self.baseline_timeout <= 0:
             raise ValueError("baseline_timeout must be positive")
+        if self.give_up_after is not None and self.give_up_after <= 0:
+            raise ValueError("give_up_after must be positive (None: never)")
+        if self.max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be at least 1")
 
     @property
     def enabled(self) -> bool:
@@ -151,15 +176,26 @@ class ErrorRateGuard:
         while buckets and buckets[0][0] + self._bucket <= edge:
             buckets.popleft()
 
-    def observe(self, ok: bool, probe: bool = False, error: str | None = None) -> bool:
-        """Count one outcome; True means: a failed probe, send the same request again.
+    def observe(
+        self, ok: bool, probe: bool = False, error: str | None = None, unreached: bool = False
+    ) -> bool:
+        """Count one outcome; True means: send the same request again.
 
-        Outcomes of requests that went out before a trip, arriving while the
-        guard backs off or probes, change nothing: only probes decide.
+        Again after a failed probe, and after any request that never reached
+        the shadow (`unreached`: it is not a result; one while sending trips
+        the guard at once, whatever the window holds). Outcomes of requests
+        that went out before a trip, arriving while the guard backs off or
+        probes, change nothing: only probes decide.
         """
         now = self.clock()
+        if unreached:
+            GUARD_UNREACHED.inc()
         if probe and self.state is State.PROBING:
             return self._probe_result(now, ok, error)
+        if unreached:
+            if self.state is State.SENDING:
+                self._trip(now, 0, 0, error)
+            return True
         if self.state is not State.SENDING or not self.options.enabled:
             return False
         buckets = self._buckets
@@ -186,6 +222,13 @@ class ErrorRateGuard:
         self.probe_at = now + self.delay
         GUARD_BACKOFFS.inc()
         GUARD_STATE.set(self.state)
+        if not requests:
+            logger.warning(
+                "guard: the shadow is unreachable (%s); backing off: requests held, probe in %gs",
+                error or "no connection",
+                self.delay,
+            )
+            return
         logger.warning(
             "guard: shadow errors %d of %d requests in the last %gs (%.0f%%, over "
             "--max-error-rate %g%%; last: %s); backing off: requests held, probe in %gs",
@@ -252,6 +295,11 @@ class Gate:
     def __init__(self, options: GuardOptions, clock: Callable[[], float] = time.monotonic) -> None:
         self.guard = ErrorRateGuard(options, clock)
         self.sending = True
+        #: True once the guard backed off for `give_up_after` without an answer.
+        self.gave_up = False
+        #: Called (once) when it gives up: `replay range` stops through it.
+        self.on_give_up: Callable[[], None] | None = None
+        self._give_up_timer: asyncio.TimerHandle | None = None
         self._waiters: deque[asyncio.Future[bool]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._resumed = asyncio.Event()
@@ -297,17 +345,39 @@ class Gate:
                 GUARD_HELD.set(len(self._waiters))
             raise
 
-    def observe(self, ok: bool, probe: bool = False, error: str | None = None) -> bool:
-        """Count an outcome; True: a failed probe, call `admit(retry=True)` and send it again."""
+    def observe(
+        self, ok: bool, probe: bool = False, error: str | None = None, unreached: bool = False
+    ) -> bool:
+        """Count an outcome; True: call `admit()` and send it again (`ErrorRateGuard.observe`).
+
+        A failed probe is admitted with `retry=True` (first in line again).
+        """
         before = self.guard.state
-        retry = self.guard.observe(ok, probe, error)
+        retry = self.guard.observe(ok, probe, error, unreached)
         after = self.guard.state
         if after is State.SENDING and before is not State.SENDING:
             self._release_all()
         elif after is State.BACKING_OFF and before is State.SENDING:
             self.sending = False
             self._resumed.clear()
+            limit = self.guard.options.give_up_after
+            if limit is not None and self._give_up_timer is None:
+                self._give_up_timer = asyncio.get_running_loop().call_later(limit, self._give_up)
         return retry
+
+    def _give_up(self) -> None:
+        self._give_up_timer = None
+        if self.guard.state is State.SENDING:
+            return
+        self.gave_up = True
+        logger.error(
+            "guard: the shadow has not answered for %gs of backing off and %d failed probes "
+            "(--give-up-after); giving up",
+            self.guard.clock() - self.guard.tripped_at,
+            self.guard.probes_failed,
+        )
+        if self.on_give_up is not None:
+            self.on_give_up()
 
     def _arm(self) -> None:
         """Make sure the next probe goes out when it is due and someone waits."""
@@ -338,6 +408,9 @@ class Gate:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._give_up_timer is not None:
+            self._give_up_timer.cancel()
+            self._give_up_timer = None
         self.sending = True
         self._resumed.set()
         while self._waiters:

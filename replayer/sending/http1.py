@@ -7,8 +7,9 @@ the docs), and because a replay must send exactly the prepared request, which
 such clients fight (they merge headers case-insensitively, add their own,
 re-quote paths). It does not follow redirects, keep cookies, use proxies from
 the environment, or pipeline requests; a failed request is not retried (a
-replay must not send a request twice). https uses the default TLS context
-(certificates verified) with SNI.
+replay must not send a request twice; one whose connection could not be
+opened raises `NotSent`: nothing was written). https uses the default TLS
+context (certificates verified) with SNI.
 """
 
 from __future__ import annotations
@@ -18,9 +19,16 @@ import ssl
 from collections import deque
 
 from replayer.models import DEFAULT_PORTS, OutgoingRequest, Response, Target
+from replayer.sending.bodies import DEFAULT_MAX_RESPONSE_BYTES, BodyBudget, BodyCollector
+from replayer.sending.sender import NotSent
 
 #: Status line and headers longer than this are refused (aiohttp allows 64 KiB a line).
 MAX_HEAD_BYTES = 256 * 1024
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 class ServerDisconnected(ConnectionError):
@@ -86,12 +94,16 @@ class _Connection(asyncio.Protocol):
     Content-Length, chunked transfer coding (trailers discarded) or, failing
     both, the end of the connection; no body for HEAD, 1xx, 204 and 304.
     Interim 1xx responses (100 Continue) are skipped; nothing is decompressed.
+    Body bytes go to a `BodyCollector` as they arrive: at most `cap` of them
+    are kept (within the shared `budget`), the rest counted and hashed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int = DEFAULT_MAX_RESPONSE_BYTES, budget: BodyBudget | None = None):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reusable = True
+        self._cap = cap
+        self._budget = budget
         self._buffer = bytearray()
         self._waiter: asyncio.Future[Response] | None = None
         self._head_request = False
@@ -100,8 +112,8 @@ class _Connection(asyncio.Protocol):
         self._reason = ""
         self._headers: tuple[tuple[str, str], ...] = ()
         self._framing = ""  # "length", "chunked", "close"
-        self._remaining = 0
-        self._body: bytearray | list[bytes] = bytearray()
+        self._remaining = 0  # body bytes left ("length"), or of the chunk; -1: a size line next
+        self._body: BodyCollector | None = None
         self._in_trailers = False
 
     # -- asyncio.Protocol ---------------------------------------------------------
@@ -131,7 +143,7 @@ class _Connection(asyncio.Protocol):
         if waiter is None or waiter.done():
             return
         if self._status and self._framing == "close":
-            self._complete(bytes(self._body))  # type: ignore[arg-type]
+            self._complete()
             return
         reason = "server closed the connection before the response was complete"
         error = ServerDisconnected(f"{reason}: {exc}" if exc else reason)
@@ -152,6 +164,9 @@ class _Connection(asyncio.Protocol):
             return await waiter
         finally:
             self._waiter = None
+            if self._body is not None:  # failed or cancelled part way
+                self._body.release()
+                self._body = None
 
     def close(self) -> None:
         self.reusable = False
@@ -159,12 +174,25 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
         self.closed = True
 
-    def _complete(self, body: bytes) -> None:
+    def _complete(self) -> None:
         waiter = self._waiter
+        collector, self._body = self._body, None
         if self._buffer:
             self.reusable = False  # more than one response's worth: unknown state
-        if waiter is not None and not waiter.done():
-            waiter.set_result(Response(self._status, self._headers, body, self._reason))
+        if waiter is None or waiter.done():
+            if collector is not None:
+                collector.release()
+            return
+        if collector is None:
+            waiter.set_result(Response(self._status, self._headers, b"", self._reason))
+            return
+        got = collector.result()
+        response = Response(self._status, self._headers, got.body, self._reason)
+        if got.truncated:
+            response.body_truncated = True
+            response.body_length = got.length
+            response.body_sha256 = got.sha256
+        waiter.set_result(response)
 
     def _fail(self, exc: BaseException) -> None:
         waiter = self._waiter
@@ -187,20 +215,27 @@ class _Connection(asyncio.Protocol):
                 if not self._start(head):
                     continue  # an interim 1xx response: the real one follows
             framing = self._framing
+            body = self._body
             if framing == "length":
-                if len(buf) < self._remaining:
+                if body is None:  # no body at all
+                    self._complete()
                     return
-                body = bytes(buf[: self._remaining])
-                del buf[: self._remaining]
-                self._complete(body)
+                n = min(len(buf), self._remaining)
+                if n:
+                    body.feed(bytes(buf[:n]) if n < len(buf) else bytes(buf))
+                    del buf[:n]
+                    self._remaining -= n
+                if self._remaining == 0:
+                    self._complete()
                 return
             if framing == "chunked":
-                if self._chunks():
-                    self._complete(b"".join(self._body))  # type: ignore[arg-type]
+                if self._chunks(body):  # type: ignore[arg-type]
+                    self._complete()
                 return
             # "close": everything until the server closes the connection.
-            self._body += buf  # type: ignore[operator]
-            buf.clear()
+            if buf and body is not None:
+                body.feed(bytes(buf))
+                buf.clear()
             return
 
     def _start(self, head: bytes) -> bool:
@@ -244,21 +279,27 @@ class _Connection(asyncio.Protocol):
             tokens = {t.strip() for t in connection.split(b",")}
             if b"close" in tokens or (version_10 and b"keep-alive" not in tokens):
                 self.reusable = False
-        if self._head_request or status in (204, 304):
+        self._body = None
+        if self._head_request or status in (204, 304) or (length == 0 and not chunked):
             self._framing, self._remaining = "length", 0
-        elif chunked:
-            self._framing, self._body, self._remaining, self._in_trailers = "chunked", [], -1, False
+            return True
+        self._body = BodyCollector(self._cap, self._budget)
+        if chunked:
+            self._framing, self._remaining, self._in_trailers = "chunked", -1, False
         elif length is not None:
             self._framing, self._remaining = "length", length
         else:
-            self._framing, self._body = "close", bytearray()
+            self._framing = "close"
             self.reusable = False
         return True
 
-    def _chunks(self) -> bool:
-        """Consume chunked body bytes; True when the last chunk and trailers are read."""
+    def _chunks(self, body: BodyCollector) -> bool:
+        """Consume chunked body bytes; True when the last chunk and trailers are read.
+
+        `_remaining`: -1 before a size line, else the bytes of the chunk still to
+        come; -2 when they have come and its CRLF is next.
+        """
         buf = self._buffer
-        body: list[bytes] = self._body  # type: ignore[assignment]
         while True:
             if self._in_trailers:
                 end = buf.find(b"\r\n")
@@ -268,7 +309,7 @@ class _Connection(asyncio.Protocol):
                 if end == 0:
                     return True
                 continue
-            if self._remaining < 0:  # expecting a size line
+            if self._remaining == -1:  # expecting a size line
                 end = buf.find(b"\r\n")
                 if end == -1:
                     if len(buf) > 4096:
@@ -284,12 +325,21 @@ class _Connection(asyncio.Protocol):
                     self._in_trailers = True
                     continue
                 self._remaining = size
-            if len(buf) < self._remaining + 2:
+            if self._remaining > 0:
+                n = min(len(buf), self._remaining)
+                if n == 0:
+                    return False
+                body.feed(bytes(buf[:n]))
+                del buf[:n]
+                self._remaining -= n
+                if self._remaining:
+                    return False
+                self._remaining = -2
+            if len(buf) < 2:
                 return False
-            body.append(bytes(buf[: self._remaining]))
-            if buf[self._remaining : self._remaining + 2] != b"\r\n":
+            if buf[:2] != b"\r\n":
                 raise BadResponse("chunk not followed by CRLF")
-            del buf[: self._remaining + 2]
+            del buf[:2]
             self._remaining = -1
 
 
@@ -297,7 +347,9 @@ class Http1Transport:
     """HTTP/1.1 over a keep-alive pool of at most `limit` connections.
 
     Use it from one event loop; connections are opened lazily and reused most
-    recently used first, per scheme/host/port. A connection is closed rather
+    recently used first, per scheme/host/port. Of each response body at most
+    `max_body` bytes are kept (the response says when it was truncated), and
+    at most `budget` across the responses being read at once. A connection is closed rather
     than reused when the server asked (`Connection: close`, HTTP/1.0 without
     keep-alive), when the body ran to the end of the connection, when the
     server sent more than the response, and when a request was cancelled (the
@@ -306,11 +358,21 @@ class Http1Transport:
     otherwise that request fails.
     """
 
-    def __init__(self, limit: int = 100, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        limit: int = 100,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        max_body: int = DEFAULT_MAX_RESPONSE_BYTES,
+        budget: BodyBudget | None = None,
+    ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self._limit = limit
         self._ssl = ssl_context
+        self._max_body = max_body
+        #: Shared with the other targets' transports: the bound on bodies held at once.
+        self.budget = budget or BodyBudget.for_cap(max_body)
         self._idle: dict[Target, list[_Connection]] = {}
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -319,7 +381,12 @@ class Http1Transport:
     async def send(self, request: OutgoingRequest) -> Response:
         data = serialize(request)
         target = request.target
-        conn = await self._acquire(target)
+        try:
+            conn = await self._acquire(target)
+        except OSError as exc:  # refused, unreachable, name look-up, TLS handshake (SSLError)
+            raise NotSent(f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        except asyncio.CancelledError as exc:  # the timeout (or a close) while connecting
+            raise NotSent("cancelled while connecting") from exc
         try:
             response = await conn.roundtrip(data, request.method == "HEAD")
         except BaseException:
@@ -371,13 +438,16 @@ class Http1Transport:
         self._open += 1
         try:
             _, conn = await asyncio.get_running_loop().create_connection(
-                _Connection, host, port, ssl=context, server_hostname=host if context else None
+                self._protocol, host, port, ssl=context, server_hostname=host if context else None
             )
         except BaseException:
             self._open -= 1
             self._wake()
             raise
         return conn
+
+    def _protocol(self) -> _Connection:
+        return _Connection(self._max_body, self.budget)
 
     def _discard(self, conn: _Connection) -> None:
         conn.close()
