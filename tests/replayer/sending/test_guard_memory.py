@@ -113,9 +113,10 @@ def test_slow_or_dead_shadow_bounded_memory_errors_as_results_and_back_off(
 ) -> None:
     """Three workers at once, each with a backlog of 2,000 records of 32 KiB (64 MiB).
 
-    `dead`: nothing listens on the port (no request reaches it, so none is a result); `slow-1s`: the shadow answers in 10 s and the
-    worker's --timeout is 1 s; `slow-30s`: the same shadow with the default 30 s timeout,
-    so its requests are answered (after 10 s), never errors.
+    `dead`: nothing listens on the port (no request reaches it, so none is a result);
+    `slow-1s`: the shadow answers in 10 s and the worker's --timeout is 1 s; `slow-30s`:
+    the same shadow with the default 30 s timeout, so its requests are answered (after
+    10 s), never errors.
     """
     slow = RecordingShadow(delay=10.0)
     slow.shutdown_timeout = 0.1  # requests still sleeping at the end need not finish
