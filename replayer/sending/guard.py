@@ -371,7 +371,7 @@ class Gate:
             return
         self.gave_up = True
         logger.error(
-            "guard: the shadow has not answered for %gs of backing off and %d failed probes "
+            "guard: the shadow has not answered for %.1fs of backing off and %d failed probes "
             "(--give-up-after); giving up",
             self.guard.clock() - self.guard.tripped_at,
             self.guard.probes_failed,

@@ -280,3 +280,46 @@ def committed(kafka: Kafka, topic: str, group: str) -> dict[int, int | None]:
     finally:
         consumer.close()
     return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in parts}
+
+
+def test_replay_range_gives_up_on_a_shadow_that_stays_down(kafka: Kafka) -> None:
+    """--give-up-after: the range ends with exit 1 and a summary; no record became an error."""
+    topic = kafka.new_topic(1)
+    kafka.create_topic(results_topic(topic), 1)
+    produce_events(
+        kafka.bootstrap_servers, topic, [make_event(path=f"/{n}") for n in range(20)]
+    )
+    started = time.monotonic()
+    result = run_cli(
+        [
+            "replay",
+            "range",
+            "-b",
+            kafka.bootstrap_servers,
+            "-t",
+            topic,
+            "--start-offset",
+            "0",
+            "--target",
+            f"http://127.0.0.1:{free_port()}",
+            "--speed",
+            "max",
+            "--give-up-after",
+            "1.5",
+        ],
+        timeout=60,
+    )
+    took = time.monotonic() - started
+    print(f"\nrange gave up after {took:.1f}s (with start-up)")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "guard: the shadow is unreachable" in result.stderr
+    assert "(--give-up-after); giving up" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        "trafficmirror: gave up: the shadow did not answer for 1.5s (--give-up-after); "
+        "about 20 records of the range were not replayed"
+    )
+    assert "total: consumed 20, sent 0, errors 0," in result.stdout
+    assert took < 15
+    assert results(kafka, topic) == []  # held records are not results: replay them again
