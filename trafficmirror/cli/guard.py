@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -157,6 +158,8 @@ def give_up_option(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         seconds = kwargs.pop("give_up_after")
+        if not math.isfinite(seconds):
+            raise click.BadParameter("must be a number of seconds", param_hint="--give-up-after")
         guardrails = kwargs["guardrails"]
         kwargs["guardrails"] = dataclasses.replace(
             guardrails, give_up_after=seconds if seconds > 0 else None

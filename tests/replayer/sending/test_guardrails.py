@@ -286,9 +286,7 @@ def test_replay_range_gives_up_on_a_shadow_that_stays_down(kafka: Kafka) -> None
     """--give-up-after: the range ends with exit 1 and a summary; no record became an error."""
     topic = kafka.new_topic(1)
     kafka.create_topic(results_topic(topic), 1)
-    produce_events(
-        kafka.bootstrap_servers, topic, [make_event(path=f"/{n}") for n in range(20)]
-    )
+    produce_events(kafka.bootstrap_servers, topic, [make_event(path=f"/{n}") for n in range(20)])
     started = time.monotonic()
     result = run_cli(
         [

@@ -57,8 +57,8 @@ class _Handler(socketserver.BaseRequestHandler):
             head, _, data = data.partition(b"\r\n\r\n")
             if head.split(b" ", 2)[1] == b"/big":
                 sock.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-                    % (BLOCKS * len(BLOCK))
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n" % (BLOCKS * len(BLOCK))
                 )
                 view = memoryview(BLOCK)
                 for _ in range(BLOCKS):
