@@ -27,7 +27,8 @@ from replayer.results.summary import Stats
 from replayer.selecting.safety import SafetyOptions
 from replayer.selecting.selector import SelectOptions, Selector
 from replayer.sending.bodies import BodyBudget
-from replayer.sending.guard import Gate, GuardOptions
+from replayer.sending.gate import Gate
+from replayer.sending.guard import GuardOptions
 from replayer.sending.http1 import Http1Transport
 from replayer.sending.sender import Sender, Transport
 from replayer.transforming.config import TransformOptions

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Protocol
 
 from replayer.models import Outcome, OutgoingRequest, Response
-from replayer.sending.guard import Gate
+from replayer.sending.gate import Gate
 
 
 class NotSent(ConnectionError):

@@ -17,7 +17,8 @@ import pytest
 
 from replayer.models import OutgoingRequest, Response, Target
 from replayer.sending import guard as guard_module
-from replayer.sending.guard import Gate, GuardOptions, State
+from replayer.sending.gate import Gate
+from replayer.sending.guard import GuardOptions, State
 from replayer.sending.http1 import Http1Transport
 from replayer.sending.sender import MockTransport, NotSent, Sender
 from tests.replayer.sending.test_http1 import Scripted, get, ok
