@@ -44,6 +44,8 @@ from trafficmirror.demo.apps import RecordingShadow
         ("localhost:8080", "http", "http://0.0.0.0:8080", True),  # "this host"
         ("localhost:8080", "http", "http://[::]:8080", True),
         ("LOCALHOST.:8080", "http", "http://2130706433:8080", True),
+        ("10.0.0.1.:8080", "http", "http://0X0A000001:8080", True),  # trailing dot, case
+        ("[FE80::1%25eth0]:8080", "http", "http://[fe80::1]:8080", True),  # a zone
         ("10.0.0.1:8080", "http", "http://10.0.0.2:8080", False),
         ("0x.example.com", "http", "http://0x.example.com", True),  # a name, not a number
         ("0x.example.com", "http", "http://0.example.com", False),
