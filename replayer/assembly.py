@@ -15,6 +15,7 @@ and says how many records a replay may hold (`max_in_flight`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from replayer.models import Target
@@ -26,7 +27,9 @@ from replayer.results.stage import Comparison, ComparisonOptions
 from replayer.results.summary import Stats
 from replayer.selecting.safety import SafetyOptions
 from replayer.selecting.selector import SelectOptions, Selector
-from replayer.sending.guard import Gate, GuardOptions
+from replayer.sending.bodies import BodyBudget
+from replayer.sending.gate import Gate
+from replayer.sending.guard import GuardOptions
 from replayer.sending.http1 import Http1Transport
 from replayer.sending.sender import Sender, Transport
 from replayer.transforming.config import TransformOptions
@@ -111,6 +114,7 @@ class Assembly:
         self.codec = Codec(registry_url=config.schema_registry_url)
         self.selector = Selector(config.selection)
         self.scheduler = Scheduler(config.pace, share=share)
+        self._senders: Senders | None = None
 
     @property
     def max_in_flight(self) -> int:
@@ -159,6 +163,7 @@ class Assembly:
             amplify=config.amplify,
         )
         senders.transformer = self.transformer
+        self._senders = senders
         return senders, pipeline
 
 
@@ -193,18 +198,21 @@ class Senders:
         """
         options = options or GuardOptions()
         gate = Gate(options) if options.enabled else None
+        # One budget for both targets' response bodies: the bound is on their total.
+        cap = options.max_response_bytes
+        budget = BodyBudget.for_cap(cap)
         shadow = Sender(
-            transport or Http1Transport(limit=concurrency),
+            transport or Http1Transport(limit=concurrency, max_body=cap, budget=budget),
             concurrency=concurrency,
             timeout=timeout,
             gate=gate,
         )
         if not baseline:
             return cls(shadow)
-        cap = options.baseline_concurrency or concurrency
+        slots = options.baseline_concurrency or concurrency
         other = Sender(
-            transport or Http1Transport(limit=cap),
-            concurrency=cap,
+            transport or Http1Transport(limit=slots, max_body=cap, budget=budget),
+            concurrency=slots,
             timeout=options.baseline_timeout or timeout,
         )
         return cls(shadow, other)
@@ -220,6 +228,16 @@ class Senders:
         if self.baseline is None:
             return self.shadow.in_flight
         return self.shadow.in_flight + self.baseline.in_flight
+
+    @property
+    def gave_up(self) -> bool:
+        """True once the shadow's guard gave up on it (`GuardOptions.give_up_after`)."""
+        return self.gate is not None and self.gate.gave_up
+
+    def on_give_up(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the shadow's guard gives up (`replay range` stops then)."""
+        if self.gate is not None:
+            self.gate.on_give_up = callback
 
     @property
     def holding(self) -> bool:

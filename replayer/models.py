@@ -103,12 +103,20 @@ class OutgoingRequest:
 # twice as much to build (bench/replay.py); treat it as immutable all the same.
 @dataclass(slots=True)
 class Response:
-    """What the shadow answered."""
+    """What the shadow answered.
+
+    `body` is all of it, or with `body_truncated` its first bytes only (the
+    transport's cap, `replayer.sending.bodies`): then `body_length` is the
+    whole length and `body_sha256` the SHA-256 (hex) of the whole body.
+    """
 
     status: int
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     reason: str = ""
+    body_truncated: bool = False
+    body_length: int | None = None
+    body_sha256: str | None = None
 
 
 # Not frozen: built for every replayed record, and a frozen dataclass costs about

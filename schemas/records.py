@@ -133,6 +133,9 @@ class ReplayResult(TypedDict):
     baseline: BaselineReplay | None
     capture: str
     transforms: list[str]
+    shadow_body_length: int | None
+    shadow_body_truncated: bool
+    shadow_body_sha256: str | None
 
 
 # -- replay_session: the settings a consumer group replays with ----------------------

@@ -91,7 +91,9 @@ class ResponseView:
     comparison needs the raw bytes and, for production, the body's framing.
     `headers` are the raw pairs in wire order. `body` is the body as received,
     still content-encoded. `body_truncated` says it holds only a prefix of
-    `body_length` bytes (-1 or None: length unknown).
+    `body_length` bytes (-1 or None: length unknown); `body_sha256`, when
+    known, is the SHA-256 (hex) of the whole body (a target's response the
+    replayer truncated).
     """
 
     status: int
@@ -99,6 +101,7 @@ class ResponseView:
     body: bytes = b""
     body_truncated: bool = False
     body_length: int | None = None
+    body_sha256: str | None = None
 
     @classmethod
     def from_event(cls, event: HttpExchange) -> ResponseView | None:

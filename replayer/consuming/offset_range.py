@@ -184,6 +184,13 @@ async def _replay(
     config = assembly.config
     topic = config.topic
     sender, pipeline = assembly.start(outputs, transport)
+    # --give-up-after: a shadow that stays down ends the range, saying where to continue.
+    waited = config.guardrails.give_up_after
+    sender.on_give_up(
+        lambda: stop.request(
+            f"the shadow did not answer for {waited:g}s (--give-up-after)", exit_code=1
+        )
+    )
     scheduler = assembly.scheduler
     stats = pipeline.stats
     total = sum(s.count for s in spans)
@@ -282,7 +289,9 @@ async def _replay(
             await asyncio.sleep(0.1)  # dead letters waiting for room in the producer's queue
         if stop.is_set():
             await scheduler.aclose()
-            await _drain_until_forced(sender, stop, grace=INTERRUPT_GRACE)
+            # Given up on the shadow: what is held at its guard will not go; no grace.
+            grace = 0.0 if sender.gave_up else INTERRUPT_GRACE
+            await _drain_until_forced(sender, stop, grace=grace)
     finally:
         await scheduler.aclose()
         await sender.aclose()

@@ -121,6 +121,8 @@ def build_result(
     are stored non-noise first, at most `max_differences`; the counts and
     `mismatch_kinds` cover all of them.
     `transforms`: the names of the transforms applied to the request (never values).
+    A `shadow` body the replayer kept only part of (`body_truncated`) is
+    compared on that part and its whole length, and the result says so.
     """
     method = event["method"]
     path = event["path"].decode("utf-8", "backslashreplace")
@@ -179,7 +181,19 @@ def build_result(
         "baseline": baseline_record,
         "capture": event["recorder"]["capture"],
         "transforms": list(transforms),
+        "shadow_body_length": _body_length(shadow),
+        "shadow_body_truncated": shadow is not None and shadow.body_truncated,
+        "shadow_body_sha256": shadow.body_sha256 if shadow is not None else None,
     }
+
+
+def _body_length(response: ResponseView | None) -> int | None:
+    """The whole body's length: the kept bytes, or the length counted past the cap."""
+    if response is None:
+        return None
+    if response.body_truncated and response.body_length is not None:
+        return response.body_length
+    return len(response.body)
 
 
 def result_key(result: ReplayResult) -> bytes:

@@ -74,6 +74,7 @@ class ComparisonCounts:
     unverified: int = 0  # a mirror capture with nothing to compare with: no production response
     vs_baseline: int = 0  # of match and mismatch: mirror captures compared with the baseline
     failed: int = 0  # the comparison itself raised (a bug): no result was written
+    truncated: int = 0  # shadow bodies compared on their first bytes only (--max-response-bytes)
 
     def add(self, result: ReplayResult) -> None:
         outcome = result["outcome"]
@@ -90,6 +91,7 @@ class ComparisonCounts:
             self.skipped += 1
         if result["capture"] == MIRROR_CAPTURE and outcome in ("match", "mismatch"):
             self.vs_baseline += 1
+        self.truncated += result["shadow_body_truncated"]
 
 
 def default_replayer_id() -> str:
@@ -269,6 +271,8 @@ class Comparison:
             text += f"; vs baseline {c.vs_baseline} (mirror captures, in match and mismatch)"
         if c.failed:
             text += f", comparison failed {c.failed}"
+        if c.truncated:
+            text += f"; shadow bodies truncated {c.truncated} (over --max-response-bytes)"
         if isinstance(self.publisher, ResultSink):
             text += f"; results to {self.results_topic}: {self.publisher.counts.line()}"
         elif self.publisher is None:
@@ -285,4 +289,9 @@ def _response(outcome: Outcome) -> ResponseView | None:
     if outcome.response is None:
         return None
     r = outcome.response
-    return ResponseView.of(r.status, r.headers, r.body)
+    view = ResponseView.of(r.status, r.headers, r.body)
+    if r.body_truncated:  # the transport kept only the first bytes (--max-response-bytes)
+        view.body_truncated = True
+        view.body_length = r.body_length
+        view.body_sha256 = r.body_sha256
+    return view

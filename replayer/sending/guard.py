@@ -6,14 +6,18 @@ answer at all (a timeout, a refused or reset connection; any HTTP status is an
 answer), the guard backs off: requests wait at the gate, the worker pauses its
 partitions, and after a growing delay one waiting request goes out as a probe.
 When the shadow answers, every held request goes out in order; no record is
-lost or skipped (`ErrorRateGuard` says how). `ErrorRateGuard` is the decision
-logic on an injected clock (unit-tested with a fake one); `Gate` puts it on the
-event loop. Each trip, failed probe and resume is one log line and a metric.
+lost or skipped (`ErrorRateGuard` says how). A request that never reached the
+shadow (the connection could not be opened) trips the guard at once and waits
+to be sent again: it is not a result. With `give_up_after` (`replay range`),
+a guard that has backed off that long without an answer gives up, and the
+replay stops. `ErrorRateGuard` is the decision logic on an injected clock
+(unit-tested with a fake one); `Gate` (`replayer.sending.gate`) puts it on the
+event loop. Each trip, failed probe, resume and giving up is one log line and
+a metric.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -22,6 +26,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from prometheus_client import Counter, Gauge
+
+from replayer.sending.bodies import DEFAULT_MAX_RESPONSE_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,11 @@ GUARD_PROBES = Counter(
 GUARD_HELD = Gauge(
     "trafficmirror_replayer_guard_held", "Requests waiting at the guard while it backs off."
 )
+GUARD_UNREACHED = Counter(
+    "trafficmirror_replayer_guard_unreached",
+    "Requests that never reached the shadow (connection refused, connect timeout, TLS "
+    "handshake failed): held by the guard and sent again, not results.",
+)
 
 #: First back-off delay in seconds; each failed probe doubles it, up to `max_backoff`.
 FIRST_BACKOFF = 1.0
@@ -59,6 +70,14 @@ class GuardOptions:
     `max_error_rate` (a fraction, 0.5 = 50 %; 1 turns the guard off),
     `error_window` (seconds) and `min_requests` decide when the guard trips;
     `max_backoff` caps the delay between probes (see `ErrorRateGuard`).
+    `give_up_after`: seconds the guard may back off without the shadow
+    answering before it gives up (`Gate.gave_up`; None: never, the worker's
+    default: it waits for the shadow however long it takes).
+
+    `max_response_bytes`: the most of each response body kept for comparison
+    (the rest is counted and hashed as it streams past, and the response is
+    flagged truncated); at most `RESPONSE_BUDGET_CAPS` times that is held at
+    once across all the responses being read (`replayer.sending.bodies`).
     """
 
     baseline_concurrency: int | None = None
@@ -67,6 +86,8 @@ class GuardOptions:
     error_window: float = 10.0
     min_requests: int = 20
     max_backoff: float = 30.0
+    give_up_after: float | None = None
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_error_rate <= 1:
@@ -77,6 +98,10 @@ class GuardOptions:
             raise ValueError("baseline_concurrency must be at least 1")
         if self.baseline_timeout is not None and self.baseline_timeout <= 0:
             raise ValueError("baseline_timeout must be positive")
+        if self.give_up_after is not None and self.give_up_after <= 0:
+            raise ValueError("give_up_after must be positive (None: never)")
+        if self.max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be at least 1")
 
     @property
     def enabled(self) -> bool:
@@ -151,15 +176,26 @@ class ErrorRateGuard:
         while buckets and buckets[0][0] + self._bucket <= edge:
             buckets.popleft()
 
-    def observe(self, ok: bool, probe: bool = False, error: str | None = None) -> bool:
-        """Count one outcome; True means: a failed probe, send the same request again.
+    def observe(
+        self, ok: bool, probe: bool = False, error: str | None = None, unreached: bool = False
+    ) -> bool:
+        """Count one outcome; True means: send the same request again.
 
-        Outcomes of requests that went out before a trip, arriving while the
-        guard backs off or probes, change nothing: only probes decide.
+        Again after a failed probe, and after any request that never reached
+        the shadow (`unreached`: it is not a result; one while sending trips
+        the guard at once, whatever the window holds). Outcomes of requests
+        that went out before a trip, arriving while the guard backs off or
+        probes, change nothing: only probes decide.
         """
         now = self.clock()
+        if unreached:
+            GUARD_UNREACHED.inc()
         if probe and self.state is State.PROBING:
             return self._probe_result(now, ok, error)
+        if unreached:
+            if self.state is State.SENDING:
+                self._trip(now, 0, 0, error)
+            return True
         if self.state is not State.SENDING or not self.options.enabled:
             return False
         buckets = self._buckets
@@ -186,6 +222,13 @@ class ErrorRateGuard:
         self.probe_at = now + self.delay
         GUARD_BACKOFFS.inc()
         GUARD_STATE.set(self.state)
+        if not requests:
+            logger.warning(
+                "guard: the shadow is unreachable (%s); backing off: requests held, probe in %gs",
+                error or "no connection",
+                self.delay,
+            )
+            return
         logger.warning(
             "guard: shadow errors %d of %d requests in the last %gs (%.0f%%, over "
             "--max-error-rate %g%%; last: %s); backing off: requests held, probe in %gs",
@@ -239,123 +282,3 @@ class ErrorRateGuard:
             self.state = State.BACKING_OFF
             self.probe_at = self.clock()
             GUARD_STATE.set(self.state)
-
-
-class Gate:
-    """An `ErrorRateGuard` on the running event loop, for the shadow's `Sender`.
-
-    `sending` is a plain attribute read before every request, so a guard that
-    lets everything through costs one check. Waiting requests are released in
-    the order they arrived; a failed probe goes back to the front.
-    """
-
-    def __init__(self, options: GuardOptions, clock: Callable[[], float] = time.monotonic) -> None:
-        self.guard = ErrorRateGuard(options, clock)
-        self.sending = True
-        self._waiters: deque[asyncio.Future[bool]] = deque()
-        self._timer: asyncio.TimerHandle | None = None
-        self._resumed = asyncio.Event()
-        self._resumed.set()
-        GUARD_STATE.set(State.SENDING)
-        GUARD_HELD.set(0)
-
-    @property
-    def state(self) -> State:
-        return self.guard.state
-
-    @property
-    def held(self) -> int:
-        """Requests waiting at the gate."""
-        return len(self._waiters)
-
-    async def admit(self, retry: bool = False) -> bool:
-        """Wait until this request may go out; True if it is the probe.
-
-        `retry`: the request is a failed probe going again (it keeps its place
-        at the front).
-        """
-        if self.guard.state is State.SENDING:
-            return False
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if retry:
-            self._waiters.appendleft(future)
-        else:
-            self._waiters.append(future)
-        GUARD_HELD.set(len(self._waiters))
-        self._arm()
-        try:
-            return await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled() and future.result():
-                self.guard.probe_abandoned()
-                self._arm()
-            else:
-                try:
-                    self._waiters.remove(future)
-                except ValueError:
-                    pass
-                GUARD_HELD.set(len(self._waiters))
-            raise
-
-    def observe(self, ok: bool, probe: bool = False, error: str | None = None) -> bool:
-        """Count an outcome; True: a failed probe, call `admit(retry=True)` and send it again."""
-        before = self.guard.state
-        retry = self.guard.observe(ok, probe, error)
-        after = self.guard.state
-        if after is State.SENDING and before is not State.SENDING:
-            self._release_all()
-        elif after is State.BACKING_OFF and before is State.SENDING:
-            self.sending = False
-            self._resumed.clear()
-        return retry
-
-    def _arm(self) -> None:
-        """Make sure the next probe goes out when it is due and someone waits."""
-        if self.guard.state is not State.BACKING_OFF or not self._waiters:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        due = self.guard.probe_due()
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(max(due, 0.0), self._release_probe)
-
-    def _release_probe(self) -> None:
-        self._timer = None
-        if self.guard.state is not State.BACKING_OFF:
-            return
-        if self.guard.probe_due() > 0:  # the delay grew meanwhile
-            self._arm()
-            return
-        while self._waiters:
-            future = self._waiters.popleft()
-            if not future.done():
-                self.guard.start_probe()
-                future.set_result(True)
-                break
-        GUARD_HELD.set(len(self._waiters))
-
-    def _release_all(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.sending = True
-        self._resumed.set()
-        while self._waiters:
-            future = self._waiters.popleft()
-            if not future.done():
-                future.set_result(False)
-        GUARD_HELD.set(0)
-
-    def abandoned(self) -> None:
-        """The probe was cancelled on the wire (the sender is closing)."""
-        self.guard.probe_abandoned()
-        self._arm()
-
-    async def wait_sending(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for the guard to send again; True if it does."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._resumed.wait()
-        except TimeoutError:
-            return False
-        return True

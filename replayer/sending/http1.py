@@ -7,8 +7,9 @@ the docs), and because a replay must send exactly the prepared request, which
 such clients fight (they merge headers case-insensitively, add their own,
 re-quote paths). It does not follow redirects, keep cookies, use proxies from
 the environment, or pipeline requests; a failed request is not retried (a
-replay must not send a request twice). https uses the default TLS context
-(certificates verified) with SNI.
+replay must not send a request twice; one whose connection could not be
+opened raises `NotSent`: nothing was written). https uses the default TLS
+context (certificates verified) with SNI.
 """
 
 from __future__ import annotations
@@ -18,17 +19,14 @@ import ssl
 from collections import deque
 
 from replayer.models import DEFAULT_PORTS, OutgoingRequest, Response, Target
-
-#: Status line and headers longer than this are refused (aiohttp allows 64 KiB a line).
-MAX_HEAD_BYTES = 256 * 1024
-
-
-class ServerDisconnected(ConnectionError):
-    """The server closed the connection before the response was complete."""
+from replayer.sending.bodies import DEFAULT_MAX_RESPONSE_BYTES, BodyBudget
+from replayer.sending.h1response import H1Connection
+from replayer.sending.sender import NotSent
 
 
-class BadResponse(ValueError):
-    """The server's answer is not valid HTTP/1.x."""
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _address(target: Target) -> tuple[str, int]:
@@ -79,225 +77,13 @@ def serialize(request: OutgoingRequest) -> bytes:
     return data + body if body else data
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection; at most one request on it at a time.
-
-    Reads the status line and headers as received, then the body framed by
-    Content-Length, chunked transfer coding (trailers discarded) or, failing
-    both, the end of the connection; no body for HEAD, 1xx, 204 and 304.
-    Interim 1xx responses (100 Continue) are skipped; nothing is decompressed.
-    """
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.reusable = True
-        self._buffer = bytearray()
-        self._waiter: asyncio.Future[Response] | None = None
-        self._head_request = False
-        # Response being parsed.
-        self._status = 0
-        self._reason = ""
-        self._headers: tuple[tuple[str, str], ...] = ()
-        self._framing = ""  # "length", "chunked", "close"
-        self._remaining = 0
-        self._body: bytearray | list[bytes] = bytearray()
-        self._in_trailers = False
-
-    # -- asyncio.Protocol ---------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        if self._waiter is None:
-            self.reusable = False  # the server spoke out of turn
-            return
-        try:
-            self._parse()
-        except Exception as exc:
-            self.reusable = False
-            self._fail(exc)
-
-    def eof_received(self) -> bool | None:
-        self.reusable = False
-        return None  # close the transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.reusable = False
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            return
-        if self._status and self._framing == "close":
-            self._complete(bytes(self._body))  # type: ignore[arg-type]
-            return
-        reason = "server closed the connection before the response was complete"
-        error = ServerDisconnected(f"{reason}: {exc}" if exc else reason)
-        self._fail(error)
-
-    # -- one exchange ---------------------------------------------------------------
-
-    async def roundtrip(self, data: bytes, head_request: bool) -> Response:
-        if self.transport is None:
-            raise ServerDisconnected("not connected")
-        waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._waiter = waiter
-        self._head_request = head_request
-        self._status = 0
-        self._buffer.clear()
-        self.transport.write(data)
-        try:
-            return await waiter
-        finally:
-            self._waiter = None
-
-    def close(self) -> None:
-        self.reusable = False
-        if self.transport is not None and not self.closed:
-            self.transport.close()
-        self.closed = True
-
-    def _complete(self, body: bytes) -> None:
-        waiter = self._waiter
-        if self._buffer:
-            self.reusable = False  # more than one response's worth: unknown state
-        if waiter is not None and not waiter.done():
-            waiter.set_result(Response(self._status, self._headers, body, self._reason))
-
-    def _fail(self, exc: BaseException) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
-
-    # -- parsing ------------------------------------------------------------------
-
-    def _parse(self) -> None:
-        buf = self._buffer
-        while True:
-            if not self._status:
-                end = buf.find(b"\r\n\r\n")
-                if end == -1:
-                    if len(buf) > MAX_HEAD_BYTES:
-                        raise BadResponse("response head too long")
-                    return
-                head = bytes(buf[:end])
-                del buf[: end + 4]
-                if not self._start(head):
-                    continue  # an interim 1xx response: the real one follows
-            framing = self._framing
-            if framing == "length":
-                if len(buf) < self._remaining:
-                    return
-                body = bytes(buf[: self._remaining])
-                del buf[: self._remaining]
-                self._complete(body)
-                return
-            if framing == "chunked":
-                if self._chunks():
-                    self._complete(b"".join(self._body))  # type: ignore[arg-type]
-                return
-            # "close": everything until the server closes the connection.
-            self._body += buf  # type: ignore[operator]
-            buf.clear()
-            return
-
-    def _start(self, head: bytes) -> bool:
-        """Read the status line and headers; False for an interim (1xx) response."""
-        lines = head.split(b"\r\n")
-        status_line = lines[0]
-        parts = status_line.split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise BadResponse(f"bad status line {status_line[:80]!r}")
-        status = int(parts[1])
-        if 100 <= status < 200 and status != 101:
-            return False
-        version_10 = parts[0] == b"HTTP/1.0"
-        headers: list[tuple[str, str]] = []
-        length: int | None = None
-        chunked = False
-        connection = b""
-        for line in lines[1:]:
-            if line[:1] in (b" ", b"\t") and headers:  # obsolete line folding
-                folded_name, folded = headers[-1]
-                headers[-1] = (folded_name, folded + " " + line.strip().decode("latin-1"))
-                continue
-            raw_name, colon, raw_value = line.partition(b":")
-            if not colon:
-                raise BadResponse(f"bad header line {line[:80]!r}")
-            value = raw_value.strip(b" \t")
-            lowered = raw_name.lower()
-            if lowered == b"content-length":
-                if not value.isdigit() or (length is not None and length != int(value)):
-                    raise BadResponse(f"bad Content-Length {value[:40]!r}")
-                length = int(value)
-            elif lowered == b"transfer-encoding":
-                chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
-            elif lowered == b"connection":
-                connection = value.lower()
-            headers.append((raw_name.decode("latin-1"), value.decode("latin-1")))
-        self._status = status
-        self._reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
-        self._headers = tuple(headers)
-        if connection or version_10:
-            tokens = {t.strip() for t in connection.split(b",")}
-            if b"close" in tokens or (version_10 and b"keep-alive" not in tokens):
-                self.reusable = False
-        if self._head_request or status in (204, 304):
-            self._framing, self._remaining = "length", 0
-        elif chunked:
-            self._framing, self._body, self._remaining, self._in_trailers = "chunked", [], -1, False
-        elif length is not None:
-            self._framing, self._remaining = "length", length
-        else:
-            self._framing, self._body = "close", bytearray()
-            self.reusable = False
-        return True
-
-    def _chunks(self) -> bool:
-        """Consume chunked body bytes; True when the last chunk and trailers are read."""
-        buf = self._buffer
-        body: list[bytes] = self._body  # type: ignore[assignment]
-        while True:
-            if self._in_trailers:
-                end = buf.find(b"\r\n")
-                if end == -1:
-                    return False
-                del buf[: end + 2]
-                if end == 0:
-                    return True
-                continue
-            if self._remaining < 0:  # expecting a size line
-                end = buf.find(b"\r\n")
-                if end == -1:
-                    if len(buf) > 4096:
-                        raise BadResponse("chunk size line too long")
-                    return False
-                size_text = bytes(buf[:end]).split(b";", 1)[0].strip()
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise BadResponse(f"bad chunk size {size_text[:20]!r}") from None
-                del buf[: end + 2]
-                if size == 0:
-                    self._in_trailers = True
-                    continue
-                self._remaining = size
-            if len(buf) < self._remaining + 2:
-                return False
-            body.append(bytes(buf[: self._remaining]))
-            if buf[self._remaining : self._remaining + 2] != b"\r\n":
-                raise BadResponse("chunk not followed by CRLF")
-            del buf[: self._remaining + 2]
-            self._remaining = -1
-
-
 class Http1Transport:
     """HTTP/1.1 over a keep-alive pool of at most `limit` connections.
 
     Use it from one event loop; connections are opened lazily and reused most
-    recently used first, per scheme/host/port. A connection is closed rather
+    recently used first, per scheme/host/port. Of each response body at most
+    `max_body` bytes are kept (the response says when it was truncated), and
+    at most `budget` across the responses being read at once. A connection is closed rather
     than reused when the server asked (`Connection: close`, HTTP/1.0 without
     keep-alive), when the body ran to the end of the connection, when the
     server sent more than the response, and when a request was cancelled (the
@@ -306,12 +92,22 @@ class Http1Transport:
     otherwise that request fails.
     """
 
-    def __init__(self, limit: int = 100, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        limit: int = 100,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        max_body: int = DEFAULT_MAX_RESPONSE_BYTES,
+        budget: BodyBudget | None = None,
+    ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self._limit = limit
         self._ssl = ssl_context
-        self._idle: dict[Target, list[_Connection]] = {}
+        self._max_body = max_body
+        #: Shared with the other targets' transports: the bound on bodies held at once.
+        self.budget = budget or BodyBudget.for_cap(max_body)
+        self._idle: dict[Target, list[H1Connection]] = {}
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._addresses: dict[Target, tuple[str, int]] = {}
@@ -319,7 +115,12 @@ class Http1Transport:
     async def send(self, request: OutgoingRequest) -> Response:
         data = serialize(request)
         target = request.target
-        conn = await self._acquire(target)
+        try:
+            conn = await self._acquire(target)
+        except OSError as exc:  # refused, unreachable, name look-up, TLS handshake (SSLError)
+            raise NotSent(f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        except asyncio.CancelledError as exc:  # the timeout (or a close) while connecting
+            raise NotSent("cancelled while connecting") from exc
         try:
             response = await conn.roundtrip(data, request.method == "HEAD")
         except BaseException:
@@ -332,7 +133,7 @@ class Http1Transport:
             self._discard(conn)
         return response
 
-    async def _acquire(self, target: Target) -> _Connection:
+    async def _acquire(self, target: Target) -> H1Connection:
         while True:
             idle = self._idle.get(target)
             while idle:
@@ -358,7 +159,7 @@ class Http1Transport:
                 self._discard(other)
             return await self._connect(target)
 
-    async def _connect(self, target: Target) -> _Connection:
+    async def _connect(self, target: Target) -> H1Connection:
         address = self._addresses.get(target)
         if address is None:
             address = self._addresses[target] = _address(target)
@@ -371,7 +172,7 @@ class Http1Transport:
         self._open += 1
         try:
             _, conn = await asyncio.get_running_loop().create_connection(
-                _Connection, host, port, ssl=context, server_hostname=host if context else None
+                self._protocol, host, port, ssl=context, server_hostname=host if context else None
             )
         except BaseException:
             self._open -= 1
@@ -379,7 +180,10 @@ class Http1Transport:
             raise
         return conn
 
-    def _discard(self, conn: _Connection) -> None:
+    def _protocol(self) -> H1Connection:
+        return H1Connection(self._max_body, self.budget)
+
+    def _discard(self, conn: H1Connection) -> None:
         conn.close()
         self._open -= 1
         self._wake()

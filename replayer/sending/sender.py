@@ -8,7 +8,10 @@ recorded client connection) go one after another, each waiting for the
 previous one's response, because that is how they reached production (a
 keep-alive connection carries one request at a time, and a later request may
 depend on an earlier one); different keys run concurrently. A timeout or a
-connection error is an `Outcome` with `error` set, never an exception.
+connection error is an `Outcome` with `error` set, never an exception. A
+transport raises `NotSent` when the request never reached the target; with
+the error-rate guard such a request waits at the gate and goes again once the
+shadow answers (it is no result), without one it is an error outcome too.
 A request may come with `Hooks` (the transforming stage): `before()` runs when
 its turn comes, so it sees the answers to the earlier requests of its key, and
 may replace the request or skip it (`Skipped` becomes the future's exception);
@@ -25,14 +28,25 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Protocol
 
 from replayer.models import Outcome, OutgoingRequest, Response
-from replayer.sending.guard import Gate
+from replayer.sending.gate import Gate
+
+
+class NotSent(ConnectionError):
+    """The request never reached the target: its connection could not be opened.
+
+    Refused, unreachable, a failed name look-up, a TLS handshake that failed,
+    or a connect cut short by the timeout. Nothing was written, so sending it
+    again later cannot send it twice. The message describes the cause.
+    """
 
 
 class Transport(Protocol):
     """Sends one request and returns the shadow's response.
 
     May raise anything on failure (the sender turns it into an error outcome);
-    the sender applies the timeout.
+    `NotSent` when nothing was written (a cancellation while connecting, too:
+    the sender tells its timeout from other cancellations). The sender applies
+    the timeout.
     """
 
     async def send(self, request: OutgoingRequest) -> Response: ...
@@ -71,6 +85,8 @@ def describe_error(exc: BaseException, timeout: float) -> str:
     """One short line for an error outcome."""
     if isinstance(exc, TimeoutError):
         return f"timeout after {timeout:g}s"
+    if isinstance(exc, NotSent):
+        return str(exc)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -219,7 +235,7 @@ class Sender:
                     return
             gate = self.gate
             if gate is None:
-                outcome = await self._attempt(request, loop, task)
+                outcome, _ = await self._attempt(request, loop, task)
             else:
                 outcome = await self._guarded(gate, request, loop, task)
             if hooks is not None:
@@ -240,33 +256,34 @@ class Sender:
     ) -> Outcome:
         """Wait at the gate while it backs off (outside the timeout); a failed probe is
         sent again (the same request, so its connection's order holds)."""
-        retry = False
+        front = False
         while True:
             probe = False
             if not gate.sending:
-                probe = await gate.admit(retry)
+                probe = await gate.admit(front)
             try:
-                outcome = await self._attempt(request, loop, task)
+                outcome, reached = await self._attempt(request, loop, task)
             except asyncio.CancelledError:
                 if probe:
                     gate.abandoned()
                 raise
-            retry = gate.observe(outcome.ok, probe, outcome.error)
-            if not retry:
+            if not gate.observe(outcome.ok, probe, outcome.error, unreached=not reached):
                 return outcome
+            front = probe  # a failed probe stays first in line; others queue again
 
     async def _attempt(
         self,
         request: OutgoingRequest,
         loop: asyncio.AbstractEventLoop,
         task: asyncio.Task[None],
-    ) -> Outcome:
-        """Send once, within the timeout."""
+    ) -> tuple[Outcome, bool]:
+        """Send once, within the timeout; the outcome, and False if it never reached the target."""
         self._active += 1
         sent_at = time.time()
         started = time.perf_counter()
         response: Response | None = None
         error: str | None = None
+        reached = True
         deadline = loop.time() + self.timeout
         self._deadlines[task] = deadline
         if self._watchdog is None or deadline < self._watchdog_at:
@@ -277,6 +294,12 @@ class Sender:
             if not self._timed_out(task):
                 raise
             error = describe_error(TimeoutError(), self.timeout)
+        except NotSent as exc:
+            reached = False
+            if task in self._expired:  # the timeout cut the connect short
+                error = f"connect timeout after {self.timeout:g}s"
+            else:
+                error = describe_error(exc, self.timeout)
         except Exception as exc:  # a shadow failure is an outcome, not a crash
             error = describe_error(exc, self.timeout)
         finally:
@@ -285,7 +308,9 @@ class Sender:
             if task in self._expired:  # expired, but the send ended another way
                 self._expired.discard(task)
                 task.uncancel()
-        return Outcome(request, response, error, sent_at, time.perf_counter() - started)
+        if task.cancelling():  # cancelled from outside (aclose) while the transport said NotSent
+            raise asyncio.CancelledError
+        return Outcome(request, response, error, sent_at, time.perf_counter() - started), reached
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._watchdog is not None:

@@ -28,7 +28,8 @@ from tests.replayer.events import make_event
 from trafficmirror.plumbing.errors import DecodeError
 
 CODEC = Codec()
-TARGET = Target.parse("http://127.0.0.1:8080")
+# Not the corpus' recorded upstream (127.0.0.1:8080): the guard would refuse that one.
+TARGET = Target.parse("http://127.0.0.1:18080")
 GUARD = OriginalHostGuard(TARGET)
 #: Operators over every part of the event; they rarely match, so `|` evaluates them all.
 SELECTOR = Selector(

@@ -24,7 +24,7 @@ from trafficmirror.cli.common import (
     sender_options,
 )
 from trafficmirror.cli.comparison import comparison_options
-from trafficmirror.cli.guard import guardrail_options
+from trafficmirror.cli.guard import give_up_option, guardrail_options
 from trafficmirror.cli.pace import pace_options
 from trafficmirror.cli.safety import safety_options
 from trafficmirror.cli.selection import check_window_or_offsets, selection_options
@@ -61,6 +61,7 @@ def replay() -> None:
 )
 @comparison_options
 @guardrail_options
+@give_up_option
 @pace_options(default_speed="1")
 @safety_options
 @selection_options()

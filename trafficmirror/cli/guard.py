@@ -2,7 +2,8 @@
 
 The command gets them as a single `guardrails` argument, a validated
 `replayer.sending.guard.GuardOptions`: the baseline's own concurrency cap and timeout,
-and the shadow's error-rate guard. Bad input is a `click.BadParameter` naming
+the shadow's error-rate guard and the cap on each response body kept;
+`give_up_option` adds `replay range`'s `--give-up-after`. Bad input is a `click.BadParameter` naming
 the option (one line, exit code 2). Put it below `comparison_options`, whose
 `--baseline` it checks against. Like the rest of the CLI, it imports the
 replayer only when a command runs.
@@ -10,7 +11,9 @@ replayer only when a command runs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -25,7 +28,11 @@ _GUARD_PARAMS = (
     "error_window",
     "error_min_requests",
     "max_backoff",
+    "max_response_bytes",
 )
+
+#: Default of `replay range --give-up-after`, in seconds.
+DEFAULT_GIVE_UP_AFTER = 300.0
 
 
 def guardrail_options(func: F) -> F:
@@ -94,6 +101,17 @@ def guardrail_options(func: F) -> F:
             metavar="SECONDS",
             help="Longest delay between two probes of a shadow the guard backed off from.",
         ),
+        click.option(
+            "--max-response-bytes",
+            type=click.IntRange(1),
+            default=4 * 1024 * 1024,
+            show_default=True,
+            metavar="BYTES",
+            help="Keep at most this many bytes of each response body for the comparison; "
+            "the rest is counted and hashed as it streams past and the result is flagged "
+            "truncated (compared on those bytes and the whole length). At most 16 times this "
+            "is held at once across all requests in flight.",
+        ),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -109,6 +127,7 @@ def build_guardrails(
     error_window: float,
     error_min_requests: int,
     max_backoff: float,
+    max_response_bytes: int = 4 * 1024 * 1024,
 ) -> Any:
     """GuardOptions from the guardrail options; bad input raises click.BadParameter."""
     from replayer.sending.guard import GuardOptions
@@ -126,4 +145,35 @@ def build_guardrails(
         error_window=error_window,
         min_requests=error_min_requests,
         max_backoff=max_backoff,
+        max_response_bytes=max_response_bytes,
     )
+
+
+def give_up_option(func: F) -> F:
+    """`--give-up-after` (replay range): sets `give_up_after` of the `guardrails` argument.
+
+    Put it right below `guardrail_options`, which builds that argument first.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        seconds = kwargs.pop("give_up_after")
+        if not math.isfinite(seconds):
+            raise click.BadParameter("must be a number of seconds", param_hint="--give-up-after")
+        guardrails = kwargs["guardrails"]
+        kwargs["guardrails"] = dataclasses.replace(
+            guardrails, give_up_after=seconds if seconds > 0 else None
+        )
+        return func(*args, **kwargs)
+
+    option = click.option(
+        "--give-up-after",
+        type=click.FloatRange(0),
+        default=DEFAULT_GIVE_UP_AFTER,
+        show_default=True,
+        metavar="SECONDS",
+        help="Stop when the guard has backed off from the shadow this long without an answer "
+        "to its probes: print the summary with the offsets to resume from and exit 1. "
+        "0: wait for the shadow however long it takes.",
+    )
+    return cast(F, option(wrapper))

@@ -12,7 +12,8 @@ from prometheus_client import REGISTRY
 
 from replayer.models import OutgoingRequest, Response, Target
 from replayer.sending import guard as guard_module
-from replayer.sending.guard import ErrorRateGuard, Gate, GuardOptions, State
+from replayer.sending.gate import Gate
+from replayer.sending.guard import ErrorRateGuard, GuardOptions, State
 from replayer.sending.sender import MockTransport, Sender
 
 

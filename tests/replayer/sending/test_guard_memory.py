@@ -1,5 +1,7 @@
 """A slow or dead shadow through real workers: bounded memory, errors as results, back-off.
 
+A dead shadow (connection refused) gives no results at all: its requests are held.
+
 Figures (memory, requests, back-offs) are printed; run with `-s` to see them.
 """
 
@@ -113,9 +115,10 @@ def test_slow_or_dead_shadow_bounded_memory_errors_as_results_and_back_off(
 ) -> None:
     """Three workers at once, each with a backlog of 2,000 records of 32 KiB (64 MiB).
 
-    `dead`: nothing listens on the port; `slow-1s`: the shadow answers in 10 s and the
-    worker's --timeout is 1 s; `slow-30s`: the same shadow with the default 30 s timeout,
-    so its requests are answered (after 10 s), never errors.
+    `dead`: nothing listens on the port (no request reaches it, so none is a result);
+    `slow-1s`: the shadow answers in 10 s and the worker's --timeout is 1 s; `slow-30s`:
+    the same shadow with the default 30 s timeout, so its requests are answered (after
+    10 s), never errors.
     """
     slow = RecordingShadow(delay=10.0)
     slow.shutdown_timeout = 0.1  # requests still sleeping at the end need not finish
@@ -199,25 +202,31 @@ def test_slow_or_dead_shadow_bounded_memory_errors_as_results_and_back_off(
         assert failed_probes >= 2
         consumed = metric(text, "trafficmirror_replayer_consumed_total")
         errors = metric(text, "trafficmirror_replayer_errors_total")
+        lines = log(s.proc).splitlines()
+        # One line per failed probe (one more may have failed after the metrics were read).
+        logged = len([line for line in lines if "guard: probe failed" in line])
+        assert logged - failed_probes in (0, 1)
+        found = results(mock_kafka, s.topic)
+        if s is dead:
+            # Nothing reached the shadow: the first refused connection tripped the guard,
+            # and no request is a result (each waits to be sent once the shadow answers).
+            trips = [line for line in lines if "guard: the shadow is unreachable" in line]
+            assert len(trips) == 1 and "ConnectionRefusedError" in trips[0], trips
+            assert errors == 0 and found == []
+            assert consumed <= 64
+            assert metric(text, "trafficmirror_replayer_guard_unreached_total") >= 1
+            continue
         # It stopped reading: what it holds (at most 64 in flight) plus the errors before
         # the trip (the 20th tripped it; at most 7 more were on the wire).
         assert 20 <= errors <= 20 + CONCURRENCY - 1
         assert consumed <= 64 + errors
-        lines = log(s.proc).splitlines()
         trips = [line for line in lines if "guard: shadow errors" in line]
         assert len(trips) == 1, trips
-        # One line per failed probe (one more may have failed after the metrics were read).
-        logged = len([line for line in lines if "guard: probe failed" in line])
-        assert logged - failed_probes in (0, 1)
         # Errors are results (outcome error), exactly one per error counted.
-        found = results(mock_kafka, s.topic)
         assert len(found) == errors
         assert {r["outcome"] for r in found} == {"error"}
-        if s is short:
-            assert {r["error"] for r in found} == {"timeout after 1s"}
-            assert "backing off" in trips[0] and "timeout after 1s" in trips[0]
-        else:
-            assert all("Connect" in r["error"] for r in found), found[0]["error"]
+        assert {r["error"] for r in found} == {"timeout after 1s"}
+        assert "backing off" in trips[0] and "timeout after 1s" in trips[0]
     # The slow shadow got the requests that timed out, plus one at a time for the probes
     # (the patient worker's requests are told apart by their exchange ids: b2-...).
     short_requests = [

@@ -82,6 +82,8 @@ BAD_VALUES: dict[str, list[str]] = {
     "--ssl-ca-location": ["/nonexistent/ca.pem"],
     "--topic": [""],
     "--speed": ["0", "-2", "fast", "inf"],
+    "--max-response-bytes": ["0", "4MiB", "-1"],
+    "--give-up-after": ["-1", "soon", "nan"],
     "--rate": ["0", "lots", "nan"],
     "--filter": ["~m", "~nosuch x", "(~u /api", ""],
     "--methods": ["", "GET,ALL", "G E T", "GET;POST"],
