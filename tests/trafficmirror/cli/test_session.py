@@ -77,6 +77,7 @@ def test_start_set_show_stop(kafka: Kafka) -> None:
 
 def test_start_anchors_at_the_first_record_the_group_has_not_replayed(kafka: Kafka) -> None:
     topic = kafka.new_topic(2)
+    group = f"g-{topic}"  # groups outlive a test on the shared cluster: one of its own
     events = [
         make_event(request_start_us=T0 + i * 1000, client=("10.0.0.1", 40000 + i % 2))
         for i in range(20)
@@ -84,23 +85,23 @@ def test_start_anchors_at_the_first_record_the_group_has_not_replayed(kafka: Kaf
     for part in (0, 1):
         produce_events(kafka.bootstrap_servers, topic, events[part::2], partition=part)
     # The group replayed 5 records of partition 0 and 3 of partition 1 so far.
-    committer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": "g"})
+    committer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group})
     committer.commit(
         offsets=[TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 3)], asynchronous=False
     )
     committer.close()
     code, out, err = session(
-        kafka, "start", "-t", topic, "-g", "g", "--speed", "max", "--lead", "0.1"
+        kafka, "start", "-t", topic, "-g", group, "--speed", "max", "--lead", "0.1"
     )
     assert code == 0, err
-    started = read_session(KafkaSettings(kafka.bootstrap_servers), topic, "g")
+    started = read_session(KafkaSettings(kafka.bootstrap_servers), topic, group)
     # Partition 1's offset 3 is event 7 (T0 + 7 ms), partition 0's offset 5 is event 10.
     assert started is not None and started.anchor_us == T0 + 7000
     assert started.speed is None and "speed: max" in out
     # From max to a speed: no clock ran, the new one starts where the group is.
-    code, out, err = session(kafka, "set", "-t", topic, "-g", "g", "--speed", "1")
+    code, out, err = session(kafka, "set", "-t", topic, "-g", group, "--speed", "1")
     assert code == 0, err
-    changed = read_session(KafkaSettings(kafka.bootstrap_servers), topic, "g")
+    changed = read_session(KafkaSettings(kafka.bootstrap_servers), topic, group)
     assert changed is not None and changed.anchor_us == T0 + 7000
     assert changed.start_at_us > started.start_at_us and changed.speed == 1.0
 
