@@ -279,13 +279,14 @@ def test_a_worker_joining_during_a_window_session_takes_over_without_replaying_t
         produce_events(kafka.bootstrap_servers, topic, exchanges(60, T0, gap))
         wait_until("the live replay", lambda: len(shadow.received) >= 60)
         since = dt.datetime.fromtimestamp((T0 + 20 * gap) / 1e6, dt.UTC).isoformat()
-        # 40 exchanges, 0.8 s of recording, at 0.2x: 4 s, long enough for a second worker
-        # to join half-way.
-        session(kafka, topic, group, "start", "--speed", "0.2", "--since", since)
+        # 40 exchanges, 0.8 s of recording, at 0.05x: 16 s, long enough for a second worker
+        # to start and be given partitions half-way even on a loaded machine (seen taking
+        # 11 s from its start under a parallel test run; 4 s of window was too short).
+        session(kafka, topic, group, "start", "--speed", "0.05", "--since", since)
         second, second_port = start_worker(procs, kafka, topic, group, shadow, "w2")
         wait_until("the second worker to hold partitions", lambda: ready(second_port))
         joined = len(shadow.received) - 60
-        wait_until("the window", lambda: len(shadow.received) >= 100, timeout=20)
+        wait_until("the window", lambda: len(shadow.received) >= 100, timeout=40)
         time.sleep(1.0)  # a duplicate would arrive now
         again = shadow.received[60:]
         for proc in (first, second):
