@@ -22,19 +22,14 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO
 
-from confluent_kafka import KafkaException, TopicPartition
-
-from replayer.consuming.spans import SpanReader, resolve_spans
-from replayer.consuming.window import window_spans
+from replayer.consuming.topic_reader import read_records
 from replayer.models import Record
 from replayer.results.dlq import describe
-from replayer.selecting.selector import SelectOptions, Selector
 from schemas.codec import Codec
 from schemas.records import HttpExchange
-from trafficmirror.plumbing.clients import Consumer
-from trafficmirror.plumbing.errors import DecodeError, KafkaUnavailable, UsageError
+from trafficmirror.plumbing.errors import DecodeError, UsageError
 from trafficmirror.plumbing.kafka import KafkaSettings
 
 #: Fields that hold flat [name, value, ...] byte lists in the schema.
@@ -267,52 +262,26 @@ def run_inspect(
     `TopicNotFound`/`OffsetOutOfRange` on bad input.
     """
     out = out or sys.stdout
-    window = Selector(SelectOptions(since_ms=since_ms, until_ms=until_ms, methods=None))
     windowed = since_ms is not None or until_ms is not None
     if windowed and (start_offset is not None or end_offset is not None):
         raise UsageError("a time window (since/until) and offsets cannot be combined")
     codec = Codec(registry_url=schema_registry_url)
-    eof: dict[str, Any] = {"enable.partition.eof": True}
-    consumer = Consumer(settings.consumer_config(None, **eof))
     printed = 0
+    records = read_records(
+        settings, topic, partitions, start_offset, end_offset, since_ms, until_ms
+    )
     try:
-        if windowed:
-            spans, notes = window_spans(settings, topic, partitions, since_ms, until_ms)
-        else:
-            spans, notes = resolve_spans(
-                consumer, topic, partitions, start_offset, end_offset, settings.bootstrap_servers
-            )
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
-        reader = SpanReader(spans)
-        if table:
+        header = table  # written once the range is known to exist (errors come first)
+        for record in records:
+            if header:
+                out.write(table_header() + "\n")
+                header = False
+            out.write(_output(record, codec, table, bodies))
+            printed += 1
+            if limit is not None and printed >= limit:
+                break
+        if header:
             out.write(table_header() + "\n")
-        if spans:
-            consumer.assign(reader.assignment(topic))
-        while not reader.done and (limit is None or printed < limit):
-            try:
-                messages: list[Any] = consumer.consume(500, 0.2)
-            except KafkaException as exc:
-                raise KafkaUnavailable(f"Kafka consumer failed: {exc}") from exc
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if reader.is_eof(error):
-                        reader.end_of_partition(message.partition(), message.offset())
-                    elif error.fatal():
-                        raise KafkaUnavailable(f"Kafka consumer failed: {error.str()}")
-                    continue
-                if not reader.admit(message.partition(), message.offset()):
-                    if message.partition() not in reader.open:
-                        consumer.pause([TopicPartition(topic, message.partition())])
-                    continue
-                record = Record.from_message(message)
-                if windowed and window.before_decode(record.key, record.timestamp_ms):
-                    continue
-                out.write(_output(record, codec, table, bodies))
-                printed += 1
-                if limit is not None and printed >= limit:
-                    break
         if table:
             out.write(f"{printed} event{'s' if printed != 1 else ''}\n")
         out.flush()
@@ -323,5 +292,5 @@ def run_inspect(
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     finally:
-        consumer.close()
+        records.close()
     return 0

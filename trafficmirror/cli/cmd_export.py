@@ -191,62 +191,25 @@ def read_events(
     until_ms: int | None,
 ) -> tuple[list[HttpExchange], int]:
     """The events of the range or window (and how many records were not events)."""
-    from confluent_kafka import KafkaException, TopicPartition
-
-    from replayer.consuming.spans import SpanReader, resolve_spans
-    from replayer.consuming.window import window_spans
+    from replayer.consuming.topic_reader import read_records
     from schemas.codec import Codec
-    from trafficmirror.plumbing.clients import Consumer
-    from trafficmirror.plumbing.errors import DecodeError, KafkaUnavailable
+    from trafficmirror.plumbing.errors import DecodeError
 
-    windowed = since_ms is not None or until_ms is not None
     codec = Codec(registry_url=registry_url)
-    eof: dict[str, Any] = {"enable.partition.eof": True}
-    consumer = Consumer(settings.consumer_config(None, **eof))
     events: list[HttpExchange] = []
     skipped = 0
+    records = read_records(
+        settings, topic, partitions, start_offset, end_offset, since_ms, until_ms
+    )
     try:
-        if windowed:
-            spans, notes = window_spans(settings, topic, partitions, since_ms, until_ms)
-        else:
-            spans, notes = resolve_spans(
-                consumer, topic, partitions, start_offset, end_offset, settings.bootstrap_servers
-            )
-        for note in notes:
-            click.echo(f"note: {note}", err=True)
-        reader = SpanReader(spans)
-        if spans:
-            consumer.assign(reader.assignment(topic))
-        while not reader.done and (limit is None or len(events) < limit):
+        for record in records:
             try:
-                messages: list[Any] = consumer.consume(500, 0.2)
-            except KafkaException as exc:
-                raise KafkaUnavailable(f"Kafka consumer failed: {exc}") from exc
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if reader.is_eof(error):
-                        reader.end_of_partition(message.partition(), message.offset())
-                    elif error.fatal():
-                        raise KafkaUnavailable(f"Kafka consumer failed: {error.str()}")
-                    continue
-                if not reader.admit(message.partition(), message.offset()):
-                    if message.partition() not in reader.open:
-                        consumer.pause([TopicPartition(topic, message.partition())])
-                    continue
-                stamp = message.timestamp()[1]
-                if windowed and not (
-                    (since_ms is None or stamp >= since_ms)
-                    and (until_ms is None or stamp < until_ms)
-                ):
-                    continue
-                try:
-                    events.append(codec.decode_exchange(message.value()))
-                except DecodeError as exc:
-                    skipped += 1
-                    logger.debug("offset %d: %s", message.offset(), exc)
-                if limit is not None and len(events) >= limit:
-                    break
+                events.append(codec.decode_exchange(record.value))
+            except DecodeError as exc:
+                skipped += 1
+                logger.debug("offset %d: %s", record.offset, exc)
+            if limit is not None and len(events) >= limit:
+                break
     finally:
-        consumer.close()
+        records.close()
     return events, skipped
