@@ -142,8 +142,9 @@ class Correlation:
         if entry is None or not entry.pairs:
             return False
         self._keys.move_to_end(key)
-        context.equal_values.update(entry.equal())
-        used = substitute_draft(draft, entry.pairs, entry.finder())
+        # The cached forms, built again only after the pairs changed.
+        context.equal_values.update(entry._equal or entry.equal())
+        used = substitute_draft(draft, entry.pairs, entry._finder or entry.finder())
         if not used:
             return False
         self.counts.substituted += 1
