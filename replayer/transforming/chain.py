@@ -85,9 +85,14 @@ class Chain:
         #: (name, edit) of every step when all are plain edits without a condition
         #: (rules, correlation, JWT re-sign): `run` then shares one draft without
         #: looking at conditions or awaiting anything.
-        self._edits: tuple[tuple[str, Edit], ...] | None = None
+        #: The flag says the step lists the names it applied itself (`lists_names`).
+        self._edits: tuple[tuple[str, Edit, bool], ...] | None = None
         if all(e.always and e.edit is not None for e in self.entries):
-            self._edits = tuple((e.step.name, e.edit) for e in self.entries if e.edit)
+            self._edits = tuple(
+                (e.step.name, e.edit, bool(getattr(e.step, "lists_names", False)))
+                for e in self.entries
+                if e.edit
+            )
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -135,15 +140,18 @@ class Chain:
         self,
         request: OutgoingRequest,
         context: TransformContext,
-        edits: tuple[tuple[str, Edit], ...],
+        edits: tuple[tuple[str, Edit, bool], ...],
     ) -> OutgoingRequest:
         """`run` for a chain of unconditional edits: one draft, one request built."""
         draft = Draft(request)
         applied = context.applied
-        for name, edit in edits:
-            listed = len(applied)
+        for name, edit, lists in edits:
             try:
-                if edit(draft, context) and len(applied) == listed:
+                if lists:
+                    listed = len(applied)
+                    if edit(draft, context) and len(applied) == listed:
+                        applied.append(name)
+                elif edit(draft, context):
                     applied.append(name)
             except Skipped:
                 raise
@@ -235,4 +243,6 @@ class Prepared:
         return await chain.run(request, self.context)
 
     def after(self, outcome: Outcome) -> None:
-        self.chain.observe(self.context, outcome)
+        chain = self.chain
+        if chain.observers:
+            chain.observe(self.context, outcome)

@@ -116,6 +116,8 @@ class Correlation:
     """The correlation step and observer of one role; see the module docstring."""
 
     name = "correlate"
+    #: The chain lists no name for it: `edit` lists the correlate rules it used.
+    lists_names = True
 
     def __init__(self, rules: tuple[Correlate, ...], limits: Limits | None = None) -> None:
         self.rules = rules
