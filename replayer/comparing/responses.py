@@ -275,7 +275,7 @@ def compare_headers(
         if policy == "skip":
             continue
         a, b = prod.get(name), shad.get(name)
-        if a != b and mapped and a is not None and b is not None:
+        if a != b and a is not None and b is not None and mapped:
             if [mapped.translate(v) for v in a] == b:
                 continue
         if a != b:

@@ -82,6 +82,17 @@ class Chain:
         self.entries = tuple(entries)
         self.observers = tuple(observers)
         self._logged: set[tuple[str, str]] = set()
+        #: (name, edit) of every step when all are plain edits without a condition
+        #: (rules, correlation, JWT re-sign): `run` then shares one draft without
+        #: looking at conditions or awaiting anything.
+        #: The flag says the step lists the names it applied itself (`lists_names`).
+        self._edits: tuple[tuple[str, Edit, bool], ...] | None = None
+        if all(e.always and e.edit is not None for e in self.entries):
+            self._edits = tuple(
+                (e.step.name, e.edit, bool(getattr(e.step, "lists_names", False)))
+                for e in self.entries
+                if e.edit
+            )
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -89,6 +100,8 @@ class Chain:
 
     async def run(self, request: OutgoingRequest, context: TransformContext) -> OutgoingRequest:
         """The request after every step that applies; raises `Skipped` to skip the record."""
+        if self._edits is not None:
+            return self._run_edits(request, context, self._edits)
         original = request
         draft: Draft | None = None
         checked = True  # only rules changed it, and they check what they change
@@ -122,6 +135,36 @@ class Chain:
         if request is original:
             return request
         return finish(request, original, check=not checked)
+
+    def _run_edits(
+        self,
+        request: OutgoingRequest,
+        context: TransformContext,
+        edits: tuple[tuple[str, Edit, bool], ...],
+    ) -> OutgoingRequest:
+        """`run` for a chain of unconditional edits: one draft, one request built."""
+        draft = Draft(request)
+        applied = context.applied
+        for name, edit, lists in edits:
+            try:
+                if lists:
+                    listed = len(applied)
+                    if edit(draft, context) and len(applied) == listed:
+                        applied.append(name)
+                elif edit(draft, context):
+                    applied.append(name)
+            except Skipped:
+                raise
+            except Exception as exc:
+                self._failed(name, exc, context)
+                raise Skipped("transform", f"{name} failed: {type(exc).__name__}") from None
+        if not draft.changed:
+            return request
+        # Edits check what they change themselves: only Content-Length may be left to do.
+        built = draft.build(request)
+        if built.body is request.body:
+            return built
+        return finish(built, request, check=False)
 
     def observe(self, context: TransformContext, outcome: Outcome) -> None:
         """Tell each observer how the request ended; an observer's failure is logged once."""
@@ -193,7 +236,13 @@ class Prepared:
         self.context = context
 
     async def before(self, request: OutgoingRequest) -> OutgoingRequest:
-        return await self.chain.run(request, self.context)
+        chain = self.chain
+        edits = chain._edits
+        if edits is not None:  # no coroutine of its own: nothing to await
+            return chain._run_edits(request, self.context, edits)
+        return await chain.run(request, self.context)
 
     def after(self, outcome: Outcome) -> None:
-        self.chain.observe(self.context, outcome)
+        chain = self.chain
+        if chain.observers:
+            chain.observe(self.context, outcome)

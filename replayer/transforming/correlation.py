@@ -116,6 +116,8 @@ class Correlation:
     """The correlation step and observer of one role; see the module docstring."""
 
     name = "correlate"
+    #: The chain lists no name for it: `edit` lists the correlate rules it used.
+    lists_names = True
 
     def __init__(self, rules: tuple[Correlate, ...], limits: Limits | None = None) -> None:
         self.rules = rules
@@ -142,8 +144,9 @@ class Correlation:
         if entry is None or not entry.pairs:
             return False
         self._keys.move_to_end(key)
-        context.equal_values.update(entry.equal())
-        used = substitute_draft(draft, entry.pairs, entry.finder())
+        # The cached forms, built again only after the pairs changed.
+        context.equal_values.update(entry._equal or entry.equal())
+        used = substitute_draft(draft, entry.pairs, entry._finder or entry.finder())
         if not used:
             return False
         self.counts.substituted += 1

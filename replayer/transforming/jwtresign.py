@@ -143,6 +143,7 @@ class JwtResigner:
         self._cache: OrderedDict[str, _Signed] = OrderedDict()
         self._reader = ValueReader(config.key)
         self._header = config.header.lower()
+        self._refresh = config.refresh_times
         self._prefix = config.prefix.lower()
         self._key_text = ""
         self._key: Any = None
@@ -176,6 +177,26 @@ class JwtResigner:
         if wanted not in names:
             return False
         headers = draft.headers
+        if names.count(wanted) == 1:  # the usual case: no walk over every header
+            i = names.index(wanted)
+            name, value = headers[i]
+            cached = self._cache.get(value)
+            if (
+                cached is not None
+                and not self._refresh
+                and time.monotonic() - self._key_checked < KEY_RECHECK_SECONDS
+            ):  # `_resign`'s cache hit without the call: signed for good, key not due a look
+                self._cache.move_to_end(value)
+                self.counts.cached += 1
+                headers[i] = (name, cached.value)
+                draft.changed = True
+                return True
+            signed = self._resign(value, context)
+            if signed is None:
+                return False
+            headers[i] = (headers[i][0], signed)
+            draft.changed = True
+            return True
         changed = False
         for i, name in enumerate(names):
             if name != wanted:
@@ -199,12 +220,14 @@ class JwtResigner:
             self._key_for(self._reader.get())
         key = self._key
         shift = wall = 0.0
-        if self.config.refresh_times:
+        refresh = self._refresh
+        if refresh:
             wall = self._clock()
             shift = wall - context.event["request_start_us"] / 1_000_000
         # Keyed by the recorded value: the same claims (and prefix) are signed once.
+        # Without refresh_times a token is signed for good (`_FOREVER`): always usable.
         cached = self._cache.get(value)
-        if cached is not None and cached.usable(shift, wall):
+        if cached is not None and (not refresh or cached.usable(shift, wall)):
             self._cache.move_to_end(value)
             self.counts.cached += 1
             return cached.value

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from operator import itemgetter
 from typing import Any, cast
 
 from replayer.models import OutgoingRequest, Skipped
@@ -37,6 +38,10 @@ _BAD_IN_VALUE = re.compile("[\r\n\x00]")
 #: The pattern of a rule that has none.
 _NOTHING = re.compile("(?!)")
 _BAD_IN_PATH = re.compile(r"[^\x21-\x7e]")
+#: Results a regex rule remembers, and the longest text it remembers one for.
+_MEMO_SIZE = 256
+_MEMO_CHARS = 1024
+_NAME = itemgetter(0)
 
 
 def set_header(
@@ -78,7 +83,7 @@ class Draft:
         self.method = request.method
         self.path = request.path
         self.headers = list(request.headers)
-        self.names = [key.lower() for key, _ in request.headers]
+        self.names = list(map(str.lower, map(_NAME, request.headers)))
         self.body = request.body
         self.changed = False
 
@@ -112,9 +117,14 @@ class Draft:
     def remove_header(self, name: str) -> bool:
         """Remove every `name` header; False when there was none."""
         wanted = name.lower()
-        if wanted not in self.names:
+        names = self.names
+        if wanted not in names:
             return False
-        self._keep([n != wanted for n in self.names])
+        if names.count(wanted) == 1:  # the usual case: delete in place
+            i = names.index(wanted)
+            del names[i], self.headers[i]
+        else:
+            self._keep([n != wanted for n in names])
         self.changed = True
         return True
 
@@ -164,6 +174,9 @@ class RuleStep:
         self._where = ""
         self._pattern = _NOTHING
         self._replacement = ""
+        #: Recent results of the regex replacement of header values and queries, which
+        #: repeat from request to request (User-Agent, a fixed query): bounded.
+        self._memo: dict[str, str] = {}
         #: Rewrites a `Draft` in place, marks it changed and says True when it changed it.
         self.edit: Callable[[Draft, TransformContext], bool]
         if isinstance(action, SetHeader):
@@ -221,7 +234,7 @@ class RuleStep:
         else:
             if not sep:
                 return False
-            changed = pattern.sub(replacement, query)
+            changed = self._sub(query)
             if changed == query:
                 return False
             whole = f"{path}?{changed}" if changed else path
@@ -231,16 +244,38 @@ class RuleStep:
         draft.changed = True
         return True
 
+    def _sub(self, text: str) -> str:
+        """`text` with the rule's pattern replaced, remembered for texts seen recently."""
+        memo = self._memo
+        done = memo.get(text)
+        if done is None:
+            done = self._pattern.sub(self._replacement, text)
+            if len(text) <= _MEMO_CHARS:
+                if len(memo) >= _MEMO_SIZE:
+                    memo.clear()
+                memo[text] = done
+        return done
+
     def _replace_header(self, draft: Draft, context: TransformContext | None = None) -> bool:
         wanted = self._header
-        if wanted not in draft.names:
+        names = draft.names
+        if wanted not in names:
             return False
         headers = draft.headers
+        if names.count(wanted) == 1:  # the usual case: no walk over every header
+            i = names.index(wanted)
+            key, value = headers[i]
+            new = self._sub(value)
+            if new == value:
+                return False
+            headers[i] = (key, new)
+            draft.changed = True
+            return True
         changed = False
-        for i, name in enumerate(draft.names):
+        for i, name in enumerate(names):
             if name == wanted:
                 key, value = headers[i]
-                new = self._pattern.sub(self._replacement, value)
+                new = self._sub(value)
                 if new != value:
                     headers[i] = (key, new)
                     changed = draft.changed = True

@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
@@ -29,6 +30,7 @@ MAX_JSON_BYTES = 4 * 1024 * 1024
 _KEEP_HEADERS = frozenset(
     ("host", "content-length", "content-type", "content-encoding", "transfer-encoding")
 )
+_VALUE = itemgetter(1)
 #: Characters left as they are when a path segment is written back (RFC 3986 pchar).
 _SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
 
@@ -97,7 +99,8 @@ class Finder:
             out.append(path[last:start])
             out.append(learned.segment)
             last = end
-            _use(used, learned)
+            if learned.rule not in used:
+                used.append(learned.rule)
         if out is None:
             return None
         out.append(path[last:])
@@ -108,7 +111,7 @@ class Finder:
     ) -> tuple[bool, bool, bool]:
         """Whether the path, the headers, the body may hold a value."""
         in_path = "%" in path or "+" in path or self._text.search(path) is not None
-        in_headers = not self.mapping.keys().isdisjoint([value for _, value in headers])
+        in_headers = not self.mapping.keys().isdisjoint(map(_VALUE, headers))
         in_body = bool(body) and (b"\\" in body or self._bytes.search(body) is not None)
         return in_path, in_headers, in_body
 

@@ -187,3 +187,45 @@ def test_a_rule_that_makes_the_path_unsendable_skips_the_record() -> None:
     with pytest.raises(Skipped) as caught:
         run(chain, request_of(ev), context(ev))
     assert str(caught.value) == "rule space made the path '/a/b c', not a path"
+
+
+def test_a_regex_rule_gives_each_value_its_own_result_however_often_values_repeat() -> None:
+    # The rule remembers recent results (header values and queries repeat); a value
+    # seen before, a new one and many more than it remembers each get their own.
+    chain = chain_of(
+        """\
+  - name: agent
+    replace_header: {name: User-Agent, pattern: 'app/(\\d+)', with: 'shadow/\\1'}
+  - name: tenant
+    replace_query: {pattern: 'tenant=(\\w+)', with: 'tenant=s-\\1'}
+"""
+    )
+    step = chain.entries[0].step
+    for i in [*range(600), 7, 7, 599, 0]:
+        ev = event(path=f"/x?tenant=t{i % 300}", headers=[("User-Agent", f"app/{i} (x)")])
+        ctx = context(ev)
+        out = run(chain, request_of(ev), ctx)
+        assert out.header("User-Agent") == f"shadow/{i} (x)"
+        assert out.path == f"/x?tenant=s-t{i % 300}"
+        assert ctx.applied == ["agent", "tenant"]
+    assert len(step._memo) <= 256  # type: ignore[attr-defined]
+
+
+def test_header_rules_treat_one_occurrence_and_several_alike() -> None:
+    chain = chain_of(
+        """\
+  - name: ref
+    replace_header: {name: referer, pattern: 'prod', with: 'shadow'}
+  - name: no-cookie
+    remove_header: Cookie
+"""
+    )
+    for headers, refs in [
+        ([("Referer", "prod/a"), ("Cookie", "c=1")], ["shadow/a"]),
+        ([("Referer", "prod/a"), ("cookie", "1"), ("referer", "prod/b"), ("Cookie", "2")],
+         ["shadow/a", "shadow/b"]),
+    ]:  # fmt: skip
+        ev = event(headers=headers)
+        out = run(chain, request_of(ev), context(ev))
+        assert [v for n, v in out.headers if n.lower() == "referer"] == refs
+        assert not [n for n, _ in out.headers if n.lower() == "cookie"]
