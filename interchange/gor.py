@@ -183,4 +183,6 @@ def _event(path: str, ident: str, raw: bytes, pending: _Pending) -> HttpExchange
         "response": resp,
         "error": None,
         "recorder": origin("gor", path, resp is not None),
+        "kind": "http",
+        "websocket": None,
     }

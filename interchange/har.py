@@ -393,4 +393,6 @@ def _event(path: str, index: int, e: _Entry) -> HttpExchange:
         "response": resp,
         "error": error if resp is None else None,
         "recorder": origin("har", path, resp is not None),
+        "kind": "http",
+        "websocket": None,
     }

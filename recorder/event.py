@@ -241,6 +241,8 @@ def flow_to_event(
         "response": response,
         "error": error.msg if error is not None else None,
         "recorder": recorder,
+        "kind": "http",
+        "websocket": None,
     }
 
 
@@ -270,4 +272,6 @@ def probe_event() -> HttpExchange:
         "response": None,
         "error": None,
         "recorder": recorder_info("probe"),
+        "kind": "http",
+        "websocket": None,
     }

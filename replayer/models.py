@@ -84,6 +84,10 @@ class OutgoingRequest:
     headers: tuple[tuple[str, str], ...]
     body: bytes
     exchange_id: str
+    # As recorded (HTTP/1.1, HTTP/2.0 ...): the transport picks HTTP/2 from it under
+    # `--http-version auto`. Trailers as recorded (gRPC clients rarely send any).
+    http_version: str = "HTTP/1.1"
+    trailers: tuple[tuple[str, str], ...] = ()
 
     @property
     def url(self) -> str:
@@ -117,6 +121,9 @@ class Response:
     body_truncated: bool = False
     body_length: int | None = None
     body_sha256: str | None = None
+    # Sent after the body (HTTP/2; gRPC puts grpc-status and grpc-message here).
+    trailers: tuple[tuple[str, str], ...] = ()
+    http_version: str = "HTTP/1.1"
 
 
 # Not frozen: built for every replayed record, and a frozen dataclass costs about

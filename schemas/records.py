@@ -54,6 +54,20 @@ class RecorderInfo(TypedDict):
     capture: str
 
 
+class WebSocketEvent(TypedDict):
+    """One WebSocket message, or the end of the connection (the schema's `WebSocketEvent`)."""
+
+    upgrade_id: str
+    index: int
+    from_client: bool
+    text: bool
+    payload: bytes
+    payload_truncated: bool
+    payload_length: int
+    close_code: int | None
+    messages_not_recorded: int
+
+
 class HttpExchange(TypedDict):
     """One recorded HTTP exchange (`http_exchange.v*.avsc` says what each field means)."""
 
@@ -73,6 +87,8 @@ class HttpExchange(TypedDict):
     response: RecordedResponse | None
     error: str | None
     recorder: RecorderInfo
+    kind: str
+    websocket: WebSocketEvent | None
 
 
 # -- replay_result: the outcome of one replay ----------------------------------------

@@ -71,6 +71,8 @@ def make_event(index: int, start_us: int, prefix: str) -> dict[str, object]:
             "redactions": [],
             "capture": "proxy",
         },
+        "kind": "http",
+        "websocket": None,
     }
 
 

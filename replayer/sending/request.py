@@ -214,4 +214,14 @@ def build_request(event: HttpExchange, target: Target) -> OutgoingRequest:
         headers=tuple(headers),
         body=body,
         exchange_id=exchange_id,
+        http_version=event["http_version"],
+        trailers=_pairs(event["request"]["trailers"]),
     )
+
+
+def _pairs(flat: list[bytes] | None) -> tuple[tuple[str, str], ...]:
+    """Flat recorded [name, value, ...] pairs as text pairs (undecodable bytes replaced)."""
+    if not flat:
+        return ()
+    text = [raw.decode("utf-8", "replace") for raw in flat]
+    return tuple(zip(text[0::2], text[1::2], strict=False))

@@ -154,6 +154,8 @@ class OAuth2Step:
             tuple(headers),
             request.body,
             request.exchange_id,
+            request.http_version,
+            request.trailers,
         )
 
     async def aclose(self) -> None:

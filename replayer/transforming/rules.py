@@ -143,6 +143,8 @@ class Draft:
             headers=tuple(self.headers),
             body=self.body,
             exchange_id=request.exchange_id,
+            http_version=request.http_version,
+            trailers=request.trailers,
         )
 
 

@@ -79,6 +79,8 @@ def event(
             "redactions": [],
             "capture": "proxy" if response else "mirror",
         },
+        "kind": "http",
+        "websocket": None,
     }
     out.update(extra)
     return out  # type: ignore[return-value]

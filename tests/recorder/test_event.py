@@ -162,6 +162,8 @@ def test_every_field_of_a_complete_exchange() -> None:
             "redactions": [],
             "capture": "proxy",
         },
+        "kind": "http",
+        "websocket": None,
     }
     assert roundtrip(event) == event
 

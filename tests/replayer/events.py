@@ -98,6 +98,8 @@ def make_event(
             "redactions": [],
             "capture": capture,
         },
+        "kind": "http",
+        "websocket": None,
     }
 
 

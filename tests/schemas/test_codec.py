@@ -64,6 +64,8 @@ def full_event() -> dict[str, Any]:
             "redactions": ["request.header:authorization=mask"],
             "capture": "proxy",
         },
+        "kind": "http",
+        "websocket": None,
     }
 
 
