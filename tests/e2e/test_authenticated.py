@@ -10,7 +10,8 @@ and query value.
 
 `trafficmirror record` records them twice, with the default redaction
 (Authorization masked) and with `--redact-header Authorization=jwt-claims`.
-Each recording is replayed with `replay range` to a fresh shadow without
+Each recording is replayed with `replay range` (the OAuth2 one also by two
+`worker` processes in one group) to a fresh shadow without
 transforms (every request 401: the problem) and with a transforms file
 (OAuth2 client credentials, or JWT re-sign with the times moved, plus value
 correlation of `$.id`): every request is authenticated on the shadow, as the
@@ -252,6 +253,59 @@ def test_default_redaction_replayed_with_oauth2_and_correlation(
 
     shadow = assert_the_fix(kafka, topic, tmp_path / "t.yaml", oauth2, {"client:replayer"})
     assert shadow.token_requests == {"issued": 1, "refused": 0}  # one token for every request
+    # The same transforms in two `worker` processes sharing the topic's partitions:
+    # each user's connection is one key, so its follow-ups still meet its own orders.
+    assert_two_workers_fix(kafka, procs, topic, tmp_path / "w.yaml", oauth2)
+
+
+def assert_two_workers_fix(
+    kafka: Kafka, procs: Procs, topic: str, transforms: Path, yaml_for: Callable[[str], str]
+) -> None:
+    total = len(USERS) * PER_USER
+    with shadow_shop() as shadow:
+        transforms.write_text(yaml_for(shadow.url), encoding="utf-8")
+        workers = [
+            procs.start(
+                f"worker-{n}-{topic}",
+                [
+                    "worker",
+                    "-b",
+                    kafka.bootstrap_servers,
+                    "-t",
+                    topic,
+                    "--group",
+                    f"g-{topic}",
+                    "--start-from",
+                    "earliest",
+                    "--target",
+                    shadow.url,
+                    "--methods",
+                    "ALL",
+                    "--run-id",
+                    "workers",
+                    "--transforms",
+                    str(transforms),
+                ],
+                env=_env(),
+            )
+            for n in range(2)
+        ]
+        deadline = time.monotonic() + 60
+        while len(shadow.seen) < total and time.monotonic() < deadline:
+            time.sleep(0.2)
+        seen = shadow.seen
+        for worker in workers:
+            assert worker.stop() == 0, procs.dump()
+    assert len(seen) == total, procs.dump()
+    assert all(s.status in (200, 201) for s in seen), seen
+    assert {s.user for s in seen} == {"client:replayer"}
+    paths = [s.path for s in seen]
+    assert not any(re.search(r"\b(17|18|19|20)\b", p) for p in paths), paths
+    assert sum(p.startswith("/orders/9") for p in paths) == 3 * len(USERS)
+    assert sum(p.startswith("/receipts?order=9") for p in paths) == 2 * len(USERS)
+    for worker in workers:
+        assert "Traceback" not in worker.stderr
+        assert CLIENT_SECRET not in worker.stderr + worker.stdout
 
 
 def test_jwt_claims_replayed_with_resign_and_correlation(
