@@ -384,7 +384,7 @@ def test_replay_secrets_appear_nowhere(
         claims = jwt.decode(token, REPLAY_SECRETS["jwt key"], algorithms=["HS256"])
         assert claims["sub"] == "alice"
         resigned.add(token)
-    assert len(resigned) == 1  # the same claims, signed once
+    assert len(resigned) == 1  # one token to search for: the same claims under one key
     planted = {**REPLAY_SECRETS, "re-signed jwt": resigned.pop(), "production signature": signature}
 
     kafka_records = everything_in_kafka(bootstrap)
