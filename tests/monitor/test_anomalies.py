@@ -56,6 +56,25 @@ def test_a_client_at_20x_its_usual_rate_is_an_alert_within_10s_with_the_defaults
     assert sum(1 for _, f in burst if f.kind == "client_rate") == 1
 
 
+def test_an_endpoint_at_20x_its_usual_rate_is_an_alert_within_10s_with_the_defaults() -> None:
+    rules = RateRules(Thresholds())
+    clients = [f"addr:10.0.1.{i}" for i in range(10)]
+    usual = [hit for c in clients for hit in feed(rules, c, "GET /search", 0.2, 0, 120)]
+    assert usual == []
+    burst: list[tuple[float, Finding]] = []
+    for second in range(15):  # the same clients, 20x as often each, interleaved
+        for client in clients:
+            burst += feed(rules, client, "GET /search", 4, 120 + second, 1)
+    found = [(at, f) for at, f in burst if f.kind == "endpoint_rate"]
+    assert found, burst
+    at, alert = found[0]
+    assert at - 120 <= 10
+    assert alert.endpoint == "GET /search" and alert.client is None
+    assert alert.baseline_rate is not None and 1.5 < alert.baseline_rate < 2.5
+    assert alert.observed_rate is not None and alert.observed_rate >= 10 * alert.baseline_rate
+    assert len(found) == 1  # one alert per key while the burst goes on
+
+
 def test_ordinary_traffic_raises_nothing() -> None:
     rng = random.Random(3)
     rules = RateRules(Thresholds())
