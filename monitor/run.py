@@ -73,11 +73,14 @@ class MonitorStats:
     undecodable: int = 0
     alerts: int = 0
     undelivered: int = 0
+    #: WebSocket message and end events: not exchanges, so not judged (their upgrade is).
+    websocket: int = 0
 
     def line(self) -> str:
+        ws = f", {self.websocket} WebSocket events not judged" if self.websocket else ""
         return (
             f"{self.exchanges} exchanges judged, {self.alerts} alerts raised "
-            f"({self.undelivered} not delivered), {self.undecodable} records undecodable"
+            f"({self.undelivered} not delivered), {self.undecodable} records undecodable{ws}"
         )
 
 
@@ -189,6 +192,9 @@ class Monitor:
                     message.topic(),
                     exc,
                 )
+            return
+        if event["kind"] != "http":
+            self.stats.websocket += 1
             return
         self.stats.exchanges += 1
         EXCHANGES.inc()

@@ -192,3 +192,29 @@ def test_import_masks_secrets_unless_told_not_to(kafka: Kafka, tmp_path: Path) -
     kept = read_events(kafka.bootstrap_servers, imported(kafka, path, "--no-redaction"), 1)[0][1]
     assert kept["request"]["headers"] == [b"Authorization", b"Bearer s3cret"]
     assert kept["recorder"]["redactions"] == []
+
+
+def test_export_leaves_websocket_messages_out_and_says_so(kafka: Kafka, tmp_path: Path) -> None:
+    from tests.replayer.events import make_event, produce_events
+
+    topic = kafka.new_topic(1, prefix="e2e-export-ws")
+    upgrade = make_event(path="/chat", status=101, exchange_id="up")
+    messages = []
+    for n, kind in enumerate(("websocket_message", "websocket_message", "websocket_end")):
+        event: dict[str, Any] = {**make_event(path="/chat", exchange_id=f"up/{n}"), "kind": kind}
+        event["response"] = None
+        event["websocket"] = {
+            "upgrade_id": "up", "index": n, "from_client": n == 0, "text": True,
+            "payload": b"hi", "payload_truncated": False, "payload_length": 2,
+            "close_code": 1000 if kind == "websocket_end" else None, "messages_not_recorded": 0,
+        }  # fmt: skip
+        messages.append(event)
+    produce_events(kafka.bootstrap_servers, topic, [upgrade, *messages, make_event(path="/next")])
+    stderr = cli(
+        "export", "-b", kafka.bootstrap_servers, "-t", topic, "-o", str(tmp_path / "x.har")
+    )
+    assert "exported 2 exchanges" in stderr, stderr
+    assert "3 WebSocket message and end events left out" in stderr, stderr
+    entries = json.loads((tmp_path / "x.har").read_text())["log"]["entries"]
+    assert [e["request"]["url"].rsplit("/", 1)[1] for e in entries] == ["chat", "next"]
+    assert entries[0]["response"]["status"] == 101

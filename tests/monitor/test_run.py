@@ -83,3 +83,20 @@ def test_clients_by_header_hmac_and_undecodable_records_counted() -> None:
     assert finding.client.startswith("hmac:") and "tenant-a" not in finding.client
     mon.judge(Message(b"not an event"))  # type: ignore[arg-type]
     assert mon.stats.undecodable == 1 and mon.stats.exchanges == 1
+
+
+def test_websocket_message_and_end_events_are_counted_not_judged() -> None:
+    mon, writer = monitor(thresholds=replace(Thresholds(), signatures=("sql_injection",)))
+    for n, kind in enumerate(("websocket_message", "websocket_end")):
+        event = {**make_event(path=SQLI), "kind": kind, "response": None}
+        event["websocket"] = {
+            "upgrade_id": "up", "index": n, "from_client": True, "text": True,
+            "payload": b"hello", "payload_truncated": False, "payload_length": 5,
+            "close_code": None, "messages_not_recorded": 0,
+        }  # fmt: skip
+        mon.judge(Message(Codec().encode(event).value, n))  # type: ignore[arg-type]
+    assert writer.findings == [] and mon.stats.exchanges == 0
+    assert mon.stats.websocket == 2
+    assert "2 WebSocket events not judged" in mon.stats.line()
+    judge(mon, 2, path=SQLI)  # the upgrade (an http event) is judged as ever
+    assert mon.stats.exchanges == 1 and [f.kind for f in writer.findings] == ["sql_injection"]

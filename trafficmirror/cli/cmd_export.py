@@ -112,7 +112,7 @@ def export(
         folder = os.path.dirname(os.path.abspath(output))
         if not os.path.isdir(folder):
             raise click.BadParameter(f"directory {folder} does not exist", param_hint="--output")
-    events, skipped = read_events(
+    events, skipped, sessions = read_events(
         settings,
         topic,
         list(partitions),
@@ -129,6 +129,11 @@ def export(
     count = _write(fmt, events, output)
     where = "stdout" if output == "-" else output
     note = f" ({skipped} records that are not events skipped)" if skipped else ""
+    if sessions:
+        note += (
+            f" ({sessions} WebSocket message and end events left out: the formats hold HTTP "
+            "exchanges; each session's upgrade is exported)"
+        )
     click.echo(f"exported {count} exchanges from {topic} to {where} as {fmt}{note}", err=True)
 
 
@@ -189,27 +194,33 @@ def read_events(
     registry_url: str | None,
     since_ms: int | None,
     until_ms: int | None,
-) -> tuple[list[HttpExchange], int]:
-    """The events of the range or window (and how many records were not events)."""
+) -> tuple[list[HttpExchange], int, int]:
+    """The HTTP events of the range or window, how many records were not events, and how
+    many were WebSocket message or end events (left out)."""
     from replayer.consuming.topic_reader import read_records
     from schemas.codec import Codec
     from trafficmirror.plumbing.errors import DecodeError
 
     codec = Codec(registry_url=registry_url)
     events: list[HttpExchange] = []
-    skipped = 0
+    skipped = sessions = 0
     records = read_records(
         settings, topic, partitions, start_offset, end_offset, since_ms, until_ms
     )
     try:
         for record in records:
             try:
-                events.append(codec.decode_exchange(record.value))
+                event = codec.decode_exchange(record.value)
             except DecodeError as exc:
                 skipped += 1
                 logger.debug("offset %d: %s", record.offset, exc)
+                continue
+            if event["kind"] == "http":
+                events.append(event)
+            else:
+                sessions += 1
             if limit is not None and len(events) >= limit:
                 break
     finally:
         records.close()
-    return events, skipped
+    return events, skipped, sessions
