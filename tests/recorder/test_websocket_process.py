@@ -9,6 +9,7 @@ first, then every message in order, then the end, all under one key.
 from __future__ import annotations
 
 import re
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -182,3 +183,40 @@ def test_ws_record_chat_session_in_order(kafka: Kafka, procs: Procs, echo_app: E
     assert end["websocket"]["messages_not_recorded"] == 0
     assert end["error"] is None
     assert end["id"] == f"{upgrade['id']}/end"
+
+
+def test_ws_record_sigterm_mid_session_records_end(
+    kafka: Kafka, procs: Procs, echo_app: EchoApp
+) -> None:
+    topic = kafka.new_topic(2)
+    recorder, port = start_record(
+        procs, "ws-stop", kafka.bootstrap_servers, topic, echo_app.url, "--drain-timeout", "5"
+    )
+    with connect(f"ws://127.0.0.1:{port}/live") as ws:
+        chat(ws, ["one", "two"], [0.2, 0.2])
+        signalled = time.monotonic()
+        recorder.signal(signal.SIGTERM)
+        # The recorder closes the connection, going away, well within the drain timeout.
+        with pytest.raises(ConnectionClosed):
+            while True:
+                ws.recv(timeout=10)
+        closed_after = time.monotonic() - signalled
+        client_close = ws.close_code
+    assert recorder.wait(30) == 0
+    assert closed_after < 5.0
+    assert client_close == 1001
+    summary = recorder.stderr
+    assert "ws_messages=4 ws_ends=1 ws_messages_not_recorded=0" in summary, summary
+
+    events = ordered(read_events(kafka.bootstrap_servers, topic, 6))
+    kinds = [event["kind"] for _, event in events]
+    assert kinds == ["http"] + ["websocket_message"] * 4 + ["websocket_end"]
+    end = events[-1][1]["websocket"]
+    assert end["close_code"] == 1001 and end["index"] == 4
+    assert end["from_client"] is False
+    assert events[-1][1]["error"] is not None and "1001" in events[-1][1]["error"]
+    # The app was told too.
+    deadline = time.monotonic() + 10
+    while not echo_app.closes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert echo_app.closes == [1001]
