@@ -220,3 +220,39 @@ def test_ws_record_sigterm_mid_session_records_end(
     while not echo_app.closes and time.monotonic() < deadline:
         time.sleep(0.05)
     assert echo_app.closes == [1001]
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set size of process `pid` (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_ws_record_long_session_does_not_grow_memory(
+    kafka: Kafka, procs: Procs, echo_app: EchoApp
+) -> None:
+    # 1500 round trips of 16 KiB each way after the warm-up: ~48 MiB that
+    # mitmproxy would keep in flow.websocket.messages if the recorder did not
+    # drop them; recorded, each message costs the 1 KiB payload it keeps until
+    # Kafka has it.
+    topic = kafka.new_topic(1)
+    recorder, port = start_record(
+        procs, "ws-long", kafka.bootstrap_servers, topic, echo_app.url, "--max-body-bytes", "1024"
+    )
+    payload = b"z" * 16384
+    with connect(f"ws://127.0.0.1:{port}/long", max_size=None) as ws:
+        for _ in range(300):
+            ws.send(payload)
+            ws.recv(timeout=ECHO_TIMEOUT)
+        before = rss_bytes(recorder.popen.pid)
+        for _ in range(1500):
+            ws.send(payload)
+            ws.recv(timeout=ECHO_TIMEOUT)
+        after = rss_bytes(recorder.popen.pid)
+    assert recorder.stop() == 0
+    assert "ws_messages=3600 ws_ends=1 ws_messages_not_recorded=0" in recorder.stderr
+    grown = after - before
+    assert grown < 16 * 1024 * 1024, f"RSS grew {grown / 2**20:.1f} MiB over 1500 round trips"
