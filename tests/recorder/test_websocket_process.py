@@ -339,3 +339,24 @@ def test_ws_mitmdump_script_records_session_and_stop(
     events = [event for _, event in ordered(read_events(kafka.bootstrap_servers, topic, 6))]
     assert [e["kind"] for e in events] == ["http"] + ["websocket_message"] * 4 + ["websocket_end"]
     assert events[-1]["websocket"]["close_code"] == 1001
+
+
+def test_ws_record_filtered_session_records_nothing_and_is_closed_at_stop(
+    kafka: Kafka, procs: Procs, echo_app: EchoApp
+) -> None:
+    topic = kafka.new_topic(1)
+    recorder, port = start_record(
+        procs, "ws-filtered", kafka.bootstrap_servers, topic, echo_app.url, "--filter", "~u /kept"
+    )
+    with connect(f"ws://127.0.0.1:{port}/skipped") as ws:
+        chat(ws, ["not", "recorded"], [0.2, 0.2])
+        recorder.signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                ws.recv(timeout=10)
+        client_close = ws.close_code
+    assert recorder.wait(30) == 0
+    assert client_close == 1001
+    assert re.search(r"seen=0 recorded=0 dropped=0 failed=0 .*filtered=1", recorder.stderr)
+    assert "ws_messages" not in recorder.stderr
+    assert read_events(kafka.bootstrap_servers, topic, 1, timeout=3) == []
