@@ -123,6 +123,7 @@ class WebSocketRecorder:
         try:
             self._sessions[flow.id] = Session(flow, self._template(flow))
         except Exception as exc:  # policy: recording never breaks the live flow
+            self._others[flow.id] = flow  # unrecorded, like a filtered one
             self._warn(flow, exc)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
