@@ -174,7 +174,7 @@ def build_result(
         "shadow_latency_us": _micros(shadow_latency_s) if shadow is not None else None,
         "error": detail,
         "outcome": outcome,
-        "mismatch_kinds": [k for k in KINDS if k in kinds],
+        "mismatch_kinds": [str(k) for k in KINDS if k in kinds] + sorted(kinds.difference(KINDS)),
         "difference_count": len(differences),
         "noise_count": sum(1 for d in differences if d.noise),
         "differences": [d.to_record() for d in ordered[:max_differences]],
