@@ -5,7 +5,10 @@
 error saying so), once the filter kept them; `filtered` counts, beside it, the
 ones the filter left out. Each seen exchange ends in exactly one bucket, so
 once the producer is flushed `seen = recorded + dropped + failed` holds
-exactly (while it runs, the difference is still queued for Kafka). `Counts`
+exactly (while it runs, the difference is still queued for Kafka). WebSocket
+messages and ends (`recorder.websocket`) are events too, counted beside `seen`
+(`ws_messages`, `ws_ends`) and in the same buckets, so with WebSockets the rule
+reads `seen + ws_messages + ws_ends = recorded + dropped + failed`. `Counts`
 adds up (`+`), so a supervisor of several recorder processes can print one
 summary for all of them with the same line.
 """
@@ -38,6 +41,12 @@ class Counts:
     budget_cut: int = 0
     #: Bodies recorded cut, flagged body_truncated (over the cap, or any reason above).
     truncated: int = 0
+    #: WebSocket messages of recorded connections (events beside `seen`, in the same buckets).
+    ws_messages: int = 0
+    #: WebSocket connection ends recorded (one event each, beside `seen`).
+    ws_ends: int = 0
+    #: WebSocket messages that could not be queued (part of dropped and failed).
+    ws_messages_not_recorded: int = 0
 
     @classmethod
     def of(
@@ -50,6 +59,9 @@ class Counts:
         cut_off: int,
         budget_cut: int = 0,
         truncated: int = 0,
+        ws_messages: int = 0,
+        ws_ends: int = 0,
+        ws_messages_not_recorded: int = 0,
     ) -> Counts:
         """The counts of a recorder whose sinks add up to `stats`."""
         return cls(
@@ -64,6 +76,9 @@ class Counts:
             cut_off=cut_off,
             budget_cut=budget_cut,
             truncated=truncated,
+            ws_messages=ws_messages,
+            ws_ends=ws_ends,
+            ws_messages_not_recorded=ws_messages_not_recorded,
         )
 
     @property
@@ -82,13 +97,18 @@ class Counts:
         return self.produce_failed + self.delivery_failed + self.convert_failed
 
     @property
+    def events(self) -> int:
+        """Events taken for recording: the exchanges seen, and WebSocket messages and ends."""
+        return self.seen + self.ws_messages + self.ws_ends
+
+    @property
     def pending(self) -> int:
-        """Seen exchanges not accounted for yet: still queued for Kafka (0 once flushed)."""
-        return self.seen - self.recorded - self.dropped - self.failed
+        """Events not accounted for yet: still queued for Kafka (0 once flushed)."""
+        return self.events - self.recorded - self.dropped - self.failed
 
     @property
     def balanced(self) -> bool:
-        """True when `seen = recorded + dropped + failed` (always, after the flush)."""
+        """True when `seen (+ WebSocket events) = recorded + dropped + failed`, after the flush."""
         return self.pending == 0
 
     def __add__(self, other: Counts) -> Counts:
@@ -104,7 +124,16 @@ class Counts:
             f"undelivered={self.undelivered} delivery_failed={self.delivery_failed} "
             f"produce_failed={self.produce_failed} convert_failed={self.convert_failed}) "
             f"filtered={self.filtered} cut_off={self.cut_off} budget_cut={self.budget_cut} "
-            f"truncated={self.truncated}"
+            f"truncated={self.truncated}{self._websocket_part()}"
+        )
+
+    def _websocket_part(self) -> str:
+        # Only when there were WebSockets: the line of plain HTTP traffic stays as it was.
+        if not (self.ws_messages or self.ws_ends):
+            return ""
+        return (
+            f" ws_messages={self.ws_messages} ws_ends={self.ws_ends} "
+            f"ws_messages_not_recorded={self.ws_messages_not_recorded}"
         )
 
 

@@ -37,6 +37,7 @@ from recorder.options import options_error
 from recorder.redact import Redactor
 from recorder.selection import FILTERED, parse_flow_filter
 from recorder.sink import CONVERT_FAILED, SEEN, TRUNCATED, KafkaSink, SinkStats
+from recorder.websocket import WebSocketRecorder
 from schemas.codec import Codec, Encoded
 from schemas.records import HttpExchange, RecorderInfo
 from trafficmirror.plumbing.errors import TrafficMirrorError
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 #: `flow.metadata` key set once a flow was handed to the recorder.
 RECORDED_MARK = "trafficmirror.recorded"
+#: `flow.metadata` key set when the filter kept the flow (its WebSocket messages follow it).
+KEPT_MARK = "trafficmirror.kept"
 #: Redaction note for events whose Host was rewritten to the upstream by mitmproxy.
 HOST_REWRITTEN = "request.header:host=upstream"
 
@@ -88,8 +91,10 @@ class Recorder:
         #: The counts of the summary `done()` logged last (it then starts again from 0).
         self.last_counts: Counts | None = None
         self.inflight = InFlight()
+        #: WebSocket messages and ends of kept upgrades (`recorder.websocket`).
+        self.websockets = WebSocketRecorder(self)
         #: Child addons (mitmproxy calls their hooks after this one's).
-        self.addons = [self.inflight]
+        self.addons: list[Any] = [self.inflight, self.websockets]
         self._filter: Any = None
         self.redactor: Redactor = Redactor.from_options()
         self._info: RecorderInfo = recorder_info("")
@@ -283,14 +288,15 @@ class Recorder:
             counts = self.last_counts = self.counts()
             level = logging.INFO if counts.dropped + counts.failed == 0 else logging.WARNING
             logger.log(level, "%s", counts.line())
-            if not counts.balanced:  # a bug: every seen exchange must land in one bucket
+            if not counts.balanced:  # a bug: every seen event must land in one bucket
                 logger.error(
-                    "trafficmirror: accounting does not add up: seen=%d, but recorded + "
-                    "dropped + failed = %d",
-                    counts.seen,
-                    counts.seen - counts.pending,
+                    "trafficmirror: accounting does not add up: %d events seen, but "
+                    "recorded + dropped + failed = %d",
+                    counts.events,
+                    counts.events - counts.pending,
                 )
             self._stats.clear()
+            self.websockets.reset()
             self.seen = self.convert_failed = self.filtered = self.cut_off = self.truncated = 0
             self.budget.cut = 0
 
@@ -354,13 +360,10 @@ class Recorder:
             # From here on the exchange lands in exactly one bucket: recorded,
             # dropped or failed (the sink's counters, or convert_failed below).
             kept = True
+            flow.metadata[KEPT_MARK] = True
             self.seen += 1
             SEEN.inc()
-            info = self._info
-            if not self._keep_host and isinstance(
-                flow.client_conn.proxy_mode, mode_specs.ReverseMode
-            ):
-                info = self._info_rewritten
+            info = self.info_for(flow)
             event = flow_to_event(flow, self.max_body_bytes, info, self.redactor)
             encoded = codec.encode(event)
             if not fit.fits(len(encoded.value), sink.max_message_bytes):
@@ -388,6 +391,16 @@ class Recorder:
                 )
         finally:
             _release(flow)
+
+    def kept(self, flow: http.HTTPFlow) -> bool:
+        """True if `flow` was taken for recording (the filter kept it)."""
+        return KEPT_MARK in flow.metadata
+
+    def info_for(self, flow: http.HTTPFlow) -> RecorderInfo:
+        """The `RecorderInfo` of `flow`'s events: says so when mitmproxy rewrote its Host."""
+        if not self._keep_host and isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
+            return self._info_rewritten
+        return self._info
 
     def _shrink(
         self,
@@ -445,14 +458,18 @@ class Recorder:
 
     def counts(self) -> Counts:
         """Every counter of this addon, sinks included (exact once the sinks are closed)."""
+        ws = self.websockets
         return Counts.of(
             self.totals(),
             seen=self.seen,
-            convert_failed=self.convert_failed,
+            convert_failed=self.convert_failed + ws.convert_failed,
             filtered=self.filtered,
             cut_off=self.cut_off,
             budget_cut=self.budget.cut,
             truncated=self.truncated,
+            ws_messages=ws.messages,
+            ws_ends=ws.ends,
+            ws_messages_not_recorded=ws.messages_not_recorded,
         )
 
     def summary(self) -> str:

@@ -10,7 +10,9 @@ the connections left. `record` calls it on the first SIGTERM/SIGINT (the
 second one cuts it short, `force()`); under `mitmdump -s` it runs in the
 `done` hook, when mitmproxy has begun to shut down (see docs/reliability.md).
 HTTP/2 connections get no GOAWAY (mitmproxy has no graceful one): they are
-answered during the drain and closed when idle, like HTTP/1 ones.
+answered during the drain and closed when idle, like HTTP/1 ones. Open
+WebSocket connections are closed at once with 1001, going away
+(`recorder.wsclose`), so their end is recorded.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from mitmproxy import ctx, http
 
 from recorder.event import ADDED_CONNECTION_CLOSE
 from recorder.inflight import InFlight
+from recorder.wsclose import close_going_away
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class DrainReport:
     closed_at_end: int
     #: True if a second signal cut it short.
     forced: bool
+    #: WebSocket connections closed with 1001 (going away) when it began.
+    websockets_closed: int = 0
 
 
 class Drainer:
@@ -128,6 +133,23 @@ class Drainer:
 
     # -- the drain --------------------------------------------------------------
 
+    def _close_websockets(self, server: Any) -> int:
+        """Close the recorded WebSocket connections still open with 1001; how many."""
+        websockets = getattr(self._recorder, "websockets", None)
+        if websockets is None or server is None:
+            return 0
+        closed = 0
+        for flow in websockets.open_flows():
+            if close_going_away(server, flow):
+                websockets.mark_stopped(flow)
+                closed += 1
+        if closed:
+            logger.info(
+                "trafficmirror recorder: closing %d WebSocket connections with 1001 (going away)",
+                closed,
+            )
+        return closed
+
     def force(self) -> None:
         """Cut the drain short: record what is unfinished and close every connection now."""
         self._forced = True
@@ -162,6 +184,7 @@ class Drainer:
         # Only now: a client told to close before the listener is gone would
         # reconnect into its backlog, and be reset when it closes.
         self.draining = True
+        websockets_closed = self._close_websockets(server)
         closed: set[Any] = set()
         idle_closed = 0
         while not self._force.is_set():
@@ -195,6 +218,7 @@ class Drainer:
             idle_closed=idle_closed,
             closed_at_end=closed_at_end,
             forced=self._force.is_set(),
+            websockets_closed=websockets_closed,
         )
         cut = f", recorded with the error {STOPPED_ERROR!r}" if unfinished else ""
         logger.log(
@@ -223,6 +247,7 @@ def close_after(flow: http.HTTPFlow) -> None:
     response = flow.response
     if (
         response is None
+        or response.status_code == 101  # an upgrade: Connection says Upgrade, and must
         or not flow.request.http_version.startswith("HTTP/1")
         or ADDED_CONNECTION_CLOSE in flow.metadata
     ):
