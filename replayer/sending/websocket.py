@@ -152,7 +152,10 @@ class WebSocketConnection:
     def send(self, text: bool, payload: bytes) -> asyncio.Future[float]:
         """Queue a client message; the future is the time it was written, or raises why not."""
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Outgoing(text, payload, future))
+        if self._opened.is_set() and self._ws is None:  # never opened: no writer runs
+            future.set_exception(ConnectionError(self._why_closed()))
+        else:
+            self._queue.put_nowait(_Outgoing(text, payload, future))
         return future
 
     async def opened(self) -> Handshake:
@@ -165,6 +168,8 @@ class WebSocketConnection:
         """Wait until the queued messages are written, then (up to `timeout` seconds) until
         `server_messages` arrived, or the shadow closed (with `wait_close`, only that)."""
         await self._opened.wait()
+        if self._ws is None:
+            return
         marker: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Outgoing(False, b"", marker, marker=True))  # the queue's end
         try:
@@ -320,6 +325,8 @@ class WebSocketConnection:
             return
 
     def _why_closed(self) -> str:
+        if self._ws is None and self.handshake is not None:
+            return self.handshake.error or "not connected"
         if self.error:
             return self.error
         if self.closed_by_server:
