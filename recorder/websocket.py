@@ -264,7 +264,7 @@ class WebSocketRecorder:
         notes: list[str] = []
         redactor = self._host.redactor
         if is_text and redactor.active:
-            redacted = redactor.redact_body(content, [], cap, "websocket.payload", notes)
+            redacted = redactor.redact_body(content, [], cap, "websocket", notes)
             if redacted is None:
                 return b"", True, notes
             content = redacted
