@@ -60,6 +60,8 @@ MAX_OPEN_SESSIONS = 512
 #: Connections whose upgrade was not replayed, remembered for their one result.
 MAX_ORPHANS = 10_000
 
+_PROTOCOL = "sec-websocket-protocol"
+
 MESSAGES = Counter(
     "trafficmirror_replayer_websocket_messages",
     "WebSocket messages of replayed sessions: client (sent to the shadow), "
@@ -479,6 +481,14 @@ class WebSocketReplay:
         if view.status != 101:
             out.append(Difference("status", "status", "101", str(view.status)))
             return out
+        recorded_view = ResponseView.from_event(session.event)
+        chosen = recorded_view.header_values(_PROTOCOL) if recorded_view is not None else []
+        if chosen != view.header_values(_PROTOCOL):  # the subprotocol the server picked
+            shown = [
+                b", ".join(values).decode("latin-1") or None
+                for values in (chosen, view.header_values(_PROTOCOL))
+            ]
+            out.append(Difference("header", _PROTOCOL, shown[0], shown[1]))
         end = session.end
         complete = end is not None and not session.gaps
         recorded_close = None
@@ -497,7 +507,7 @@ class WebSocketReplay:
         )
         shadow = SessionView(connection.received, connection.received_count, shadow_close)
         rules = self.comparison.rules if self.comparison is not None else None
-        return compare_session(recorded, shadow, rules)
+        return out + compare_session(recorded, shadow, rules)
 
     # -- helpers ------------------------------------------------------------------------
 

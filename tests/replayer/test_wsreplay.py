@@ -203,3 +203,20 @@ def test_ws_http_requests_still_go_through_the_sender() -> None:
 
     run("http://127.0.0.1:9", main)
     assert [r.path for r in seen] == ["/plain"]
+
+
+def test_ws_another_subprotocol_is_a_header_difference() -> None:
+    events = ws_session(chat(["a"]))
+    upgrade = events[0]
+    upgrade["request"]["headers"] += [b"Sec-WebSocket-Protocol", b"chat.v2, chat.v1"]
+    upgrade["response"]["message"]["headers"] += [b"Sec-WebSocket-Protocol", b"chat.v2"]
+
+    async def main(pipeline: Pipeline, handle: Any) -> None:
+        await asyncio.wait_for(asyncio.gather(*(handle(n, e) for n, e in enumerate(events))), 10)
+
+    with ChatShadow() as shadow:  # chooses no subprotocol
+        collected, _ = run(shadow.url, main)
+    [result] = collected.results
+    assert [
+        (d["kind"], d["path"], d["production"], d["shadow"]) for d in result["differences"]
+    ] == [("header", "sec-websocket-protocol", "chat.v2", None)]
