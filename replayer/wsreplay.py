@@ -1,20 +1,17 @@
-"""WebSocket sessions in the replay: the state of each recorded connection being replayed.
+"""WebSocket sessions in the replay: each recorded connection, upgrade to end.
 
-The recorder writes a WebSocket connection as its upgrade (an http event with
-status 101), then one event per message and a last `websocket_end`, all under
-the connection's key, in order. `WebSocketReplay` keeps one `_Session` per
-upgrade the pipeline replays: the upgrade opens a connection to the shadow at
-its due time (`sending.websocket`), each client message is sent at its own due
-time on the virtual clock (so `--speed` and `--max-gap` apply as to requests),
-each server message is kept as expected, and at the end (the end event's due
-time, the end of a range, a stop, or `IDLE_SECONDS` without a record) the
-shadow gets `SETTLE_SECONDS` for its last messages, the connection is closed
-and the session compared (`comparing.websocket`) into ONE result, endpoint
-`WS /path`. The upgrade's future completes only then, so its offset (and every
-later one of the partition) is committed only after the session's result.
-Messages of a connection whose upgrade this replay did not open are skipped
-(`websocket-no-upgrade`), with one result per connection. Memory is bounded:
-`MAX_OPEN_SESSIONS`, and per session the caps of `sending.websocket.Caps`.
+The recorder writes a connection as its upgrade (an http event with status
+101), one event per message and a last `websocket_end`, under its key, in
+order. `WebSocketReplay` keeps a `wssession.Session` per upgrade replayed: the
+upgrade opens a connection to the shadow at its due time (`sending.websocket`),
+each client message goes at its own due time on the virtual clock (`--speed`,
+`--max-gap` apply), each server message is kept as expected. At the end (its
+due time, the end of a range, a stop, or `IDLE_SECONDS` idle) the shadow gets
+`SETTLE_SECONDS` for its last messages, the connection is closed and the
+session compared into ONE result, `WS /path`. The upgrade's future completes
+only then, so offsets are committed past it only after that result. Messages
+of a connection whose upgrade was not replayed are skipped, one result per
+connection. Bounded: `MAX_OPEN_SESSIONS`, per session `sending.websocket.Caps`.
 """
 
 from __future__ import annotations
@@ -23,14 +20,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from prometheus_client import Counter
-
-from replayer.comparing.diff import Difference
-from replayer.comparing.responses import ResponseView
-from replayer.comparing.websocket import Close, SessionView, compare_session
 from replayer.models import (
     Outcome,
     OutgoingRequest,
@@ -43,9 +34,19 @@ from replayer.models import (
 from replayer.pacing.clock import Release, Scheduler
 from replayer.results.stage import Comparison
 from replayer.results.summary import Stats
-from replayer.sending.websocket import WebSocketClient, WebSocketConnection
+from replayer.sending.websocket import WebSocketClient
 from replayer.transforming.chain import Prepared
+from replayer.wssession import (
+    MESSAGES,
+    Orphan,
+    Session,
+    is_upgrade,
+    write_orphan_result,
+    write_result,
+)
 from schemas.records import HttpExchange, WebSocketEvent
+
+__all__ = ["WEBSOCKET_KINDS", "WebSocketReplay", "is_upgrade"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,63 +60,6 @@ IDLE_SECONDS = 600.0
 MAX_OPEN_SESSIONS = 512
 #: Connections whose upgrade was not replayed, remembered for their one result.
 MAX_ORPHANS = 10_000
-
-_PROTOCOL = "sec-websocket-protocol"
-
-MESSAGES = Counter(
-    "trafficmirror_replayer_websocket_messages",
-    "WebSocket messages of replayed sessions: client (sent to the shadow), "
-    "server (recorded, expected from the shadow), shadow (received from the shadow).",
-    ["side"],
-)
-
-
-def is_upgrade(event: HttpExchange) -> bool:
-    """True for the upgrade that opened a recorded WebSocket connection (status 101)."""
-    response = event["response"]
-    if event["kind"] != "http" or response is None or response["status"] != 101:
-        return False
-    flat = event["request"]["headers"]
-    return any(
-        flat[i].lower() == b"upgrade" and b"websocket" in flat[i + 1].lower()
-        for i in range(0, len(flat) - 1, 2)
-    )
-
-
-@dataclass(eq=False)
-class _Session:
-    """One recorded connection being replayed."""
-
-    record: Record
-    event: HttpExchange
-    request: OutgoingRequest
-    hooks: Prepared | None
-    future: asyncio.Future[Result]
-    connection: WebSocketConnection | None = None
-    recorded: list[WebSocketMessage] = field(default_factory=list)
-    kept_bytes: int = 0
-    server_count: int = 0
-    client_count: int = 0
-    next_index: int = 0
-    gaps: bool = False  # a recorded message is missing (not read: a window, a range)
-    unsent: list[tuple[int, str]] = field(default_factory=list)
-    pending: int = 0  # scheduled and not done yet
-    end: WebSocketEvent | None = None
-    end_futures: list[tuple[Record, asyncio.Future[Result]]] = field(default_factory=list)
-    input_ended: bool = False
-    finishing: bool = False
-    lateness_us: int = 0
-    applied: tuple[str, ...] = ()
-    touched: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class _Orphan:
-    """Messages of a connection whose upgrade was not replayed."""
-
-    record: Record
-    event: HttpExchange
-    count: int = 0
 
 
 class WebSocketReplay:
@@ -135,8 +79,8 @@ class WebSocketReplay:
         self.scheduler = scheduler
         self.comparison = comparison
         self.settle = settle
-        self.sessions: dict[str, _Session] = {}
-        self._orphans: dict[str, _Orphan] = {}
+        self.sessions: dict[str, Session] = {}
+        self._orphans: dict[str, Orphan] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -158,7 +102,7 @@ class WebSocketReplay:
         if len(self.sessions) >= MAX_OPEN_SESSIONS or event["id"] in self.sessions:
             why = "websocket-too-many" if event["id"] not in self.sessions else "websocket-again"
             return self._done(record, Result(record, "skipped", why), event=event, skipped=why)
-        session = _Session(record, event, request, hooks, future)
+        session = Session(record, event, request, hooks, future)
         self.sessions[event["id"]] = session
         self._idle.clear()
         self._arm_sweeper(loop)
@@ -183,7 +127,7 @@ class WebSocketReplay:
         if ws["index"] != session.next_index:
             session.gaps = True
         session.next_index = ws["index"] + 1
-        message = self._keep(session, ws)
+        message = session.keep(ws, self.client.caps)
         if not ws["from_client"]:
             session.server_count += 1
             MESSAGES.labels("server").inc()
@@ -201,26 +145,8 @@ class WebSocketReplay:
         self._schedule(session, event["request_start_us"], release, cancelled)
         return future
 
-    def _keep(self, session: _Session, ws: WebSocketEvent) -> WebSocketMessage:
-        caps = self.client.caps
-        room = min(caps.payload, caps.bytes - session.kept_bytes)
-        payload = ws["payload"][: max(room, 0)]
-        message = WebSocketMessage(
-            index=ws["index"],
-            from_client=ws["from_client"],
-            text=ws["text"],
-            payload=payload,
-            length=ws["payload_length"],
-            truncated=ws["payload_truncated"] or len(payload) < len(ws["payload"]),
-            after_client=session.client_count,
-        )
-        if len(session.recorded) < caps.messages and room > 0:
-            session.recorded.append(message)
-            session.kept_bytes += len(payload)
-        return message
-
     def _end(
-        self, session: _Session, record: Record, event: HttpExchange, ws: WebSocketEvent
+        self, session: Session, record: Record, event: HttpExchange, ws: WebSocketEvent
     ) -> asyncio.Future[Result]:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         session.end = ws
@@ -240,7 +166,7 @@ class WebSocketReplay:
         """A record of a connection this replay did not open: skipped, one result per connection."""
         orphan = self._orphans.get(ws["upgrade_id"])
         if orphan is None and len(self._orphans) < MAX_ORPHANS:
-            orphan = self._orphans[ws["upgrade_id"]] = _Orphan(record, event)
+            orphan = self._orphans[ws["upgrade_id"]] = Orphan(record, event)
         if orphan is not None:
             orphan.count += 1
             if event["kind"] == "websocket_end":
@@ -249,24 +175,14 @@ class WebSocketReplay:
 
     def _orphan_result(self, upgrade_id: str) -> None:
         orphan = self._orphans.pop(upgrade_id, None)
-        if orphan is None or self.comparison is None:
-            return
-        event = cast(HttpExchange, {**orphan.event, "id": upgrade_id})
-        self.comparison.websocket_session(
-            event,
-            partition=orphan.record.partition,
-            offset=orphan.record.offset,
-            target="",
-            sent_us=round(time.time() * 1_000_000),
-            skipped=f"websocket-no-upgrade: {orphan.count} records of a connection whose "
-            "upgrade was not replayed (before the range, or not selected)",
-        )
+        if orphan is not None and self.comparison is not None:
+            write_orphan_result(self.comparison, upgrade_id, orphan)
 
     # -- scheduled steps ------------------------------------------------------------
 
     def _schedule(
         self,
-        session: _Session,
+        session: Session,
         recorded_us: int,
         release: Release,
         cancelled: Callable[[], None] | None = None,
@@ -289,7 +205,7 @@ class WebSocketReplay:
         else:
             self.scheduler.schedule(recorded_us, run, session.record.partition, gone)
 
-    async def _open(self, session: _Session, due: float | None) -> None:
+    async def _open(self, session: Session, due: float | None) -> None:
         request = session.request
         hooks = session.hooks
         if hooks is not None:
@@ -319,7 +235,7 @@ class WebSocketReplay:
 
     async def _send(
         self,
-        session: _Session,
+        session: Session,
         record: Record,
         ws: WebSocketEvent,
         message: WebSocketMessage,
@@ -347,7 +263,7 @@ class WebSocketReplay:
 
     # -- ending -----------------------------------------------------------------------
 
-    def _maybe_finish(self, session: _Session) -> None:
+    def _maybe_finish(self, session: Session) -> None:
         if session.input_ended and not session.pending and not session.finishing:
             self._tasks_add(self._finish(session, self.settle))
 
@@ -395,7 +311,7 @@ class WebSocketReplay:
             self._idle.set()
         return len(dropped)
 
-    async def _finish(self, session: _Session, settle: float) -> None:
+    async def _finish(self, session: Session, settle: float) -> None:
         if session.finishing:
             return
         session.finishing = True
@@ -407,7 +323,7 @@ class WebSocketReplay:
             await connection.close(end["close_code"] if end is not None else None)
         self._close_out(session)
 
-    def _close_out(self, session: _Session, skipped: str | None = None) -> None:
+    def _close_out(self, session: Session, skipped: str | None = None) -> None:
         """Compare (unless skipped), write the result, finish the session's futures."""
         self.sessions.pop(session.event["id"], None)
         session.finishing = True
@@ -426,7 +342,7 @@ class WebSocketReplay:
             kind = "sent" if handshake.status is not None else "error"
             result = Result(session.record, kind, handshake.error)
         if self.comparison is not None:
-            self._write_result(session, skipped)
+            write_result(self.comparison, session, skipped)
         if result is not None and not session.future.done():
             self.stats.add(result)
             session.future.set_result(result)
@@ -435,79 +351,6 @@ class WebSocketReplay:
                 self._settle_future(future, Result(record, "websocket", "end"))
         if not self.sessions:
             self._idle.set()
-
-    def _write_result(self, session: _Session, skipped: str | None) -> None:
-        comparison = self.comparison
-        assert comparison is not None  # noqa: S101 - checked by the caller
-        connection = session.connection
-        handshake = connection.handshake if connection is not None else None
-        partition, offset = session.record.partition, session.record.offset
-        target = session.request.target.origin
-        if skipped is not None or connection is None or handshake is None:
-            comparison.websocket_session(
-                session.event,
-                partition=partition,
-                offset=offset,
-                target=target,
-                transforms=session.applied,
-                sent_us=round(time.time() * 1_000_000),
-                skipped=skipped or "the session ended before its upgrade was sent",
-            )
-            return
-        view = None
-        differences: list[Difference] = []
-        if handshake.status is not None:
-            view = ResponseView.of(handshake.status, handshake.headers)
-            differences = self._differences(session, connection, view)
-        MESSAGES.labels("shadow").inc(connection.received_count)
-        comparison.websocket_session(
-            session.event,
-            sent_us=round(handshake.sent_at * 1_000_000),
-            lateness_us=session.lateness_us,
-            handshake=view,
-            latency_s=handshake.latency,
-            error=handshake.error,
-            differences=differences,
-            partition=partition,
-            offset=offset,
-            target=target,
-            transforms=session.applied,
-        )
-
-    def _differences(
-        self, session: _Session, connection: WebSocketConnection, view: ResponseView
-    ) -> list[Difference]:
-        out: list[Difference] = []
-        if view.status != 101:
-            out.append(Difference("status", "status", "101", str(view.status)))
-            return out
-        recorded_view = ResponseView.from_event(session.event)
-        chosen = recorded_view.header_values(_PROTOCOL) if recorded_view is not None else []
-        if chosen != view.header_values(_PROTOCOL):  # the subprotocol the server picked
-            shown = [
-                b", ".join(values).decode("latin-1") or None
-                for values in (chosen, view.header_values(_PROTOCOL))
-            ]
-            out.append(Difference("header", _PROTOCOL, shown[0], shown[1]))
-        end = session.end
-        complete = end is not None and not session.gaps
-        recorded_close = None
-        if end is not None:
-            recorded_close = Close(end["from_client"], end["close_code"])
-        if connection.closed_by_server:
-            shadow_close = Close(False, connection.close_code)
-        else:
-            shadow_close = Close(True if end is not None and end["from_client"] else None)
-        recorded = SessionView(
-            session.recorded,
-            session.server_count,
-            recorded_close,
-            complete=complete,
-            unsent=session.unsent,
-        )
-        shadow = SessionView(connection.received, connection.received_count, shadow_close)
-        rules = self.comparison.rules if self.comparison is not None else None
-        return out + compare_session(recorded, shadow, rules)
 
     # -- helpers ------------------------------------------------------------------------
 
