@@ -11,15 +11,18 @@ JSON field (the report, `trafficmirror report`, names `messages[N].user.name`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
+from tests.e2e.test_pipeline import wait_until
 from tests.e2e.test_transforms import results
 from tests.replayer.events import make_event, produce_events
 from tests.replayer.wsevents import ChatShadow, chat, ws_session
-from tests.support import Kafka, run_cli
+from tests.support import Kafka, Procs, run_cli
 from trafficmirror.plumbing.kafka import results_topic
 
 pytestmark = pytest.mark.e2e
@@ -121,3 +124,47 @@ def test_results_are_one_per_session(replayed: Replayed, kafka: Kafka) -> None:
     ]
     skipped = {r["error"].split(":")[0] for r in changed if r["outcome"] == "skipped"}
     assert skipped == {"unknown-kind", "websocket-no-upgrade"}
+
+
+def committed_offset(kafka: Kafka, topic: str, group: str) -> int:
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group})
+    try:
+        [committed] = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+    finally:
+        consumer.close()
+    return int(committed.offset)
+
+
+def test_ws_worker_commits_past_a_session_only_once_it_is_compared(
+    kafka: Kafka, procs: Procs
+) -> None:
+    """A worker replays a whole session (result written, offsets committed past it) and
+    stops in the middle of the next one: the group's offset stays at that one's upgrade."""
+    topic = kafka.new_topic(1, prefix="e2e-wsworker")
+    kafka.create_topic(results_topic(topic), 2)
+    done = ws_session(chat(LINES), start_us=1_770_000_100_000_000)
+    open_ = ws_session(chat(LINES[:1]), start_us=1_770_000_101_000_000, with_end=False)
+    produce_events(kafka.bootstrap_servers, topic, [*done, *open_], partition=0)
+    group = f"g-{topic}"
+    with ChatShadow("alice") as shadow:
+        worker = procs.start(
+            "ws-worker",
+            ["worker", "-b", kafka.bootstrap_servers, "-t", topic, "--group", group,
+             "--start-from", "earliest", "--target", shadow.url],
+        )  # fmt: skip
+        wait_until("both sessions' messages at the shadow", lambda: len(shadow.heard) >= 4, 30)
+        wait_until(
+            "the first session committed",
+            lambda: committed_offset(kafka, topic, group) == len(done),
+            30,
+        )
+        time.sleep(1)  # the open session's records are handled too: the offset must stay
+        assert worker.stop() == 0, worker.stderr
+    # The open session's upgrade: the next owner replays it whole.
+    assert committed_offset(kafka, topic, group) == len(done)
+    [result] = results(kafka, topic)
+    assert (result["id"], result["endpoint"], result["outcome"]) == (
+        done[0]["id"],
+        "WS /chat",
+        "match",
+    )
