@@ -362,7 +362,12 @@ class Pipeline:
     ) -> asyncio.Future[Result]:
         """A WebSocket message or end goes to its session; an unknown kind is skipped."""
         if event["kind"] in WEBSOCKET_KINDS:
-            return self.websockets.message(record, event)  # Unsendable without its record
+            future = self.websockets.message(record, event)  # Unsendable without its record
+            if not future.done():  # waiting for its due time: held like a request
+                IN_FLIGHT.inc()
+                self._in_flight += 1
+                future.add_done_callback(lambda _: self._settle())
+            return future
         detail = f"event kind {event['kind'][:40]!r} is not replayed by this version"
         self._log("skipped-unknown-kind", record, detail, logging.INFO)
         if self.comparison is not None:

@@ -30,7 +30,7 @@ CODEC = Codec()
 Main = Callable[[Pipeline, Callable[[int, dict[str, Any]], "asyncio.Future[Result]"]], Coroutine]
 
 
-def run(target: str, main: Main) -> tuple[Collected, Pipeline]:
+def run(target: str, main: Main, pace: Pace | None = None) -> tuple[Collected, Pipeline]:
     """Run `main(pipeline, handle)` against `target`; returns the results written."""
     collected = Collected()
     comparison = Comparison(
@@ -49,7 +49,7 @@ def run(target: str, main: Main) -> tuple[Collected, Pipeline]:
             target=Target.parse(target),
             sender=sender,
             comparison=comparison,
-            scheduler=Scheduler(Pace(speed=None)),
+            scheduler=Scheduler(pace or Pace(speed=None)),
         )
         holder.append(pipeline)
 
@@ -220,3 +220,20 @@ def test_ws_another_subprotocol_is_a_header_difference() -> None:
     assert [
         (d["kind"], d["path"], d["production"], d["shadow"]) for d in result["differences"]
     ] == [("header", "sec-websocket-protocol", "chat.v2", None)]
+
+
+def test_ws_messages_waiting_for_their_due_time_count_as_in_flight() -> None:
+    """So a paced replay stops reading at its bound; an open session itself does not count
+    (it may last for hours, and must not hold reading back)."""
+    events = ws_session(chat(["a", "b"], gap=0.3))
+
+    async def main(pipeline: Pipeline, handle: Any) -> None:
+        futures = [handle(n, e) for n, e in enumerate(events)]
+        # The two client messages and the end wait; the server messages are done at once.
+        assert pipeline.in_flight == 3
+        await asyncio.wait_for(asyncio.gather(*futures), 10)
+        assert pipeline.in_flight == 0
+
+    with ChatShadow() as shadow:
+        collected, _ = run(shadow.url, main, Pace(speed=1.0))
+    assert [r["outcome"] for r in collected.results] == ["match"]
