@@ -237,3 +237,34 @@ def test_ws_messages_waiting_for_their_due_time_count_as_in_flight() -> None:
     with ChatShadow() as shadow:
         collected, _ = run(shadow.url, main, Pace(speed=1.0))
     assert [r["outcome"] for r in collected.results] == ["match"]
+
+
+def test_ws_a_stopped_replay_compares_open_sessions_with_what_they_have() -> None:
+    """`replay range` interrupted: what is not due yet is dropped (read again on resume),
+    the session is compared with the messages it got, its upgrade counts as done."""
+    events = ws_session(chat(["a", "later"], gap=5.0), with_end=False)
+
+    async def main(pipeline: Pipeline, handle: Any) -> None:
+        futures = [handle(n, e) for n, e in enumerate(events)]
+        await asyncio.wait_for(asyncio.gather(futures[1], futures[2]), 10)
+        session = next(iter(pipeline.websockets.sessions.values()))
+        assert session.connection is not None
+        for _ in range(100):  # the answer to the first message
+            if session.connection.received_count:
+                break
+            await asyncio.sleep(0.05)
+        assert pipeline.scheduler is not None
+        await pipeline.scheduler.aclose()  # what the range does first when it stops
+        await asyncio.wait_for(pipeline.websockets.finish_all(), 10)
+        assert futures[0].result().kind == "sent"
+        assert futures[3].cancelled()  # the second client message, never due
+
+    with ChatShadow() as shadow:
+        collected, _ = run(shadow.url, main, Pace(speed=1.0))
+        assert [h.data for h in shadow.heard] == ['{"say": "a"}']
+    [result] = collected.results
+    # The recording is incomplete (no end): the second answer missing is still listed.
+    assert [d["path"] for d in result["differences"] if not d["noise"]] == [
+        "messages.count",
+        "messages[3]",
+    ]
