@@ -132,6 +132,12 @@ class WebSocketReplay:
             session.server_count += 1
             MESSAGES.labels("server").inc()
             return self._done(record, Result(record, "websocket", "server-message"))
+        if ws["payload_truncated"]:
+            # Like a truncated request body: the first bytes would be a message nobody
+            # sent. Not sent; the session is compared as incomplete.
+            session.gaps = True
+            session.skipped_client += 1
+            return self._done(record, Result(record, "skipped", "truncated"))
         session.client_count += 1
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
 

@@ -69,6 +69,7 @@ class Session:
     next_index: int = 0
     gaps: bool = False  # a recorded message is missing (not read: a window, a range)
     unsent: list[tuple[int, str]] = field(default_factory=list)
+    skipped_client: int = 0  # client messages not sent on purpose (truncated)
     pending: int = 0  # scheduled and not done yet
     end: WebSocketEvent | None = None
     end_futures: list[tuple[Record, asyncio.Future[Result]]] = field(default_factory=list)
@@ -184,6 +185,7 @@ def _differences(
         recorded_close,
         complete=end is not None and not session.gaps,
         unsent=session.unsent,
+        skipped_client=session.skipped_client,
     )
     shadow = SessionView(connection.received, connection.received_count, shadow_close)
     return out + compare_session(recorded, shadow, rules)

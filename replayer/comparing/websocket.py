@@ -50,8 +50,10 @@ class SessionView:
     the recording, both directions in recorded order). `server_count`: how many
     server messages there were, kept or not. `complete`: the recording holds
     the whole session (its end was read and nothing was left out); when not,
-    a different count and extra shadow messages are noise. `unsent`: recorded
-    client messages that could not be sent (index and why).
+    more shadow messages than recorded are noise. `unsent`: recorded client
+    messages that could not be sent (index and why). `skipped_client`: client
+    messages deliberately not sent (truncated by the recorder): then fewer
+    shadow messages are noise too (the shadow was never asked).
     """
 
     messages: Sequence[WebSocketMessage]
@@ -59,6 +61,7 @@ class SessionView:
     close: Close | None = None
     complete: bool = True
     unsent: Sequence[tuple[int, str]] = ()
+    skipped_client: int = 0
 
 
 def describe(message: WebSocketMessage) -> str:
@@ -91,7 +94,8 @@ def compare_session(
                 "messages.count",
                 str(recorded.server_count),
                 str(shadow.server_count),
-                noise=not recorded.complete and shadow.server_count > recorded.server_count,
+                noise=(not recorded.complete and shadow.server_count > recorded.server_count)
+                or bool(recorded.skipped_client),
             )
         )
     for want, have in zip(expected, got, strict=False):
@@ -99,7 +103,15 @@ def compare_session(
         if len(out) >= MAX_BODY_DIFFERENCES:
             return out[:MAX_BODY_DIFFERENCES]
     for want in expected[len(got) : len(got) + MAX_LISTED_MESSAGES]:
-        out.append(Difference("message", f"messages[{want.index}]", describe(want), None))
+        out.append(
+            Difference(
+                "message",
+                f"messages[{want.index}]",
+                describe(want),
+                None,
+                noise=bool(recorded.skipped_client),
+            )
+        )
     extra = got[len(expected) : len(expected) + MAX_LISTED_MESSAGES]
     if len(expected) == recorded.server_count:  # else the unkept ones would show as extra
         for number, have in enumerate(extra, start=len(expected)):

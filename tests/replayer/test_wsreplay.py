@@ -268,3 +268,26 @@ def test_ws_a_stopped_replay_compares_open_sessions_with_what_they_have() -> Non
         "messages.count",
         "messages[3]",
     ]
+
+
+def test_ws_a_client_message_the_recorder_truncated_is_not_sent() -> None:
+    events = ws_session(chat(["a", "b"]))
+    cut = events[3]["websocket"]  # the second client message
+    cut["payload_truncated"], cut["payload_length"] = True, 5000
+
+    async def main(pipeline: Pipeline, handle: Any) -> None:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(handle(n, e) for n, e in enumerate(events))), 10
+        )
+        assert (results[3].kind, results[3].detail) == ("skipped", "truncated")
+
+    with ChatShadow() as shadow:
+        collected, _ = run(shadow.url, main)
+        assert [h.data for h in shadow.heard] == ['{"say": "a"}']
+    [result] = collected.results
+    # The answer it was never asked for is missing: noise, the recording's doing.
+    assert result["outcome"] == "match"
+    assert [d["path"] for d in result["differences"] if d["noise"]] == [
+        "messages.count",
+        "messages[3]",
+    ]
