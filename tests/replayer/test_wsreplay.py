@@ -291,3 +291,19 @@ def test_ws_a_client_message_the_recorder_truncated_is_not_sent() -> None:
         "messages.count",
         "messages[3]",
     ]
+
+
+def test_ws_max_gap_cuts_the_silences_between_client_messages() -> None:
+    events = ws_session(chat(["a", "b", "c"], gap=1.0))
+
+    async def main(pipeline: Pipeline, handle: Any) -> None:
+        await asyncio.wait_for(asyncio.gather(*(handle(n, e) for n, e in enumerate(events))), 10)
+
+    with ChatShadow() as shadow:
+        collected, _ = run(shadow.url, main, Pace(speed=1.0, max_gap=0.1))
+        heard = shadow.heard
+    gaps = [b.at - a.at for a, b in zip(heard, heard[1:], strict=False)]
+    # Recorded 1 s apart, cut to 0.1 s: paced (not sent at once), far from the recorded
+    # second; bounds this loose because one message may be late and the next on time.
+    assert len(gaps) == 2 and all(0.05 <= gap < 0.5 for gap in gaps), gaps
+    assert [r["outcome"] for r in collected.results] == ["match"]
