@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -96,10 +97,13 @@ def test_identical_sessions_match(replayed: Replayed) -> None:
     assert "WS /chat" in report
 
 
-def test_a_changed_field_is_named(replayed: Replayed) -> None:
+def test_a_changed_field_is_named(replayed: Replayed, tmp_path: Path) -> None:
     out = replayed.outputs["changed"]
     assert "comparison: match 0 (noise only 0), mismatch 2, errors 0, skipped 2" in out, out
-    report = replayed.report("--run", "changed")
+    html = tmp_path / "report.html"
+    report = replayed.report("--run", "changed", "--html", str(html))
+    page = html.read_text(encoding="utf-8")
+    assert "WS /chat" in page and "messages[1].user.name" in page
     assert "WS /chat" in report
     assert 'JSON messages[*].user.name ×2: "alice" → "bob"' in report, report
 
