@@ -156,7 +156,9 @@ class WebSocketReplay:
     ) -> asyncio.Future[Result]:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         session.end = ws
-        if ws["index"] != session.next_index or ws["messages_not_recorded"]:
+        # Incomplete: a message not read or not recorded, or the recorder cut the
+        # connection when it stopped (its end says why).
+        if ws["index"] != session.next_index or ws["messages_not_recorded"] or event["error"]:
             session.gaps = True
         session.end_futures.append((record, future))
 

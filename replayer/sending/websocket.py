@@ -44,6 +44,10 @@ _OWNED = frozenset(
 )
 
 
+#: Close codes a peer must not send in a close frame (RFC 6455 section 7.4.1).
+_NOT_SENT_CODES = frozenset({1004, 1005, 1006, 1015})
+
+
 @dataclass(frozen=True, slots=True)
 class Caps:
     """What one connection keeps of the shadow's messages (beyond it: counted only).
@@ -192,8 +196,10 @@ class WebSocketConnection:
         """Close as the client (with `code`, default 1000) and stop the tasks."""
         ws = self._ws
         if ws is not None and not ws.closed:
+            if code is None or code in _NOT_SENT_CODES or not 1000 <= code <= 4999:
+                code = 1000  # a recorded 1006 (no close frame) cannot be sent as one
             try:
-                await asyncio.wait_for(ws.close(code=code or 1000), self.client.timeout)
+                await asyncio.wait_for(ws.close(code=code), self.client.timeout)
             except (TimeoutError, aiohttp.ClientError, OSError):
                 pass
         await self.abort()
@@ -256,6 +262,8 @@ class WebSocketConnection:
             chosen = (("Sec-WebSocket-Protocol", ws.protocol),) if ws.protocol else ()
             self.handshake = Handshake(101, chosen, None, time.perf_counter() - started, sent_at)
         finally:
+            if self.handshake is None:  # cancelled (the replay stopped) while connecting
+                self.handshake = Handshake(None, error="cancelled before the handshake")
             self._opened.set()
         if self._ws is None:
             self._fail_queued(self.handshake.error or "not connected")

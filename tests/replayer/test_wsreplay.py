@@ -307,3 +307,20 @@ def test_ws_max_gap_cuts_the_silences_between_client_messages() -> None:
     # second; bounds this loose because one message may be late and the next on time.
     assert len(gaps) == 2 and all(0.05 <= gap < 0.5 for gap in gaps), gaps
     assert [r["outcome"] for r in collected.results] == ["match"]
+
+
+def test_ws_an_end_the_recorder_caused_by_stopping_is_not_compared_as_a_close() -> None:
+    events = ws_session(chat(["a"]), close_code=1001, closed_by_client=False)
+    events[-1]["error"] = "recorder stopped: the WebSocket connection was closed with 1001"
+    client_1006 = ws_session(chat(["b"]), close_code=1006, closed_by_client=True)
+
+    async def main(pipeline: Pipeline, handle: Any) -> None:
+        sessions = [*events, *client_1006]
+        await asyncio.wait_for(asyncio.gather(*(handle(n, e) for n, e in enumerate(sessions))), 10)
+
+    with ChatShadow() as shadow:  # never closes on its own
+        collected, _ = run(shadow.url, main)
+    assert [(r["outcome"], r["differences"]) for r in collected.results] == [
+        ("match", []),
+        ("match", []),
+    ]
