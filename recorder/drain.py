@@ -134,7 +134,7 @@ class Drainer:
     # -- the drain --------------------------------------------------------------
 
     def _close_websockets(self, server: Any) -> int:
-        """Close the recorded WebSocket connections still open with 1001; how many."""
+        """Close the WebSocket connections still open with 1001; how many."""
         websockets = getattr(self._recorder, "websockets", None)
         if websockets is None or server is None:
             return 0

@@ -101,6 +101,8 @@ class WebSocketRecorder:
     def __init__(self, host: Host) -> None:
         self._host = host
         self._sessions: dict[str, Session] = {}
+        #: Open connections not recorded (filtered, not recording): a stop closes them too.
+        self._others: dict[str, http.HTTPFlow] = {}
         self._throttle = Throttle()
         #: Messages of recorded connections seen (each is recorded, dropped or failed).
         self.messages = 0
@@ -116,10 +118,12 @@ class WebSocketRecorder:
     def websocket_start(self, flow: http.HTTPFlow) -> None:
         host = self._host
         if host.sink is None or flow.is_replay or not host.kept(flow):
+            self._others[flow.id] = flow
             return
         try:
             self._sessions[flow.id] = Session(flow, self._template(flow))
         except Exception as exc:  # policy: recording never breaks the live flow
+            self._others[flow.id] = flow  # unrecorded, like a filtered one
             self._warn(flow, exc)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
@@ -168,6 +172,7 @@ class WebSocketRecorder:
             WS_NOT_RECORDED.inc()
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
+        self._others.pop(flow.id, None)
         session = self._sessions.pop(flow.id, None)
         data = flow.websocket
         if session is None or data is None:
@@ -198,8 +203,8 @@ class WebSocketRecorder:
     # -- the drain's side -------------------------------------------------------
 
     def open_flows(self) -> list[http.HTTPFlow]:
-        """The recorded WebSocket connections still open, oldest first."""
-        return [session.flow for session in self._sessions.values()]
+        """The WebSocket connections still open, recorded or not, recorded ones first."""
+        return [session.flow for session in self._sessions.values()] + list(self._others.values())
 
     def mark_stopped(self, flow: http.HTTPFlow) -> None:
         """Note that the recorder is closing `flow`'s connection: its end event says so."""
@@ -210,6 +215,7 @@ class WebSocketRecorder:
     def reset(self) -> None:
         """Start the counters again from 0 (after the summary); forget open connections."""
         self._sessions.clear()
+        self._others.clear()
         self.messages = self.ends = self.messages_not_recorded = self.convert_failed = 0
 
     # -- building and sending ---------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import signal
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,9 +24,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.sync.server import Server, ServerConnection, serve
 
+from recorder import addon as addon_module
 from tests.recorder.helpers import read_events
-from tests.recorder.test_record_process import start_record
-from tests.support import Kafka, Procs
+from tests.recorder.test_record_process import MITMDUMP, start_record
+from tests.support import Kafka, Procs, free_port, wait_port
 
 pytestmark = pytest.mark.e2e
 
@@ -288,3 +290,73 @@ def test_ws_record_session_over_tls(
         b"\x01\x02",
         b"echo:\x01\x02",
     ]
+
+
+def test_ws_mitmdump_script_records_session_and_stop(
+    kafka: Kafka, echo_app: EchoApp, tmp_path: Path
+) -> None:
+    topic = kafka.new_topic(1)
+    port = free_port()
+    log = tmp_path / "mitmdump.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(MITMDUMP),
+                "-s",
+                addon_module.__file__,
+                "--mode",
+                f"reverse:{echo_app.url}@127.0.0.1:{port}",
+                "--set",
+                "keep_host_header=true",
+                "--set",
+                "flow_detail=0",
+                "--set",
+                f"trafficmirror_bootstrap_servers={kafka.bootstrap_servers}",
+                "--set",
+                f"trafficmirror_topic={topic}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_port(port, timeout=15)
+        with connect(f"ws://127.0.0.1:{port}/dump") as ws:
+            chat(ws, ["a", b"b"], [0.2, 0.2])
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    ws.recv(timeout=10)
+            client_close = ws.close_code
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    output = log.read_text(errors="replace")
+    assert client_close == 1001, output
+    assert "ws_messages=4 ws_ends=1 ws_messages_not_recorded=0" in output, output
+    events = [event for _, event in ordered(read_events(kafka.bootstrap_servers, topic, 6))]
+    assert [e["kind"] for e in events] == ["http"] + ["websocket_message"] * 4 + ["websocket_end"]
+    assert events[-1]["websocket"]["close_code"] == 1001
+
+
+def test_ws_record_filtered_session_records_nothing_and_is_closed_at_stop(
+    kafka: Kafka, procs: Procs, echo_app: EchoApp
+) -> None:
+    topic = kafka.new_topic(1)
+    recorder, port = start_record(
+        procs, "ws-filtered", kafka.bootstrap_servers, topic, echo_app.url, "--filter", "~u /kept"
+    )
+    with connect(f"ws://127.0.0.1:{port}/skipped") as ws:
+        chat(ws, ["not", "recorded"], [0.2, 0.2])
+        recorder.signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                ws.recv(timeout=10)
+        client_close = ws.close_code
+    assert recorder.wait(30) == 0
+    assert client_close == 1001
+    assert re.search(r"seen=0 recorded=0 dropped=0 failed=0 .*filtered=1", recorder.stderr)
+    assert "ws_messages" not in recorder.stderr
+    assert read_events(kafka.bootstrap_servers, topic, 1, timeout=3) == []
