@@ -250,8 +250,13 @@ def differences_of(result: ReplayResult) -> list[Difference]:
 
 
 def aggregate_path(kind: str, path: str) -> str:
-    """A difference path with array indexes generalised, to count paths across results."""
-    return _INDEX.sub("[*]", path) if kind == "body_json" else path
+    """A difference path with array indexes generalised, to count paths across results.
+
+    JSON paths, and every path of a WebSocket session's messages (`messages[3]...`).
+    """
+    if kind == "body_json" or path.startswith("messages"):
+        return _INDEX.sub("[*]", path)
+    return path
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
