@@ -18,6 +18,8 @@ from replayer.pacing.clock import Pace, Scheduler
 from replayer.pipeline import Pipeline
 from replayer.results.stage import Comparison, ComparisonOptions
 from replayer.sending.sender import MockTransport, OutgoingRequest, Response, Sender
+from replayer.transforming.loader import parse_text
+from replayer.transforming.stage import Transformer
 from schemas.codec import Codec
 from tests.replayer.events import make_event
 from tests.replayer.results.test_stage import Collected
@@ -30,7 +32,9 @@ CODEC = Codec()
 Main = Callable[[Pipeline, Callable[[int, dict[str, Any]], "asyncio.Future[Result]"]], Coroutine]
 
 
-def run(target: str, main: Main, pace: Pace | None = None) -> tuple[Collected, Pipeline]:
+def run(
+    target: str, main: Main, pace: Pace | None = None, transforms: str | None = None
+) -> tuple[Collected, Pipeline]:
     """Run `main(pipeline, handle)` against `target`; returns the results written."""
     collected = Collected()
     comparison = Comparison(
@@ -44,12 +48,17 @@ def run(target: str, main: Main, pace: Pace | None = None) -> tuple[Collected, P
 
     async def body() -> None:
         sender = Sender(MockTransport(lambda _: Response(200)), concurrency=4)
+        transformer = None
+        if transforms is not None:
+            options = parse_text(transforms, "t.yaml", {"TOKEN": "t0k"})
+            transformer = Transformer(options, Target.parse(target))
         pipeline = Pipeline(
             codec=CODEC,
             target=Target.parse(target),
             sender=sender,
             comparison=comparison,
             scheduler=Scheduler(pace or Pace(speed=None)),
+            transformer=transformer,
         )
         holder.append(pipeline)
 
@@ -333,3 +342,25 @@ def test_ws_message_paths_are_counted_together_in_the_report() -> None:
     assert aggregate_path("body_text", "messages[5] line 2") == "messages[*] line 2"
     assert aggregate_path("body_binary", "messages[1]") == "messages[*]"
     assert aggregate_path("message", "messages.count") == "messages.count"
+
+
+def test_ws_transforms_apply_to_the_handshake_and_are_named_in_the_result() -> None:
+    rules = """\
+rules:
+  - name: auth
+    set_header: {name: Authorization, value: "Bearer ${TOKEN}"}
+  - name: room
+    replace_query: {pattern: "room=prod", with: "room=shadow"}
+"""
+    events = ws_session(chat(["a"]), path="/chat?room=prod")
+
+    async def main(pipeline: Pipeline, handle: Any) -> None:
+        await asyncio.wait_for(asyncio.gather(*(handle(n, e) for n, e in enumerate(events))), 10)
+
+    with ChatShadow() as shadow:
+        collected, _ = run(shadow.url, main, transforms=rules)
+        [heard] = shadow.heard
+    assert heard.headers["Authorization"] == "Bearer t0k"
+    assert heard.path == "/chat?room=shadow"
+    [result] = collected.results
+    assert (result["outcome"], result["transforms"]) == ("match", ["auth", "room"])
