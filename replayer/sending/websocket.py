@@ -255,7 +255,9 @@ class WebSocketConnection:
                 None, error=f"timeout after {self.client.timeout:g}s", sent_at=sent_at
             )
         except (aiohttp.ClientError, OSError) as exc:
-            self.handshake = Handshake(None, error=_describe(exc), sent_at=sent_at)
+            # Some errors quote the URL: never its query (a token a transform put there).
+            error = _describe(exc).replace(request.path, request.path.partition("?")[0])
+            self.handshake = Handshake(None, error=error, sent_at=sent_at)
         else:
             self._ws = ws
             # A connection that opened was answered 101; the chosen subprotocol is its header.
