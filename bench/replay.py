@@ -10,10 +10,12 @@ partitions; the floor, the least a Python replay does (replaying/floor.py);
 the rate achieved with --rate 100 and 1000; the lateness of `--speed 1` at
 500/s; a topic of authenticated, stateful traffic replayed with and without a
 transforms file (five rewrite rules, value correlation, JWT re-sign:
-replaying/transforms.py). Runs are interleaved and repeated; the table gives medians with their
-spread (min..max) and the replay processes' CPU time per request. With
---profile, one more replay runs under py-spy and a second table says which
-stage of a record's path its samples fall in. docs/ has the method and figures.
+replaying/transforms.py); WebSocket sessions to a WebSocket shadow, in
+messages per second (replaying/websocket.py). Runs are interleaved and
+repeated; the table gives medians with their spread (min..max) and the replay
+processes' CPU time per request. With --profile, one more replay runs under
+py-spy and a second table says which stage of a record's path its samples fall
+in. docs/ has the method and figures.
 
     python bench/replay.py [--records 20000] [--repeats 3] [--concurrency 64] [--profile]
 """
@@ -35,6 +37,7 @@ from replaying.runs import Run, replay, replay_argv, supports, wrk
 from replaying.shadow import shadow_main
 from replaying.traffic import BASE_US, PACED_GAP_US, PARTITIONS, fill
 from replaying.transforms import fill_auth, write_transforms
+from replaying.websocket import fill_ws, ws_row, ws_shadow_main
 
 ROOT = Path(__file__).resolve().parent.parent
 # The filling and the floor import the codec and the replayer (lazily, in
@@ -55,7 +58,11 @@ def main() -> int:
         "--only",
         default="",
         help="comma-separated subset of: "
-        "ceiling,max1,nores,floor,max2,amp3,rate,lateness,transforms",
+        "ceiling,max1,nores,floor,max2,amp3,rate,lateness,transforms,ws",
+    )
+    parser.add_argument("--ws-sessions", type=int, default=50, help="WebSocket sessions (ws row)")
+    parser.add_argument(
+        "--ws-messages", type=int, default=200, help="client messages per WebSocket session"
     )
     parser.add_argument(
         "--profile",
@@ -83,7 +90,9 @@ def main() -> int:
     paced_count = int(args.paced_seconds * 1000)  # enough for --rate 1000 for that long
     try:
         broker, bootstrap = start_broker(
-            ["bench-max:4", "bench-paced:4", "bench-auth:4"], rest_cpus, logdir / "broker.log"
+            ["bench-max:4", "bench-paced:4", "bench-auth:4", "bench-ws:4"],
+            rest_cpus,
+            logdir / "broker.log",
         )
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
@@ -97,6 +106,18 @@ def main() -> int:
         procs.append(shadow)
         wait_port(port)
         target = f"http://127.0.0.1:{port}"
+        ws_port = free_port()
+        if want("ws"):
+            procs.append(
+                start(
+                    [sys.executable, __file__, "--_ws-shadow", str(ws_port)],
+                    rest_cpus,
+                    logdir / "ws-shadow.log",
+                )
+            )
+            wait_port(ws_port)
+            fill_ws(bootstrap, "bench-ws", args.ws_sessions, args.ws_messages, "w")
+        ws_runs: list[Run] = []
 
         t0 = time.monotonic()
         fill(bootstrap, "bench-max", args.records, 100, "m")
@@ -200,7 +221,25 @@ def main() -> int:
                 )
                 if run.code:
                     print(f"  WARNING: exit code {run.code}, see {log}", flush=True)
+            if want("ws"):
+                ws_argv = replay_argv(
+                    bootstrap,
+                    "bench-ws",
+                    f"http://127.0.0.1:{ws_port}",
+                    [],
+                    "end",
+                    args.concurrency,
+                    speed_max,
+                )
+                ws_runs.append(replay([ws_argv], ws_port, load_cpus, log))
+                run = ws_runs[-1]
+                print(
+                    f"  run {rep + 1} {'ws':8} {run.rps:8.1f} msg/s  {run.cpu_us:4.0f} us CPU/msg  "
+                    f"({run.count} arrived; {run.summary})",
+                    flush=True,
+                )
         report(ceiling, runs, args)
+        ws_row(ws_runs, args.ws_sessions, args.ws_messages)
         if args.profile:
             profile(one("bench-max", "end", speed_max)[0], port, load_cpus, logdir)
         print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -213,6 +252,8 @@ def main() -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--_shadow":
         shadow_main(int(sys.argv[2]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "--_ws-shadow":
+        ws_shadow_main(int(sys.argv[2]))
     elif len(sys.argv) == 7 and sys.argv[1] == "--_floor":
         floor_main(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
     else:

@@ -32,6 +32,7 @@ from replayer.sending.gate import Gate
 from replayer.sending.guard import GuardOptions
 from replayer.sending.http1 import Http1Transport
 from replayer.sending.sender import Sender, Transport
+from replayer.sending.websocket import WebSocketClient
 from replayer.transforming.config import TransformOptions
 from replayer.transforming.stage import Transformer
 from schemas.codec import Codec
@@ -161,6 +162,7 @@ class Assembly:
             selector=self.selector,
             transformer=self.transformer,
             amplify=config.amplify,
+            websockets=senders.websockets,
         )
         senders.transformer = self.transformer
         self._senders = senders
@@ -180,6 +182,8 @@ class Senders:
         self.gate = shadow.gate
         #: Closed with the senders: its steps may hold clients (an OAuth2 token endpoint's).
         self.transformer: Transformer | None = None
+        #: The WebSocket sessions' connections to the shadow (`replayer.wsreplay`).
+        self.websockets = WebSocketClient(timeout=shadow.timeout)
 
     @classmethod
     def open(
@@ -290,5 +294,6 @@ class Senders:
         await self.shadow.aclose()
         if self.baseline is not None:
             await self.baseline.aclose()
+        await self.websockets.aclose()
         if self.transformer is not None:
             await self.transformer.aclose()

@@ -182,9 +182,33 @@ class Record:
 # twice as much to build (bench/replay.py); treat it as immutable all the same.
 @dataclass(slots=True)
 class Result:
-    """How a record was handled: `sent`, `error`, `skipped` or `undecodable`."""
+    """How a record was handled: `sent`, `error`, `skipped`, `undecodable`, or `websocket`
+    (a message or end of a WebSocket session: `detail` says which)."""
 
     record: Record
     kind: str
     detail: str | None = None  # error text or skip reason
     outcome: Outcome | None = None
+
+
+# Not frozen, like `Response`: one is built for every WebSocket message replayed.
+@dataclass(slots=True)
+class WebSocketMessage:
+    """One WebSocket message of a replayed session, recorded or received from the shadow.
+
+    `index`: its position in the recorded connection (both directions counted),
+    or for a shadow message its position among the shadow's messages. `payload`
+    is all of it, or with `truncated` its first bytes of `length`. `after_client`:
+    how many client messages had been sent before it (its place between them).
+    `at`: `time.time()` when it was received (shadow) or written (client), None
+    for a recorded message.
+    """
+
+    index: int
+    from_client: bool
+    text: bool
+    payload: bytes
+    length: int
+    truncated: bool = False
+    after_client: int = 0
+    at: float | None = None

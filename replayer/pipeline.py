@@ -18,7 +18,9 @@ with no result (not chosen, rather than not comparable), one skipped on purpose
 (a truncated body, the original host) gets a `skipped` result, and a poison
 record (undecodable, or `Unsendable`) goes to the dead-letter queue
 (`results.dlq`) first. A record a transform skips gets a `skipped` result.
-Counts go to `Stats` and the Prometheus metrics.
+WebSocket upgrades, messages and ends go to their session (`wsreplay`); an
+event kind this version does not know is skipped (`unknown-kind`) with a
+result. Counts go to `Stats` and the Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -42,10 +44,13 @@ from replayer.selecting.safety import OriginalHostGuard, SafetyOptions
 from replayer.selecting.selector import Selector
 from replayer.sending.request import build_request
 from replayer.sending.sender import Sender
+from replayer.sending.websocket import WebSocketClient
 from replayer.transforming.chain import Prepared
 from replayer.transforming.stage import Transformer
 from replayer.transforming.targets import Routes
+from replayer.wsreplay import WEBSOCKET_KINDS, WebSocketReplay, is_upgrade
 from schemas.codec import Codec
+from schemas.records import HttpExchange
 from trafficmirror.plumbing.errors import DecodeError
 
 # `Stats` and `Progress` moved to `replayer.results.summary`; named here too for
@@ -70,7 +75,10 @@ SKIPPED = Counter(
     "outside-window (--since/--until), sample (--sample), method (--methods), "
     "filter (--filter); and what the transforms skipped: unmapped-authority (no "
     "--target-map entry and no --target), transform (the hook skipped it or failed, or a "
-    "rule made it unsendable), credentials (no token or key for it).",
+    "rule made it unsendable), credentials (no token or key for it); unknown-kind (an event "
+    "kind this version does not replay); websocket-no-upgrade (a WebSocket message whose "
+    "upgrade was not replayed), websocket-not-connected (its connection failed or closed), "
+    "websocket-too-many (too many sessions open).",
     ["reason"],
 )
 IN_FLIGHT = Gauge("trafficmirror_replayer_in_flight", "Records read but not yet handled.")
@@ -108,6 +116,7 @@ class Pipeline:
         selector: Selector | None = None,
         transformer: Transformer | None = None,
         amplify: Amplify | None = None,
+        websockets: WebSocketClient | None = None,
     ) -> None:
         self.codec = codec
         self.selector = selector
@@ -129,6 +138,13 @@ class Pipeline:
             Amplifier(amplify, scheduler, self.stats.copies)
             if amplify is not None and amplify.enabled
             else None
+        )
+        #: WebSocket sessions being replayed (the client is closed with the senders).
+        self.websockets = WebSocketReplay(
+            websockets or WebSocketClient(timeout=sender.timeout),
+            stats=self.stats,
+            scheduler=scheduler,
+            comparison=comparison,
         )
         #: Poison records whose dead letter waits for room in the producer's queue.
         self.waiting_dead_letters = 0
@@ -158,9 +174,10 @@ class Pipeline:
         Their futures are cancelled: they were not handled and the next owner
         reads them again. Returns how many there were.
         """
+        sessions = self.websockets.abandon(partitions)
         if self.scheduler is None:
-            return 0
-        return len(self.scheduler.cancel_partitions(partitions))
+            return sessions
+        return len(self.scheduler.cancel_partitions(partitions)) + sessions
 
     def handle(self, record: Record) -> asyncio.Future[Result]:
         """Start handling `record`; the future completes when it is handled for good.
@@ -181,6 +198,8 @@ class Pipeline:
                 if dropped is not None:
                     return self._finished(loop, Result(record, "skipped", dropped))
             event = self.codec.decode_exchange(record.value)
+            if event["kind"] != "http":  # a session's record follows its upgrade's selection
+                return self._not_http(loop, record, event)
             if selector is not None:
                 dropped = selector.after_decode(event)
                 if dropped is not None:
@@ -221,6 +240,8 @@ class Pipeline:
                 baseline_hooks = transformer.prepare(
                     transformer.baseline, record.key, event, "baseline"
                 )
+        if is_upgrade(event):  # a WebSocket session: one result when it ends
+            return self.websockets.upgrade(record, event, request, shadow_hooks)
         result: asyncio.Future[Result] = loop.create_future()
         IN_FLIGHT.inc()
         self._in_flight += 1
@@ -335,6 +356,29 @@ class Pipeline:
                 self._in_flight += 1
                 copies.add_done_callback(lambda _: self._settle())
         return result
+
+    def _not_http(
+        self, loop: asyncio.AbstractEventLoop, record: Record, event: HttpExchange
+    ) -> asyncio.Future[Result]:
+        """A WebSocket message or end goes to its session; an unknown kind is skipped."""
+        if event["kind"] in WEBSOCKET_KINDS:
+            future = self.websockets.message(record, event)  # Unsendable without its record
+            if not future.done():  # waiting for its due time: held like a request
+                IN_FLIGHT.inc()
+                self._in_flight += 1
+                future.add_done_callback(lambda _: self._settle())
+            return future
+        detail = f"event kind {event['kind'][:40]!r} is not replayed by this version"
+        self._log("skipped-unknown-kind", record, detail, logging.INFO)
+        if self.comparison is not None:
+            self.comparison.skipped(
+                event,
+                partition=record.partition,
+                offset=record.offset,
+                reason=f"unknown-kind: {detail}",
+                sent_us=round(time.time() * 1_000_000),
+            )
+        return self._finished(loop, Result(record, "skipped", "unknown-kind"))
 
     def _settle(self) -> None:
         IN_FLIGHT.dec()

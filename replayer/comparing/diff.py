@@ -16,8 +16,10 @@ from replayer.comparing.mapped import MappedValues
 from replayer.comparing.noise import Rules, Segment, format_path
 from schemas.records import DifferenceRecord
 
-Kind = Literal["status", "header", "body_json", "body_text", "body_binary"]
-#: Every difference kind, in the order reports show them.
+Kind = Literal["status", "header", "body_json", "body_text", "body_binary", "message"]
+#: The kinds reports show a column for, in that order. `message` (a WebSocket
+#: session's messages: count, type, missing or extra, close) has no column of its
+#: own: it counts in the mismatch rate and is listed with the differing paths.
 KINDS: tuple[Kind, ...] = ("status", "header", "body_json", "body_text", "body_binary")
 
 #: Display values are cut to this many characters.

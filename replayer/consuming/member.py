@@ -163,6 +163,7 @@ class Worker:
             self.stopping = True
             await loop.run_in_executor(None, sessions.close)
             await scheduler.aclose()
+            pipeline.websockets.close()
             await senders.aclose()
             # close() leaves the group; it runs the revoke callback, which needs this loop.
             await kafka.close()

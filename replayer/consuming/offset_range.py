@@ -285,15 +285,21 @@ async def _replay(
         # what is not due yet, give what is on the wire a short grace, leave the rest.
         while not stop.is_set() and not await pipeline.wait_for_room(1, 0.2):
             tick()
+        # WebSocket sessions end after their last record of the range (their end, or not).
+        pipeline.websockets.end_of_input()
+        while not stop.is_set() and not await pipeline.websockets.wait_closed(0.2):
+            tick()
         while not stop.is_set() and pipeline.waiting_dead_letters:
             await asyncio.sleep(0.1)  # dead letters waiting for room in the producer's queue
         if stop.is_set():
             await scheduler.aclose()
+            await pipeline.websockets.finish_all()  # compared with what they have
             # Given up on the shadow: what is held at its guard will not go; no grace.
             grace = 0.0 if sender.gave_up else INTERRUPT_GRACE
             await _drain_until_forced(sender, stop, grace=grace)
     finally:
         await scheduler.aclose()
+        pipeline.websockets.close()
         await sender.aclose()
         executor.shutdown(wait=True)
         if drawing is not None:

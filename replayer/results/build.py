@@ -174,7 +174,7 @@ def build_result(
         "shadow_latency_us": _micros(shadow_latency_s) if shadow is not None else None,
         "error": detail,
         "outcome": outcome,
-        "mismatch_kinds": [k for k in KINDS if k in kinds],
+        "mismatch_kinds": [str(k) for k in KINDS if k in kinds] + sorted(kinds.difference(KINDS)),
         "difference_count": len(differences),
         "noise_count": sum(1 for d in differences if d.noise),
         "differences": [d.to_record() for d in ordered[:max_differences]],
@@ -250,8 +250,13 @@ def differences_of(result: ReplayResult) -> list[Difference]:
 
 
 def aggregate_path(kind: str, path: str) -> str:
-    """A difference path with array indexes generalised, to count paths across results."""
-    return _INDEX.sub("[*]", path) if kind == "body_json" else path
+    """A difference path with array indexes generalised, to count paths across results.
+
+    JSON paths, and every path of a WebSocket session's messages (`messages[3]...`).
+    """
+    if kind == "body_json" or path.startswith("messages"):
+        return _INDEX.sub("[*]", path)
+    return path
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

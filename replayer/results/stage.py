@@ -235,6 +235,54 @@ class Comparison:
         self._emit(result)
         return result
 
+    def websocket_session(
+        self,
+        event: HttpExchange,
+        *,
+        partition: int,
+        offset: int,
+        target: str,
+        sent_us: int,
+        lateness_us: int = 0,
+        handshake: ResponseView | None = None,
+        latency_s: float | None = None,
+        error: str | None = None,
+        differences: Sequence[Difference] = (),
+        skipped: str | None = None,
+        transforms: Sequence[str] = (),
+    ) -> ReplayResult | None:
+        """Count and publish the one result of a replayed WebSocket session.
+
+        `event` is its upgrade; `handshake` the shadow's answer to it (None:
+        no answer, `error` says why); `differences` the session's, from
+        `comparing.websocket`. The endpoint is `WS /path`, one per session.
+        """
+        try:
+            result = build_result(
+                event,
+                topic=self.topic,
+                partition=partition,
+                offset=offset,
+                target=target,
+                sent_us=sent_us,
+                lateness_us=lateness_us,
+                shadow=handshake,
+                shadow_latency_s=latency_s,
+                error=error,
+                differences=differences,
+                skipped=skipped,
+                transforms=transforms,
+                run_id=self.options.run_id,
+                replayer_id=self.replayer_id,
+                router=self.router,
+            )
+            result["endpoint"] = self.router("WS", result["path"])
+        except Exception:
+            self._failed(event, partition, offset)
+            return None
+        self._emit(result)
+        return result
+
     def _emit(self, result: ReplayResult) -> None:
         self.counts.add(result)
         record_metrics(result)

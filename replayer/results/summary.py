@@ -52,10 +52,19 @@ class Stats:
     lateness: Lateness = field(default_factory=Lateness)
     #: Extra copies sent by --amplify (not in `sent`: they are not records).
     copies: CopyCounts = field(default_factory=CopyCounts)
+    #: Records of WebSocket sessions after their upgrade, by what they were: a
+    #: client-message sent, a server-message kept as expected, an end.
+    websocket: Tally[str] = field(default_factory=Tally)
 
     @property
     def handled(self) -> int:
-        return self.sent + self.errors + self.undecodable + sum(self.skipped.values())
+        return (
+            self.sent
+            + self.errors
+            + self.undecodable
+            + sum(self.skipped.values())
+            + sum(self.websocket.values())
+        )
 
     def read(self, record: Record) -> None:
         self.consumed += 1
@@ -79,6 +88,9 @@ class Stats:
         elif result.kind == "undecodable":
             self.undecodable += 1
             part.undecodable += 1
+        elif result.kind == "websocket":
+            self.websocket[result.detail or "message"] += 1
+            part.sent += 1
         else:
             self.skipped[result.detail or "other"] += 1
             part.skipped += 1
@@ -97,6 +109,12 @@ class Stats:
             if reason != "truncated":
                 parts.append(f"skipped-{reason} {count}")
         parts.append(f"undecodable {self.undecodable}")
+        if self.websocket:
+            ws = self.websocket
+            parts.append(
+                f"websocket messages: client {ws['client-message']} sent, "
+                f"server {ws['server-message']} expected, ends {ws['end']}"
+            )
         if self.copies.sent or self.copies.errors or self.copies.skipped:
             parts.append(self.copies.text())
         return ", ".join(parts)
