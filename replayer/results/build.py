@@ -251,7 +251,7 @@ def differences_of(result: ReplayResult) -> list[Difference]:
 
 def aggregate_path(kind: str, path: str) -> str:
     """A difference path with array indexes generalised, to count paths across results."""
-    return _INDEX.sub("[*]", path) if kind == "body_json" else path
+    return _INDEX.sub("[*]", path) if kind in ("body_json", "message") else path
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

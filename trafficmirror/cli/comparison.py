@@ -30,6 +30,7 @@ _COMPARISON_PARAMS = (
     "routes",
     "run_id",
     "no_results",
+    "proto_descriptor_set",
 )
 
 
@@ -138,6 +139,15 @@ def comparison_options(func: F) -> F:
             is_flag=True,
             help="Compare (for the summary and metrics) but write nothing to <topic>.results.",
         ),
+        click.option(
+            "--proto-descriptor-set",
+            envvar="TRAFFICMIRROR_PROTO_DESCRIPTOR_SET",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Protobuf descriptors of the gRPC services (protoc --include_imports "
+            "--descriptor_set_out=FILE): gRPC messages are compared field by field; without "
+            "it, by bytes (env TRAFFICMIRROR_PROTO_DESCRIPTOR_SET).",
+        ),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -158,6 +168,7 @@ def build_comparison(
     routes: tuple[str, ...],
     run_id: str,
     no_results: bool,
+    proto_descriptor_set: str | None = None,
 ) -> Any:
     """ComparisonOptions from the comparison options; bad input raises click.BadParameter."""
     from replayer.comparing.endpoints import Router
@@ -203,10 +214,19 @@ def build_comparison(
             Target.parse(baseline)
         except ConfigError as exc:
             raise click.BadParameter(str(exc), param_hint="--baseline") from None
+    protos = None
+    if proto_descriptor_set is not None:
+        from replayer.comparing.protodesc import ProtoDescriptors
+
+        try:
+            protos = ProtoDescriptors.load(proto_descriptor_set)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--proto-descriptor-set") from None
     return ComparisonOptions(
         rules=rules,
         baseline=baseline,
         routes=routes,
         run_id=run_id,
         write_results=not no_results,
+        protos=protos,
     )

@@ -74,6 +74,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "--redact-key-file": ["/nonexistent/key"],
     "--tls-cert": ["/nonexistent/cert.pem", "=cert.pem"],
     "--rules": ["/nonexistent/rules.toml"],
+    "--proto-descriptor-set": ["/nonexistent/users.pb", "/etc/hostname"],
     "--ignore-path": ["password", "$.a["],
     "--unordered": ["tags"],
     "--replace": ["no-arrow", "(unclosed=>x"],
