@@ -72,12 +72,16 @@ class _Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.server.connections += 1
+        self.server.open.add(self)
         settings = {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.server.max_streams}
         if self.server.window is not None:
             settings[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = self.server.window
         self.conn.local_settings = h2.settings.Settings(client=False, initial_values=settings)
         self.conn.initiate_connection()
         self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.open.discard(self)
 
     def data_received(self, data: bytes) -> None:
         if self.first:
@@ -199,6 +203,7 @@ class H2Server:
         self.resets = 0
         self.max_open = 0
         self.port = 0
+        self.open: set[_Protocol] = set()
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -212,6 +217,17 @@ class H2Server:
         self.port = self._server.sockets[0].getsockname()[1]
         return self._server
 
+    async def close(self) -> None:
+        """Stop listening and close the connections still open."""
+        if self._server is not None:
+            self._server.close()
+        for proto in list(self.open):
+            if proto.transport is not None:
+                proto.transport.close()
+        await asyncio.sleep(0)  # let the transports finish closing
+        if self._server is not None:
+            await self._server.wait_closed()
+
     def start_thread(self) -> H2Server:
         """Serve from a thread with its own event loop (for tests whose client is a process)."""
         started = threading.Event()
@@ -221,9 +237,7 @@ class H2Server:
             loop.run_until_complete(self.start())
             started.set()
             loop.run_forever()
-            assert self._server is not None
-            self._server.close()
-            loop.run_until_complete(self._server.wait_closed())
+            loop.run_until_complete(self.close())
             loop.close()
 
         self._thread = threading.Thread(target=run, daemon=True)

@@ -177,7 +177,8 @@ class H2Connection(asyncio.Protocol):
             return await stream.done
         except BaseException:
             stream.body.release()
-            if not stream.done.done() and not self.closed:
+            answered = stream.done.done() and not stream.done.cancelled()
+            if not answered and not self.closed:
                 # Cancelled (the sender's timeout) or failed while sending: drop the stream only.
                 try:
                     h2c.reset_stream(stream_id, ErrorCodes.CANCEL)
