@@ -26,7 +26,8 @@ from typing import cast
 
 from prometheus_client import Counter as Metric
 
-from replayer.comparing.endpoints import Router, route
+from replayer.comparing.endpoints import Router, printable, route
+from replayer.comparing.grpc import GrpcCall
 from replayer.comparing.responses import (
     KINDS,
     MIRROR_CAPTURE,
@@ -163,7 +164,7 @@ def build_result(
         "replayer_id": replayer_id,
         "method": method,
         "path": path,
-        "endpoint": (router or route)(method, path),
+        "endpoint": _endpoint(event, method, path, router),
         "recorded_us": event["request_start_us"],
         "sent_us": sent_us,
         "lateness_us": lateness_us,
@@ -247,6 +248,15 @@ def differences_of(result: ReplayResult) -> list[Difference]:
         Difference(cast(Kind, d["kind"]), d["path"], d["production"], d["shadow"], d["noise"])
         for d in result["differences"]
     ]
+
+
+def _endpoint(event: HttpExchange, method: str, path: str, router: Router | None) -> str:
+    """`GET /users/{id}`; a gRPC call is its method's path, `/package.Service/Method`."""
+    request = event.get("request")  # absent only in hand-made partial events
+    call = GrpcCall.of_request(event["path"], request["headers"]) if request else None
+    if call is not None:
+        return printable(call.path)
+    return (router or route)(method, path)
 
 
 def aggregate_path(kind: str, path: str) -> str:
