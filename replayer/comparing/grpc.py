@@ -9,14 +9,18 @@ body is a sequence of length-prefixed messages (1 flag byte, 4 bytes length,
 the message): their count is compared, then each pair in order, field by
 field when the method's types are known (`protodesc`, decoded to their JSON
 mapping and walked like a JSON body: `messages[0].user.name`), by bytes
-otherwise. Compressed messages (flag 1) are compared by their bytes as sent.
-When a body was cut (`--max-body-bytes`), only the messages complete on both
-sides are compared, and their count is not.
+otherwise. A compressed message (flag 1) is inflated first when its side's
+`grpc-encoding` is gzip or deflate; any other (snappy ...), or one that does not
+inflate, is compared by its bytes as sent. When a body was cut
+(`--max-body-bytes`), only the messages complete on both sides are compared,
+and their count is not.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -55,6 +59,10 @@ STATUS_NAMES = (
 )
 
 _PREFIX = struct.Struct(">BI")
+#: A compressed message that inflates to more than this is compared by its bytes.
+MAX_INFLATED_BYTES = 64 * 1024 * 1024
+#: zlib's window bits for each grpc-encoding it can undo.
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 def is_grpc_media(content_type: bytes | str | None) -> bool:
@@ -196,9 +204,29 @@ def _show_values(values: list[bytes] | None) -> str | None:
     return short(", ".join(v.decode("utf-8", "backslashreplace") for v in values))
 
 
-def _describe(frame: Frame) -> str:
-    import hashlib
+def _encoding(response: ResponseView) -> str:
+    for name, value in response.headers:
+        if name.lower() == b"grpc-encoding":
+            return value.decode("latin-1").strip().lower()
+    return "identity"
 
+
+def _inflate(frame: Frame, encoding: str) -> Frame:
+    """`frame` uncompressed if its side's encoding can be undone; else as it is."""
+    wbits = _WBITS.get(encoding)
+    if not frame.compressed or wbits is None:
+        return frame
+    inflater = zlib.decompressobj(wbits)
+    try:
+        data = inflater.decompress(frame.data, MAX_INFLATED_BYTES)
+    except zlib.error:
+        return frame
+    if inflater.unconsumed_tail or not inflater.eof:
+        return frame  # too large, or cut short
+    return Frame(False, data)
+
+
+def _describe(frame: Frame) -> str:
     digest = hashlib.sha256(frame.data).hexdigest()[:16]
     compressed = "compressed, " if frame.compressed else ""
     return f"{compressed}{len(frame.data)} bytes sha256:{digest}"
@@ -214,6 +242,10 @@ def compare_messages(
     """The messages of both bodies: count (unless a body was cut), then pair by pair."""
     a, rest_a = split_messages(production.body)
     b, rest_b = split_messages(shadow.body)
+    if any(f.compressed for f in a) or any(f.compressed for f in b):
+        encoding_a, encoding_b = _encoding(production), _encoding(shadow)
+        a = [_inflate(f, encoding_a) for f in a]
+        b = [_inflate(f, encoding_b) for f in b]
     cut = production.body_truncated or shadow.body_truncated
     out: list[Difference] = []
     if not cut and (rest_a or rest_b):

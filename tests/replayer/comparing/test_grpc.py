@@ -249,3 +249,28 @@ def test_bad_descriptor_sets_are_one_line_errors(
         ProtoDescriptors.load(path)
     assert message in str(failed.value)
     assert "\n" not in str(failed.value)
+
+
+def test_gzip_messages_are_inflated_then_compared_by_field(
+    m: Messages, protos: ProtoDescriptors
+) -> None:
+    import gzip
+
+    call = GrpcCall(GET, protos.method(GET))
+    plain = m.reply(user=m.user(name="ada", id=1), note="ok").SerializeToString()
+    changed = m.reply(user=m.user(name="eve", id=1), note="ok").SerializeToString()
+    gzipped = (("content-type", "application/grpc"), ("grpc-encoding", "gzip"))
+    production = view(frame(gzip.compress(plain), 1), headers=gzipped)
+    # The shadow does not compress: the same message all the same (the header differs).
+    same = compare(production, view(frame(plain)), call=call)
+    assert paths(same) == [("header", "grpc-encoding", "gzip", None)]
+    differs = compare(
+        production, view(frame(gzip.compress(changed), 1), headers=gzipped), call=call
+    )
+    assert paths(differs) == [("message", "messages[0].user.name", '"ada"', '"eve"')]
+    # An encoding that cannot be undone here: by bytes, and said so.
+    snappy = (("content-type", "application/grpc"), ("grpc-encoding", "snappy"))
+    [diff] = compare(
+        view(frame(b"abc", 1), headers=snappy), view(frame(b"abd", 1), headers=snappy), call=call
+    )
+    assert diff.path == "messages[0]" and (diff.production or "").startswith("compressed")
