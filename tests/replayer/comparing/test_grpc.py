@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import descriptor_pb2
 
 from replayer.comparing.grpc import GrpcCall, is_grpc_media, split_messages
 from replayer.comparing.noise import build_rules
@@ -249,6 +250,16 @@ def test_bad_descriptor_sets_are_one_line_errors(
         ProtoDescriptors.load(path)
     assert message in str(failed.value)
     assert "\n" not in str(failed.value)
+
+
+def test_a_descriptor_set_without_its_imports_is_refused() -> None:
+    files = descriptor_pb2.FileDescriptorSet()
+    proto = files.file.add(name="a.proto", package="p", dependency=["missing.proto"])
+    message = proto.message_type.add(name="M")
+    message.field.add(name="x", number=1, type=11, type_name=".q.Other", label=1)
+    proto.service.add(name="S").method.add(name="Do", input_type=".p.M", output_type=".p.M")
+    with pytest.raises(ConfigError, match="missing.proto.*--include_imports"):
+        ProtoDescriptors.parse(files.SerializeToString(), "a.pb")
 
 
 def test_gzip_messages_are_inflated_then_compared_by_field(
