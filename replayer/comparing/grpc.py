@@ -87,14 +87,11 @@ class GrpcCall:
         cls, path: bytes, headers: Sequence[bytes], protos: ProtoDescriptors | None = None
     ) -> GrpcCall | None:
         """The call of a recorded request (flat header pairs), or None if it is not gRPC."""
-        content_type = next(
-            (
-                v
-                for n, v in zip(headers[0::2], headers[1::2], strict=True)
-                if n.lower() == b"content-type"
-            ),
-            None,
-        )
+        content_type = None
+        for i in range(0, len(headers) - 1, 2):
+            if headers[i].lower() == b"content-type":
+                content_type = headers[i + 1]
+                break
         if not is_grpc_media(content_type):
             return None
         text = path.split(b"?", 1)[0].decode("utf-8", "backslashreplace")

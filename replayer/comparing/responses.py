@@ -247,7 +247,7 @@ def compare_exchange(
 
 def _grpc_call(event: HttpExchange, protos: ProtoDescriptors | None) -> GrpcCall | None:
     request = event.get("request")  # absent only in hand-made partial events
-    if request is None:
+    if request is None or event.get("method") != "POST":  # every gRPC call is a POST
         return None
     return GrpcCall.of_request(event["path"], request["headers"], protos)
 

@@ -253,7 +253,8 @@ def differences_of(result: ReplayResult) -> list[Difference]:
 def _endpoint(event: HttpExchange, method: str, path: str, router: Router | None) -> str:
     """`GET /users/{id}`; a gRPC call is its method's path, `/package.Service/Method`."""
     request = event.get("request")  # absent only in hand-made partial events
-    call = GrpcCall.of_request(event["path"], request["headers"]) if request else None
+    grpc = request is not None and method == "POST"  # every gRPC call is a POST
+    call = GrpcCall.of_request(event["path"], request["headers"]) if grpc else None
     if call is not None:
         return printable(call.path)
     return (router or route)(method, path)
