@@ -91,7 +91,9 @@ def test_grpc_calls_recorded_through_record(
     assert gate is not None
 
     with UsersClient(m, port, root) as client:
-        reply = client.get_user(m.request(id=7), timeout=30)
+        reply, unary_call = client.get_user.with_call(
+            m.request(id=7), timeout=30, metadata=(("x-tenant", "t1"),)
+        )
         streamed: list[Any] = []
         for item in client.list_users(m.list_request(count=3), timeout=30):
             streamed.append(item)
@@ -101,6 +103,9 @@ def test_grpc_calls_recorded_through_record(
 
     # Live: the calls succeeded for the client, and the stream was not buffered.
     assert (reply.user.name, reply.user.id, reply.note) == ("user-7", 7, "ok")
+    # Metadata both ways: the client's reached the server, the server's trailers the client.
+    assert ("x-tenant", "t1") in gated_server.metadata[0]
+    assert ("x-users-version", "1") in tuple(unary_call.trailing_metadata() or ())
     assert [s.user.name for s in streamed] == ["user-0", "user-1", "user-2"]
     assert gated_server.gate_passed == [True], "the first streamed message was held back"
     assert failed.value.code() == grpc.StatusCode.NOT_FOUND
@@ -116,6 +121,7 @@ def test_grpc_calls_recorded_through_record(
     assert unary["request"]["body"] == frame(m.request(id=7).SerializeToString())
     headers = pairs(unary["request"]["headers"])
     assert headers[b"content-type"] == b"application/grpc"
+    assert headers[b"x-tenant"] == b"t1"
     response = unary["response"]
     assert response["status"] == 200
     assert response["message"]["body"] == frame(reply.SerializeToString())
