@@ -5,7 +5,9 @@ descriptor set (`--include_imports`, as `--proto-descriptor-set` wants it);
 the message classes come from that set through protobuf's message factory,
 so no generated module is committed. `UsersServer` serves `shop.v1.Users`
 with grpcio's generic handlers: `GetUser` (unary), `ListUsers` (server
-streaming) and `Fail` (aborts NOT_FOUND with a message). `changed_field`
+streaming), `Fail` (aborts NOT_FOUND with a message), `Collect` (client
+streaming: one answer naming every id sent) and `Chat` (bidirectional: an
+answer to each request as it comes). `changed_field`
 makes a shadow whose answers differ from production in `user.name`.
 """
 
@@ -38,6 +40,8 @@ service Users {
   rpc GetUser(GetUserRequest) returns (GetUserReply);
   rpc ListUsers(ListUsersRequest) returns (stream GetUserReply);
   rpc Fail(GetUserRequest) returns (GetUserReply);
+  rpc Collect(stream GetUserRequest) returns (GetUserReply);
+  rpc Chat(stream GetUserRequest) returns (stream GetUserReply);
 }
 """
 
@@ -129,6 +133,16 @@ class UsersServer:
             if number == 0 and self.stream_gate is not None:
                 self.gate_passed.append(self.stream_gate.wait(self.gate_timeout))
 
+    def _collect(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        self.calls.append("Collect")
+        users = [self._user(r.id) for r in requests]
+        return self.messages.reply(user=users[-1] if users else None, note=f"{len(users)} ids")
+
+    def _chat(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+        self.calls.append("Chat")
+        for request in requests:
+            yield self.messages.reply(user=self._user(request.id), note="chat")
+
     def _fail(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.calls.append("Fail")
         context.abort(grpc.StatusCode.NOT_FOUND, f"no user {request.id}")
@@ -148,6 +162,16 @@ class UsersServer:
             ),
             "Fail": grpc.unary_unary_rpc_method_handler(
                 self._fail,
+                request_deserializer=m.request.FromString,
+                response_serializer=m.reply.SerializeToString,
+            ),
+            "Collect": grpc.stream_unary_rpc_method_handler(
+                self._collect,
+                request_deserializer=m.request.FromString,
+                response_serializer=m.reply.SerializeToString,
+            ),
+            "Chat": grpc.stream_stream_rpc_method_handler(
+                self._chat,
                 request_deserializer=m.request.FromString,
                 response_serializer=m.reply.SerializeToString,
             ),
@@ -199,6 +223,16 @@ class UsersClient:
         )
         self.fail = self.channel.unary_unary(
             f"/{SERVICE}/Fail",
+            request_serializer=m.request.SerializeToString,
+            response_deserializer=m.reply.FromString,
+        )
+        self.collect = self.channel.stream_unary(
+            f"/{SERVICE}/Collect",
+            request_serializer=m.request.SerializeToString,
+            response_deserializer=m.reply.FromString,
+        )
+        self.chat = self.channel.stream_stream(
+            f"/{SERVICE}/Chat",
             request_serializer=m.request.SerializeToString,
             response_deserializer=m.reply.FromString,
         )

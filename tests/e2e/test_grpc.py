@@ -1,12 +1,13 @@
 """gRPC end to end through real processes: record (h2c and TLS), replay, compare, report.
 
 A grpcio client calls the test service (`tests.grpcapp`: unary, server
-streaming, a failing call) through `trafficmirror record`, over clear text with
-HTTP/2 prior knowledge and over TLS with ALPN h2, to a grpcio production
-server. `trafficmirror replay range` then replays the recording over h2c to a
-grpcio shadow: one that changes `user.name` in every answer (with
-`--proto-descriptor-set` the report names that field; without, it names the
-message that differs) and an identical one (everything matches).
+streaming, a failing call, client streaming, bidirectional) through
+`trafficmirror record`, over clear text with HTTP/2 prior knowledge and over
+TLS with ALPN h2, to a grpcio production server. `trafficmirror replay range`
+then replays the recording over h2c to a grpcio shadow: one that changes
+`user.name` in every answer (with `--proto-descriptor-set` the report names
+that field; without, it names the message that differs) and an identical one
+(everything matches).
 `trafficmirror report` reads the results back, in the terminal and as HTML.
 """
 
@@ -31,7 +32,9 @@ from trafficmirror.plumbing.kafka import results_topic
 
 pytestmark = pytest.mark.e2e
 
-GET, LIST, FAIL = (f"/shop.v1.Users/{name}" for name in ("GetUser", "ListUsers", "Fail"))
+GET, LIST, FAIL, COLLECT, CHAT = (
+    f"/shop.v1.Users/{name}" for name in ("GetUser", "ListUsers", "Fail", "Collect", "Chat")
+)
 #: The calls made through the recorder: (transport, method, argument).
 CALLS = [
     ("h2c", GET, 1),
@@ -40,6 +43,8 @@ CALLS = [
     ("h2c", FAIL, 9),
     ("tls", GET, 3),
     ("tls", LIST, 2),
+    ("h2c", COLLECT, 3),
+    ("tls", CHAT, 2),
 ]
 
 
@@ -107,6 +112,10 @@ def call(client: UsersClient, m: Messages, method: str, number: int) -> Any:
         return client.get_user(m.request(id=number), timeout=30)
     if method == LIST:
         return list(client.list_users(m.list_request(count=number), timeout=30))
+    if method == COLLECT:
+        return client.collect(iter([m.request(id=n) for n in range(number)]), timeout=30)
+    if method == CHAT:
+        return list(client.chat(iter([m.request(id=n) for n in range(number)]), timeout=30))
     with pytest.raises(grpc.RpcError) as failed:
         client.fail(m.request(id=number), timeout=30)
     return failed.value.code()
@@ -194,20 +203,22 @@ def differing_paths(report: str) -> list[str]:
 
 
 def test_replay_summaries(replays: dict[str, str], recorded: Recorded) -> None:
-    results = f"results to {results_topic(recorded.topic)}: written 6, lost 0"
+    results = f"results to {results_topic(recorded.topic)}: written 8, lost 0"
     # The failing call fails the same way on the shadow: a match; the others changed.
     for run_id in ("fields", "bytes"):
         assert (
-            "comparison: match 1 (noise only 0), mismatch 5, errors 0, skipped 0; " + results
+            "comparison: match 1 (noise only 0), mismatch 7, errors 0, skipped 0; " + results
         ) in replays[run_id]
     assert (
-        "comparison: match 6 (noise only 0), mismatch 0, errors 0, skipped 0; " + results
+        "comparison: match 8 (noise only 0), mismatch 0, errors 0, skipped 0; " + results
     ) in replays["same"]
 
 
 def test_report_names_the_changed_field(replays: dict[str, str], recorded: Recorded) -> None:
     out = recorded.report("--run", "fields")
-    assert differing_paths(out) == [
+    assert sorted(differing_paths(out)) == [
+        f"{CHAT}: messages messages[*].user.name ×1",
+        f"{COLLECT}: messages messages[*].user.name ×1",
         f"{GET}: messages messages[*].user.name ×3",
         f"{LIST}: messages messages[*].user.name ×2",
     ], out
@@ -236,7 +247,9 @@ def test_without_descriptors_the_message_differs_by_bytes(
     replays: dict[str, str], recorded: Recorded
 ) -> None:
     out = recorded.report("--run", "bytes")
-    assert differing_paths(out) == [
+    assert sorted(differing_paths(out)) == [
+        f"{CHAT}: messages messages[*] ×1",
+        f"{COLLECT}: messages messages[*] ×1",
         f"{GET}: messages messages[*] ×3",
         f"{LIST}: messages messages[*] ×2",
     ], out
@@ -244,5 +257,5 @@ def test_without_descriptors_the_message_differs_by_bytes(
 
 def test_an_identical_shadow_matches(replays: dict[str, str], recorded: Recorded) -> None:
     out = recorded.report("--run", "same", "--fail-on-mismatch")
-    assert "6 results: 6 match (0 only in noise), 0 mismatch" in out
+    assert "8 results: 8 match (0 only in noise), 0 mismatch" in out
     assert "Most frequent differences" not in out

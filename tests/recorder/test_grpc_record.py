@@ -1,6 +1,8 @@
 """gRPC through `trafficmirror record`: a real grpcio client and server, h2c and TLS.
 
-The client calls a unary method, a server-streaming one and one that fails,
+The client calls a unary method, a server-streaming one, one that fails, a
+client-streaming one and a bidirectional one (ping-pong: each request waits
+for the answer to the previous one, so it needs both directions live at once),
 through the recorder (clear text with HTTP/2 prior knowledge, and TLS with ALPN
 h2 trusting mitmproxy's CA) to a grpcio server on clear text behind it. The
 calls must succeed for the client, the stream must reach it message by message
@@ -11,6 +13,7 @@ with grpc-status and grpc-message.
 
 from __future__ import annotations
 
+import queue
 import struct
 import threading
 from collections.abc import Iterator
@@ -100,6 +103,18 @@ def test_grpc_calls_recorded_through_record(
             gate.set()  # the server sends the rest only once the client has the first
         with pytest.raises(grpc.RpcError) as failed:
             client.fail(m.request(id=9), timeout=30)
+        collected = client.collect(iter([m.request(id=n) for n in (1, 2, 3)]), timeout=30)
+        answered: queue.Queue[str] = queue.Queue()
+
+        def ping_pong() -> Iterator[Any]:
+            for number in (5, 6, 7):
+                yield m.request(id=number)
+                answered.get(timeout=20)  # raises queue.Empty: the answer never came
+
+        chat = []
+        for answer in client.chat(ping_pong(), timeout=30):
+            chat.append(answer)
+            answered.put(answer.user.name)
 
     # Live: the calls succeeded for the client, and the stream was not buffered.
     assert (reply.user.name, reply.user.id, reply.note) == ("user-7", 7, "ok")
@@ -110,10 +125,12 @@ def test_grpc_calls_recorded_through_record(
     assert gated_server.gate_passed == [True], "the first streamed message was held back"
     assert failed.value.code() == grpc.StatusCode.NOT_FOUND
     assert failed.value.details() == "no user 9"
-    assert gated_server.calls == ["GetUser", "ListUsers", "Fail"]
+    assert (collected.user.name, collected.note) == ("user-3", "3 ids")
+    assert [a.user.name for a in chat] == ["user-5", "user-6", "user-7"]
+    assert gated_server.calls == ["GetUser", "ListUsers", "Fail", "Collect", "Chat"]
 
-    events = {e["path"]: e for _, e in read_events(kafka.bootstrap_servers, topic, 3)}
-    assert len(events) == 3
+    events = {e["path"]: e for _, e in read_events(kafka.bootstrap_servers, topic, 5)}
+    assert len(events) == 5
 
     unary = events[b"/shop.v1.Users/GetUser"]
     assert unary["http_version"] == "HTTP/2.0"
@@ -139,6 +156,18 @@ def test_grpc_calls_recorded_through_record(
     status = pairs(failure["trailers"]) or pairs(failure["headers"])
     assert status[b"grpc-status"] == b"5"  # NOT_FOUND
     assert status[b"grpc-message"] == b"no user 9"
+
+    # Client streaming and bidirectional: every message of each direction, in order.
+    sent = [frame(m.request(id=n).SerializeToString()) for n in (1, 2, 3)]
+    assert events[b"/shop.v1.Users/Collect"]["request"]["body"] == b"".join(sent)
+    bidi = events[b"/shop.v1.Users/Chat"]
+    assert bidi["request"]["body"] == b"".join(
+        frame(m.request(id=n).SerializeToString()) for n in (5, 6, 7)
+    )
+    assert bidi["response"]["message"]["body"] == b"".join(
+        frame(a.SerializeToString()) for a in chat
+    )
+    assert pairs(bidi["response"]["message"]["trailers"])[b"grpc-status"] == b"0"
 
 
 def test_grpc_bodies_over_the_cap_cut_with_framing_kept(

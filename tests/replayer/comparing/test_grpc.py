@@ -222,6 +222,8 @@ def test_http_exchanges_are_untouched() -> None:
 
 def test_descriptor_set_methods(protos: ProtoDescriptors) -> None:
     assert sorted(protos.methods) == [
+        "/shop.v1.Users/Chat",
+        "/shop.v1.Users/Collect",
         "/shop.v1.Users/Fail",
         "/shop.v1.Users/GetUser",
         "/shop.v1.Users/ListUsers",
