@@ -76,6 +76,7 @@ class Messages:
     reply: Any
     user: Any
     list_request: Any
+    pool: Any = None
 
     @classmethod
     def load(cls, descriptor_set: Path) -> Messages:
@@ -88,7 +89,11 @@ class Messages:
             return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"shop.v1.{name}"))
 
         return cls(
-            make("GetUserRequest"), make("GetUserReply"), make("User"), make("ListUsersRequest")
+            make("GetUserRequest"),
+            make("GetUserReply"),
+            make("User"),
+            make("ListUsersRequest"),
+            pool,
         )
 
 
@@ -97,6 +102,7 @@ class UsersServer:
     """`shop.v1.Users` on 127.0.0.1 (cleartext h2c, or TLS with `cert`/`key` PEM bytes).
 
     `changed_field`: answer `user.name` in upper case (a shadow with a regression).
+    `reflection`: also serve gRPC server reflection (grpcio-reflection).
     `stream_gate`: `ListUsers` sends its first message, then waits (at most
     `gate_timeout` seconds) for the gate before the rest: a client that sets the
     gate when it has the first message proves the stream was not buffered.
@@ -107,6 +113,7 @@ class UsersServer:
     cert: bytes | None = None
     key: bytes | None = None
     stream_gate: threading.Event | None = None
+    reflection: bool = False
     gate_timeout: float = 20.0
     gate_passed: list[bool] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
@@ -180,6 +187,12 @@ class UsersServer:
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE, handlers),)
         )
+        if self.reflection:
+            from grpc_reflection.v1alpha import reflection
+
+            reflection.enable_server_reflection(
+                (SERVICE, reflection.SERVICE_NAME), self._server, pool=m.pool
+            )
         if self.cert is not None and self.key is not None:
             credentials = grpc.ssl_server_credentials(((self.key, self.cert),))
             self.port = self._server.add_secure_port("127.0.0.1:0", credentials)

@@ -174,16 +174,19 @@ def replays(recorded: Recorded) -> dict[str, str]:
     """Each run's `replay range` output; the shadows check what they were sent."""
     m = recorded.messages
     out = {}
-    with UsersServer(m, changed_field=True) as changed, UsersServer(m) as same:
+    with UsersServer(m, changed_field=True, reflection=True) as changed, UsersServer(m) as same:
         out["fields"] = recorded.replay(
             "fields", changed, "--proto-descriptor-set", str(recorded.descriptor_set)
         )
         out["bytes"] = recorded.replay("bytes", changed)
+        out["reflection"] = recorded.replay(
+            "reflection", changed, "--proto-reflection", changed.url
+        )
         out["same"] = recorded.replay(
             "same", same, "--proto-descriptor-set", str(recorded.descriptor_set)
         )
         expected = sorted(method.rsplit("/", 1)[1] for _, method, _ in CALLS)
-        assert sorted(changed.calls) == sorted(expected * 2)
+        assert sorted(changed.calls) == sorted(expected * 3)
         assert sorted(same.calls) == expected
     return out
 
@@ -205,7 +208,7 @@ def differing_paths(report: str) -> list[str]:
 def test_replay_summaries(replays: dict[str, str], recorded: Recorded) -> None:
     results = f"results to {results_topic(recorded.topic)}: written 8, lost 0"
     # The failing call fails the same way on the shadow: a match; the others changed.
-    for run_id in ("fields", "bytes"):
+    for run_id in ("fields", "bytes", "reflection"):
         assert (
             "comparison: match 1 (noise only 0), mismatch 7, errors 0, skipped 0; " + results
         ) in replays[run_id]
@@ -214,14 +217,22 @@ def test_replay_summaries(replays: dict[str, str], recorded: Recorded) -> None:
     ) in replays["same"]
 
 
+FIELD_PATHS = [
+    f"{CHAT}: messages messages[*].user.name ×1",
+    f"{COLLECT}: messages messages[*].user.name ×1",
+    f"{GET}: messages messages[*].user.name ×3",
+    f"{LIST}: messages messages[*].user.name ×2",
+]
+
+
+def test_descriptors_by_server_reflection(replays: dict[str, str], recorded: Recorded) -> None:
+    out = recorded.report("--run", "reflection")
+    assert sorted(differing_paths(out)) == FIELD_PATHS, out
+
+
 def test_report_names_the_changed_field(replays: dict[str, str], recorded: Recorded) -> None:
     out = recorded.report("--run", "fields")
-    assert sorted(differing_paths(out)) == [
-        f"{CHAT}: messages messages[*].user.name ×1",
-        f"{COLLECT}: messages messages[*].user.name ×1",
-        f"{GET}: messages messages[*].user.name ×3",
-        f"{LIST}: messages messages[*].user.name ×2",
-    ], out
+    assert sorted(differing_paths(out)) == FIELD_PATHS, out
     assert re.search(r"^ *" + re.escape(FAIL) + r" +1 +- ", out, re.M), out
     html = recorded.tmp / "fields.html"
     recorded.report("--run", "fields", "--html", str(html))

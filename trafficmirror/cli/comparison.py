@@ -31,6 +31,7 @@ _COMPARISON_PARAMS = (
     "run_id",
     "no_results",
     "proto_descriptor_set",
+    "proto_reflection",
 )
 
 
@@ -148,6 +149,14 @@ def comparison_options(func: F) -> F:
             "--descriptor_set_out=FILE): gRPC messages are compared field by field; without "
             "it, by bytes (env TRAFFICMIRROR_PROTO_DESCRIPTOR_SET).",
         ),
+        click.option(
+            "--proto-reflection",
+            envvar="TRAFFICMIRROR_PROTO_REFLECTION",
+            metavar="URL",
+            help="Instead of --proto-descriptor-set: ask this gRPC server (http:// h2c or "
+            "https://, e.g. the shadow) for its services' descriptors by server reflection, "
+            "once at start; needs the grpc extra (env TRAFFICMIRROR_PROTO_REFLECTION).",
+        ),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -169,6 +178,7 @@ def build_comparison(
     run_id: str,
     no_results: bool,
     proto_descriptor_set: str | None = None,
+    proto_reflection: str | None = None,
 ) -> Any:
     """ComparisonOptions from the comparison options; bad input raises click.BadParameter."""
     from replayer.comparing.endpoints import Router
@@ -215,6 +225,18 @@ def build_comparison(
         except ConfigError as exc:
             raise click.BadParameter(str(exc), param_hint="--baseline") from None
     protos = None
+    if proto_descriptor_set is not None and proto_reflection is not None:
+        raise click.BadParameter(
+            "give --proto-descriptor-set or --proto-reflection, not both",
+            param_hint="--proto-reflection",
+        )
+    if proto_reflection is not None:
+        from replayer.comparing.reflection import descriptors_by_reflection
+
+        try:
+            protos = descriptors_by_reflection(proto_reflection)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--proto-reflection") from None
     if proto_descriptor_set is not None:
         from replayer.comparing.protodesc import ProtoDescriptors
 
