@@ -1,19 +1,13 @@
 """Compare the answers to a gRPC call: status, message, trailers and the messages.
 
-A gRPC request (content type `application/grpc` or `application/grpc+...`)
-gets this comparison instead of the HTTP body comparison
-(`responses.compare` dispatches). The call's status is `grpc-status` and
-`grpc-message`, from the trailers, or from the headers of a "Trailers-Only"
-answer; other trailers compare like headers, under the same noise rules. A
-body is a sequence of length-prefixed messages (1 flag byte, 4 bytes length,
-the message): their count is compared, then each pair in order, field by
-field when the method's types are known (`protodesc`, decoded to their JSON
-mapping and walked like a JSON body: `messages[0].user.name`), by bytes
-otherwise. A compressed message (flag 1) is inflated first when its side's
-`grpc-encoding` is gzip or deflate; any other (snappy ...), or one that does not
-inflate, is compared by its bytes as sent. When a body was cut
-(`--max-body-bytes`), only the messages complete on both sides are compared,
-and their count is not.
+`responses.compare` hands a gRPC request (content type `application/grpc` or
+`application/grpc+...`) here instead of comparing its body. The call's status
+is `grpc-status` and `grpc-message`, from the trailers or the headers of a
+Trailers-Only answer; other trailers compare like headers. The bodies are split
+into length-prefixed messages: their count is compared, then each pair, field
+by field when the method's types are known (`protodesc`: `messages[0].user.name`),
+by bytes otherwise. gzip and deflate messages are inflated first, other
+compressed ones compared as sent. Of a cut body only complete messages count.
 """
 
 from __future__ import annotations
