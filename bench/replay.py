@@ -8,9 +8,11 @@ max` with one process, with --no-results and with two processes on disjoint
 partitions; the floor, the least a Python replay does (replaying/floor.py);
 --amplify 3 (three requests per record: what a copy costs next to a record);
 the rate achieved with --rate 100 and 1000; the lateness of `--speed 1` at
-500/s; a topic of authenticated, stateful traffic replayed with and without a
-transforms file (five rewrite rules, value correlation, JWT re-sign:
-replaying/transforms.py). Runs are interleaved and repeated; the table gives medians with their
+500/s; the same records as recorded over HTTP/2, replayed as h2c to the same
+shadow (next to the HTTP/1.1 row: the HTTP/2 row's ratio to it); a topic of
+authenticated, stateful traffic replayed with and without a transforms file
+(five rewrite rules, value correlation, JWT re-sign: replaying/transforms.py).
+Runs are interleaved and repeated; the table gives medians with their
 spread (min..max) and the replay processes' CPU time per request. With
 --profile, one more replay runs under py-spy and a second table says which
 stage of a record's path its samples fall in. docs/ has the method and figures.
@@ -55,7 +57,7 @@ def main() -> int:
         "--only",
         default="",
         help="comma-separated subset of: "
-        "ceiling,max1,nores,floor,max2,amp3,rate,lateness,transforms",
+        "ceiling,max1,nores,floor,max2,amp3,rate,lateness,transforms,h2",
     )
     parser.add_argument(
         "--profile",
@@ -78,12 +80,15 @@ def main() -> int:
     has_rate = supports("--rate")
     has_transforms = supports("--transforms")
     has_amplify = supports("--amplify")
+    has_http2 = supports("--http-version")
 
     logdir = Path(tempfile.mkdtemp(prefix="tm-bench-replay-"))
     paced_count = int(args.paced_seconds * 1000)  # enough for --rate 1000 for that long
     try:
         broker, bootstrap = start_broker(
-            ["bench-max:4", "bench-paced:4", "bench-auth:4"], rest_cpus, logdir / "broker.log"
+            ["bench-max:4", "bench-paced:4", "bench-auth:4", "bench-h2:4"],
+            rest_cpus,
+            logdir / "broker.log",
         )
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
@@ -103,6 +108,8 @@ def main() -> int:
         fill(bootstrap, "bench-paced", paced_count, PACED_GAP_US, "p")
         if want("transforms") and has_transforms:
             fill_auth(bootstrap, "bench-auth", args.records, 100, "a")
+        if want("h2") and has_http2:
+            fill(bootstrap, "bench-h2", args.records, 100, "h", version="HTTP/2.0")
         recorded = {f"p-{i}": BASE_US + i * PACED_GAP_US for i in range(paced_count)}
         print(
             f"topics: bench-max {args.records} exchanges, bench-paced {paced_count} exchanges "
@@ -122,6 +129,8 @@ def main() -> int:
             print("NOTE: replay range has no --rate yet: rate rows are not measured", flush=True)
         if want("transforms") and not has_transforms:
             print("NOTE: replay range has no --transforms yet: no transforms row", flush=True)
+        if want("h2") and not has_http2:
+            print("NOTE: replay range has no --http-version yet: no HTTP/2 row", flush=True)
 
         speed_max = ["--speed", "max"] if has_speed else []
 
@@ -130,8 +139,11 @@ def main() -> int:
 
         paced_end = str(max(1, int(500 * args.paced_seconds) // PARTITIONS - 1))
         configs: dict[str, tuple[list[list[str]], bool]] = {}
-        if want("max1"):
+        if want("max1") or want("h2"):
             configs["max1"] = (one("bench-max", "end", speed_max), False)
+        if want("h2") and has_http2:
+            # The same records, recorded as HTTP/2: --http-version auto sends them as h2c.
+            configs["h2"] = (one("bench-h2", "end", speed_max), False)
         if want("nores"):
             configs["nores"] = (one("bench-max", "end", [*speed_max, "--no-results"]), False)
         if want("floor"):

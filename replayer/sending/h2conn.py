@@ -1,8 +1,9 @@
 """One HTTP/2 connection of the replayer's client: many requests at once, as streams.
 
 `H2Connection` is the asyncio protocol `replayer.sending.http2.Http2Transport`
-keeps per target. The `h2` library (sans-IO) holds the protocol state; this
-module moves its bytes and turns its events into `Response`s. It waits for the
+keeps per target. `jh2` (h2's sans-IO state machine, with a compiled HPACK
+coder) holds the protocol state; this module moves its bytes and turns its
+events into `Response`s. It waits for the
 server's SETTINGS before the first stream (so a server that answers the h2c
 preface in HTTP/1.1 is found before any request is written), keeps to the
 server's SETTINGS_MAX_CONCURRENT_STREAMS and flow-control windows, sends
@@ -17,12 +18,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
-import h2.settings
-from h2.errors import ErrorCodes
+import jh2.config
+import jh2.connection
+import jh2.events
+import jh2.exceptions
+import jh2.settings
+from jh2.errors import ErrorCodes
 
 from replayer.models import Response
 from replayer.sending.bodies import BodyBudget, BodyCollector
@@ -72,8 +73,18 @@ class H2Connection(asyncio.Protocol):
     """
 
     def __init__(self, cap: int, budget: BodyBudget | None) -> None:
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        self._h2 = h2.connection.H2Connection(config=config)
+        config = jh2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            # `h2_headers` builds a valid header block (lower-case names, pseudo-headers
+            # first, no connection-specific fields); checking it again costs per request.
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+            # A shadow's odd response headers are compared, not refused.
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
+        )
+        self._h2 = jh2.connection.H2Connection(config=config)
         self._cap = cap
         self._budget = budget
         self.transport: asyncio.Transport | None = None
@@ -103,12 +114,12 @@ class H2Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         h2c = self._h2
-        h2c.local_settings = h2.settings.Settings(
+        h2c.local_settings = jh2.settings.Settings(
             client=True,
             initial_values={
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: RECEIVE_WINDOW,
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
+                jh2.settings.SettingCodes.ENABLE_PUSH: 0,
+                jh2.settings.SettingCodes.INITIAL_WINDOW_SIZE: RECEIVE_WINDOW,
+                jh2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
             },
         )
         h2c.initiate_connection()
@@ -121,7 +132,7 @@ class H2Connection(asyncio.Protocol):
             return
         try:
             events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
+        except jh2.exceptions.ProtocolError as exc:
             if not self.ready.done():
                 self._broken(NotH2(f"the shadow does not speak HTTP/2: {exc}"))
             else:
@@ -183,7 +194,7 @@ class H2Connection(asyncio.Protocol):
                 try:
                     h2c.reset_stream(stream_id, ErrorCodes.CANCEL)
                     self._flush()
-                except h2.exceptions.H2Error:
+                except jh2.exceptions.H2Error:
                     pass  # already closed on either side
             raise
         finally:
@@ -255,35 +266,35 @@ class H2Connection(asyncio.Protocol):
 
     # -- events -------------------------------------------------------------------
 
-    def _event(self, event: h2.events.Event) -> None:
-        if isinstance(event, h2.events.DataReceived):
+    def _event(self, event: jh2.events.Event) -> None:
+        if isinstance(event, jh2.events.DataReceived):
             stream = self._streams.get(event.stream_id) if event.stream_id else None
             if stream is not None and event.data:
                 stream.body.feed(event.data)
             if event.flow_controlled_length:
                 # Always acknowledged: the cap, not the window, bounds what is kept.
                 self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-        elif isinstance(event, h2.events.ResponseReceived):
+        elif isinstance(event, jh2.events.ResponseReceived):
             stream = self._streams.get(event.stream_id)
             if stream is not None:
                 status, headers = _split(event.headers)
                 stream.status, stream.headers = status, headers
-        elif isinstance(event, h2.events.TrailersReceived):
+        elif isinstance(event, jh2.events.TrailersReceived):
             stream = self._streams.get(event.stream_id)
             if stream is not None:
                 stream.trailers = tuple((_text(n), _text(v)) for n, v in event.headers)
-        elif isinstance(event, h2.events.StreamEnded):
+        elif isinstance(event, jh2.events.StreamEnded):
             self._finish(event.stream_id)
-        elif isinstance(event, h2.events.StreamReset):
+        elif isinstance(event, jh2.events.StreamReset):
             self._reset(event.stream_id, event.error_code)
-        elif isinstance(event, h2.events.WindowUpdated):
+        elif isinstance(event, jh2.events.WindowUpdated):
             self._wake_windows()
-        elif isinstance(event, h2.events.RemoteSettingsChanged):
+        elif isinstance(event, jh2.events.RemoteSettingsChanged):
             if not self.ready.done():
                 self.ready.set_result(None)
             self._wake_windows()
             self._wake_slot()
-        elif isinstance(event, h2.events.ConnectionTerminated):
+        elif isinstance(event, jh2.events.ConnectionTerminated):
             self._goaway(event.last_stream_id, event.error_code)
 
     def _finish(self, stream_id: int) -> None:
@@ -370,7 +381,7 @@ class H2Connection(asyncio.Protocol):
         try:
             self._h2.close_connection()
             self._flush_now()
-        except h2.exceptions.H2Error:
+        except jh2.exceptions.H2Error:
             pass
         self.transport.close()
 

@@ -1,9 +1,10 @@
 """The replayer's HTTP/2 client: every request to a target as a stream of one connection.
 
 `Http2Transport` is a `replayer.sending.sender.Transport` like
-`replayer.sending.http1.Http1Transport`, over the `h2` library
-(`replayer.sending.h2conn`; bench/replay.py measured it against httpx's
-HTTP/2, docs/http2.md has the figures). https negotiates h2 by ALPN (with
+`replayer.sending.http1.Http1Transport`, over `jh2`, h2's fork with a
+compiled HPACK coder (`replayer.sending.h2conn`; bench/h2_clients.py measured
+it against the same client on h2 and against httpx's HTTP/2, docs/http2.md
+has the figures). https negotiates h2 by ALPN (with
 the same certificate verification as HTTP/1.1); http speaks h2c with prior
 knowledge. A shadow that does not offer h2 raises `H2NotOffered` (a
 `NotSent`: no request was written), which `replayer.sending.dispatch` turns
@@ -18,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 
+from jh2.hpack.struct import NeverIndexedHeaderTuple
+
 from replayer.models import OutgoingRequest, Response, Target
 from replayer.sending.bodies import DEFAULT_MAX_RESPONSE_BYTES, BodyBudget
 from replayer.sending.h2conn import H2Connection, Headers, NotH2, Unprocessed
@@ -31,6 +34,8 @@ _CONNECTION_SPECIFIC = frozenset(
 )
 #: Times a request the server did not process is sent again (on a new connection).
 UNPROCESSED_RETRIES = 2
+#: Header fields remembered as seen (see `Http2Transport._index_repeats`); forgotten when full.
+SEEN_FIELDS = 4096
 
 
 class H2NotOffered(NotSent):
@@ -111,9 +116,10 @@ class Http2Transport:
         self.budget = budget or BodyBudget.for_cap(max_body)
         self._conns: dict[Target, H2Connection] = {}
         self._connecting: dict[Target, asyncio.Task[H2Connection]] = {}
+        self._seen: set[tuple[bytes, bytes]] = set()
 
     async def send(self, request: OutgoingRequest) -> Response:
-        headers = h2_headers(request)
+        headers = self._index_repeats(h2_headers(request))
         trailers = _trailers(request)
         for _ in range(UNPROCESSED_RETRIES + 1):
             conn = await self._connection(request.target)
@@ -123,6 +129,26 @@ class Http2Transport:
                 last = exc
                 continue
         raise NotSent(f"not processed by the shadow: {last}")
+
+    def _index_repeats(self, headers: Headers) -> Headers:
+        """Let HPACK index only the fields seen before; the others go out never-indexed.
+
+        A field that changes with every request (the replay header, a request
+        id, most paths) would otherwise enter the connection's header table and
+        push out the ones that repeat, and the encoder searches that table for
+        every field it sends (bench/h2_clients.py measured the difference).
+        """
+        seen = self._seen
+        if len(seen) > SEEN_FIELDS:
+            seen.clear()
+        out: Headers = []
+        for field in headers:
+            if field in seen:
+                out.append(field)
+            else:
+                seen.add(field)
+                out.append(NeverIndexedHeaderTuple(*field))
+        return out
 
     async def _connection(self, target: Target) -> H2Connection:
         conn = self._conns.get(target)
