@@ -216,12 +216,14 @@ class UsersClient:
     def __init__(self, messages: Messages, port: int, root_pem: bytes | None = None) -> None:
         self.messages = messages
         target = f"127.0.0.1:{port}"
+        # Loopback only, whatever *_proxy variables the environment has.
+        options: tuple[tuple[str, Any], ...] = (("grpc.enable_http_proxy", 0),)
         if root_pem is None:
-            self.channel = grpc.insecure_channel(target)
+            self.channel = grpc.insecure_channel(target, options)
         else:
             credentials = grpc.ssl_channel_credentials(root_certificates=root_pem)
             # mitmproxy's certificate names the upstream host; the name checked is fixed here.
-            options = (("grpc.ssl_target_name_override", "127.0.0.1"),)
+            options += (("grpc.ssl_target_name_override", "127.0.0.1"),)
             self.channel = grpc.secure_channel(target, credentials, options)
         m = messages
         self.get_user = self.channel.unary_unary(

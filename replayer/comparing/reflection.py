@@ -42,10 +42,12 @@ def descriptors_by_reflection(url: str, timeout: float = 10.0) -> ProtoDescripto
     except ValueError:
         raise ConfigError(f"{url!r} has a bad port") from None
     target = f"{parts.hostname}:{port}"
+    # Straight to the server, like the replayer's transports: no *_proxy variables.
+    options = (("grpc.enable_http_proxy", 0),)
     if parts.scheme == "https":
-        channel: Any = grpc.secure_channel(target, grpc.ssl_channel_credentials())
+        channel: Any = grpc.secure_channel(target, grpc.ssl_channel_credentials(), options)
     else:
-        channel = grpc.insecure_channel(target)
+        channel = grpc.insecure_channel(target, options)
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout)
         database = ProtoReflectionDescriptorDatabase(channel)
