@@ -270,3 +270,40 @@ def test_an_identical_shadow_matches(replays: dict[str, str], recorded: Recorded
     out = recorded.report("--run", "same", "--fail-on-mismatch")
     assert "8 results: 8 match (0 only in noise), 0 mismatch" in out
     assert "Most frequent differences" not in out
+
+
+def test_a_worker_compares_grpc_by_field(
+    replays: dict[str, str], recorded: Recorded, procs: Procs
+) -> None:
+    """The same comparison through `worker` (a consumer group) as through `replay range`."""
+    m = recorded.messages
+    with UsersServer(m, changed_field=True) as changed:
+        worker = procs.start(
+            "worker",
+            [
+                "worker",
+                "-b",
+                recorded.bootstrap_servers,
+                "-t",
+                recorded.topic,
+                "--group",
+                f"g-{recorded.topic}",
+                "--start-from",
+                "earliest",
+                "--target",
+                changed.url,
+                "--methods",
+                "POST",
+                "--run-id",
+                "worker",
+                "--proto-descriptor-set",
+                str(recorded.descriptor_set),
+            ],
+        )
+        wait_until(
+            "the worker's results", lambda: len(recorded.results("worker")) >= len(CALLS), 90
+        )
+        assert worker.stop() == 0, worker.stderr
+    assert "Traceback" not in worker.stderr
+    out = recorded.report("--run", "worker")
+    assert sorted(differing_paths(out)) == FIELD_PATHS, out
