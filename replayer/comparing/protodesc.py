@@ -36,14 +36,18 @@ class MethodTypes:
     def decode(self, data: bytes, *, output: bool = True) -> Any:
         """The JSON mapping of one serialised message of the output (or input) type.
 
-        Raises `ValueError` when the bytes are not a message of that type.
+        Raises `ValueError` when the bytes are not a message of that type, or it
+        holds what the descriptors cannot map (an `Any` of an unknown type).
         """
         cls = self.output_type if output else self.input_type
         try:
             message = cls.FromString(data)
         except DecodeError as exc:
             raise ValueError(f"not a {cls.DESCRIPTOR.full_name}: {exc}") from None
-        return json_format.MessageToDict(message, preserving_proto_field_name=True)
+        try:
+            return json_format.MessageToDict(message, preserving_proto_field_name=True)
+        except Exception as exc:  # an Any of a type the descriptors lack, ...: TypeError & co
+            raise ValueError(f"cannot map a {cls.DESCRIPTOR.full_name}: {exc}") from None
 
 
 class ProtoDescriptors:

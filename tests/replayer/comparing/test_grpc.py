@@ -287,3 +287,32 @@ def test_gzip_messages_are_inflated_then_compared_by_field(
         view(frame(b"abc", 1), headers=snappy), view(frame(b"abd", 1), headers=snappy), call=call
     )
     assert diff.path == "messages[0]" and (diff.production or "").startswith("compressed")
+
+
+def test_an_any_of_an_unknown_type_falls_back_to_bytes() -> None:
+    """json_format cannot map it (TypeError): compared by bytes, not a failed comparison."""
+    from google.protobuf import any_pb2
+
+    files = descriptor_pb2.FileDescriptorSet()
+    files.file.add().CopyFrom(
+        descriptor_pb2.FileDescriptorProto.FromString(any_pb2.DESCRIPTOR.serialized_pb)
+    )
+    proto = files.file.add(
+        name="a.proto", package="p", dependency=["google/protobuf/any.proto"], syntax="proto3"
+    )
+    message = proto.message_type.add(name="M")
+    message.field.add(name="x", number=1, type=11, type_name=".google.protobuf.Any", label=1)
+    proto.service.add(name="S").method.add(name="Do", input_type=".p.M", output_type=".p.M")
+    method = ProtoDescriptors.parse(files.SerializeToString()).method("/p.S/Do")
+    assert method is not None
+
+    def body(value: bytes) -> bytes:
+        payload = method.output_type()
+        payload.x.type_url = "type.googleapis.com/q.Unknown"
+        payload.x.value = value
+        return frame(payload.SerializeToString())
+
+    [diff] = compare(
+        view(body(b"\x08\x01")), view(body(b"\x08\x02")), call=GrpcCall("/p.S/Do", method)
+    )
+    assert (diff.kind, diff.path) == ("message", "messages[0]")
