@@ -217,6 +217,25 @@ def _inflate(frame: Frame, encoding: str) -> Frame:
     return Frame(False, data)
 
 
+def _unknown_fields(where: str, method: MethodTypes, one: Frame, other: Frame) -> list[Difference]:
+    """A difference when two messages equal in every defined field differ in the others.
+
+    Said only when their defined fields are equal byte for byte too (not merely
+    within a tolerance): then what differs can only be the unknown fields.
+    """
+    (whole_a, known_a), (whole_b, known_b) = (
+        method.reserialized(one.data),
+        method.reserialized(other.data),
+    )
+    if known_a != known_b or whole_a == whole_b:
+        return []
+    shown = [
+        f"{len(w) - len(k)} bytes of fields the descriptors lack"
+        for w, k in ((whole_a, known_a), (whole_b, known_b))
+    ]
+    return [Difference("message", where, shown[0], shown[1])]
+
+
 def _describe(frame: Frame) -> str:
     digest = hashlib.sha256(frame.data).hexdigest()[:16]
     compressed = "compressed, " if frame.compressed else ""
@@ -272,8 +291,11 @@ def _compare_message(
         except ValueError:
             pass  # not of the method's type: compared by bytes below
         if docs:
-            return [
+            found = [
                 Difference("message", where + d.path[1:], d.production, d.shadow, d.noise)
                 for d in diff_json(docs[0], docs[1], rules, mapped=mapped)
             ]
+            if not found:
+                found = _unknown_fields(where, method, one, other)
+            return found
     return [Difference("message", where, _describe(one), _describe(other))]

@@ -49,6 +49,17 @@ class MethodTypes:
         except Exception as exc:  # an Any of a type the descriptors lack, ...: TypeError & co
             raise ValueError(f"cannot map a {cls.DESCRIPTOR.full_name}: {exc}") from None
 
+    def reserialized(self, data: bytes) -> tuple[bytes, bytes]:
+        """An output message re-serialised (deterministic): whole, and without the
+        fields the descriptors do not define ("unknown fields"). Equal when it has none.
+        """
+        whole = self.output_type.FromString(data)
+        known = self.output_type.FromString(data)
+        known.DiscardUnknownFields()
+        return whole.SerializeToString(deterministic=True), known.SerializeToString(
+            deterministic=True
+        )
+
 
 class ProtoDescriptors:
     """The methods of a descriptor set, by gRPC path (`/package.Service/Method`)."""

@@ -316,3 +316,24 @@ def test_an_any_of_an_unknown_type_falls_back_to_bytes() -> None:
         view(body(b"\x08\x01")), view(body(b"\x08\x02")), call=GrpcCall("/p.S/Do", method)
     )
     assert (diff.kind, diff.path) == ("message", "messages[0]")
+
+
+def test_fields_the_descriptors_lack_are_compared_as_such(
+    m: Messages, protos: ProtoDescriptors
+) -> None:
+    call = GrpcCall(GET, protos.method(GET))
+    plain = m.reply(user=m.user(name="ada", id=1), note="ok").SerializeToString()
+    extra = b"\x98\x06\x01"  # field 99 (varint 1): not in the .proto
+    production = view(frame(plain))
+    [diff] = compare(production, view(frame(plain + extra)), call=call)
+    assert (diff.path, diff.production, diff.shadow) == (
+        "messages[0]",
+        "0 bytes of fields the descriptors lack",
+        "3 bytes of fields the descriptors lack",
+    )
+    same = view(frame(plain + extra))
+    assert compare(view(frame(plain + extra)), same, call=call) == []
+    # Only the defined fields differ in their bytes (a tolerance made them equal): nothing said.
+    loose = build_rules(tolerances=("1",))
+    other = m.reply(user=m.user(name="ada", id=2), note="ok").SerializeToString()
+    assert compare(view(frame(plain + extra)), view(frame(other)), loose, call=call) == []
