@@ -70,3 +70,6 @@ class H2Shadow:
     def _answer(self, stream_id: int) -> None:
         self.conn.send_headers(stream_id, _HEADERS)
         self.conn.send_data(stream_id, RESPONSE_BODY, end_stream=True)
+        # Each answer goes out at once, as a server answering from several threads
+        # would: the replayer starts on the first answers while the shadow works on.
+        self.transport.write(self.conn.data_to_send())
