@@ -8,14 +8,16 @@ max` with one process, with --no-results and with two processes on disjoint
 partitions; the floor, the least a Python replay does (replaying/floor.py);
 --amplify 3 (three requests per record: what a copy costs next to a record);
 the rate achieved with --rate 100 and 1000; the lateness of `--speed 1` at
-500/s; a topic of authenticated, stateful traffic replayed with and without a
-transforms file (five rewrite rules, value correlation, JWT re-sign:
-replaying/transforms.py); WebSocket sessions to a WebSocket shadow, in
-messages per second (replaying/websocket.py). Runs are interleaved and
-repeated; the table gives medians with their spread (min..max) and the replay
-processes' CPU time per request. With --profile, one more replay runs under
-py-spy and a second table says which stage of a record's path its samples fall
-in. docs/ has the method and figures.
+500/s; the same records as recorded over HTTP/2, replayed as h2c to the same
+shadow (next to the HTTP/1.1 row: the HTTP/2 row's ratio to it); a topic of
+authenticated, stateful traffic replayed with and without a transforms file
+(five rewrite rules, value correlation, JWT re-sign: replaying/transforms.py);
+WebSocket sessions to a WebSocket shadow, in messages per second
+(replaying/websocket.py). Runs are interleaved and repeated; the table gives
+medians with their spread (min..max) and the replay processes' CPU time per
+request. With --profile, one more replay runs under py-spy and a second table
+says which stage of a record's path its samples fall in. docs/ has the method
+and figures.
 
     python bench/replay.py [--records 20000] [--repeats 3] [--concurrency 64] [--profile]
 """
@@ -58,7 +60,7 @@ def main() -> int:
         "--only",
         default="",
         help="comma-separated subset of: "
-        "ceiling,max1,nores,floor,max2,amp3,rate,lateness,transforms,ws",
+        "ceiling,max1,nores,floor,max2,amp3,rate,lateness,transforms,h2,ws",
     )
     parser.add_argument("--ws-sessions", type=int, default=50, help="WebSocket sessions (ws row)")
     parser.add_argument(
@@ -85,12 +87,13 @@ def main() -> int:
     has_rate = supports("--rate")
     has_transforms = supports("--transforms")
     has_amplify = supports("--amplify")
+    has_http2 = supports("--http-version")
 
     logdir = Path(tempfile.mkdtemp(prefix="tm-bench-replay-"))
     paced_count = int(args.paced_seconds * 1000)  # enough for --rate 1000 for that long
     try:
         broker, bootstrap = start_broker(
-            ["bench-max:4", "bench-paced:4", "bench-auth:4", "bench-ws:4"],
+            ["bench-max:4", "bench-paced:4", "bench-auth:4", "bench-h2:4", "bench-ws:4"],
             rest_cpus,
             logdir / "broker.log",
         )
@@ -124,6 +127,8 @@ def main() -> int:
         fill(bootstrap, "bench-paced", paced_count, PACED_GAP_US, "p")
         if want("transforms") and has_transforms:
             fill_auth(bootstrap, "bench-auth", args.records, 100, "a")
+        if want("h2") and has_http2:
+            fill(bootstrap, "bench-h2", args.records, 100, "h", version="HTTP/2.0")
         recorded = {f"p-{i}": BASE_US + i * PACED_GAP_US for i in range(paced_count)}
         print(
             f"topics: bench-max {args.records} exchanges, bench-paced {paced_count} exchanges "
@@ -143,6 +148,8 @@ def main() -> int:
             print("NOTE: replay range has no --rate yet: rate rows are not measured", flush=True)
         if want("transforms") and not has_transforms:
             print("NOTE: replay range has no --transforms yet: no transforms row", flush=True)
+        if want("h2") and not has_http2:
+            print("NOTE: replay range has no --http-version yet: no HTTP/2 row", flush=True)
 
         speed_max = ["--speed", "max"] if has_speed else []
 
@@ -151,8 +158,11 @@ def main() -> int:
 
         paced_end = str(max(1, int(500 * args.paced_seconds) // PARTITIONS - 1))
         configs: dict[str, tuple[list[list[str]], bool]] = {}
-        if want("max1"):
+        if want("max1") or want("h2"):
             configs["max1"] = (one("bench-max", "end", speed_max), False)
+        if want("h2") and has_http2:
+            # The same records, recorded as HTTP/2: --http-version auto sends them as h2c.
+            configs["h2"] = (one("bench-h2", "end", speed_max), False)
         if want("nores"):
             configs["nores"] = (one("bench-max", "end", [*speed_max, "--no-results"]), False)
         if want("floor"):

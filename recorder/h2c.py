@@ -11,6 +11,11 @@ HTTP layer serves HTTP/2 to a client whose connection says ALPN `h2`, so
 preface; everything else about the connection is untouched. The upstream side
 is chosen as for any client (HTTP/1.1 to an http:// upstream, mitmproxy
 translates), and the event records the request as the client sent it, HTTP/2.0.
+gRPC is the exception: it is HTTP/2 only, so for a gRPC request (content type
+`application/grpc` or `application/grpc+...`; not gRPC-Web) whose upstream
+connection is not open yet, `PriorKnowledge` asks for HTTP/2 upstream too: h2c
+with prior knowledge to an http:// upstream, ALPN `h2` to an https:// one (for
+every upstream connection of a client connection once it sent a gRPC request).
 """
 
 from __future__ import annotations
@@ -18,12 +23,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from mitmproxy import connection, http
+from mitmproxy.proxy import server_hooks
 from mitmproxy.proxy.layers.http import HttpLayer
 
 logger = logging.getLogger(__name__)
 
 #: The first bytes of every HTTP/2 connection (RFC 9113, section 3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_H2 = b"h2"
+
+
+def is_grpc(request: http.Request) -> bool:
+    """True for a gRPC request: content type `application/grpc` or `application/grpc+...`."""
+    for name, value in request.data.headers.fields:
+        if name.lower() == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/grpc" or media.startswith(b"application/grpc+")
+    return False
 
 
 class PriorKnowledge:
@@ -33,8 +50,13 @@ class PriorKnowledge:
     HTTP layer of a connection without TLS, and the client's first bytes are
     the preface, the connection's ALPN is set to `h2` (mitmproxy then speaks
     HTTP/2 to it). While the bytes so far are only the start of the preface,
-    the decision waits for more.
+    the decision waits for more. After a gRPC request, `server_connect` does the
+    same for the upstream connections the client connection opens.
     """
+
+    def __init__(self) -> None:
+        # Client connections that sent a gRPC request: their upstream speaks HTTP/2.
+        self._grpc_clients: set[str] = set()
 
     def next_layer(self, nextlayer: Any) -> None:
         context = nextlayer.context
@@ -47,3 +69,22 @@ class PriorKnowledge:
             logger.debug("trafficmirror: client %s speaks h2c (prior knowledge)", client.peername)
         elif data and PREFACE.startswith(data):
             nextlayer.layer = None  # only part of the preface so far: ask again with more
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if is_grpc(flow.request):
+            self._grpc_clients.add(flow.client_conn.id)
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        # mitmproxy picks its HTTP/2 client for an upstream connection by the
+        # connection's ALPN: set before the connection opens, it holds for a clear-text
+        # upstream (h2c, prior knowledge); over TLS the handshake replaces it with what
+        # the server chose from the offer. (The request's own flow.server_conn is not
+        # the connection mitmproxy opens when none is open yet, hence per client.)
+        server = data.server
+        if data.client.id in self._grpc_clients and server.alpn is None:
+            server.alpn = _H2
+            if not server.alpn_offers:
+                server.alpn_offers = (_H2,)
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self._grpc_clients.discard(client.id)

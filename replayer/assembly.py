@@ -28,9 +28,9 @@ from replayer.results.summary import Stats
 from replayer.selecting.safety import SafetyOptions
 from replayer.selecting.selector import SelectOptions, Selector
 from replayer.sending.bodies import BodyBudget
+from replayer.sending.dispatch import VersionedTransport
 from replayer.sending.gate import Gate
 from replayer.sending.guard import GuardOptions
-from replayer.sending.http1 import Http1Transport
 from replayer.sending.sender import Sender, Transport
 from replayer.sending.websocket import WebSocketClient
 from replayer.transforming.config import TransformOptions
@@ -51,7 +51,8 @@ class ReplayConfig:
     """What `worker` and `replay range` both take: the traffic, where it goes, and how.
 
     `target` is the shadow's base URL (None only with a target map in
-    `transforms`: records of other authorities are skipped). `transforms`: the
+    `transforms`: records of other authorities are skipped). `http_version`:
+    which protocol each request is sent in (`replayer.sending.dispatch`). `transforms`: the
     target map, rewrite rules, credentials, correlation and hook. `comparison`:
     how replays are compared and where results go; `guardrails`: the baseline's
     own cap and timeout and the shadow's error-rate guard; `safety`: whether
@@ -66,6 +67,8 @@ class ReplayConfig:
     target: str | None
     concurrency: int = 64
     timeout: float = 30.0
+    #: `--http-version`: auto, 1.1 or 2 (`replayer.sending.dispatch`).
+    http_version: str = "auto"
     schema_registry_url: str | None = None
     progress_interval: float = 10.0
     comparison: ComparisonOptions = field(default_factory=ComparisonOptions)
@@ -138,7 +141,8 @@ class Assembly:
     ) -> tuple[Senders, Pipeline]:
         """The senders and the pipeline that feeds them; call inside the event loop.
 
-        `transport` None: an HTTP/1.1 pool per target; a given one (tests) serves both.
+        `transport` None: an HTTP/1.1 pool and HTTP/2 connections per target; a given one
+        (tests) serves both.
         """
         config = self.config
         comparison = outputs.comparison
@@ -148,6 +152,7 @@ class Assembly:
             timeout=config.timeout,
             baseline=comparison.baseline is not None,
             options=config.guardrails,
+            http_version=config.http_version,
         )
         pipeline = Pipeline(
             codec=self.codec,
@@ -194,11 +199,12 @@ class Senders:
         timeout: float,
         baseline: bool,
         options: GuardOptions | None = None,
+        http_version: str = "auto",
     ) -> Senders:
         """Senders for the shadow (and the baseline when `baseline`); call inside the loop.
 
-        `transport` None: an HTTP/1.1 connection pool per target, sized to its cap; a given
-        transport (tests) serves both.
+        `transport` None: per target, a `VersionedTransport` (HTTP/1.1 pool sized to its cap,
+        HTTP/2 connections, picked by `http_version`); a given transport (tests) serves both.
         """
         options = options or GuardOptions()
         gate = Gate(options) if options.enabled else None
@@ -206,7 +212,8 @@ class Senders:
         cap = options.max_response_bytes
         budget = BodyBudget.for_cap(cap)
         shadow = Sender(
-            transport or Http1Transport(limit=concurrency, max_body=cap, budget=budget),
+            transport
+            or VersionedTransport(http_version, limit=concurrency, max_body=cap, budget=budget),
             concurrency=concurrency,
             timeout=timeout,
             gate=gate,
@@ -215,7 +222,7 @@ class Senders:
             return cls(shadow)
         slots = options.baseline_concurrency or concurrency
         other = Sender(
-            transport or Http1Transport(limit=slots, max_body=cap, budget=budget),
+            transport or VersionedTransport(http_version, limit=slots, max_body=cap, budget=budget),
             concurrency=slots,
             timeout=options.baseline_timeout or timeout,
         )

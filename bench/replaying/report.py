@@ -53,6 +53,15 @@ def report(ceiling: list[float], runs: dict[str, list[Run]], args: argparse.Name
             target = ">= 5000 and >= 0.5x wrk"
             verdict = "met" if med >= 5000 and (top is None or med >= 0.5 * top) else "NOT met"
         print(f"| {label} | {spread(values)} req/s{ratio} | {cpu(name)} | {target} | {verdict} |")
+    if runs.get("max1") and runs.get("h2"):
+        http1 = statistics.median(r.rps for r in runs["max1"])
+        values = [r.rps for r in runs["h2"]]
+        ratio = statistics.median(values) / http1 if http1 else 0.0
+        print(
+            f"| HTTP/2 replay: the same records recorded as HTTP/2, h2c to the same shadow, "
+            f"--speed max, 1 process | {spread(values)} req/s, {ratio:.2f}x the HTTP/1.1 row | "
+            f"{cpu('h2')} | >= 0.7x | {'met' if ratio >= 0.7 else 'NOT met'} |"
+        )
     if runs.get("plain") and runs.get("transforms"):
         plain = statistics.median(r.rps for r in runs["plain"])
         values = [r.rps for r in runs["transforms"]]

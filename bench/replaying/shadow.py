@@ -1,10 +1,12 @@
-"""The shadow: a minimal asyncio HTTP/1.1 server in a process of its own.
+"""The shadow: a minimal asyncio HTTP/1.1 and h2c server in a process of its own.
 
 It answers every request with the recorded response (so the replay's
 comparison finds nothing) and notes when each replayed request arrived, by
 its `x-trafficmirror-replay` header; `GET /__arrivals` hands those notes over
-and forgets them. Measuring at the shadow leaves the replayer's start-up and
-final flush out of its requests/s. It runs as `bench/replay.py --_shadow PORT`.
+and forgets them. A connection that starts with the HTTP/2 preface is served
+by `replaying/h2shadow.py` (h2c with prior knowledge). Measuring at the shadow
+leaves the replayer's start-up and final flush out of its requests/s. It runs
+as `bench/replay.py --_shadow PORT`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import signal
 import time
 import urllib.request
 
+from replaying.h2shadow import H2Shadow
 from replaying.traffic import RESPONSE_BODY
 
 _REPLAY_MARK = b"\r\nx-trafficmirror-replay: "
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _OK = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
     + str(len(RESPONSE_BODY)).encode()
@@ -32,11 +36,28 @@ class _ShadowProtocol(asyncio.Protocol):
         self.arrivals = arrivals
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
+        self.h2: H2Shadow | None = None
+        self.started = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.h2 is not None:
+            self.h2.data_received(data)
+            return
+        if not self.started:
+            first = self.buffer + data
+            if _PREFACE.startswith(first[: len(_PREFACE)]):
+                if len(first) < len(_PREFACE):
+                    self.buffer = first  # wait for the whole preface
+                    return
+                assert self.transport is not None
+                self.h2 = H2Shadow(self.transport, self.arrivals)
+                self.buffer = b""
+                self.h2.data_received(first)
+                return
+            self.started = True
         now = time.monotonic()
         buf = self.buffer + data if self.buffer else data
         out = []

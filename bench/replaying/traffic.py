@@ -17,8 +17,10 @@ BASE_US = 1_760_000_000_000_000
 RESPONSE_BODY = b'{"id":1,"name":"widget","price":9.5,"tags":["a","b"]}'
 
 
-def make_event(index: int, start_us: int, prefix: str) -> dict[str, object]:
-    """A small recorded GET, like a browser or service calling a JSON API."""
+def make_event(
+    index: int, start_us: int, prefix: str, version: str = "HTTP/1.1"
+) -> dict[str, object]:
+    """A small recorded GET, like a browser or service calling a JSON API (in `version`)."""
     conn = index % 200
     item = index % 5000
     headers = [
@@ -44,7 +46,7 @@ def make_event(index: int, start_us: int, prefix: str) -> dict[str, object]:
         "method": "GET",
         "authority": "shop.example.com",
         "path": f"/api/items/{item}?fields=name,price".encode(),
-        "http_version": "HTTP/1.1",
+        "http_version": version,
         "request": {
             "headers": flat,
             "body": b"",
@@ -55,7 +57,7 @@ def make_event(index: int, start_us: int, prefix: str) -> dict[str, object]:
         "response": {
             "status": 200,
             "reason": b"OK",
-            "http_version": "HTTP/1.1",
+            "http_version": version,
             "message": {
                 "headers": [b"Content-Type", b"application/json"],
                 "body": RESPONSE_BODY,
@@ -76,8 +78,14 @@ def make_event(index: int, start_us: int, prefix: str) -> dict[str, object]:
     }
 
 
-def fill(bootstrap: str, topic: str, count: int, gap_us: int, prefix: str) -> None:
-    """Write `count` exchanges `gap_us` apart; connection c goes to partition c % 4."""
+def fill(
+    bootstrap: str, topic: str, count: int, gap_us: int, prefix: str, version: str = "HTTP/1.1"
+) -> None:
+    """Write `count` exchanges `gap_us` apart; connection c goes to partition c % 4.
+
+    `version`: what the events say the exchange was recorded in (HTTP/2.0: the
+    replay sends them as HTTP/2 under `--http-version auto`).
+    """
     from confluent_kafka import Producer
 
     from schemas.codec import Codec
@@ -88,7 +96,7 @@ def fill(bootstrap: str, topic: str, count: int, gap_us: int, prefix: str) -> No
     )
     for index in range(count):
         start_us = BASE_US + index * gap_us
-        event = make_event(index, start_us, prefix)
+        event = make_event(index, start_us, prefix, version)
         encoded = codec.encode(event)
         client = event["client"]
         port = client["port"]  # type: ignore[index]

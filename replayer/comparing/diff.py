@@ -17,10 +17,10 @@ from replayer.comparing.noise import Rules, Segment, format_path
 from schemas.records import DifferenceRecord
 
 Kind = Literal["status", "header", "body_json", "body_text", "body_binary", "message"]
-#: The kinds reports show a column for, in that order. `message` (a WebSocket
-#: session's messages: count, type, missing or extra, close) has no column of its
-#: own: it counts in the mismatch rate and is listed with the differing paths.
-KINDS: tuple[Kind, ...] = ("status", "header", "body_json", "body_text", "body_binary")
+#: Every difference kind, in the order reports show them. `message`: a message of a
+#: gRPC call (`replayer.comparing.grpc`) or of a WebSocket session
+#: (`replayer.comparing.websocket`): its count, type, one of its fields, the close.
+KINDS: tuple[Kind, ...] = ("status", "header", "body_json", "body_text", "body_binary", "message")
 
 #: Display values are cut to this many characters.
 VALUE_LIMIT = 200
@@ -39,9 +39,10 @@ class Difference:
     """One way the shadow's response differs from production's.
 
     `path` is `status`, a lowercase header name, a JSON path (`$.items[3].price`),
-    `line N` for text, or `body` for binary. `production`/`shadow` are short
-    display values, None where the value is absent. `noise` marks differences
-    the rules or the baseline say do not matter.
+    `line N` for text, or `body` for binary; for gRPC `grpc-status`,
+    `grpc-message`, `trailers.NAME`, `messages.count` or `messages[0].user.name`.
+    `production`/`shadow` are short display values, None where the value is
+    absent. `noise` marks differences the rules or the baseline say do not matter.
     """
 
     kind: Kind

@@ -8,7 +8,8 @@ occurs between production and a second copy of production (the baseline) is
 noise, not a regression. A mirror capture has no production response: the
 baseline's takes its place (`compare_exchange`). Values in a `Difference` are
 short display strings (JSON text for JSON values, the line for text), cut at
-`VALUE_LIMIT` characters; None means absent.
+`VALUE_LIMIT` characters; None means absent. A gRPC call's status, trailers and
+messages are compared by `replayer.comparing.grpc` instead of the body.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import importlib
 import json
 import zlib
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from replayer.comparing.diff import (
     KINDS,
@@ -33,9 +34,13 @@ from replayer.comparing.diff import (
     short,
     show_json,
 )
+from replayer.comparing.grpc import STATUS_FIELDS, GrpcCall, compare_call
 from replayer.comparing.mapped import MappedValues
 from replayer.comparing.noise import Rules
 from schemas.records import HttpExchange
+
+if TYPE_CHECKING:
+    from replayer.comparing.protodesc import ProtoDescriptors
 
 __all__ = [
     "KINDS",
@@ -45,6 +50,7 @@ __all__ = [
     "MIRROR_CAPTURE",
     "VALUE_LIMIT",
     "Difference",
+    "GrpcCall",
     "Kind",
     "MappedValues",
     "ResponseView",
@@ -93,7 +99,8 @@ class ResponseView:
     still content-encoded. `body_truncated` says it holds only a prefix of
     `body_length` bytes (-1 or None: length unknown); `body_sha256`, when
     known, is the SHA-256 (hex) of the whole body (a target's response the
-    replayer truncated).
+    replayer truncated). `trailers`: raw pairs sent after the body (HTTP/2;
+    gRPC's grpc-status), empty when there were none.
     """
 
     status: int
@@ -102,6 +109,7 @@ class ResponseView:
     body_truncated: bool = False
     body_length: int | None = None
     body_sha256: str | None = None
+    trailers: tuple[tuple[bytes, bytes], ...] = ()
 
     @classmethod
     def from_event(cls, event: HttpExchange) -> ResponseView | None:
@@ -111,12 +119,14 @@ class ResponseView:
             return None
         message = response["message"]
         flat = message["headers"]
+        trailers = message["trailers"] or ()
         return cls(
             status=response["status"],
             headers=tuple(zip(flat[0::2], flat[1::2], strict=True)),
             body=message["body"],
             body_truncated=message["body_truncated"],
             body_length=message["body_length"],
+            trailers=tuple(zip(trailers[0::2], trailers[1::2], strict=True)),
         )
 
     @classmethod
@@ -125,13 +135,19 @@ class ResponseView:
         status: int,
         headers: Iterable[tuple[str | bytes, str | bytes]] = (),
         body: bytes = b"",
+        trailers: Iterable[tuple[str | bytes, str | bytes]] = (),
     ) -> ResponseView:
         """A response from a client's parts; str header names/values are taken as latin-1."""
 
         def raw(x: str | bytes) -> bytes:
             return x.encode("latin-1", "replace") if isinstance(x, str) else x
 
-        return cls(status, tuple((raw(n), raw(v)) for n, v in headers), body)
+        return cls(
+            status,
+            tuple((raw(n), raw(v)) for n, v in headers),
+            body,
+            trailers=tuple((raw(n), raw(v)) for n, v in trailers),
+        )
 
     def header_values(self, name: str) -> list[bytes]:
         """Values of header `name` (case-insensitive), in order."""
@@ -147,6 +163,7 @@ def compare(
     shadow: ResponseView,
     rules: Rules | None = None,
     mapped: MappedValues | None = None,
+    call: GrpcCall | None = None,
 ) -> list[Difference]:
     """Every difference between `production` and `shadow` under `rules` (default: none).
 
@@ -161,14 +178,29 @@ def compare(
 
     `mapped`: (production, shadow) value pairs of correlated IDs; a header value,
     JSON value or text that differs only by them is equal (`MappedValues`).
+    With `call` (a gRPC request), the status code and headers are compared as
+    above, and the call's status, trailers and messages instead of the body
+    (`replayer.comparing.grpc.compare_call`).
     """
     rules = rules or Rules()
     out: list[Difference] = []
     if production.status != shadow.status:
         out.append(Difference("status", "status", str(production.status), str(shadow.status)))
+    if call is not None:
+        # A Trailers-Only answer has grpc-status in its headers: compared as the call's status.
+        out.extend(
+            compare_headers(_without_status(production), _without_status(shadow), rules, mapped)
+        )
+        out.extend(compare_call(production, shadow, rules, call, mapped))
+        return out
     out.extend(compare_headers(production, shadow, rules, mapped))
     out.extend(compare_bodies(production, shadow, rules, mapped))
     return out
+
+
+def _without_status(response: ResponseView) -> ResponseView:
+    headers = tuple(h for h in response.headers if h[0].lower() not in STATUS_FIELDS)
+    return replace(response, headers=headers)
 
 
 def is_mirror_capture(event: HttpExchange) -> bool:
@@ -184,6 +216,7 @@ def compare_exchange(
     *,
     equal_values: Collection[tuple[str, str]] = (),
     baseline_equal_values: Collection[tuple[str, str]] = (),
+    protos: ProtoDescriptors | None = None,
 ) -> list[Difference]:
     """Compare the shadow with the event's production response, classified by the baseline.
 
@@ -195,18 +228,28 @@ def compare_exchange(
     failed (the event records an upstream error): there is nothing to compare with.
     `equal_values` / `baseline_equal_values`: the (production, shadow) pairs value
     correlation mapped for the shadow's / the baseline's request of this exchange.
+    A gRPC request is compared as a call (`GrpcCall`); `protos`, the
+    descriptors of `--proto-descriptor-set`, let its messages compare field by field.
     """
+    call = _grpc_call(event, protos)
     production = ResponseView.from_event(event)
     if production is None:
         if baseline is not None and is_mirror_capture(event):
-            return compare(baseline, shadow, rules)
+            return compare(baseline, shadow, rules, call=call)
         return []
     mapped = MappedValues(equal_values) if equal_values else None
-    differences = compare(production, shadow, rules, mapped)
+    differences = compare(production, shadow, rules, mapped, call)
     if baseline is not None:
         base_mapped = MappedValues(baseline_equal_values) if baseline_equal_values else None
-        differences = classify(differences, compare(production, baseline, rules, base_mapped))
+        differences = classify(differences, compare(production, baseline, rules, base_mapped, call))
     return differences
+
+
+def _grpc_call(event: HttpExchange, protos: ProtoDescriptors | None) -> GrpcCall | None:
+    request = event.get("request")  # absent only in hand-made partial events
+    if request is None or event.get("method") != "POST":  # every gRPC call is a POST
+        return None
+    return GrpcCall.of_request(event["path"], request["headers"], protos)
 
 
 def classify(
@@ -233,11 +276,10 @@ def classify(
 def _covered(diff: Difference, noisy: set[tuple[Kind, str]]) -> bool:
     if (diff.kind, diff.path) in noisy:
         return True
-    if diff.kind != "body_json":
+    if diff.kind not in ("body_json", "message"):
         return False
     return any(
-        kind == "body_json"
-        and (diff.path.startswith(path + ".") or diff.path.startswith(path + "["))
+        kind == diff.kind and (diff.path.startswith(path + ".") or diff.path.startswith(path + "["))
         for kind, path in noisy
     )
 

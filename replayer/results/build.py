@@ -26,7 +26,8 @@ from typing import cast
 
 from prometheus_client import Counter as Metric
 
-from replayer.comparing.endpoints import Router, route
+from replayer.comparing.endpoints import Router, printable, route
+from replayer.comparing.grpc import GrpcCall
 from replayer.comparing.responses import (
     KINDS,
     MIRROR_CAPTURE,
@@ -163,7 +164,7 @@ def build_result(
         "replayer_id": replayer_id,
         "method": method,
         "path": path,
-        "endpoint": (router or route)(method, path),
+        "endpoint": _endpoint(event, method, path, router),
         "recorded_us": event["request_start_us"],
         "sent_us": sent_us,
         "lateness_us": lateness_us,
@@ -249,12 +250,22 @@ def differences_of(result: ReplayResult) -> list[Difference]:
     ]
 
 
+def _endpoint(event: HttpExchange, method: str, path: str, router: Router | None) -> str:
+    """`GET /users/{id}`; a gRPC call is its method's path, `/package.Service/Method`."""
+    request = event.get("request")  # absent only in hand-made partial events
+    grpc = request is not None and method == "POST"  # every gRPC call is a POST
+    call = GrpcCall.of_request(event["path"], request["headers"]) if grpc else None
+    if call is not None:
+        return printable(call.path)
+    return (router or route)(method, path)
+
+
 def aggregate_path(kind: str, path: str) -> str:
     """A difference path with array indexes generalised, to count paths across results.
 
-    JSON paths, and every path of a WebSocket session's messages (`messages[3]...`).
+    JSON paths, and the message paths of gRPC calls and WebSocket sessions (`messages[3]...`).
     """
-    if kind == "body_json" or path.startswith("messages"):
+    if kind in ("body_json", "message") or path.startswith("messages"):
         return _INDEX.sub("[*]", path)
     return path
 

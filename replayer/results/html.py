@@ -35,6 +35,7 @@ KIND_LABELS = {
     "body_json": "JSON",
     "body_text": "text",
     "body_binary": "binary",
+    "message": "messages",
 }
 
 _CSS = """

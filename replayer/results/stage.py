@@ -22,6 +22,7 @@ import os
 import socket
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from replayer.comparing.endpoints import Router
 from replayer.comparing.noise import Rules
@@ -38,6 +39,9 @@ from schemas.codec import Codec
 from schemas.records import HttpExchange, ReplayResult
 from trafficmirror.plumbing.kafka import KafkaSettings, results_topic
 
+if TYPE_CHECKING:
+    from replayer.comparing.protodesc import ProtoDescriptors
+
 logger = logging.getLogger(__name__)
 
 _LOGGED_FAILURES = 5
@@ -53,6 +57,8 @@ class ComparisonOptions:
     session in every result, so replays of the same traffic against different
     builds can be told apart. `write_results=False` still compares (for the
     summary and the metrics) but writes nothing to `<topic>.results`.
+    `protos`: the descriptors of `--proto-descriptor-set` (gRPC messages field
+    by field; without them, by bytes).
     """
 
     rules: Rules = field(default_factory=Rules)
@@ -60,6 +66,7 @@ class ComparisonOptions:
     routes: tuple[str, ...] = ()
     run_id: str = ""
     write_results: bool = True
+    protos: ProtoDescriptors | None = None
 
 
 @dataclass
@@ -169,6 +176,7 @@ class Comparison:
                     baseline=base,
                     equal_values=equal_values,
                     baseline_equal_values=baseline_equal_values,
+                    protos=self.options.protos,
                 )
             result = build_result(
                 event,
@@ -337,7 +345,7 @@ def _response(outcome: Outcome) -> ResponseView | None:
     if outcome.response is None:
         return None
     r = outcome.response
-    view = ResponseView.of(r.status, r.headers, r.body)
+    view = ResponseView.of(r.status, r.headers, r.body, r.trailers)
     if r.body_truncated:  # the transport kept only the first bytes (--max-response-bytes)
         view.body_truncated = True
         view.body_length = r.body_length

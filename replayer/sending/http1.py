@@ -24,12 +24,14 @@ from replayer.sending.h1response import H1Connection
 from replayer.sending.sender import NotSent
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (for one-line error outcomes)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
 
 
-def _address(target: Target) -> tuple[str, int]:
+def socket_address(target: Target) -> tuple[str, int]:
+    """(host, port) to connect to for `target` (IPv6 brackets removed, default ports)."""
     hostport = target.host_port
     if hostport.startswith("["):  # IPv6 literal
         close = hostport.index("]")
@@ -118,7 +120,7 @@ class Http1Transport:
         try:
             conn = await self._acquire(target)
         except OSError as exc:  # refused, unreachable, name look-up, TLS handshake (SSLError)
-            raise NotSent(f"{type(exc).__name__}: {_first_line(exc)}") from exc
+            raise NotSent(f"{type(exc).__name__}: {first_line(exc)}") from exc
         except asyncio.CancelledError as exc:  # the timeout (or a close) while connecting
             raise NotSent("cancelled while connecting") from exc
         try:
@@ -162,7 +164,7 @@ class Http1Transport:
     async def _connect(self, target: Target) -> H1Connection:
         address = self._addresses.get(target)
         if address is None:
-            address = self._addresses[target] = _address(target)
+            address = self._addresses[target] = socket_address(target)
         host, port = address
         context: ssl.SSLContext | None = None
         if target.scheme == "https":

@@ -356,12 +356,15 @@ async def test_loads_as_a_mitmproxy_script() -> None:
         expected["done"] = [drainer.done, mirror.done, recorder.done]
         expected["response"] = [drainer.response, mirror.response, recorder.response]
         expected["responseheaders"] = [drainer.responseheaders, recorder.responseheaders]
+        # PriorKnowledge notes the client connections that sent gRPC (HTTP/2 upstream).
         expected["requestheaders"] = [
+            h2c.requestheaders,
             mirror.requestheaders,
             recorder.requestheaders,
             recorder.inflight.requestheaders,
         ]
-        expected["server_connect"] = [mirror.server_connect]
+        expected["server_connect"] = [h2c.server_connect, mirror.server_connect]
+        expected["client_disconnected"] = [h2c.client_disconnected]
         expected["next_layer"] = [h2c.next_layer]
         for name, handlers in expected.items():
             found = [getattr(a, name) for a in traverse([module]) if getattr(a, name, None)]

@@ -192,6 +192,18 @@ def sender_options(func: F) -> F:
             show_default=True,
             help="Seconds a shadow request may take before it counts as an error.",
         ),
+        click.option(
+            "--http-version",
+            type=click.Choice(["auto", "1.1", "2"]),
+            default="auto",
+            show_default=True,
+            envvar="TRAFFICMIRROR_HTTP_VERSION",
+            help="HTTP version of the replayed requests. auto: HTTP/2 for exchanges recorded "
+            "as HTTP/2 (over https negotiated by ALPN, HTTP/1.1 when the shadow does not offer "
+            "h2; over http as h2c with prior knowledge, HTTP/1.1 when the shadow answers in "
+            "HTTP/1.1), HTTP/1.1 for the rest. 1.1: everything as HTTP/1.1. 2: everything as "
+            "HTTP/2 (a shadow without it gets nothing: an error per request).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)

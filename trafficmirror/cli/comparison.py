@@ -30,6 +30,8 @@ _COMPARISON_PARAMS = (
     "routes",
     "run_id",
     "no_results",
+    "proto_descriptor_set",
+    "proto_reflection",
 )
 
 
@@ -138,6 +140,23 @@ def comparison_options(func: F) -> F:
             is_flag=True,
             help="Compare (for the summary and metrics) but write nothing to <topic>.results.",
         ),
+        click.option(
+            "--proto-descriptor-set",
+            envvar="TRAFFICMIRROR_PROTO_DESCRIPTOR_SET",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Protobuf descriptors of the gRPC services (protoc --include_imports "
+            "--descriptor_set_out=FILE): gRPC messages are compared field by field; without "
+            "it, by bytes (env TRAFFICMIRROR_PROTO_DESCRIPTOR_SET).",
+        ),
+        click.option(
+            "--proto-reflection",
+            envvar="TRAFFICMIRROR_PROTO_REFLECTION",
+            metavar="URL",
+            help="Instead of --proto-descriptor-set: ask this gRPC server (http:// h2c or "
+            "https://, e.g. the shadow) for its services' descriptors by server reflection, "
+            "once at start; needs the grpc extra (env TRAFFICMIRROR_PROTO_REFLECTION).",
+        ),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -158,6 +177,8 @@ def build_comparison(
     routes: tuple[str, ...],
     run_id: str,
     no_results: bool,
+    proto_descriptor_set: str | None = None,
+    proto_reflection: str | None = None,
 ) -> Any:
     """ComparisonOptions from the comparison options; bad input raises click.BadParameter."""
     from replayer.comparing.endpoints import Router
@@ -203,10 +224,31 @@ def build_comparison(
             Target.parse(baseline)
         except ConfigError as exc:
             raise click.BadParameter(str(exc), param_hint="--baseline") from None
+    protos = None
+    if proto_descriptor_set is not None and proto_reflection is not None:
+        raise click.BadParameter(
+            "give --proto-descriptor-set or --proto-reflection, not both",
+            param_hint="--proto-reflection",
+        )
+    if proto_reflection is not None:
+        from replayer.comparing.reflection import descriptors_by_reflection
+
+        try:
+            protos = descriptors_by_reflection(proto_reflection)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--proto-reflection") from None
+    if proto_descriptor_set is not None:
+        from replayer.comparing.protodesc import ProtoDescriptors
+
+        try:
+            protos = ProtoDescriptors.load(proto_descriptor_set)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--proto-descriptor-set") from None
     return ComparisonOptions(
         rules=rules,
         baseline=baseline,
         routes=routes,
         run_id=run_id,
         write_results=not no_results,
+        protos=protos,
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from replayer.comparing.responses import Difference, ResponseView
+from replayer.comparing.responses import KINDS, Difference, ResponseView
 from replayer.results.build import Aggregate, build_result, result_key
 from replayer.results.html import latency_cdf_svg, mismatch_chart_svg, render_html
 from replayer.results.report import collect, format_table, run_report, summary_line
@@ -138,7 +138,8 @@ def test_terminal_table() -> None:
     users = next(line for line in lines if "/users/{id}" in line)
     assert users.split()[2:4] == ["200", "14.5%"]  # 29 of 200 differ, duplicates not counted
     orders = next(line for line in lines if line.startswith("GET /orders/{id}"))
-    assert orders.split()[3] == "-" and orders.split()[9] == "150"  # noise only
+    # After MISMATCH, a column per kind, then NOISE: noise only.
+    assert orders.split()[3] == "-" and orders.split()[4 + len(KINDS)] == "150"
     assert "$.user.name ×29" in text
     assert summary_line(agg).startswith("533 results:")
     assert "10 duplicate deliveries ignored" in summary_line(agg)
@@ -385,7 +386,9 @@ def test_mirror_captures_without_baseline_are_no_production_response_rows() -> N
     cells = items.split()
     # 20 requests; no mismatch rate, kinds, noise, errors or vs baseline (nothing compared);
     # 20 with no production response; no production latency.
-    assert cells[2:14] == ["20", *["-"] * 10, "20"] and cells[14] == "-/-/-"
+    last = 8 + len(KINDS)  # NO PROD RESP: after REQS, MISMATCH, the kinds and four more
+    assert cells[2 : last + 1] == ["20", *["-"] * (last - 3), "20"]
+    assert cells[last + 1] == "-/-/-"
     assert "Most frequent differences" not in text
     assert summary_line(agg) == (
         "30 results: 0 match (0 only in noise), 0 mismatch, 0 errors, 0 skipped, "

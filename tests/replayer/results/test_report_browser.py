@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from replayer.comparing.responses import KINDS
 from replayer.results.build import Aggregate
 from replayer.results.html import render_html
 from tests.replayer.results.test_report import mirror_results, synthetic_results
@@ -161,10 +162,11 @@ def test_mirror_captures_render_as_vs_baseline_and_no_production_response(
         re.sub(r"<.*?>", "", row.split("</td>")[0]): re.findall(r"<td[^>]*>(.*?)</td>", row)
         for row in rows
     }
-    # endpoint, requests, mismatch, 5 kinds, noise only, errors, skipped, vs baseline, no prod
+    # endpoint, requests, mismatch, the kinds, noise only, errors, skipped, vs baseline, no prod
     items, prices = cells["GET /items/{id}"], cells["GET /prices/{id}"]
-    assert items[1:3] == ["40", "0"] and items[11:13] == ["20", "20"]
-    assert prices[1:3] == ["20", "30.0%"] and prices[11:13] == ["10", "10"]
+    vs = 6 + len(KINDS)
+    assert items[1:3] == ["40", "0"] and items[vs : vs + 2] == ["20", "20"]
+    assert prices[1:3] == ["20", "30.0%"] and prices[vs : vs + 2] == ["10", "10"]
     assert "<span>no production response</span>" in dom
     example = dom.split("Example differences")[1]
     assert "<th>baseline</th><th>shadow</th>" in example

@@ -74,6 +74,8 @@ BAD_VALUES: dict[str, list[str]] = {
     "--redact-key-file": ["/nonexistent/key"],
     "--tls-cert": ["/nonexistent/cert.pem", "=cert.pem"],
     "--rules": ["/nonexistent/rules.toml"],
+    "--proto-descriptor-set": ["/nonexistent/users.pb", "/etc/hostname"],
+    "--proto-reflection": ["ftp://example.com", "http://host:99999"],
     "--ignore-path": ["password", "$.a["],
     "--unordered": ["tags"],
     "--replace": ["no-arrow", "(unclosed=>x"],
@@ -134,6 +136,7 @@ CONTRADICTIONS: list[tuple[str, list[str]]] = [
     ("record", ["--listen", "127.0.0.1:80", "--upstream", "http://127.0.0.1/app"]),
     ("worker", ["--baseline-concurrency", "4"]),  # a baseline's cap without a baseline
     ("replay range", ["--baseline-timeout", "2"]),
+    ("worker", ["--proto-descriptor-set", "users.pb", "--proto-reflection", "http://127.0.0.1:9"]),
     ("export", ["--start-offset", "5", "--end-offset", "2"]),
     ("export", ["--since", "-1h", "--start-offset", "3"]),
     ("import", ["--no-redaction", "--redact-header", "X-Secret"]),
