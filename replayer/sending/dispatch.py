@@ -33,8 +33,9 @@ class VersionedTransport:
 
     `limit` bounds the HTTP/1.1 pool's connections (HTTP/2 has one per target);
     response bodies are capped at `max_body` within `budget`, both protocols
-    sharing it. `tls` makes a TLS client context (default: the system's
-    authorities, certificates verified); each protocol gets its own.
+    sharing it. `tls` makes a TLS client context; each protocol gets its own.
+    Without it, each makes the default one (the system's authorities,
+    certificates verified) when it first connects to an https target.
     """
 
     def __init__(
@@ -44,15 +45,15 @@ class VersionedTransport:
         limit: int = 100,
         max_body: int,
         budget: BodyBudget,
-        tls: Callable[[], ssl.SSLContext] = ssl.create_default_context,
+        tls: Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
         if mode not in HTTP_VERSIONS:
             raise ValueError(f"http version {mode!r} is not one of {', '.join(HTTP_VERSIONS)}")
         self.mode = mode
-        self.http1 = Http1Transport(limit, tls(), max_body=max_body, budget=budget)
+        self.http1 = Http1Transport(limit, tls() if tls else None, max_body=max_body, budget=budget)
         # A context of its own: ALPN is set on it, which HTTP/1.1 connections must not offer.
         self.http2 = Http2Transport(
-            tls(),
+            tls() if tls else None,
             max_body=max_body,
             budget=budget,
             fallback=mode == "auto",

@@ -179,15 +179,15 @@ class H2Connection(asyncio.Protocol):
             end = not body and not trailers
             h2c.send_headers(stream_id, headers, end_stream=end)
             stream.written = True
-            # Out at once, not batched with the other streams' at the end of the loop's
-            # turn: the shadow starts on it while the replayer works on the next records
-            # (batched, bench/replay.py's HTTP/2 row fell from 0.8x to 0.6x HTTP/1.1's).
-            self._flush_now()
+            # Written at the end of the loop's turn, with the other streams' frames: one
+            # write for many requests. (Writing each at once looked better only while the
+            # bench shadow was slow; against a fast one it cost more, bench/replay.py.)
+            self._flush()
             if body:
                 await self._send_body(stream_id, stream, body, end_stream=not trailers)
             if trailers and not stream.done.done():
                 h2c.send_headers(stream_id, trailers, end_stream=True)
-                self._flush_now()
+                self._flush()
             return await stream.done
         except BaseException:
             stream.body.release()

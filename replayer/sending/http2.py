@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from functools import lru_cache
 
 from jh2.hpack.struct import NeverIndexedHeaderTuple
 
@@ -42,6 +43,24 @@ class H2NotOffered(NotSent):
     """The shadow does not speak HTTP/2 (no h2 in ALPN, or h2c answered in HTTP/1.x)."""
 
 
+_REGULAR, _DROP, _HOST, _TE, _CONTENT_TYPE = range(5)
+
+
+@lru_cache(maxsize=4096)
+def _field_name(name: str) -> tuple[bytes, int]:
+    """The HTTP/2 name of a header and what it is; cached: traffic has few distinct names."""
+    lowered = name.lower().encode("utf-8")
+    if lowered == b"host":
+        return lowered, _HOST
+    if lowered in _CONNECTION_SPECIFIC:
+        return lowered, _DROP
+    if lowered == b"te":
+        return lowered, _TE
+    if lowered == b"content-type":
+        return lowered, _CONTENT_TYPE
+    return lowered, _REGULAR
+
+
 def h2_headers(request: OutgoingRequest) -> Headers:
     """The request's header block for HTTP/2: pseudo-headers first, names lower-cased.
 
@@ -56,18 +75,21 @@ def h2_headers(request: OutgoingRequest) -> Headers:
     regular: Headers = []
     grpc = has_te = False
     for name, value in request.headers:
-        lowered = name.lower().encode("utf-8")
+        lowered, kind = _field_name(name)
         encoded = value.encode("utf-8")
-        if lowered in _CONNECTION_SPECIFIC:
-            if lowered == b"host" and authority is None:
-                authority = encoded
-            continue
-        if lowered == b"te":
-            if encoded.strip().lower() != b"trailers":
+        if kind:
+            if kind == _DROP:
                 continue
-            has_te = True
-        elif lowered == b"content-type" and encoded.startswith(b"application/grpc"):
-            grpc = True
+            if kind == _HOST:
+                if authority is None:
+                    authority = encoded
+                continue
+            if kind == _TE:
+                if encoded.strip().lower() != b"trailers":
+                    continue
+                has_te = True
+            elif encoded.startswith(b"application/grpc"):
+                grpc = True
         regular.append((lowered, encoded))
     if grpc and not has_te:
         regular.append((b"te", b"trailers"))

@@ -251,3 +251,21 @@ def test_http_version_1_1_forces_http1(kafka: Kafka, recorded: Recorded) -> None
     assert "comparison: match 0 " in out, out
     assert shadow.seen == []
     assert shadow.refused >= 1
+
+
+def test_http_version_2_sends_nothing_to_a_shadow_without_http2(
+    kafka: Kafka, recorded: Recorded
+) -> None:
+    _Production.seen.clear()
+    http1_shadow = ThreadingHTTPServer(("127.0.0.1", 0), _Production)
+    threading.Thread(target=http1_shadow.serve_forever, daemon=True).start()
+    try:
+        target = f"http://127.0.0.1:{http1_shadow.server_address[1]}"
+        code, out = replay(kafka, recorded, target, "--http-version", "2", "--give-up-after", "2")
+    finally:
+        http1_shadow.shutdown()
+        http1_shadow.server_close()
+    # Not sent, like an unreachable shadow: the guard holds the requests, then gives up.
+    assert code == 1, out
+    assert _Production.seen == []
+    assert "HTTP/1.x" in out, out
