@@ -5,10 +5,10 @@ holds an `Http1Transport` and an `Http2Transport` and sends each request
 through one of them. `auto` (the default) replays an exchange recorded as
 HTTP/2 as HTTP/2 (ALPN over https, h2c prior knowledge over http) and every
 other as HTTP/1.1; when a target turns out not to speak HTTP/2 (no h2 in ALPN,
-or it answers the h2c preface in HTTP/1.x: found before any request is
-written), that target gets HTTP/1.1 from then on, with one warning. `1.1`
-sends everything as HTTP/1.1, `2` everything as HTTP/2 (a target without h2
-is an error then: the request is not sent).
+or it answers the h2c preface with something else than HTTP/2's SETTINGS:
+found before any request is written), that target gets HTTP/1.1 from then
+on, with one warning. `1.1` sends everything as HTTP/1.1, `2` everything as
+HTTP/2 (a target without h2 is an error then: the request is not sent).
 """
 
 from __future__ import annotations

@@ -1,17 +1,16 @@
 """The replayer's HTTP/2 client: every request to a target as a stream of one connection.
 
 `Http2Transport` is a `replayer.sending.sender.Transport` like
-`replayer.sending.http1.Http1Transport`, over `jh2`, h2's fork with a
-compiled HPACK coder (`replayer.sending.h2conn`; bench/h2_clients.py measured
-it against the same client on h2 and against httpx's HTTP/2, docs/http2.md
-has the figures). https negotiates h2 by ALPN (with
-the same certificate verification as HTTP/1.1); http speaks h2c with prior
-knowledge. A shadow that does not offer h2 raises `H2NotOffered` (a
-`NotSent`: no request was written), which `replayer.sending.dispatch` turns
-into a fall-back to HTTP/1.1. Headers are translated for HTTP/2
-(`h2_headers`); a request the server did not process (GOAWAY, REFUSED_STREAM)
-is sent again on a new connection, one that was written and then lost is an
-error (a replay never sends a request twice).
+`replayer.sending.http1.Http1Transport`, over `jh2`, h2's fork with a compiled
+HPACK coder (`replayer.sending.h2conn`; bench/h2_clients.py measured it against
+the same client on h2 and against httpx's HTTP/2, docs/http2.md has why).
+https negotiates h2 by ALPN (certificates verified as for HTTP/1.1); http
+speaks h2c with prior knowledge. A shadow that does not offer h2 raises
+`H2NotOffered` (a `NotSent`: no request was written), which
+`replayer.sending.dispatch` turns into a fall-back to HTTP/1.1. Headers are
+translated for HTTP/2 (`h2_headers`). A request the server did not process
+(GOAWAY, REFUSED_STREAM) goes again on a new connection; one written and then
+lost is an error (a replay never sends a request twice).
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ SEEN_FIELDS = 4096
 
 
 class H2NotOffered(NotSent):
-    """The shadow does not speak HTTP/2 (no h2 in ALPN, or h2c answered in HTTP/1.x)."""
+    """The shadow does not speak HTTP/2 (no h2 in ALPN; the h2c preface answered otherwise)."""
 
 
 _REGULAR, _DROP, _HOST, _TE, _CONTENT_TYPE = range(5)
