@@ -252,6 +252,9 @@ def main() -> int:
         ws_row(ws_runs, args.ws_sessions, args.ws_messages)
         if args.profile:
             profile(one("bench-max", "end", speed_max)[0], port, load_cpus, logdir)
+            if "h2" in configs:
+                argv = configs["h2"][0][0]
+                profile(argv, port, load_cpus, logdir, "one --speed max HTTP/2 replay")
         print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         for proc in procs:

@@ -23,7 +23,10 @@ _STAGES = (
     ("results: encode, produce", ("result_message", "ResultSink.send")),
     ("results: producer's poll thread", ("ResultSink._poll_loop",)),
     ("metrics (prometheus_client)", ("prometheus_client",)),
-    ("HTTP: sender, transport, socket I/O", ("Sender.", "http1.py", "selector_events.py")),
+    (
+        "HTTP: sender, transport, socket I/O",
+        ("Sender.", "http1.py", "http2.py", "h2conn.py", "jh2/", "selector_events.py"),
+    ),
     ("schedule and merge (time warp)", ("clock.py", "merge.py", "ratelimit.py")),
     ("consume (Kafka thread, records)", ("concurrent/futures/thread.py", "Record.from_message")),
     ("start-up (imports, connect)", ("importlib", "cli/comparison.py")),
@@ -54,13 +57,19 @@ def stages(raw: Path) -> list[tuple[str, float]]:
     return sorted(((k, v / total) for k, v in counts.items()), key=lambda kv: -kv[1])
 
 
-def profile(argv: list[str], shadow_port: int, cpus: set[int] | None, logdir: Path) -> None:
+def profile(
+    argv: list[str],
+    shadow_port: int,
+    cpus: set[int] | None,
+    logdir: Path,
+    what: str = "one --speed max replay",
+) -> None:
     """One `--speed max` replay under py-spy; prints where its time goes."""
     spy = Path(sys.executable).parent / "py-spy"
     if not spy.exists():
         print("py-spy is not installed next to this Python: no profile", flush=True)
         return
-    raw = logdir / "profile.txt"
+    raw = logdir / f"profile-{abs(hash(what))}.txt"
     fetch_arrivals(shadow_port)
     with open(logdir / "profile.log", "ab") as log:
         subprocess.run(
@@ -75,7 +84,7 @@ def profile(argv: list[str], shadow_port: int, cpus: set[int] | None, logdir: Pa
         print("py-spy wrote no profile (see profile.log)", flush=True)
         return
     print()
-    print("| where one --speed max replay's time goes (py-spy samples) | share |")
+    print(f"| where {what}'s time goes (py-spy samples) | share |")
     print("| --- | ---: |")
     for stage, share in stages(raw):
         print(f"| {stage} | {share * 100:.0f} % |")

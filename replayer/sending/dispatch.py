@@ -5,10 +5,10 @@ holds an `Http1Transport` and an `Http2Transport` and sends each request
 through one of them. `auto` (the default) replays an exchange recorded as
 HTTP/2 as HTTP/2 (ALPN over https, h2c prior knowledge over http) and every
 other as HTTP/1.1; when a target turns out not to speak HTTP/2 (no h2 in ALPN,
-or it answers the h2c preface in HTTP/1.x: found before any request is
-written), that target gets HTTP/1.1 from then on, with one warning. `1.1`
-sends everything as HTTP/1.1, `2` everything as HTTP/2 (a target without h2
-is an error then: the request is not sent).
+or it answers the h2c preface with something else than HTTP/2's SETTINGS:
+found before any request is written), that target gets HTTP/1.1 from then
+on, with one warning. `1.1` sends everything as HTTP/1.1, `2` everything as
+HTTP/2 (a target without h2 is an error then: the request is not sent).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ class VersionedTransport:
 
     `limit` bounds the HTTP/1.1 pool's connections (HTTP/2 has one per target);
     response bodies are capped at `max_body` within `budget`, both protocols
-    sharing it. `tls` makes a TLS client context (default: the system's
-    authorities, certificates verified); each protocol gets its own.
+    sharing it. `tls` makes a TLS client context; each protocol gets its own.
+    Without it, each makes the default one (the system's authorities,
+    certificates verified) when it first connects to an https target.
     """
 
     def __init__(
@@ -44,15 +45,15 @@ class VersionedTransport:
         limit: int = 100,
         max_body: int,
         budget: BodyBudget,
-        tls: Callable[[], ssl.SSLContext] = ssl.create_default_context,
+        tls: Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
         if mode not in HTTP_VERSIONS:
             raise ValueError(f"http version {mode!r} is not one of {', '.join(HTTP_VERSIONS)}")
         self.mode = mode
-        self.http1 = Http1Transport(limit, tls(), max_body=max_body, budget=budget)
+        self.http1 = Http1Transport(limit, tls() if tls else None, max_body=max_body, budget=budget)
         # A context of its own: ALPN is set on it, which HTTP/1.1 connections must not offer.
         self.http2 = Http2Transport(
-            tls(),
+            tls() if tls else None,
             max_body=max_body,
             budget=budget,
             fallback=mode == "auto",

@@ -3,14 +3,13 @@
 `H2Connection` is the asyncio protocol `replayer.sending.http2.Http2Transport`
 keeps per target. `jh2` (h2's sans-IO state machine, with a compiled HPACK
 coder) holds the protocol state; this module moves its bytes and turns its
-events into `Response`s. It waits for the
-server's SETTINGS before the first stream (so a server that answers the h2c
-preface in HTTP/1.1 is found before any request is written), keeps to the
-server's SETTINGS_MAX_CONCURRENT_STREAMS and flow-control windows, sends
-request trailers, collects response trailers, and keeps at most a cap of each
-response body (`replayer.sending.bodies`). A stream the server did not process
-(above a GOAWAY's last stream id, or refused) raises `Unprocessed`: sending it
-again cannot send it twice.
+events into `Response`s. It waits for the server's SETTINGS before the first
+stream (a server that answers the h2c preface otherwise, in HTTP/1.1, is found
+before any request is written), keeps to the server's concurrent-stream limit
+and flow-control windows, sends request trailers, collects response trailers,
+and keeps at most a cap of each response body (`replayer.sending.bodies`). A
+stream the server did not process (above a GOAWAY's last stream id, or
+refused) raises `Unprocessed`: sending it again cannot send it twice.
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ def _text(raw: bytes) -> str:
 
 
 class _Stream:
-    __slots__ = ("body", "done", "headers", "status", "trailers", "written")
+    __slots__ = ("body", "done", "headers", "status", "trailers")
 
     def __init__(self, body: BodyCollector, done: asyncio.Future[Response]) -> None:
         self.body = body
@@ -60,7 +59,6 @@ class _Stream:
         self.status = 0
         self.headers: tuple[tuple[str, str], ...] = ()
         self.trailers: tuple[tuple[str, str], ...] = ()
-        self.written = False
 
 
 class H2Connection(asyncio.Protocol):
@@ -91,6 +89,7 @@ class H2Connection(asyncio.Protocol):
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed = False
         self.goaway = False
+        self._first = b""  # the server's first bytes, until they show a SETTINGS frame
         self._streams: dict[int, _Stream] = {}
         self._active = 0  # streams we opened and did not finish
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
@@ -103,11 +102,6 @@ class H2Connection(asyncio.Protocol):
     def usable(self) -> bool:
         """True while new streams may be opened here."""
         return not (self.closed or self.goaway)
-
-    @property
-    def active(self) -> int:
-        """Streams in flight."""
-        return self._active
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -127,9 +121,17 @@ class H2Connection(asyncio.Protocol):
         self._flush_now()
 
     def data_received(self, data: bytes) -> None:
-        if not self.ready.done() and data.startswith(b"HTTP/"):
-            self._broken(NotH2("the shadow answered the HTTP/2 preface in HTTP/1.x"))
-            return
+        if not self.ready.done():
+            # A server's first frame is SETTINGS (RFC 9113 section 3.4): its type byte is 4.
+            first = self._first + data
+            if len(first) < 4:
+                self._first = first
+                return
+            if first[3] != 4:
+                what = "in HTTP/1.x" if first.startswith(b"HTTP/") else "with no SETTINGS frame"
+                self._broken(NotH2(f"the shadow answered the HTTP/2 preface {what}"))
+                return
+            data, self._first = first, b""
         try:
             events = self._h2.receive_data(data)
         except jh2.exceptions.ProtocolError as exc:
@@ -178,16 +180,15 @@ class H2Connection(asyncio.Protocol):
         try:
             end = not body and not trailers
             h2c.send_headers(stream_id, headers, end_stream=end)
-            stream.written = True
-            # Out at once, not batched with the other streams' at the end of the loop's
-            # turn: the shadow starts on it while the replayer works on the next records
-            # (batched, bench/replay.py's HTTP/2 row fell from 0.8x to 0.6x HTTP/1.1's).
-            self._flush_now()
+            # Written at the end of the loop's turn, with the other streams' frames: one
+            # write for many requests. (Writing each at once looked better only while the
+            # bench shadow was slow; against a fast one it cost more, bench/replay.py.)
+            self._flush()
             if body:
                 await self._send_body(stream_id, stream, body, end_stream=not trailers)
             if trailers and not stream.done.done():
                 h2c.send_headers(stream_id, trailers, end_stream=True)
-                self._flush_now()
+                self._flush()
             return await stream.done
         except BaseException:
             stream.body.release()

@@ -1,23 +1,23 @@
 """The replayer's HTTP/2 client: every request to a target as a stream of one connection.
 
 `Http2Transport` is a `replayer.sending.sender.Transport` like
-`replayer.sending.http1.Http1Transport`, over `jh2`, h2's fork with a
-compiled HPACK coder (`replayer.sending.h2conn`; bench/h2_clients.py measured
-it against the same client on h2 and against httpx's HTTP/2, docs/http2.md
-has the figures). https negotiates h2 by ALPN (with
-the same certificate verification as HTTP/1.1); http speaks h2c with prior
-knowledge. A shadow that does not offer h2 raises `H2NotOffered` (a
-`NotSent`: no request was written), which `replayer.sending.dispatch` turns
-into a fall-back to HTTP/1.1. Headers are translated for HTTP/2
-(`h2_headers`); a request the server did not process (GOAWAY, REFUSED_STREAM)
-is sent again on a new connection, one that was written and then lost is an
-error (a replay never sends a request twice).
+`replayer.sending.http1.Http1Transport`, over `jh2`, h2's fork with a compiled
+HPACK coder (`replayer.sending.h2conn`; bench/h2_clients.py measured it against
+the same client on h2 and against httpx's HTTP/2, docs/http2.md has why).
+https negotiates h2 by ALPN (certificates verified as for HTTP/1.1); http
+speaks h2c with prior knowledge. A shadow that does not offer h2 raises
+`H2NotOffered` (a `NotSent`: no request was written), which
+`replayer.sending.dispatch` turns into a fall-back to HTTP/1.1. Headers are
+translated for HTTP/2 (`h2_headers`). A request the server did not process
+(GOAWAY, REFUSED_STREAM) goes again on a new connection; one written and then
+lost is an error (a replay never sends a request twice).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from functools import lru_cache
 
 from jh2.hpack.struct import NeverIndexedHeaderTuple
 
@@ -39,7 +39,25 @@ SEEN_FIELDS = 4096
 
 
 class H2NotOffered(NotSent):
-    """The shadow does not speak HTTP/2 (no h2 in ALPN, or h2c answered in HTTP/1.x)."""
+    """The shadow does not speak HTTP/2 (no h2 in ALPN; the h2c preface answered otherwise)."""
+
+
+_REGULAR, _DROP, _HOST, _TE, _CONTENT_TYPE = range(5)
+
+
+@lru_cache(maxsize=4096)
+def _field_name(name: str) -> tuple[bytes, int]:
+    """The HTTP/2 name of a header and what it is; cached: traffic has few distinct names."""
+    lowered = name.lower().encode("utf-8")
+    if lowered == b"host":
+        return lowered, _HOST
+    if lowered in _CONNECTION_SPECIFIC:
+        return lowered, _DROP
+    if lowered == b"te":
+        return lowered, _TE
+    if lowered == b"content-type":
+        return lowered, _CONTENT_TYPE
+    return lowered, _REGULAR
 
 
 def h2_headers(request: OutgoingRequest) -> Headers:
@@ -56,18 +74,21 @@ def h2_headers(request: OutgoingRequest) -> Headers:
     regular: Headers = []
     grpc = has_te = False
     for name, value in request.headers:
-        lowered = name.lower().encode("utf-8")
+        lowered, kind = _field_name(name)
         encoded = value.encode("utf-8")
-        if lowered in _CONNECTION_SPECIFIC:
-            if lowered == b"host" and authority is None:
-                authority = encoded
-            continue
-        if lowered == b"te":
-            if encoded.strip().lower() != b"trailers":
+        if kind:
+            if kind == _DROP:
                 continue
-            has_te = True
-        elif lowered == b"content-type" and encoded.startswith(b"application/grpc"):
-            grpc = True
+            if kind == _HOST:
+                if authority is None:
+                    authority = encoded
+                continue
+            if kind == _TE:
+                if encoded.strip().lower() != b"trailers":
+                    continue
+                has_te = True
+            elif encoded.startswith(b"application/grpc"):
+                grpc = True
         regular.append((lowered, encoded))
     if grpc and not has_te:
         regular.append((b"te", b"trailers"))

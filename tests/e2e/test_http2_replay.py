@@ -251,3 +251,29 @@ def test_http_version_1_1_forces_http1(kafka: Kafka, recorded: Recorded) -> None
     assert "comparison: match 0 " in out, out
     assert shadow.seen == []
     assert shadow.refused >= 1
+
+
+def test_without_http2_at_the_shadow_auto_falls_back_and_2_sends_nothing(
+    kafka: Kafka, recorded: Recorded
+) -> None:
+    _Production.seen.clear()
+    http1_shadow = ThreadingHTTPServer(("127.0.0.1", 0), _Production)
+    threading.Thread(target=http1_shadow.serve_forever, daemon=True).start()
+    try:
+        target = f"http://127.0.0.1:{http1_shadow.server_address[1]}"
+        auto_code, auto_out = replay(kafka, recorded, target)
+        auto_seen = sorted(_Production.seen)
+        _Production.seen.clear()
+        code, out = replay(kafka, recorded, target, "--http-version", "2", "--give-up-after", "2")
+    finally:
+        http1_shadow.shutdown()
+        http1_shadow.server_close()
+    # auto: the h2c preface found an HTTP/1.1 server; every request went as HTTP/1.1.
+    assert auto_code == 0, auto_out
+    assert auto_seen == [("HTTP/1.1", p) for p in recorded_paths()]
+    assert "does not speak HTTP/2" in auto_out, auto_out
+    assert f"match {len(recorded_paths())}" in auto_out, auto_out
+    # 2: not sent, like an unreachable shadow: the guard holds the requests, then gives up.
+    assert code == 1, out
+    assert _Production.seen == []
+    assert "HTTP/2 preface" in out, out
