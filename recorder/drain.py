@@ -140,9 +140,12 @@ class Drainer:
             return 0
         closed = 0
         for flow in websockets.open_flows():
+            # Marked first: mitmproxy 12 may end the flow while the close is injected.
+            websockets.mark_stopped(flow, True)
             if close_going_away(server, flow):
-                websockets.mark_stopped(flow)
                 closed += 1
+            else:
+                websockets.mark_stopped(flow, False)
         if closed:
             logger.info(
                 "trafficmirror recorder: closing %d WebSocket connections with 1001 (going away)",

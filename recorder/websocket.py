@@ -206,11 +206,12 @@ class WebSocketRecorder:
         """The WebSocket connections still open, recorded or not, recorded ones first."""
         return [session.flow for session in self._sessions.values()] + list(self._others.values())
 
-    def mark_stopped(self, flow: http.HTTPFlow) -> None:
-        """Note that the recorder is closing `flow`'s connection: its end event says so."""
+    def mark_stopped(self, flow: http.HTTPFlow, stopped: bool) -> None:
+        """Note that the recorder is closing `flow`'s connection (its end event says so),
+        or, `stopped` False, that it could not after all."""
         session = self._sessions.get(flow.id)
         if session is not None:
-            session.error = STOPPED_ERROR
+            session.error = STOPPED_ERROR if stopped else None
 
     def reset(self) -> None:
         """Start the counters again from 0 (after the summary); forget open connections."""
