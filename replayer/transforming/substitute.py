@@ -183,8 +183,7 @@ def substitute_draft(
         if path is not None:
             draft.path = path
         in_headers = not mapping.keys().isdisjoint(map(_VALUE, headers))
-        body = draft.body
-        in_body = bool(body) and (b"\\" in body or finder.has_bytes(body))
+        in_body = bool(draft.body) and (b"\\" in draft.body or finder.has_bytes(draft.body))
     else:
         if finder is None:
             in_path = in_headers = in_body = True
@@ -197,10 +196,10 @@ def substitute_draft(
     if in_headers:
         _headers(headers, draft.names, mapping, used)
     if in_body:
-        body = _json_body(draft.body, draft.header("content-encoding"), mapping, used)
-        if body is not None:
-            draft.body = body
-            length = str(len(body))
+        new_body = _json_body(draft.body, draft.header("content-encoding"), mapping, used)
+        if new_body is not None:
+            draft.body = new_body
+            length = str(len(new_body))
             for i, name in enumerate(draft.names):
                 if name == "content-length":
                     headers[i] = (headers[i][0], length)

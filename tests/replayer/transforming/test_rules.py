@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
-
-from dataclasses import fields
 
 from replayer.models import OutgoingRequest, Skipped, Target
 from replayer.transforming.rules import (
