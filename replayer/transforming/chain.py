@@ -244,5 +244,13 @@ class Prepared:
 
     def after(self, outcome: Outcome) -> None:
         chain = self.chain
-        if chain.observers:
-            chain.observe(self.context, outcome)
+        observers = chain.observers
+        if not observers:
+            return
+        # `Chain.observe` inlined: a call less per request.
+        context, response = self.context, outcome.response
+        for observer in observers:
+            try:
+                observer.observe(context, response)
+            except Exception as exc:
+                chain._failed(type(observer).__name__, exc, context)

@@ -174,10 +174,11 @@ class JwtResigner:
         """`apply` on a request being rewritten (the chain shares one with the rules)."""
         wanted = self._header
         names = draft.names
-        if wanted not in names:
+        count = names.count(wanted)
+        if not count:
             return False
         headers = draft.headers
-        if names.count(wanted) == 1:  # the usual case: no walk over every header
+        if count == 1:  # the usual case: no walk over every header
             i = names.index(wanted)
             name, value = headers[i]
             cached = self._cache.get(value)

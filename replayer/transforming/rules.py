@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from operator import itemgetter
+from dataclasses import fields
+from operator import attrgetter, itemgetter
 from typing import Any, cast
 
 from replayer.models import OutgoingRequest, Skipped
@@ -42,6 +43,38 @@ _BAD_IN_PATH = re.compile(r"[^\x21-\x7e]")
 _MEMO_SIZE = 256
 _MEMO_CHARS = 1024
 _NAME = itemgetter(0)
+
+
+#: The fields of `OutgoingRequest` a draft edits; `rebuilt` copies the others.
+_EDITED = ("method", "path", "headers", "body")
+_KEPT = tuple(f.name for f in fields(OutgoingRequest) if f.name not in _EDITED)
+_SETTERS = {name: getattr(OutgoingRequest, name).__set__ for name in (*_EDITED, *_KEPT)}
+_SET_METHOD, _SET_PATH, _SET_HEADERS, _SET_BODY = (_SETTERS[name] for name in _EDITED)
+_COPY = tuple((attrgetter(name), _SETTERS[name]) for name in _KEPT)
+_NEW = object.__new__
+
+
+def rebuilt(
+    request: OutgoingRequest,
+    method: str,
+    path: str,
+    headers: tuple[tuple[str, str], ...],
+    body: bytes,
+) -> OutgoingRequest:
+    """`request` with these four fields, its others as they are (target, exchange id ...).
+
+    Equal to `OutgoingRequest(...)` with every field given, built through the
+    slots the frozen dataclass's `__init__` fills one `object.__setattr__` at a
+    time: about three times cheaper, and it runs for every transformed request.
+    """
+    new: OutgoingRequest = _NEW(OutgoingRequest)
+    _SET_METHOD(new, method)
+    _SET_PATH(new, path)
+    _SET_HEADERS(new, headers)
+    _SET_BODY(new, body)
+    for get, put in _COPY:
+        put(new, get(request))
+    return new
 
 
 def set_header(
@@ -118,11 +151,12 @@ class Draft:
         """Remove every `name` header; False when there was none."""
         wanted = name.lower()
         names = self.names
-        if wanted not in names:
-            return False
-        if names.count(wanted) == 1:  # the usual case: delete in place
+        count = names.count(wanted)
+        if count == 1:  # the usual case: delete in place
             i = names.index(wanted)
             del names[i], self.headers[i]
+        elif not count:
+            return False
         else:
             self._keep([n != wanted for n in names])
         self.changed = True
@@ -136,16 +170,7 @@ class Draft:
         """The request as rewritten (`request` itself when nothing changed)."""
         if not self.changed:
             return request
-        return OutgoingRequest(
-            method=self.method,
-            target=request.target,
-            path=self.path,
-            headers=tuple(self.headers),
-            body=self.body,
-            exchange_id=request.exchange_id,
-            http_version=request.http_version,
-            trailers=request.trailers,
-        )
+        return rebuilt(request, self.method, self.path, tuple(self.headers), self.body)
 
 
 def _bad_value(value: str) -> bool:
@@ -173,7 +198,7 @@ class RuleStep:
         self._reader: ValueReader | None = None
         self._static: str | None = None  # a set_header value that reads no file
         self._header = ""
-        self._where = ""
+        self._wanted = ""  # `_header` lower-cased
         self._pattern = _NOTHING
         self._replacement = ""
         #: Recent results of the regex replacement of header values and queries, which
@@ -183,21 +208,22 @@ class RuleStep:
         self.edit: Callable[[Draft, TransformContext], bool]
         if isinstance(action, SetHeader):
             self._header = action.name
+            self._wanted = action.name.lower()
             self._reader = ValueReader(action.value)
             static = action.value.static
+            self.edit = self._set_header
             if static is not None and not _bad_value(static):
                 self._static = static
-            self.edit = self._set_header
+                self.edit = self._set_static
         elif isinstance(action, RemoveHeader):
             self._header = action.name
             self.edit = self._remove_header
         elif isinstance(action, Replace):
             self._header = (action.name or "").lower()
-            self._where = action.where
             self._pattern, self._replacement = action.pattern, action.replacement
             self.edit = {
                 "path": self._replace_path,
-                "query": self._replace_path,
+                "query": self._replace_query,
                 "header": self._replace_header,
                 "body": self._replace_body,
             }[action.where]
@@ -222,24 +248,52 @@ class RuleStep:
                 )
         return draft.set_header(self._header, value)
 
+    def _set_static(self, draft: Draft, context: TransformContext | None = None) -> bool:
+        """`_set_header` with a value that reads no file: `Draft.set_header` inlined
+        for its usual case (one header or none; a call less per request)."""
+        wanted = self._wanted
+        names = draft.names
+        count = names.count(wanted)
+        value = self._static
+        assert value is not None  # noqa: S101 (this edit is chosen only then)
+        if count == 1:
+            first = names.index(wanted)
+            headers = draft.headers
+            if headers[first][1] == value:
+                return False
+            headers[first] = (headers[first][0], value)
+            draft.changed = True
+            return True
+        if not count:
+            draft.headers.append((self._header, value))
+            names.append(wanted)
+            draft.changed = True
+            return True
+        return draft.set_header(self._header, value)
+
     def _remove_header(self, draft: Draft, context: TransformContext | None = None) -> bool:
         return draft.remove_header(self._header)
 
     def _replace_path(self, draft: Draft, context: TransformContext | None = None) -> bool:
-        pattern, replacement = self._pattern, self._replacement
         path, sep, query = draft.path.partition("?")
-        if self._where == "path":
-            changed = pattern.sub(replacement, path)
-            if changed == path:
-                return False
-            whole = changed + sep + query
-        else:
-            if not sep:
-                return False
+        changed = self._pattern.sub(self._replacement, path)
+        if changed == path:
+            return False
+        return self._set_path(draft, changed + sep + query)
+
+    def _replace_query(self, draft: Draft, context: TransformContext | None = None) -> bool:
+        path, sep, query = draft.path.partition("?")
+        if not sep:
+            return False
+        memo = self._memo  # `_sub` inlined: a call less per request
+        changed = memo.get(query)
+        if changed is None:
             changed = self._sub(query)
-            if changed == query:
-                return False
-            whole = f"{path}?{changed}" if changed else path
+        if changed == query:
+            return False
+        return self._set_path(draft, f"{path}?{changed}" if changed else path)
+
+    def _set_path(self, draft: Draft, whole: str) -> bool:
         if not whole.startswith("/") or _BAD_IN_PATH.search(whole):
             raise Skipped("transform", f"rule {self.name} made the path {whole[:80]!r}, not a path")
         draft.path = whole
@@ -261,13 +315,16 @@ class RuleStep:
     def _replace_header(self, draft: Draft, context: TransformContext | None = None) -> bool:
         wanted = self._header
         names = draft.names
-        if wanted not in names:
+        count = names.count(wanted)
+        if not count:
             return False
         headers = draft.headers
-        if names.count(wanted) == 1:  # the usual case: no walk over every header
+        if count == 1:  # the usual case: no walk over every header
             i = names.index(wanted)
             key, value = headers[i]
-            new = self._sub(value)
+            new = self._memo.get(value)  # `_sub` inlined: a call less per request
+            if new is None:
+                new = self._sub(value)
             if new == value:
                 return False
             headers[i] = (key, new)

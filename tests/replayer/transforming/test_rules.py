@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from replayer.models import Skipped
-from replayer.transforming.rules import json_delete, json_set, remove_header, set_header
+from replayer.models import OutgoingRequest, Skipped, Target
+from replayer.transforming.rules import (
+    json_delete,
+    json_set,
+    rebuilt,
+    remove_header,
+    set_header,
+)
 from tests.replayer.transforming.helpers import chain_of, context, event, request_of, run
 from trafficmirror.plumbing.jsonpath import JsonPattern
 
@@ -21,6 +28,30 @@ HEADERS = [
     ("Referer", "https://prod.example.com/cart"),
     ("Content-Type", "application/json"),
 ]
+
+
+def test_rebuilt_is_the_constructor_with_four_fields_changed() -> None:
+    # Every field off its default, so a field `rebuilt` forgot to copy shows.
+    original = OutgoingRequest(
+        "GET",
+        Target.parse("https://shadow.example:8443"),
+        "/a?b=1",
+        (("A", "1"),),
+        b"x",
+        "ex-1",
+        "HTTP/2.0",
+        (("grpc-status", "0"),),
+    )
+    new = rebuilt(original, "POST", "/c", (("B", "2"),), b"yz")
+    expected = OutgoingRequest(
+        "POST", original.target, "/c", (("B", "2"),), b"yz", "ex-1", "HTTP/2.0", original.trailers
+    )
+    assert new == expected and hash(new) == hash(expected)
+    assert {f.name: getattr(new, f.name) for f in fields(new)} == {
+        f.name: getattr(expected, f.name) for f in fields(expected)
+    }
+    with pytest.raises(AttributeError):  # still frozen
+        new.path = "/d"  # type: ignore[misc]
 
 
 def test_set_header_replaces_every_occurrence_with_one_and_adds_a_missing_one() -> None:
