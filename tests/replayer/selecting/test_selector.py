@@ -113,7 +113,8 @@ def test_methods_then_filter_on_the_event() -> None:
         ("~d shop.example.com", True),
         ("~h X-Trace", True),
         ("~hq Content-Type:\\s*application/json", True),
-        ("~hq content-type", False),  # regexes are case-sensitive, as in mitmproxy
+        # Case-sensitive under mitmproxy 11, not under 12: whatever mitmproxy says.
+        ("~hq content-type", None),
         ("~hs Content-Type", True),
         ("~bq secret", True),
         ("~bs secret", False),
@@ -125,7 +126,7 @@ def test_methods_then_filter_on_the_event() -> None:
         ("!(~u /static | ~m HEAD)", True),
     ],
 )
-def test_filter_operators_see_what_the_event_recorded(expr: str, matches: bool) -> None:
+def test_filter_operators_see_what_the_event_recorded(expr: str, matches: bool | None) -> None:
     event = make_event(
         method="POST",
         path="/api/items?page=2",
@@ -135,6 +136,14 @@ def test_filter_operators_see_what_the_event_recorded(expr: str, matches: bool) 
         client=("10.9.8.7", 5555),
         status=201,
     )  # fmt: skip
+    if matches is None:  # mitmproxy's own answer on a flow with the same header
+        from mitmproxy import flowfilter
+        from mitmproxy.test import tflow
+
+        flow = tflow.tflow()
+        flow.request.headers.clear()
+        flow.request.headers["Content-Type"] = "application/json"
+        matches = bool(flowfilter.parse(expr)(flow))
     assert compile_filter(expr)(event) is matches
 
 
