@@ -1,18 +1,19 @@
-"""A chain of header and path edits fused into one pass over the request.
+"""A chain of header and path edits fused into one function per request.
 
 The usual transforms file (header rules, path and query rules, a JWT re-sign,
 value correlation first) otherwise costs a call and a header lookup per step
 and request. `fuse()` looks at a chain's unconditional edits once, at start:
 when every step after an optional leading correlation is a static
 `set_header`, `remove_header`, `replace_header`, `replace_path`,
-`replace_query` or a JWT re-sign, on distinct headers and with at most one
-re-sign, it returns a `Fused` that makes the same request in one walk over the
-headers and one rewrite of the path, and lists the same names in the same
-order. Any other chain gets None and runs step by step (`chain.Chain`).
+`replace_query` or a JWT re-sign, it returns a `Fused` that makes the same
+request, without a call or a draft per step: the header steps in order on one
+list of headers, the path steps on one split of the path, the same names
+listed in the same order. Any other chain gets None and runs step by step (`chain.Chain`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
@@ -27,6 +28,8 @@ Edit = Callable[[Draft, TransformContext], bool]
 _SET, _REMOVE, _REPLACE, _JWT = range(4)
 _PATH, _QUERY = range(2)
 _NAME = itemgetter(0)
+#: What `rules.checked_path` refuses in a path (checked inline here, a call less).
+_BAD_IN_PATH = re.compile(r"[^\x21-\x7e]")
 
 
 class StepFailed(Exception):
@@ -45,20 +48,18 @@ class Fused:
         self,
         first: tuple[str, Edit] | None,
         names: Sequence[str],
-        headers: dict[str, tuple[Any, ...]],
+        headers: Sequence[tuple[Any, ...]],
         paths: Sequence[tuple[Any, ...]],
-        appends: Sequence[tuple[int, str, str]],
     ) -> None:
         #: The leading correlation's name and edit (it lists its own names), or None.
         self._first = first
         #: The fused steps' names; step i is bit 1 << i.
         self._names = tuple(names)
-        #: Lower-cased header name → (kind, bit, step name, what the step needs).
-        self._headers = headers
+        #: The header steps in order: (kind, bit, step name, lower-cased header name,
+        #: what the step needs, the header name as written for set_header).
+        self._headers = tuple(headers)
         #: The path and query rules in order: (kind, bit, step name, rule).
         self._paths = tuple(paths)
-        #: (bit, header name, value) of each set_header, appended when its header is absent.
-        self._appends = tuple(appends)
 
     def run(self, request: OutgoingRequest, context: TransformContext) -> OutgoingRequest:
         """The request as the chain's steps one by one would make it; raises `Skipped`,
@@ -73,13 +74,13 @@ class Fused:
                 raise
             except Exception as exc:
                 raise StepFailed(first[0], exc) from exc
-            headers: Sequence[tuple[str, str]] = draft.headers
-            names: Sequence[str] = draft.names
+            out = draft.headers  # the draft's own lists: edited in place
+            names = draft.names
             raw, body = draft.path, draft.body
         else:
             changed = False
-            headers = request.headers
-            names = list(map(str.lower, map(_NAME, headers)))
+            out = list(request.headers)
+            names = list(map(str.lower, map(_NAME, out)))
             raw = request.path
         mask = 0
         if self._paths:
@@ -89,11 +90,10 @@ class Fused:
                 # The header steps before the failing one ran in a chain step by step.
                 # (and listed their names when they changed something).
                 limit = stop.bit
-                ops = {k: v for k, v in self._headers.items() if v[1] < limit}
-                self._list(context, stop.mask | self._header_pass(headers, names, context, ops)[1])
+                ops = [op for op in self._headers if op[1] < limit]
+                self._list(context, stop.mask | self._header_pass(out, names, context, ops))
                 raise stop.skipped from None
-        out, header_mask = self._header_pass(headers, names, context, self._headers)
-        mask |= header_mask
+        mask |= self._header_pass(out, names, context, self._headers)
         if not mask and not changed:
             return request
         if mask:
@@ -115,7 +115,10 @@ class Fused:
                 new = rule._pattern.sub(rule._replacement, path)
                 if new == path:
                     continue
-                path, sep, query = _check(name, bit, mask, new + sep + query).partition("?")
+                whole = new + sep + query
+                if whole[:1] != "/" or _BAD_IN_PATH.search(whole):
+                    _fail(name, bit, mask, whole)
+                path, sep, query = whole.partition("?")
             else:
                 if not sep:
                     continue
@@ -124,67 +127,90 @@ class Fused:
                     new = rule._sub(query)
                 if new == query:
                     continue
-                whole = _check(name, bit, mask, f"{path}?{new}" if new else path)
+                whole = f"{path}?{new}" if new else path
+                if whole[:1] != "/" or _BAD_IN_PATH.search(whole):
+                    _fail(name, bit, mask, whole)
                 path, sep, query = whole.partition("?")
             mask |= bit
         return (path + sep + query if mask else raw), mask
 
     def _header_pass(
         self,
-        headers: Sequence[tuple[str, str]],
-        names: Sequence[str],
+        out: list[tuple[str, str]],
+        names: list[str],
         context: TransformContext,
-        ops: dict[str, tuple[Any, ...]],
-    ) -> tuple[list[tuple[str, str]], int]:
-        out: list[tuple[str, str]] = []
-        mask = seen = 0
+        ops: Sequence[tuple[Any, ...]],
+    ) -> int:
+        """The header steps in chain order on one list: the usual header (one or none)
+        found by the list's own search, without a call per step; `out` and `names`
+        are edited in place. The bits of the steps that changed something."""
+        mask = 0
         op: tuple[Any, ...] = ()
         try:
-            for pair, lower in zip(headers, names, strict=True):
-                op = ops.get(lower, ())
-                if not op:
-                    out.append(pair)
-                    continue
-                kind, bit = op[0], op[1]
-                if kind == _SET:
-                    if seen & bit:  # a second one: dropped
-                        mask |= bit
-                        continue
-                    seen |= bit
-                    if pair[1] == op[3]:
-                        out.append(pair)
+            for op in ops:
+                kind, bit, _, wanted, arg, written = op
+                count = names.count(wanted)
+                if count == 1:
+                    i = names.index(wanted)
+                    key, value = out[i]
+                    if kind == _SET:
+                        if value == arg:
+                            continue
+                        out[i] = (key, arg)
+                    elif kind == _REMOVE:
+                        del out[i], names[i]
+                    elif kind == _REPLACE:
+                        new = arg._memo.get(value)
+                        if new is None:
+                            new = arg._sub(value)
+                        if new == value:
+                            continue
+                        out[i] = (key, new)
                     else:
-                        out.append((pair[0], op[3]))
-                        mask |= bit
-                elif kind == _REMOVE:
+                        signed = arg.resign_one(value, context)
+                        if signed is None:
+                            continue
+                        out[i] = (key, signed)
                     mask |= bit
-                elif kind == _REPLACE:
-                    value = pair[1]
-                    rule = op[3]
-                    new = rule._memo.get(value)
-                    if new is None:
-                        new = rule._sub(value)
-                    if new == value:
-                        out.append(pair)
-                    else:
-                        out.append((pair[0], new))
+                elif not count:
+                    if kind == _SET:
+                        out.append((written, arg))
+                        names.append(wanted)
                         mask |= bit
-                else:
-                    signed = op[3].resign_one(pair[1], context)
-                    if signed is None:
-                        out.append(pair)
-                    else:
-                        out.append((pair[0], signed))
-                        mask |= bit
+                elif _many(out, names, op, context):
+                    mask |= bit
         except Skipped:
             raise
         except Exception as exc:
             raise StepFailed(op[2], exc) from exc
-        for bit, name, value in self._appends:
-            if not seen & bit and name.lower() in ops:
-                out.append((name, value))
-                mask |= bit
-        return out, mask
+        return mask
+
+
+def _many(
+    out: list[tuple[str, str]], names: list[str], op: tuple[Any, ...], context: TransformContext
+) -> bool:
+    """A header step on a header the request holds more than once (rare), in place."""
+    kind, _, _, wanted, arg = op[:5]
+    if kind == _SET:  # the first one set, the others dropped
+        first = names.index(wanted)
+        out[first] = (out[first][0], arg)
+        keep = [i == first or n != wanted for i, n in enumerate(names)]
+    elif kind == _REMOVE:
+        keep = [n != wanted for n in names]
+    else:
+        changed = False
+        for i, name in enumerate(names):
+            if name != wanted:
+                continue
+            key, value = out[i]
+            new = arg._sub(value) if kind == _REPLACE else arg.resign_one(value, context)
+            if new is not None and (kind == _JWT or new != value):
+                out[i] = (key, new)
+                changed = True
+        return changed
+    out[:] = [h for h, k in zip(out, keep, strict=True) if k]
+    names[:] = [n for n, k in zip(names, keep, strict=True) if k]
+    return True
 
 
 class _PathSkipped(Exception):
@@ -197,11 +223,13 @@ class _PathSkipped(Exception):
         self.skipped = skipped
 
 
-def _check(name: str, bit: int, mask: int, whole: str) -> str:
+def _fail(name: str, bit: int, mask: int, whole: str) -> None:
+    """Raise the `Skipped` a rule raises for a path that is not one, as `_PathSkipped`."""
     try:
-        return checked_path(name, whole)
+        checked_path(name, whole)
     except Skipped as skipped:
         raise _PathSkipped(bit, mask, skipped) from None
+    raise AssertionError(whole)  # pragma: no cover (only called for a bad path)
 
 
 def fuse(edits: Sequence[tuple[str, Edit, bool]]) -> Fused | None:
@@ -212,42 +240,32 @@ def fuse(edits: Sequence[tuple[str, Edit, bool]]) -> Fused | None:
     if rest and rest[0][2]:
         name, edit, _ = rest.pop(0)
         first = (name, edit)
+    if len(rest) > 60:  # one bit of an int per step: any number works, few is usual
+        return None
     names: list[str] = []
-    headers: dict[str, tuple[Any, ...]] = {}
+    headers: list[tuple[Any, ...]] = []
     paths: list[tuple[Any, ...]] = []
-    appends: list[tuple[int, str, str]] = []
     for index, (name, edit, lists) in enumerate(rest):
         owner = getattr(edit, "__self__", None)
         function = getattr(edit, "__func__", None)
         bit = 1 << index
         names.append(name)
-        op: tuple[Any, ...]
         if lists or owner is None:
             return None
         if isinstance(owner, JwtResigner) and function is JwtResigner.edit:
-            if any(o[0] == _JWT for o in headers.values()):
-                return None
-            key, op = owner._header, (_JWT, bit, name, owner)
+            headers.append((_JWT, bit, name, owner._header, owner, None))
         elif not isinstance(owner, RuleStep):
             return None
         elif function is RuleStep._set_static:
-            key, op = owner._wanted, (_SET, bit, name, owner._static)
-            appends.append((bit, owner._header, str(owner._static)))
+            headers.append((_SET, bit, name, owner._wanted, owner._static, owner._header))
         elif function is RuleStep._remove_header:
-            key, op = owner._header.lower(), (_REMOVE, bit, name)
+            headers.append((_REMOVE, bit, name, owner._header.lower(), None, None))
         elif function is RuleStep._replace_header:
-            key, op = owner._header, (_REPLACE, bit, name, owner)
+            headers.append((_REPLACE, bit, name, owner._header, owner, None))
         elif function is RuleStep._replace_path:
             paths.append((_PATH, bit, name, owner))
-            continue
         elif function is RuleStep._replace_query:
             paths.append((_QUERY, bit, name, owner))
-            continue
         else:
             return None
-        if key in headers:
-            return None
-        headers[key] = op
-    if len(names) > 60:  # one bit of an int per step: any number works, few is usual
-        return None
-    return Fused(first, names, headers, paths, appends)
+    return Fused(first, names, headers, paths)

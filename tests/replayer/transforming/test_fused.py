@@ -65,6 +65,23 @@ credentials:
     jwt_resign: {algorithm: HS256, key: '${SECRET}', header: X-Token, prefix: ''}
 """
 
+ONE_HEADER = """\
+rules:
+  - name: set-a
+    set_header: {name: X-A, value: "bench/1"}
+  - name: agent-a
+    replace_header: {name: x-a, pattern: 'bench/(\\d+)', with: 'shadow/\\1'}
+  - name: drop-a
+    remove_header: X-B
+  - name: set-b
+    set_header: {name: X-B, value: "2"}
+credentials:
+  - name: jwt-1
+    jwt_resign: {algorithm: HS256, key: '${SECRET}'}
+  - name: jwt-2
+    jwt_resign: {algorithm: HS256, key: '${SECRET}', header: X-Token, prefix: ''}
+"""
+
 H = tuple[tuple[str, str], ...]
 BASE: H = (("Host", "shop.example.com"), ("User-Agent", "bench/7"), ("Accept", "*/*"))
 CASES: dict[str, tuple[str, list[tuple[str, H]]]] = {
@@ -91,6 +108,15 @@ CASES: dict[str, tuple[str, list[tuple[str, H]]]] = {
             ("/", (*BASE, ("Authorization", "Basic abc"), ("authorization", token("u2")))),
             ("/", (("Cookie", "c"),)),
             ("/", ()),
+        ],
+    ),
+    "one-header-many-rules": (
+        ONE_HEADER,
+        [
+            ("/", (("X-A", "x"), ("X-B", "1"), ("Authorization", token("u5")))),
+            ("/", (("x-a", "bench/1"), ("X-A", "y"), ("X-B", "1"), ("x-b", "2"))),
+            ("/", (("X-Token", token("u6").removeprefix("Bearer ")), ("X-Token", "no"))),
+            ("/", (("Authorization", token("u7")), ("authorization", token("u8")))),
         ],
     ),
     "paths": (
@@ -174,12 +200,11 @@ def test_the_bench_file_is_fused_and_changes_what_it_should() -> None:
 @pytest.mark.parametrize(
     "rules",
     [
-        "  - name: a\n    set_header: {name: X-A, value: '1'}\n"
-        "  - name: b\n    remove_header: x-a\n",
+        "  - name: a\n    replace_body: {pattern: a, with: b}\n",
         "  - name: a\n    json_set: {path: $.a, value: 1}\n",
         "  - name: a\n    when: {method: GET}\n    remove_header: Cookie\n",
     ],
-    ids=["two-rules-one-header", "json-rule", "conditional-rule"],
+    ids=["body-rule", "json-rule", "conditional-rule"],
 )
 def test_chains_that_cannot_fuse_run_step_by_step(rules: str) -> None:
     chain = transformer("rules:\n" + rules).shadow
