@@ -10,10 +10,8 @@ names that are tokens and values without CR, LF or NUL): otherwise the record
 is skipped as `skipped-transform`. A step that raises anything but `Skipped`
 (a bug) skips the record the same way; the first failure of each step and
 kind is logged. Consecutive rules share one mutable `Draft` (one request is built of it, not one
-per rule); a chain of unconditional header and path edits runs fused
-(`replayer.transforming.fused`: one pass, the same request). `Prepared` ties
-a chain to one record's context: the sender calls `before()` when the
-request's turn comes and `after()` with its outcome.
+per rule). `Prepared` ties a chain to one record's context: the sender
+calls `before()` when the request's turn comes and `after()` with its outcome.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ from dataclasses import dataclass, replace
 
 from replayer.models import Outcome, OutgoingRequest, Skipped
 from replayer.transforming.config import ROLES, Condition
-from replayer.transforming.fused import Fused, StepFailed, fuse
 from replayer.transforming.rules import Draft
 from replayer.transforming.step import Observer, Step, TransformContext
 from replayer.transforming.targets import authority_key, event_authority
@@ -96,8 +93,6 @@ class Chain:
                 for e in self.entries
                 if e.edit
             )
-        #: The same edits in one pass over the request, when they can be (`fused`).
-        self._fused: Fused | None = fuse(self._edits) if self._edits else None
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -105,8 +100,6 @@ class Chain:
 
     async def run(self, request: OutgoingRequest, context: TransformContext) -> OutgoingRequest:
         """The request after every step that applies; raises `Skipped` to skip the record."""
-        if self._fused is not None:
-            return self._run_fused(request, context, self._fused)
         if self._edits is not None:
             return self._run_edits(request, context, self._edits)
         original = request
@@ -142,21 +135,6 @@ class Chain:
         if request is original:
             return request
         return finish(request, original, check=not checked)
-
-    def _run_fused(
-        self, request: OutgoingRequest, context: TransformContext, fused: Fused
-    ) -> OutgoingRequest:
-        """`run` for a chain that fuses (the same request as `_run_edits` makes)."""
-        try:
-            built = fused.run(request, context)
-        except StepFailed as failed:
-            self._failed(failed.name, failed.error, context)
-            raise Skipped(
-                "transform", f"{failed.name} failed: {type(failed.error).__name__}"
-            ) from None
-        if built.body is request.body:
-            return built
-        return finish(built, request, check=False)
 
     def _run_edits(
         self,
@@ -259,11 +237,8 @@ class Prepared:
 
     async def before(self, request: OutgoingRequest) -> OutgoingRequest:
         chain = self.chain
-        fused = chain._fused
-        if fused is not None:  # no coroutine of its own: nothing to await
-            return chain._run_fused(request, self.context, fused)
         edits = chain._edits
-        if edits is not None:
+        if edits is not None:  # no coroutine of its own: nothing to await
             return chain._run_edits(request, self.context, edits)
         return await chain.run(request, self.context)
 

@@ -210,20 +210,6 @@ class JwtResigner:
             draft.changed = True
         return changed
 
-    def resign_one(self, value: str, context: TransformContext) -> str | None:
-        """One header value with its token signed (None: not a JWT, left as it is):
-        what `edit` does to each value of its header, for the fused chain."""
-        cached = self._cache.get(value)
-        if (
-            cached is not None
-            and not self._refresh
-            and time.monotonic() - self._key_checked < KEY_RECHECK_SECONDS
-        ):
-            self._cache.move_to_end(value)
-            self.counts.cached += 1
-            return cached.value
-        return self._resign(value, context)
-
     async def aclose(self) -> None:
         """Nothing to release (the interface the stage calls on every step)."""
 

@@ -177,13 +177,6 @@ def _bad_value(value: str) -> bool:
     return _BAD_IN_VALUE.search(value) is not None
 
 
-def checked_path(rule: str, whole: str) -> str:
-    """`whole` when it is a request path; else `Skipped` naming the rule that made it."""
-    if not whole.startswith("/") or _BAD_IN_PATH.search(whole):
-        raise Skipped("transform", f"rule {rule} made the path {whole[:80]!r}, not a path")
-    return whole
-
-
 def body_encoded(draft: Draft) -> bool:
     """True when the body carries a Content-Encoding other than identity (gzip ...)."""
     encoding = draft.header("content-encoding")
@@ -301,7 +294,9 @@ class RuleStep:
         return self._set_path(draft, f"{path}?{changed}" if changed else path)
 
     def _set_path(self, draft: Draft, whole: str) -> bool:
-        draft.path = checked_path(self.name, whole)
+        if not whole.startswith("/") or _BAD_IN_PATH.search(whole):
+            raise Skipped("transform", f"rule {self.name} made the path {whole[:80]!r}, not a path")
+        draft.path = whole
         draft.changed = True
         return True
 
