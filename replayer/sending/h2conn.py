@@ -44,10 +44,9 @@ class NotH2(ConnectionError):
 
 
 def _text(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    """A response header's bytes as text, as `h1response` does: latin-1, so the comparison
+    (`ResponseView.of`) gets the same bytes back whatever the protocol."""
+    return raw.decode("latin-1")
 
 
 class _Stream:

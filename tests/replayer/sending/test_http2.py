@@ -409,3 +409,14 @@ def test_http1_transport_is_untouched_by_the_h2_tls_context(tls_files: tuple[Pat
 
 def test_h2_not_offered_is_not_sent() -> None:
     assert issubclass(H2NotOffered, NotSent)
+
+
+def test_response_header_bytes_survive_as_over_http_1_1() -> None:
+    from replayer.comparing.view import ResponseView
+    from replayer.sending.h2conn import _split
+
+    raw = [(b":status", b"200"), (b"x-name", "é€".encode()), (b"x-old", b"\xe9")]
+    status, headers = _split(raw)
+    assert status == 200
+    # The comparison encodes text headers back with latin-1, as for HTTP/1.1 answers.
+    assert ResponseView.of(status, headers).headers == tuple(raw[1:])
