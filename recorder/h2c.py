@@ -71,8 +71,12 @@ class PriorKnowledge:
             nextlayer.layer = None  # only part of the preface so far: ask again with more
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if is_grpc(flow.request):
-            self._grpc_clients.add(flow.client_conn.id)
+        # Runs for every request: gRPC is HTTP/2 only, and a connection is noted once.
+        if flow.request.data.http_version != b"HTTP/2.0":
+            return
+        client = flow.client_conn.id
+        if client not in self._grpc_clients and is_grpc(flow.request):
+            self._grpc_clients.add(client)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         # mitmproxy picks its HTTP/2 client for an upstream connection by the

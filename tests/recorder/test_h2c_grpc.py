@@ -10,6 +10,7 @@ from recorder.h2c import PriorKnowledge, is_grpc
 
 def flow_with(content_type: str) -> tflow.HTTPFlow:
     flow = tflow.tflow()
+    flow.request.http_version = "HTTP/2.0"  # gRPC is HTTP/2 only
     flow.request.headers["content-type"] = content_type
     return flow
 
