@@ -9,14 +9,14 @@ alter or fail the live request; bodies stream through it. The rest has its
 own module: the options (`recorder.options`), the bodies' first bytes
 (`recorder.capture`), the event (`recorder.event`), secrets
 (`recorder.redact`), which exchanges (`recorder.selection`), fitting an event
-into a Kafka message (`recorder.fit`), the producer (`recorder.sink`), and
+into a Kafka message (`recorder.fit`), the producer (`recorder.sink`), the
+health endpoint (`recorder.endpoint`), and
 answering as the target of a mirror rule (`recorder.mirror`, off unless
 `trafficmirror_mirror` is set).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -28,6 +28,7 @@ from recorder import fit, options
 from recorder.accounting import Counts, add_up
 from recorder.capture import BodyCapture, CaptureBudget, quiet_stream_logs
 from recorder.drain import Drainer
+from recorder.endpoint import HealthEndpoint
 from recorder.event import CAPTURE_MIRROR, CAPTURE_PROXY, flow_to_event, probe_event, recorder_info
 from recorder.h2c import PriorKnowledge
 from recorder.inflight import InFlight
@@ -36,12 +37,11 @@ from recorder.mirror import Mirror
 from recorder.options import options_error
 from recorder.redact import Redactor
 from recorder.selection import FILTERED, parse_flow_filter
-from recorder.sink import CONVERT_FAILED, SEEN, TRUNCATED, KafkaSink, SinkStats
+from recorder.sink import CONVERT_FAILED, SEEN, KafkaSink, SinkStats
 from recorder.websocket import WebSocketRecorder
 from schemas.codec import Codec, Encoded
 from schemas.records import HttpExchange, RecorderInfo
 from trafficmirror.plumbing.errors import TrafficMirrorError
-from trafficmirror.plumbing.health import HealthServer, HealthState
 from trafficmirror.plumbing.kafka import KafkaSettings
 from trafficmirror.plumbing.logs import Throttle
 
@@ -86,8 +86,7 @@ class Recorder:
         self.filtered = 0
         self.cut_off = 0
         #: Bodies recorded cut (over the cap, the message size, the budget, or broken off).
-        self.truncated = 0
-        self._truncation_log = Throttle()
+        self.truncations = fit.Truncations()
         #: The counts of the summary `done()` logged last (it then starts again from 0).
         self.last_counts: Counts | None = None
         self.inflight = InFlight()
@@ -104,9 +103,8 @@ class Recorder:
         self._running = False
         self._warned_inactive = False
         self._warned_host = False
-        self._health: HealthServer | None = None
-        self._health_state: HealthState | None = None
-        self._beat_task: asyncio.Task[None] | None = None
+        #: /healthz, /readyz and /metrics, when trafficmirror_metrics_port is set.
+        self.health = HealthEndpoint(self._ready)
         self._stats: list[SinkStats] = []
 
     # -- options --------------------------------------------------------------
@@ -148,7 +146,7 @@ class Recorder:
             self._configure_info()
         # The endpoint before the sink: a port in use fails before "recording to topic".
         if updated & options.HEALTH_OPTIONS:
-            self._configure_health()
+            self.health.configure(opts.trafficmirror_metrics_host, opts.trafficmirror_metrics_port)
         if updated & options.SINK_OPTIONS:
             self._configure_sink()
 
@@ -225,27 +223,6 @@ class Recorder:
             limit,
         )
 
-    def _configure_health(self) -> None:
-        opts = ctx.options
-        port = opts.trafficmirror_metrics_port
-        if self._health is not None:
-            self._health.close()
-            self._health = None
-        if port is None:
-            return
-        if not 0 <= port <= 65535:
-            raise options_error(f"trafficmirror_metrics_port {port} is out of range")
-        state = HealthState()
-        state.set_ready_check(self._ready)
-        try:
-            self._health = HealthServer(state, opts.trafficmirror_metrics_host, port).start()
-        except OSError as exc:
-            raise options_error(
-                f"trafficmirror: cannot serve metrics on "
-                f"{opts.trafficmirror_metrics_host}:{port}: {exc.strerror or exc}"
-            ) from None
-        self._health_state = state
-
     def _ready(self) -> str | None:
         if not self._running:
             return "proxy not listening yet"
@@ -266,24 +243,12 @@ class Recorder:
                 "trafficmirror: not recording; set trafficmirror_bootstrap_servers "
                 "and trafficmirror_topic"
             )
-        if self._health_state is not None and self._beat_task is None:
-            self._beat_task = asyncio.get_running_loop().create_task(self._beat(self._health_state))
-
-    async def _beat(self, state: HealthState) -> None:
-        # /healthz fails if mitmproxy's event loop stops running this.
-        while True:
-            state.beat()
-            await asyncio.sleep(5)
+        self.health.start_beat()
 
     def done(self) -> None:
-        if self._beat_task is not None:
-            self._beat_task.cancel()
-            self._beat_task = None
         had_sink = self.sink is not None or bool(self._stats)
+        self.health.close()
         self._close_sink()
-        if self._health is not None:
-            self._health.close()
-            self._health = None
         if had_sink:
             counts = self.last_counts = self.counts()
             level = logging.INFO if counts.dropped + counts.failed == 0 else logging.WARNING
@@ -297,7 +262,8 @@ class Recorder:
                 )
             self._stats.clear()
             self.websockets.reset()
-            self.seen = self.convert_failed = self.filtered = self.cut_off = self.truncated = 0
+            self.seen = self.convert_failed = self.filtered = self.cut_off = 0
+            self.truncations.count = 0
             self.budget.cut = 0
 
     def _close_sink(self) -> None:
@@ -368,7 +334,7 @@ class Recorder:
             encoded = codec.encode(event)
             if not fit.fits(len(encoded.value), sink.max_message_bytes):
                 event, encoded = self._shrink(flow, info, event, len(encoded.value), sink, codec)
-            self._count_truncated(flow, event)
+            self.truncations.note(flow.id, event, self.max_body_bytes)
             sink.send(
                 flow.client_conn.id.encode(),
                 encoded.value,
@@ -424,32 +390,6 @@ class Recorder:
         event = flow_to_event(flow, cap, info, self.redactor)
         return event, codec.encode(event)
 
-    def _count_truncated(self, flow: http.HTTPFlow, event: HttpExchange) -> None:
-        """Count (and now and then log) the bodies `event` records cut."""
-        response = event["response"]
-        parts = [("request", event["request"])]
-        if response is not None:
-            parts.append(("response", response["message"]))
-        for part, message in parts:
-            if not message["body_truncated"]:
-                continue
-            self.truncated += 1
-            TRUNCATED.labels(part).inc()
-            if self._truncation_log.allow():
-                length = message["body_length"]
-                logger.warning(
-                    "trafficmirror: the %s body of exchange %s (%s %s) was recorded cut: "
-                    "%d of %s bytes kept (--max-body-bytes %d); %d bodies cut so far",
-                    part,
-                    flow.id,
-                    event["method"],
-                    event["path"][:80].decode("latin-1"),
-                    len(message["body"]),
-                    "unknown" if length < 0 else length,
-                    self.max_body_bytes,
-                    self.truncated,
-                )
-
     # -- reporting ------------------------------------------------------------
 
     def totals(self) -> SinkStats:
@@ -466,7 +406,7 @@ class Recorder:
             filtered=self.filtered,
             cut_off=self.cut_off,
             budget_cut=self.budget.cut,
-            truncated=self.truncated,
+            truncated=self.truncations.count,
             ws_messages=ws.messages,
             ws_ends=ws.ends,
             ws_messages_not_recorded=ws.messages_not_recorded,

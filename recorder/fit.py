@@ -8,14 +8,21 @@ trailers and the rest of the event, plus the margin for Kafka's framing. A
 one line (`ConfigError`). An event that is still too large (headers beyond the
 headroom) is encoded again with both bodies cut to `body_cap()`, so it is
 recorded, flagged truncated with the original lengths, rather than lost.
+`Truncations` counts every body recorded cut, for whatever reason, and logs
+some of them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
+from recorder.sink import TRUNCATED
 from schemas.records import HttpExchange
 from trafficmirror.plumbing.errors import ConfigError
+from trafficmirror.plumbing.logs import Throttle
+
+logger = logging.getLogger(__name__)
 
 #: Room left in a Kafka message for the key, headers and record framing.
 MESSAGE_MARGIN = 16 * 1024
@@ -92,3 +99,37 @@ def fair_cap(sizes: Sequence[int], budget: int) -> int:
             return share
         budget -= size
     return ordered[-1] if ordered else 0
+
+
+class Truncations:
+    """Bodies recorded cut (over the cap, the message size, the budget, or broken off)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._log = Throttle()
+
+    def note(self, exchange_id: str, event: HttpExchange, max_body_bytes: int) -> None:
+        """Count (and now and then log) the bodies `event` records cut."""
+        response = event["response"]
+        parts = [("request", event["request"])]
+        if response is not None:
+            parts.append(("response", response["message"]))
+        for part, message in parts:
+            if not message["body_truncated"]:
+                continue
+            self.count += 1
+            TRUNCATED.labels(part).inc()
+            if self._log.allow():
+                length = message["body_length"]
+                logger.warning(
+                    "trafficmirror: the %s body of exchange %s (%s %s) was recorded cut: "
+                    "%d of %s bytes kept (--max-body-bytes %d); %d bodies cut so far",
+                    part,
+                    exchange_id,
+                    event["method"],
+                    event["path"][:80].decode("latin-1"),
+                    len(message["body"]),
+                    "unknown" if length < 0 else length,
+                    max_body_bytes,
+                    self.count,
+                )

@@ -11,7 +11,8 @@ stage imports another just for a type.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -101,6 +102,38 @@ class OutgoingRequest:
             if key.lower() == wanted:
                 return value
         return None
+
+
+#: The fields of `OutgoingRequest` a transform edits; `rebuilt` copies the others.
+_EDITED = ("method", "path", "headers", "body")
+_KEPT = tuple(f.name for f in fields(OutgoingRequest) if f.name not in _EDITED)
+_SETTERS = {name: getattr(OutgoingRequest, name).__set__ for name in (*_EDITED, *_KEPT)}
+_SET_METHOD, _SET_PATH, _SET_HEADERS, _SET_BODY = (_SETTERS[name] for name in _EDITED)
+_COPY = tuple((attrgetter(name), _SETTERS[name]) for name in _KEPT)
+_NEW = object.__new__
+
+
+def rebuilt(
+    request: OutgoingRequest,
+    method: str,
+    path: str,
+    headers: tuple[tuple[str, str], ...],
+    body: bytes,
+) -> OutgoingRequest:
+    """`request` with these four fields, its others as they are (target, exchange id ...).
+
+    Equal to `OutgoingRequest(...)` with every field given, built through the
+    slots the frozen dataclass's `__init__` fills one `object.__setattr__` at a
+    time: about three times cheaper, and it runs for every transformed request.
+    """
+    new: OutgoingRequest = _NEW(OutgoingRequest)
+    _SET_METHOD(new, method)
+    _SET_PATH(new, path)
+    _SET_HEADERS(new, headers)
+    _SET_BODY(new, body)
+    for get, put in _COPY:
+        put(new, get(request))
+    return new
 
 
 # Not frozen: built for every replayed record, and a frozen dataclass costs about

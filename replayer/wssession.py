@@ -22,7 +22,7 @@ from prometheus_client import Counter
 
 from replayer.comparing.diff import Difference
 from replayer.comparing.noise import Rules
-from replayer.comparing.responses import ResponseView
+from replayer.comparing.view import ResponseView
 from replayer.comparing.websocket import Close, SessionView, compare_session
 from replayer.models import OutgoingRequest, Record, Result, WebSocketMessage
 from replayer.results.stage import Comparison

@@ -26,7 +26,7 @@ from replayer.comparing.noise import Rules
 
 if TYPE_CHECKING:
     from replayer.comparing.protodesc import MethodTypes, ProtoDescriptors
-    from replayer.comparing.responses import ResponseView
+    from replayer.comparing.view import ResponseView
 
 #: Names that carry the call's status (trailers, or headers of a Trailers-Only answer).
 STATUS_FIELDS = (b"grpc-status", b"grpc-message")
