@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from replayer.results.build import Aggregate, EndpointStats
+from replayer.results.aggregate import Aggregate, EndpointStats
 from trafficmirror.plumbing.errors import ConfigError
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 
 from replayer.comparing.endpoints import printable
 from replayer.comparing.responses import KINDS, MIRROR_CAPTURE
-from replayer.results.build import Aggregate, EndpointStats
+from replayer.results.aggregate import Aggregate, EndpointStats
 from schemas.records import ReplayResult
 
 PRODUCTION_COLOR = "#2563eb"

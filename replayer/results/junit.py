@@ -15,8 +15,8 @@ import datetime as dt
 import xml.etree.ElementTree as ET  # noqa: S405 (writes XML, parses none)
 from collections.abc import Sequence
 
+from replayer.results.aggregate import Aggregate, EndpointStats
 from replayer.results.budgets import ALL, Verdict
-from replayer.results.build import Aggregate, EndpointStats
 
 
 def _figures(stats: EndpointStats) -> str:

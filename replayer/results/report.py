@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from replayer.results.build import Aggregate
+from replayer.results.aggregate import Aggregate
 from replayer.results.html import render_html
 from replayer.results.terminal import (  # noqa: F401 (format_table, summary_line: public here too)
     format_table,

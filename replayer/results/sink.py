@@ -4,7 +4,7 @@
 just before the record counts as handled (so its offset may be committed). It
 only hands the message to librdkafka's local queue: a crash after that re-sends
 the request and writes the result again rather than losing it, and readers keep
-one result per exchange (`replayer.results.build.Aggregate`). It never waits
+one result per exchange (`replayer.results.aggregate.Aggregate`). It never waits
 for the broker; what goes wrong is counted by reason (the `LOST` metric) and
 logged (rate-limited), never raised. A daemon thread serves `poll()`;
 `close()` flushes, and the group worker calls it before its final commit.

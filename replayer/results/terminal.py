@@ -18,7 +18,7 @@ from typing import TextIO
 
 from replayer.comparing.endpoints import printable
 from replayer.comparing.responses import KINDS
-from replayer.results.build import Aggregate, EndpointStats, aggregate_path
+from replayer.results.aggregate import Aggregate, EndpointStats, aggregate_path
 from replayer.results.html import KIND_LABELS
 from schemas.records import ReplayResult
 

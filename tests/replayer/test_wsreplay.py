@@ -336,7 +336,7 @@ def test_ws_an_end_the_recorder_caused_by_stopping_is_not_compared_as_a_close() 
 
 
 def test_ws_message_paths_are_counted_together_in_the_report() -> None:
-    from replayer.results.build import aggregate_path
+    from replayer.results.aggregate import aggregate_path
 
     assert aggregate_path("message", "messages[3]") == "messages[*]"
     assert aggregate_path("body_text", "messages[5] line 2") == "messages[*] line 2"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from replayer.comparing.responses import Difference, ResponseView
-from replayer.results.build import Aggregate, build_result
+from replayer.results.aggregate import Aggregate
+from replayer.results.build import build_result
 from tests.replayer.events import make_event
 
 NAME = Difference("message", "messages[3].user.name", '"bob"', '"BOB"')

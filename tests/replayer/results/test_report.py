@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from replayer.comparing.responses import KINDS, Difference, ResponseView
-from replayer.results.build import Aggregate, build_result, result_key
+from replayer.results.aggregate import Aggregate
+from replayer.results.build import build_result, result_key
 from replayer.results.html import latency_cdf_svg, mismatch_chart_svg, render_html
 from replayer.results.report import collect, format_table, run_report, summary_line
 from replayer.results.terminal import runs_note, use_color

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from replayer.comparing.responses import KINDS
-from replayer.results.build import Aggregate
+from replayer.results.aggregate import Aggregate
 from replayer.results.html import render_html
 from tests.replayer.results.test_report import mirror_results, synthetic_results
 

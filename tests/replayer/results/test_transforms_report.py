@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from replayer.comparing.responses import Difference
-from replayer.results.build import Aggregate
+from replayer.results.aggregate import Aggregate
 from replayer.results.html import render_html
 from replayer.results.report import format_table
 from tests.replayer.results.test_build import result
