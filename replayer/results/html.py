@@ -4,30 +4,19 @@ No JavaScript, no fonts, images or styles from the network: inline CSS and
 inline SVG only, so the file opens anywhere, offline, and can be attached to a
 ticket. A Content-Security-Policy meta tag forbids scripts and remote loads as
 a second line of defence: every value shown comes from recorded traffic, which
-is untrusted, and all of it goes through `html.escape`.
+is untrusted, and all of it goes through `html.escape` (`charts.escaped()`).
+The SVG charts are drawn in `charts.py`; this module lays out the page.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Mapping, Sequence
-from html import escape
-from typing import Any
 
-from replayer.comparing.endpoints import printable
 from replayer.comparing.responses import KINDS, MIRROR_CAPTURE
 from replayer.results.aggregate import Aggregate, EndpointStats
+from replayer.results.charts import escaped, latency_cdf_svg, mismatch_chart_svg, percent
 from schemas.records import ReplayResult
-
-PRODUCTION_COLOR = "#2563eb"
-SHADOW_COLOR = "#ea580c"
-MISMATCH_COLOR = "#dc2626"
-NOISE_COLOR = "#a3a3a3"
-#: Endpoints drawn in the mismatch chart (the worst ones).
-CHART_ENDPOINTS = 20
-#: Points per line in the latency CDF (quantiles), enough for a smooth curve.
-CDF_POINTS = 200
 
 KIND_LABELS = {
     "status": "status",
@@ -73,14 +62,6 @@ ul.paths { margin: 4px 0; font-size: 12px; font-family: ui-monospace, monospace;
 """
 
 
-def _e(value: Any) -> str:
-    return escape(printable(str(value)), quote=True)
-
-
-def _pct(rate: float) -> str:
-    return f"{rate * 100:.1f}%"
-
-
 def _ms(value: float | None) -> str:
     if value is None:
         return "–"
@@ -93,7 +74,7 @@ def _ms(value: float | None) -> str:
 def _rate_cell(count: int, compared: int) -> str:
     if not count:
         return '<td class="zero">0</td>'
-    return f'<td class="bad">{_pct(count / compared)}</td>' if compared else f"<td>{count}</td>"
+    return f'<td class="bad">{percent(count / compared)}</td>' if compared else f"<td>{count}</td>"
 
 
 def endpoint_table(rows: Sequence[EndpointStats], total: EndpointStats) -> str:
@@ -126,7 +107,7 @@ def _count_cell(count: int, css: str = "") -> str:
 def _table_row(s: EndpointStats, css: str = "", mirror: bool = False) -> str:
     mirror_cells = [(s.vs_baseline, "vs-baseline"), (s.unverified, "unverified")] if mirror else []
     cells = [
-        f"<td class='ep'>{_e(s.endpoint)}</td>",
+        f"<td class='ep'>{escaped(s.endpoint)}</td>",
         f"<td>{s.requests}</td>",
         _rate_cell(s.mismatches, s.compared),
         *(_rate_cell(s.mismatch_by_kind[k], s.compared) for k in KINDS),
@@ -141,172 +122,11 @@ def _table_row(s: EndpointStats, css: str = "", mirror: bool = False) -> str:
     return f"<tr class='{css or 'endpoint'}'{style}>{''.join(cells)}</tr>"
 
 
-# -- charts -------------------------------------------------------------------------
-
-
-def _nice_linear_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    span = high - low or 1.0
-    raw = span / count
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    start = math.floor(low / step) * step
-    ticks = []
-    value = start
-    while value <= high + step / 2:
-        if value >= low - 1e-9:
-            ticks.append(value)
-        value += step
-    return ticks
-
-
-def _log_ticks(low: float, high: float) -> list[float]:
-    ticks = []
-    for exponent in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1):
-        for mantissa in (1, 2, 5):
-            value = mantissa * 10**exponent
-            if low <= value <= high:
-                ticks.append(value)
-    return ticks
-
-
-def _quantile(ordered: Sequence[float], q: float) -> float:
-    rank = (len(ordered) - 1) * q
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def _empty_chart(width: int, height: int, label: str, message: str) -> str:
-    return (
-        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' "
-        f"width='{width}' height='{height}' role='img' aria-label='{_e(label)}'>"
-        f"<text x='{width / 2}' y='{height / 2}' text-anchor='middle'>{_e(message)}</text></svg>"
-    )
-
-
-def latency_cdf_svg(production_ms: Sequence[float], shadow_ms: Sequence[float]) -> str:
-    """An SVG with the cumulative latency distributions of production and shadow."""
-    width, height = 640, 320
-    left, right, top, bottom = 52, 16, 28, 40
-    label = "Latency distribution, production vs shadow"
-    values = [v for v in (*production_ms, *shadow_ms) if v >= 0]
-    if not values:
-        return _empty_chart(width, height, label, "no latency data")
-    low, high = min(values), max(values)
-    positive = [v for v in values if v > 0]
-    use_log = bool(positive) and max(positive) / min(positive) > 20
-    if use_log:
-        low = min(positive)
-        lo_log, hi_log = math.log10(low), math.log10(max(high, low * 1.01))
-
-        def x_of(v: float) -> float:
-            frac = (math.log10(max(v, low)) - lo_log) / (hi_log - lo_log)
-            return left + frac * (width - left - right)
-
-        ticks = _log_ticks(low, high)
-    else:
-        high = high if high > low else low + 1
-
-        def x_of(v: float) -> float:
-            return left + (v - low) / (high - low) * (width - left - right)
-
-        ticks = _nice_linear_ticks(low, high)
-
-    def y_of(fraction: float) -> float:
-        return top + (1 - fraction) * (height - top - bottom)
-
-    parts = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' "
-        f"width='{width}' height='{height}' role='img' aria-label='{_e(label)}' class='cdf'>",
-        f"<rect x='{left}' y='{top}' width='{width - left - right}' "
-        f"height='{height - top - bottom}' fill='#fff' stroke='#d1d5db'/>",
-    ]
-    for fraction in (0, 0.25, 0.5, 0.75, 1):
-        y = y_of(fraction)
-        parts.append(
-            f"<line x1='{left}' x2='{width - right}' y1='{y:.1f}' y2='{y:.1f}' stroke='#eee'/>"
-            f"<text x='{left - 6}' y='{y + 4:.1f}' text-anchor='end'>{fraction * 100:.0f}%</text>"
-        )
-    for tick in ticks:
-        x = x_of(tick)
-        parts.append(
-            f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{top}' y2='{height - bottom}' stroke='#eee'/>"
-            f"<text x='{x:.1f}' y='{height - bottom + 14}' text-anchor='middle'>{tick:g}</text>"
-        )
-    parts.append(
-        f"<text x='{(left + width - right) / 2}' y='{height - 6}' text-anchor='middle'>"
-        f"latency, ms{' (log scale)' if use_log else ''}</text>"
-    )
-    for name, series, color, offset in (
-        ("production", production_ms, PRODUCTION_COLOR, 0),
-        ("shadow", shadow_ms, SHADOW_COLOR, 110),
-    ):
-        parts.append(
-            f"<rect x='{left + 8 + offset}' y='8' width='12' height='12' fill='{color}'/>"
-            f"<text x='{left + 24 + offset}' y='18'>{name} ({len(series)})</text>"
-        )
-        if series:
-            ordered = sorted(series)  # once: a quantile per point would sort again each time
-            points = []
-            for i in range(CDF_POINTS + 1):
-                q = i / CDF_POINTS
-                points.append(f"{x_of(_quantile(ordered, q)):.1f},{y_of(q):.1f}")
-            parts.append(
-                f"<polyline class='series {name}' fill='none' stroke='{color}' "
-                f"stroke-width='2' points='{' '.join(points)}'/>"
-            )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def mismatch_chart_svg(rows: Sequence[EndpointStats]) -> str:
-    """Horizontal bars: the mismatch rate of each endpoint, noise-only share in grey."""
-    width = 640
-    label = "Mismatch rate per endpoint"
-    shown = [s for s in rows if s.compared][:CHART_ENDPOINTS]
-    if not shown:
-        return _empty_chart(width, 120, label, "no compared results")
-    left, right, top, bar, gap = 250, 60, 26, 16, 8
-    height = top + len(shown) * (bar + gap) + 24
-    span = width - left - right
-    parts = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' "
-        f"width='{width}' height='{height}' role='img' aria-label='{_e(label)}' class='bars'>",
-        f"<rect x='{left + 8}' y='6' width='12' height='12' fill='{MISMATCH_COLOR}'/>"
-        f"<text x='{left + 24}' y='16'>mismatch</text>"
-        f"<rect x='{left + 100}' y='6' width='12' height='12' fill='{NOISE_COLOR}'/>"
-        f"<text x='{left + 116}' y='16'>differs in noise only</text>",
-    ]
-    for fraction in (0, 0.5, 1):
-        x = left + fraction * span
-        parts.append(
-            f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{top - 4}' y2='{height - 20}' stroke='#e5e7eb'/>"
-            f"<text x='{x:.1f}' y='{height - 6}' text-anchor='middle'>{fraction * 100:.0f}%</text>"
-        )
-    for i, stats in enumerate(shown):
-        y = top + i * (bar + gap)
-        rate = stats.mismatch_rate()
-        noise = stats.noise_only / stats.compared
-        name = stats.endpoint if len(stats.endpoint) <= 38 else stats.endpoint[:37] + "…"
-        parts.append(
-            f"<text x='{left - 8}' y='{y + bar - 4}' text-anchor='end'>"
-            f"<title>{_e(stats.endpoint)}</title>{_e(name)}</text>"
-            f"<rect x='{left}' y='{y}' width='{span}' height='{bar}' fill='#f3f4f6'/>"
-            f"<rect class='mismatch' x='{left}' y='{y}' width='{max(rate * span, 0):.1f}' "
-            f"height='{bar}' fill='{MISMATCH_COLOR}'/>"
-            f"<rect class='noise' x='{left + rate * span:.1f}' y='{y}' "
-            f"width='{noise * span:.1f}' height='{bar}' fill='{NOISE_COLOR}'/>"
-            f"<text x='{left + span + 6}' y='{y + bar - 4}'>{_pct(rate)}</text>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
 # -- examples -----------------------------------------------------------------------
 
 
 def _value(value: str | None) -> str:
-    return "<span class='absent'>absent</span>" if value is None else f"<pre>{_e(value)}</pre>"
+    return "<span class='absent'>absent</span>" if value is None else f"<pre>{escaped(value)}</pre>"
 
 
 def example_html(result: ReplayResult) -> str:
@@ -324,9 +144,9 @@ def example_html(result: ReplayResult) -> str:
     for diff in result["differences"]:
         css = "noise" if diff["noise"] else "real"
         rows.append(
-            f"<tr class='{css}'><td>{_e(KIND_LABELS.get(diff['kind'], diff['kind']))}"
+            f"<tr class='{css}'><td>{escaped(KIND_LABELS.get(diff['kind'], diff['kind']))}"
             f"{' (noise)' if diff['noise'] else ''}</td>"
-            f"<td><pre>{_e(diff['path'])}</pre></td>"
+            f"<td><pre>{escaped(diff['path'])}</pre></td>"
             f"<td class='p'>{_value(diff['production'])}</td>"
             f"<td class='s'>{_value(diff['shadow'])}</td></tr>"
         )
@@ -335,10 +155,11 @@ def example_html(result: ReplayResult) -> str:
     note = f"<p>… and {more} more differences not stored</p>" if more > 0 else ""
     return (
         "<div class='example'>"
-        f"<p><b>{_e(result['method'])} {_e(result['path'])}</b> · exchange "
-        f"<code>{_e(result['id'])}</code> · status {reference} {_e(reference_status)} → "
-        f"shadow {_e(result['shadow_status'])} · offset {_e(result['source']['partition'])}:"
-        f"{_e(result['source']['offset'])}{_transforms(result['transforms'])}</p>"
+        f"<p><b>{escaped(result['method'])} {escaped(result['path'])}</b> · exchange "
+        f"<code>{escaped(result['id'])}</code> · status {reference} {escaped(reference_status)} → "
+        f"shadow {escaped(result['shadow_status'])} · offset "
+        f"{escaped(result['source']['partition'])}:"
+        f"{escaped(result['source']['offset'])}{_transforms(result['transforms'])}</p>"
         "<table class='diff'><colgroup><col class='k'><col class='path'><col class='v'>"
         f"<col class='v'></colgroup><thead><tr><th>kind</th><th>path</th><th>{reference}</th>"
         f"<th>shadow</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{note}</div>"
@@ -346,14 +167,14 @@ def example_html(result: ReplayResult) -> str:
 
 
 def _transforms(names: Sequence[str]) -> str:
-    return f" · transforms {_e(', '.join(names))}" if names else ""
+    return f" · transforms {escaped(', '.join(names))}" if names else ""
 
 
 def transforms_html(rows: Sequence[EndpointStats]) -> str:
     """Which transforms changed how many requests of each endpoint ('' when none did)."""
     lines = "".join(
-        f"<tr><td>{_e(s.endpoint)}</td><td>"
-        + ", ".join(f"{_e(name)} × {count}" for name, count in s.transforms.most_common())
+        f"<tr><td>{escaped(s.endpoint)}</td><td>"
+        + ", ".join(f"{escaped(name)} × {count}" for name, count in s.transforms.most_common())
         + "</td></tr>"
         for s in rows
         if s.transforms
@@ -392,7 +213,7 @@ def render_html(
     cards = [
         ("requests", str(total.requests), ""),
         ("compared", str(total.compared), ""),
-        ("mismatch", _pct(total.mismatch_rate()), "bad" if total.mismatches else "ok"),
+        ("mismatch", percent(total.mismatch_rate()), "bad" if total.mismatches else "ok"),
         ("noise only", str(total.noise_only), ""),
         ("errors", str(total.errors), "bad" if total.errors else "ok"),
         ("skipped", str(total.skipped), ""),
@@ -404,7 +225,7 @@ def render_html(
             ("no production response", str(total.unverified), ""),
         ]
     card_html = "".join(
-        f"<div class='card {css}'><b>{_e(value)}</b><span>{_e(name)}</span></div>"
+        f"<div class='card {css}'><b>{escaped(value)}</b><span>{escaped(name)}</span></div>"
         for name, value, css in cards
     )
     sections = []
@@ -413,18 +234,18 @@ def render_html(
         if not stats.mismatches and not found:
             continue
         paths = "".join(
-            f"<li>{_e(KIND_LABELS.get(kind, kind))} <b>{_e(path)}</b> × {count}</li>"
+            f"<li>{escaped(KIND_LABELS.get(kind, kind))} <b>{escaped(path)}</b> × {count}</li>"
             for kind, path, count in stats.top_paths()
         )
         vs_baseline = f"; {stats.vs_baseline} compared vs baseline" if stats.vs_baseline else ""
         sections.append(
-            f"<section class='endpoint-examples'><h3>{_e(stats.endpoint)}</h3>"
+            f"<section class='endpoint-examples'><h3>{escaped(stats.endpoint)}</h3>"
             f"<p class='meta'>{stats.mismatches} of {stats.compared} compared requests differ "
-            f"({_pct(stats.mismatch_rate())}{vs_baseline}); most frequent differences:</p>"
+            f"({percent(stats.mismatch_rate())}{vs_baseline}); most frequent differences:</p>"
             f"<ul class='paths'>{paths}</ul>{''.join(example_html(r) for r in found)}</section>"
         )
     examples_html = "".join(sections) or "<p class='meta'>No endpoint differs.</p>"
-    note_html = f"<p class='note'>note: {_e(note)}</p>" if note else ""
+    note_html = f"<p class='note'>note: {escaped(note)}</p>" if note else ""
     production_ms = [v / 1000 for v in total.production_us]
     shadow_ms = [v / 1000 for v in total.shadow_us]
     return (
@@ -432,9 +253,9 @@ def render_html(
         "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
         "style-src 'unsafe-inline'; img-src data:\">"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>{_e(title)}</h1><p class='meta'>{_e(subtitle)}"
-        f"{' · ' if subtitle else ''}generated {_e(generated.isoformat(timespec='seconds'))}"
+        f"<title>{escaped(title)}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>{escaped(title)}</h1><p class='meta'>{escaped(subtitle)}"
+        f"{' · ' if subtitle else ''}generated {escaped(generated.isoformat(timespec='seconds'))}"
         f"</p>{note_html}</header>"
         f"<div class='cards'>{card_html}</div>"
         f"<h2>Endpoints</h2>{endpoint_table(rows, total)}"

@@ -16,7 +16,8 @@ import pytest
 from replayer.comparing.responses import KINDS, Difference, ResponseView
 from replayer.results.aggregate import Aggregate
 from replayer.results.build import build_result, result_key
-from replayer.results.html import latency_cdf_svg, mismatch_chart_svg, render_html
+from replayer.results.charts import latency_cdf_svg, mismatch_chart_svg
+from replayer.results.html import render_html
 from replayer.results.report import collect, format_table, run_report, summary_line
 from replayer.results.terminal import runs_note, use_color
 from schemas.codec import Codec
