@@ -31,12 +31,11 @@ import logging
 import time
 from collections import Counter as Tally
 
-from prometheus_client import Counter, Gauge, Histogram
-
 from replayer.comparing.responses import is_mirror_capture
 from replayer.models import Outcome, OutgoingRequest, Record, Result, Skipped, Target, Unsendable
 from replayer.pacing.amplify import Amplifier, Amplify
 from replayer.pacing.clock import Scheduler
+from replayer.results.counters import CONSUMED, ERRORS, IN_FLIGHT, LATENCY, LATENESS, SENT, SKIPPED
 from replayer.results.dlq import RETRY_SECONDS, DeadLetters
 from replayer.results.stage import Comparison
 from replayer.results.summary import PartitionCounts, Progress, Stats
@@ -58,41 +57,6 @@ from trafficmirror.plumbing.errors import DecodeError
 __all__ = ["PartitionCounts", "Pipeline", "Progress", "Stats"]
 
 logger = logging.getLogger(__name__)
-
-# Module-level: a process may run several replays (tests, the demo) and a
-# metric must be registered in the default registry only once.
-CONSUMED = Counter("trafficmirror_replayer_consumed", "Kafka records read by the replayer.")
-SENT = Counter("trafficmirror_replayer_sent", "Requests the shadow answered (any status).")
-ERRORS = Counter(
-    "trafficmirror_replayer_errors", "Requests that got no answer: timeout or connection error."
-)
-SKIPPED = Counter(
-    "trafficmirror_replayer_skipped",
-    "Records deliberately not sent: truncated (the recorder kept only part of the body), "
-    "unsupported (a request target that cannot be replayed), original-host (recorded from "
-    "the target's own host), unsendable (no valid request can be made of it; to the DLQ), "
-    "undecodable (not a valid event; to the DLQ); and what selection dropped: "
-    "outside-window (--since/--until), sample (--sample), method (--methods), "
-    "filter (--filter); and what the transforms skipped: unmapped-authority (no "
-    "--target-map entry and no --target), transform (the hook skipped it or failed, or a "
-    "rule made it unsendable), credentials (no token or key for it); unknown-kind (an event "
-    "kind this version does not replay); websocket-no-upgrade (a WebSocket message whose "
-    "upgrade was not replayed), websocket-not-connected (its connection failed or closed), "
-    "websocket-too-many (too many sessions open).",
-    ["reason"],
-)
-IN_FLIGHT = Gauge("trafficmirror_replayer_in_flight", "Records read but not yet handled.")
-LATENCY = Histogram(
-    "trafficmirror_replayer_request_seconds",
-    "Time from sending a request to reading the shadow's whole response.",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-LATENESS = Histogram(
-    "trafficmirror_replayer_lateness_seconds",
-    "How much later than its due time on the virtual clock a request went out "
-    "(only with a timed pace, not --speed max).",
-    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
-)
 
 #: Errors (shadow or decode) logged one by one before only counting them.
 _LOGGED_PER_KIND = 5
