@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from procs import free_port, start, start_broker, stop, wait_port
+from recording.load import cpu_seconds
 
 TOPIC = "bench-ws"
 CORE_PROXY = {0}
@@ -44,12 +45,6 @@ class Run:
     @property
     def rate(self) -> float:
         return self.messages / self.seconds if self.seconds else 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process `pid` and all its threads so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_echo() -> tuple[object, int]:
