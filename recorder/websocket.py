@@ -27,15 +27,17 @@ from recorder.event import address, authority, micros, text
 from recorder.redact import Redactor
 from recorder.sink import KafkaSink
 from schemas.codec import Codec
-from schemas.records import HttpExchange, Message, RecorderInfo
+from schemas.records import (
+    KIND_WEBSOCKET_END,
+    KIND_WEBSOCKET_MESSAGE,
+    HttpExchange,
+    Message,
+    RecorderInfo,
+)
 from trafficmirror.plumbing.logs import Throttle
 
 logger = logging.getLogger(__name__)
 
-#: `HttpExchange.kind` of one WebSocket message.
-KIND_MESSAGE = "websocket_message"
-#: `HttpExchange.kind` of the end of a WebSocket connection.
-KIND_END = "websocket_end"
 #: `HttpExchange.error` of a `websocket_end` the recorder caused by stopping.
 STOPPED_ERROR = "recorder stopped: the WebSocket connection was closed with 1001 (going away)"
 
@@ -143,7 +145,9 @@ class WebSocketRecorder:
         queued = False
         try:
             payload, truncated, notes = self._payload(message.content, message.is_text)
-            event = self._event(session, KIND_MESSAGE, f"{flow.id}/{index}", message.timestamp)
+            event = self._event(
+                session, KIND_WEBSOCKET_MESSAGE, f"{flow.id}/{index}", message.timestamp
+            )
             event["websocket"] = {
                 "upgrade_id": flow.id,
                 "index": index,
@@ -182,7 +186,7 @@ class WebSocketRecorder:
         ended = data.timestamp_end or time.time()
         try:
             reason = (data.close_reason or "").encode("utf-8", "surrogateescape")
-            event = self._event(session, KIND_END, f"{flow.id}/end", ended)
+            event = self._event(session, KIND_WEBSOCKET_END, f"{flow.id}/end", ended)
             event["error"] = session.error
             event["websocket"] = {
                 "upgrade_id": flow.id,
@@ -249,7 +253,7 @@ class WebSocketRecorder:
             "response": None,
             "error": None,
             "recorder": info,
-            "kind": KIND_MESSAGE,
+            "kind": KIND_WEBSOCKET_MESSAGE,
             "websocket": None,
         }
 
