@@ -9,8 +9,8 @@ connection), so a partition holds the upgrade, then the messages in order,
 then the end. Only connections whose upgrade the recorder kept are recorded
 (a filtered upgrade records no messages). Payloads are cut at the body cap;
 mitmproxy keeps every message of a connection in `flow.websocket.messages`,
-so each one is dropped from that list once recorded: memory stays bounded by
-the cap, however long the connection lives.
+so each one is dropped from that list once seen (recorded or not): memory
+stays bounded by the cap, however long the connection lives.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mitmproxy import http
+from mitmproxy.websocket import WebSocketMessage
 from prometheus_client import Counter
 
 from recorder.event import address, authority, micros, text
@@ -129,51 +130,18 @@ class WebSocketRecorder:
             self._warn(flow, exc)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
-        session = self._sessions.get(flow.id)
         data = flow.websocket
         if data is None or not data.messages:
             return
-        if session is None:
-            # Not recorded: mitmproxy would still keep every message; nothing needs them.
-            del data.messages[:-1]
-            return
-        message = data.messages[-1]
-        index = session.index
-        session.index += 1
-        self.messages += 1
-        _SEEN_MESSAGE.inc()
-        queued = False
         try:
-            payload, truncated, notes = self._payload(message.content, message.is_text)
-            event = self._event(
-                session, KIND_WEBSOCKET_MESSAGE, f"{flow.id}/{index}", message.timestamp
-            )
-            event["websocket"] = {
-                "upgrade_id": flow.id,
-                "index": index,
-                "from_client": message.from_client,
-                "text": message.is_text,
-                "payload": payload,
-                "payload_truncated": truncated,
-                "payload_length": len(message.content),
-                "close_code": None,
-                "messages_not_recorded": 0,
-            }
-            if notes:
-                info = event["recorder"]
-                event["recorder"] = {**info, "redactions": [*info["redactions"], *notes]}
-            queued = self._send(flow, event, message.timestamp)
-        except Exception as exc:  # policy: recording never breaks the live flow
-            self.convert_failed += 1
-            self._warn(flow, exc)
+            session = self._sessions.get(flow.id)
+            if session is not None:
+                self._record_message(flow, session, data.messages[-1])
         finally:
-            # mitmproxy relays the message from its own reference, not from this
-            # list; keep the newest for addons after this one (`messages[-1]`).
+            # mitmproxy would keep every message of the connection, recorded or not, and
+            # nothing needs them once seen. It relays the message from its own reference,
+            # not from this list; keep the newest for addons after this one (`messages[-1]`).
             del data.messages[:-1]
-        if not queued:
-            session.not_recorded += 1
-            self.messages_not_recorded += 1
-            WS_NOT_RECORDED.inc()
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         self._others.pop(flow.id, None)
@@ -256,6 +224,43 @@ class WebSocketRecorder:
             "kind": KIND_WEBSOCKET_MESSAGE,
             "websocket": None,
         }
+
+    def _record_message(
+        self, flow: http.HTTPFlow, session: Session, message: WebSocketMessage
+    ) -> None:
+        """Write `message` of a recorded connection as an event; counted, never raised."""
+        index = session.index
+        session.index += 1
+        self.messages += 1
+        _SEEN_MESSAGE.inc()
+        queued = False
+        try:
+            payload, truncated, notes = self._payload(message.content, message.is_text)
+            event = self._event(
+                session, KIND_WEBSOCKET_MESSAGE, f"{flow.id}/{index}", message.timestamp
+            )
+            event["websocket"] = {
+                "upgrade_id": flow.id,
+                "index": index,
+                "from_client": message.from_client,
+                "text": message.is_text,
+                "payload": payload,
+                "payload_truncated": truncated,
+                "payload_length": len(message.content),
+                "close_code": None,
+                "messages_not_recorded": 0,
+            }
+            if notes:
+                info = event["recorder"]
+                event["recorder"] = {**info, "redactions": [*info["redactions"], *notes]}
+            queued = self._send(flow, event, message.timestamp)
+        except Exception as exc:  # policy: recording never breaks the live flow
+            self.convert_failed += 1
+            self._warn(flow, exc)
+        if not queued:
+            session.not_recorded += 1
+            self.messages_not_recorded += 1
+            WS_NOT_RECORDED.inc()
 
     def _event(self, session: Session, kind: str, event_id: str, when: float) -> HttpExchange:
         event = session.template.copy()

@@ -212,7 +212,9 @@ def test_ws_unit_a_broken_message_is_counted_failed_and_the_flow_goes_on() -> No
     rec.websocket_start(flow)
     host.codec = None  # the sink is gone: the event cannot be written
     say(rec, flow, b"a", True, True)
-    assert (rec.convert_failed, rec.messages_not_recorded) == (1, 1)
+    say(rec, flow, b"b", False, True)
+    assert (rec.convert_failed, rec.messages_not_recorded) == (2, 2)
+    assert flow.websocket is not None and len(flow.websocket.messages) == 1  # still dropped
 
 
 def test_ws_unit_json_redaction_rules_apply_to_text_messages() -> None:
