@@ -21,7 +21,7 @@ from typing import IO
 
 from interchange import http1
 from interchange.exchange import MalformedFile, header, message, origin, response
-from schemas.records import HttpExchange, RecordedResponse
+from schemas.records import KIND_HTTP, HttpExchange, RecordedResponse
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +183,6 @@ def _event(path: str, ident: str, raw: bytes, pending: _Pending) -> HttpExchange
         "response": resp,
         "error": None,
         "recorder": origin("gor", path, resp is not None),
-        "kind": "http",
+        "kind": KIND_HTTP,
         "websocket": None,
     }

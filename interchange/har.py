@@ -34,7 +34,7 @@ from interchange.exchange import (
     response,
     split_authority,
 )
-from schemas.records import Address, HttpExchange, Message, RecordedResponse
+from schemas.records import KIND_HTTP, Address, HttpExchange, Message, RecordedResponse
 
 #: An HTTP header name (RFC 9110 token).
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -393,6 +393,6 @@ def _event(path: str, index: int, e: _Entry) -> HttpExchange:
         "response": resp,
         "error": error if resp is None else None,
         "recorder": origin("har", path, resp is not None),
-        "kind": "http",
+        "kind": KIND_HTTP,
         "websocket": None,
     }

@@ -31,6 +31,7 @@ from monitor.signatures import Signatures
 from replayer.comparing.endpoints import Router
 from replayer.stopping import StopSignals
 from schemas.codec import Codec
+from schemas.records import KIND_HTTP
 from trafficmirror.plumbing.clients import Consumer
 from trafficmirror.plumbing.errors import DecodeError, KafkaUnavailable
 from trafficmirror.plumbing.health import HealthServer, HealthState
@@ -193,7 +194,7 @@ class Monitor:
                     exc,
                 )
             return
-        if event["kind"] != "http":
+        if event["kind"] != KIND_HTTP:
             self.stats.websocket += 1
             return
         self.stats.exchanges += 1

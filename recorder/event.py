@@ -23,7 +23,14 @@ from mitmproxy import http
 
 from recorder.capture import BodyCapture
 from recorder.redact import Redactor
-from schemas.records import Address, HttpExchange, Message, RecordedResponse, RecorderInfo
+from schemas.records import (
+    KIND_HTTP,
+    Address,
+    HttpExchange,
+    Message,
+    RecordedResponse,
+    RecorderInfo,
+)
 
 #: Recorded when a body's length is unknown (cut off by an error, or streamed uncaptured).
 UNKNOWN_LENGTH = -1
@@ -241,7 +248,7 @@ def flow_to_event(
         "response": response,
         "error": error.msg if error is not None else None,
         "recorder": recorder,
-        "kind": "http",
+        "kind": KIND_HTTP,
         "websocket": None,
     }
 
@@ -272,6 +279,6 @@ def probe_event() -> HttpExchange:
         "response": None,
         "error": None,
         "recorder": recorder_info("probe"),
-        "kind": "http",
+        "kind": KIND_HTTP,
         "websocket": None,
     }

@@ -27,6 +27,8 @@ from mitmproxy import connection, http
 from mitmproxy.proxy import server_hooks
 from mitmproxy.proxy.layers.http import HttpLayer
 
+from trafficmirror.plumbing.grpcmedia import is_grpc_media
+
 logger = logging.getLogger(__name__)
 
 #: The first bytes of every HTTP/2 connection (RFC 9113, section 3.4).
@@ -35,11 +37,10 @@ _H2 = b"h2"
 
 
 def is_grpc(request: http.Request) -> bool:
-    """True for a gRPC request: content type `application/grpc` or `application/grpc+...`."""
+    """True for a gRPC request: its first content type is gRPC's (`is_grpc_media`)."""
     for name, value in request.data.headers.fields:
         if name.lower() == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
-            return media == b"application/grpc" or media.startswith(b"application/grpc+")
+            return is_grpc_media(value)
     return False
 
 

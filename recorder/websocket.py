@@ -9,8 +9,8 @@ connection), so a partition holds the upgrade, then the messages in order,
 then the end. Only connections whose upgrade the recorder kept are recorded
 (a filtered upgrade records no messages). Payloads are cut at the body cap;
 mitmproxy keeps every message of a connection in `flow.websocket.messages`,
-so each one is dropped from that list once recorded: memory stays bounded by
-the cap, however long the connection lives.
+so each one is dropped from that list once seen (recorded or not): memory
+stays bounded by the cap, however long the connection lives.
 """
 
 from __future__ import annotations
@@ -21,21 +21,24 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mitmproxy import http
+from mitmproxy.websocket import WebSocketMessage
 from prometheus_client import Counter
 
 from recorder.event import address, authority, micros, text
 from recorder.redact import Redactor
 from recorder.sink import KafkaSink
 from schemas.codec import Codec
-from schemas.records import HttpExchange, Message, RecorderInfo
+from schemas.records import (
+    KIND_WEBSOCKET_END,
+    KIND_WEBSOCKET_MESSAGE,
+    HttpExchange,
+    Message,
+    RecorderInfo,
+)
 from trafficmirror.plumbing.logs import Throttle
 
 logger = logging.getLogger(__name__)
 
-#: `HttpExchange.kind` of one WebSocket message.
-KIND_MESSAGE = "websocket_message"
-#: `HttpExchange.kind` of the end of a WebSocket connection.
-KIND_END = "websocket_end"
 #: `HttpExchange.error` of a `websocket_end` the recorder caused by stopping.
 STOPPED_ERROR = "recorder stopped: the WebSocket connection was closed with 1001 (going away)"
 
@@ -127,49 +130,18 @@ class WebSocketRecorder:
             self._warn(flow, exc)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
-        session = self._sessions.get(flow.id)
         data = flow.websocket
         if data is None or not data.messages:
             return
-        if session is None:
-            # Not recorded: mitmproxy would still keep every message; nothing needs them.
-            del data.messages[:-1]
-            return
-        message = data.messages[-1]
-        index = session.index
-        session.index += 1
-        self.messages += 1
-        _SEEN_MESSAGE.inc()
-        queued = False
         try:
-            payload, truncated, notes = self._payload(message.content, message.is_text)
-            event = self._event(session, KIND_MESSAGE, f"{flow.id}/{index}", message.timestamp)
-            event["websocket"] = {
-                "upgrade_id": flow.id,
-                "index": index,
-                "from_client": message.from_client,
-                "text": message.is_text,
-                "payload": payload,
-                "payload_truncated": truncated,
-                "payload_length": len(message.content),
-                "close_code": None,
-                "messages_not_recorded": 0,
-            }
-            if notes:
-                info = event["recorder"]
-                event["recorder"] = {**info, "redactions": [*info["redactions"], *notes]}
-            queued = self._send(flow, event, message.timestamp)
-        except Exception as exc:  # policy: recording never breaks the live flow
-            self.convert_failed += 1
-            self._warn(flow, exc)
+            session = self._sessions.get(flow.id)
+            if session is not None:
+                self._record_message(flow, session, data.messages[-1])
         finally:
-            # mitmproxy relays the message from its own reference, not from this
-            # list; keep the newest for addons after this one (`messages[-1]`).
+            # mitmproxy would keep every message of the connection, recorded or not, and
+            # nothing needs them once seen. It relays the message from its own reference,
+            # not from this list; keep the newest for addons after this one (`messages[-1]`).
             del data.messages[:-1]
-        if not queued:
-            session.not_recorded += 1
-            self.messages_not_recorded += 1
-            WS_NOT_RECORDED.inc()
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         self._others.pop(flow.id, None)
@@ -182,7 +154,7 @@ class WebSocketRecorder:
         ended = data.timestamp_end or time.time()
         try:
             reason = (data.close_reason or "").encode("utf-8", "surrogateescape")
-            event = self._event(session, KIND_END, f"{flow.id}/end", ended)
+            event = self._event(session, KIND_WEBSOCKET_END, f"{flow.id}/end", ended)
             event["error"] = session.error
             event["websocket"] = {
                 "upgrade_id": flow.id,
@@ -249,9 +221,46 @@ class WebSocketRecorder:
             "response": None,
             "error": None,
             "recorder": info,
-            "kind": KIND_MESSAGE,
+            "kind": KIND_WEBSOCKET_MESSAGE,
             "websocket": None,
         }
+
+    def _record_message(
+        self, flow: http.HTTPFlow, session: Session, message: WebSocketMessage
+    ) -> None:
+        """Write `message` of a recorded connection as an event; counted, never raised."""
+        index = session.index
+        session.index += 1
+        self.messages += 1
+        _SEEN_MESSAGE.inc()
+        queued = False
+        try:
+            payload, truncated, notes = self._payload(message.content, message.is_text)
+            event = self._event(
+                session, KIND_WEBSOCKET_MESSAGE, f"{flow.id}/{index}", message.timestamp
+            )
+            event["websocket"] = {
+                "upgrade_id": flow.id,
+                "index": index,
+                "from_client": message.from_client,
+                "text": message.is_text,
+                "payload": payload,
+                "payload_truncated": truncated,
+                "payload_length": len(message.content),
+                "close_code": None,
+                "messages_not_recorded": 0,
+            }
+            if notes:
+                info = event["recorder"]
+                event["recorder"] = {**info, "redactions": [*info["redactions"], *notes]}
+            queued = self._send(flow, event, message.timestamp)
+        except Exception as exc:  # policy: recording never breaks the live flow
+            self.convert_failed += 1
+            self._warn(flow, exc)
+        if not queued:
+            session.not_recorded += 1
+            self.messages_not_recorded += 1
+            WS_NOT_RECORDED.inc()
 
     def _event(self, session: Session, kind: str, event_id: str, when: float) -> HttpExchange:
         event = session.template.copy()

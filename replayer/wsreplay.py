@@ -44,14 +44,13 @@ from replayer.wssession import (
     write_orphan_result,
     write_result,
 )
-from schemas.records import HttpExchange, WebSocketEvent
+from schemas.records import KIND_WEBSOCKET_END, WEBSOCKET_KINDS, HttpExchange, WebSocketEvent
 
+# WEBSOCKET_KINDS is schemas.records' own, exported here too: replayer/pipeline.py imports it here.
 __all__ = ["WEBSOCKET_KINDS", "WebSocketReplay", "is_upgrade"]
 
 logger = logging.getLogger(__name__)
 
-#: Event kinds of a WebSocket connection after its upgrade.
-WEBSOCKET_KINDS = ("websocket_message", "websocket_end")
 #: Seconds the shadow gets after a session's recorded end for its last messages.
 SETTLE_SECONDS = 2.0
 #: A session with no record for this long (wall clock, nothing waiting) is ended.
@@ -122,7 +121,7 @@ class WebSocketReplay:
         if session is None or session.finishing:
             return self._orphan(record, event, ws)
         session.touched = time.monotonic()
-        if event["kind"] == "websocket_end":
+        if event["kind"] == KIND_WEBSOCKET_END:
             return self._end(session, record, event, ws)
         if ws["index"] != session.next_index:
             session.gaps = True
@@ -177,7 +176,7 @@ class WebSocketReplay:
             orphan = self._orphans[ws["upgrade_id"]] = Orphan(record, event)
         if orphan is not None:
             orphan.count += 1
-            if event["kind"] == "websocket_end":
+            if event["kind"] == KIND_WEBSOCKET_END:
                 self._orphan_result(ws["upgrade_id"])
         return self._done(record, Result(record, "skipped", "websocket-no-upgrade"))
 

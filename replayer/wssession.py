@@ -28,7 +28,7 @@ from replayer.models import OutgoingRequest, Record, Result, WebSocketMessage
 from replayer.results.stage import Comparison
 from replayer.sending.websocket import Caps, WebSocketConnection
 from replayer.transforming.chain import Prepared
-from schemas.records import HttpExchange, WebSocketEvent
+from schemas.records import KIND_HTTP, HttpExchange, WebSocketEvent
 
 _PROTOCOL = "sec-websocket-protocol"
 
@@ -43,7 +43,7 @@ MESSAGES = Counter(
 def is_upgrade(event: HttpExchange) -> bool:
     """True for the upgrade that opened a recorded WebSocket connection (status 101)."""
     response = event["response"]
-    if event["kind"] != "http" or response is None or response["status"] != 101:
+    if event["kind"] != KIND_HTTP or response is None or response["status"] != 101:
         return False
     flat = event["request"]["headers"]
     return any(

@@ -9,14 +9,24 @@ required: the codec resolves every record into the newest schema, which fills
 in what an older writer did not have. Avro `int` and `long` are `int`, `double`
 is `float`, a union with null is `X | None`. Where a record's name is taken by
 a class of the replayer, the type is named after what it holds
-(`RecordedResponse` for the event's `Response`, `DifferenceRecord`).
+(`RecordedResponse` for the event's `Response`, `DifferenceRecord`). The
+values of the event's `kind` are here too (`KIND_HTTP`, ...), spelled once.
 """
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Final, TypedDict
 
 # -- http_exchange: one recorded exchange --------------------------------------------
+
+#: `HttpExchange.kind` of one HTTP exchange (a WebSocket upgrade included); the default.
+KIND_HTTP: Final = "http"
+#: `HttpExchange.kind` of one message of a WebSocket connection.
+KIND_WEBSOCKET_MESSAGE: Final = "websocket_message"
+#: `HttpExchange.kind` of the end of a WebSocket connection (its last event).
+KIND_WEBSOCKET_END: Final = "websocket_end"
+#: The kinds of a WebSocket connection's events after its upgrade.
+WEBSOCKET_KINDS: Final = (KIND_WEBSOCKET_MESSAGE, KIND_WEBSOCKET_END)
 
 
 class Address(TypedDict):

@@ -23,6 +23,7 @@ from urllib.parse import unquote
 from replayer.comparing.diff import MAX_BODY_DIFFERENCES, Difference, diff_json, short
 from replayer.comparing.mapped import MappedValues
 from replayer.comparing.noise import Rules
+from trafficmirror.plumbing.grpcmedia import is_grpc_media
 
 if TYPE_CHECKING:
     from replayer.comparing.protodesc import MethodTypes, ProtoDescriptors
@@ -57,16 +58,6 @@ _PREFIX = struct.Struct(">BI")
 MAX_INFLATED_BYTES = 64 * 1024 * 1024
 #: zlib's window bits for each grpc-encoding it can undo.
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-
-
-def is_grpc_media(content_type: bytes | str | None) -> bool:
-    """True for `application/grpc` and `application/grpc+proto` etc.; not gRPC-Web."""
-    if content_type is None:
-        return False
-    if isinstance(content_type, str):
-        content_type = content_type.encode("latin-1", "replace")
-    media = content_type.split(b";", 1)[0].strip().lower()
-    return media == b"application/grpc" or media.startswith(b"application/grpc+")
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from replayer.sending.bodies import DEFAULT_MAX_RESPONSE_BYTES, BodyBudget
 from replayer.sending.h2conn import H2Connection, Headers, NotH2, Unprocessed
 from replayer.sending.http1 import first_line, socket_address
 from replayer.sending.sender import NotSent
+from trafficmirror.plumbing.grpcmedia import is_grpc_media
 
 #: Connection-specific header fields HTTP/2 forbids (RFC 9113 section 8.2.2); Host
 #: becomes `:authority`. TE is allowed with the value "trailers" only.
@@ -67,7 +68,7 @@ def h2_headers(request: OutgoingRequest) -> Headers:
     set another), `:path` the raw path, `:scheme` the target's. Connection-
     specific fields are dropped (Connection, Keep-Alive, Proxy-Connection,
     Transfer-Encoding, Upgrade, Host; TE unless it says `trailers`). A gRPC
-    request (content-type application/grpc...) gets `te: trailers`, which gRPC
+    request (`is_grpc_media`: not gRPC-Web) gets `te: trailers`, which gRPC
     servers require and the request builder drops as hop-by-hop in HTTP/1.1.
     """
     authority = None
@@ -87,7 +88,7 @@ def h2_headers(request: OutgoingRequest) -> Headers:
                 if encoded.strip().lower() != b"trailers":
                     continue
                 has_te = True
-            elif encoded.startswith(b"application/grpc"):
+            elif is_grpc_media(encoded):
                 grpc = True
         regular.append((lowered, encoded))
     if grpc and not has_te:

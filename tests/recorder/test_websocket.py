@@ -17,9 +17,9 @@ from recorder.accounting import Counts
 from recorder.event import recorder_info
 from recorder.redact import Redactor
 from recorder.sink import SinkStats
-from recorder.websocket import KIND_END, KIND_MESSAGE, WebSocketRecorder
+from recorder.websocket import WebSocketRecorder
 from schemas.codec import Codec
-from schemas.records import RecorderInfo
+from schemas.records import KIND_HTTP, KIND_WEBSOCKET_END, KIND_WEBSOCKET_MESSAGE, RecorderInfo
 from tests.recorder.helpers import read_events
 from tests.recorder.test_addon import configured, in_loop
 from tests.support import Kafka
@@ -110,7 +110,11 @@ def test_ws_unit_messages_and_end_become_events_with_the_upgrade_key() -> None:
     say(rec, flow, b"\x00\x01", False, False)
     end(rec, flow, 1000, "bye")
     events = decoded(host)
-    assert [e["kind"] for e in events] == [KIND_MESSAGE, KIND_MESSAGE, KIND_END]
+    assert [e["kind"] for e in events] == [
+        KIND_WEBSOCKET_MESSAGE,
+        KIND_WEBSOCKET_MESSAGE,
+        KIND_WEBSOCKET_END,
+    ]
     assert [e["id"] for e in events] == [f"{flow.id}/0", f"{flow.id}/1", f"{flow.id}/end"]
     assert {sent.key for sent in host.sink.sent} == {flow.client_conn.id.encode()}
     assert host.sink.sent[0].timestamp_ms == int(first.timestamp * 1000)
@@ -195,7 +199,7 @@ def test_ws_unit_messages_the_queue_refused_are_counted_on_the_end() -> None:
     host.sink.full = False
     end(rec, flow)
     events = decoded(host)
-    assert [e["kind"] for e in events] == [KIND_MESSAGE, KIND_END]
+    assert [e["kind"] for e in events] == [KIND_WEBSOCKET_MESSAGE, KIND_WEBSOCKET_END]
     assert events[1]["websocket"]["messages_not_recorded"] == 2
     assert events[1]["websocket"]["index"] == 3
     assert (rec.messages, rec.ends, rec.messages_not_recorded) == (3, 1, 2)
@@ -208,7 +212,9 @@ def test_ws_unit_a_broken_message_is_counted_failed_and_the_flow_goes_on() -> No
     rec.websocket_start(flow)
     host.codec = None  # the sink is gone: the event cannot be written
     say(rec, flow, b"a", True, True)
-    assert (rec.convert_failed, rec.messages_not_recorded) == (1, 1)
+    say(rec, flow, b"b", False, True)
+    assert (rec.convert_failed, rec.messages_not_recorded) == (2, 2)
+    assert flow.websocket is not None and len(flow.websocket.messages) == 1  # still dropped
 
 
 def test_ws_unit_json_redaction_rules_apply_to_text_messages() -> None:
@@ -304,5 +310,10 @@ async def test_ws_unit_the_recorder_follows_its_filter_for_messages(
     assert (counts.seen, counts.filtered, counts.ws_messages, counts.ws_ends) == (1, 1, 2, 1)
     assert counts.recorded == 4 and counts.balanced
     events = [event for _, event in read_events(kafka.bootstrap_servers, topic, 4)]
-    assert [e["kind"] for e in events] == ["http", KIND_MESSAGE, KIND_MESSAGE, KIND_END]
+    assert [e["kind"] for e in events] == [
+        KIND_HTTP,
+        KIND_WEBSOCKET_MESSAGE,
+        KIND_WEBSOCKET_MESSAGE,
+        KIND_WEBSOCKET_END,
+    ]
     assert all(e["path"] == b"/chat" for e in events)

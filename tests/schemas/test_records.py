@@ -13,7 +13,15 @@ from typing import Any, TypedDict, Union, get_args, get_origin, get_type_hints, 
 import pytest
 
 from schemas.codec import SCHEMA_DIR, Codec, available_versions
-from schemas.records import HttpExchange, ReplayResult, ReplaySession
+from schemas.records import (
+    KIND_HTTP,
+    KIND_WEBSOCKET_END,
+    KIND_WEBSOCKET_MESSAGE,
+    WEBSOCKET_KINDS,
+    HttpExchange,
+    ReplayResult,
+    ReplaySession,
+)
 from tests.replayer.events import make_event
 
 PRIMITIVES: dict[str, type] = {
@@ -76,6 +84,15 @@ def check(hint: Any, avro: Any, named: dict[str, Any], where: str) -> None:
 )
 def test_typed_dicts_match_the_newest_schema(name: str, typed: type) -> None:
     check(typed, newest(name), {}, name)
+
+
+def test_kind_constants_are_the_kinds_the_schema_names() -> None:
+    (kind,) = [f for f in newest("http_exchange")["fields"] if f["name"] == "kind"]
+    assert kind["default"] == KIND_HTTP
+    assert WEBSOCKET_KINDS == (KIND_WEBSOCKET_MESSAGE, KIND_WEBSOCKET_END)
+    # The doc says what each kind holds: "http (...), websocket_message (...) or ...".
+    for value in (KIND_HTTP, *WEBSOCKET_KINDS):
+        assert f"{value} (" in kind["doc"], value
 
 
 class _Address(TypedDict):

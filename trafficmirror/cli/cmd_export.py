@@ -199,6 +199,7 @@ def read_events(
     many were WebSocket message or end events (left out)."""
     from replayer.consuming.topic_reader import read_records
     from schemas.codec import Codec
+    from schemas.records import KIND_HTTP
     from trafficmirror.plumbing.errors import DecodeError
 
     codec = Codec(registry_url=registry_url)
@@ -215,7 +216,7 @@ def read_events(
                 skipped += 1
                 logger.debug("offset %d: %s", record.offset, exc)
                 continue
-            if event["kind"] == "http":
+            if event["kind"] == KIND_HTTP:
                 events.append(event)
             else:
                 sessions += 1

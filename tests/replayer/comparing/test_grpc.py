@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from google.protobuf import descriptor_pb2
 
-from replayer.comparing.grpc import GrpcCall, is_grpc_media, split_messages
+from replayer.comparing.grpc import GrpcCall, split_messages
 from replayer.comparing.noise import build_rules
 from replayer.comparing.protodesc import ProtoDescriptors
 from replayer.comparing.responses import ResponseView, compare, compare_exchange
@@ -74,22 +74,6 @@ def test_split_messages_keeps_flags_and_the_cut_off_rest() -> None:
         (True, b"zz"),
     ]
     assert rest == frame(b"partial")[:6]
-
-
-@pytest.mark.parametrize(
-    ("content_type", "expected"),
-    [
-        ("application/grpc", True),
-        ("application/grpc+proto", True),
-        ("Application/GRPC; charset=x", True),
-        ("application/grpc-web", False),
-        ("application/json", False),
-        (None, False),
-    ],
-    ids=["grpc", "grpc-proto", "case-params", "grpc-web", "json", "none"],
-)
-def test_is_grpc_media(content_type: str | None, expected: bool) -> None:
-    assert is_grpc_media(content_type) is expected
 
 
 def test_changed_field_named_with_descriptors(m: Messages, protos: ProtoDescriptors) -> None:

@@ -89,6 +89,8 @@ def test_h2_headers_translate_the_request_for_http2() -> None:
     ]
     grpc = request(target, "/pkg.Svc/Call", headers=(("Content-Type", "application/grpc+proto"),))
     assert h2_headers(grpc)[-1] == (b"te", b"trailers")
+    web = request(target, "/pkg.Svc/Call", headers=(("Content-Type", "application/grpc-web"),))
+    assert (b"te", b"trailers") not in h2_headers(web)  # gRPC-Web is not gRPC (grpcmedia)
 
 
 def test_a_get_goes_over_http2_with_pseudo_headers_and_translated_headers() -> None:
