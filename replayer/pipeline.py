@@ -47,9 +47,9 @@ from replayer.sending.websocket import WebSocketClient
 from replayer.transforming.chain import Prepared
 from replayer.transforming.stage import Transformer
 from replayer.transforming.targets import Routes
-from replayer.wsreplay import WEBSOCKET_KINDS, WebSocketReplay, is_upgrade
+from replayer.wsreplay import WebSocketReplay, is_upgrade
 from schemas.codec import Codec
-from schemas.records import HttpExchange
+from schemas.records import KIND_HTTP, WEBSOCKET_KINDS, HttpExchange
 from trafficmirror.plumbing.errors import DecodeError
 
 # `Stats` and `Progress` moved to `replayer.results.summary`; named here too for
@@ -162,7 +162,7 @@ class Pipeline:
                 if dropped is not None:
                     return self._finished(loop, Result(record, "skipped", dropped))
             event = self.codec.decode_exchange(record.value)
-            if event["kind"] != "http":  # a session's record follows its upgrade's selection
+            if event["kind"] != KIND_HTTP:  # a session's record follows its upgrade's selection
                 return self._not_http(loop, record, event)
             if selector is not None:
                 dropped = selector.after_decode(event)

@@ -44,10 +44,9 @@ from replayer.wssession import (
     write_orphan_result,
     write_result,
 )
-from schemas.records import KIND_WEBSOCKET_END, WEBSOCKET_KINDS, HttpExchange, WebSocketEvent
+from schemas.records import KIND_WEBSOCKET_END, HttpExchange, WebSocketEvent
 
-# WEBSOCKET_KINDS is schemas.records' own, exported here too: replayer/pipeline.py imports it here.
-__all__ = ["WEBSOCKET_KINDS", "WebSocketReplay", "is_upgrade"]
+__all__ = ["WebSocketReplay", "is_upgrade"]
 
 logger = logging.getLogger(__name__)
 
