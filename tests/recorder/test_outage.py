@@ -15,7 +15,7 @@ is back, the rest are dropped and counted. Asserted:
 * no live request fails;
 * live latency during the outage is like outside it: p99 within 20 % of the
   worse of the windows before and after the outage, with an absolute floor of
-  5 ms (on a shared 2-core machine the p99 of two windows without any outage
+  10 ms (on a shared 2-core machine the p99 of two windows without any outage
   differs by up to 8 ms: the window after is the noise reference, since an
   outage that slowed the live path would show only during it; see `p99_bound`);
 * counters are exact: recorded + dropped = requests sent, failed = 0, from the
@@ -100,9 +100,13 @@ def p(values: list[float], q: float) -> float:
 
 
 def p99_bound(before: float, after: float) -> float:
-    """During-outage p99 may be 20 % (at least 5 ms) over the worse of before and after."""
+    """During-outage p99 may be 20 % (at least 10 ms) over the worse of before and after.
+
+    The floor is above the noise between windows without an outage (up to 8 ms
+    measured) and far below what a live path waiting for Kafka shows (seconds).
+    """
     reference = max(before, after)
-    return max(reference * 1.2, reference + 0.005)
+    return max(reference * 1.2, reference + 0.010)
 
 
 def metric(port: int, name: str) -> float:
