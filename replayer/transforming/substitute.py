@@ -73,7 +73,7 @@ class Finder:
         self._text = re.compile("|".join(re.escape(v) for v in values) or "(?!)")
         encoded = (re.escape(v.encode("utf-8", "surrogatepass")) for v in values)
         self._bytes = re.compile(b"|".join(encoded) or b"(?!)")
-        #: No value holds a `/`: a match never spans two path segments (see `segments`).
+        #: No value holds a `/`: a match never spans two path segments (see `target`).
         self.slash_free = not any("/" in v for v in values)
         #: ... nor a `?`: a match never spans the path and the query either, so one
         #: scan of the whole request target serves both (see `target`).
@@ -85,38 +85,15 @@ class Finder:
     def has_bytes(self, body: bytes) -> bool:
         return self._bytes.search(body) is not None
 
-    def segments(self, path: str, used: list[str]) -> str | None:
-        """`path` (no query, no `%`) with whole segments replaced; None if none was.
-
-        Needs `slash_free`: then every match lies inside one segment, and a
-        segment equal to a value is matched whole from its start (the longest
-        value that fits is tried first), so this finds exactly what splitting
-        the path at `/` and looking each segment up would.
-        """
-        out: list[str] | None = None
-        last, size = 0, len(path)
-        for match in self._text.finditer(path):
-            start, end = match.span()
-            if (start and path[start - 1] != "/") or (end < size and path[end] != "/"):
-                continue  # part of a longer segment
-            learned = self.mapping[match.group()]
-            if out is None:
-                out = []
-            out.append(path[last:start])
-            out.append(learned.segment)
-            last = end
-            if learned.rule not in used:
-                used.append(learned.rule)
-        if out is None:
-            return None
-        out.append(path[last:])
-        return "".join(out)
-
     def target(self, raw: str, used: list[str]) -> str | None:
-        """`_path` of a request target without `%` or `+`, in one scan; needs `one_scan`.
+        """`_path` of a request target without `%` or `+`, in one scan; None if unchanged.
 
-        The path's whole segments are replaced as `segments` does; a match after
-        the `?` hands the query to `_query` (the same look-up `_path` makes)."""
+        Needs `one_scan`, or `slash_free` for a path without a query: then every
+        match lies inside one segment, and a segment equal to a value is matched
+        whole from its start (the longest value that fits is tried first), so
+        this finds exactly what splitting the path at `/` and looking each
+        segment up would. A match after the `?` hands the query to `_query`
+        (the same look-up `_path` makes)."""
         mark = raw.find("?")
         end = len(raw) if mark < 0 else mark
         out: list[str] | None = None
@@ -218,7 +195,7 @@ def _path(
 ) -> str | None:
     path, mark, query = raw.partition("?")
     if finder is not None and finder.slash_free and "%" not in path:
-        new_path = finder.segments(path, used)
+        new_path = finder.target(path, used)  # `path` holds no `?`: `slash_free` is enough
     else:
         new_path = _segments(path, mapping, used)
     new_query = None
