@@ -8,8 +8,8 @@ an endpoint as the report names it (`GET /orders/{id}`), `[*]` each endpoint
 on its own; without it the budget is on all endpoints together. Rates take
 `1%` or `0.01`. `check()` measures every budget on an `Aggregate` and says
 which are exceeded; a budget with nothing to measure (no compared results, no
-production latency) is not checked and says so. `BudgetCheck` is the report's
-gate: prints one line per exceeded budget, writes JUnit (`results.junit`).
+production latency) is not checked and says so. The report's gate,
+which prints and writes JUnit, is `results.gate`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TextIO
 
 from replayer.results.aggregate import Aggregate, EndpointStats
 from trafficmirror.plumbing.errors import ConfigError
@@ -171,32 +169,3 @@ def check(aggregate: Aggregate, budgets: Sequence[Budget]) -> list[Verdict]:
             exceeded = value is not None and budget.exceeded_by(value)
             verdicts.append(Verdict(budget, scope, value, detail, exceeded))
     return verdicts
-
-
-@dataclass(frozen=True)
-class BudgetCheck:
-    """The report's gate: check `budgets`, print, write JUnit to `junit_path` if given."""
-
-    budgets: tuple[Budget, ...]
-    junit_path: str | None = None
-    suite: str = "trafficmirror report"
-
-    def __call__(self, aggregate: Aggregate, out: TextIO) -> int:
-        """1 when a budget is exceeded, else 0; one line per exceeded budget and scope."""
-        from replayer.results.junit import render_junit
-
-        verdicts = check(aggregate, self.budgets)
-        exceeded = [v for v in verdicts if v.exceeded]
-        for verdict in verdicts:
-            if verdict.exceeded or verdict.value is None:
-                print(verdict.line(), file=out)
-        if self.budgets and not exceeded:
-            print(f"budgets kept: {', '.join(b.text for b in self.budgets)}", file=out)
-        if self.junit_path is not None:
-            xml = render_junit(aggregate, verdicts, suite=self.suite)
-            try:
-                Path(self.junit_path).write_bytes(xml)
-            except OSError as exc:
-                raise ConfigError(f"cannot write {self.junit_path}: {exc.strerror}") from None
-            print(f"JUnit report written to {self.junit_path}", file=out)
-        return 1 if exceeded else 0

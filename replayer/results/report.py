@@ -168,7 +168,7 @@ def run_report(
     compared, one with no production response is not). Errors raise `TrafficMirrorError`
     subclasses for the CLI to print (`TopicNotFound` when the topic has no
     results topic). `color` is auto, always or never (`terminal.use_color`).
-    results topic). `gate` (`results.budgets.BudgetCheck`, CI budgets) checks the
+    results topic). `gate` (`results.gate.BudgetCheck`, CI budgets) checks the
     aggregate last; its exit code counts too.
     """
     out = out or sys.stdout

@@ -1,7 +1,7 @@
 """The CI-gate options of `report` (--fail-on, --junit), as one click decorator.
 
 The command gets them as one `gate` argument: a
-`replayer.results.budgets.BudgetCheck`, or None when neither is given. Each
+`replayer.results.gate.BudgetCheck`, or None when neither is given. Each
 --fail-on is parsed before anything connects; a bad one is a
 `click.BadParameter` naming the option (one line, exit 2), and so is a
 --junit file in a folder that does not exist.
@@ -52,7 +52,8 @@ def budget_options(func: F) -> F:
         junit = kwargs.pop("junit_path")
         gate = None
         if budgets or junit is not None:
-            from replayer.results.budgets import BudgetCheck, parse_budget
+            from replayer.results.budgets import parse_budget
+            from replayer.results.gate import BudgetCheck
 
             if kwargs.get("fail_on_mismatch"):
                 budgets = (*budgets, parse_budget(ANY_MISMATCH))

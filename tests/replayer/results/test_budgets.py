@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from replayer.results.aggregate import Aggregate
-from replayer.results.budgets import ALL, BudgetCheck, check, parse_budget
+from replayer.results.budgets import ALL, check, parse_budget
 from replayer.results.build import production_latency_us
+from replayer.results.gate import BudgetCheck
 from replayer.results.junit import render_junit
 from tests.replayer.results.test_build import NAME, event, result
 from trafficmirror.plumbing.errors import ConfigError
