@@ -6,13 +6,13 @@ trafficmirror_bootstrap_servers=HOST:PORT --set trafficmirror_topic=NAME`; the
 `trafficmirror record`, which runs mitmproxy embedded with it. `Recorder`
 writes one event per exchange when it ends and never lets recording delay,
 alter or fail the live request; bodies stream through it. The rest has its
-own module: the options (`recorder.options`), the bodies' first bytes
-(`recorder.capture`), the event (`recorder.event`), secrets
-(`recorder.redact`), which exchanges (`recorder.selection`), fitting an event
-into a Kafka message (`recorder.fit`), the producer (`recorder.sink`), the
-health endpoint (`recorder.endpoint`), and
-answering as the target of a mirror rule (`recorder.mirror`, off unless
-`trafficmirror_mirror` is set).
+own module: the options (`recorder.options`) and the parts made of them
+(`recorder.parts`), the bodies' first bytes (`recorder.capture`), the event
+(`recorder.event`), secrets (`recorder.redact`), which exchanges
+(`recorder.selection`), fitting an event into a Kafka message
+(`recorder.fit`), the producer (`recorder.sink`), the health endpoint
+(`recorder.endpoint`), and answering as the target of a mirror rule
+(`recorder.mirror`, off unless `trafficmirror_mirror` is set).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from mitmproxy import ctx, http
 from mitmproxy import flow as mitmflow
 from mitmproxy.proxy import mode_specs
 
-from recorder import fit, options
+from recorder import fit, options, parts
 from recorder.accounting import Counts, add_up
 from recorder.capture import BodyCapture, CaptureBudget, quiet_stream_logs
 from recorder.drain import Drainer
 from recorder.endpoint import HealthEndpoint
-from recorder.event import CAPTURE_MIRROR, CAPTURE_PROXY, flow_to_event, probe_event, recorder_info
+from recorder.event import flow_to_event, recorder_info
 from recorder.h2c import PriorKnowledge
 from recorder.inflight import InFlight
 from recorder.lean import missing_hooks
@@ -42,7 +42,6 @@ from recorder.websocket import WebSocketRecorder
 from schemas.codec import Codec, Encoded
 from schemas.records import HttpExchange, RecorderInfo
 from trafficmirror.plumbing.errors import TrafficMirrorError
-from trafficmirror.plumbing.kafka import KafkaSettings
 from trafficmirror.plumbing.logs import Throttle
 
 logger = logging.getLogger(__name__)
@@ -51,8 +50,6 @@ logger = logging.getLogger(__name__)
 RECORDED_MARK = "trafficmirror.recorded"
 #: `flow.metadata` key set when the filter kept the flow (its WebSocket messages follow it).
 KEPT_MARK = "trafficmirror.kept"
-#: Redaction note for events whose Host was rewritten to the upstream by mitmproxy.
-HOST_REWRITTEN = "request.header:host=upstream"
 
 
 class Recorder:
@@ -116,19 +113,9 @@ class Recorder:
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
         if "trafficmirror_max_body_bytes" in updated:
-            if opts.trafficmirror_max_body_bytes < 0:
-                raise options_error(
-                    "trafficmirror_max_body_bytes must be 0 or more, "
-                    f"not {opts.trafficmirror_max_body_bytes}"
-                )
-            self.max_body_bytes = opts.trafficmirror_max_body_bytes
+            self.max_body_bytes = parts.non_negative(opts, "trafficmirror_max_body_bytes")
         if "trafficmirror_max_buffered_bytes" in updated:
-            if opts.trafficmirror_max_buffered_bytes < 0:
-                raise options_error(
-                    "trafficmirror_max_buffered_bytes must be 0 or more, "
-                    f"not {opts.trafficmirror_max_buffered_bytes}"
-                )
-            self.budget.resize(opts.trafficmirror_max_buffered_bytes)
+            self.budget.resize(parts.non_negative(opts, "trafficmirror_max_buffered_bytes"))
         if "trafficmirror_flush_timeout" in updated:
             self.flush_timeout = options.seconds(opts.trafficmirror_flush_timeout)
         if "trafficmirror_drain_timeout" in updated:
@@ -141,7 +128,7 @@ class Recorder:
             except TrafficMirrorError as exc:
                 raise options_error(f"trafficmirror_filter: {exc}") from None
         if updated & options.REDACT_OPTIONS:
-            self._configure_redaction()
+            self.redactor = parts.redactor(opts)
         if updated & (options.INFO_OPTIONS | options.SINK_OPTIONS):
             self._configure_info()
         # The endpoint before the sink: a port in use fails before "recording to topic".
@@ -151,20 +138,10 @@ class Recorder:
             self._configure_sink()
 
     def _configure_info(self) -> None:
-        # In reverse mode mitmproxy rewrites Host (or :authority) to the upstream
-        # before any addon runs, unless keep_host_header is set: the client's Host
-        # is then gone, so such events say so in their redactions (HOST_REWRITTEN).
-        opts = ctx.options
-        recorder_id = opts.trafficmirror_recorder_id or options.default_recorder_id()
-        self._keep_host = bool(getattr(opts, "keep_host_header", False))
-        # record --mirror (recorder.mirror): the events have no production response.
-        capture = CAPTURE_MIRROR if opts.trafficmirror_mirror else CAPTURE_PROXY
-        self._info = recorder_info(recorder_id, capture=capture)
-        self._info_rewritten = recorder_info(
-            recorder_id, redactions=[HOST_REWRITTEN], capture=capture
-        )
-        reverse = any(str(m).startswith("reverse:") for m in getattr(opts, "mode", ()))
-        if reverse and not self._keep_host and not self._warned_host:
+        infos = parts.infos(ctx.options)
+        self._info, self._info_rewritten = infos.plain, infos.rewritten
+        self._keep_host = infos.keep_host
+        if infos.host_lost and not self._warned_host:
             self._warned_host = True
             logger.warning(
                 "trafficmirror: keep_host_header is off, so mitmproxy rewrites the Host "
@@ -172,56 +149,11 @@ class Recorder:
                 "the upstream's host (set keep_host_header=true to keep the client's)"
             )
 
-    def _configure_redaction(self) -> None:
-        opts = ctx.options
-        try:
-            redactor = Redactor.from_options(
-                opts.trafficmirror_redact_header,
-                opts.trafficmirror_redact_json,
-                opts.trafficmirror_redact_key_file,
-                opts.trafficmirror_redact_defaults,
-                param_specs=opts.trafficmirror_redact_param,
-            )
-        except TrafficMirrorError as exc:
-            raise options_error(f"trafficmirror: {exc}") from None
-        self.redactor = redactor
-        rules = redactor.describe()
-        if not rules:
-            logger.warning(
-                "trafficmirror: redaction is off: headers and bodies are recorded as sent"
-            )
-        else:
-            logger.debug("trafficmirror: redacting %s", ", ".join(rules))
-
     def _configure_sink(self) -> None:
-        opts = ctx.options
         self._close_sink()
-        servers, topic = opts.trafficmirror_bootstrap_servers, opts.trafficmirror_topic
-        if not servers or not topic:
-            return
-        try:
-            settings = KafkaSettings.from_options(
-                servers, opts.trafficmirror_kafka_property, opts.trafficmirror_kafka_config
-            )
-            registry = opts.trafficmirror_schema_registry_url
-            codec = Codec(registry_url=registry, subject=f"{topic}-value" if registry else None)
-            if registry:
-                # Register the schema now, not on the first live request.
-                codec.encode(probe_event())
-            # Sized from the cap, so a body up to it is recorded whole (recorder.fit).
-            limit = fit.message_limit(self.max_body_bytes, settings.properties)
-            sink = KafkaSink(settings, topic, **{"message.max.bytes": limit})
-        except TrafficMirrorError as exc:
-            raise options_error(f"trafficmirror: {exc}") from None
-        except Exception as exc:  # the registry client raises many kinds
-            raise options_error(f"trafficmirror: cannot set up the recorder: {exc}") from None
-        self.codec, self.sink = codec, sink
-        logger.info(
-            "trafficmirror: recording to topic %s on %s (messages up to %d bytes)",
-            topic,
-            servers,
-            limit,
-        )
+        opened = parts.open_sink(ctx.options, self.max_body_bytes)
+        if opened is not None:
+            self.codec, self.sink = opened
 
     def _ready(self) -> str | None:
         if not self._running:

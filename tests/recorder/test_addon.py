@@ -19,7 +19,8 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
 from recorder import addon as addon_module
-from recorder.addon import HOST_REWRITTEN, RECORDED_MARK, Recorder
+from recorder.addon import RECORDED_MARK, Recorder
+from recorder.parts import HOST_REWRITTEN
 from tests.recorder.helpers import read_events
 from tests.support import Kafka, free_port
 
