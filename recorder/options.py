@@ -178,7 +178,7 @@ def declare(loader: Any) -> None:
         "Mask Authorization, Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key, and "
         "the usual secret query parameters and form fields (access_token, api_key, "
         "apikey, password, secret, signature, token, X-Amz-Signature, ...: "
-        "recorder.redact.DEFAULT_PARAMS) unless trafficmirror_redact_header or "
+        "recorder.redactrules.DEFAULT_PARAMS) unless trafficmirror_redact_header or "
         "trafficmirror_redact_param says otherwise; false records them as sent.",
     )
     loader.add_option(

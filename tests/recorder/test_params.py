@@ -11,7 +11,8 @@ from mitmproxy.test import tflow, tutils
 from recorder import params
 from recorder.capture import BodyCapture, CaptureBudget
 from recorder.event import flow_to_event, recorder_info
-from recorder.redact import DEFAULT_PARAMS, HMAC_PREFIX, MASK, Redactor
+from recorder.redact import HMAC_PREFIX, MASK, Redactor
+from recorder.redactrules import DEFAULT_PARAMS
 from schemas.codec import Codec
 from trafficmirror.plumbing.errors import ConfigError
 

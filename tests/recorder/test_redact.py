@@ -11,7 +11,8 @@ import pytest
 from mitmproxy.test import tflow, tutils
 
 from recorder.event import flow_to_event, recorder_info
-from recorder.redact import HMAC_PREFIX, KEY_ENV, MASK, Redactor, parse_json_rule, read_key
+from recorder.redact import HMAC_PREFIX, MASK, Redactor
+from recorder.redactrules import KEY_ENV, parse_json_rule, read_key
 from schemas.codec import Codec
 from trafficmirror.plumbing.errors import ConfigError
 
