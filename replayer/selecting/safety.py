@@ -70,6 +70,9 @@ def parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | 
     return address
 
 
+# Every record's recorded upstream comes through here: remembered like
+# `host_port` below (bounded, since the hosts come from traffic).
+@lru_cache(maxsize=1024)
 def canonical_host(host: str) -> str:
     """The host as compared: an address in its one standard form, a name in lower case.
 
