@@ -168,8 +168,8 @@ def run_report(
     compared, one with no production response is not). Errors raise `TrafficMirrorError`
     subclasses for the CLI to print (`TopicNotFound` when the topic has no
     results topic). `color` is auto, always or never (`terminal.use_color`).
-    results topic). `gate` (`results.gate.BudgetCheck`, CI budgets) checks the
-    aggregate last; its exit code counts too.
+    `gate` (`results.gate.BudgetCheck`, CI budgets) checks the aggregate last;
+    its exit code counts too.
     """
     out = out or sys.stdout
     if since is not None and until is not None and since >= until:
